@@ -1,0 +1,86 @@
+//! Admin protocol messages, spoken on the admin port with the same framing as clients.
+//!
+//! A request is `{"id": uint, "op": str, "args": [str...]}` — one console command and its
+//! arguments — and the response is `{"id": uint, "ok": <command-specific map>}` or
+//! `{"id": uint, "err": {"code", "msg"}}`. Admin replies carry only strings, numbers, bools,
+//! arrays and maps (no bin), so a console can print any reply as JSON without knowing it.
+
+use crate::error::{ErrorBody, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+/// One admin command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRequest {
+    pub id: u64,
+    pub op: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl AdminRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("BUG: encoding into a Vec cannot fail")
+    }
+
+    pub fn decode(body: &[u8]) -> Result<AdminRequest, ErrorBody> {
+        rmp_serde::from_slice(body)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("malformed admin request: {e}")))
+    }
+}
+
+/// An admin response whose `ok` body is any serializable reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminResponse<T> {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<ErrorBody>,
+}
+
+impl<T: Serialize> AdminResponse<T> {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("BUG: encoding into a Vec cannot fail")
+    }
+}
+
+/// The addresses a node listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    pub client: String,
+    pub peer: String,
+    pub admin: String,
+    pub metrics: String,
+}
+
+/// Reply to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub node_id: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub addresses: Addresses,
+    pub data_dir: String,
+    pub durability: String,
+    /// `"ok"`, or why the node refuses writes (for example a failed fsync).
+    pub health: String,
+    pub connections: u64,
+}
+
+/// One actor (or one kind of actor, for per-connection actors) in `actors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorStat {
+    pub name: String,
+    /// Live instances of this actor (connections have one each).
+    pub instances: u64,
+    /// Messages sent to it and not yet handled.
+    pub mailbox: u64,
+    pub handled: u64,
+    pub errors: u64,
+}
+
+/// Reply to `actors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorsReply {
+    pub actors: Vec<ActorStat>,
+}

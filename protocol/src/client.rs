@@ -1,0 +1,253 @@
+//! An async client that pipelines: many requests in flight on one connection, matched to
+//! their responses by id.
+//!
+//! A writer task owns the socket's write half and a reader task its read half. Each call
+//! registers a one-shot slot under a fresh id, queues its frame on a bounded channel and waits.
+//! When the connection breaks every waiting call gets [`ClientError::Closed`].
+
+use crate::admin::AdminRequest;
+use crate::codec::{FrameCodec, DEFAULT_MAX_FRAME_BYTES};
+use crate::error::ErrorBody;
+use crate::message::{encode_request, Quorum, Reply, Request, Response, PROTOCOL_VERSION};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered with an error; the request may or may not have been applied
+    /// (see the code).
+    #[error("{}: {}", .0.code, .0.msg)]
+    Server(ErrorBody),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("connection closed")]
+    Closed,
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The result of a `get`: zero values (not found), one, or several concurrent siblings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetResult {
+    pub values: Vec<Vec<u8>>,
+    pub context: Vec<u8>,
+}
+
+type Slot = oneshot::Sender<Result<bytes::BytesMut, ClientError>>;
+
+struct Shared {
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Slot>>,
+}
+
+/// A pipelining connection. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Bytes>,
+    timeout: Option<Duration>,
+    node: Arc<String>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: u64,
+}
+
+impl Client {
+    /// Connects to a node's client port and says hello.
+    pub async fn connect(addr: impl ToSocketAddrs, client_name: &str) -> Result<Client, ClientError> {
+        Self::connect_with(addr, client_name, None, None).await
+    }
+
+    /// Connects with an optional auth token and per-call timeout.
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs,
+        client_name: &str,
+        token: Option<String>,
+        timeout: Option<Duration>,
+    ) -> Result<Client, ClientError> {
+        let mut client = Self::connect_raw(addr, timeout).await?;
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: client_name.to_string(),
+            token,
+        };
+        let reply = client.call_request_with_id(0, &hello).await?;
+        client.node = Arc::new(reply.node.unwrap_or_default());
+        Ok(client)
+    }
+
+    /// Connects without sending hello (for the admin port, or tests).
+    pub async fn connect_raw(addr: impl ToSocketAddrs, timeout: Option<Duration>) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let shared = Arc::new(Shared {
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        });
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+        let codec = FrameCodec::new(DEFAULT_MAX_FRAME_BYTES);
+        tokio::spawn(async move {
+            let mut sink = FramedWrite::new(wr, codec);
+            while let Some(frame) = rx.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                // Batch whatever else is already queued into the same write.
+                while let Ok(frame) = rx.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let reader_shared = shared.clone();
+        tokio::spawn(async move {
+            let mut frames = FramedRead::new(rd, codec);
+            while let Some(Ok(frame)) = frames.next().await {
+                let Ok(IdOnly { id }) = rmp_serde::from_slice::<IdOnly>(&frame) else {
+                    break;
+                };
+                let slot = lock(&reader_shared.pending).remove(&id);
+                if let Some(slot) = slot {
+                    let _ = slot.send(Ok(frame));
+                }
+            }
+            // Connection gone: fail everything still waiting.
+            for (_, slot) in lock(&reader_shared.pending).drain() {
+                let _ = slot.send(Err(ClientError::Closed));
+            }
+        });
+        Ok(Client {
+            shared,
+            tx,
+            timeout,
+            node: Arc::new(String::new()),
+        })
+    }
+
+    /// The node id the server gave in its hello reply.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Sends one frame body under `id` and waits for the response body.
+    pub async fn call_raw(&self, id: u64, body: Vec<u8>) -> Result<bytes::BytesMut, ClientError> {
+        let (slot_tx, slot_rx) = oneshot::channel();
+        lock(&self.shared.pending).insert(id, slot_tx);
+        if self.tx.send(Bytes::from(body)).await.is_err() {
+            lock(&self.shared.pending).remove(&id);
+            return Err(ClientError::Closed);
+        }
+        let wait = async { slot_rx.await.map_err(|_| ClientError::Closed)? };
+        match self.timeout {
+            None => wait.await,
+            Some(t) => match tokio::time::timeout(t, wait).await {
+                Ok(r) => r,
+                Err(_) => {
+                    lock(&self.shared.pending).remove(&id);
+                    Err(ClientError::Timeout(t))
+                }
+            },
+        }
+    }
+
+    /// A fresh request id.
+    pub fn next_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn call_request_with_id(&self, id: u64, req: &Request) -> Result<Reply, ClientError> {
+        let body = self.call_raw(id, encode_request(id, req)).await?;
+        let resp = Response::decode(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        resp.into_result().map_err(ClientError::Server)
+    }
+
+    /// Sends any request and returns the server's reply.
+    pub async fn call(&self, req: &Request) -> Result<Reply, ClientError> {
+        self.call_request_with_id(self.next_id(), req).await
+    }
+
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.call(&Request::Ping).await.map(|_| ())
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<GetResult, ClientError> {
+        self.get_with(key, None).await
+    }
+
+    pub async fn get_with(&self, key: &[u8], r: Option<Quorum>) -> Result<GetResult, ClientError> {
+        let reply = self
+            .call(&Request::Get {
+                key: key.to_vec(),
+                r,
+            })
+            .await?;
+        Ok(GetResult {
+            values: reply
+                .values
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.into_vec())
+                .collect(),
+            context: reply.context.map(|c| c.into_vec()).unwrap_or_default(),
+        })
+    }
+
+    /// Stores `value`; returns the new causal context.
+    pub async fn put(&self, key: &[u8], value: &[u8], context: Option<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+        let reply = self
+            .call(&Request::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                context,
+                w: None,
+            })
+            .await?;
+        Ok(reply.context.map(|c| c.into_vec()).unwrap_or_default())
+    }
+
+    pub async fn delete(&self, key: &[u8], context: Option<Vec<u8>>) -> Result<(), ClientError> {
+        self.call(&Request::Delete {
+            key: key.to_vec(),
+            context,
+            w: None,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs one admin command (on an admin-port connection) and returns the raw `ok` body
+    /// bytes' owner: the whole response frame.
+    pub async fn admin(&self, op: &str, args: Vec<String>) -> Result<bytes::BytesMut, ClientError> {
+        let id = self.next_id();
+        let req = AdminRequest {
+            id,
+            op: op.to_string(),
+            args,
+        };
+        self.call_raw(id, req.encode()).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking holder cannot leave the map inconsistent (single insert/remove), so a
+    // poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,23 @@
+//! The troupe wire protocol, for servers and client authors alike. No actix in here.
+//!
+//! Layout:
+//! - [`codec`]: the 4-byte big-endian length-prefixed frame codec with a hard size limit.
+//! - [`message`]: client requests (`hello`, `ping`, `get`, `put`, `delete`), replies and
+//!   responses as MessagePack maps.
+//! - [`admin`]: admin-port requests and replies (`status`, `actors`, ...).
+//! - [`error`]: the stable error codes.
+//! - [`client`]: an async pipelining client.
+//!
+//! `PROTOCOL.md` beside this crate is the specification a third-party client is written
+//! from; its example frames are checked byte for byte by `tests/golden.rs`.
+
+pub mod admin;
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod message;
+
+pub use client::{Client, ClientError, GetResult};
+pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use error::{ErrorBody, ErrorCode};
+pub use message::{decode_request, encode_request, Quorum, Reply, Request, Response, PROTOCOL_VERSION};

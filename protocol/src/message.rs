@@ -1,0 +1,540 @@
+//! Client protocol messages: requests, replies and responses, with their MessagePack encoding.
+//!
+//! On the wire a request is a map `{"id": uint, "op": str, ...fields}` and a response a map
+//! `{"id": uint, "ok": {...}}` or `{"id": uint, "err": {"code": str, "msg": str}}`.
+//! Keys, values and contexts are MessagePack `bin`; a `str` is accepted for them and taken as
+//! its UTF-8 bytes. Unknown fields are ignored so newer clients can talk to older nodes.
+//!
+//! Decoding is two-stage: the frame is read into the flat [`WireRequest`] (every field
+//! optional, one pass, no buffering of intermediate values) and then checked into the typed
+//! [`Request`], so a missing or mistyped field becomes a `bad_request` naming the field, with
+//! the request's `id` whenever it could be read.
+
+use crate::error::{ErrorBody, ErrorCode};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::fmt;
+
+/// Protocol version spoken by this crate (the `version` field of `hello`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How many replicas must answer: `"one"`, `"quorum"`, `"all"`, or an explicit number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    One,
+    Quorum,
+    All,
+    N(u32),
+}
+
+impl Quorum {
+    /// The number of replicas this quorum needs out of `n`, capped at `n`.
+    pub fn required(self, n: usize) -> usize {
+        match self {
+            Quorum::One => 1.min(n),
+            Quorum::Quorum => n / 2 + 1,
+            Quorum::All => n,
+            Quorum::N(k) => (k as usize).min(n),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Quorum> {
+        match s {
+            "one" => Some(Quorum::One),
+            "quorum" => Some(Quorum::Quorum),
+            "all" => Some(Quorum::All),
+            other => other.parse().ok().map(Quorum::N),
+        }
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::One => f.write_str("one"),
+            Quorum::Quorum => f.write_str("quorum"),
+            Quorum::All => f.write_str("all"),
+            Quorum::N(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+impl Serialize for Quorum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Quorum::N(k) => s.serialize_u32(*k),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Quorum;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"one\", \"quorum\", \"all\" or a positive integer")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quorum, E> {
+                match u32::try_from(v) {
+                    Ok(k) if k > 0 => Ok(Quorum::N(k)),
+                    _ => Err(E::custom(format!("quorum {v} is out of range"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quorum, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("quorum {v} is out of range"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quorum, E> {
+                match v {
+                    "one" => Ok(Quorum::One),
+                    "quorum" => Ok(Quorum::Quorum),
+                    "all" => Ok(Quorum::All),
+                    other => Err(E::custom(format!(
+                        "unknown quorum {other:?}; use one, quorum, all or a number"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A typed client request (the body of a request frame, without its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// First frame on a connection.
+    Hello {
+        version: u32,
+        client: String,
+        token: Option<String>,
+    },
+    Ping,
+    Get {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        context: Option<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+    Delete {
+        key: Vec<u8>,
+        context: Option<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+}
+
+impl Request {
+    /// The `op` string of this request.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Ping => "ping",
+            Request::Get { .. } => "get",
+            Request::Put { .. } => "put",
+            Request::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// The flat wire form of a request: every field optional, checked later by [`decode_request`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WireRequest {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    op: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<Quorum>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    w: Option<Quorum>,
+}
+
+/// Only the id, for answering a request whose other fields did not decode.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+/// Why a request frame was rejected. `id` is the request's id when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub id: Option<u64>,
+    pub error: ErrorBody,
+}
+
+/// Encodes a request frame body (without the length prefix).
+///
+/// ```
+/// use troupe_protocol::message::{encode_request, decode_request, Request};
+/// let bytes = encode_request(7, &Request::Ping);
+/// let (id, req) = decode_request(&bytes).unwrap();
+/// assert_eq!((id, req), (7, Request::Ping));
+/// ```
+pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
+    let bin = |b: &Vec<u8>| Some(ByteBuf::from(b.clone()));
+    let mut w = WireRequest {
+        id: Some(id),
+        op: Some(req.op().to_string()),
+        ..WireRequest::default()
+    };
+    match req {
+        Request::Hello {
+            version,
+            client,
+            token,
+        } => {
+            w.version = Some(*version);
+            w.client = Some(client.clone());
+            w.token = token.clone();
+        }
+        Request::Ping => {}
+        Request::Get { key, r } => {
+            w.key = bin(key);
+            w.r = *r;
+        }
+        Request::Put {
+            key,
+            value,
+            context,
+            w: wq,
+        } => {
+            w.key = bin(key);
+            w.value = bin(value);
+            w.context = context.as_ref().and_then(bin);
+            w.w = *wq;
+        }
+        Request::Delete { key, context, w: wq } => {
+            w.key = bin(key);
+            w.context = context.as_ref().and_then(bin);
+            w.w = *wq;
+        }
+    }
+    rmp_serde::to_vec_named(&w).expect("BUG: encoding a request into a Vec cannot fail")
+}
+
+/// True when `body` starts with a MessagePack map marker.
+fn is_map(body: &[u8]) -> bool {
+    matches!(body.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+/// Decodes and checks a request frame body.
+pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
+    let bad = |id: Option<u64>, msg: String| RequestError {
+        id,
+        error: ErrorBody::new(ErrorCode::BadRequest, msg),
+    };
+    if !is_map(body) {
+        return Err(bad(None, "a request must be a MessagePack map".into()));
+    }
+    let w: WireRequest = match rmp_serde::from_slice(body) {
+        Ok(w) => w,
+        Err(e) => {
+            let id = rmp_serde::from_slice::<IdOnly>(body).ok().and_then(|i| i.id);
+            return Err(bad(id, format!("malformed request: {e}")));
+        }
+    };
+    let id = w
+        .id
+        .ok_or_else(|| bad(None, "missing field \"id\" (an unsigned integer)".into()))?;
+    let op = w
+        .op
+        .as_deref()
+        .ok_or_else(|| bad(Some(id), "missing field \"op\" (a string)".into()))?;
+    let need = |v: Option<ByteBuf>, name: &str| {
+        v.map(ByteBuf::into_vec)
+            .ok_or_else(|| bad(Some(id), format!("op {op:?} needs field {name:?} (bin or str)")))
+    };
+    let req = match op {
+        "hello" => Request::Hello {
+            version: w.version.ok_or_else(|| {
+                bad(Some(id), "op \"hello\" needs field \"version\" (an integer)".into())
+            })?,
+            client: w.client.unwrap_or_default(),
+            token: w.token,
+        },
+        "ping" => Request::Ping,
+        "get" => Request::Get {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "put" => Request::Put {
+            key: need(w.key, "key")?,
+            value: need(w.value, "value")?,
+            context: w.context.map(ByteBuf::into_vec),
+            w: w.w,
+        },
+        "delete" => Request::Delete {
+            key: need(w.key, "key")?,
+            context: w.context.map(ByteBuf::into_vec),
+            w: w.w,
+        },
+        other => return Err(bad(Some(id), format!("unknown op {other:?}"))),
+    };
+    Ok((id, req))
+}
+
+/// The `ok` body of a response. Which fields are present depends on the op:
+/// `hello` -> `node`, `version`; `get` -> `values`, `context`; `put` -> `context`;
+/// `ping` and `delete` -> empty map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<ByteBuf>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ByteBuf>,
+}
+
+impl Reply {
+    pub fn empty() -> Reply {
+        Reply::default()
+    }
+
+    pub fn hello(node: impl Into<String>) -> Reply {
+        Reply {
+            node: Some(node.into()),
+            version: Some(PROTOCOL_VERSION),
+            ..Reply::default()
+        }
+    }
+
+    pub fn get(values: Vec<Vec<u8>>, context: Vec<u8>) -> Reply {
+        Reply {
+            values: Some(values.into_iter().map(ByteBuf::from).collect()),
+            context: Some(ByteBuf::from(context)),
+            ..Reply::default()
+        }
+    }
+
+    pub fn put(context: Vec<u8>) -> Reply {
+        Reply {
+            context: Some(ByteBuf::from(context)),
+            ..Reply::default()
+        }
+    }
+}
+
+/// A response frame: the request's id and either a reply or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<Reply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(id: u64, reply: Reply) -> Response {
+        Response {
+            id,
+            ok: Some(reply),
+            err: None,
+        }
+    }
+
+    pub fn err(id: u64, code: ErrorCode, msg: impl Into<String>) -> Response {
+        Response {
+            id,
+            ok: None,
+            err: Some(ErrorBody::new(code, msg)),
+        }
+    }
+
+    /// Encodes the response frame body (without the length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("BUG: encoding a response into a Vec cannot fail")
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Response, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(body)
+    }
+
+    /// The reply, or the error the server sent. A response with neither is treated as an
+    /// empty reply.
+    pub fn into_result(self) -> Result<Reply, ErrorBody> {
+        match (self.ok, self.err) {
+            (_, Some(e)) => Err(e),
+            (Some(r), None) => Ok(r),
+            (None, None) => Ok(Reply::empty()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_quorum() -> impl Strategy<Value = Option<Quorum>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Quorum::One)),
+            Just(Some(Quorum::Quorum)),
+            Just(Some(Quorum::All)),
+            (1u32..100).prop_map(|k| Some(Quorum::N(k))),
+        ]
+    }
+
+    fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..64)
+    }
+
+    fn arb_request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (any::<u32>(), ".{0,12}", proptest::option::of(".{0,12}")).prop_map(
+                |(version, client, token)| Request::Hello {
+                    version,
+                    client,
+                    token
+                }
+            ),
+            Just(Request::Ping),
+            (arb_bytes(), arb_quorum()).prop_map(|(key, r)| Request::Get { key, r }),
+            (
+                arb_bytes(),
+                arb_bytes(),
+                proptest::option::of(arb_bytes()),
+                arb_quorum()
+            )
+                .prop_map(|(key, value, context, w)| Request::Put {
+                    key,
+                    value,
+                    context,
+                    w
+                }),
+            (arb_bytes(), proptest::option::of(arb_bytes()), arb_quorum())
+                .prop_map(|(key, context, w)| Request::Delete { key, context, w }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(id in any::<u64>(), req in arb_request()) {
+            let bytes = encode_request(id, &req);
+            prop_assert_eq!(decode_request(&bytes), Ok((id, req)));
+        }
+
+        #[test]
+        fn responses_round_trip(
+            id in any::<u64>(),
+            values in proptest::collection::vec(arb_bytes(), 0..4),
+            context in arb_bytes(),
+            msg in ".{0,20}",
+        ) {
+            for resp in [
+                Response::ok(id, Reply::get(values.clone(), context.clone())),
+                Response::ok(id, Reply::put(context.clone())),
+                Response::ok(id, Reply::hello(msg.clone())),
+                Response::ok(id, Reply::empty()),
+                Response::err(id, ErrorCode::Unavailable, msg.clone()),
+            ] {
+                prop_assert_eq!(Response::decode(&resp.encode()).unwrap(), resp);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_request(&body);
+        }
+    }
+
+    #[derive(Serialize)]
+    struct StrPut<'a> {
+        id: u64,
+        op: &'a str,
+        key: &'a str,
+        value: &'a str,
+    }
+
+    #[test]
+    fn str_keys_and_values_are_taken_as_utf8_bytes() {
+        let body = rmp_serde::to_vec_named(&StrPut {
+            id: 3,
+            op: "put",
+            key: "héllo",
+            value: "wörld",
+        })
+        .unwrap();
+        let (id, req) = decode_request(&body).unwrap();
+        assert_eq!(id, 3);
+        assert_eq!(
+            req,
+            Request::Put {
+                key: "héllo".as_bytes().to_vec(),
+                value: "wörld".as_bytes().to_vec(),
+                context: None,
+                w: None
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_keep_the_id() {
+        let non_map = rmp_serde::to_vec(&(1u64, "get")).unwrap();
+        let e = decode_request(&non_map).unwrap_err();
+        assert_eq!((e.id, e.error.code), (None, ErrorCode::BadRequest));
+
+        #[derive(Serialize)]
+        struct WrongType {
+            id: u64,
+            op: &'static str,
+            key: u64,
+        }
+        let wrong = rmp_serde::to_vec_named(&WrongType {
+            id: 9,
+            op: "get",
+            key: 5,
+        })
+        .unwrap();
+        let e = decode_request(&wrong).unwrap_err();
+        assert_eq!(e.id, Some(9));
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+
+        #[derive(Serialize)]
+        struct Unknown {
+            id: u64,
+            op: &'static str,
+        }
+        let unknown = rmp_serde::to_vec_named(&Unknown { id: 4, op: "frobnicate" }).unwrap();
+        let e = decode_request(&unknown).unwrap_err();
+        assert_eq!(e.id, Some(4));
+        assert!(e.error.msg.contains("frobnicate"), "{}", e.error.msg);
+
+        let missing_key = rmp_serde::to_vec_named(&Unknown { id: 5, op: "get" }).unwrap();
+        let e = decode_request(&missing_key).unwrap_err();
+        assert!(e.error.msg.contains("\"key\""), "{}", e.error.msg);
+    }
+
+    #[test]
+    fn quorum_sizes() {
+        assert_eq!(Quorum::Quorum.required(3), 2);
+        assert_eq!(Quorum::One.required(3), 1);
+        assert_eq!(Quorum::All.required(3), 3);
+        assert_eq!(Quorum::N(5).required(3), 3);
+        assert_eq!(Quorum::parse("2"), Some(Quorum::N(2)));
+    }
+}
