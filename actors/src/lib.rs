@@ -1,1 +1,16 @@
+//! The actors of a troupe node, and the pure cores they drive.
+//!
+//! Layout (one folder per actor):
+//! - [`memtable`]: the Memtable actor, its in-memory table and the write-ahead log.
+//! - [`connection`]: the client Listener actor and one Connection actor per client socket.
+//! - [`admin`]: the Admin actor and the admin-port listener.
+//! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
+//!
+//! Actors receive typed actix messages; the same types cross the network as MessagePack
+//! (see the `troupe-protocol` crate). Blocking disk I/O never runs on an actor's event loop:
+//! the WAL has its own writer thread.
 
+pub mod admin;
+pub mod connection;
+pub mod memtable;
+pub mod stats;

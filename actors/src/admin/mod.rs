@@ -1,0 +1,190 @@
+//! The Admin actor and the admin-port listener.
+//!
+//! The admin port speaks the client framing with [`AdminRequest`]s: one console command and
+//! its arguments per request. Each admin connection is a task that reads a request, asks the
+//! Admin actor, and writes the answer before reading the next (operators do not pipeline).
+//!
+//! Commands: `status`, `actors`, `sync`. Later components add theirs here.
+
+use crate::memtable::{wal::Health, MemtableActor, SyncWal};
+use crate::stats::{ActorCounters, Registry};
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use troupe_protocol::admin::{ActorsReply, Addresses, AdminRequest, AdminResponse, StatusReply};
+use troupe_protocol::{ErrorBody, ErrorCode, FrameCodec};
+
+/// Facts about the node that `status` reports.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub version: String,
+    pub started: Instant,
+    pub addresses: Addresses,
+    pub data_dir: String,
+    pub durability: String,
+}
+
+pub struct Admin {
+    info: NodeInfo,
+    registry: Registry,
+    health: Health,
+    memtable: Addr<MemtableActor>,
+    counters: Arc<ActorCounters>,
+    connections: Arc<ActorCounters>,
+}
+
+impl Admin {
+    pub fn new(
+        info: NodeInfo,
+        registry: Registry,
+        health: Health,
+        memtable: Addr<MemtableActor>,
+    ) -> Admin {
+        Admin {
+            counters: registry.actor("admin"),
+            connections: registry.actor("connection"),
+            info,
+            registry,
+            health,
+            memtable,
+        }
+    }
+
+    fn status(&self) -> StatusReply {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "ok".into());
+        StatusReply {
+            node_id: self.info.node_id.clone(),
+            version: self.info.version.clone(),
+            uptime_secs: self.info.started.elapsed().as_secs(),
+            addresses: self.info.addresses.clone(),
+            data_dir: self.info.data_dir.clone(),
+            durability: self.info.durability.clone(),
+            health,
+            connections: self.connections.instances(),
+        }
+    }
+}
+
+impl Actor for Admin {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.counters.started();
+    }
+}
+
+/// One admin command; replies with the encoded response frame.
+#[derive(Message)]
+#[rtype(result = "Vec<u8>")]
+pub struct Command(pub AdminRequest);
+
+fn ok<T: Serialize>(id: u64, body: T) -> Vec<u8> {
+    AdminResponse {
+        id,
+        ok: Some(body),
+        err: None,
+    }
+    .encode()
+}
+
+fn err(id: u64, code: ErrorCode, msg: impl Into<String>) -> Vec<u8> {
+    AdminResponse::<()> {
+        id,
+        ok: None,
+        err: Some(ErrorBody::new(code, msg)),
+    }
+    .encode()
+}
+
+#[derive(Serialize)]
+struct Done {
+    done: bool,
+}
+
+impl Handler<Command> for Admin {
+    type Result = ResponseFuture<Vec<u8>>;
+
+    fn handle(&mut self, Command(req): Command, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let id = req.id;
+        let reply = match req.op.as_str() {
+            "status" => ok(id, self.status()),
+            "actors" => ok(
+                id,
+                ActorsReply {
+                    actors: self.registry.snapshot(),
+                },
+            ),
+            "sync" => {
+                let sync = self.memtable.send(SyncWal);
+                return Box::pin(async move {
+                    match sync.await {
+                        Ok(Ok(())) => ok(id, Done { done: true }),
+                        Ok(Err(e)) => err(id, ErrorCode::Internal, e.to_string()),
+                        Err(e) => err(id, ErrorCode::Internal, e.to_string()),
+                    }
+                });
+            }
+            other => {
+                self.counters.error();
+                err(
+                    id,
+                    ErrorCode::BadRequest,
+                    format!("unknown admin command {other:?}; try: status, actors, sync"),
+                )
+            }
+        };
+        Box::pin(async move { reply })
+    }
+}
+
+/// Accepts admin connections until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, admin: Addr<Admin>, max_frame_bytes: usize, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    log::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        actix::spawn(serve_one(stream, admin.clone(), max_frame_bytes, shutdown.clone()));
+    }
+}
+
+async fn serve_one(stream: TcpStream, admin: Addr<Admin>, max_frame_bytes: usize, shutdown: CancellationToken) {
+    let mut framed = Framed::new(stream, FrameCodec::new(max_frame_bytes));
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = framed.next() => f,
+        };
+        let Some(Ok(body)) = frame else { return };
+        let reply = match AdminRequest::decode(&body) {
+            Ok(req) => match admin.send(Command(req)).await {
+                Ok(bytes) => bytes,
+                Err(_) => return,
+            },
+            Err(e) => err(0, e.code, e.msg),
+        };
+        if framed.send(Bytes::from(reply)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The client Listener actor and one Connection actor per client socket.
+//!
+//! A connection is three pieces on one arbiter:
+//! - a **reader task** that takes a permit from the connection's semaphore (at most
+//!   `max_inflight` requests in flight), reads one frame and sends it to the actor with
+//!   `send` (which waits when the mailbox is full);
+//! - the **Connection actor**, which owns the session (hello, client name), decodes the
+//!   request and dispatches it to the Memtable;
+//! - a **writer task** that owns the socket's write half behind a bounded channel and releases
+//!   each request's permit only after its response reached the socket.
+//!
+//! So a client that stops reading stalls its own writer, which holds the permits, which stops
+//! the reader: the node keeps at most `max_inflight` responses for that connection and TCP
+//! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
+//! plus one read buffer of at most `max_frame_bytes`.
+//!
+//! A frame over the maximum gets `too_large` and the connection is closed (the stream is no
+//! longer in sync); an undecodable or invalid request gets `bad_request` and the connection
+//! stays open.
+
+mod listener;
+
+pub use listener::{Accepted, Listener, ListenerConfig};
+
+use crate::memtable::{MemtableActor, Read, StorageError, Write};
+use crate::stats::ActorCounters;
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::{ErrorCode, FrameCodec, FrameError};
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// What every connection needs to know; shared by the listener.
+#[derive(Clone)]
+pub struct ConnectionShared {
+    pub node_id: Arc<str>,
+    pub memtable: Addr<MemtableActor>,
+    pub memtable_counters: Arc<ActorCounters>,
+    pub counters: Arc<ActorCounters>,
+    pub max_inflight: usize,
+    pub max_frame_bytes: usize,
+    /// Cancelled at shutdown: readers stop reading, in-flight requests finish.
+    pub shutdown: CancellationToken,
+}
+
+/// One frame from the reader task, with the permit that counts it as in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Incoming {
+    body: BytesMut,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The reader stopped: the peer closed, the node is shutting down, or the stream broke.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReaderStopped {
+    /// Set when the peer sent an oversized frame: answer `too_large`, then close.
+    too_large: Option<String>,
+}
+
+/// A response on its way to the socket, and the permit it releases once written.
+struct Outgoing {
+    frame: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+pub struct Connection {
+    shared: ConnectionShared,
+    stream: Option<TcpStream>,
+    out: mpsc::Sender<Outgoing>,
+    out_rx: Option<mpsc::Receiver<Outgoing>>,
+    said_hello: bool,
+    peer: String,
+}
+
+impl Connection {
+    pub fn new(shared: ConnectionShared, stream: TcpStream) -> Connection {
+        // Every queued response holds a permit, so the queue never needs more room than the
+        // permits plus the one closing error.
+        let (out, out_rx) = mpsc::channel(shared.max_inflight + 1);
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
+        Connection {
+            shared,
+            stream: Some(stream),
+            out,
+            out_rx: Some(out_rx),
+            said_hello: false,
+            peer,
+        }
+    }
+
+    fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>) {
+        let out = self.out.clone();
+        actix::spawn(async move {
+            let _ = out
+                .send(Outgoing {
+                    frame: Bytes::from(resp.encode()),
+                    permit,
+                })
+                .await;
+        });
+    }
+
+    fn dispatch(&mut self, id: u64, req: Request, permit: OwnedSemaphorePermit) {
+        let key_too_long = match &req {
+            Request::Get { key, .. } | Request::Put { key, .. } | Request::Delete { key, .. } => {
+                key.len() > MAX_KEY_BYTES
+            }
+            _ => false,
+        };
+        if key_too_long {
+            let msg = format!("keys are limited to {MAX_KEY_BYTES} bytes");
+            return self.respond(Response::err(id, ErrorCode::TooLarge, msg), Some(permit));
+        }
+        match req {
+            Request::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                let msg = format!("protocol version {version} is not supported; this node speaks {PROTOCOL_VERSION}");
+                self.respond(Response::err(id, ErrorCode::BadRequest, msg), Some(permit));
+            }
+            Request::Hello { .. } => {
+                self.said_hello = true;
+                let reply = Reply::hello(self.shared.node_id.to_string());
+                self.respond(Response::ok(id, reply), Some(permit));
+            }
+            _ if !self.said_hello => {
+                let msg = "the first request on a connection must be hello";
+                self.respond(Response::err(id, ErrorCode::BadRequest, msg), Some(permit));
+            }
+            Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit)),
+            Request::Get { key, .. } => {
+                self.shared.memtable_counters.sent();
+                let read = self.shared.memtable.send(Read { key });
+                self.reply_later(permit, async move {
+                    match read.await {
+                        Ok(Some(v)) => {
+                            let ctx = v.seq.to_be_bytes().to_vec();
+                            Response::ok(id, Reply::get(v.value.into_iter().collect(), ctx))
+                        }
+                        Ok(None) => Response::ok(id, Reply::get(Vec::new(), Vec::new())),
+                        Err(e) => Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}")),
+                    }
+                });
+            }
+            Request::Put { key, value, .. } => self.write(id, key, Some(value), permit),
+            Request::Delete { key, .. } => self.write(id, key, None, permit),
+        }
+    }
+
+    fn write(&mut self, id: u64, key: Vec<u8>, value: Option<Vec<u8>>, permit: OwnedSemaphorePermit) {
+        let is_put = value.is_some();
+        self.shared.memtable_counters.sent();
+        let write = self.shared.memtable.send(Write { key, value });
+        self.reply_later(permit, async move {
+            match write.await {
+                Ok(Ok(seq)) if is_put => Response::ok(id, Reply::put(seq.to_be_bytes().to_vec())),
+                Ok(Ok(_)) => Response::ok(id, Reply::empty()),
+                Ok(Err(e @ StorageError::Overloaded { .. })) => {
+                    Response::err(id, ErrorCode::Overloaded, e.to_string())
+                }
+                Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
+                Err(e) => Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}")),
+            }
+        });
+    }
+
+    /// Runs `fut` on this arbiter and queues its response; does not block the actor.
+    fn reply_later(
+        &self,
+        permit: OwnedSemaphorePermit,
+        fut: impl std::future::Future<Output = Response> + 'static,
+    ) {
+        let out = self.out.clone();
+        actix::spawn(async move {
+            let resp = fut.await;
+            let _ = out
+                .send(Outgoing {
+                    frame: Bytes::from(resp.encode()),
+                    permit: Some(permit),
+                })
+                .await;
+        });
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // `instances` was raised by the listener when it accepted the socket.
+        let (Some(stream), Some(out_rx)) = (self.stream.take(), self.out_rx.take()) else {
+            ctx.stop();
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let codec = FrameCodec::new(self.shared.max_frame_bytes);
+        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx));
+        let permits = Arc::new(Semaphore::new(self.shared.max_inflight));
+        actix::spawn(read_loop(
+            FramedRead::new(rd, codec),
+            permits,
+            ctx.address(),
+            self.shared.shutdown.clone(),
+            self.shared.counters.clone(),
+        ));
+        log::debug!("connection from {} opened", self.peer);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.stopped();
+        log::debug!("connection from {} closed", self.peer);
+    }
+}
+
+impl Handler<Incoming> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) {
+        self.shared.counters.handled();
+        match decode_request(&msg.body) {
+            Ok((id, req)) => self.dispatch(id, req, msg.permit),
+            Err(e) => {
+                self.shared.counters.error();
+                let resp = Response {
+                    id: e.id.unwrap_or(0),
+                    ok: None,
+                    err: Some(e.error),
+                };
+                self.respond(resp, Some(msg.permit));
+            }
+        }
+    }
+}
+
+impl Handler<ReaderStopped> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReaderStopped, ctx: &mut Context<Self>) {
+        self.shared.counters.handled();
+        if let Some(why) = msg.too_large {
+            self.shared.counters.error();
+            log::debug!("connection from {}: {why}; closing", self.peer);
+            self.respond(Response::err(0, ErrorCode::TooLarge, why), None);
+        }
+        // Stopping drops our sender; the writer ends once in-flight responses are written.
+        ctx.stop();
+    }
+}
+
+async fn read_loop(
+    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    permits: Arc<Semaphore>,
+    conn: Addr<Connection>,
+    shutdown: CancellationToken,
+    counters: Arc<ActorCounters>,
+) {
+    let mut too_large = None;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            f = frames.next() => f,
+        };
+        match frame {
+            Some(Ok(body)) => {
+                counters.sent();
+                if conn.send(Incoming { body, permit }).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(FrameError::TooLarge { len, max })) => {
+                too_large = Some(format!("frame of {len} bytes exceeds the maximum of {max} bytes"));
+                break;
+            }
+            Some(Err(FrameError::Io(_))) | None => break,
+        }
+    }
+    counters.sent();
+    conn.do_send(ReaderStopped { too_large });
+}
+
+async fn write_loop(
+    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    let mut done = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        // Coalesce what is already queued into one write; release permits after the flush.
+        while let Some(item) = next.take() {
+            if sink.feed(item.frame).await.is_err() {
+                return;
+            }
+            done.push(item.permit);
+            if done.len() < 128 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+        done.clear();
+    }
+    let _ = sink.close().await;
+}
