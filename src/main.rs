@@ -1,1 +1,158 @@
-fn main() {}
+//! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
+//! (`put`, `get`, `del`, `bench`, `admin`, `console`).
+//!
+//! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
+//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator.
+//! Exit codes: 0 success, 1 key not found, 2 error.
+
+mod bench;
+mod cli;
+mod config;
+mod metrics;
+mod node;
+
+use clap::{Parser, Subcommand};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "troupe", version, about = "A Dynamo-style, leaderless, replicated key-value database")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node (with no flags: one node on 127.0.0.1, data in ./troupe-data).
+    Node(NodeArgs),
+    /// Store a value (read from stdin when VALUE is omitted).
+    Put {
+        key: String,
+        value: Option<String>,
+        #[command(flatten)]
+        conn: cli::ConnArgs,
+    },
+    /// Print a key's value(s); exit 1 when the key is not found.
+    Get {
+        key: String,
+        #[command(flatten)]
+        conn: cli::ConnArgs,
+    },
+    /// Delete a key.
+    Del {
+        key: String,
+        #[command(flatten)]
+        conn: cli::ConnArgs,
+    },
+    /// Generate load over the client protocol and report throughput and latency.
+    Bench(bench::BenchArgs),
+    /// Run one admin console command (status, actors, sync, ...) and exit.
+    Admin {
+        /// The command, e.g. `status`.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// The node's admin address.
+        #[arg(long, default_value = "127.0.0.1:7402")]
+        addr: String,
+        /// Print the reply as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interactive admin console (type `help`).
+    Console {
+        /// The node's admin address.
+        #[arg(long, default_value = "127.0.0.1:7402")]
+        admin: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    node_id: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Client address (default 127.0.0.1:7400).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Peer address (default 127.0.0.1:7401).
+    #[arg(long)]
+    peer_listen: Option<String>,
+    /// Admin address (default 127.0.0.1:7402).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Prometheus metrics address (default 127.0.0.1:7403).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Comma-separated peer addresses of existing members.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+    /// `sync` (acknowledge after fdatasync) or `relaxed` (sync on an interval).
+    #[arg(long)]
+    durability: Option<String>,
+}
+
+fn init_logging() {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // journald stamps each line itself.
+        b.format(|f, r| writeln!(f, "{} {}: {}", r.level(), r.target(), r.args()));
+    }
+    b.init();
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let durability = match args.durability.as_deref() {
+        None => None,
+        Some("sync") => Some(config::DurabilityMode::Sync),
+        Some("relaxed") => Some(config::DurabilityMode::Relaxed),
+        Some(other) => anyhow::bail!("--durability must be sync or relaxed, not {other:?}"),
+    };
+    let overrides = config::Overrides {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        peer_listen: args.peer_listen,
+        admin_listen: args.admin_listen,
+        metrics_listen: args.metrics_listen,
+        seeds: args.seeds,
+        durability,
+    };
+    let cfg = config::Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    node::run(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Node(args) => {
+            init_logging();
+            run_node(args).map(|()| cli::Outcome::Ok)
+        }
+        Cmd::Put { key, value, conn } => cli::put(&conn, &key, value),
+        Cmd::Get { key, conn } => cli::get(&conn, &key),
+        Cmd::Del { key, conn } => cli::del(&conn, &key),
+        Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
+        Cmd::Admin {
+            command,
+            args,
+            addr,
+            json,
+        } => cli::admin(&addr, &command, args, json),
+        Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
+    };
+    match result {
+        Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::NotFound) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! `troupe bench`: a closed-loop load generator over the client protocol.
+//!
+//! `concurrency` connections (spread over the given addresses), each with `pipeline` requests
+//! in flight. Every run is bounded by `--ops` and by `--duration` (default cap 300 s), so it
+//! always stops by itself. Latency is recorded per request in microseconds (hdrhistogram).
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use troupe_protocol::Client;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum Workload {
+    Put,
+    Get,
+    Mixed,
+    YcsbA,
+    YcsbB,
+    YcsbC,
+}
+
+impl Workload {
+    /// Fraction of operations that are reads.
+    fn read_fraction(self) -> f64 {
+        match self {
+            Workload::Put => 0.0,
+            Workload::Get | Workload::YcsbC => 1.0,
+            Workload::Mixed | Workload::YcsbA => 0.5,
+            Workload::YcsbB => 0.95,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum Distribution {
+    Uniform,
+    Zipfian,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    /// Node client address, or a comma-separated list to spread connections over.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    addr: String,
+    /// Operations to run in total.
+    #[arg(long, default_value_t = 200_000)]
+    ops: u64,
+    /// Stop after this many seconds even if --ops are not done (default 300).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Connections.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    #[arg(long, value_enum, default_value = "mixed")]
+    workload: Workload,
+    #[arg(long, value_enum, default_value = "uniform")]
+    distribution: Distribution,
+    /// Do not write every key once before a workload that reads.
+    #[arg(long)]
+    no_prefill: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// YCSB-style zipfian (theta 0.99) over `n` items, scrambled so hot keys spread out.
+struct Zipf {
+    n: u64,
+    theta: f64,
+    alpha: f64,
+    zetan: f64,
+    eta: f64,
+}
+
+impl Zipf {
+    fn new(n: u64) -> Zipf {
+        let theta = 0.99;
+        let zeta = |n: u64| (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
+        let zetan = zeta(n);
+        let zeta2 = zeta(2.min(n));
+        Zipf {
+            n,
+            theta,
+            alpha: 1.0 / (1.0 - theta),
+            zetan,
+            eta: (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan),
+        }
+    }
+
+    fn sample(&self, u: f64) -> u64 {
+        let uz = u * self.zetan;
+        let rank = if uz < 1.0 {
+            0
+        } else if uz < 1.0 + 0.5f64.powf(self.theta) {
+            1
+        } else {
+            ((self.n as f64) * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64
+        };
+        // FNV-1a scramble of the rank.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in rank.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        h % self.n
+    }
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key{i:012}").into_bytes()
+}
+
+struct Shared {
+    issued: AtomicU64,
+    done: AtomicU64,
+    errors: AtomicU64,
+    ops: u64,
+    deadline: Instant,
+}
+
+struct Plan {
+    read_fraction: f64,
+    zipf: Option<Zipf>,
+    keys: u64,
+    /// Prefill: write key `i` for the i-th operation instead of a random one.
+    sequential: bool,
+}
+
+async fn worker(client: Client, shared: Arc<Shared>, plan: Arc<Plan>, value: Vec<u8>, seed: u64) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    loop {
+        let n = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if n >= shared.ops || Instant::now() >= shared.deadline {
+            break;
+        }
+        let k = if plan.sequential {
+            n
+        } else {
+            match &plan.zipf {
+                Some(z) => z.sample(rng.random::<f64>()),
+                None => rng.random_range(0..plan.keys),
+            }
+        };
+        let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
+        let start = Instant::now();
+        let ok = if read {
+            client.get(&key(k)).await.is_ok()
+        } else {
+            client.put(&key(k), &value, None).await.is_ok()
+        };
+        let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    hist
+}
+
+struct RunResult {
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+async fn run_phase(
+    clients: &[Client],
+    args: &BenchArgs,
+    plan: Plan,
+    ops: u64,
+    label: &str,
+) -> anyhow::Result<RunResult> {
+    let limit = Duration::from_secs_f64(args.duration.unwrap_or(300.0));
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        ops,
+        deadline: Instant::now() + limit,
+    });
+    let plan = Arc::new(plan);
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(ops)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("valid progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.iter().enumerate() {
+        for p in 0..args.pipeline {
+            let seed = args.seed.wrapping_mul(1_000_003).wrapping_add((c * args.pipeline + p) as u64);
+            let mut value = vec![0u8; args.value_size];
+            SmallRng::seed_from_u64(seed).fill(&mut value[..]);
+            tasks.push(tokio::spawn(worker(client.clone(), shared.clone(), plan.clone(), value, seed)));
+        }
+    }
+    let ticker = {
+        let shared = shared.clone();
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(shared.done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    for t in tasks {
+        hist.add(t.await.context("bench worker panicked")?)?;
+    }
+    let elapsed = start.elapsed();
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(RunResult {
+        ops: shared.done.load(Ordering::Relaxed),
+        errors: shared.errors.load(Ordering::Relaxed),
+        elapsed,
+        hist,
+    })
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0 && args.pipeline > 0, "--concurrency and --pipeline must be at least 1");
+    anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let addrs: Vec<&str> = args.addr.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let mut clients = Vec::new();
+        for i in 0..args.concurrency {
+            let addr = addrs[i % addrs.len()];
+            let c = Client::connect_with(addr, "troupe-bench", None, Some(Duration::from_secs(30)))
+                .await
+                .with_context(|| format!("cannot connect to {addr}"))?;
+            clients.push(c);
+        }
+        let reads = args.workload.read_fraction() > 0.0;
+        if reads && !args.no_prefill {
+            let plan = Plan { read_fraction: 0.0, zipf: None, keys: args.keys, sequential: true };
+            let r = run_phase(&clients, &args, plan, args.keys, "prefill").await?;
+            if !args.json {
+                eprintln!("prefilled {} keys in {:.1?} ({} errors)", r.ops, r.elapsed, r.errors);
+            }
+        }
+        let plan = Plan {
+            read_fraction: args.workload.read_fraction(),
+            zipf: (args.distribution == Distribution::Zipfian).then(|| Zipf::new(args.keys)),
+            keys: args.keys,
+            sequential: false,
+        };
+        let r = run_phase(&clients, &args, plan, args.ops, "bench").await?;
+        report(&args, &r)
+    })
+}
+
+fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let ops_per_sec = r.ops as f64 / secs;
+    let q = |p: f64| r.hist.value_at_quantile(p);
+    if args.json {
+        let v = json!({
+            "workload": format!("{:?}", args.workload).to_lowercase(),
+            "distribution": format!("{:?}", args.distribution).to_lowercase(),
+            "addr": args.addr,
+            "connections": args.concurrency,
+            "pipeline": args.pipeline,
+            "value_size": args.value_size,
+            "keys": args.keys,
+            "ops": r.ops,
+            "errors": r.errors,
+            "elapsed_secs": secs,
+            "ops_per_sec": ops_per_sec,
+            "latency_us": {
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": r.hist.max(),
+            },
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{:?} x{} conns x{} pipeline, {} B values: {} ops in {:.2}s = {:.0} ops/s, {} errors",
+            args.workload, args.concurrency, args.pipeline, args.value_size, r.ops, secs, ops_per_sec, r.errors
+        );
+        println!(
+            "latency us: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            r.hist.max()
+        );
+    }
+    if r.errors > 0 && r.errors == r.ops {
+        anyhow::bail!("every operation failed; is the node healthy?");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_stays_in_range_and_is_skewed() {
+        let z = Zipf::new(1000);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut counts = vec![0u32; 1000];
+        for _ in 0..100_000 {
+            let k = z.sample(rng.random::<f64>());
+            counts[k as usize] += 1;
+        }
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let top10: u32 = counts[..10].iter().sum();
+        assert!(top10 > 20_000, "top 10 of 1000 keys got only {top10} of 100k samples");
+    }
+}

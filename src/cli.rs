@@ -1,0 +1,244 @@
+//! Client commands: `put`, `get`, `del`, `admin` and the interactive `console`.
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use std::io::{BufRead, Read, Write};
+use std::time::Duration;
+use troupe_protocol::admin::AdminResponse;
+use troupe_protocol::Client;
+
+/// How a command ended, when it did not fail.
+pub enum Outcome {
+    Ok,
+    NotFound,
+}
+
+#[derive(clap::Args)]
+pub struct ConnArgs {
+    /// The node's client address.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub addr: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the node.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
+    let timeout = Duration::from_secs(args.timeout);
+    tokio::time::timeout(timeout, Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?
+        .with_context(|| format!("cannot reach a troupe node at {} (is it running? pass --addr)", args.addr))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A value for JSON output: a string when it is UTF-8, else `{"hex": ...}`.
+fn json_value(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => json!({ "hex": hex(b) }),
+    }
+}
+
+pub fn put(args: &ConnArgs, key: &str, value: Option<String>) -> anyhow::Result<Outcome> {
+    let value = match value {
+        Some(v) => v.into_bytes(),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the value from stdin")?;
+            buf
+        }
+    };
+    runtime()?.block_on(async {
+        let client = connect(args).await?;
+        let ctx = client.put(key.as_bytes(), &value, None).await?;
+        if args.json {
+            println!("{}", json!({ "key": key, "context": hex(&ctx) }));
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+pub fn get(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
+    runtime()?.block_on(async {
+        let client = connect(args).await?;
+        let got = client.get(key.as_bytes()).await?;
+        if args.json {
+            let values: Vec<Value> = got.values.iter().map(|v| json_value(v)).collect();
+            println!(
+                "{}",
+                json!({ "key": key, "found": !got.values.is_empty(), "values": values, "context": hex(&got.context) })
+            );
+        } else {
+            let mut out = std::io::stdout().lock();
+            for (i, v) in got.values.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b"\n")?;
+                }
+                out.write_all(v)?;
+            }
+            if !got.values.is_empty() && std::io::IsTerminal::is_terminal(&out) {
+                out.write_all(b"\n")?;
+            }
+        }
+        if got.values.is_empty() {
+            if !args.json {
+                eprintln!("not found: {key}");
+            }
+            return Ok(Outcome::NotFound);
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+pub fn del(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
+    runtime()?.block_on(async {
+        let client = connect(args).await?;
+        client.delete(key.as_bytes(), None).await?;
+        if args.json {
+            println!("{}", json!({ "key": key, "deleted": true }));
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+async fn admin_call(client: &Client, command: &str, args: Vec<String>) -> anyhow::Result<Value> {
+    let frame = client.admin(command, args).await?;
+    let resp: AdminResponse<Value> =
+        rmp_serde::from_slice(&frame).context("the node sent an admin reply this CLI cannot read")?;
+    match (resp.ok, resp.err) {
+        (_, Some(e)) => anyhow::bail!("{}: {}", e.code, e.msg),
+        (Some(v), None) => Ok(v),
+        (None, None) => Ok(Value::Null),
+    }
+}
+
+async fn admin_connect(addr: &str) -> anyhow::Result<Client> {
+    Client::connect_raw(addr, Some(Duration::from_secs(30)))
+        .await
+        .with_context(|| format!("cannot reach the admin port at {addr} (is the node running? pass --addr)"))
+}
+
+pub fn admin(addr: &str, command: &str, args: Vec<String>, as_json: bool) -> anyhow::Result<Outcome> {
+    runtime()?.block_on(async {
+        let client = admin_connect(addr).await?;
+        let v = admin_call(&client, command, args).await?;
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{}", render(&v));
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+/// Human rendering of an admin reply: `key: value` lines, arrays of maps as tables.
+pub fn render(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::Array(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => {
+                        out.push_str(&format!("{k}:\n{}", table(rows)));
+                    }
+                    Value::Object(_) => {
+                        out.push_str(&format!("{k}:\n"));
+                        for line in render(v).lines() {
+                            out.push_str(&format!("  {line}\n"));
+                        }
+                    }
+                    other => out.push_str(&format!("{k}: {}\n", scalar(other))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{}\n", scalar(other))),
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(rows: &[Value]) -> String {
+    let cols: Vec<String> = rows[0].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|c| r.get(c).map(scalar).unwrap_or_default()).collect())
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0))
+        .collect();
+    let line = |vals: &[String]| {
+        let mut s = String::from(" ");
+        for (v, w) in vals.iter().zip(&widths) {
+            s.push_str(&format!(" {v:<w$}"));
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&cols);
+    for r in &cells {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+const CONSOLE_HELP: &str = "commands:
+  status            node id, version, uptime, addresses, health
+  actors            every actor: instances, mailbox depth, messages handled, errors
+  sync              fsync the write-ahead log now
+  json on|off       print replies as JSON
+  help              this text
+  quit              leave the console";
+
+pub fn console(addr: &str) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let client = admin_connect(addr).await?;
+        let status = admin_call(&client, "status", vec![]).await?;
+        println!(
+            "connected to node {} at {addr}; type `help` for commands",
+            status.get("node_id").map(scalar).unwrap_or_default()
+        );
+        let mut as_json = false;
+        let stdin = std::io::stdin();
+        loop {
+            print!("troupe> ");
+            std::io::stdout().flush()?;
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let Some((cmd, args)) = words.split_first() else { continue };
+            match cmd.as_str() {
+                "quit" | "exit" => return Ok(()),
+                "help" => println!("{CONSOLE_HELP}"),
+                "json" => as_json = args.first().map(String::as_str) != Some("off"),
+                _ => match admin_call(&client, cmd, args.to_vec()).await {
+                    Ok(v) if as_json => println!("{}", serde_json::to_string_pretty(&v)?),
+                    Ok(v) => print!("{}", render(&v)),
+                    Err(e) => println!("error: {e:#}"),
+                },
+            }
+        }
+    })
+}

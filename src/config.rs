@@ -1,0 +1,293 @@
+//! Node configuration: defaults < TOML file < `TROUPE__SECTION__KEY` environment < flags.
+//!
+//! Unknown keys are errors (a typo in a config file should not be silently ignored), and every
+//! value is checked by [`Config::validate`] before the node starts.
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub net: NetSection,
+    pub storage: StorageSection,
+    pub cluster: ClusterSection,
+    pub membership: MembershipSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Stable identity of this node in the cluster.
+    pub id: String,
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            id: default_node_id(),
+            data_dir: PathBuf::from("./troupe-data"),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "troupe".to_string())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    pub listen: String,
+    pub peer_listen: String,
+    pub admin_listen: String,
+    pub metrics_listen: String,
+    pub seeds: Vec<String>,
+    pub max_frame_bytes: usize,
+    /// Client connections served at once; more get `overloaded` and are closed.
+    pub max_connections: usize,
+    /// Requests in flight per connection; past it the node stops reading that socket.
+    pub max_inflight_per_connection: usize,
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        NetSection {
+            listen: "127.0.0.1:7400".into(),
+            peer_listen: "127.0.0.1:7401".into(),
+            admin_listen: "127.0.0.1:7402".into(),
+            metrics_listen: "127.0.0.1:7403".into(),
+            seeds: Vec::new(),
+            max_frame_bytes: troupe_protocol::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 4096,
+            max_inflight_per_connection: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Acknowledge a write only after its WAL record is fdatasync'ed (group commit).
+    Sync,
+    /// Acknowledge after write(2); fdatasync every `relaxed_sync_ms`. A power loss or kernel
+    /// crash can lose up to that much acknowledged data.
+    Relaxed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    pub memtable_bytes: usize,
+    pub durability: DurabilityMode,
+    pub block_cache_bytes: usize,
+    pub relaxed_sync_ms: u64,
+    /// Encoded WAL records waiting to be written, at most; past it writes get `overloaded`.
+    pub wal_queue_bytes: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            memtable_bytes: 64 * 1024 * 1024,
+            durability: DurabilityMode::Sync,
+            block_cache_bytes: 64 * 1024 * 1024,
+            relaxed_sync_ms: 100,
+            wal_queue_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    pub n: usize,
+    pub r: usize,
+    pub w: usize,
+    pub vnodes: usize,
+    pub secret: String,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            n: 3,
+            r: 2,
+            w: 2,
+            vnodes: 64,
+            secret: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipSection {
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub indirect_probes: usize,
+    pub suspicion_mult: u32,
+}
+
+impl Default for MembershipSection {
+    fn default() -> Self {
+        MembershipSection {
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 500,
+            indirect_probes: 3,
+            suspicion_mult: 4,
+        }
+    }
+}
+
+/// Command-line values that override everything else (`None` = not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub node_id: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub peer_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub seeds: Option<Vec<String>>,
+    pub durability: Option<DurabilityMode>,
+}
+
+impl Config {
+    /// Loads the layered configuration. `env` is the environment to read (for tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let defaults = config::Config::try_from(&Config::default())
+            .context("BUG: defaults must serialize")?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TROUPE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("TROUPE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("net.seeds")
+                .source(Some(env)),
+        );
+        let mut set = |key: &str, v: Option<String>| -> anyhow::Result<()> {
+            if let Some(v) = v {
+                builder = std::mem::take(&mut builder).set_override(key, v)?;
+            }
+            Ok(())
+        };
+        set("node.id", flags.node_id.clone())?;
+        set("node.data_dir", flags.data_dir.as_ref().map(|p| p.display().to_string()))?;
+        set("net.listen", flags.listen.clone())?;
+        set("net.peer_listen", flags.peer_listen.clone())?;
+        set("net.admin_listen", flags.admin_listen.clone())?;
+        set("net.metrics_listen", flags.metrics_listen.clone())?;
+        set(
+            "storage.durability",
+            flags.durability.map(|d| match d {
+                DurabilityMode::Sync => "sync".to_string(),
+                DurabilityMode::Relaxed => "relaxed".to_string(),
+            }),
+        )?;
+        if let Some(seeds) = &flags.seeds {
+            builder = builder.set_override("net.seeds", seeds.clone())?;
+        }
+        let cfg: Config = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration (check key names and value types)")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node.id.is_empty() {
+            bail!("node.id must not be empty");
+        }
+        if self.net.max_frame_bytes < 1024 || self.net.max_frame_bytes > u32::MAX as usize {
+            bail!("net.max_frame_bytes must be between 1024 and {}", u32::MAX);
+        }
+        if self.net.max_connections == 0 || self.net.max_inflight_per_connection == 0 {
+            bail!("net.max_connections and net.max_inflight_per_connection must be at least 1");
+        }
+        let c = &self.cluster;
+        if c.n == 0 || c.r == 0 || c.w == 0 || c.r > c.n || c.w > c.n {
+            bail!("cluster: need 1 <= r <= n and 1 <= w <= n (got n={}, r={}, w={})", c.n, c.r, c.w);
+        }
+        if self.storage.relaxed_sync_ms == 0 {
+            bail!("storage.relaxed_sync_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("troupe.toml");
+        std::fs::write(
+            &file,
+            "[node]\nid = \"from-file\"\n[storage]\nmemtable_bytes = 1000\ndurability = \"relaxed\"\n[net]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(
+            Some(&file),
+            env(&[
+                ("TROUPE__STORAGE__MEMTABLE_BYTES", "1048576"),
+                ("TROUPE__NET__LISTEN", "127.0.0.1:2"),
+                ("TROUPE__NET__SEEDS", "127.0.0.1:7401,127.0.0.1:7411"),
+                ("UNRELATED", "x"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:3".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.node.id, "from-file");
+        assert_eq!(cfg.storage.memtable_bytes, 1048576);
+        assert_eq!(cfg.storage.durability, DurabilityMode::Relaxed);
+        assert_eq!(cfg.net.listen, "127.0.0.1:3");
+        assert_eq!(cfg.net.seeds, vec!["127.0.0.1:7401", "127.0.0.1:7411"]);
+        assert_eq!(cfg.net.admin_listen, "127.0.0.1:7402");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("troupe.toml");
+        std::fs::write(&file, "[storage]\nmemtable_byte = 1\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
+        std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
+        assert!(Config::load(None, env(&[("TROUPE__CLUSTER__R", "9")]), &Overrides::default()).is_err());
+    }
+}

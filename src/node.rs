@@ -1,0 +1,179 @@
+//! `troupe node`: wires the actors of one node together and runs them until a signal.
+//!
+//! Start-up, in order: take the data-directory lock, replay the WAL (blocking, before anything
+//! is served), bind every listener (so a port conflict fails fast), start the actors, tell
+//! systemd we are ready. Shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests
+//! finish (up to a grace period), sync the WAL, exit 0.
+
+use crate::config::{Config, DurabilityMode};
+use crate::metrics;
+use anyhow::Context as _;
+use actix::prelude::*;
+use std::fs::{self, File};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use troupe_actors::admin::{self, Admin, NodeInfo};
+use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::memtable::wal::Durability;
+use troupe_actors::memtable::{MemtableActor, MemtableConfig, SyncWal};
+use troupe_actors::stats::Registry;
+use troupe_protocol::admin::Addresses;
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Holds an exclusive `flock` on `<data_dir>/LOCK` for the life of the node, so two nodes can
+/// never write the same WAL.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!(
+            "data directory {} is in use by another troupe node (its LOCK is held); stop it or pass --data-dir",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}; is another node running there? choose another address with {flag}"))
+}
+
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&cfg.node.data_dir)?;
+    let registry = Registry::default();
+    let durability = match cfg.storage.durability {
+        DurabilityMode::Sync => Durability::Sync,
+        DurabilityMode::Relaxed => Durability::Relaxed {
+            interval: Duration::from_millis(cfg.storage.relaxed_sync_ms),
+        },
+    };
+    let max_inflight = cfg.net.max_inflight_per_connection;
+    let mt_config = MemtableConfig {
+        data_dir: cfg.node.data_dir.clone(),
+        durability,
+        wal_queue_jobs: 65536,
+        max_queued_bytes: cfg.storage.wal_queue_bytes,
+        mailbox: 4096,
+    };
+    let started = Instant::now();
+    let (memtable, report) = MemtableActor::open(mt_config, registry.actor("memtable"))
+        .context("cannot open storage")?;
+    log::info!(
+        "recovered {} WAL records ({} keys) from {} segment(s) in {:?}{}",
+        report.records,
+        report.keys,
+        report.segments,
+        started.elapsed(),
+        if report.torn_bytes > 0 {
+            format!("; dropped a torn tail of {} bytes", report.torn_bytes)
+        } else {
+            String::new()
+        }
+    );
+    let health = memtable.health();
+
+    let system = System::new();
+    let result = system.block_on(async move {
+        let client_listener = bind(&cfg.net.listen, "clients", "--listen").await?;
+        let admin_listener = bind(&cfg.net.admin_listen, "admin", "--admin-listen").await?;
+        let metrics_listener = bind(&cfg.net.metrics_listen, "metrics", "--metrics-listen").await?;
+        let shutdown = CancellationToken::new();
+
+        let storage_arbiter = Arbiter::new();
+        let memtable = MemtableActor::start_in_arbiter(&storage_arbiter.handle(), move |_| memtable);
+        let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
+
+        let shared = ConnectionShared {
+            node_id: Arc::from(cfg.node.id.as_str()),
+            memtable: memtable.clone(),
+            memtable_counters: registry.actor("memtable"),
+            counters: registry.actor("connection"),
+            max_inflight,
+            max_frame_bytes: cfg.net.max_frame_bytes,
+            shutdown: shutdown.clone(),
+        };
+        let connections = shared.counters.clone();
+        let listener_config = ListenerConfig {
+            max_connections: cfg.net.max_connections,
+            workers: workers.iter().map(|a| a.handle()).collect(),
+        };
+        Listener::new(listener_config, shared, client_listener).start();
+
+        let info = NodeInfo {
+            node_id: cfg.node.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started,
+            addresses: Addresses {
+                client: cfg.net.listen.clone(),
+                peer: cfg.net.peer_listen.clone(),
+                admin: cfg.net.admin_listen.clone(),
+                metrics: cfg.net.metrics_listen.clone(),
+            },
+            data_dir: cfg.node.data_dir.display().to_string(),
+            durability: format!("{:?}", cfg.storage.durability).to_lowercase(),
+        };
+        let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone()).start();
+        actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
+        actix::spawn(metrics::serve(metrics_listener, registry.clone(), health, started, shutdown.clone()));
+
+        log::info!(
+            "node {} serving clients on {}, admin on {}, metrics on {} (durability {:?}, data in {})",
+            cfg.node.id,
+            cfg.net.listen,
+            cfg.net.admin_listen,
+            cfg.net.metrics_listen,
+            cfg.storage.durability,
+            cfg.node.data_dir.display()
+        );
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+        wait_for_signal().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        log::info!("shutting down: no new requests; finishing {} connection(s)", connections.instances());
+        shutdown.cancel();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while connections.instances() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let synced = memtable.send(SyncWal).await;
+        for w in &workers {
+            w.stop();
+        }
+        storage_arbiter.stop();
+        match synced {
+            Ok(Ok(())) => {
+                log::info!("WAL synced; bye");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow::anyhow!("final WAL sync failed: {e}")),
+            Err(e) => Err(anyhow::anyhow!("storage actor gone at shutdown: {e}")),
+        }
+    });
+    System::current().stop();
+    result
+}
+
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM received"),
+        _ = int.recv() => log::info!("SIGINT received"),
+    }
+}
