@@ -1,0 +1,77 @@
+//! The CLI as a user meets it: put/get/del with exit codes, admin commands, SIGTERM.
+
+use crate::harness::NodeProc;
+use std::time::Duration;
+
+#[test]
+fn put_get_del_exit_codes_and_admin_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(&dir.path().join("d"), &[]);
+
+    assert_eq!(node.cli(&["put", "greeting", "hello"]).0, 0);
+    let (code, out, _) = node.cli(&["get", "greeting"]);
+    assert_eq!((code, out.as_str()), (0, "hello"));
+    let (code, out, _) = node.cli(&["get", "greeting", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["values"][0], "hello");
+    assert_eq!(v["found"], true);
+
+    assert_eq!(node.cli(&["del", "greeting"]).0, 0);
+    let (code, _, err) = node.cli(&["get", "greeting"]);
+    assert_eq!(code, 1, "not found exits 1");
+    assert!(err.contains("not found"), "{err}");
+
+    let (code, out, _) = node.cli(&["admin", "status", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["node_id"], "test-node");
+    assert_eq!(v["addresses"]["client"], node.client.as_str());
+    assert_eq!(v["health"], "ok");
+
+    let (code, out, _) = node.cli(&["admin", "actors", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["actors"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    for want in ["memtable", "connection", "admin"] {
+        assert!(names.contains(&want), "{names:?} lacks {want}");
+    }
+    let memtable = v["actors"].as_array().unwrap().iter().find(|a| a["name"] == "memtable").unwrap();
+    assert!(memtable["handled"].as_u64().unwrap() >= 5);
+
+    let (code, _, err) = node.cli(&["admin", "frobnicate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad_request"), "{err}");
+
+    // SIGTERM: graceful exit 0, and the data is there after a restart.
+    node.signal(libc::SIGTERM);
+    assert!(node.wait_exit(Duration::from_secs(15)).success(), "log:\n{}", node.log_text());
+    node.restart();
+    assert_eq!(node.cli(&["put", "k", "v"]).0, 0);
+    assert_eq!(node.cli(&["get", "k"]).1, "v");
+}
+
+#[test]
+fn unreachable_node_is_a_clear_error_with_exit_2() {
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["get", "x", "--addr", &format!("127.0.0.1:{}", crate::harness::free_port()), "--timeout", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach a troupe node"), "{err}");
+}
+
+#[test]
+fn two_nodes_cannot_share_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = NodeProc::start(&dir.path().join("d"), &[]);
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["node", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .args(["--listen", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another troupe node"));
+}

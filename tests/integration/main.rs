@@ -1,0 +1,9 @@
+//! Integration tests against real `troupe node` processes on loopback, one scenario per
+//! module. They share one test binary so CI links once.
+
+mod harness;
+
+mod backpressure;
+mod cli;
+mod crash_recovery;
+mod malformed_input;
