@@ -141,8 +141,15 @@ struct Plan {
     sequential: bool,
 }
 
-async fn worker(client: Client, shared: Arc<Shared>, plan: Arc<Plan>, value: Vec<u8>, seed: u64) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+async fn worker(
+    client: Client,
+    shared: Arc<Shared>,
+    plan: Arc<Plan>,
+    value: Vec<u8>,
+    seed: u64,
+) -> Histogram<u64> {
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut rng = SmallRng::seed_from_u64(seed);
     loop {
         let n = shared.issued.fetch_add(1, Ordering::Relaxed);
@@ -202,19 +209,30 @@ async fn run_phase(
         indicatif::ProgressBar::new(ops)
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .expect("valid progress template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (c, client) in clients.iter().enumerate() {
         for p in 0..args.pipeline {
-            let seed = args.seed.wrapping_mul(1_000_003).wrapping_add((c * args.pipeline + p) as u64);
+            let seed = args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((c * args.pipeline + p) as u64);
             let mut value = vec![0u8; args.value_size];
             SmallRng::seed_from_u64(seed).fill(&mut value[..]);
-            tasks.push(tokio::spawn(worker(client.clone(), shared.clone(), plan.clone(), value, seed)));
+            tasks.push(tokio::spawn(worker(
+                client.clone(),
+                shared.clone(),
+                plan.clone(),
+                value,
+                seed,
+            )));
         }
     }
     let ticker = {
@@ -227,7 +245,8 @@ async fn run_phase(
             }
         })
     };
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     for t in tasks {
         hist.add(t.await.context("bench worker panicked")?)?;
     }
@@ -243,14 +262,22 @@ async fn run_phase(
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency > 0 && args.pipeline > 0, "--concurrency and --pipeline must be at least 1");
+    anyhow::ensure!(
+        args.concurrency > 0 && args.pipeline > 0,
+        "--concurrency and --pipeline must be at least 1"
+    );
     anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let addrs: Vec<&str> = args.addr.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let addrs: Vec<&str> = args
+            .addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
         let mut clients = Vec::new();
         for i in 0..args.concurrency {
             let addr = addrs[i % addrs.len()];
@@ -261,10 +288,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let reads = args.workload.read_fraction() > 0.0;
         if reads && !args.no_prefill {
-            let plan = Plan { read_fraction: 0.0, zipf: None, keys: args.keys, sequential: true };
+            let plan = Plan {
+                read_fraction: 0.0,
+                zipf: None,
+                keys: args.keys,
+                sequential: true,
+            };
             let r = run_phase(&clients, &args, plan, args.keys, "prefill").await?;
             if !args.json {
-                eprintln!("prefilled {} keys in {:.1?} ({} errors)", r.ops, r.elapsed, r.errors);
+                eprintln!(
+                    "prefilled {} keys in {:.1?} ({} errors)",
+                    r.ops, r.elapsed, r.errors
+                );
             }
         }
         let plan = Plan {
@@ -303,7 +338,14 @@ fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
     } else {
         println!(
             "{:?} x{} conns x{} pipeline, {} B values: {} ops in {:.2}s = {:.0} ops/s, {} errors",
-            args.workload, args.concurrency, args.pipeline, args.value_size, r.ops, secs, ops_per_sec, r.errors
+            args.workload,
+            args.concurrency,
+            args.pipeline,
+            args.value_size,
+            r.ops,
+            secs,
+            ops_per_sec,
+            r.errors
         );
         println!(
             "latency us: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -335,6 +377,9 @@ mod tests {
         }
         counts.sort_unstable_by(|a, b| b.cmp(a));
         let top10: u32 = counts[..10].iter().sum();
-        assert!(top10 > 20_000, "top 10 of 1000 keys got only {top10} of 100k samples");
+        assert!(
+            top10 > 20_000,
+            "top 10 of 1000 keys got only {top10} of 100k samples"
+        );
     }
 }

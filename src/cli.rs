@@ -35,10 +35,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     let timeout = Duration::from_secs(args.timeout);
-    tokio::time::timeout(timeout, Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?
-        .with_context(|| format!("cannot reach a troupe node at {} (is it running? pass --addr)", args.addr))
+    tokio::time::timeout(
+        timeout,
+        Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?
+    .with_context(|| {
+        format!(
+            "cannot reach a troupe node at {} (is it running? pass --addr)",
+            args.addr
+        )
+    })
 }
 
 fn hex(b: &[u8]) -> String {
@@ -58,7 +66,9 @@ pub fn put(args: &ConnArgs, key: &str, value: Option<String>) -> anyhow::Result<
         Some(v) => v.into_bytes(),
         None => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading the value from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the value from stdin")?;
             buf
         }
     };
@@ -117,8 +127,8 @@ pub fn del(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
 
 async fn admin_call(client: &Client, command: &str, args: Vec<String>) -> anyhow::Result<Value> {
     let frame = client.admin(command, args).await?;
-    let resp: AdminResponse<Value> =
-        rmp_serde::from_slice(&frame).context("the node sent an admin reply this CLI cannot read")?;
+    let resp: AdminResponse<Value> = rmp_serde::from_slice(&frame)
+        .context("the node sent an admin reply this CLI cannot read")?;
     match (resp.ok, resp.err) {
         (_, Some(e)) => anyhow::bail!("{}: {}", e.code, e.msg),
         (Some(v), None) => Ok(v),
@@ -129,10 +139,17 @@ async fn admin_call(client: &Client, command: &str, args: Vec<String>) -> anyhow
 async fn admin_connect(addr: &str) -> anyhow::Result<Client> {
     Client::connect_raw(addr, Some(Duration::from_secs(30)))
         .await
-        .with_context(|| format!("cannot reach the admin port at {addr} (is the node running? pass --addr)"))
+        .with_context(|| {
+            format!("cannot reach the admin port at {addr} (is the node running? pass --addr)")
+        })
 }
 
-pub fn admin(addr: &str, command: &str, args: Vec<String>, as_json: bool) -> anyhow::Result<Outcome> {
+pub fn admin(
+    addr: &str,
+    command: &str,
+    args: Vec<String>,
+    as_json: bool,
+) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
         let client = admin_connect(addr).await?;
         let v = admin_call(&client, command, args).await?;
@@ -178,15 +195,29 @@ fn scalar(v: &Value) -> String {
 }
 
 fn table(rows: &[Value]) -> String {
-    let cols: Vec<String> = rows[0].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let cols: Vec<String> = rows[0]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| cols.iter().map(|c| r.get(c).map(scalar).unwrap_or_default()).collect())
+        .map(|r| {
+            cols.iter()
+                .map(|c| r.get(c).map(scalar).unwrap_or_default())
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |vals: &[String]| {
         let mut s = String::from(" ");
@@ -228,7 +259,9 @@ pub fn console(addr: &str) -> anyhow::Result<()> {
                 return Ok(());
             }
             let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-            let Some((cmd, args)) = words.split_first() else { continue };
+            let Some((cmd, args)) = words.split_first() else {
+                continue;
+            };
             match cmd.as_str() {
                 "quit" | "exit" => return Ok(()),
                 "help" => println!("{CONSOLE_HELP}"),

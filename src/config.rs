@@ -167,8 +167,8 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
-        let defaults = config::Config::try_from(&Config::default())
-            .context("BUG: defaults must serialize")?;
+        let defaults =
+            config::Config::try_from(&Config::default()).context("BUG: defaults must serialize")?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = file {
             if !path.exists() {
@@ -196,7 +196,10 @@ impl Config {
             Ok(())
         };
         set("node.id", flags.node_id.clone())?;
-        set("node.data_dir", flags.data_dir.as_ref().map(|p| p.display().to_string()))?;
+        set(
+            "node.data_dir",
+            flags.data_dir.as_ref().map(|p| p.display().to_string()),
+        )?;
         set("net.listen", flags.listen.clone())?;
         set("net.peer_listen", flags.peer_listen.clone())?;
         set("net.admin_listen", flags.admin_listen.clone())?;
@@ -232,7 +235,12 @@ impl Config {
         }
         let c = &self.cluster;
         if c.n == 0 || c.r == 0 || c.w == 0 || c.r > c.n || c.w > c.n {
-            bail!("cluster: need 1 <= r <= n and 1 <= w <= n (got n={}, r={}, w={})", c.n, c.r, c.w);
+            bail!(
+                "cluster: need 1 <= r <= n and 1 <= w <= n (got n={}, r={}, w={})",
+                c.n,
+                c.r,
+                c.w
+            );
         }
         if self.storage.relaxed_sync_ms == 0 {
             bail!("storage.relaxed_sync_ms must be at least 1");
@@ -246,7 +254,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -288,6 +299,11 @@ mod tests {
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
         std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
-        assert!(Config::load(None, env(&[("TROUPE__CLUSTER__R", "9")]), &Overrides::default()).is_err());
+        assert!(Config::load(
+            None,
+            env(&[("TROUPE__CLUSTER__R", "9")]),
+            &Overrides::default()
+        )
+        .is_err());
     }
 }

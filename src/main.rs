@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "troupe", version, about = "A Dynamo-style, leaderless, replicated key-value database")]
+#[command(
+    name = "troupe",
+    version,
+    about = "A Dynamo-style, leaderless, replicated key-value database"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

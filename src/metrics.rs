@@ -14,15 +14,42 @@ use troupe_actors::stats::Registry;
 pub fn render(registry: &Registry, health: &Health, started: Instant) -> String {
     let mut out = String::new();
     let healthy = health.lock().unwrap_or_else(|p| p.into_inner()).is_none();
-    let _ = writeln!(out, "# HELP troupe_up 1 when the node accepts writes, 0 when storage is poisoned.");
-    let _ = writeln!(out, "# TYPE troupe_up gauge\ntroupe_up {}", u8::from(healthy));
-    let _ = writeln!(out, "# TYPE troupe_uptime_seconds gauge\ntroupe_uptime_seconds {}", started.elapsed().as_secs());
+    let _ = writeln!(
+        out,
+        "# HELP troupe_up 1 when the node accepts writes, 0 when storage is poisoned."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE troupe_up gauge\ntroupe_up {}",
+        u8::from(healthy)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE troupe_uptime_seconds gauge\ntroupe_uptime_seconds {}",
+        started.elapsed().as_secs()
+    );
     let actors = registry.snapshot();
     for (metric, kind, help) in [
-        ("troupe_actor_messages_handled_total", "counter", "Messages an actor handled."),
-        ("troupe_actor_errors_total", "counter", "Messages an actor answered with an error."),
-        ("troupe_actor_mailbox", "gauge", "Messages sent to an actor and not yet handled."),
-        ("troupe_actor_instances", "gauge", "Live actors of this kind."),
+        (
+            "troupe_actor_messages_handled_total",
+            "counter",
+            "Messages an actor handled.",
+        ),
+        (
+            "troupe_actor_errors_total",
+            "counter",
+            "Messages an actor answered with an error.",
+        ),
+        (
+            "troupe_actor_mailbox",
+            "gauge",
+            "Messages sent to an actor and not yet handled.",
+        ),
+        (
+            "troupe_actor_instances",
+            "gauge",
+            "Live actors of this kind.",
+        ),
     ] {
         let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
         for a in &actors {
@@ -38,7 +65,13 @@ pub fn render(registry: &Registry, health: &Health, started: Instant) -> String 
     out
 }
 
-pub async fn serve(listener: TcpListener, registry: Registry, health: Health, started: Instant, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    health: Health,
+    started: Instant,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,

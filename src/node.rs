@@ -7,8 +7,8 @@
 
 use crate::config::{Config, DurabilityMode};
 use crate::metrics;
-use anyhow::Context as _;
 use actix::prelude::*;
+use anyhow::Context as _;
 use std::fs::{self, File};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -29,7 +29,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Holds an exclusive `flock` on `<data_dir>/LOCK` for the life of the node, so two nodes can
 /// never write the same WAL.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
@@ -165,7 +166,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 fn worker_count() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16)
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 16)
 }
 
 async fn wait_for_signal() {

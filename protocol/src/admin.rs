@@ -23,8 +23,12 @@ impl AdminRequest {
     }
 
     pub fn decode(body: &[u8]) -> Result<AdminRequest, ErrorBody> {
-        rmp_serde::from_slice(body)
-            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("malformed admin request: {e}")))
+        rmp_serde::from_slice(body).map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("malformed admin request: {e}"),
+            )
+        })
     }
 }
 

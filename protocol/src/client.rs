@@ -67,7 +67,10 @@ struct IdOnly {
 
 impl Client {
     /// Connects to a node's client port and says hello.
-    pub async fn connect(addr: impl ToSocketAddrs, client_name: &str) -> Result<Client, ClientError> {
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        client_name: &str,
+    ) -> Result<Client, ClientError> {
         Self::connect_with(addr, client_name, None, None).await
     }
 
@@ -90,7 +93,10 @@ impl Client {
     }
 
     /// Connects without sending hello (for the admin port, or tests).
-    pub async fn connect_raw(addr: impl ToSocketAddrs, timeout: Option<Duration>) -> Result<Client, ClientError> {
+    pub async fn connect_raw(
+        addr: impl ToSocketAddrs,
+        timeout: Option<Duration>,
+    ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (rd, wr) = stream.into_split();
@@ -211,7 +217,12 @@ impl Client {
     }
 
     /// Stores `value`; returns the new causal context.
-    pub async fn put(&self, key: &[u8], value: &[u8], context: Option<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
         let reply = self
             .call(&Request::Put {
                 key: key.to_vec(),

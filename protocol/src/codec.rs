@@ -126,7 +126,11 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
-        assert_eq!(buf.capacity(), cap_before, "nothing reserved for a refused frame");
+        assert_eq!(
+            buf.capacity(),
+            cap_before,
+            "nothing reserved for a refused frame"
+        );
     }
 
     #[test]

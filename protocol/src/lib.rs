@@ -20,4 +20,6 @@ pub mod message;
 pub use client::{Client, ClientError, GetResult};
 pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{ErrorBody, ErrorCode};
-pub use message::{decode_request, encode_request, Quorum, Reply, Request, Response, PROTOCOL_VERSION};
+pub use message::{
+    decode_request, encode_request, Quorum, Reply, Request, Response, PROTOCOL_VERSION,
+};

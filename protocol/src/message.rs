@@ -223,7 +223,11 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w.context = context.as_ref().and_then(bin);
             w.w = *wq;
         }
-        Request::Delete { key, context, w: wq } => {
+        Request::Delete {
+            key,
+            context,
+            w: wq,
+        } => {
             w.key = bin(key);
             w.context = context.as_ref().and_then(bin);
             w.w = *wq;
@@ -249,25 +253,32 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
     let w: WireRequest = match rmp_serde::from_slice(body) {
         Ok(w) => w,
         Err(e) => {
-            let id = rmp_serde::from_slice::<IdOnly>(body).ok().and_then(|i| i.id);
+            let id = rmp_serde::from_slice::<IdOnly>(body)
+                .ok()
+                .and_then(|i| i.id);
             return Err(bad(id, format!("malformed request: {e}")));
         }
     };
-    let id = w
-        .id
-        .ok_or_else(|| bad(None, "missing field \"id\" (an unsigned integer)".into()))?;
-    let op = w
-        .op
-        .as_deref()
-        .ok_or_else(|| bad(Some(id), "missing field \"op\" (a string)".into()))?;
+    let id =
+        w.id.ok_or_else(|| bad(None, "missing field \"id\" (an unsigned integer)".into()))?;
+    let op =
+        w.op.as_deref()
+            .ok_or_else(|| bad(Some(id), "missing field \"op\" (a string)".into()))?;
     let need = |v: Option<ByteBuf>, name: &str| {
-        v.map(ByteBuf::into_vec)
-            .ok_or_else(|| bad(Some(id), format!("op {op:?} needs field {name:?} (bin or str)")))
+        v.map(ByteBuf::into_vec).ok_or_else(|| {
+            bad(
+                Some(id),
+                format!("op {op:?} needs field {name:?} (bin or str)"),
+            )
+        })
     };
     let req = match op {
         "hello" => Request::Hello {
             version: w.version.ok_or_else(|| {
-                bad(Some(id), "op \"hello\" needs field \"version\" (an integer)".into())
+                bad(
+                    Some(id),
+                    "op \"hello\" needs field \"version\" (an integer)".into(),
+                )
             })?,
             client: w.client.unwrap_or_default(),
             token: w.token,
@@ -519,7 +530,11 @@ mod tests {
             id: u64,
             op: &'static str,
         }
-        let unknown = rmp_serde::to_vec_named(&Unknown { id: 4, op: "frobnicate" }).unwrap();
+        let unknown = rmp_serde::to_vec_named(&Unknown {
+            id: 4,
+            op: "frobnicate",
+        })
+        .unwrap();
         let e = decode_request(&unknown).unwrap_err();
         assert_eq!(e.id, Some(4));
         assert!(e.error.msg.contains("frobnicate"), "{}", e.error.msg);

@@ -23,16 +23,32 @@ fn a_client_that_never_reads_cannot_grow_node_memory_without_bound() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dir.path().join("d"), &[]);
     let rt = rt();
-    let good = rt.block_on(Client::connect(node.client.as_str(), "good")).unwrap();
+    let good = rt
+        .block_on(Client::connect(node.client.as_str(), "good"))
+        .unwrap();
     let big = vec![7u8; 64 * 1024];
     rt.block_on(good.put(b"big", &big, None)).unwrap();
     let before = node.rss_kib();
 
     let mut s = TcpStream::connect(&node.client).unwrap();
-    s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
-    let mut batch = frame(&encode_request(0, &Request::Hello { version: 1, client: "hog".into(), token: None }));
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut batch = frame(&encode_request(
+        0,
+        &Request::Hello {
+            version: 1,
+            client: "hog".into(),
+            token: None,
+        },
+    ));
     for id in 1..=20_000u64 {
-        batch.extend(frame(&encode_request(id, &Request::Get { key: b"big".to_vec(), r: None })));
+        batch.extend(frame(&encode_request(
+            id,
+            &Request::Get {
+                key: b"big".to_vec(),
+                r: None,
+            },
+        )));
     }
     // Write until the node stops reading (our write times out) or everything is sent.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -40,7 +56,14 @@ fn a_client_that_never_reads_cannot_grow_node_memory_without_bound() {
     while sent < batch.len() && Instant::now() < deadline {
         match s.write(&batch[sent..]) {
             Ok(n) => sent += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
             Err(e) => panic!("write failed: {e}"),
         }
     }

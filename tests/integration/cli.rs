@@ -32,11 +32,21 @@ fn put_get_del_exit_codes_and_admin_json() {
     let (code, out, _) = node.cli(&["admin", "actors", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = v["actors"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     for want in ["memtable", "connection", "admin"] {
         assert!(names.contains(&want), "{names:?} lacks {want}");
     }
-    let memtable = v["actors"].as_array().unwrap().iter().find(|a| a["name"] == "memtable").unwrap();
+    let memtable = v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "memtable")
+        .unwrap();
     assert!(memtable["handled"].as_u64().unwrap() >= 5);
 
     let (code, _, err) = node.cli(&["admin", "frobnicate"]);
@@ -45,7 +55,11 @@ fn put_get_del_exit_codes_and_admin_json() {
 
     // SIGTERM: graceful exit 0, and the data is there after a restart.
     node.signal(libc::SIGTERM);
-    assert!(node.wait_exit(Duration::from_secs(15)).success(), "log:\n{}", node.log_text());
+    assert!(
+        node.wait_exit(Duration::from_secs(15)).success(),
+        "log:\n{}",
+        node.log_text()
+    );
     node.restart();
     assert_eq!(node.cli(&["put", "k", "v"]).0, 0);
     assert_eq!(node.cli(&["get", "k"]).1, "v");
@@ -54,7 +68,14 @@ fn put_get_del_exit_codes_and_admin_json() {
 #[test]
 fn unreachable_node_is_a_clear_error_with_exit_2() {
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["get", "x", "--addr", &format!("127.0.0.1:{}", crate::harness::free_port()), "--timeout", "2"])
+        .args([
+            "get",
+            "x",
+            "--addr",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+            "--timeout",
+            "2",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -69,7 +90,10 @@ fn two_nodes_cannot_share_a_data_directory() {
     let out = std::process::Command::new(crate::harness::BIN)
         .args(["node", "--data-dir"])
         .arg(dir.path().join("d"))
-        .args(["--listen", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

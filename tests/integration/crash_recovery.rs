@@ -25,7 +25,11 @@ fn blake3_like(key: &str) -> Vec<u8> {
 fn acknowledged_puts_survive_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
 
     for round in 0..3 {
@@ -52,7 +56,9 @@ fn acknowledged_puts_survive_sigkill_under_load() {
             .collect();
         // Let the load run, then kill in the middle of it.
         let start = Instant::now();
-        while acked.lock().unwrap().len() < (round + 1) * 2000 && start.elapsed() < Duration::from_secs(15) {
+        while acked.lock().unwrap().len() < (round + 1) * 2000
+            && start.elapsed() < Duration::from_secs(15)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         node.kill();
@@ -65,12 +71,22 @@ fn acknowledged_puts_survive_sigkill_under_load() {
     }
 
     let keys = acked.lock().unwrap().clone();
-    assert!(keys.len() >= 3000, "the load acknowledged only {} puts", keys.len());
-    let client = rt.block_on(Client::connect(node.client.as_str(), "verify")).unwrap();
+    assert!(
+        keys.len() >= 3000,
+        "the load acknowledged only {} puts",
+        keys.len()
+    );
+    let client = rt
+        .block_on(Client::connect(node.client.as_str(), "verify"))
+        .unwrap();
     rt.block_on(async {
         for key in &keys {
             let got = client.get(key.as_bytes()).await.unwrap();
-            assert_eq!(got.values, vec![value_for(key)], "acknowledged key {key} lost or wrong after SIGKILL");
+            assert_eq!(
+                got.values,
+                vec![value_for(key)],
+                "acknowledged key {key} lost or wrong after SIGKILL"
+            );
         }
     });
 }

@@ -38,7 +38,10 @@ impl NodeProc {
             metrics: format!("127.0.0.1:{}", free_port()),
             peer: format!("127.0.0.1:{}", free_port()),
             data_dir: data_dir.to_path_buf(),
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: data_dir.with_extension("log"),
         };
         n.restart();
@@ -57,7 +60,12 @@ impl NodeProc {
         cmd.args(["node", "--node-id", "test-node", "--data-dir"])
             .arg(&self.data_dir)
             .args(["--listen", &self.client, "--admin-listen", &self.admin])
-            .args(["--metrics-listen", &self.metrics, "--peer-listen", &self.peer])
+            .args([
+                "--metrics-listen",
+                &self.metrics,
+                "--peer-listen",
+                &self.peer,
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log.try_clone().expect("cloning log handle"));
@@ -74,12 +82,20 @@ impl NodeProc {
             if std::net::TcpStream::connect(&self.client).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("node exited early with {status}; log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("node did not listen on {} within 30 s; log:\n{}", self.client, self.log_text());
+        panic!(
+            "node did not listen on {} within 30 s; log:\n{}",
+            self.client,
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -114,14 +130,18 @@ impl NodeProc {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "node did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "node did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Resident set size of the node process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("reading /proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -42,7 +42,14 @@ fn assert_closed(s: &mut TcpStream) {
 }
 
 fn hello() -> Vec<u8> {
-    frame(&encode_request(0, &Request::Hello { version: 1, client: "t".into(), token: None }))
+    frame(&encode_request(
+        0,
+        &Request::Hello {
+            version: 1,
+            client: "t".into(),
+            token: None,
+        },
+    ))
 }
 
 fn expect_err(s: &mut TcpStream, id: u64, code: ErrorCode) -> String {
@@ -55,7 +62,8 @@ fn expect_err(s: &mut TcpStream, id: u64, code: ErrorCode) -> String {
 
 /// The connection is still usable: a ping after the bad frame is answered.
 fn still_works(s: &mut TcpStream) {
-    s.write_all(&frame(&encode_request(77, &Request::Ping))).unwrap();
+    s.write_all(&frame(&encode_request(77, &Request::Ping)))
+        .unwrap();
     let r = read_response(s).expect("ping answered");
     assert_eq!((r.id, r.err), (77, None));
 }
@@ -65,14 +73,19 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), &[]);
     let rt = rt();
-    let good = rt.block_on(Client::connect(node.client.as_str(), "good")).unwrap();
+    let good = rt
+        .block_on(Client::connect(node.client.as_str(), "good"))
+        .unwrap();
     let mut round = 0u32;
     let mut check_good = |node: &mut NodeProc| {
         round += 1;
         let key = format!("k{round}");
         rt.block_on(async {
             good.put(key.as_bytes(), b"v", None).await.unwrap();
-            assert_eq!(good.get(key.as_bytes()).await.unwrap().values, vec![b"v".to_vec()]);
+            assert_eq!(
+                good.get(key.as_bytes()).await.unwrap().values,
+                vec![b"v".to_vec()]
+            );
         });
         let alive = node.child.as_mut().unwrap().try_wait().unwrap().is_none();
         assert!(alive, "node died; log:\n{}", node.log_text());
@@ -106,7 +119,8 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
     let mut s = connect(&node.client);
     s.write_all(&hello()).unwrap();
     read_response(&mut s).unwrap();
-    s.write_all(&frame(&rmp_serde::to_vec(&(1u64, "get", "k")).unwrap())).unwrap();
+    s.write_all(&frame(&rmp_serde::to_vec(&(1u64, "get", "k")).unwrap()))
+        .unwrap();
     let msg = expect_err(&mut s, 0, ErrorCode::BadRequest);
     assert!(msg.contains("map"), "{msg}");
     s.write_all(&frame(&[0xc1, 0xc1, 0xc1])).unwrap();
@@ -120,7 +134,14 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
         id: u64,
         op: &'static str,
     }
-    s.write_all(&frame(&rmp_serde::to_vec_named(&Op { id: 5, op: "explode" }).unwrap())).unwrap();
+    s.write_all(&frame(
+        &rmp_serde::to_vec_named(&Op {
+            id: 5,
+            op: "explode",
+        })
+        .unwrap(),
+    ))
+    .unwrap();
     let msg = expect_err(&mut s, 5, ErrorCode::BadRequest);
     assert!(msg.contains("explode"), "{msg}");
     still_works(&mut s);
@@ -132,7 +153,15 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
         op: &'static str,
         key: i64,
     }
-    s.write_all(&frame(&rmp_serde::to_vec_named(&BadKey { id: 6, op: "get", key: -3 }).unwrap())).unwrap();
+    s.write_all(&frame(
+        &rmp_serde::to_vec_named(&BadKey {
+            id: 6,
+            op: "get",
+            key: -3,
+        })
+        .unwrap(),
+    ))
+    .unwrap();
     expect_err(&mut s, 6, ErrorCode::BadRequest);
     #[derive(Serialize)]
     struct BadR {
@@ -141,10 +170,22 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
         key: &'static str,
         r: bool,
     }
-    s.write_all(&frame(&rmp_serde::to_vec_named(&BadR { id: 7, op: "get", key: "k", r: true }).unwrap())).unwrap();
+    s.write_all(&frame(
+        &rmp_serde::to_vec_named(&BadR {
+            id: 7,
+            op: "get",
+            key: "k",
+            r: true,
+        })
+        .unwrap(),
+    ))
+    .unwrap();
     expect_err(&mut s, 7, ErrorCode::BadRequest);
     // A missing field is named.
-    s.write_all(&frame(&rmp_serde::to_vec_named(&Op { id: 8, op: "put" }).unwrap())).unwrap();
+    s.write_all(&frame(
+        &rmp_serde::to_vec_named(&Op { id: 8, op: "put" }).unwrap(),
+    ))
+    .unwrap();
     let msg = expect_err(&mut s, 8, ErrorCode::BadRequest);
     assert!(msg.contains("key"), "{msg}");
     still_works(&mut s);
@@ -152,11 +193,19 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
 
     // Requests before hello are refused, then hello opens the session.
     let mut s = connect(&node.client);
-    s.write_all(&frame(&encode_request(3, &Request::Ping))).unwrap();
+    s.write_all(&frame(&encode_request(3, &Request::Ping)))
+        .unwrap();
     let msg = expect_err(&mut s, 3, ErrorCode::BadRequest);
     assert!(msg.contains("hello"), "{msg}");
-    s.write_all(&frame(&encode_request(4, &Request::Hello { version: 99, client: "t".into(), token: None })))
-        .unwrap();
+    s.write_all(&frame(&encode_request(
+        4,
+        &Request::Hello {
+            version: 99,
+            client: "t".into(),
+            token: None,
+        },
+    )))
+    .unwrap();
     expect_err(&mut s, 4, ErrorCode::BadRequest);
     s.write_all(&hello()).unwrap();
     read_response(&mut s).unwrap();

@@ -151,7 +151,12 @@ impl Handler<Command> for Admin {
 }
 
 /// Accepts admin connections until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, admin: Addr<Admin>, max_frame_bytes: usize, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    admin: Addr<Admin>,
+    max_frame_bytes: usize,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -164,11 +169,21 @@ pub async fn serve(listener: TcpListener, admin: Addr<Admin>, max_frame_bytes: u
                 }
             },
         };
-        actix::spawn(serve_one(stream, admin.clone(), max_frame_bytes, shutdown.clone()));
+        actix::spawn(serve_one(
+            stream,
+            admin.clone(),
+            max_frame_bytes,
+            shutdown.clone(),
+        ));
     }
 }
 
-async fn serve_one(stream: TcpStream, admin: Addr<Admin>, max_frame_bytes: usize, shutdown: CancellationToken) {
+async fn serve_one(
+    stream: TcpStream,
+    admin: Addr<Admin>,
+    max_frame_bytes: usize,
+    shutdown: CancellationToken,
+) {
     let mut framed = Framed::new(stream, FrameCodec::new(max_frame_bytes));
     loop {
         let frame = tokio::select! {

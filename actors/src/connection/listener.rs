@@ -88,7 +88,11 @@ impl Handler<Accepted> for Listener {
             let max = self.shared.max_frame_bytes;
             actix::spawn(async move {
                 let mut sink = FramedWrite::new(stream, FrameCodec::new(max));
-                let resp = Response::err(0, ErrorCode::Overloaded, "too many connections; retry later");
+                let resp = Response::err(
+                    0,
+                    ErrorCode::Overloaded,
+                    "too many connections; retry later",
+                );
                 let _ = sink.send(Bytes::from(resp.encode())).await;
             });
             return;

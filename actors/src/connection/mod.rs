@@ -149,7 +149,11 @@ impl Connection {
                             Response::ok(id, Reply::get(v.value.into_iter().collect(), ctx))
                         }
                         Ok(None) => Response::ok(id, Reply::get(Vec::new(), Vec::new())),
-                        Err(e) => Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}")),
+                        Err(e) => Response::err(
+                            id,
+                            ErrorCode::Internal,
+                            format!("storage unavailable: {e}"),
+                        ),
                     }
                 });
             }
@@ -158,7 +162,13 @@ impl Connection {
         }
     }
 
-    fn write(&mut self, id: u64, key: Vec<u8>, value: Option<Vec<u8>>, permit: OwnedSemaphorePermit) {
+    fn write(
+        &mut self,
+        id: u64,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let is_put = value.is_some();
         self.shared.memtable_counters.sent();
         let write = self.shared.memtable.send(Write { key, value });
@@ -170,7 +180,9 @@ impl Connection {
                     Response::err(id, ErrorCode::Overloaded, e.to_string())
                 }
                 Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
-                Err(e) => Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}")),
+                Err(e) => {
+                    Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}"))
+                }
             }
         });
     }
@@ -287,7 +299,9 @@ async fn read_loop(
                 }
             }
             Some(Err(FrameError::TooLarge { len, max })) => {
-                too_large = Some(format!("frame of {len} bytes exceeds the maximum of {max} bytes"));
+                too_large = Some(format!(
+                    "frame of {len} bytes exceeds the maximum of {max} bytes"
+                ));
                 break;
             }
             Some(Err(FrameError::Io(_))) | None => break,

@@ -178,7 +178,8 @@ impl Handler<Write> for MemtableActor {
             key: msg.key,
             value: msg.value,
         };
-        let mut bytes = Vec::with_capacity(32 + record.key.len() + record.value.as_ref().map_or(0, Vec::len));
+        let mut bytes =
+            Vec::with_capacity(32 + record.key.len() + record.value.as_ref().map_or(0, Vec::len));
         wal::encode_record(&record, &mut bytes);
         let len = bytes.len();
         let limit = self.config.max_queued_bytes;
@@ -288,7 +289,8 @@ mod tests {
     async fn writes_are_readable_after_ack_and_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::default();
-        let (actor, _) = MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
+        let (actor, _) =
+            MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
         let addr = actor.start();
         let mut acks = Vec::new();
         for i in 0..50u32 {
@@ -300,14 +302,30 @@ mod tests {
         for a in acks {
             a.await.unwrap().unwrap();
         }
-        addr.send(Write { key: b"k0".to_vec(), value: None }).await.unwrap().unwrap();
-        let got = addr.send(Read { key: b"k9".to_vec() }).await.unwrap().unwrap();
+        addr.send(Write {
+            key: b"k0".to_vec(),
+            value: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let got = addr
+            .send(Read {
+                key: b"k9".to_vec(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.value, Some(49u32.to_be_bytes().to_vec()));
         drop(addr);
 
-        let (actor, report) = MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
+        let (actor, report) =
+            MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
         assert_eq!(report.records, 51);
-        assert_eq!(actor.table.get(b"k9").unwrap().value, Some(49u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            actor.table.get(b"k9").unwrap().value,
+            Some(49u32.to_be_bytes().to_vec())
+        );
         assert_eq!(actor.table.get(b"k0").unwrap().value, None);
         assert_eq!(actor.next_seq, 52);
     }
@@ -316,13 +334,26 @@ mod tests {
     async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::default();
-        let (actor, _) = MemtableActor::open(config(dir.path(), 10), reg.actor("memtable")).unwrap();
+        let (actor, _) =
+            MemtableActor::open(config(dir.path(), 10), reg.actor("memtable")).unwrap();
         let addr = actor.start();
         let r = addr
-            .send(Write { key: b"key".to_vec(), value: Some(vec![0; 100]) })
+            .send(Write {
+                key: b"key".to_vec(),
+                value: Some(vec![0; 100]),
+            })
             .await
             .unwrap();
-        assert!(matches!(r, Err(StorageError::Overloaded { limit: 10, .. })), "{r:?}");
-        assert!(addr.send(Read { key: b"key".to_vec() }).await.unwrap().is_none());
+        assert!(
+            matches!(r, Err(StorageError::Overloaded { limit: 10, .. })),
+            "{r:?}"
+        );
+        assert!(addr
+            .send(Read {
+                key: b"key".to_vec()
+            })
+            .await
+            .unwrap()
+            .is_none());
     }
 }

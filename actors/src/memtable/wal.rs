@@ -73,7 +73,11 @@ pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; 8]);
     out.extend_from_slice(&rec.seq.to_le_bytes());
-    out.push(if rec.value.is_some() { KIND_PUT } else { KIND_DELETE });
+    out.push(if rec.value.is_some() {
+        KIND_PUT
+    } else {
+        KIND_DELETE
+    });
     out.extend_from_slice(&(rec.key.len() as u32).to_le_bytes());
     out.extend_from_slice(&rec.key);
     if let Some(v) = &rec.value {
@@ -134,12 +138,14 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Result<SegmentReplay, WalError
             break; // torn body: the record runs past the end of the file
         }
         let payload = &rest[HEADER..HEADER + len];
-        let record = (checksum(payload) == sum).then(|| decode_payload(payload)).flatten();
+        let record = (checksum(payload) == sum)
+            .then(|| decode_payload(payload))
+            .flatten();
         match record {
             Some(r) => records.push(r),
             None => {
-                let is_last = HEADER + len == rest.len()
-                    || rest[HEADER + len..].iter().all(|&b| b == 0);
+                let is_last =
+                    HEADER + len == rest.len() || rest[HEADER + len..].iter().all(|&b| b == 0);
                 if is_last {
                     break; // torn last record
                 }
@@ -171,7 +177,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
         let entry = entry.map_err(io_err(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             segs.push(n);
         }
     }
@@ -191,8 +200,10 @@ pub struct Recovered {
 /// Replays every segment in `dir` (creating it if missing), truncating torn tails.
 pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut out = Recovered::default();
-    out.segments = list_segments(dir)?;
+    let mut out = Recovered {
+        segments: list_segments(dir)?,
+        ..Recovered::default()
+    };
     for &n in &out.segments {
         let path = segment_path(dir, n);
         let mut data = Vec::new();
@@ -207,7 +218,10 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
                 seg.torn_bytes,
                 seg.valid_len
             );
-            let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             f.set_len(seg.valid_len).map_err(io_err(&path))?;
             f.sync_all().map_err(io_err(&path))?;
         }
@@ -219,7 +233,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// How acknowledged writes reach the disk.
@@ -236,9 +252,16 @@ pub enum Durability {
 pub type Done = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 
 enum Job {
-    Append { bytes: Vec<u8>, done: Done },
-    Sync { done: Done },
-    Rotate { done: Box<dyn FnOnce(Result<u64, WalError>) + Send> },
+    Append {
+        bytes: Vec<u8>,
+        done: Done,
+    },
+    Sync {
+        done: Done,
+    },
+    Rotate {
+        done: Box<dyn FnOnce(Result<u64, WalError>) + Send>,
+    },
 }
 
 /// Shared poison flag: `Some(reason)` once any write or sync failed.
@@ -315,7 +338,10 @@ impl WalWriter {
     }
 
     /// Syncs the current segment and starts the next; `done` gets the new segment number.
-    pub fn rotate(&self, done: Box<dyn FnOnce(Result<u64, WalError>) + Send>) -> Result<(), SubmitError> {
+    pub fn rotate(
+        &self,
+        done: Box<dyn FnOnce(Result<u64, WalError>) + Send>,
+    ) -> Result<(), SubmitError> {
         self.submit(Job::Rotate { done })
     }
 
@@ -497,7 +523,11 @@ mod tests {
 
     #[test]
     fn torn_tail_is_dropped_at_every_cut() {
-        let recs = vec![rec(1, "a", Some("1")), rec(2, "b", None), rec(3, "c", Some("333"))];
+        let recs = vec![
+            rec(1, "a", Some("1")),
+            rec(2, "b", None),
+            rec(3, "c", Some("333")),
+        ];
         let data = encode_all(&recs);
         let first_two = encode_all(&recs[..2]).len();
         for cut in first_two..data.len() {
@@ -511,7 +541,11 @@ mod tests {
 
     #[test]
     fn garbled_last_record_is_a_torn_tail_but_garbled_middle_is_corruption() {
-        let recs = vec![rec(1, "a", Some("1")), rec(2, "b", Some("2")), rec(3, "c", Some("3"))];
+        let recs = vec![
+            rec(1, "a", Some("1")),
+            rec(2, "b", Some("2")),
+            rec(3, "c", Some("3")),
+        ];
         let mut data = encode_all(&recs);
         let last = data.len() - 1;
         data[last] ^= 0xff;
@@ -561,13 +595,15 @@ mod tests {
             let mut bytes = Vec::new();
             encode_record(&rec(i, &format!("k{i}"), Some("v")), &mut bytes);
             let tx = tx.clone();
-            wal.append(bytes, Box::new(move |r| tx.send(r.is_ok()).unwrap())).unwrap();
+            wal.append(bytes, Box::new(move |r| tx.send(r.is_ok()).unwrap()))
+                .unwrap();
         }
         for _ in 0..100 {
             assert!(rx.recv().unwrap());
         }
         let (tx2, rx2) = std::sync::mpsc::channel();
-        wal.rotate(Box::new(move |r| tx2.send(r.unwrap()).unwrap())).unwrap();
+        wal.rotate(Box::new(move |r| tx2.send(r.unwrap()).unwrap()))
+            .unwrap();
         assert_eq!(rx2.recv().unwrap(), 2);
         drop(wal);
         let rec = recover(dir.path()).unwrap();
@@ -586,6 +622,9 @@ mod tests {
         let r = recover(dir.path()).unwrap();
         assert_eq!(r.records.len(), 1);
         assert!(r.torn_bytes > 0);
-        assert_eq!(fs::metadata(&path).unwrap().len(), encode_all(&[rec(1, "a", Some("1"))]).len() as u64);
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            encode_all(&[rec(1, "a", Some("1"))]).len() as u64
+        );
     }
 }

@@ -1,0 +1,96 @@
+"""Runs the Python client against a live troupe node (started here, stopped by PID)."""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import msgpack
+import pytest
+
+from troupe_client import TroupeClient, TroupeError
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("TROUPE_BIN", os.path.join(ROOT, "target", "debug", "troupe"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def node():
+    data = tempfile.mkdtemp(prefix="troupe-py-")
+    port = free_port()
+    args = [BIN, "node", "--node-id", "py-node", "--data-dir", data, "--listen", f"127.0.0.1:{port}"]
+    for flag in ("--admin-listen", "--metrics-listen", "--peer-listen"):
+        args += [flag, f"127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("node did not start: " + proc.stderr.read().decode())
+                time.sleep(0.05)
+        yield port
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_hello_put_get_delete(node):
+    with TroupeClient(port=node) as c:
+        assert c.node == "py-node"
+        c.ping()
+        ctx = c.put(b"py-key", b"\x00\x01binary\xff")
+        assert isinstance(ctx, bytes)
+        values, context = c.get(b"py-key")
+        assert values == [b"\x00\x01binary\xff"]
+        c.delete(b"py-key", context)
+        assert c.get(b"py-key")[0] == []
+
+
+def test_str_keys_and_values_are_stored_as_utf8(node):
+    with TroupeClient(port=node) as c:
+        c.call("put", key="grüße", value="wörld")
+        assert c.get("grüße".encode())[0] == ["wörld".encode()]
+
+
+def test_pipelining_matches_responses_by_id(node):
+    with TroupeClient(port=node) as c:
+        reqs = [("put", {"key": f"p{i}".encode(), "value": str(i).encode()}) for i in range(500)]
+        reqs += [("get", {"key": f"p{i}".encode()}) for i in range(500)]
+        results = c.pipeline(reqs)
+        for i in range(500):
+            assert results[500 + i]["values"] == [str(i).encode()]
+
+
+def test_errors_carry_stable_codes_and_the_connection_survives(node):
+    with TroupeClient(port=node) as c:
+        with pytest.raises(TroupeError) as e:
+            c.call("no_such_op")
+        assert e.value.code == "bad_request"
+        with pytest.raises(TroupeError) as e:
+            c.call("get")  # missing key
+        assert e.value.code == "bad_request" and "key" in e.value.msg
+        c.ping()
+
+
+def test_raw_frame_matches_protocol_md(node):
+    # The hello frame from PROTOCOL.md, sent as raw bytes.
+    s = socket.create_connection(("127.0.0.1", node))
+    body = msgpack.packb({"id": 0, "op": "hello", "version": 1, "client": "py"})
+    assert body.hex() == "84a2696400a26f70a568656c6c6fa776657273696f6e01a6636c69656e74a27079"
+    s.sendall(len(body).to_bytes(4, "big") + body)
+    n = int.from_bytes(s.recv(4), "big")
+    resp = msgpack.unpackb(s.recv(n))
+    assert resp["id"] == 0 and resp["ok"]["node"] == "py-node"
+    s.close()

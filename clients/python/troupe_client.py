@@ -1,0 +1,141 @@
+"""A troupe client in Python, written from protocol/PROTOCOL.md alone.
+
+Depends only on the `msgpack` package from PyPI.
+
+    c = TroupeClient("127.0.0.1", 7400)
+    c.put(b"k", b"v")
+    values, context = c.get(b"k")
+    c.delete(b"k", context)
+
+Pipelining: `c.pipeline([("put", {"key": b"a", "value": b"1"}), ("get", {"key": b"a"})])`
+sends every request before reading any response and returns the results in request order,
+matching responses (which may arrive out of order) by id.
+"""
+
+import socket
+import struct
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+
+class TroupeError(Exception):
+    """The node answered with an error. `code` is one of the protocol's stable codes."""
+
+    def __init__(self, code, msg):
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+
+
+class ConnectionClosed(Exception):
+    """The node closed the connection; requests in flight may or may not have been applied."""
+
+
+class TroupeClient:
+    def __init__(self, host="127.0.0.1", port=7400, client_name="troupe-python", timeout=10.0, token=None):
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = b""
+        self._next_id = 1
+        self._early = {}  # responses that arrived before their caller asked
+        hello = {"version": PROTOCOL_VERSION, "client": client_name}
+        if token is not None:
+            hello["token"] = token
+        self._send(0, "hello", hello)
+        self.node = self._wait(0)["node"]
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- framing ---------------------------------------------------------------------------
+
+    def _send(self, req_id, op, fields):
+        body = msgpack.packb({"id": req_id, "op": op, **fields}, use_bin_type=True)
+        self._sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def _read_exact(self, n):
+        while len(self._buf) < n:
+            chunk = self._sock.recv(max(65536, n - len(self._buf)))
+            if not chunk:
+                raise ConnectionClosed("the node closed the connection")
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def _read_response(self):
+        (n,) = struct.unpack(">I", self._read_exact(4))
+        return msgpack.unpackb(self._read_exact(n), raw=False)
+
+    def _wait(self, req_id):
+        while req_id not in self._early:
+            resp = self._read_response()
+            self._early[resp["id"]] = resp
+        resp = self._early.pop(req_id)
+        if "err" in resp:
+            raise TroupeError(resp["err"]["code"], resp["err"]["msg"])
+        return resp.get("ok", {})
+
+    def _issue(self, op, fields):
+        req_id = self._next_id
+        self._next_id += 1
+        self._send(req_id, op, fields)
+        return req_id
+
+    # -- operations ------------------------------------------------------------------------
+
+    def call(self, op, **fields):
+        """Sends one request and returns its `ok` map, or raises TroupeError."""
+        return self._wait(self._issue(op, fields))
+
+    def pipeline(self, requests):
+        """Sends every (op, fields) request, then collects results in request order.
+
+        Each result is the `ok` map, or a TroupeError instance (not raised)."""
+        ids = [self._issue(op, fields) for op, fields in requests]
+        results = []
+        for req_id in ids:
+            try:
+                results.append(self._wait(req_id))
+            except TroupeError as e:
+                results.append(e)
+        return results
+
+    def ping(self):
+        self.call("ping")
+
+    def get(self, key, r=None):
+        """Returns (values, context); values is empty when the key is not found."""
+        fields = {"key": _bin(key)}
+        if r is not None:
+            fields["r"] = r
+        ok = self.call("get", **fields)
+        return list(ok["values"]), ok["context"]
+
+    def put(self, key, value, context=None, w=None):
+        """Stores value; returns the new context."""
+        fields = {"key": _bin(key), "value": _bin(value)}
+        if context is not None:
+            fields["context"] = context
+        if w is not None:
+            fields["w"] = w
+        return self.call("put", **fields)["context"]
+
+    def delete(self, key, context=None, w=None):
+        fields = {"key": _bin(key)}
+        if context is not None:
+            fields["context"] = context
+        if w is not None:
+            fields["w"] = w
+        self.call("delete", **fields)
+
+
+def _bin(b):
+    return b.encode() if isinstance(b, str) else bytes(b)
