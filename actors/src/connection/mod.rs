@@ -2,8 +2,7 @@
 //!
 //! A connection is three pieces on one arbiter:
 //! - a **reader task** that takes a permit from the connection's semaphore (at most
-//!   `max_inflight` requests in flight), reads one frame and sends it to the actor with
-//!   `send` (which waits when the mailbox is full);
+//!   `max_inflight` requests in flight), reads one frame and hands it to the actor;
 //! - the **Connection actor**, which owns the session (hello, client name), decodes the
 //!   request and dispatches it to the Memtable;
 //! - a **writer task** that owns the socket's write half behind a bounded channel and releases
@@ -294,9 +293,12 @@ async fn read_loop(
         match frame {
             Some(Ok(body)) => {
                 counters.sent();
-                if conn.send(Incoming { body, permit }).await.is_err() {
+                // `do_send` skips the mailbox limit, but the permit already bounds what this
+                // connection can have queued to `max_inflight`.
+                if !conn.connected() {
                     return;
                 }
+                conn.do_send(Incoming { body, permit });
             }
             Some(Err(FrameError::TooLarge { len, max })) => {
                 too_large = Some(format!(

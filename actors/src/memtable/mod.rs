@@ -1,14 +1,14 @@
 //! The Memtable actor: owns the in-memory table and the WAL writer.
 //!
-//! Receives: [`Write`] (put or delete), [`Read`], [`SyncWal`]; internally [`Durable`] from the
+//! Receives: [`Write`] (put or delete), [`Read`], [`SyncWal`]; internally [`DurableBatch`] from the
 //! WAL writer thread. A write gets the next sequence number, is encoded and queued on the
 //! WAL writer thread (never written on this actor's event loop), and is applied to the table
 //! and acknowledged only when the writer reports it durable. Readers therefore never see a
 //! write that a crash could still lose.
 //!
 //! Invariants:
-//! - Durable notifications arrive in log order (one writer thread, FIFO mailbox), so the
-//!   table is updated in sequence order.
+//! - Durable notifications arrive in log order, one message per group commit (one writer
+//!   thread, FIFO mailbox), so the table is updated in sequence order.
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
 //!   [`StorageError::Overloaded`] at once and costs nothing else.
 //! - Once the WAL is poisoned every write fails; reads keep working.
@@ -73,20 +73,33 @@ pub struct Read {
 #[rtype(result = "Result<(), StorageError>")]
 pub struct SyncWal;
 
-/// From the WAL writer thread: a write's record is durable (or failed).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Durable {
+/// A write waiting for its WAL record to become durable.
+struct Pending {
     seq: u64,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
-    result: Result<(), WalError>,
+    /// Encoded size, released from `queued_bytes` when the batch completes.
+    len: usize,
     reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
+/// From the WAL writer thread: one group commit's writes are durable (or failed), in log
+/// order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DurableBatch {
+    writes: Vec<Pending>,
+    result: Result<(), WalError>,
+}
+
+/// The actor's address, filled in once it starts; the WAL sink needs it but the writer
+/// thread is started (by `open`) before the actor exists.
+type SelfAddr = Arc<std::sync::OnceLock<Addr<MemtableActor>>>;
+
 pub struct MemtableActor {
     table: MemTable,
-    wal: WalWriter,
+    wal: WalWriter<Pending>,
+    self_addr: SelfAddr,
     next_seq: u64,
     queued_bytes: Arc<AtomicUsize>,
     config: MemtableConfig,
@@ -120,7 +133,24 @@ impl MemtableActor {
         }
         // Appending after a replayed segment is safe: recovery truncated any torn tail.
         let segment = recovered.segments.last().copied().unwrap_or(1);
-        let writer = WalWriter::start(&dir, segment, config.durability, config.wal_queue_jobs)?;
+        let self_addr: SelfAddr = Arc::default();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let sink = {
+            let self_addr = self_addr.clone();
+            let queued_bytes = queued_bytes.clone();
+            let counters = counters.clone();
+            Box::new(move |writes: Vec<Pending>, result: Result<(), WalError>| {
+                let bytes: usize = writes.iter().map(|w| w.len).sum();
+                queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                if let Some(addr) = self_addr.get() {
+                    counters.sent();
+                    // Bounded by the WAL queue: the batch holds at most `wal_queue_jobs` writes.
+                    addr.do_send(DurableBatch { writes, result });
+                }
+                // Before the actor started nothing can have been appended, so no reply is lost.
+            })
+        };
+        let writer = WalWriter::start(&dir, segment, config.durability, config.wal_queue_jobs, sink)?;
         let report = OpenReport {
             records,
             keys: table.len(),
@@ -131,8 +161,9 @@ impl MemtableActor {
             MemtableActor {
                 table,
                 wal: writer,
+                self_addr,
                 next_seq: max_seq + 1,
-                queued_bytes: Arc::new(AtomicUsize::new(0)),
+                queued_bytes,
                 config,
                 counters,
             },
@@ -155,6 +186,7 @@ impl Actor for MemtableActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.config.mailbox);
+        let _ = self.self_addr.set(ctx.address());
         self.counters.started();
     }
 
@@ -166,7 +198,7 @@ impl Actor for MemtableActor {
 impl Handler<Write> for MemtableActor {
     type Result = ResponseFuture<Result<u64, StorageError>>;
 
-    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
         self.counters.handled();
         if let Some(reason) = self.wal.poisoned() {
             self.counters.error();
@@ -190,24 +222,16 @@ impl Handler<Write> for MemtableActor {
             return Box::pin(async move { Err(StorageError::Overloaded { queued, limit }) });
         }
         let (tx, rx) = oneshot::channel();
-        let addr = ctx.address();
-        let counters = self.counters.clone();
-        let queued_bytes = self.queued_bytes.clone();
         let WalRecord { key, value, .. } = record;
-        let done: wal::Done = Box::new(move |result| {
-            queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            counters.sent();
-            // Bounded by the WAL queue: at most `wal_queue_jobs` of these exist at once.
-            addr.do_send(Durable {
-                seq,
-                key,
-                value,
-                result,
-                reply: tx,
-            });
-        });
-        if let Err(e) = self.wal.append(bytes, done) {
-            // The closure (and the reply sender in it) was dropped unrun.
+        let pending = Pending {
+            seq,
+            key,
+            value,
+            len,
+            reply: tx,
+        };
+        if let Err(e) = self.wal.append(bytes, pending) {
+            // The pending write (and its reply sender) was dropped unqueued.
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             self.counters.error();
             let err = match e {
@@ -224,22 +248,26 @@ impl Handler<Write> for MemtableActor {
     }
 }
 
-impl Handler<Durable> for MemtableActor {
+impl Handler<DurableBatch> for MemtableActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self>) {
         self.counters.handled();
-        let reply = match msg.result {
+        match msg.result {
             Ok(()) => {
-                self.table.apply(msg.key, msg.seq, msg.value);
-                Ok(msg.seq)
+                for w in msg.writes {
+                    self.table.apply(w.key, w.seq, w.value);
+                    let _ = w.reply.send(Ok(w.seq));
+                }
             }
             Err(e) => {
                 self.counters.error();
-                Err(StorageError::Poisoned(e.to_string()))
+                let err = StorageError::Poisoned(e.to_string());
+                for w in msg.writes {
+                    let _ = w.reply.send(Err(err.clone()));
+                }
             }
-        };
-        let _ = msg.reply.send(reply);
+        }
     }
 }
 

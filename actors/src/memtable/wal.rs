@@ -247,14 +247,18 @@ pub enum Durability {
     Relaxed { interval: Duration },
 }
 
-/// Completion callback for a job: called once, on the writer thread, after the batch is
-/// durable (or failed).
+/// Completion callback for a sync: called once, on the writer thread.
 pub type Done = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 
-enum Job {
+/// Receives the tokens of each group commit's appends, in log order, with the batch's
+/// outcome: one call per batch, so the owner gets one notification per fdatasync, not one
+/// per write.
+pub type DurableSink<T> = Box<dyn FnMut(Vec<T>, Result<(), WalError>) + Send>;
+
+enum Job<T> {
     Append {
         bytes: Vec<u8>,
-        done: Done,
+        token: T,
     },
     Sync {
         done: Done,
@@ -268,10 +272,18 @@ enum Job {
 pub type Health = Arc<Mutex<Option<String>>>;
 
 /// Handle to the writer thread. Dropping every handle stops the thread after it drains.
-#[derive(Clone)]
-pub struct WalWriter {
-    tx: SyncSender<Job>,
+pub struct WalWriter<T> {
+    tx: SyncSender<Job<T>>,
     health: Health,
+}
+
+impl<T> Clone for WalWriter<T> {
+    fn clone(&self) -> Self {
+        WalWriter {
+            tx: self.tx.clone(),
+            health: self.health.clone(),
+        }
+    }
 }
 
 /// A job could not be queued.
@@ -283,7 +295,7 @@ pub enum SubmitError {
     Stopped,
 }
 
-impl WalWriter {
+impl<T: Send + 'static> WalWriter<T> {
     /// Opens (or creates) segment `segment` in `dir` for appending and starts the writer
     /// thread with a queue of at most `queue_jobs` jobs.
     pub fn start(
@@ -291,7 +303,8 @@ impl WalWriter {
         segment: u64,
         durability: Durability,
         queue_jobs: usize,
-    ) -> Result<WalWriter, WalError> {
+        sink: DurableSink<T>,
+    ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
         let file = OpenOptions::new()
             .create(true)
@@ -310,6 +323,7 @@ impl WalWriter {
             durability,
             health: health.clone(),
             dirty: false,
+            sink,
         };
         std::thread::Builder::new()
             .name("wal-writer".into())
@@ -327,9 +341,9 @@ impl WalWriter {
         self.health.clone()
     }
 
-    /// Queues encoded records; `done` runs once they are durable. Never blocks.
-    pub fn append(&self, bytes: Vec<u8>, done: Done) -> Result<(), SubmitError> {
-        self.submit(Job::Append { bytes, done })
+    /// Queues encoded records; `token` reaches the sink once they are durable. Never blocks.
+    pub fn append(&self, bytes: Vec<u8>, token: T) -> Result<(), SubmitError> {
+        self.submit(Job::Append { bytes, token })
     }
 
     /// Queues a sync of everything written so far. Never blocks.
@@ -345,7 +359,7 @@ impl WalWriter {
         self.submit(Job::Rotate { done })
     }
 
-    fn submit(&self, job: Job) -> Result<(), SubmitError> {
+    fn submit(&self, job: Job<T>) -> Result<(), SubmitError> {
         self.tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full,
             TrySendError::Disconnected(_) => SubmitError::Stopped,
@@ -357,7 +371,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct WriterThread {
+struct WriterThread<T> {
     dir: PathBuf,
     segment: u64,
     path: PathBuf,
@@ -366,10 +380,11 @@ struct WriterThread {
     health: Health,
     /// Bytes written since the last sync (relaxed mode).
     dirty: bool,
+    sink: DurableSink<T>,
 }
 
-impl WriterThread {
-    fn run(mut self, rx: Receiver<Job>) {
+impl<T> WriterThread<T> {
+    fn run(mut self, rx: Receiver<Job<T>>) {
         let mut next_sync = Instant::now();
         loop {
             let first = match self.durability {
@@ -403,20 +418,20 @@ impl WriterThread {
 
     /// Takes `first` plus whatever else is queued, writes all appends with one write(2) and
     /// one fdatasync, then completes every job in order.
-    fn handle_batch(&mut self, first: Job, rx: &Receiver<Job>) {
+    fn handle_batch(&mut self, first: Job<T>, rx: &Receiver<Job<T>>) {
         let mut buf = Vec::new();
-        let mut appends: Vec<Done> = Vec::new();
-        let mut control: Option<Job> = None;
+        let mut appends: Vec<T> = Vec::new();
+        let mut control: Option<Job<T>> = None;
         let mut job = Some(first);
         while let Some(j) = job.take() {
             match j {
-                Job::Append { bytes, done } => {
+                Job::Append { bytes, token } => {
                     if buf.is_empty() {
                         buf = bytes;
                     } else {
                         buf.extend_from_slice(&bytes);
                     }
-                    appends.push(done);
+                    appends.push(token);
                 }
                 other => {
                     control = Some(other);
@@ -430,9 +445,7 @@ impl WriterThread {
         if !appends.is_empty() {
             let res = self.write_batch(&buf);
             let res = self.finish(res);
-            for done in appends {
-                done(res.clone().map_err(WalError::Poisoned));
-            }
+            (self.sink)(appends, res.map_err(WalError::Poisoned));
         }
         match control {
             Some(Job::Sync { done }) => {
@@ -589,18 +602,21 @@ mod tests {
     #[test]
     fn writer_group_commits_and_recovers_after_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = WalWriter::start(dir.path(), 1, Durability::Sync, 1024).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
+            assert!(r.is_ok());
+            for t in tokens {
+                tx.send(t).unwrap();
+            }
+        });
+        let wal = WalWriter::start(dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
         for i in 0..100u64 {
             let mut bytes = Vec::new();
             encode_record(&rec(i, &format!("k{i}"), Some("v")), &mut bytes);
-            let tx = tx.clone();
-            wal.append(bytes, Box::new(move |r| tx.send(r.is_ok()).unwrap()))
-                .unwrap();
+            wal.append(bytes, i).unwrap();
         }
-        for _ in 0..100 {
-            assert!(rx.recv().unwrap());
-        }
+        let order: Vec<u64> = (0..100).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(order, (0..100).collect::<Vec<_>>(), "tokens come back in log order");
         let (tx2, rx2) = std::sync::mpsc::channel();
         wal.rotate(Box::new(move |r| tx2.send(r.unwrap()).unwrap()))
             .unwrap();
