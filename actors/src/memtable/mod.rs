@@ -150,7 +150,13 @@ impl MemtableActor {
                 // Before the actor started nothing can have been appended, so no reply is lost.
             })
         };
-        let writer = WalWriter::start(&dir, segment, config.durability, config.wal_queue_jobs, sink)?;
+        let writer = WalWriter::start(
+            &dir,
+            segment,
+            config.durability,
+            config.wal_queue_jobs,
+            sink,
+        )?;
         let report = OpenReport {
             records,
             keys: table.len(),

@@ -616,7 +616,11 @@ mod tests {
             wal.append(bytes, i).unwrap();
         }
         let order: Vec<u64> = (0..100).map(|_| rx.recv().unwrap()).collect();
-        assert_eq!(order, (0..100).collect::<Vec<_>>(), "tokens come back in log order");
+        assert_eq!(
+            order,
+            (0..100).collect::<Vec<_>>(),
+            "tokens come back in log order"
+        );
         let (tx2, rx2) = std::sync::mpsc::channel();
         wal.rotate(Box::new(move |r| tx2.send(r.unwrap()).unwrap()))
             .unwrap();
