@@ -48,7 +48,9 @@ type Slot = oneshot::Sender<Result<bytes::BytesMut, ClientError>>;
 
 struct Shared {
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, Slot>>,
+    /// Waiting calls by id; `None` once the connection is gone, so a call that registers
+    /// after the reader stopped fails at once instead of waiting forever.
+    pending: Mutex<Option<HashMap<u64, Slot>>>,
 }
 
 /// A pipelining connection. Cheap to clone; clones share the connection.
@@ -102,7 +104,7 @@ impl Client {
         let (rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Some(HashMap::new())),
         });
         let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
         let codec = FrameCodec::new(DEFAULT_MAX_FRAME_BYTES);
@@ -130,13 +132,16 @@ impl Client {
                 let Ok(IdOnly { id }) = rmp_serde::from_slice::<IdOnly>(&frame) else {
                     break;
                 };
-                let slot = lock(&reader_shared.pending).remove(&id);
+                let slot = lock(&reader_shared.pending)
+                    .as_mut()
+                    .and_then(|p| p.remove(&id));
                 if let Some(slot) = slot {
                     let _ = slot.send(Ok(frame));
                 }
             }
-            // Connection gone: fail everything still waiting.
-            for (_, slot) in lock(&reader_shared.pending).drain() {
+            // Connection gone: fail everything still waiting, and every later call.
+            let waiting = lock(&reader_shared.pending).take();
+            for (_, slot) in waiting.into_iter().flatten() {
                 let _ = slot.send(Err(ClientError::Closed));
             }
         });
@@ -156,9 +161,12 @@ impl Client {
     /// Sends one frame body under `id` and waits for the response body.
     pub async fn call_raw(&self, id: u64, body: Vec<u8>) -> Result<bytes::BytesMut, ClientError> {
         let (slot_tx, slot_rx) = oneshot::channel();
-        lock(&self.shared.pending).insert(id, slot_tx);
+        match lock(&self.shared.pending).as_mut() {
+            Some(p) => p.insert(id, slot_tx),
+            None => return Err(ClientError::Closed),
+        };
         if self.tx.send(Bytes::from(body)).await.is_err() {
-            lock(&self.shared.pending).remove(&id);
+            self.forget(id);
             return Err(ClientError::Closed);
         }
         let wait = async { slot_rx.await.map_err(|_| ClientError::Closed)? };
@@ -167,10 +175,16 @@ impl Client {
             Some(t) => match tokio::time::timeout(t, wait).await {
                 Ok(r) => r,
                 Err(_) => {
-                    lock(&self.shared.pending).remove(&id);
+                    self.forget(id);
                     Err(ClientError::Timeout(t))
                 }
             },
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Some(p) = lock(&self.shared.pending).as_mut() {
+            p.remove(&id);
         }
     }
 
@@ -261,4 +275,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking holder cannot leave the map inconsistent (single insert/remove), so a
     // poisoned lock is still safe to use.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Postmortem: a call registered after the reader task had already failed the waiting
+    /// calls used to wait forever (found by the SIGKILL crash test hanging).
+    #[tokio::test]
+    async fn calls_after_the_server_closed_fail_instead_of_hanging() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        });
+        let client = Client::connect_raw(addr, None).await.unwrap();
+        server.await.unwrap();
+        for _ in 0..3 {
+            let r = tokio::time::timeout(Duration::from_secs(5), client.ping()).await;
+            assert!(matches!(r, Ok(Err(ClientError::Closed))), "{r:?}");
+        }
+    }
 }

@@ -39,7 +39,10 @@ fn acknowledged_puts_survive_sigkill_under_load() {
                 let acked = acked.clone();
                 let addr = addr.clone();
                 rt.spawn(async move {
-                    let client = Client::connect(addr.as_str(), "crash-test").await.unwrap();
+                    let timeout = Some(Duration::from_secs(10));
+                    let client = Client::connect_with(addr.as_str(), "crash-test", None, timeout)
+                        .await
+                        .unwrap();
                     let deadline = Instant::now() + Duration::from_secs(20);
                     for i in 0.. {
                         if Instant::now() > deadline {
