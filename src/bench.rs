@@ -12,7 +12,13 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use troupe_protocol::Client;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+use troupe_protocol::message::{encode_request, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::FrameCodec;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
 pub enum Workload {
@@ -77,6 +83,9 @@ pub struct BenchArgs {
     json: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Client threads (1, like redis-benchmark, leaves the most CPU to the node).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// YCSB-style zipfian (theta 0.99) over `n` items, scrambled so hot keys spread out.
@@ -141,43 +150,111 @@ struct Plan {
     sequential: bool,
 }
 
-async fn worker(
-    client: Client,
+/// One connection's closed loop: keeps up to `pipeline` requests in flight, writes every
+/// newly issued request with one write, and reads whatever responses have arrived. Works on
+/// the raw framing (not the general-purpose `Client`) so the load generator spends as little
+/// CPU per request as possible on a machine it shares with the node.
+async fn conn_worker(
+    mut stream: TcpStream,
     shared: Arc<Shared>,
     plan: Arc<Plan>,
     value: Vec<u8>,
     seed: u64,
-) -> Histogram<u64> {
+    pipeline: usize,
+) -> anyhow::Result<Histogram<u64>> {
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut rng = SmallRng::seed_from_u64(seed);
+    let mut codec = FrameCodec::default();
+    let mut inflight: HashMap<u64, Instant> = HashMap::with_capacity(pipeline);
+    let mut wbuf = BytesMut::new();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut next_id = 1u64;
     loop {
-        let n = shared.issued.fetch_add(1, Ordering::Relaxed);
-        if n >= shared.ops || Instant::now() >= shared.deadline {
-            break;
-        }
-        let k = if plan.sequential {
-            n
-        } else {
-            match &plan.zipf {
-                Some(z) => z.sample(rng.random::<f64>()),
-                None => rng.random_range(0..plan.keys),
+        while inflight.len() < pipeline {
+            let n = shared.issued.fetch_add(1, Ordering::Relaxed);
+            if n >= shared.ops || Instant::now() >= shared.deadline {
+                break;
             }
-        };
-        let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
-        let start = Instant::now();
-        let ok = if read {
-            client.get(&key(k)).await.is_ok()
-        } else {
-            client.put(&key(k), &value, None).await.is_ok()
-        };
-        let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
-        shared.done.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
+            let k = if plan.sequential {
+                n
+            } else {
+                match &plan.zipf {
+                    Some(z) => z.sample(rng.random::<f64>()),
+                    None => rng.random_range(0..plan.keys),
+                }
+            };
+            let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
+            let req = if read {
+                Request::Get { key: key(k), r: None }
+            } else {
+                Request::Put { key: key(k), value: value.clone(), context: None, w: None }
+            };
+            let id = next_id;
+            next_id += 1;
+            codec.encode(Bytes::from(encode_request(id, &req)), &mut wbuf)?;
+            inflight.insert(id, Instant::now());
+        }
+        if inflight.is_empty() {
+            return Ok(hist);
+        }
+        if !wbuf.is_empty() {
+            stream.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+        // Wait for at least one response, then take every one already buffered.
+        let mut got = 0;
+        loop {
+            while let Some(frame) = codec.decode(&mut rbuf)? {
+                let resp = Response::decode(&frame)?;
+                let Some(start) = inflight.remove(&resp.id) else {
+                    anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
+                };
+                let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
+                shared.done.fetch_add(1, Ordering::Relaxed);
+                if resp.err.is_some() {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                got += 1;
+            }
+            if got > 0 {
+                break;
+            }
+            if stream.read_buf(&mut rbuf).await? == 0 {
+                anyhow::bail!("the node closed the connection");
+            }
         }
     }
-    hist
+}
+
+/// Opens a connection and says hello.
+async fn open(addr: &str) -> anyhow::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let hello = Request::Hello {
+        version: PROTOCOL_VERSION,
+        client: "troupe-bench".into(),
+        token: None,
+    };
+    let mut codec = FrameCodec::default();
+    let mut buf = BytesMut::new();
+    codec.encode(Bytes::from(encode_request(0, &hello)), &mut buf)?;
+    stream.write_all(&buf).await?;
+    buf.clear();
+    loop {
+        if let Some(frame) = codec.decode(&mut buf)? {
+            let resp = Response::decode(&frame)?;
+            if let Some(e) = resp.err {
+                anyhow::bail!("{addr} refused hello: {}: {}", e.code, e.msg);
+            }
+            return Ok(stream);
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            anyhow::bail!("{addr} closed the connection during hello");
+        }
+    }
 }
 
 struct RunResult {
@@ -188,7 +265,7 @@ struct RunResult {
 }
 
 async fn run_phase(
-    clients: &[Client],
+    addrs: &[&str],
     args: &BenchArgs,
     plan: Plan,
     ops: u64,
@@ -216,24 +293,24 @@ async fn run_phase(
         .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
+    let mut streams = Vec::new();
+    for c in 0..args.concurrency {
+        streams.push(open(addrs[c % addrs.len()]).await?);
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (c, client) in clients.iter().enumerate() {
-        for p in 0..args.pipeline {
-            let seed = args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((c * args.pipeline + p) as u64);
-            let mut value = vec![0u8; args.value_size];
-            SmallRng::seed_from_u64(seed).fill(&mut value[..]);
-            tasks.push(tokio::spawn(worker(
-                client.clone(),
-                shared.clone(),
-                plan.clone(),
-                value,
-                seed,
-            )));
-        }
+    for (c, stream) in streams.into_iter().enumerate() {
+        let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(c as u64);
+        let mut value = vec![0u8; args.value_size];
+        SmallRng::seed_from_u64(seed).fill(&mut value[..]);
+        tasks.push(tokio::spawn(conn_worker(
+            stream,
+            shared.clone(),
+            plan.clone(),
+            value,
+            seed,
+            args.pipeline,
+        )));
     }
     let ticker = {
         let shared = shared.clone();
@@ -248,7 +325,7 @@ async fn run_phase(
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     for t in tasks {
-        hist.add(t.await.context("bench worker panicked")?)?;
+        hist.add(t.await.context("bench worker panicked")??)?;
     }
     let elapsed = start.elapsed();
     ticker.abort();
@@ -267,10 +344,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--concurrency and --pipeline must be at least 1"
     );
     anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    // One thread by default, like redis-benchmark: on a shared machine the load generator
+    // should take as little CPU from the node as it can.
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .context("starting the async runtime")?;
     rt.block_on(async move {
         let addrs: Vec<&str> = args
             .addr
@@ -278,14 +362,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .collect();
-        let mut clients = Vec::new();
-        for i in 0..args.concurrency {
-            let addr = addrs[i % addrs.len()];
-            let c = Client::connect_with(addr, "troupe-bench", None, Some(Duration::from_secs(30)))
-                .await
-                .with_context(|| format!("cannot connect to {addr}"))?;
-            clients.push(c);
-        }
+        anyhow::ensure!(!addrs.is_empty(), "--addr needs at least one address");
         let reads = args.workload.read_fraction() > 0.0;
         if reads && !args.no_prefill {
             let plan = Plan {
@@ -294,7 +371,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 keys: args.keys,
                 sequential: true,
             };
-            let r = run_phase(&clients, &args, plan, args.keys, "prefill").await?;
+            let r = run_phase(&addrs, &args, plan, args.keys, "prefill").await?;
             if !args.json {
                 eprintln!(
                     "prefilled {} keys in {:.1?} ({} errors)",
@@ -308,7 +385,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             keys: args.keys,
             sequential: false,
         };
-        let r = run_phase(&clients, &args, plan, args.ops, "bench").await?;
+        let r = run_phase(&addrs, &args, plan, args.ops, "bench").await?;
         report(&args, &r)
     })
 }
