@@ -103,10 +103,28 @@ impl Handler<Accepted> for Listener {
         let workers = &self.config.workers;
         if workers.is_empty() {
             Connection::new(shared, stream).start();
-        } else {
-            let arbiter = &workers[self.next_worker % workers.len()];
-            self.next_worker += 1;
-            Connection::start_in_arbiter(arbiter, move |_| Connection::new(shared, stream));
+            return;
         }
+        // A tokio socket stays registered with the reactor of the thread that accepted it;
+        // used from another arbiter, every readiness event would cost a cross-thread wakeup.
+        // Hand over the std socket and register it on the worker's own reactor instead.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cannot hand over an accepted socket: {e}");
+                self.shared.counters.stopped();
+                return;
+            }
+        };
+        let arbiter = &workers[self.next_worker % workers.len()];
+        self.next_worker += 1;
+        Connection::start_in_arbiter(arbiter, move |ctx| match TcpStream::from_std(std_stream) {
+            Ok(stream) => Connection::new(shared, stream),
+            Err(e) => {
+                log::warn!("cannot register a client socket: {e}");
+                ctx.stop();
+                Connection::closed(shared)
+            }
+        });
     }
 }

@@ -100,6 +100,19 @@ impl Connection {
         }
     }
 
+    /// A connection whose socket could not be set up; it stops at once.
+    fn closed(shared: ConnectionShared) -> Connection {
+        let (out, _) = mpsc::channel(1);
+        Connection {
+            shared,
+            stream: None,
+            out,
+            out_rx: None,
+            said_hello: false,
+            peer: "?".into(),
+        }
+    }
+
     fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>) {
         let out = self.out.clone();
         actix::spawn(async move {
