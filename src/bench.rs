@@ -5,15 +5,15 @@
 //! always stops by itself. Latency is recorded per request in microseconds (hdrhistogram).
 
 use anyhow::Context as _;
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
@@ -186,9 +186,17 @@ async fn conn_worker(
             };
             let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
             let req = if read {
-                Request::Get { key: key(k), r: None }
+                Request::Get {
+                    key: key(k),
+                    r: None,
+                }
             } else {
-                Request::Put { key: key(k), value: value.clone(), context: None, w: None }
+                Request::Put {
+                    key: key(k),
+                    value: value.clone(),
+                    context: None,
+                    w: None,
+                }
             };
             let id = next_id;
             next_id += 1;
@@ -347,7 +355,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // One thread by default, like redis-benchmark: on a shared machine the load generator
     // should take as little CPU from the node as it can.
     let rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.threads)
