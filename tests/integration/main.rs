@@ -7,3 +7,4 @@ mod backpressure;
 mod cli;
 mod crash_recovery;
 mod malformed_input;
+mod many_connections;
