@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::time::Duration;
 use troupe_protocol::admin::AdminResponse;
 use troupe_protocol::Client;
@@ -195,10 +195,12 @@ fn scalar(v: &Value) -> String {
 }
 
 fn table(rows: &[Value]) -> String {
-    let cols: Vec<String> = rows[0]
+    let mut cols: Vec<String> = rows[0]
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    // Identity columns first, the rest in name order.
+    cols.sort_by_key(|c| (!matches!(c.as_str(), "name" | "id"), c.clone()));
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -233,16 +235,78 @@ fn table(rows: &[Value]) -> String {
     out
 }
 
-const CONSOLE_HELP: &str = "commands:
+const CONSOLE_HELP: &str = "commands (Tab completes, Up/Down recall history):
   status            node id, version, uptime, addresses, health
   actors            every actor: instances, mailbox depth, messages handled, errors
+  stats             storage statistics (levels, flushes, compactions, cache)
+  members           cluster members and their status
   sync              fsync the write-ahead log now
+  flush | compact | gc | leave | fault ...   (when the node supports them)
   json on|off       print replies as JSON
   help              this text
-  quit              leave the console";
+  quit              leave the console
+any other word is sent to the node as an admin command; it says what it does not know.";
+
+/// Words the console completes.
+const CONSOLE_WORDS: &[&str] = &[
+    "status",
+    "actors",
+    "stats",
+    "members",
+    "ring",
+    "preflist",
+    "sync",
+    "flush",
+    "compact",
+    "gc",
+    "repair",
+    "hints",
+    "leave",
+    "log-level",
+    "fault",
+    "json",
+    "help",
+    "quit",
+];
+
+#[derive(rustyline::Helper, rustyline::Hinter, rustyline::Highlighter, rustyline::Validator)]
+struct ConsoleHelper;
+
+impl rustyline::completion::Completer for ConsoleHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let prefix = &line[..pos];
+        if prefix.contains(char::is_whitespace) {
+            return Ok((pos, Vec::new()));
+        }
+        let words = CONSOLE_WORDS
+            .iter()
+            .filter(|w| w.starts_with(prefix))
+            .map(|w| w.to_string());
+        Ok((0, words.collect()))
+    }
+}
+
+fn history_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".troupe_history"))
+}
 
 pub fn console(addr: &str) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    use rustyline::error::ReadlineError;
+    let mut rl: rustyline::Editor<ConsoleHelper, rustyline::history::FileHistory> =
+        rustyline::Editor::new().context("starting the line editor")?;
+    rl.set_helper(Some(ConsoleHelper));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = rl.load_history(h); // no history yet is fine
+    }
+    let result = runtime()?.block_on(async {
         let client = admin_connect(addr).await?;
         let status = admin_call(&client, "status", vec![]).await?;
         println!(
@@ -250,18 +314,17 @@ pub fn console(addr: &str) -> anyhow::Result<()> {
             status.get("node_id").map(scalar).unwrap_or_default()
         );
         let mut as_json = false;
-        let stdin = std::io::stdin();
         loop {
-            print!("troupe> ");
-            std::io::stdout().flush()?;
-            let mut line = String::new();
-            if stdin.lock().read_line(&mut line)? == 0 {
-                return Ok(());
-            }
+            let line = match rl.readline("troupe> ") {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
+                Err(e) => return Err(anyhow::anyhow!("reading a command: {e}")),
+            };
             let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
             let Some((cmd, args)) = words.split_first() else {
                 continue;
             };
+            let _ = rl.add_history_entry(line.as_str());
             match cmd.as_str() {
                 "quit" | "exit" => return Ok(()),
                 "help" => println!("{CONSOLE_HELP}"),
@@ -273,5 +336,9 @@ pub fn console(addr: &str) -> anyhow::Result<()> {
                 },
             }
         }
-    })
+    });
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    result
 }

@@ -99,3 +99,31 @@ fn two_nodes_cannot_share_a_data_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another troupe node"));
 }
+
+#[test]
+fn console_runs_commands_from_stdin_and_keeps_history() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["console", "--admin", &node.admin])
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"status\nactors\nno-such-command\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node_id: test-node"), "{text}");
+    assert!(text.contains("memtable"), "{text}");
+    assert!(text.contains("error: bad_request"), "{text}");
+    let history = std::fs::read_to_string(dir.path().join(".troupe_history")).unwrap();
+    assert!(history.contains("actors"), "{history}");
+}
