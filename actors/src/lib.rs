@@ -4,6 +4,9 @@
 //! - [`memtable`]: the Memtable actor, its in-memory table and the write-ahead log.
 //! - [`connection`]: the client Listener actor and one Connection actor per client socket.
 //! - [`admin`]: the Admin actor and the admin-port listener.
+//! - [`membership`]: the Membership actor and its pure member table (SWIM gossip, merge).
+//! - [`failure_detector`]: the FailureDetector actor and its pure SWIM/Lifeguard prober.
+//! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //!
 //! Actors receive typed actix messages; the same types cross the network as MessagePack
@@ -12,5 +15,8 @@
 
 pub mod admin;
 pub mod connection;
+pub mod failure_detector;
+pub mod membership;
 pub mod memtable;
+pub mod sim;
 pub mod stats;

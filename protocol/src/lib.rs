@@ -6,6 +6,7 @@
 //!   responses as MessagePack maps.
 //! - [`admin`]: admin-port requests and replies (`status`, `actors`, ...).
 //! - [`error`]: the stable error codes.
+//! - [`swim`]: peer-port types: the peer handshake and SWIM membership messages.
 //! - [`client`]: an async pipelining client.
 //!
 //! `PROTOCOL.md` beside this crate is the specification a third-party client is written
@@ -16,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod message;
+pub mod swim;
 
 pub use client::{Client, ClientError, GetResult};
 pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};

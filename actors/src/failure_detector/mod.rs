@@ -1,0 +1,3 @@
+//! Failure detection: SWIM probing with Lifeguard extensions.
+pub mod core;
+pub mod inputs;

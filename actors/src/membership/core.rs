@@ -1,0 +1,534 @@
+//! Membership table, merge rules and infection-style dissemination (sans-IO).
+//!
+//! Owns: `MemberList` — every known member (including ourselves) keyed by
+//! `NodeId`, the gossip retransmit queue, the table digest and the events
+//! subscribers are told about.
+//!
+//! Invariants:
+//! - Exactly one entry per id; our own entry is always present and is only
+//!   changed by us (refutation or leave), never overwritten by gossip.
+//! - Merge is a total order on `(incarnation, run_id, status)`: a record
+//!   replaces the current one only if its rank is strictly greater, so merge
+//!   is commutative and idempotent and every node converges.
+//! - Gossip about us that is not `Alive` at `>=` our incarnation (or comes
+//!   from another run of us) is refuted by raising our incarnation above it.
+//! - An update is retransmitted at most `lambda * ceil(log2(N+1))` times;
+//!   least-sent then newest goes first within the per-message budget.
+//! - Time is never read: callers pass virtual `now` milliseconds.
+
+use crate::membership::config::SwimConfig;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use troupe_protocol::swim::{MemberInfo, NodeId, Status, Update};
+
+/// What subscribers are told. A rejoin after restart is reported as `MemberUp`.
+#[allow(clippy::enum_variant_names)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberEvent {
+    MemberUp(MemberInfo),
+    MemberSuspect(MemberInfo),
+    MemberDown(MemberInfo),
+    MemberLeft(MemberInfo),
+}
+
+/// Result of merging one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Stale, duplicate, or about an unknown dead member.
+    Ignored,
+    /// It was about us; we raised our incarnation to `incarnation`.
+    /// `suspected` is true when it claimed we were Suspect/Dead/Left.
+    Refuted { incarnation: u64, suspected: bool },
+    /// The table changed.
+    Changed {
+        prev: Option<Status>,
+        info: MemberInfo,
+        rejoined: bool,
+    },
+    /// Same Suspect record we already hold (a possible confirmation).
+    SameSuspect,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    info: MemberInfo,
+    changed_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Queued {
+    update: Update,
+    transmits: u32,
+    order: u64,
+    size: usize,
+}
+
+type QKey = (NodeId, NodeId);
+type QIndex = (u32, Reverse<u64>, NodeId, NodeId);
+
+/// Retransmit queue: one entry per subject, or per (subject, suspector) for
+/// Suspect records so independent confirmations travel too.
+#[derive(Clone, Debug, Default)]
+struct Broadcasts {
+    entries: BTreeMap<QKey, Queued>,
+    index: BTreeSet<QIndex>,
+    next_order: u64,
+}
+
+impl Broadcasts {
+    fn idx(key: &QKey, q: &Queued) -> QIndex {
+        (q.transmits, Reverse(q.order), key.0.clone(), key.1.clone())
+    }
+
+    fn remove(&mut self, key: &QKey) {
+        if let Some(q) = self.entries.remove(key) {
+            self.index.remove(&Self::idx(key, &q));
+        }
+    }
+
+    fn enqueue(&mut self, update: Update) {
+        let subject = update.member.id.clone();
+        let rank = update.member.rank();
+        let stale: Vec<QKey> = self
+            .entries
+            .range((subject.clone(), NodeId::default())..)
+            .take_while(|(k, _)| k.0 == subject)
+            .filter(|(_, q)| q.update.member.rank() != rank)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
+        let origin_key = if update.member.status == Status::Suspect {
+            update.origin.clone()
+        } else {
+            NodeId::default()
+        };
+        let key = (subject, origin_key);
+        self.remove(&key);
+        self.next_order += 1;
+        let q = Queued {
+            size: estimate_update_size(&update),
+            update,
+            transmits: 0,
+            order: self.next_order,
+        };
+        self.index.insert(Self::idx(&key, &q));
+        self.entries.insert(key, q);
+    }
+
+    /// Least-sent then newest first; but non-Alive news about the recipient
+    /// itself always goes first so it can refute without delay.
+    fn select(
+        &mut self,
+        to: Option<&NodeId>,
+        budget: usize,
+        max_updates: usize,
+        limit: u32,
+    ) -> Vec<Update> {
+        let mut left = budget;
+        let mut picked: Vec<QKey> = Vec::new();
+        if let Some(to) = to {
+            for (k, q) in self
+                .entries
+                .range((to.clone(), NodeId::default())..)
+                .take_while(|(k, _)| k.0 == *to)
+            {
+                if q.update.member.status != Status::Alive && q.size <= left {
+                    left -= q.size;
+                    picked.push(k.clone());
+                }
+            }
+        }
+        for (_, _, a, b) in self.index.iter() {
+            if picked.len() >= max_updates || left < 64 {
+                break;
+            }
+            if to == Some(a) {
+                continue;
+            }
+            let Some(q) = self.entries.get(&(a.clone(), b.clone())) else {
+                continue;
+            };
+            if q.size <= left {
+                left -= q.size;
+                picked.push((a.clone(), b.clone()));
+            }
+        }
+        let mut out = Vec::with_capacity(picked.len());
+        for key in picked {
+            let Some(mut q) = self.entries.remove(&key) else {
+                continue;
+            };
+            self.index.remove(&Self::idx(&key, &q));
+            out.push(q.update.clone());
+            q.transmits += 1;
+            if q.transmits < limit {
+                self.index.insert(Self::idx(&key, &q));
+                self.entries.insert(key, q);
+            }
+        }
+        out
+    }
+}
+
+/// Rough MessagePack (named) size of one update, used for the gossip budget.
+pub fn estimate_update_size(u: &Update) -> usize {
+    let m = &u.member;
+    90 + m.id.0.len()
+        + m.client_addr.len()
+        + m.peer_addr.len()
+        + m.admin_addr.len()
+        + u.origin.0.len()
+}
+
+/// The member table of one node.
+#[derive(Clone, Debug)]
+pub struct MemberList {
+    me: NodeId,
+    members: BTreeMap<NodeId, Entry>,
+    leaving: bool,
+    queue: Broadcasts,
+    events: Vec<MemberEvent>,
+    digest_cache: Option<[u8; 32]>,
+    /// Cached count of Alive/Suspect entries (including us).
+    live: usize,
+    cfg: SwimConfig,
+}
+
+fn is_live(s: Status) -> bool {
+    matches!(s, Status::Alive | Status::Suspect)
+}
+
+impl MemberList {
+    /// A table containing only ourselves (forced Alive).
+    pub fn new(mut me: MemberInfo, cfg: SwimConfig) -> Self {
+        me.status = Status::Alive;
+        let id = me.id.clone();
+        let mut members = BTreeMap::new();
+        members.insert(
+            id.clone(),
+            Entry {
+                info: me,
+                changed_ms: 0,
+            },
+        );
+        MemberList {
+            me: id,
+            members,
+            leaving: false,
+            queue: Broadcasts::default(),
+            events: Vec::new(),
+            digest_cache: None,
+            live: 1,
+            cfg,
+        }
+    }
+
+    /// Insert an unknown member silently (no event, no gossip). Used for
+    /// bulk bootstrap; returns false if the id was already known.
+    pub fn preload(&mut self, mut info: MemberInfo, now: u64) -> bool {
+        if self.members.contains_key(&info.id) {
+            return false;
+        }
+        info.status = Status::Alive;
+        self.live += 1;
+        self.digest_cache = None;
+        self.members.insert(
+            info.id.clone(),
+            Entry {
+                info,
+                changed_ms: now,
+            },
+        );
+        true
+    }
+
+    pub fn me(&self) -> &MemberInfo {
+        &self.members[&self.me].info
+    }
+    pub fn my_id(&self) -> &NodeId {
+        &self.me
+    }
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+    pub fn get(&self, id: &NodeId) -> Option<&MemberInfo> {
+        self.members.get(id).map(|e| &e.info)
+    }
+    /// All known records (including ourselves and unreaped Dead/Left), sorted by id.
+    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.values().map(|e| &e.info)
+    }
+    /// Members that are Alive or Suspect, including ourselves.
+    pub fn live_count(&self) -> usize {
+        self.live
+    }
+    pub fn drain_events(&mut self) -> Vec<MemberEvent> {
+        std::mem::take(&mut self.events)
+    }
+    pub fn pending_broadcasts(&self) -> usize {
+        self.queue.entries.len()
+    }
+
+    /// Merge one gossiped record. `gossip` controls whether an accepted change
+    /// is queued for further dissemination.
+    pub fn apply(&mut self, update: &Update, now: u64, gossip: bool) -> Merge {
+        let u = &update.member;
+        if u.id == self.me {
+            return self.apply_about_me(u);
+        }
+        let Some(cur) = self.members.get(&u.id) else {
+            if !matches!(u.status, Status::Alive | Status::Suspect) {
+                return Merge::Ignored;
+            }
+            self.insert(update, None, false, now, gossip);
+            return Merge::Changed {
+                prev: None,
+                info: u.clone(),
+                rejoined: false,
+            };
+        };
+        let (cur_rank, cur_status, cur_run) = (cur.info.rank(), cur.info.status, cur.info.run_id);
+        if u.rank() > cur_rank {
+            let rejoined = u.run_id != cur_run;
+            self.insert(update, Some(cur_status), rejoined, now, gossip);
+            Merge::Changed {
+                prev: Some(cur_status),
+                info: u.clone(),
+                rejoined,
+            }
+        } else if u.rank() == cur_rank && u.status == Status::Suspect {
+            Merge::SameSuspect
+        } else {
+            Merge::Ignored
+        }
+    }
+
+    fn insert(
+        &mut self,
+        update: &Update,
+        prev: Option<Status>,
+        rejoined: bool,
+        now: u64,
+        gossip: bool,
+    ) {
+        let info = update.member.clone();
+        let was_live = matches!(prev, Some(Status::Alive | Status::Suspect)) && !rejoined;
+        match info.status {
+            Status::Alive if prev != Some(Status::Alive) || rejoined => {
+                self.events.push(MemberEvent::MemberUp(info.clone()))
+            }
+            Status::Suspect => {
+                if !was_live {
+                    self.events.push(MemberEvent::MemberUp(info.clone()));
+                }
+                if prev != Some(Status::Suspect) || rejoined {
+                    self.events.push(MemberEvent::MemberSuspect(info.clone()));
+                }
+            }
+            Status::Dead if prev != Some(Status::Dead) => {
+                self.events.push(MemberEvent::MemberDown(info.clone()))
+            }
+            Status::Left if prev != Some(Status::Left) => {
+                self.events.push(MemberEvent::MemberLeft(info.clone()))
+            }
+            _ => {}
+        }
+        let changed = prev != Some(info.status) || rejoined;
+        let was = prev.is_some_and(is_live) as usize;
+        self.live = self.live + is_live(info.status) as usize - was;
+        let entry = self.members.entry(info.id.clone()).or_insert(Entry {
+            info: info.clone(),
+            changed_ms: now,
+        });
+        entry.info = info;
+        if changed {
+            entry.changed_ms = now;
+        }
+        self.digest_cache = None;
+        if gossip {
+            self.queue.enqueue(update.clone());
+        }
+    }
+
+    fn apply_about_me(&mut self, u: &MemberInfo) -> Merge {
+        if self.leaving {
+            return Merge::Ignored;
+        }
+        let mine = self.me().clone();
+        let suspected = u.status != Status::Alive;
+        let other_run = u.run_id != mine.run_id;
+        let refute = if suspected || other_run {
+            u.incarnation >= mine.incarnation
+        } else {
+            u.incarnation > mine.incarnation
+        };
+        if !refute {
+            return Merge::Ignored;
+        }
+        let incarnation = u.incarnation + 1;
+        self.bump_self(incarnation, Status::Alive);
+        Merge::Refuted {
+            incarnation,
+            suspected,
+        }
+    }
+
+    fn bump_self(&mut self, incarnation: u64, status: Status) {
+        let me = self.me.clone();
+        let Some(entry) = self.members.get_mut(&me) else {
+            return;
+        };
+        let was = is_live(entry.info.status) as usize;
+        entry.info.incarnation = incarnation;
+        entry.info.status = status;
+        self.live = self.live + is_live(status) as usize - was;
+        let update = Update {
+            member: entry.info.clone(),
+            origin: me,
+        };
+        self.digest_cache = None;
+        self.queue.enqueue(update);
+    }
+
+    /// Gossip our own Alive record again (used on join so seeds spread us).
+    pub fn announce_self(&mut self) {
+        let inc = self.me().incarnation;
+        let status = self.me().status;
+        self.bump_self(inc, status);
+    }
+
+    /// Our detector suspects `id` at `incarnation`.
+    pub fn suspect(&mut self, id: &NodeId, incarnation: u64, now: u64) -> Merge {
+        self.local_verdict(id, incarnation, Status::Suspect, now)
+    }
+
+    /// Our suspicion of `id` at `incarnation` expired.
+    pub fn confirm_dead(&mut self, id: &NodeId, incarnation: u64, now: u64) -> Merge {
+        self.local_verdict(id, incarnation, Status::Dead, now)
+    }
+
+    fn local_verdict(&mut self, id: &NodeId, inc: u64, status: Status, now: u64) -> Merge {
+        let Some(cur) = self.members.get(id) else {
+            return Merge::Ignored;
+        };
+        if cur.info.incarnation != inc || *id == self.me {
+            return Merge::Ignored;
+        }
+        let mut member = cur.info.clone();
+        member.status = status;
+        let update = Update {
+            member,
+            origin: self.me.clone(),
+        };
+        self.apply(&update, now, true)
+    }
+
+    /// Leave gracefully: announce `Left` at a fresh incarnation.
+    pub fn leave(&mut self) {
+        let inc = self.me().incarnation + 1;
+        self.bump_self(inc, Status::Left);
+        self.leaving = true;
+    }
+
+    /// Retransmit limit for the current cluster size.
+    pub fn retransmit_limit(&self) -> u32 {
+        let n = self.live_count() as f64;
+        self.cfg.retransmit_mult * ((n + 1.0).log2().ceil() as u32).max(1)
+    }
+
+    /// Pick updates to piggyback on one outgoing message to `to`.
+    pub fn select_gossip(&mut self, to: Option<&NodeId>) -> Vec<Update> {
+        let limit = self.retransmit_limit();
+        self.queue.select(
+            to,
+            self.cfg.gossip_budget_bytes,
+            self.cfg.gossip_max_updates,
+            limit,
+        )
+    }
+
+    /// blake3 over the sorted table (id, incarnation, status, run_id).
+    pub fn digest(&mut self) -> [u8; 32] {
+        if let Some(d) = self.digest_cache {
+            return d;
+        }
+        let mut h = blake3::Hasher::new();
+        for e in self.members.values() {
+            let i = &e.info;
+            h.update(&(i.id.0.len() as u32).to_le_bytes());
+            h.update(i.id.0.as_bytes());
+            h.update(&i.incarnation.to_le_bytes());
+            h.update(&[i.status.code()]);
+            h.update(&i.run_id.to_le_bytes());
+        }
+        let d: [u8; 32] = *h.finalize().as_bytes();
+        self.digest_cache = Some(d);
+        d
+    }
+
+    /// Full table for push-pull.
+    pub fn export(&self) -> Vec<MemberInfo> {
+        self.members.values().map(|e| e.info.clone()).collect()
+    }
+
+    /// Merge a peer's full table. Remote `Dead` is downgraded to `Suspect` so
+    /// the member gets a chance to refute (as memberlist does). New third-party
+    /// entries are not re-gossiped (anti-entropy covers them); changes to known
+    /// entries and the sender's own record are.
+    pub fn merge_state(
+        &mut self,
+        from: &NodeId,
+        members: &[MemberInfo],
+        now: u64,
+    ) -> Vec<(Update, Merge)> {
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let mut member = m.clone();
+            if member.status == Status::Dead {
+                member.status = Status::Suspect;
+            }
+            let gossip = self.members.contains_key(&member.id) || member.id == *from;
+            let update = Update {
+                member,
+                origin: from.clone(),
+            };
+            let r = self.apply(&update, now, gossip);
+            out.push((update, r));
+        }
+        out
+    }
+
+    /// Re-queue a Suspect record carrying a new independent confirmation.
+    pub fn regossip(&mut self, update: Update) {
+        self.queue.enqueue(update);
+    }
+
+    /// Forget Dead/Left members whose last change is older than `reap_after_ms`.
+    pub fn reap(&mut self, now: u64) -> Vec<NodeId> {
+        let after = self.cfg.reap_after_ms;
+        let gone: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|e| {
+                e.info.id != self.me
+                    && matches!(e.info.status, Status::Dead | Status::Left)
+                    && now.saturating_sub(e.changed_ms) >= after
+            })
+            .map(|e| e.info.id.clone())
+            .collect();
+        for id in &gone {
+            self.members.remove(id);
+        }
+        // (reaped entries are Dead/Left, so `live` is unchanged)
+        if !gone.is_empty() {
+            self.digest_cache = None;
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

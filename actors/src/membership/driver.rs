@@ -1,0 +1,399 @@
+//! `MembershipCore`: the membership half of a SWIM node, sans-IO. The Membership actor
+//! drives one; the simulator's `sim::node::Node` pairs one with a `Detector`.
+//!
+//! Owns: the [`MemberList`], the seeds and join-retry backoff, push-pull, reconnect and reap
+//! scheduling. Receives: inbound peer messages ([`MembershipCore::handle_message`]), the
+//! failure detector's outputs ([`MembershipCore::handle_detector`]) and its own timers.
+//! Emits [`MEffect`]s: sends (Ping/Ack decorated with piggybacked gossip, Acks with the
+//! table digest), its own timers, and [`ToDetector`] inputs for the failure detector.
+//!
+//! Invariants:
+//! - Every change of a member's status is mirrored to the detector in the order it happened
+//!   (Alive -> probe it, Suspect -> start/confirm suspicion, Dead/Left/reaped -> stop).
+//! - Answering a Ping is done here, not in the detector: an Ack is stateless and must carry
+//!   the gossip and digest that live here (no extra hop on the probe's critical path).
+//! - Timers carry a generation; a timer from an older generation (before leave) is dropped.
+//! - No I/O, clock or unseeded randomness: `now` is passed in, in milliseconds.
+
+use super::config::SwimConfig;
+use super::core::{MemberEvent, MemberList, Merge};
+use crate::failure_detector::core::DetectorOutput;
+use crate::failure_detector::inputs::ToDetector;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use troupe_protocol::swim::{
+    Ack, MemberInfo, NodeId, Ping, StateExchange, Status, SwimMsg, Update,
+};
+
+/// Timers of the membership half.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MembershipTimer {
+    /// Periodic full-state exchange with one random live member.
+    PushPull { gen: u64 },
+    /// Forget Dead/Left members older than `reap_after_ms` (every probe interval).
+    Reap { gen: u64 },
+    /// Still alone: send our state to the seeds again (exponential backoff).
+    JoinRetry { gen: u64, attempt: u32 },
+    /// Try a full-state exchange with one Dead member, so a healed partition merges back.
+    Reconnect { gen: u64 },
+}
+
+/// Side effect for the host to perform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MEffect {
+    /// Send `msg` to `to` at `addr`; `addr: None` means `to` is a seed address.
+    Send {
+        to: NodeId,
+        addr: Option<String>,
+        msg: SwimMsg,
+    },
+    SetTimer {
+        after_ms: u64,
+        timer: MembershipTimer,
+    },
+    ToDetector(ToDetector),
+}
+
+/// Longest wait between two join attempts while alone.
+const JOIN_RETRY_MAX_MS: u64 = 30_000;
+
+#[derive(Debug)]
+pub struct MembershipCore {
+    cfg: SwimConfig,
+    list: MemberList,
+    rng: StdRng,
+    seeds: Vec<NodeId>,
+    gen: u64,
+    last_digest_sync_ms: Option<u64>,
+}
+
+impl MembershipCore {
+    /// `seed` drives the choice of push-pull / leave / reconnect partners.
+    pub fn new(self_info: MemberInfo, cfg: SwimConfig, seed: u64) -> Self {
+        MembershipCore {
+            list: MemberList::new(self_info, cfg.clone()),
+            cfg,
+            rng: StdRng::seed_from_u64(seed ^ 0x6d65_6d62),
+            seeds: Vec::new(),
+            gen: 0,
+            last_digest_sync_ms: None,
+        }
+    }
+
+    pub fn id(&self) -> &NodeId {
+        self.list.my_id()
+    }
+    pub fn me(&self) -> &MemberInfo {
+        self.list.me()
+    }
+    pub fn list(&self) -> &MemberList {
+        &self.list
+    }
+    pub fn member(&self, id: &NodeId) -> Option<&MemberInfo> {
+        self.list.get(id)
+    }
+    pub fn drain_events(&mut self) -> Vec<MemberEvent> {
+        self.list.drain_events()
+    }
+    pub fn config(&self) -> &SwimConfig {
+        &self.cfg
+    }
+
+    /// Install known Alive members silently (simulator bootstrap).
+    pub fn preload(&mut self, members: impl IntoIterator<Item = MemberInfo>) -> Vec<MEffect> {
+        let mut added = Vec::new();
+        for m in members {
+            let (id, inc) = (m.id.clone(), m.incarnation);
+            if id != *self.id() && self.list.preload(m, 0) {
+                added.push((id, inc));
+            }
+        }
+        vec![MEffect::ToDetector(ToDetector::AddBulk(added))]
+    }
+
+    /// Start probing, push-pull and reaping, and send our table to every seed.
+    pub fn join(&mut self, seeds: &[NodeId]) -> Vec<MEffect> {
+        let me = self.id().clone();
+        self.seeds = seeds.iter().filter(|s| **s != me).cloned().collect();
+        self.gen += 1;
+        let gen = self.gen;
+        let mut fx = vec![
+            MEffect::ToDetector(ToDetector::Start),
+            MEffect::SetTimer {
+                after_ms: self.cfg.push_pull_ms(self.list.live_count()),
+                timer: MembershipTimer::PushPull { gen },
+            },
+            MEffect::SetTimer {
+                after_ms: self.cfg.probe_interval_ms,
+                timer: MembershipTimer::Reap { gen },
+            },
+            MEffect::SetTimer {
+                after_ms: self.cfg.reconnect_interval_ms,
+                timer: MembershipTimer::Reconnect { gen },
+            },
+        ];
+        self.send_to_seeds(&mut fx);
+        if !self.seeds.is_empty() {
+            fx.push(MEffect::SetTimer {
+                after_ms: self.join_backoff(0),
+                timer: MembershipTimer::JoinRetry { gen, attempt: 1 },
+            });
+        }
+        fx
+    }
+
+    fn join_backoff(&self, attempt: u32) -> u64 {
+        (self.cfg.probe_interval_ms << attempt.min(10)).min(JOIN_RETRY_MAX_MS)
+    }
+
+    fn send_to_seeds(&mut self, fx: &mut Vec<MEffect>) {
+        for seed in self.seeds.clone() {
+            let msg = self.state_msg(true);
+            self.send(seed, msg, fx);
+        }
+    }
+
+    /// Leave gracefully: announce Left at a fresh incarnation, stop probing, push the news
+    /// to a few members. The host keeps delivering messages for a grace period.
+    pub fn leave(&mut self) -> Vec<MEffect> {
+        self.list.leave();
+        self.gen += 1;
+        let peers = self.live_peers();
+        let chosen: Vec<NodeId> = peers
+            .choose_multiple(&mut self.rng, self.cfg.leave_fanout)
+            .cloned()
+            .collect();
+        let mut fx = vec![MEffect::ToDetector(ToDetector::Stop)];
+        for to in chosen {
+            let msg = SwimMsg::Ping(Ping {
+                seq: 0,
+                from: self.id().clone(),
+                updates: Vec::new(),
+            });
+            self.send(to, msg, &mut fx);
+        }
+        fx
+    }
+
+    /// Live members other than us (Alive or Suspect).
+    pub fn live_peers(&self) -> Vec<NodeId> {
+        self.list
+            .members()
+            .filter(|m| m.id != *self.id() && matches!(m.status, Status::Alive | Status::Suspect))
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    fn state_msg(&self, reply: bool) -> SwimMsg {
+        SwimMsg::StateExchange(StateExchange {
+            from: self.id().clone(),
+            members: self.list.export(),
+            reply,
+        })
+    }
+
+    /// Feed one inbound peer message. `from` is the authenticated transport-level sender.
+    pub fn handle_message(&mut self, from: &NodeId, msg: SwimMsg, now: u64) -> Vec<MEffect> {
+        let mut fx = Vec::new();
+        match msg {
+            SwimMsg::Ping(p) => {
+                self.absorb_all(&p.updates, now, &mut fx);
+                let ack = SwimMsg::Ack(Ack {
+                    seq: p.seq,
+                    from: self.id().clone(),
+                    digest: [0; 32],
+                    updates: Vec::new(),
+                });
+                self.send(p.from, ack, &mut fx);
+            }
+            SwimMsg::Ack(a) => {
+                self.absorb_all(&a.updates, now, &mut fx);
+                fx.push(MEffect::ToDetector(ToDetector::Ack { seq: a.seq }));
+                self.maybe_digest_sync(from, a.digest, now, &mut fx);
+            }
+            SwimMsg::IndirectPing(ip) => fx.push(MEffect::ToDetector(ToDetector::IndirectPing(ip))),
+            SwimMsg::Nack(n) => fx.push(MEffect::ToDetector(ToDetector::Nack { seq: n.seq })),
+            SwimMsg::StateExchange(s) => {
+                for (u, r) in self.list.merge_state(&s.from, &s.members, now) {
+                    self.absorb(&u, r, &mut fx);
+                }
+                if s.reply && !self.list.is_leaving() {
+                    let msg = self.state_msg(false);
+                    self.send(s.from, msg, &mut fx);
+                }
+            }
+        }
+        fx
+    }
+
+    /// Anti-entropy shortcut: if a peer's table differs while we have nothing left to
+    /// gossip, push-pull with it (at most once per 5 periods).
+    fn maybe_digest_sync(
+        &mut self,
+        from: &NodeId,
+        digest: [u8; 32],
+        now: u64,
+        fx: &mut Vec<MEffect>,
+    ) {
+        if self.list.is_leaving() || digest == [0; 32] || self.list.pending_broadcasts() > 0 {
+            return;
+        }
+        if digest == self.list.digest() {
+            return;
+        }
+        let quiet = 5 * self.cfg.probe_interval_ms;
+        if self
+            .last_digest_sync_ms
+            .is_some_and(|t| now.saturating_sub(t) < quiet)
+        {
+            return;
+        }
+        self.last_digest_sync_ms = Some(now);
+        let msg = self.state_msg(true);
+        self.send(from.clone(), msg, fx);
+    }
+
+    /// Feed one fired membership timer.
+    pub fn handle_timer(&mut self, timer: MembershipTimer, now: u64) -> Vec<MEffect> {
+        let mut fx = Vec::new();
+        let live = self.gen;
+        match timer {
+            MembershipTimer::PushPull { gen } if gen == live && !self.list.is_leaving() => {
+                let peers = self.live_peers();
+                if let Some(to) = peers.choose(&mut self.rng).cloned() {
+                    let msg = self.state_msg(true);
+                    self.send(to, msg, &mut fx);
+                }
+                fx.push(MEffect::SetTimer {
+                    after_ms: self.cfg.push_pull_ms(self.list.live_count()),
+                    timer: MembershipTimer::PushPull { gen },
+                });
+            }
+            MembershipTimer::Reap { gen } if gen == live => {
+                for id in self.list.reap(now) {
+                    fx.push(MEffect::ToDetector(ToDetector::Remove { id }));
+                }
+                fx.push(MEffect::SetTimer {
+                    after_ms: self.cfg.probe_interval_ms,
+                    timer: MembershipTimer::Reap { gen },
+                });
+            }
+            MembershipTimer::JoinRetry { gen, attempt }
+                if gen == live && self.list.live_count() <= 1 && !self.list.is_leaving() =>
+            {
+                self.send_to_seeds(&mut fx);
+                fx.push(MEffect::SetTimer {
+                    after_ms: self.join_backoff(attempt),
+                    timer: MembershipTimer::JoinRetry {
+                        gen,
+                        attempt: attempt + 1,
+                    },
+                });
+            }
+            MembershipTimer::Reconnect { gen } if gen == live && !self.list.is_leaving() => {
+                let dead: Vec<NodeId> = self
+                    .list
+                    .members()
+                    .filter(|m| m.status == Status::Dead)
+                    .map(|m| m.id.clone())
+                    .collect();
+                if let Some(to) = dead.choose(&mut self.rng).cloned() {
+                    let msg = self.state_msg(true);
+                    self.send(to, msg, &mut fx);
+                } else if self.list.live_count() <= 1 && !self.seeds.is_empty() {
+                    self.send_to_seeds(&mut fx);
+                }
+                fx.push(MEffect::SetTimer {
+                    after_ms: self.cfg.reconnect_interval_ms,
+                    timer: MembershipTimer::Reconnect { gen },
+                });
+            }
+            _ => {}
+        }
+        fx
+    }
+
+    /// Feed one output of the failure detector (its timers stay with the detector's host).
+    pub fn handle_detector(&mut self, out: DetectorOutput, now: u64) -> Vec<MEffect> {
+        let mut fx = Vec::new();
+        match out {
+            DetectorOutput::Send { to, msg } => self.send(to, msg, &mut fx),
+            DetectorOutput::SetTimer { .. } => {
+                debug_assert!(
+                    false,
+                    "BUG: detector timers are kept by the detector's host"
+                )
+            }
+            DetectorOutput::Suspect(id, inc) => {
+                let r = self.list.suspect(&id, inc, now);
+                self.verdict(&id, r, &mut fx);
+            }
+            DetectorOutput::ConfirmDead(id, inc) => {
+                let r = self.list.confirm_dead(&id, inc, now);
+                self.verdict(&id, r, &mut fx);
+            }
+            DetectorOutput::Regossip(u) => self.list.regossip(u),
+        }
+        fx
+    }
+
+    fn absorb_all(&mut self, updates: &[Update], now: u64, fx: &mut Vec<MEffect>) {
+        for u in updates {
+            let r = self.list.apply(u, now, true);
+            self.absorb(u, r, fx);
+        }
+    }
+
+    /// Keep the detector in step with one merge result.
+    fn absorb(&mut self, u: &Update, r: Merge, fx: &mut Vec<MEffect>) {
+        let id = u.member.id.clone();
+        let incarnation = u.member.incarnation;
+        let input = match r {
+            Merge::Refuted {
+                suspected: true, ..
+            } => ToDetector::Refuted,
+            Merge::Changed { info, .. } => match info.status {
+                Status::Alive => ToDetector::Alive { id, incarnation },
+                Status::Suspect => ToDetector::Suspected {
+                    update: u.clone(),
+                    live: self.list.live_count(),
+                    known: false,
+                },
+                Status::Dead | Status::Left => ToDetector::Remove { id },
+            },
+            Merge::SameSuspect => ToDetector::Suspected {
+                update: u.clone(),
+                live: self.list.live_count(),
+                known: true,
+            },
+            _ => return,
+        };
+        fx.push(MEffect::ToDetector(input));
+    }
+
+    fn verdict(&mut self, id: &NodeId, r: Merge, fx: &mut Vec<MEffect>) {
+        let Some(member) = self.list.get(id).cloned() else {
+            return;
+        };
+        let u = Update {
+            member,
+            origin: self.id().clone(),
+        };
+        self.absorb(&u, r, fx);
+    }
+
+    /// Attach piggyback/digest to Ping and Ack, resolve the address, emit.
+    fn send(&mut self, to: NodeId, mut msg: SwimMsg, fx: &mut Vec<MEffect>) {
+        match &mut msg {
+            SwimMsg::Ping(p) => p.updates = self.list.select_gossip(Some(&to)),
+            SwimMsg::Ack(a) => {
+                a.digest = self.list.digest();
+                a.updates = self.list.select_gossip(Some(&to));
+            }
+            _ => {}
+        }
+        let addr = self.list.get(&to).map(|m| m.peer_addr.clone());
+        fx.push(MEffect::Send { to, addr, msg });
+    }
+}

@@ -1,0 +1,178 @@
+//! Measured scenarios shared by the simulation tests and the report example.
+//!
+//! Owns: the experiment recipes (join spread, crash detection, false
+//! positives, pause tolerance) and their result structs. Invariants: every
+//! scenario is a pure function of its arguments (seeded), warms the cluster
+//! up for `WARMUP_PERIODS` before measuring, and reports times in protocol
+//! periods of `probe_interval_ms`.
+
+use super::{Sim, SimConfig};
+use crate::membership::config::SwimConfig;
+use crate::membership::core::MemberEvent;
+use std::collections::BTreeSet;
+use troupe_protocol::swim::Status;
+
+/// Periods run before any measurement starts.
+pub const WARMUP_PERIODS: u64 = 5;
+/// Polling granularity for "everyone sees X" checks.
+const POLL_MS: u64 = 50;
+
+fn sim_cfg(loss: f64, seed: u64, swim: SwimConfig, count_bytes: bool) -> SimConfig {
+    SimConfig {
+        seed,
+        loss,
+        swim,
+        count_bytes,
+        ..SimConfig::default()
+    }
+}
+
+fn warm(n: usize, cfg: SimConfig) -> Sim {
+    let period = cfg.swim.probe_interval_ms;
+    let mut sim = Sim::bootstrapped(cfg, n);
+    sim.run_until(WARMUP_PERIODS * period);
+    sim.log.clear();
+    sim.traffic = Default::default();
+    sim
+}
+
+/// Poll until `done(sim)` or `limit_ms` elapses; returns elapsed ms.
+fn wait(sim: &mut Sim, limit_ms: u64, mut done: impl FnMut(&Sim) -> bool) -> Option<u64> {
+    let start = sim.now;
+    while sim.now - start <= limit_ms {
+        if done(sim) {
+            return Some(sim.now - start);
+        }
+        sim.run_for(POLL_MS);
+    }
+    None
+}
+
+/// Periods until every pre-existing node sees a newly joined node Alive.
+pub fn join_spread(n: usize, loss: f64, seed: u64, max_periods: u64) -> Option<f64> {
+    let cfg = sim_cfg(loss, seed, SwimConfig::default(), false);
+    let period = cfg.swim.probe_interval_ms as f64;
+    let mut sim = warm(n, cfg);
+    let joiner = sim.join_new(&[0]);
+    let others: Vec<usize> = (0..n).collect();
+    wait(&mut sim, max_periods * period as u64, |s| {
+        others.iter().all(|&i| s.sees(i, joiner, Status::Alive))
+    })
+    .map(|ms| ms as f64 / period)
+}
+
+/// Crash detection timings, in periods after the crash.
+#[derive(Clone, Debug)]
+pub struct CrashResult {
+    pub first_suspect: Option<f64>,
+    pub all_dead: Option<f64>,
+    /// Lifeguard (min, max) suspicion timeout for this N, in periods.
+    pub bounds: (f64, f64),
+}
+
+/// Crash node `n/2` and time first suspicion and full agreement on Dead.
+pub fn crash_detection(n: usize, loss: f64, seed: u64, max_periods: u64) -> CrashResult {
+    let cfg = sim_cfg(loss, seed, SwimConfig::default(), false);
+    let period = cfg.swim.probe_interval_ms as f64;
+    let (lo, hi) = cfg.swim.suspicion_bounds_ms(n);
+    let mut sim = warm(n, cfg);
+    let victim = n / 2;
+    let vid = sim.id_of(victim);
+    let t0 = sim.now;
+    sim.crash(victim);
+    let others = sim.healthy(&[victim]);
+    let all_dead = wait(&mut sim, max_periods * period as u64, |s| {
+        others.iter().all(|&i| {
+            s.node(i)
+                .member(&vid)
+                .is_none_or(|m| matches!(m.status, Status::Dead | Status::Left))
+        })
+    });
+    let first_suspect = sim.log.iter().find_map(|o| match &o.event {
+        MemberEvent::MemberSuspect(m) if m.id == vid => Some(o.at - t0),
+        _ => None,
+    });
+    CrashResult {
+        first_suspect: first_suspect.map(|ms| ms as f64 / period),
+        all_dead: all_dead.map(|ms| ms as f64 / period),
+        bounds: (lo as f64 / period, hi as f64 / period),
+    }
+}
+
+/// Outcome of a fault-free run under message loss.
+#[derive(Clone, Debug, Default)]
+pub struct FpResult {
+    /// Distinct (member, incarnation) healthy members declared Dead.
+    pub dead_declared: usize,
+    /// Distinct (member, incarnation) healthy members suspected.
+    pub suspected: usize,
+    pub msgs_per_member_period: f64,
+    pub bytes_per_member_period: f64,
+    /// Largest LHM seen on any node at the end of the run.
+    pub max_lhm_at_end: u32,
+}
+
+/// Run `periods` periods with loss and no faults; count false positives.
+pub fn false_positives(
+    n: usize,
+    loss: f64,
+    periods: u64,
+    seed: u64,
+    swim: SwimConfig,
+    count_bytes: bool,
+) -> FpResult {
+    let cfg = sim_cfg(loss, seed, swim, count_bytes);
+    let period = cfg.swim.probe_interval_ms;
+    let mut sim = warm(n, cfg);
+    sim.run_for(periods * period);
+    let mut dead = BTreeSet::new();
+    let mut susp = BTreeSet::new();
+    for o in &sim.log {
+        match &o.event {
+            MemberEvent::MemberDown(m) => {
+                dead.insert((m.id.clone(), m.incarnation));
+            }
+            MemberEvent::MemberSuspect(m) => {
+                susp.insert((m.id.clone(), m.incarnation));
+            }
+            _ => {}
+        }
+    }
+    let denom = (n as u64 * periods) as f64;
+    FpResult {
+        dead_declared: dead.len(),
+        suspected: susp.len(),
+        msgs_per_member_period: sim.traffic.messages as f64 / denom,
+        bytes_per_member_period: sim.traffic.bytes as f64 / denom,
+        max_lhm_at_end: (0..n).map(|i| sim.node(i).lhm()).max().unwrap_or(0),
+    }
+}
+
+/// Pause node `n/3` for `pause_ms`, then run `after_periods` more periods.
+/// Returns how many observers ever marked it Dead and whether everyone sees
+/// it Alive at the end.
+pub fn pause_outcome(
+    n: usize,
+    pause_ms: u64,
+    loss: f64,
+    seed: u64,
+    after_periods: u64,
+) -> (usize, bool) {
+    let cfg = sim_cfg(loss, seed, SwimConfig::default(), false);
+    let period = cfg.swim.probe_interval_ms;
+    let mut sim = warm(n, cfg);
+    let victim = n / 3;
+    let vid = sim.id_of(victim);
+    sim.pause(victim, pause_ms);
+    sim.run_for(pause_ms + after_periods * period);
+    let downs = sim
+        .log
+        .iter()
+        .filter(|o| matches!(&o.event, MemberEvent::MemberDown(m) if m.id == vid))
+        .count();
+    let all_alive = sim
+        .healthy(&[victim])
+        .iter()
+        .all(|&i| sim.sees(i, victim, Status::Alive));
+    (downs, all_alive)
+}

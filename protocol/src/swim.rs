@@ -1,0 +1,329 @@
+//! Peer wire types: the connection handshake and the SWIM membership / failure-detection
+//! messages exchanged between nodes on the peer port.
+//!
+//! Owns: [`PeerHello`], [`PeerWelcome`], [`PeerProof`] (the handshake, see `PROTOCOL.md`,
+//! "Peer protocol"), [`PeerMsg`] (every frame after the handshake), [`SwimMsg`] and its
+//! payloads, and the member record [`MemberInfo`] they carry. Plain data only: no behaviour
+//! beyond ordering helpers and encode/decode.
+//!
+//! Invariants:
+//! - Every frame is one MessagePack map (`to_vec_named`), in the client framing.
+//! - `SwimMsg` is internally tagged (`"t"`); `PeerMsg` adjacently tagged (`"k"`, `"m"`), so
+//!   new peer message families (replication, hints) can be added without clashing.
+//! - `Status` precedence at equal incarnation is `Alive < Suspect < Dead < Left`
+//!   (the derived `Ord` follows declaration order and is relied upon).
+//! - Byte fields (digests, challenges, proofs) are MessagePack bin (`serde_bytes`).
+//!
+//! ```
+//! use troupe_protocol::swim::{Nack, PeerMsg, SwimMsg};
+//! let m = PeerMsg::Swim(SwimMsg::Nack(Nack { seq: 4, from: "n1".into() }));
+//! assert_eq!(PeerMsg::decode(&m.encode()).unwrap(), m);
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Stable node name (unique per logical node across restarts).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl NodeId {
+    pub fn new(s: impl Into<String>) -> Self {
+        NodeId(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        NodeId(s.to_string())
+    }
+}
+
+/// Liveness state of a member. Declaration order is the precedence order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+impl Status {
+    /// Stable one-byte code used by the membership digest.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Alive => 0,
+            Status::Suspect => 1,
+            Status::Dead => 2,
+            Status::Left => 3,
+        }
+    }
+}
+
+/// One member as known by some node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub client_addr: String,
+    pub peer_addr: String,
+    pub admin_addr: String,
+    pub incarnation: u64,
+    pub status: Status,
+    /// Identifies one process lifetime of `id`; should grow across restarts
+    /// (e.g. start time in ms) but correctness only needs it to differ.
+    pub run_id: u64,
+}
+
+impl MemberInfo {
+    /// Total order used by merge: higher incarnation, then higher run id,
+    /// then status precedence wins.
+    pub fn rank(&self) -> (u64, u64, Status) {
+        (self.incarnation, self.run_id, self.status)
+    }
+}
+
+/// One piggybacked gossip item: a member record plus who asserted it
+/// (the suspector for `Suspect`, used to count independent confirmations).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    pub member: MemberInfo,
+    pub origin: NodeId,
+}
+
+/// Direct (or relayed) probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub seq: u64,
+    pub from: NodeId,
+    pub updates: Vec<Update>,
+}
+
+/// Probe answer. When forwarded by a relay, `from` is the probed target and
+/// `seq` is the requester's sequence number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub seq: u64,
+    pub from: NodeId,
+    /// blake3 digest of the sender's member table (see `MemberList::digest`).
+    #[serde(with = "serde_bytes")]
+    pub digest: [u8; 32],
+    pub updates: Vec<Update>,
+}
+
+/// Ask `from`'s chosen relay to probe `target` on its behalf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndirectPing {
+    pub seq: u64,
+    pub from: NodeId,
+    pub target: NodeId,
+}
+
+/// Lifeguard: a relay's own probe of the target timed out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    pub seq: u64,
+    pub from: NodeId,
+}
+
+/// Push-pull anti-entropy: full member table. `reply` asks for the peer's
+/// table back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExchange {
+    pub from: NodeId,
+    pub members: Vec<MemberInfo>,
+    pub reply: bool,
+}
+
+/// Every SWIM peer message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub enum SwimMsg {
+    Ping(Ping),
+    Ack(Ack),
+    IndirectPing(IndirectPing),
+    Nack(Nack),
+    StateExchange(StateExchange),
+}
+
+impl SwimMsg {
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SwimMsg::Ping(_) => "ping",
+            SwimMsg::Ack(_) => "ack",
+            SwimMsg::IndirectPing(_) => "indirect_ping",
+            SwimMsg::Nack(_) => "nack",
+            SwimMsg::StateExchange(_) => "state_exchange",
+        }
+    }
+}
+
+/// Version of the peer protocol spoken after the handshake.
+pub const PEER_PROTOCOL_VERSION: u32 = 1;
+
+/// Which outbound connection a frame travels on. Probes never queue behind bulk traffic:
+/// each lane is its own TCP connection with its own bounded queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    /// Ping, Ack, IndirectPing, Nack: small and time-critical.
+    Control,
+    /// Full-state exchanges and (later) replication traffic.
+    Bulk,
+}
+
+/// First frame on a peer connection, from the connecting node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHello {
+    pub version: u32,
+    pub from: NodeId,
+    pub lane: Lane,
+    /// Fresh random bytes the acceptor must prove knowledge of the secret over.
+    #[serde(with = "serde_bytes")]
+    pub challenge: [u8; 32],
+}
+
+/// The acceptor's answer to [`PeerHello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerWelcome {
+    pub from: NodeId,
+    #[serde(with = "serde_bytes")]
+    pub challenge: [u8; 32],
+    /// Keyed hash over both challenges (absent when the acceptor has no secret).
+    #[serde(default, with = "serde_bytes")]
+    pub proof: Option<Vec<u8>>,
+    /// Set when the acceptor refuses the connection; it closes right after.
+    #[serde(default)]
+    pub refused: Option<String>,
+}
+
+/// The connector's proof, third and last handshake frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerProof {
+    #[serde(default, with = "serde_bytes")]
+    pub proof: Option<Vec<u8>>,
+}
+
+/// Every frame after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", content = "m", rename_all = "lowercase")]
+pub enum PeerMsg {
+    Swim(SwimMsg),
+}
+
+macro_rules! codec_impl {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn encode(&self) -> Vec<u8> {
+                rmp_serde::to_vec_named(self).expect("BUG: encoding into a Vec cannot fail")
+            }
+            pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+                rmp_serde::from_slice(body)
+            }
+        }
+    )*};
+}
+codec_impl!(PeerHello, PeerWelcome, PeerProof, PeerMsg, SwimMsg);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> MemberInfo {
+        MemberInfo {
+            id: "a".into(),
+            client_addr: "c".into(),
+            peer_addr: "p".into(),
+            admin_addr: "x".into(),
+            incarnation: 7,
+            status: Status::Suspect,
+            run_id: 99,
+        }
+    }
+
+    #[test]
+    fn msgpack_roundtrip_all_messages() {
+        let msgs = vec![
+            SwimMsg::Ping(Ping {
+                seq: 1,
+                from: "a".into(),
+                updates: vec![Update {
+                    member: info(),
+                    origin: "b".into(),
+                }],
+            }),
+            SwimMsg::Ack(Ack {
+                seq: 2,
+                from: "b".into(),
+                digest: [200; 32],
+                updates: vec![],
+            }),
+            SwimMsg::IndirectPing(IndirectPing {
+                seq: 3,
+                from: "a".into(),
+                target: "c".into(),
+            }),
+            SwimMsg::Nack(Nack {
+                seq: 4,
+                from: "c".into(),
+            }),
+            SwimMsg::StateExchange(StateExchange {
+                from: "a".into(),
+                members: vec![info()],
+                reply: true,
+            }),
+        ];
+        for m in msgs {
+            let bytes = rmp_serde::to_vec_named(&m).expect("encode");
+            let back: SwimMsg = rmp_serde::from_slice(&bytes).expect("decode");
+            assert_eq!(back, m);
+        }
+    }
+
+    #[test]
+    fn handshake_frames_roundtrip_with_bin_fields() {
+        let h = PeerHello {
+            version: PEER_PROTOCOL_VERSION,
+            from: "a".into(),
+            lane: Lane::Control,
+            challenge: [7; 32],
+        };
+        let bytes = h.encode();
+        // 0xc4 0x20: bin 8 of 32 bytes, not an array of ints
+        assert!(bytes.windows(2).any(|w| w == [0xc4, 0x20]));
+        assert_eq!(PeerHello::decode(&bytes).unwrap(), h);
+        let w = PeerWelcome {
+            from: "b".into(),
+            challenge: [1; 32],
+            proof: Some(vec![2; 32]),
+            refused: None,
+        };
+        assert_eq!(PeerWelcome::decode(&w.encode()).unwrap(), w);
+        let p = PeerProof { proof: None };
+        assert_eq!(PeerProof::decode(&p.encode()).unwrap(), p);
+        let m = PeerMsg::Swim(SwimMsg::Ack(Ack {
+            seq: 1,
+            from: "b".into(),
+            digest: [9; 32],
+            updates: vec![],
+        }));
+        assert_eq!(PeerMsg::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn status_precedence_order() {
+        assert!(Status::Alive < Status::Suspect);
+        assert!(Status::Suspect < Status::Dead);
+        assert!(Status::Dead < Status::Left);
+    }
+}
