@@ -17,4 +17,4 @@ cargo build --workspace --quiet
 cargo test --workspace
 
 echo "== Python client against a live node"
-TROUPE_BIN="$PWD/target/debug/troupe" python3 -m pytest -q clients/python
+TROUPE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/troupe" python3 -m pytest -q clients/python
