@@ -134,6 +134,19 @@ pub struct MembershipSection {
     pub probe_timeout_ms: u64,
     pub indirect_probes: usize,
     pub suspicion_mult: u32,
+    /// Lifeguard: the suspicion timeout starts at this multiple of its minimum and shrinks
+    /// as independent confirmations arrive (1 = fixed timeout, plain SWIM).
+    pub suspicion_max_timeout_mult: u32,
+    /// Lifeguard local health: probe timing stretches up to (1 + this) when we are slow.
+    pub awareness_max_multiplier: u32,
+    /// Each gossiped update is retransmitted retransmit_mult * ceil(log2(N+1)) times.
+    pub retransmit_mult: u32,
+    /// Full-state exchange with one random member this often (scaled up past 32 members).
+    pub push_pull_interval_ms: u64,
+    /// Dead and left members are forgotten this long after their last change.
+    pub reap_after_ms: u64,
+    /// Try a full-state exchange with one dead member this often (heals partitions).
+    pub reconnect_interval_ms: u64,
 }
 
 impl Default for MembershipSection {
@@ -143,6 +156,12 @@ impl Default for MembershipSection {
             probe_timeout_ms: 500,
             indirect_probes: 3,
             suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            awareness_max_multiplier: 8,
+            retransmit_mult: 4,
+            push_pull_interval_ms: 30_000,
+            reap_after_ms: 30_000,
+            reconnect_interval_ms: 30_000,
         }
     }
 }
@@ -241,6 +260,23 @@ impl Config {
                 c.r,
                 c.w
             );
+        }
+        let m = &self.membership;
+        if m.probe_interval_ms == 0
+            || m.probe_timeout_ms == 0
+            || m.probe_timeout_ms >= m.probe_interval_ms
+        {
+            bail!(
+                "membership: need 0 < probe_timeout_ms < probe_interval_ms (got {} and {})",
+                m.probe_timeout_ms,
+                m.probe_interval_ms
+            );
+        }
+        if m.suspicion_mult == 0 || m.suspicion_max_timeout_mult == 0 || m.retransmit_mult == 0 {
+            bail!("membership: suspicion_mult, suspicion_max_timeout_mult and retransmit_mult must be at least 1");
+        }
+        if m.push_pull_interval_ms == 0 || m.reconnect_interval_ms == 0 {
+            bail!("membership: push_pull_interval_ms and reconnect_interval_ms must be at least 1");
         }
         if self.storage.relaxed_sync_ms == 0 {
             bail!("storage.relaxed_sync_ms must be at least 1");

@@ -2,8 +2,9 @@
 //!
 //! Start-up, in order: take the data-directory lock, replay the WAL (blocking, before anything
 //! is served), bind every listener (so a port conflict fails fast), start the actors, tell
-//! systemd we are ready. Shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests
-//! finish (up to a grace period), sync the WAL, exit 0.
+//! systemd we are ready. Shutdown on SIGTERM/SIGINT: leave the cluster gracefully (`left` is
+//! gossiped first), stop accepting, let in-flight requests finish (up to a grace period), sync
+//! the WAL, exit 0.
 
 use crate::config::{Config, DurabilityMode};
 use crate::metrics;
@@ -18,10 +19,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
 use troupe_actors::memtable::{MemtableActor, MemtableConfig, SyncWal};
+use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::stats::Registry;
 use troupe_protocol::admin::Addresses;
+use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -89,6 +93,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let client_listener = bind(&cfg.net.listen, "clients", "--listen").await?;
         let admin_listener = bind(&cfg.net.admin_listen, "admin", "--admin-listen").await?;
         let metrics_listener = bind(&cfg.net.metrics_listen, "metrics", "--metrics-listen").await?;
+        let peer_listener = bind(&cfg.net.peer_listen, "peers", "--peer-listen").await?;
         let shutdown = CancellationToken::new();
 
         let storage_arbiter = Arbiter::new();
@@ -124,7 +129,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.node.data_dir.display().to_string(),
             durability: format!("{:?}", cfg.storage.durability).to_lowercase(),
         };
-        let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone()).start();
+        let membership = start_membership(&cfg, peer_listener, &registry, shutdown.clone());
+        let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
+            .with_membership(membership.clone())
+            .start();
         actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
         actix::spawn(metrics::serve(metrics_listener, registry.clone(), health, started, shutdown.clone()));
 
@@ -141,6 +149,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
         wait_for_signal().await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        if tokio::time::timeout(SHUTDOWN_GRACE, membership.send(Leave)).await.is_err() {
+            log::warn!("graceful leave did not finish in {SHUTDOWN_GRACE:?}");
+        }
         log::info!("shutting down: no new requests; finishing {} connection(s)", connections.instances());
         shutdown.cancel();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -163,6 +174,70 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     });
     System::current().stop();
     result
+}
+
+/// Starts the peer transport, the Membership and FailureDetector actors, and the peer
+/// listener; joins through the seeds.
+fn start_membership(
+    cfg: &Config,
+    listener: TcpListener,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Addr<membership::actor::MembershipActor> {
+    let m = &cfg.membership;
+    let swim = SwimConfig {
+        probe_interval_ms: m.probe_interval_ms,
+        probe_timeout_ms: m.probe_timeout_ms,
+        indirect_probes: m.indirect_probes,
+        suspicion_mult: u64::from(m.suspicion_mult),
+        suspicion_max_timeout_mult: u64::from(m.suspicion_max_timeout_mult),
+        awareness_max_multiplier: m.awareness_max_multiplier,
+        retransmit_mult: m.retransmit_mult,
+        push_pull_interval_ms: m.push_pull_interval_ms,
+        reap_after_ms: m.reap_after_ms,
+        reconnect_interval_ms: m.reconnect_interval_ms,
+        ..SwimConfig::default()
+    };
+    // The run id changes on every start: wall-clock start time in ms.
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let me = MemberInfo {
+        id: NodeId(cfg.node.id.clone()),
+        client_addr: cfg.net.listen.clone(),
+        peer_addr: cfg.net.peer_listen.clone(),
+        admin_addr: cfg.net.admin_listen.clone(),
+        incarnation: 0,
+        status: Status::Alive,
+        run_id,
+    };
+    let peer_cfg = PeerConfig::new(
+        me.id.clone(),
+        &cfg.cluster.secret,
+        cfg.net.max_frame_bytes,
+        m.probe_interval_ms,
+        m.probe_timeout_ms,
+    );
+    let transport = PeerTransport::new(peer_cfg, shutdown.clone());
+    let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
+    actix::spawn(peer::serve(
+        listener,
+        transport,
+        mem.clone().recipient(),
+        shutdown,
+    ));
+    mem.do_send(Join);
+    log::info!(
+        "membership: peers on {} (run id {run_id}, probe every {} ms, auth {})",
+        cfg.net.peer_listen,
+        m.probe_interval_ms,
+        if cfg.cluster.secret.is_empty() {
+            "off"
+        } else {
+            "on"
+        }
+    );
+    mem
 }
 
 fn worker_count() -> usize {

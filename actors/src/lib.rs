@@ -6,6 +6,7 @@
 //! - [`admin`]: the Admin actor and the admin-port listener.
 //! - [`membership`]: the Membership actor and its pure member table (SWIM gossip, merge).
 //! - [`failure_detector`]: the FailureDetector actor and its pure SWIM/Lifeguard prober.
+//! - [`peer`]: the peer transport: authenticated per-peer connections on the peer port.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //!
@@ -18,5 +19,6 @@ pub mod connection;
 pub mod failure_detector;
 pub mod membership;
 pub mod memtable;
+pub mod peer;
 pub mod sim;
 pub mod stats;

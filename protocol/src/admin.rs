@@ -88,3 +88,27 @@ pub struct ActorStat {
 pub struct ActorsReply {
     pub actors: Vec<ActorStat>,
 }
+
+/// One member in `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    pub id: String,
+    pub client: String,
+    pub peer: String,
+    pub admin: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub status: String,
+    pub incarnation: u64,
+    /// Changes on every start of that node (its start time in ms since the Unix epoch).
+    pub run_id: u64,
+    /// Milliseconds since this node saw the member's status last change.
+    pub last_change_ms_ago: u64,
+    /// True for the node that answered.
+    pub this_node: bool,
+}
+
+/// Reply to `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersReply {
+    pub members: Vec<MemberRow>,
+}

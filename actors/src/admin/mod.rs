@@ -4,8 +4,10 @@
 //! its arguments per request. Each admin connection is a task that reads a request, asks the
 //! Admin actor, and writes the answer before reading the next (operators do not pipeline).
 //!
-//! Commands: `status`, `actors`, `sync`. Later components add theirs here.
+//! Commands: `status`, `actors`, `sync`, `members`, `leave`, `fault`. Later components add
+//! theirs here.
 
+use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
 use crate::memtable::{wal::Health, MemtableActor, SyncWal};
 use crate::stats::{ActorCounters, Registry};
 use actix::prelude::*;
@@ -17,7 +19,9 @@ use std::time::Instant;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
-use troupe_protocol::admin::{ActorsReply, Addresses, AdminRequest, AdminResponse, StatusReply};
+use troupe_protocol::admin::{
+    ActorsReply, Addresses, AdminRequest, AdminResponse, MembersReply, StatusReply,
+};
 use troupe_protocol::{ErrorBody, ErrorCode, FrameCodec};
 
 /// Facts about the node that `status` reports.
@@ -38,6 +42,7 @@ pub struct Admin {
     memtable: Addr<MemtableActor>,
     counters: Arc<ActorCounters>,
     connections: Arc<ActorCounters>,
+    membership: Option<Addr<MembershipActor>>,
 }
 
 impl Admin {
@@ -54,7 +59,14 @@ impl Admin {
             registry,
             health,
             memtable,
+            membership: None,
         }
+    }
+
+    /// Serves `members`, `leave` and `fault` from this Membership actor.
+    pub fn with_membership(mut self, membership: Addr<MembershipActor>) -> Admin {
+        self.membership = Some(membership);
+        self
     }
 
     fn status(&self) -> StatusReply {
@@ -113,6 +125,12 @@ struct Done {
     done: bool,
 }
 
+#[derive(Serialize)]
+struct FaultReply {
+    /// Peers whose traffic is dropped (`all`, node ids), empty when healed.
+    dropping: Vec<String>,
+}
+
 impl Handler<Command> for Admin {
     type Result = ResponseFuture<Vec<u8>>;
 
@@ -137,12 +155,38 @@ impl Handler<Command> for Admin {
                     }
                 });
             }
+            "members" | "leave" | "fault" => {
+                let Some(m) = self.membership.clone() else {
+                    return Box::pin(async move {
+                        err(id, ErrorCode::Internal, "membership is not running")
+                    });
+                };
+                let op = req.op.clone();
+                return Box::pin(async move {
+                    let failed = |e: MailboxError| err(id, ErrorCode::Internal, e.to_string());
+                    match op.as_str() {
+                        "members" => match m.send(ListMembers).await {
+                            Ok(members) => ok(id, MembersReply { members }),
+                            Err(e) => failed(e),
+                        },
+                        "leave" => match m.send(Leave).await {
+                            Ok(()) => ok(id, Done { done: true }),
+                            Err(e) => failed(e),
+                        },
+                        _ => match m.send(Fault(req.args)).await {
+                            Ok(Ok(dropping)) => ok(id, FaultReply { dropping }),
+                            Ok(Err(usage)) => err(id, ErrorCode::BadRequest, usage),
+                            Err(e) => failed(e),
+                        },
+                    }
+                });
+            }
             other => {
                 self.counters.error();
                 err(
                     id,
                     ErrorCode::BadRequest,
-                    format!("unknown admin command {other:?}; try: status, actors, sync"),
+                    format!("unknown admin command {other:?}; try: status, actors, sync, members, leave, fault"),
                 )
             }
         };

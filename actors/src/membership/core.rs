@@ -260,6 +260,10 @@ impl MemberList {
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
         self.members.values().map(|e| &e.info)
     }
+    /// Every record with the `now` (ms) of its last status change, sorted by id.
+    pub fn entries(&self) -> impl Iterator<Item = (&MemberInfo, u64)> {
+        self.members.values().map(|e| (&e.info, e.changed_ms))
+    }
     /// Members that are Alive or Suspect, including ourselves.
     pub fn live_count(&self) -> usize {
         self.live

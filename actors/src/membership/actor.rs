@@ -1,0 +1,302 @@
+//! The Membership actor: a thin shell around the pure [`MembershipCore`].
+//!
+//! Owns: the member table (through the core), the subscriber list and the handle to the
+//! peer transport. Receives: [`PeerInbound`] SWIM messages from the transport,
+//! [`DetectorOutputs`] from the FailureDetector actor, its own timers (`run_later`, each
+//! carrying a [`MembershipTimer`] with its generation), [`Subscribe`], [`ListMembers`],
+//! [`Leave`] and [`Fault`] (admin). Emits: frames through the [`PeerTransport`],
+//! [`DetectorInputs`] to the FailureDetector, and [`MemberChanged`] (MemberUp / MemberSuspect
+//! / MemberDown / MemberLeft) to every subscribed `Recipient`.
+//!
+//! Why two actors: the detector's timing (probe period, timeouts) must not wait behind
+//! membership work such as merging a 1000-member state exchange, and the replication
+//! coordinator subscribes to membership without knowing about probes. The pure halves are
+//! exactly the ones the simulator pairs synchronously (`sim::node`).
+//!
+//! Invariants: sends to the FailureDetector use `try_send` on a bounded mailbox (a refusal is
+//! counted and logged); subscribers get events in the order the table changed; time is a
+//! monotonic clock in ms since the shared `epoch`.
+
+use super::core::MemberEvent;
+use super::driver::{MEffect, MembershipCore, MembershipTimer};
+use crate::failure_detector::actor::{
+    DetectorInputs, DetectorOutputs, FailureDetectorActor, MAILBOX,
+};
+use crate::peer::{PeerInbound, PeerTransport};
+use crate::stats::ActorCounters;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use troupe_protocol::admin::MemberRow;
+use troupe_protocol::swim::{NodeId, Status};
+
+/// A membership change, published to subscribers.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MemberChanged(pub MemberEvent);
+
+/// Subscribe to [`MemberChanged`] events.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<MemberChanged>);
+
+/// Start: join through the seeds (peer addresses).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join;
+
+/// Every known member, for `troupe admin members`.
+#[derive(Message)]
+#[rtype(result = "Vec<MemberRow>")]
+pub struct ListMembers;
+
+/// Leave gracefully: `left` is gossiped, then the reply comes after the grace period.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+/// Admin fault hook: `drop <node-id|all>`, `heal`, `status`. Replies with what is dropped.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, String>")]
+pub struct Fault(pub Vec<String>);
+
+pub struct MembershipActor {
+    core: MembershipCore,
+    transport: PeerTransport,
+    detector: Addr<FailureDetectorActor>,
+    seeds: Vec<NodeId>,
+    subscribers: Vec<Recipient<MemberChanged>>,
+    epoch: Instant,
+    counters: Arc<ActorCounters>,
+    detector_counters: Arc<ActorCounters>,
+}
+
+impl MembershipActor {
+    /// `seeds` are peer addresses; they double as node ids until the seed answers.
+    pub fn new(
+        core: MembershipCore,
+        transport: PeerTransport,
+        detector: Addr<FailureDetectorActor>,
+        seeds: &[String],
+        epoch: Instant,
+        counters: Arc<ActorCounters>,
+        detector_counters: Arc<ActorCounters>,
+    ) -> Self {
+        let mine = core.me().peer_addr.clone();
+        MembershipActor {
+            seeds: seeds
+                .iter()
+                .filter(|s| **s != mine)
+                .map(|s| NodeId(s.clone()))
+                .collect(),
+            core,
+            transport,
+            detector,
+            subscribers: Vec::new(),
+            epoch,
+            counters,
+            detector_counters,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn apply(&mut self, fx: Vec<MEffect>, ctx: &mut Context<Self>) {
+        let mut inputs = Vec::new();
+        for e in fx {
+            match e {
+                MEffect::Send { to, addr, msg } => {
+                    if to == *self.core.id() {
+                        continue;
+                    }
+                    let addr = addr.unwrap_or_else(|| to.0.clone());
+                    if addr == self.core.me().peer_addr {
+                        continue;
+                    }
+                    self.transport.send(&to, &addr, msg);
+                }
+                MEffect::SetTimer { after_ms, timer } => {
+                    ctx.run_later(Duration::from_millis(after_ms), move |act, ctx| {
+                        act.fire(timer, ctx)
+                    });
+                }
+                MEffect::ToDetector(i) => inputs.push(i),
+            }
+        }
+        if !inputs.is_empty() {
+            self.detector_counters.sent();
+            if let Err(e) = self.detector.try_send(DetectorInputs(inputs)) {
+                self.counters.error();
+                log::warn!("membership: failure detector mailbox refused inputs: {e}");
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        for ev in self.core.drain_events() {
+            let (what, m) = match &ev {
+                MemberEvent::MemberUp(m) => ("up", m),
+                MemberEvent::MemberSuspect(m) => ("suspect", m),
+                MemberEvent::MemberDown(m) => ("down (dead)", m),
+                MemberEvent::MemberLeft(m) => ("left", m),
+            };
+            log::info!(
+                "member {} at {} is {what} (incarnation {})",
+                m.id,
+                m.peer_addr,
+                m.incarnation
+            );
+            self.subscribers
+                .retain(|s| s.try_send(MemberChanged(ev.clone())).is_ok() || s.connected());
+        }
+    }
+
+    fn fire(&mut self, timer: MembershipTimer, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let fx = self.core.handle_timer(timer, now);
+        self.apply(fx, ctx);
+    }
+}
+
+impl Actor for MembershipActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        self.counters.started();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.counters.stopped();
+    }
+}
+
+impl Handler<Join> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Join, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        if !self.seeds.is_empty() {
+            log::info!("joining the cluster through seeds {:?}", self.seeds);
+        }
+        let fx = self.core.join(&self.seeds.clone());
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<PeerInbound> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, PeerInbound { from, msg }: PeerInbound, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        let now = self.now();
+        let fx = self.core.handle_message(&from, msg, now);
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<DetectorOutputs> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, DetectorOutputs(outs): DetectorOutputs, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        let now = self.now();
+        let mut fx = Vec::new();
+        for o in outs {
+            fx.extend(self.core.handle_detector(o, now));
+        }
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<Subscribe> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, Subscribe(r): Subscribe, _: &mut Context<Self>) {
+        self.counters.handled();
+        self.subscribers.push(r);
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Alive => "alive",
+        Status::Suspect => "suspect",
+        Status::Dead => "dead",
+        Status::Left => "left",
+    }
+}
+
+impl Handler<ListMembers> for MembershipActor {
+    type Result = MessageResult<ListMembers>;
+
+    fn handle(&mut self, _: ListMembers, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let now = self.now();
+        let me = self.core.id().clone();
+        let rows = self
+            .core
+            .list()
+            .entries()
+            .map(|(m, changed)| MemberRow {
+                id: m.id.0.clone(),
+                client: m.client_addr.clone(),
+                peer: m.peer_addr.clone(),
+                admin: m.admin_addr.clone(),
+                status: status_name(m.status).to_string(),
+                incarnation: m.incarnation,
+                run_id: m.run_id,
+                last_change_ms_ago: now.saturating_sub(changed),
+                this_node: m.id == me,
+            })
+            .collect();
+        MessageResult(rows)
+    }
+}
+
+impl Handler<Leave> for MembershipActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let peers = self.core.live_peers().len();
+        let fx = self.core.leave();
+        self.apply(fx, ctx);
+        // Keep answering pings for two periods so acks carry `left` further, and give the
+        // transport time to flush the direct Left pings.
+        let grace = if peers == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(2 * self.core.config().probe_interval_ms)
+                .max(Duration::from_millis(200))
+        };
+        log::info!(
+            "leaving the cluster: told {} of {peers} member(s); waiting {grace:?}",
+            self.core.config().leave_fanout.min(peers)
+        );
+        Box::pin(actix::clock::sleep(grace).into_actor(self))
+    }
+}
+
+impl Handler<Fault> for MembershipActor {
+    type Result = Result<Vec<String>, String>;
+
+    fn handle(&mut self, Fault(args): Fault, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["drop", target] => self.transport.fault_drop(target),
+            ["heal"] => self.transport.fault_heal(),
+            ["status"] | [] => {}
+            _ => return Err("usage: fault drop <node-id|all> | fault heal | fault status".into()),
+        }
+        Ok(self.transport.fault_status())
+    }
+}

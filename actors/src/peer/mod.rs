@@ -1,0 +1,294 @@
+//! The peer transport: typed [`PeerMsg`] frames between nodes on the peer port.
+//!
+//! Owns: one outbound [`lane::LaneQueue`] and task per (peer address, [`Lane`]), the inbound
+//! listener, and the fault hook. Receives [`PeerTransport::send`] calls (from the Membership
+//! actor; later the replication coordinator) and inbound connections; emits every inbound
+//! SWIM message to a `Recipient<PeerInbound>` with the authenticated sender's id.
+//!
+//! Invariants:
+//! - Connections are one-way: a node sends on the connections it opened and reads on those
+//!   it accepted. Each is authenticated first (`handshake`); a refused peer is logged at
+//!   `warn` and gets nothing.
+//! - Probes (Ping, Ack, IndirectPing, Nack) travel on the control lane, full-state exchanges
+//!   on the bulk lane: two connections, two bounded queues, so no head-of-line blocking.
+//! - Nothing here blocks the caller: `send` only queues. Inbound frames are handed to the
+//!   recipient with `try_send`; when its mailbox is full the frame is dropped (SWIM tolerates
+//!   loss; an unbounded backlog of stale probes would be worse).
+//! - The fault hook (`fault drop <node|all>`, `fault heal`) drops matching inbound and
+//!   outbound traffic, so tests can cut a node off without root.
+
+pub mod handshake;
+pub mod lane;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use handshake::AuthKey;
+use lane::{LaneLimits, LaneQueue, LaneTask};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use troupe_protocol::swim::{Lane, NodeId, PeerMsg, SwimMsg};
+use troupe_protocol::FrameCodec;
+
+/// One SWIM message received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PeerInbound {
+    pub from: NodeId,
+    pub msg: SwimMsg,
+}
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub me: NodeId,
+    pub key: AuthKey,
+    pub max_frame_bytes: usize,
+    pub control: LaneLimits,
+    pub bulk: LaneLimits,
+}
+
+impl PeerConfig {
+    /// Limits derived from the probe timing: a control frame older than the probe timeout
+    /// is useless; bulk frames may wait a few periods.
+    pub fn new(
+        me: NodeId,
+        secret: &str,
+        max_frame_bytes: usize,
+        probe_interval_ms: u64,
+        probe_timeout_ms: u64,
+    ) -> Self {
+        PeerConfig {
+            me,
+            key: AuthKey::from_secret(secret),
+            max_frame_bytes,
+            control: LaneLimits {
+                capacity: 256,
+                drop_oldest: true,
+                max_age: Duration::from_millis(probe_timeout_ms.max(1)),
+                write_timeout: Duration::from_millis(probe_interval_ms.max(100)),
+            },
+            bulk: LaneLimits {
+                capacity: 64,
+                drop_oldest: false,
+                max_age: Duration::from_millis(5 * probe_interval_ms.max(200)),
+                write_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// Which traffic the fault hook drops.
+#[derive(Debug, Default, Clone)]
+struct Fault {
+    all: bool,
+    nodes: BTreeSet<String>,
+}
+
+struct Inner {
+    cfg: PeerConfig,
+    lanes: Mutex<HashMap<(String, Lane), Arc<LaneQueue>>>,
+    fault: Mutex<Fault>,
+    shutdown: CancellationToken,
+}
+
+/// Cheap-to-clone handle to the transport.
+#[derive(Clone)]
+pub struct PeerTransport {
+    inner: Arc<Inner>,
+}
+
+fn lane_of(msg: &SwimMsg) -> Lane {
+    match msg {
+        SwimMsg::StateExchange(_) => Lane::Bulk,
+        _ => Lane::Control,
+    }
+}
+
+impl PeerTransport {
+    pub fn new(cfg: PeerConfig, shutdown: CancellationToken) -> PeerTransport {
+        PeerTransport {
+            inner: Arc::new(Inner {
+                cfg,
+                lanes: Mutex::new(HashMap::new()),
+                fault: Mutex::new(Fault::default()),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn me(&self) -> &NodeId {
+        &self.inner.cfg.me
+    }
+
+    /// Queues `msg` for `to` at `addr`. Must be called inside an actix/tokio local context
+    /// (the first frame to a new address spawns its lane task there).
+    pub fn send(&self, to: &NodeId, addr: &str, msg: SwimMsg) {
+        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
+            return;
+        }
+        let lane = lane_of(&msg);
+        let frame = Bytes::from(PeerMsg::Swim(msg).encode());
+        if frame.len() > self.inner.cfg.max_frame_bytes {
+            log::warn!(
+                "peer frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                frame.len()
+            );
+            return;
+        }
+        let queue = self.lane(addr, lane);
+        if !queue.push(frame) {
+            log::debug!("peer {to} ({lane:?} lane) queue full; a frame was dropped");
+        }
+    }
+
+    fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = lanes.get(&(addr.to_string(), lane)) {
+            return q.clone();
+        }
+        let limits = match lane {
+            Lane::Control => self.inner.cfg.control,
+            Lane::Bulk => self.inner.cfg.bulk,
+        };
+        let queue = Arc::new(LaneQueue::new(limits));
+        lanes.insert((addr.to_string(), lane), queue.clone());
+        let task = LaneTask {
+            addr: addr.to_string(),
+            lane,
+            me: self.inner.cfg.me.clone(),
+            key: self.inner.cfg.key.clone(),
+            max_frame_bytes: self.inner.cfg.max_frame_bytes,
+            queue: queue.clone(),
+            shutdown: self.inner.shutdown.clone(),
+        };
+        actix::spawn(task.run());
+        queue
+    }
+
+    /// Frames waiting in all outbound queues.
+    pub fn queued(&self) -> usize {
+        let lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.values().map(|q| q.len()).sum()
+    }
+
+    /// Fault hook: drop all peer traffic to and from `target` (a node id, a peer address,
+    /// or `all`).
+    pub fn fault_drop(&self, target: &str) {
+        let mut f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        if target == "all" {
+            f.all = true;
+        } else {
+            f.nodes.insert(target.to_string());
+        }
+        log::warn!("fault injection: dropping peer traffic for {target}");
+    }
+
+    /// Fault hook: stop dropping anything.
+    pub fn fault_heal(&self) {
+        let mut f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        *f = Fault::default();
+        log::warn!("fault injection: healed");
+    }
+
+    /// What the fault hook drops now (`all` or node ids).
+    pub fn fault_status(&self) -> Vec<String> {
+        let f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        if f.all {
+            vec!["all".to_string()]
+        } else {
+            f.nodes.iter().cloned().collect()
+        }
+    }
+
+    fn is_dropped(&self, node: &str) -> bool {
+        let f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        f.all || f.nodes.contains(node)
+    }
+}
+
+/// Accepts peer connections until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    transport: PeerTransport,
+    sink: Recipient<PeerInbound>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("peer accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        actix::spawn(serve_one(
+            stream,
+            addr.to_string(),
+            transport.clone(),
+            sink.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn serve_one(
+    stream: TcpStream,
+    addr: String,
+    transport: PeerTransport,
+    sink: Recipient<PeerInbound>,
+    shutdown: CancellationToken,
+) {
+    let cfg = &transport.inner.cfg;
+    let mut framed = Framed::new(stream, FrameCodec::new(cfg.max_frame_bytes));
+    let from = match handshake::accept(&mut framed, &cfg.key, &cfg.me).await {
+        Ok((from, _lane)) => from,
+        Err(e) => {
+            log::warn!("refused peer connection from {addr}: {e}");
+            return;
+        }
+    };
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = framed.next() => f,
+        };
+        let body = match frame {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                log::warn!("peer {from} ({addr}): bad frame, closing: {e}");
+                return;
+            }
+            None => return,
+        };
+        if transport.is_dropped(from.as_str()) {
+            continue;
+        }
+        let msg = match PeerMsg::decode(&body) {
+            Ok(PeerMsg::Swim(m)) => m,
+            Err(e) => {
+                log::warn!("peer {from} ({addr}): undecodable message, closing: {e}");
+                return;
+            }
+        };
+        match sink.try_send(PeerInbound {
+            from: from.clone(),
+            msg,
+        }) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => {
+                log::debug!("membership mailbox full; peer message from {from} dropped")
+            }
+            Err(SendError::Closed(_)) => return,
+        }
+    }
+}
