@@ -91,6 +91,20 @@ pub struct StorageSection {
     pub relaxed_sync_ms: u64,
     /// Encoded WAL records waiting to be written, at most; past it writes get `overloaded`.
     pub wal_queue_bytes: usize,
+    /// Sealed memtables waiting for the flusher before writes stall (wait for a flush).
+    pub max_sealed_memtables: usize,
+    /// Writes held while stalled; past it writes get `overloaded`.
+    pub max_stalled_writes: usize,
+    /// Reads that missed memory running on the blocking pool at once; more wait.
+    pub max_disk_reads: usize,
+    /// Compaction output rate limit in bytes/s (0 = unlimited).
+    pub compaction_bytes_per_sec: u64,
+    /// Compact L0 into L1 once it holds this many tables.
+    pub l0_compaction_trigger: usize,
+    /// Size budget of L1; each deeper level may hold 10x the one above.
+    pub level1_bytes: u64,
+    /// Compaction output tables are cut at this size.
+    pub target_table_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -101,6 +115,13 @@ impl Default for StorageSection {
             block_cache_bytes: 64 * 1024 * 1024,
             relaxed_sync_ms: 100,
             wal_queue_bytes: 64 * 1024 * 1024,
+            max_sealed_memtables: 2,
+            max_stalled_writes: 4096,
+            max_disk_reads: 64,
+            compaction_bytes_per_sec: 128 * 1024 * 1024,
+            l0_compaction_trigger: 4,
+            level1_bytes: 256 * 1024 * 1024,
+            target_table_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -260,6 +281,16 @@ impl Config {
                 c.r,
                 c.w
             );
+        }
+        let s = &self.storage;
+        if s.memtable_bytes < 4096
+            || s.max_sealed_memtables == 0
+            || s.max_disk_reads == 0
+            || s.l0_compaction_trigger == 0
+            || s.target_table_bytes < 4096
+            || s.level1_bytes < s.target_table_bytes
+        {
+            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, and max_sealed_memtables, max_disk_reads, l0_compaction_trigger >= 1");
         }
         let m = &self.membership;
         if m.probe_interval_ms == 0

@@ -21,9 +21,10 @@ use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
-use troupe_actors::memtable::{MemtableActor, MemtableConfig, SyncWal};
+use troupe_actors::memtable::{MemtableConfig, SyncWal};
 use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::stats::Registry;
+use troupe_actors::storage::{self, EngineConfig};
 use troupe_protocol::admin::Addresses;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
@@ -70,15 +71,31 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         wal_queue_jobs: 65536,
         max_queued_bytes: cfg.storage.wal_queue_bytes,
         mailbox: 4096,
+        memtable_bytes: cfg.storage.memtable_bytes,
+        max_sealed: cfg.storage.max_sealed_memtables,
+        max_stalled_writes: cfg.storage.max_stalled_writes,
+        max_disk_reads: cfg.storage.max_disk_reads,
+    };
+    let engine_config = EngineConfig {
+        block_cache_bytes: cfg.storage.block_cache_bytes,
+        compaction_bytes_per_sec: cfg.storage.compaction_bytes_per_sec,
+        l0_compaction_trigger: cfg.storage.l0_compaction_trigger,
+        level1_bytes: cfg.storage.level1_bytes,
+        target_table_bytes: cfg.storage.target_table_bytes,
     };
     let started = Instant::now();
-    let (memtable, report) = MemtableActor::open(mt_config, registry.actor("memtable"))
-        .context("cannot open storage")?;
+    let opened =
+        storage::open(mt_config, &engine_config, &registry).context("cannot open storage")?;
+    let report = &opened.report;
     log::info!(
-        "recovered {} WAL records ({} keys) from {} segment(s) in {:?}{}",
+        "recovered {} tables ({} orphan files deleted); {} WAL records ({} keys, {} already in tables) from {} segment(s), {} retired segment(s) deleted, in {:?}{}",
+        report.tables,
+        report.orphans_deleted,
         report.records,
         report.keys,
+        report.skipped_flushed,
         report.segments,
+        report.retired_segments_deleted,
         started.elapsed(),
         if report.torn_bytes > 0 {
             format!("; dropped a torn tail of {} bytes", report.torn_bytes)
@@ -86,7 +103,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             String::new()
         }
     );
-    let health = memtable.health();
 
     let system = System::new();
     let result = system.block_on(async move {
@@ -97,7 +113,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
 
         let storage_arbiter = Arbiter::new();
-        let memtable = MemtableActor::start_in_arbiter(&storage_arbiter.handle(), move |_| memtable);
+        let background_arbiter = Arbiter::new();
+        let storage = opened.start(&storage_arbiter.handle(), &background_arbiter.handle(), &registry);
+        let memtable = storage.memtable.clone();
+        let health = storage.health.clone();
         let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
 
         let shared = ConnectionShared {
@@ -131,6 +150,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         };
         let membership = start_membership(&cfg, peer_listener, &registry, shutdown.clone());
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
+            .with_storage(storage)
             .with_membership(membership.clone())
             .start();
         actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
@@ -163,6 +183,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             w.stop();
         }
         storage_arbiter.stop();
+        background_arbiter.stop();
         match synced {
             Ok(Ok(())) => {
                 log::info!("WAL synced; bye");

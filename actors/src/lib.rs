@@ -1,7 +1,10 @@
 //! The actors of a troupe node, and the pure cores they drive.
 //!
 //! Layout (one folder per actor):
-//! - [`memtable`]: the Memtable actor, its in-memory table and the write-ahead log.
+//! - [`memtable`]: the Memtable actor, its in-memory tables and the write-ahead log.
+//! - [`flusher`], [`compactor`], [`gc`]: the LSM background actors.
+//! - [`engine`]: the synchronous LSM core they drive (SSTables, manifest, compaction).
+//! - [`storage`]: opens the engine and WAL at start-up and wires the storage actors.
 //! - [`connection`]: the client Listener actor and one Connection actor per client socket.
 //! - [`admin`]: the Admin actor and the admin-port listener.
 //! - [`membership`]: the Membership actor and its pure member table (SWIM gossip, merge).
@@ -15,10 +18,15 @@
 //! the WAL has its own writer thread.
 
 pub mod admin;
+pub mod compactor;
 pub mod connection;
+pub mod engine;
 pub mod failure_detector;
+pub mod flusher;
+pub mod gc;
 pub mod membership;
 pub mod memtable;
 pub mod peer;
 pub mod sim;
 pub mod stats;
+pub mod storage;

@@ -4,8 +4,11 @@
 //! its arguments per request. Each admin connection is a task that reads a request, asks the
 //! Admin actor, and writes the answer before reading the next (operators do not pipeline).
 //!
-//! Commands: `status`, `actors`, `sync`, `members`, `leave`, `fault`. Later components add
-//! theirs here.
+//! Commands: `status`, `actors`, `sync`; with storage attached (`with_storage`) also
+//! `stats`, `flush`, `compact`, `gc` (see `storage.rs`); with membership attached
+//! (`with_membership`) also `members`, `leave`, `fault`. Later components add theirs here.
+
+mod storage;
 
 use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
 use crate::memtable::{wal::Health, MemtableActor, SyncWal};
@@ -42,6 +45,7 @@ pub struct Admin {
     memtable: Addr<MemtableActor>,
     counters: Arc<ActorCounters>,
     connections: Arc<ActorCounters>,
+    storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
 }
 
@@ -59,6 +63,7 @@ impl Admin {
             registry,
             health,
             memtable,
+            storage: None,
             membership: None,
         }
     }
@@ -69,12 +74,20 @@ impl Admin {
         self
     }
 
+    /// Adds the storage engine's commands (`stats`, `flush`, `compact`, `gc`) and its
+    /// poison state to `status`.
+    pub fn with_storage(mut self, storage: crate::storage::Storage) -> Admin {
+        self.storage = Some(storage);
+        self
+    }
+
     fn status(&self) -> StatusReply {
         let health = self
             .health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+            .or_else(|| self.storage.as_ref().and_then(|s| s.tables.poisoned()))
             .unwrap_or_else(|| "ok".into());
         StatusReply {
             node_id: self.info.node_id.clone(),
@@ -154,6 +167,16 @@ impl Handler<Command> for Admin {
                         Err(e) => err(id, ErrorCode::Internal, e.to_string()),
                     }
                 });
+            }
+            op if self.storage.is_some() && storage::command_names().contains(&op) => {
+                match self
+                    .storage
+                    .as_ref()
+                    .and_then(|s| storage::command(s, id, op))
+                {
+                    Some(fut) => return fut,
+                    None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
+                }
             }
             "members" | "leave" | "fault" => {
                 let Some(m) = self.membership.clone() else {

@@ -1,28 +1,48 @@
-//! The Memtable actor: owns the in-memory table and the WAL writer.
+//! The Memtable actor: owns the active and sealed memtables and the WAL writer, and answers
+//! reads by looking through memory first and then (off the event loop) the SSTables.
 //!
-//! Receives: [`Write`] (put or delete), [`Read`], [`SyncWal`]; internally [`DurableBatch`] from the
-//! WAL writer thread. A write gets the next sequence number, is encoded and queued on the
-//! WAL writer thread (never written on this actor's event loop), and is applied to the table
-//! and acknowledged only when the writer reports it durable. Readers therefore never see a
-//! write that a crash could still lose.
+//! Receives: [`Write`] (put or delete), [`Read`] / [`Get`], [`Scan`], [`SyncWal`], [`Seal`],
+//! [`GetMemtableStats`]; internally `DurableBatch` and `WalRotated` from the WAL writer
+//! thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
+//! the Flusher.
+//!
+//! Write path: a write gets the next sequence number and the current memtable generation, is
+//! encoded and queued on the WAL writer thread (never written on this actor's event loop), and
+//! is applied to its generation's table and acknowledged only when the writer reports it
+//! durable. Readers therefore never see a write that a crash could still lose.
+//!
+//! Sealing: once the bytes submitted to the current generation pass `memtable_bytes`, a WAL
+//! rotation is queued behind them. Writes queued before it go to the old segment and the old
+//! generation ("closing"); writes after it to the new ones. When the rotation completes, every
+//! write of the closing table has been applied (one writer thread, FIFO mailbox), so it is
+//! frozen, put on the sealed queue and sent to the Flusher with the number of the segment
+//! that holds exactly its records.
 //!
 //! Invariants:
-//! - Durable notifications arrive in log order, one message per group commit (one writer
-//!   thread, FIFO mailbox), so the table is updated in sequence order.
+//! - Segment `s` is retired only after the table holding every record of segments `<= s` is
+//!   fsynced and recorded in the manifest (the Flusher does both, in that order).
+//! - Memory is bounded: at most one active, one closing and `max_sealed` sealed tables. When
+//!   the sealed queue is full, writes wait in a bounded stall queue (counted as write
+//!   stalls); past that bound they get [`StorageError::Overloaded`].
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
 //!   [`StorageError::Overloaded`] at once and costs nothing else.
-//! - Once the WAL is poisoned every write fails; reads keep working.
+//! - Once the WAL or the engine is poisoned every write fails; reads keep working.
+//! - At most `max_disk_reads` reads that missed memory run on the blocking pool at once;
+//!   more wait for a permit.
 
+mod handlers;
 pub mod table;
 pub mod wal;
 
+use crate::engine::{Entry, Tables};
 use crate::stats::ActorCounters;
 use actix::prelude::*;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use table::{MemTable, Versioned};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use wal::{Durability, WalError, WalRecord, WalWriter};
 
 /// Why a write was not acknowledged.
@@ -31,12 +51,16 @@ pub enum StorageError {
     /// Nothing was written; the node has too much queued. Retry with backoff.
     #[error("write queue full ({queued} bytes queued, limit {limit}); retry with backoff")]
     Overloaded { queued: usize, limit: usize },
-    /// The write was not (and will never be) acknowledged: the log failed earlier.
+    /// The write was not (and will never be) acknowledged: the log or engine failed earlier.
     #[error("storage refuses writes: {0}")]
     Poisoned(String),
     /// The actor or its writer stopped; the write's fate is unknown (it may be durable).
     #[error("storage stopped while handling the request")]
     Stopped,
+    /// A read from the SSTables failed (for example a checksum mismatch); nothing was
+    /// returned in place of the data.
+    #[error("storage read failed: {0}")]
+    Read(String),
 }
 
 /// Settings of the memtable and its log.
@@ -50,6 +74,14 @@ pub struct MemtableConfig {
     pub max_queued_bytes: usize,
     /// Mailbox capacity (senders using `send` wait when it is full).
     pub mailbox: usize,
+    /// Seal the active memtable once this many bytes were written to it.
+    pub memtable_bytes: usize,
+    /// Sealed memtables waiting for the Flusher before writes stall.
+    pub max_sealed: usize,
+    /// Writes held while stalled before further ones get `overloaded`.
+    pub max_stalled_writes: usize,
+    /// Reads that missed memory running on the blocking pool at once.
+    pub max_disk_reads: usize,
 }
 
 /// Put (`value: Some`) or delete (`value: None`) a key. Replies with the write's sequence
@@ -62,10 +94,36 @@ pub struct Write {
 }
 
 /// Reads the newest durable version of a key (a tombstone is `Some` with `value: None`).
+/// When the tables cannot be read (corruption, I/O error) no answer is sent at all, so the
+/// caller sees a mailbox error and never a wrong "not found"; new code should use [`Get`],
+/// which says why.
 #[derive(Message)]
 #[rtype(result = "Option<Versioned>")]
 pub struct Read {
     pub key: Vec<u8>,
+}
+
+/// Like [`Read`], with the reason when the tables cannot be read.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Versioned>, StorageError>")]
+pub struct Get {
+    pub key: Vec<u8>,
+}
+
+/// Live entries with `start <= key < end`, newest version of each, in key order: at most
+/// `limit` of them. `next` is where to continue (`None` when the range is exhausted).
+#[derive(Message)]
+#[rtype(result = "Result<ScanResult, StorageError>")]
+pub struct Scan {
+    pub start: Option<Vec<u8>>,
+    pub end: Option<Vec<u8>>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanResult {
+    pub entries: Vec<Entry>,
+    pub next: Option<Vec<u8>>,
 }
 
 /// Makes everything acknowledged so far durable (used at shutdown in relaxed mode).
@@ -73,9 +131,58 @@ pub struct Read {
 #[rtype(result = "Result<(), StorageError>")]
 pub struct SyncWal;
 
+/// Seal the active memtable now (admin `flush`); replies once every table sealed so far
+/// (this one included) is flushed to an SSTable.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct Seal;
+
+/// To the Flusher: write this frozen table as an SSTable, retiring WAL segments `<= segment`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushMemtable {
+    pub table: Arc<MemTable>,
+    pub segment: u64,
+    /// Where to report [`TableFlushed`] / [`FlushFailed`].
+    pub reply_to: Addr<MemtableActor>,
+}
+
+/// From the Flusher: the oldest sealed table is in an SSTable and its segment retired.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct TableFlushed {
+    pub segment: u64,
+}
+
+/// From the Flusher: a flush failed; the engine is poisoned.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushFailed {
+    pub reason: String,
+}
+
+/// Memory-side statistics for `troupe admin stats`.
+#[derive(Message)]
+#[rtype(result = "MemtableStats")]
+pub struct GetMemtableStats;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MemtableStats {
+    pub active_bytes: usize,
+    pub active_keys: usize,
+    pub sealed_tables: usize,
+    pub sealed_bytes: usize,
+    pub stalled_writes_now: usize,
+    /// Writes that had to wait for a flush, since start.
+    pub write_stalls: u64,
+    pub seals: u64,
+    pub next_seq: u64,
+}
+
 /// A write waiting for its WAL record to become durable.
 struct Pending {
     seq: u64,
+    generation: u64,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
     /// Encoded size, released from `queued_bytes` when the batch completes.
@@ -92,64 +199,131 @@ struct DurableBatch {
     result: Result<(), WalError>,
 }
 
+/// From the WAL writer thread: the rotation queued at a seal finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WalRotated {
+    result: Result<u64, WalError>,
+}
+
 /// The actor's address, filled in once it starts; the WAL sink needs it but the writer
 /// thread is started (by `open`) before the actor exists.
-type SelfAddr = Arc<std::sync::OnceLock<Addr<MemtableActor>>>;
+type SelfAddr = Arc<OnceLock<Addr<MemtableActor>>>;
+
+/// A write that arrived while the sealed queue was full.
+struct Stalled {
+    write: Write,
+    reply: oneshot::Sender<Result<u64, StorageError>>,
+}
 
 pub struct MemtableActor {
-    table: MemTable,
+    /// Generation `generation`: receives new writes.
+    active: MemTable,
+    generation: u64,
+    /// Bytes submitted (not yet necessarily applied) to the active generation.
+    active_submitted: usize,
+    /// The previous generation between its rotation being queued and completing.
+    closing: Option<MemTable>,
+    /// Frozen tables waiting for (or in) a flush, oldest first, with their last segment.
+    sealed: VecDeque<(Arc<MemTable>, u64)>,
+    stalled: VecDeque<Stalled>,
     wal: WalWriter<Pending>,
+    tables: Arc<Tables>,
+    flusher: Option<Recipient<FlushMemtable>>,
     self_addr: SelfAddr,
     next_seq: u64,
     queued_bytes: Arc<AtomicUsize>,
+    disk_reads: Arc<Semaphore>,
+    /// The node's one poison flag, shared with the WAL writer: a failed WAL write or sync,
+    /// a failed flush, or a poisoned engine sets it, and from then on the WAL writer refuses
+    /// every append, so no later write is acknowledged. Status and metrics read it.
+    engine_poison: wal::Health,
     config: MemtableConfig,
     counters: Arc<ActorCounters>,
+    write_stalls: u64,
+    seals: u64,
+    /// Sealed tables flushed so far (they flush in seal order, one per seal).
+    flushed: u64,
+    /// `Seal` callers waiting until `flushed` reaches their target.
+    flush_waiters: Vec<(u64, oneshot::Sender<Result<(), StorageError>>)>,
+    /// A `Seal` arrived during a rotation: seal again as soon as it completes.
+    seal_after_rotation: bool,
 }
 
 /// What [`MemtableActor::open`] recovered, for the start-up log.
 #[derive(Debug)]
 pub struct OpenReport {
     pub records: usize,
+    pub skipped_flushed: usize,
     pub keys: usize,
     pub torn_bytes: u64,
     pub segments: usize,
+    pub retired_segments_deleted: usize,
+    pub tables: usize,
+    pub orphans_deleted: usize,
+}
+
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}
+
+pub fn tables_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tables")
 }
 
 impl MemtableActor {
-    /// Replays the WAL under `config.data_dir/wal` and starts its writer thread. Blocking:
-    /// call before the actor system serves anything (start-up), never from an actor.
+    /// Recovers storage: opens the SSTables (replaying the manifest and deleting orphans),
+    /// deletes WAL segments the manifest retired, replays the rest (skipping records already
+    /// in tables), and starts the WAL writer thread. Blocking: call before the actor system
+    /// serves anything (start-up), never from an actor.
     pub fn open(
         config: MemtableConfig,
+        tables: Arc<Tables>,
+        retired: Option<u64>,
+        last_flushed_seq: u64,
         counters: Arc<ActorCounters>,
     ) -> Result<(MemtableActor, OpenReport), WalError> {
         let dir = wal_dir(&config.data_dir);
+        std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        // Retired segments are fully in tables (the manifest says so, durably): delete them
+        // before replay so they are never read again.
+        let mut retired_deleted = 0;
+        if let Some(r) = retired {
+            for n in wal::list_segments(&dir)?.into_iter().filter(|&n| n <= r) {
+                let path = wal::segment_path(&dir, n);
+                std::fs::remove_file(&path).map_err(|source| WalError::Io { path, source })?;
+                retired_deleted += 1;
+            }
+            if retired_deleted > 0 {
+                wal::fsync_dir(&dir)?;
+            }
+        }
         let recovered = wal::recover(&dir)?;
         let mut table = MemTable::default();
-        let mut max_seq = 0;
+        let mut max_seq = last_flushed_seq;
         let records = recovered.records.len();
+        let mut skipped = 0;
         for WalRecord { seq, key, value } in recovered.records {
             max_seq = max_seq.max(seq);
+            if seq <= last_flushed_seq {
+                skipped += 1; // already in a table
+                continue;
+            }
             table.apply(key, seq, value);
         }
         // Appending after a replayed segment is safe: recovery truncated any torn tail.
-        let segment = recovered.segments.last().copied().unwrap_or(1);
+        let segment = recovered
+            .segments
+            .last()
+            .copied()
+            .unwrap_or(retired.map_or(1, |r| r + 1));
         let self_addr: SelfAddr = Arc::default();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let sink = {
-            let self_addr = self_addr.clone();
-            let queued_bytes = queued_bytes.clone();
-            let counters = counters.clone();
-            Box::new(move |writes: Vec<Pending>, result: Result<(), WalError>| {
-                let bytes: usize = writes.iter().map(|w| w.len).sum();
-                queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                if let Some(addr) = self_addr.get() {
-                    counters.sent();
-                    // Bounded by the WAL queue: the batch holds at most `wal_queue_jobs` writes.
-                    addr.do_send(DurableBatch { writes, result });
-                }
-                // Before the actor started nothing can have been appended, so no reply is lost.
-            })
-        };
+        let sink =
+            handlers::durable_sink(self_addr.clone(), queued_bytes.clone(), counters.clone());
         let writer = WalWriter::start(
             &dir,
             segment,
@@ -159,32 +333,58 @@ impl MemtableActor {
         )?;
         let report = OpenReport {
             records,
+            skipped_flushed: skipped,
             keys: table.len(),
             torn_bytes: recovered.torn_bytes,
             segments: recovered.segments.len(),
+            retired_segments_deleted: retired_deleted,
+            tables: 0,
+            orphans_deleted: 0,
         };
+        let active_submitted = table.bytes();
+        let health = writer.health();
         Ok((
             MemtableActor {
-                table,
+                active: table,
+                generation: 0,
+                active_submitted,
+                closing: None,
+                sealed: VecDeque::new(),
+                stalled: VecDeque::new(),
                 wal: writer,
+                tables,
+                flusher: None,
                 self_addr,
                 next_seq: max_seq + 1,
                 queued_bytes,
+                disk_reads: Arc::new(Semaphore::new(config.max_disk_reads)),
+                engine_poison: health,
                 config,
                 counters,
+                write_stalls: 0,
+                seals: 0,
+                flushed: 0,
+                flush_waiters: Vec::new(),
+                seal_after_rotation: false,
             },
             report,
         ))
     }
 
-    /// The shared poison flag of the WAL, for status reporting.
-    pub fn health(&self) -> wal::Health {
-        self.wal.health()
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
     }
-}
 
-pub fn wal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("wal")
+    /// Connects the Flusher (before the actor starts).
+    pub fn set_flusher(&mut self, flusher: Recipient<FlushMemtable>) {
+        self.flusher = Some(flusher);
+    }
+
+    /// The node's poison flag (WAL and engine), for status reporting and for the
+    /// background actors to set when the engine fails.
+    pub fn health(&self) -> wal::Health {
+        self.engine_poison.clone()
+    }
 }
 
 impl Actor for MemtableActor {
@@ -194,6 +394,10 @@ impl Actor for MemtableActor {
         ctx.set_mailbox_capacity(self.config.mailbox);
         let _ = self.self_addr.set(ctx.address());
         self.counters.started();
+        // The replayed WAL may already hold more than one memtable's worth.
+        if self.active_submitted >= self.config.memtable_bytes {
+            self.seal();
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -201,193 +405,5 @@ impl Actor for MemtableActor {
     }
 }
 
-impl Handler<Write> for MemtableActor {
-    type Result = ResponseFuture<Result<u64, StorageError>>;
-
-    fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
-        if let Some(reason) = self.wal.poisoned() {
-            self.counters.error();
-            return Box::pin(async move { Err(StorageError::Poisoned(reason)) });
-        }
-        let seq = self.next_seq;
-        let record = WalRecord {
-            seq,
-            key: msg.key,
-            value: msg.value,
-        };
-        let mut bytes =
-            Vec::with_capacity(32 + record.key.len() + record.value.as_ref().map_or(0, Vec::len));
-        wal::encode_record(&record, &mut bytes);
-        let len = bytes.len();
-        let limit = self.config.max_queued_bytes;
-        let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if queued + len > limit {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.counters.error();
-            return Box::pin(async move { Err(StorageError::Overloaded { queued, limit }) });
-        }
-        let (tx, rx) = oneshot::channel();
-        let WalRecord { key, value, .. } = record;
-        let pending = Pending {
-            seq,
-            key,
-            value,
-            len,
-            reply: tx,
-        };
-        if let Err(e) = self.wal.append(bytes, pending) {
-            // The pending write (and its reply sender) was dropped unqueued.
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.counters.error();
-            let err = match e {
-                wal::SubmitError::Full => StorageError::Overloaded {
-                    queued: self.queued_bytes.load(Ordering::Relaxed),
-                    limit,
-                },
-                wal::SubmitError::Stopped => StorageError::Stopped,
-            };
-            return Box::pin(async move { Err(err) });
-        }
-        self.next_seq += 1;
-        Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
-    }
-}
-
-impl Handler<DurableBatch> for MemtableActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self>) {
-        self.counters.handled();
-        match msg.result {
-            Ok(()) => {
-                for w in msg.writes {
-                    self.table.apply(w.key, w.seq, w.value);
-                    let _ = w.reply.send(Ok(w.seq));
-                }
-            }
-            Err(e) => {
-                self.counters.error();
-                let err = StorageError::Poisoned(e.to_string());
-                for w in msg.writes {
-                    let _ = w.reply.send(Err(err.clone()));
-                }
-            }
-        }
-    }
-}
-
-impl Handler<Read> for MemtableActor {
-    type Result = Option<Versioned>;
-
-    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Option<Versioned> {
-        self.counters.handled();
-        self.table.get(&msg.key).cloned()
-    }
-}
-
-impl Handler<SyncWal> for MemtableActor {
-    type Result = ResponseFuture<Result<(), StorageError>>;
-
-    fn handle(&mut self, _: SyncWal, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
-        let (tx, rx) = oneshot::channel();
-        let queued = self.wal.sync(Box::new(move |r| {
-            let _ = tx.send(r.map_err(|e| StorageError::Poisoned(e.to_string())));
-        }));
-        Box::pin(async move {
-            match queued {
-                Ok(()) => rx.await.unwrap_or(Err(StorageError::Stopped)),
-                Err(_) => Err(StorageError::Stopped),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stats::Registry;
-
-    fn config(dir: &Path, max_queued_bytes: usize) -> MemtableConfig {
-        MemtableConfig {
-            data_dir: dir.to_path_buf(),
-            durability: Durability::Sync,
-            wal_queue_jobs: 1024,
-            max_queued_bytes,
-            mailbox: 1024,
-        }
-    }
-
-    #[actix_rt::test]
-    async fn writes_are_readable_after_ack_and_after_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::default();
-        let (actor, _) =
-            MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
-        let addr = actor.start();
-        let mut acks = Vec::new();
-        for i in 0..50u32 {
-            acks.push(addr.send(Write {
-                key: format!("k{}", i % 10).into_bytes(),
-                value: Some(i.to_be_bytes().to_vec()),
-            }));
-        }
-        for a in acks {
-            a.await.unwrap().unwrap();
-        }
-        addr.send(Write {
-            key: b"k0".to_vec(),
-            value: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let got = addr
-            .send(Read {
-                key: b"k9".to_vec(),
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.value, Some(49u32.to_be_bytes().to_vec()));
-        drop(addr);
-
-        let (actor, report) =
-            MemtableActor::open(config(dir.path(), 1 << 20), reg.actor("memtable")).unwrap();
-        assert_eq!(report.records, 51);
-        assert_eq!(
-            actor.table.get(b"k9").unwrap().value,
-            Some(49u32.to_be_bytes().to_vec())
-        );
-        assert_eq!(actor.table.get(b"k0").unwrap().value, None);
-        assert_eq!(actor.next_seq, 52);
-    }
-
-    #[actix_rt::test]
-    async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::default();
-        let (actor, _) =
-            MemtableActor::open(config(dir.path(), 10), reg.actor("memtable")).unwrap();
-        let addr = actor.start();
-        let r = addr
-            .send(Write {
-                key: b"key".to_vec(),
-                value: Some(vec![0; 100]),
-            })
-            .await
-            .unwrap();
-        assert!(
-            matches!(r, Err(StorageError::Overloaded { limit: 10, .. })),
-            "{r:?}"
-        );
-        assert!(addr
-            .send(Read {
-                key: b"key".to_vec()
-            })
-            .await
-            .unwrap()
-            .is_none());
-    }
-}
+mod tests;

@@ -3,7 +3,9 @@
 //! Invariant: an entry is only ever replaced by one with a higher sequence number, so
 //! applying records out of order (as WAL replay across segments might) cannot roll a key back.
 
+use crate::engine::Entry;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// The newest known version of a key. `value: None` is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,35 @@ impl MemTable {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Every entry in key order, as the engine's flush wants them.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.map.iter().map(|(k, v)| Entry {
+            key: k.clone(),
+            seq: v.seq,
+            value: v.value.clone(),
+        })
+    }
+
+    /// Up to `limit` entries (tombstones included) with `start <= key < end`, in key order.
+    pub fn range(&self, start: Option<&[u8]>, end: Option<&[u8]>, limit: usize) -> Vec<Entry> {
+        if let (Some(s), Some(e)) = (start, end) {
+            if s >= e {
+                return Vec::new(); // BTreeMap::range panics on an inverted range
+            }
+        }
+        let lo = start.map_or(Bound::Unbounded, Bound::Included);
+        let hi = end.map_or(Bound::Unbounded, Bound::Excluded);
+        self.map
+            .range::<[u8], _>((lo, hi))
+            .take(limit)
+            .map(|(k, v)| Entry {
+                key: k.clone(),
+                seq: v.seq,
+                value: v.value.clone(),
+            })
+            .collect()
     }
 }
 

@@ -342,8 +342,17 @@ impl<T: Send + 'static> WalWriter<T> {
     }
 
     /// Queues encoded records; `token` reaches the sink once they are durable. Never blocks.
-    pub fn append(&self, bytes: Vec<u8>, token: T) -> Result<(), SubmitError> {
-        self.submit(Job::Append { bytes, token })
+    /// On failure the token comes back, so its owner can still answer the writer.
+    pub fn append(&self, bytes: Vec<u8>, token: T) -> Result<(), (SubmitError, T)> {
+        self.tx
+            .try_send(Job::Append { bytes, token })
+            .map_err(|e| match e {
+                TrySendError::Full(Job::Append { token, .. }) => (SubmitError::Full, token),
+                TrySendError::Disconnected(Job::Append { token, .. }) => {
+                    (SubmitError::Stopped, token)
+                }
+                _ => unreachable!("BUG: an append job came back as another job"),
+            })
     }
 
     /// Queues a sync of everything written so far. Never blocks.

@@ -1,0 +1,297 @@
+//! Table reader: validates footer, filter and index at `open` and keeps the index and
+//! bloom filter in memory; data blocks are read on demand (through the block cache if one
+//! is given) and checksum-verified on every read from disk.
+//!
+//! A point lookup consults the bloom filter, binary-searches the sparse index for the one
+//! block whose range can hold the key and reads only that block. Reads use positional I/O
+//! (`pread`), so one reader is shared by any number of threads without a lock.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::block::{decode_block, Block};
+use super::bloom::BloomFilter;
+use super::format::{decode_index, BlockHandle, Footer, TableProps, FOOTER_LEN};
+use crate::engine::cache::BlockCache;
+use crate::engine::codec::{checksum8, DecodeError};
+use crate::engine::entry::Entry;
+use crate::engine::error::{EngineError, Result, Section};
+
+/// Read-path counters, shared by all readers of one engine.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    /// Data blocks read from disk (cache misses or uncached reads).
+    pub block_reads: AtomicU64,
+    /// Lookups the bloom filter answered "absent" (a block read saved).
+    pub bloom_useful: AtomicU64,
+    /// Lookups the filter let through but the key was not there (false positives).
+    pub bloom_useless: AtomicU64,
+}
+
+pub struct TableReader {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    file_size: u64,
+    index: Vec<BlockHandle>,
+    filter: BloomFilter,
+    props: TableProps,
+    cache: Option<Arc<BlockCache>>,
+    counters: Arc<ReadCounters>,
+}
+
+impl std::fmt::Debug for TableReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableReader")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableReader {
+    /// Open and validate a table. Any checksum or structure failure in the footer, filter
+    /// or index is a `Corruption` naming the file and section.
+    pub fn open(
+        path: &Path,
+        id: u64,
+        cache: Option<Arc<BlockCache>>,
+        counters: Arc<ReadCounters>,
+    ) -> Result<Self> {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let file_size = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        let corrupt = |section, offset, what: &str| {
+            EngineError::corruption(path, section, offset, what.to_string())
+        };
+        if file_size < FOOTER_LEN as u64 {
+            return Err(corrupt(Section::Footer, 0, "file shorter than a footer"));
+        }
+        let footer_off = file_size - FOOTER_LEN as u64;
+        let mut raw = [0u8; FOOTER_LEN];
+        file.read_exact_at(&mut raw, footer_off)
+            .map_err(|e| EngineError::io(path, e))?;
+        let footer = Footer::decode(&raw)
+            .map_err(|d| corrupt(Section::Footer, footer_off + d.at as u64, d.what))?;
+
+        let section_ok = |off: u64, len: u64| off.checked_add(len).is_some_and(|e| e <= footer_off);
+        if !section_ok(footer.filter_offset, footer.filter_len)
+            || !section_ok(footer.index_offset, footer.index_len)
+            || footer.filter_offset + footer.filter_len != footer.index_offset
+            || footer.index_offset + footer.index_len != footer_off
+        {
+            return Err(corrupt(
+                Section::Footer,
+                footer_off,
+                "filter/index sections out of bounds",
+            ));
+        }
+        let read_section = |off: u64, len: u64, section, sum: u64| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, off)
+                .map_err(|e| EngineError::io(path, e))?;
+            if checksum8(&buf) != sum {
+                return Err(corrupt(section, off, "checksum mismatch"));
+            }
+            Ok(buf)
+        };
+        let filter_raw = read_section(
+            footer.filter_offset,
+            footer.filter_len,
+            Section::Filter,
+            footer.filter_checksum,
+        )?;
+        let filter = BloomFilter::decode(&filter_raw)
+            .map_err(|d| corrupt(Section::Filter, footer.filter_offset + d.at as u64, d.what))?;
+        let index_raw = read_section(
+            footer.index_offset,
+            footer.index_len,
+            Section::Index,
+            footer.index_checksum,
+        )?;
+        let (props, index) = decode_index(&index_raw, footer.filter_offset)
+            .map_err(|d| corrupt(Section::Index, footer.index_offset + d.at as u64, d.what))?;
+        Ok(TableReader {
+            id,
+            path: path.to_path_buf(),
+            file,
+            file_size,
+            index,
+            filter,
+            props,
+            cache,
+            counters,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    pub fn props(&self) -> &TableProps {
+        &self.props
+    }
+
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn smallest_key(&self) -> &[u8] {
+        &self.index[0].first_key
+    }
+
+    pub fn largest_key(&self) -> &[u8] {
+        &self.index[self.index.len() - 1].last_key
+    }
+
+    pub fn counters(&self) -> &Arc<ReadCounters> {
+        &self.counters
+    }
+
+    /// Newest version of `key` in this table (tombstones included), reading at most one
+    /// data block.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        if !self.filter.may_contain(key) {
+            self.counters.bloom_useful.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        // The first block whose last key >= key is the only one that can hold the newest
+        // version: entries are sorted (key asc, seq desc) across blocks.
+        let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
+        let found = match self.index.get(idx) {
+            Some(h) if h.first_key.as_slice() <= key => {
+                let block = self.read_block(idx, true)?;
+                block
+                    .entries
+                    .get(block.lower_bound(key))
+                    .filter(|e| e.key == key)
+                    .cloned()
+            }
+            _ => None,
+        };
+        if found.is_none() {
+            self.counters.bloom_useless.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+
+    /// Read block `idx`, via the cache when present. `fill_cache` is false for scans and
+    /// compaction so a one-off pass does not flush the hot set out of the cache.
+    pub fn read_block(&self, idx: usize, fill_cache: bool) -> Result<Arc<Block>> {
+        let h = &self.index[idx];
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get((self.id, h.offset)) {
+                return Ok(b);
+            }
+        }
+        let mut raw = vec![0u8; h.len as usize];
+        self.file
+            .read_exact_at(&mut raw, h.offset)
+            .map_err(|e| EngineError::io(&self.path, e))?;
+        self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
+        let block = decode_block(&raw).map_err(|d: DecodeError| {
+            EngineError::corruption(
+                &self.path,
+                Section::DataBlock,
+                h.offset + d.at as u64,
+                format!("block #{idx}: {}", d.what),
+            )
+        })?;
+        let block = Arc::new(block);
+        if fill_cache {
+            if let Some(c) = &self.cache {
+                c.insert((self.id, h.offset), block.clone());
+            }
+        }
+        Ok(block)
+    }
+
+    /// Stream every entry (all versions, tombstones included) with `start <= key < end`;
+    /// `None` bounds are open.
+    pub fn iter_range(self: &Arc<Self>, start: Option<&[u8]>, end: Option<&[u8]>) -> TableIter {
+        let block_idx = match start {
+            Some(s) => self.index.partition_point(|b| b.last_key.as_slice() < s),
+            None => 0,
+        };
+        TableIter {
+            table: self.clone(),
+            start: start.map(<[u8]>::to_vec),
+            end: end.map(<[u8]>::to_vec),
+            block_idx,
+            block: None,
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+/// Streaming iterator over a table; holds the reader alive. Yields `Err` once on failure
+/// and then ends.
+pub struct TableIter {
+    table: Arc<TableReader>,
+    start: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
+    block_idx: usize,
+    block: Option<Arc<Block>>,
+    pos: usize,
+    done: bool,
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some(b) = &self.block {
+                if let Some(e) = b.entries.get(self.pos) {
+                    self.pos += 1;
+                    if self
+                        .end
+                        .as_deref()
+                        .is_some_and(|end| e.key.as_slice() >= end)
+                    {
+                        self.done = true;
+                        return None;
+                    }
+                    return Some(Ok(e.clone()));
+                }
+                self.block = None;
+                self.block_idx += 1;
+            }
+            if self.block_idx >= self.table.index.len() {
+                self.done = true;
+                return None;
+            }
+            if let Some(end) = &self.end {
+                if self.table.index[self.block_idx].first_key >= *end {
+                    self.done = true;
+                    return None;
+                }
+            }
+            match self.table.read_block(self.block_idx, false) {
+                Ok(b) => {
+                    self.pos = match self.start.take() {
+                        Some(s) => b.lower_bound(&s),
+                        None => 0,
+                    };
+                    self.block = Some(b);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}

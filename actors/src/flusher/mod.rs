@@ -1,0 +1,241 @@
+//! The Flusher actor: turns sealed memtables into L0 SSTables, one at a time, oldest first,
+//! and retires their WAL segments.
+//!
+//! Owns: the queue of sealed memtables waiting to be written and the one flush in progress.
+//! Receives [`FlushMemtable`] from the Memtable actor. Emits [`TableFlushed`] (or
+//! [`FlushFailed`]) back to it and [`TablesChanged`] to the Compactor.
+//!
+//! One flush, step by step (on the blocking pool, never on this actor's event loop):
+//! 1. `Tables::flush` writes `<id>.sst.tmp`, fsyncs it, renames it to `<id>.sst`, fsyncs the
+//!    tables directory, then appends `AddTable` + `RetireWal { segment }` to the MANIFEST as
+//!    one record and fsyncs it: the commit point.
+//! 2. Only then are WAL segments `<= segment` deleted and the WAL directory fsynced. A crash
+//!    between 1 and 2 leaves retired segments that start-up deletes without replaying.
+//! 3. `TableFlushed` tells the Memtable to drop the sealed table: its data is already in the
+//!    current version, so no read can miss it.
+//!
+//! Invariants:
+//! - Flushes run strictly one at a time in seal order (the engine requires each flush to hold
+//!   sequence numbers above the previous one, and retiring segment `s` must never skip a
+//!   memtable of an older segment that failed to flush).
+//! - Work in flight is bounded: one flush runs; the Memtable stalls writes while `max_sealed`
+//!   tables wait, so this queue holds at most `max_sealed + 1` tables.
+//! - A failure on a poisoned engine is final: every queued table is answered `FlushFailed`
+//!   and the Memtable refuses writes. Any other failure (say, a full disk while creating the
+//!   file) is retried with backoff; the sealed table stays in memory meanwhile.
+
+use crate::compactor::TablesChanged;
+use crate::engine::{EngineError, Tables};
+use crate::memtable::{wal, FlushFailed, FlushMemtable, TableFlushed};
+use crate::stats::ActorCounters;
+use actix::prelude::*;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters for `troupe admin stats` (relaxed atomics: statistics only).
+#[derive(Debug, Default)]
+pub struct FlusherStats {
+    flushes: AtomicU64,
+    failures: AtomicU64,
+    micros: AtomicU64,
+    wal_segments_deleted: AtomicU64,
+    queued: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlusherSnapshot {
+    pub flushes: u64,
+    pub failures: u64,
+    pub flush_micros: u64,
+    pub wal_segments_deleted: u64,
+    pub queued: u64,
+}
+
+impl FlusherStats {
+    pub fn snapshot(&self) -> FlusherSnapshot {
+        FlusherSnapshot {
+            flushes: self.flushes.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            flush_micros: self.micros.load(Relaxed),
+            wal_segments_deleted: self.wal_segments_deleted.load(Relaxed),
+            queued: self.queued.load(Relaxed),
+        }
+    }
+}
+
+/// Why one flush attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the blocking flush task died: {0}")]
+    Join(String),
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct Flusher {
+    tables: Arc<Tables>,
+    wal_dir: PathBuf,
+    queue: VecDeque<FlushMemtable>,
+    busy: bool,
+    backoff: Duration,
+    compactor: Option<Recipient<TablesChanged>>,
+    stats: Arc<FlusherStats>,
+    counters: Arc<ActorCounters>,
+}
+
+impl Flusher {
+    pub fn new(
+        tables: Arc<Tables>,
+        wal_dir: PathBuf,
+        compactor: Option<Recipient<TablesChanged>>,
+        counters: Arc<ActorCounters>,
+    ) -> Flusher {
+        Flusher {
+            tables,
+            wal_dir,
+            queue: VecDeque::new(),
+            busy: false,
+            backoff: MIN_BACKOFF,
+            compactor,
+            stats: Arc::default(),
+            counters,
+        }
+    }
+
+    /// The counters, to hand to the admin surface before the actor starts.
+    pub fn stats(&self) -> Arc<FlusherStats> {
+        self.stats.clone()
+    }
+
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(job) = self.queue.front() else {
+            return;
+        };
+        self.busy = true;
+        let tables = self.tables.clone();
+        let wal_dir = self.wal_dir.clone();
+        let table = job.table.clone();
+        let segment = job.segment;
+        let started = Instant::now();
+        let work = async move {
+            tokio::task::spawn_blocking(move || -> Result<usize, FlushError> {
+                tables.flush(table.entries(), Some(segment))?;
+                // Committed. A failed delete only leaves retired segments, which start-up
+                // deletes without replaying; never redo the flush for it.
+                Ok(
+                    delete_retired_segments(&wal_dir, segment).unwrap_or_else(|e| {
+                        log::warn!("cannot delete retired WAL segments (start-up will): {e}");
+                        0
+                    }),
+                )
+            })
+            .await
+            .map_err(|e| FlushError::Join(e.to_string()))?
+        };
+        ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            act.finish(res, started, ctx);
+        }));
+    }
+
+    fn finish(
+        &mut self,
+        res: Result<usize, FlushError>,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        match res {
+            Ok(deleted) => {
+                let Some(job) = self.queue.pop_front() else {
+                    log::error!("BUG: a flush finished with an empty queue");
+                    return;
+                };
+                let micros = started.elapsed().as_micros() as u64;
+                self.stats.flushes.fetch_add(1, Relaxed);
+                self.stats.micros.fetch_add(micros, Relaxed);
+                self.stats
+                    .wal_segments_deleted
+                    .fetch_add(deleted as u64, Relaxed);
+                self.stats.queued.store(self.queue.len() as u64, Relaxed);
+                self.backoff = MIN_BACKOFF;
+                log::debug!(
+                    "flushed a memtable of {} keys in {micros} µs; retired WAL segments <= {}",
+                    job.table.len(),
+                    job.segment
+                );
+                job.reply_to.do_send(TableFlushed {
+                    segment: job.segment,
+                });
+                if let Some(c) = &self.compactor {
+                    c.do_send(TablesChanged);
+                }
+                self.start_next(ctx);
+            }
+            Err(e) => {
+                self.counters.error();
+                self.stats.failures.fetch_add(1, Relaxed);
+                if let Some(reason) = self.tables.poisoned() {
+                    log::error!("flush failed on a poisoned engine, no more flushes: {e}");
+                    for job in self.queue.drain(..) {
+                        job.reply_to.do_send(FlushFailed {
+                            reason: reason.clone(),
+                        });
+                    }
+                    self.stats.queued.store(0, Relaxed);
+                    return;
+                }
+                log::warn!("flush failed ({e}); retrying in {:?}", self.backoff);
+                ctx.run_later(self.backoff, |act, ctx| act.start_next(ctx));
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Deletes WAL segments `<= upto` (the manifest already retired them) and fsyncs the WAL
+/// directory. Returns how many were deleted.
+fn delete_retired_segments(dir: &Path, upto: u64) -> Result<usize, wal::WalError> {
+    let mut deleted = 0;
+    for n in wal::list_segments(dir)?.into_iter().filter(|&n| n <= upto) {
+        let path = wal::segment_path(dir, n);
+        std::fs::remove_file(&path).map_err(|source| wal::WalError::Io { path, source })?;
+        deleted += 1;
+    }
+    if deleted > 0 {
+        wal::fsync_dir(dir)?;
+    }
+    Ok(deleted)
+}
+
+impl Actor for Flusher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.counters.started();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.counters.stopped();
+    }
+}
+
+impl Handler<FlushMemtable> for Flusher {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlushMemtable, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        self.queue.push_back(msg);
+        self.stats.queued.store(self.queue.len() as u64, Relaxed);
+        self.start_next(ctx);
+    }
+}

@@ -1,0 +1,211 @@
+//! Memtable actor tests: durability before visibility, reopen, overload, sealing and flush,
+//! reads and scans across memory and tables.
+
+use super::*;
+use crate::compactor::{Compactor, TablesChanged};
+use crate::engine::TablesOptions;
+use crate::flusher::Flusher;
+use crate::gc::Gc;
+use crate::stats::Registry;
+use std::time::Duration;
+
+fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> MemtableConfig {
+    MemtableConfig {
+        data_dir: dir.to_path_buf(),
+        durability: Durability::Sync,
+        wal_queue_jobs: 1024,
+        max_queued_bytes,
+        mailbox: 1024,
+        memtable_bytes,
+        max_sealed: 2,
+        max_stalled_writes: 10_000,
+        max_disk_reads: 8,
+    }
+}
+
+/// Opens storage in `dir` and starts the memtable with a flusher, compactor and GC.
+fn start(
+    dir: &Path,
+    max_queued_bytes: usize,
+    memtable_bytes: usize,
+) -> (Addr<MemtableActor>, Arc<Tables>, OpenReport) {
+    let reg = Registry::default();
+    let (tables, rec) = Tables::open(&tables_dir(dir), TablesOptions::default()).unwrap();
+    let tables = Arc::new(tables);
+    let (mut actor, report) = MemtableActor::open(
+        config(dir, max_queued_bytes, memtable_bytes),
+        tables.clone(),
+        rec.retired_wal_segment,
+        rec.last_flushed_seq,
+        reg.actor("memtable"),
+    )
+    .unwrap();
+    let gc = Gc::new(tables.clone(), reg.actor("gc")).start();
+    let compactor: Addr<Compactor> = Compactor::new(
+        tables.clone(),
+        gc.recipient(),
+        actor.health(),
+        reg.actor("compactor"),
+    )
+    .start();
+    let compactor_rcpt: Recipient<TablesChanged> = compactor.recipient();
+    let flusher = Flusher::new(
+        tables.clone(),
+        wal_dir(dir),
+        Some(compactor_rcpt),
+        reg.actor("flusher"),
+    )
+    .start();
+    actor.set_flusher(flusher.recipient());
+    (actor.start(), tables, report)
+}
+
+async fn put(addr: &Addr<MemtableActor>, k: &str, v: Option<&str>) -> u64 {
+    addr.send(Write {
+        key: k.as_bytes().to_vec(),
+        value: v.map(|v| v.as_bytes().to_vec()),
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn get(addr: &Addr<MemtableActor>, k: &str) -> Option<Vec<u8>> {
+    addr.send(Get {
+        key: k.as_bytes().to_vec(),
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .and_then(|v| v.value)
+}
+
+#[actix_rt::test]
+async fn writes_are_readable_after_ack_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _, _) = start(dir.path(), 1 << 20, 64 << 20);
+    let mut acks = Vec::new();
+    for i in 0..50u32 {
+        acks.push(addr.send(Write {
+            key: format!("k{}", i % 10).into_bytes(),
+            value: Some(i.to_be_bytes().to_vec()),
+        }));
+    }
+    for a in acks {
+        a.await.unwrap().unwrap();
+    }
+    put(&addr, "k0", None).await;
+    assert_eq!(get(&addr, "k9").await, Some(49u32.to_be_bytes().to_vec()));
+    drop(addr);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (addr, _, report) = start(dir.path(), 1 << 20, 64 << 20);
+    assert_eq!(report.records, 51);
+    assert_eq!(get(&addr, "k9").await, Some(49u32.to_be_bytes().to_vec()));
+    assert_eq!(get(&addr, "k0").await, None);
+    assert_eq!(
+        put(&addr, "x", Some("y")).await,
+        52,
+        "sequence numbers continue after reopen"
+    );
+}
+
+#[actix_rt::test]
+async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _, _) = start(dir.path(), 10, 64 << 20);
+    let r = addr
+        .send(Write {
+            key: b"key".to_vec(),
+            value: Some(vec![0; 100]),
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(StorageError::Overloaded { limit: 10, .. })),
+        "{r:?}"
+    );
+    assert!(addr
+        .send(Read {
+            key: b"key".to_vec()
+        })
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn wait_for_tables(tables: &Tables, min: usize) {
+    for _ in 0..500 {
+        let n: usize = tables.stats().levels.iter().map(|l| l.tables).sum();
+        if n >= min {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {min} tables appeared");
+}
+
+#[actix_rt::test]
+async fn sealed_memtables_flush_to_tables_and_retire_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, _) = start(dir.path(), 1 << 20, 4096);
+    for i in 0..2000u32 {
+        put(&addr, &format!("key{i:05}"), Some(&format!("value{i}"))).await;
+    }
+    wait_for_tables(&tables, 1).await;
+    // Everything is readable, whether in memory or on disk.
+    for i in (0..2000u32).step_by(97) {
+        assert_eq!(
+            get(&addr, &format!("key{i:05}")).await,
+            Some(format!("value{i}").into_bytes())
+        );
+    }
+    let segments = wal::list_segments(&wal_dir(dir.path())).unwrap();
+    assert!(
+        segments.len() <= 4,
+        "retired WAL segments were not deleted: {segments:?}"
+    );
+    let stats = addr.send(GetMemtableStats).await.unwrap();
+    assert!(stats.seals > 5, "{stats:?}");
+
+    // A scan merges memory and tables, hides tombstones and pages with `next`.
+    put(&addr, "key00003", None).await;
+    let mut seen = Vec::new();
+    let mut from = Some(b"key00000".to_vec());
+    while let Some(s) = from {
+        let r = addr
+            .send(Scan {
+                start: Some(s),
+                end: Some(b"key00010".to_vec()),
+                limit: 3,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend(
+            r.entries
+                .into_iter()
+                .map(|e| String::from_utf8(e.key).unwrap()),
+        );
+        from = r.next;
+    }
+    let want: Vec<String> = (0..10)
+        .filter(|&i| i != 3)
+        .map(|i| format!("key{i:05}"))
+        .collect();
+    assert_eq!(seen, want);
+    drop(addr);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // After a restart the flushed data comes from tables and the rest from the WAL.
+    let (addr, _, report) = start(dir.path(), 1 << 20, 4096);
+    assert!(
+        report.records < 2001,
+        "replayed {} records: retired segments were replayed",
+        report.records
+    );
+    for i in (0..2000u32).step_by(89) {
+        let want = (i != 3).then(|| format!("value{i}").into_bytes());
+        assert_eq!(get(&addr, &format!("key{i:05}")).await, want, "key{i:05}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Assembly of the storage actors: opens the engine and the WAL (blocking, at start-up) and
+//! starts the Memtable, Flusher, Compactor and GC actors wired to each other.
+//!
+//! Owns nothing at run time; [`Storage`] is the bundle of addresses and shared counters
+//! that the node, the admin surface and the engine benchmark hold.
+//!
+//! Recovery, in order (all before any actor exists):
+//! 1. `Tables::open`: replay the MANIFEST (dropping a torn tail), delete orphan files no edit
+//!    references (leftovers of interrupted flushes and compactions), open every live table
+//!    and check its footer, index and filter.
+//! 2. `MemtableActor::open`: delete WAL segments `<=` the manifest's retired watermark,
+//!    replay the rest into the active memtable (skipping records at or below the last
+//!    flushed sequence number), start the WAL writer on the last segment.
+
+use crate::compactor::{Compactor, CompactorStats};
+use crate::engine::compaction::CompactionOptions;
+use crate::engine::{Tables, TablesOptions};
+use crate::flusher::{Flusher, FlusherStats};
+use crate::gc::Gc;
+use crate::memtable::{self, wal, MemtableActor, MemtableConfig, OpenReport};
+use crate::stats::Registry;
+use actix::prelude::*;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Engine settings beyond the memtable's (see `[storage]` in the node config).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub block_cache_bytes: usize,
+    /// 0 = unlimited.
+    pub compaction_bytes_per_sec: u64,
+    pub l0_compaction_trigger: usize,
+    pub level1_bytes: u64,
+    pub target_table_bytes: u64,
+}
+
+impl EngineConfig {
+    pub fn tables_options(&self) -> TablesOptions {
+        TablesOptions {
+            block_cache_bytes: self.block_cache_bytes,
+            compaction: CompactionOptions {
+                l0_trigger: self.l0_compaction_trigger,
+                level_size_ratio: 10,
+                target_table_bytes: self.target_table_bytes,
+                l1_max_bytes: self.level1_bytes,
+            },
+            write_bytes_per_sec: (self.compaction_bytes_per_sec > 0)
+                .then_some(self.compaction_bytes_per_sec),
+            ..TablesOptions::default()
+        }
+    }
+}
+
+/// Why storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the tables: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("cannot open the write-ahead log: {0}")]
+    Wal(#[from] wal::WalError),
+}
+
+/// Storage recovered from disk, not yet running.
+pub struct Opened {
+    memtable: MemtableActor,
+    tables: Arc<Tables>,
+    pub report: OpenReport,
+}
+
+/// Recovers the engine and the WAL under `config.data_dir`. Blocking: call at start-up.
+pub fn open(
+    config: MemtableConfig,
+    engine: &EngineConfig,
+    registry: &Registry,
+) -> Result<Opened, OpenError> {
+    let (tables, rec) = Tables::open(
+        &memtable::tables_dir(&config.data_dir),
+        engine.tables_options(),
+    )?;
+    for path in &rec.orphans_deleted {
+        log::info!(
+            "start-up GC deleted {} (left by an interrupted flush or compaction)",
+            path.display()
+        );
+    }
+    if rec.manifest_torn_tail_bytes > 0 {
+        log::warn!(
+            "MANIFEST: dropped a torn tail of {} bytes (crash during an edit)",
+            rec.manifest_torn_tail_bytes
+        );
+    }
+    let tables = Arc::new(tables);
+    let (memtable, mut report) = MemtableActor::open(
+        config,
+        tables.clone(),
+        rec.retired_wal_segment,
+        rec.last_flushed_seq,
+        registry.actor("memtable"),
+    )?;
+    report.tables = rec.tables;
+    report.orphans_deleted = rec.orphans_deleted.len();
+    Ok(Opened {
+        memtable,
+        tables,
+        report,
+    })
+}
+
+/// The running storage actors.
+#[derive(Clone)]
+pub struct Storage {
+    pub memtable: Addr<MemtableActor>,
+    pub compactor: Addr<Compactor>,
+    pub gc: Addr<Gc>,
+    pub tables: Arc<Tables>,
+    /// The node's poison flag (WAL and engine).
+    pub health: wal::Health,
+    pub flusher_stats: Arc<FlusherStats>,
+    pub compactor_stats: Arc<CompactorStats>,
+    pub gc_deleted: Arc<AtomicU64>,
+    pub orphans_deleted_at_start: usize,
+}
+
+impl Opened {
+    /// Starts the Memtable on `storage` and the Flusher, Compactor and GC on `background`
+    /// (their disk work runs on the blocking pool, so they only need an event loop).
+    pub fn start(
+        self,
+        storage: &ArbiterHandle,
+        background: &ArbiterHandle,
+        registry: &Registry,
+    ) -> Storage {
+        let Opened {
+            mut memtable,
+            tables,
+            report,
+        } = self;
+        let wal_dir = memtable::wal_dir(memtable.data_dir());
+        let health = memtable.health();
+        let gc = Gc::new(tables.clone(), registry.actor("gc"));
+        let gc_deleted = gc.deleted_counter();
+        let gc = Gc::start_in_arbiter(background, move |_| gc);
+        let compactor = Compactor::new(
+            tables.clone(),
+            gc.clone().recipient(),
+            health.clone(),
+            registry.actor("compactor"),
+        );
+        let compactor_stats = compactor.stats();
+        let compactor = Compactor::start_in_arbiter(background, move |_| compactor);
+        let flusher = Flusher::new(
+            tables.clone(),
+            wal_dir,
+            Some(compactor.clone().recipient()),
+            registry.actor("flusher"),
+        );
+        let flusher_stats = flusher.stats();
+        let flusher = Flusher::start_in_arbiter(background, move |_| flusher);
+        memtable.set_flusher(flusher.recipient());
+        let memtable = MemtableActor::start_in_arbiter(storage, move |_| memtable);
+        Storage {
+            memtable,
+            compactor,
+            gc,
+            tables,
+            health,
+            flusher_stats,
+            compactor_stats,
+            gc_deleted,
+            orphans_deleted_at_start: report.orphans_deleted,
+        }
+    }
+}
