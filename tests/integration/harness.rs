@@ -26,12 +26,21 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub extra_env: Vec<(String, String)>,
     pub log: PathBuf,
+    pub node_id: String,
+    pub extra_args: Vec<String>,
 }
 
 impl NodeProc {
     /// Starts a node with data in `data_dir` and waits until its client port answers.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> NodeProc {
-        let mut n = NodeProc {
+        let n = NodeProc::new(data_dir, "test-node", env, &[]);
+        n.started()
+    }
+
+    /// A node with its own id and extra flags (e.g. `--seeds`), not started yet: its
+    /// addresses are known, so others can name it as a seed before it runs.
+    pub fn new(data_dir: &Path, node_id: &str, env: &[(&str, &str)], args: &[&str]) -> NodeProc {
+        NodeProc {
             child: None,
             client: format!("127.0.0.1:{}", free_port()),
             admin: format!("127.0.0.1:{}", free_port()),
@@ -43,9 +52,15 @@ impl NodeProc {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: data_dir.with_extension("log"),
-        };
-        n.restart();
-        n
+            node_id: node_id.to_string(),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// Starts a node made by [`NodeProc::new`] and waits until it serves clients.
+    pub fn started(mut self) -> NodeProc {
+        self.restart();
+        self
     }
 
     /// (Re)starts the process on the same ports and data dir.
@@ -57,7 +72,7 @@ impl NodeProc {
             .open(&self.log)
             .expect("opening node log");
         let mut cmd = Command::new(BIN);
-        cmd.args(["node", "--node-id", "test-node", "--data-dir"])
+        cmd.args(["node", "--node-id", &self.node_id, "--data-dir"])
             .arg(&self.data_dir)
             .args(["--listen", &self.client, "--admin-listen", &self.admin])
             .args([
@@ -66,6 +81,7 @@ impl NodeProc {
                 "--peer-listen",
                 &self.peer,
             ])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log.try_clone().expect("cloning log handle"));

@@ -5,6 +5,7 @@ mod harness;
 
 mod backpressure;
 mod cli;
+mod cluster;
 mod crash_recovery;
 mod malformed_input;
 mod many_connections;
