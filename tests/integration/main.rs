@@ -9,3 +9,4 @@ mod cluster;
 mod crash_recovery;
 mod malformed_input;
 mod many_connections;
+mod storage_engine;
