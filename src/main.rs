@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod config;
+mod engine_bench;
 mod metrics;
 mod node;
 
@@ -65,6 +66,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the storage engine without the network (db_bench-style workloads).
+    EngineBench(engine_bench::EngineBenchArgs),
     /// Interactive admin console (type `help`).
     Console {
         /// The node's admin address.
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
         Cmd::Get { key, conn } => cli::get(&conn, &key),
         Cmd::Del { key, conn } => cli::del(&conn, &key),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
+        Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Admin {
             command,
             args,

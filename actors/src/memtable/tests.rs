@@ -209,3 +209,92 @@ async fn sealed_memtables_flush_to_tables_and_retire_the_wal() {
         assert_eq!(get(&addr, &format!("key{i:05}")).await, want, "key{i:05}");
     }
 }
+
+/// Opens a memtable with no flusher: sealed tables never leave memory, so the sealed queue
+/// fills and writes must stall, then be refused.
+fn start_without_flusher(dir: &Path, max_stalled_writes: usize) -> Addr<MemtableActor> {
+    let reg = Registry::default();
+    let (tables, rec) = Tables::open(&tables_dir(dir), TablesOptions::default()).unwrap();
+    let mut cfg = config(dir, 1 << 20, 4096);
+    cfg.max_sealed = 1;
+    cfg.max_stalled_writes = max_stalled_writes;
+    let (actor, _) = MemtableActor::open(
+        cfg,
+        Arc::new(tables),
+        rec.retired_wal_segment,
+        rec.last_flushed_seq,
+        reg.actor("memtable"),
+    )
+    .unwrap();
+    actor.start()
+}
+
+#[actix_rt::test]
+async fn writes_stall_while_the_flusher_is_behind_and_then_get_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_without_flusher(dir.path(), 3);
+    // Past 4 KiB the active memtable is sealed; with no flusher it stays sealed, the sealed
+    // queue (1) is full, and the next write waits.
+    let mut i = 0;
+    loop {
+        let w = addr.send(Write {
+            key: format!("k{i:05}").into_bytes(),
+            value: Some(vec![1; 200]),
+        });
+        match tokio::time::timeout(Duration::from_millis(500), w).await {
+            Ok(r) => {
+                r.unwrap().unwrap();
+            }
+            Err(_) => break, // this write stalled
+        }
+        i += 1;
+        assert!(i < 1000, "writes never stalled although nothing flushes");
+    }
+    let stats = addr.send(GetMemtableStats).await.unwrap();
+    assert!(stats.write_stalls >= 1, "{stats:?}");
+    assert_eq!(stats.stalled_writes_now, 1, "{stats:?}");
+    // Two more fit in the stall queue (limit 3); the next is refused at once.
+    let _held: Vec<_> = (0..2)
+        .map(|j| {
+            addr.send(Write {
+                key: format!("s{j}").into_bytes(),
+                value: Some(vec![2; 10]),
+            })
+        })
+        .collect();
+    let r = addr
+        .send(Write {
+            key: b"refused".to_vec(),
+            value: Some(vec![3; 10]),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(StorageError::Overloaded { .. })), "{r:?}");
+    // Everything acknowledged before the stall is still readable from memory.
+    assert_eq!(get(&addr, "k00000").await, Some(vec![1; 200]));
+}
+
+#[actix_rt::test]
+async fn a_poisoned_engine_refuses_writes_but_keeps_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, _) = start(dir.path(), 1 << 20, 64 << 20);
+    put(&addr, "before", Some("v")).await;
+    tables.poison_for_test("table fsync failed: EIO");
+    let r = addr
+        .send(Write {
+            key: b"after".to_vec(),
+            value: Some(b"v".to_vec()),
+        })
+        .await
+        .unwrap();
+    match r {
+        Err(StorageError::Poisoned(why)) => assert!(why.contains("EIO"), "{why}"),
+        other => panic!("a write on a poisoned engine answered {other:?}"),
+    }
+    assert_eq!(
+        get(&addr, "before").await,
+        Some(b"v".to_vec()),
+        "reads keep working"
+    );
+    assert_eq!(get(&addr, "after").await, None);
+}

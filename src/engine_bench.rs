@@ -1,0 +1,236 @@
+//! `troupe engine-bench`: the storage engine without the network, through the same actors a
+//! node runs (Memtable + WAL, Flusher, Compactor, GC), in the style of RocksDB's `db_bench`.
+//!
+//! Each writer/reader is a task that sends one request and awaits its answer before the
+//! next (like a `db_bench` thread calling `Put`/`Get`). Keys are 16 bytes, values
+//! `--value-size` bytes. Write amplification = (flushed + compaction-written bytes) / user
+//! bytes written, from the engine's counters (WAL bytes not included, as in RocksDB's W-Amp).
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use troupe_actors::compactor::CompactAll;
+use troupe_actors::memtable::wal::Durability;
+use troupe_actors::memtable::{Get, MemtableConfig, Seal, Write};
+use troupe_actors::stats::Registry;
+use troupe_actors::storage::{self, EngineConfig, Storage};
+
+#[derive(clap::Args)]
+pub struct EngineBenchArgs {
+    /// Data directory (must not exist or be empty; removed at the end unless --keep).
+    #[arg(long, default_value = "./troupe-engine-bench")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    num: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Operations for the fillrandom-with-sync runs.
+    #[arg(long, default_value_t = 20_000)]
+    sync_num: u64,
+    #[arg(long, default_value_t = 64 << 20)]
+    memtable_bytes: usize,
+    #[arg(long, default_value_t = 8 << 20)]
+    block_cache_bytes: usize,
+    #[arg(long)]
+    keep: bool,
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("{i:016}").into_bytes()
+}
+
+struct Run {
+    storage: Storage,
+    /// The Memtable's arbiter: the load runs there, as a `db_bench` thread calls into the
+    /// engine in-process (the WAL writer is still its own thread).
+    arbiter: ArbiterHandle,
+    user_bytes: u64,
+}
+
+fn open(args: &EngineBenchArgs, sub: &str, durability: Durability) -> anyhow::Result<Run> {
+    let dir = args.dir.join(sub);
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = Registry::default();
+    let config = MemtableConfig {
+        data_dir: dir,
+        durability,
+        wal_queue_jobs: 65536,
+        max_queued_bytes: 64 << 20,
+        mailbox: 4096,
+        memtable_bytes: args.memtable_bytes,
+        max_sealed: 2,
+        max_stalled_writes: 4096,
+        max_disk_reads: 64,
+    };
+    let engine = EngineConfig {
+        block_cache_bytes: args.block_cache_bytes,
+        compaction_bytes_per_sec: 0,
+        l0_compaction_trigger: 4,
+        level1_bytes: 256 << 20,
+        target_table_bytes: 32 << 20,
+    };
+    let opened = storage::open(config, &engine, &registry)?;
+    let (a, b) = (Arbiter::new(), Arbiter::new());
+    let storage = opened.start(&a.handle(), &b.handle(), &registry);
+    let arbiter = a.handle();
+    std::mem::forget((a, b)); // live for the whole benchmark
+    Ok(Run {
+        storage,
+        arbiter,
+        user_bytes: 0,
+    })
+}
+
+/// `threads` tasks share `num` writes; `order(i)` gives the i-th key number.
+async fn fill(
+    run: &mut Run,
+    name: &str,
+    num: u64,
+    threads: u64,
+    value_size: usize,
+    random: bool,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..threads)
+        .map(|t| {
+            let m = run.storage.memtable.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            run.arbiter.spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(t + 1);
+                let mut res = Ok(());
+                for i in (t..num).step_by(threads as usize) {
+                    let k = if random { rng.random_range(0..num) } else { i };
+                    let value = Some(vec![b'v'; value_size]);
+                    match m.send(Write { key: key(k), value }).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => res = Err(e.to_string()),
+                        Err(e) => res = Err(e.to_string()),
+                    }
+                    if res.is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(res);
+            });
+            rx
+        })
+        .collect();
+    for t in tasks {
+        t.await?.map_err(anyhow::Error::msg)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    run.user_bytes += num * (16 + value_size as u64);
+    let ops = num as f64 / secs;
+    println!("{name:<28} {ops:>12.0} ops/s  ({num} ops in {secs:.2} s, {threads} writer(s))");
+    Ok(ops)
+}
+
+async fn read_random(run: &Run, name: &str, num: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(42);
+    let mut found = 0u64;
+    for _ in 0..num {
+        let k = rng.random_range(0..num);
+        if run
+            .storage
+            .memtable
+            .send(Get { key: key(k) })
+            .await??
+            .is_some()
+        {
+            found += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ops = num as f64 / secs;
+    println!("{name:<28} {ops:>12.0} ops/s  ({found} of {num} found, {secs:.2} s)");
+    Ok(ops)
+}
+
+fn write_amp(run: &Run, name: &str) {
+    let s = run.storage.tables.stats();
+    let written = s.flush_bytes + s.compaction_bytes_written;
+    let levels: Vec<String> = s
+        .levels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.tables > 0)
+        .map(|(i, l)| format!("L{i}:{}", l.tables))
+        .collect();
+    println!(
+        "{name:<28} write amplification {:.2} ({written} table bytes written for {} user bytes; {} flushes, {} compactions; tables {})",
+        written as f64 / run.user_bytes.max(1) as f64,
+        run.user_bytes,
+        s.flushes,
+        s.compactions,
+        levels.join(" ")
+    );
+}
+
+async fn settle(run: &Run) -> anyhow::Result<()> {
+    run.storage.memtable.send(Seal).await??;
+    // Let background compaction catch up before reading.
+    while run.storage.tables.pick_compaction().is_some() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let system = System::new();
+    let result = system.block_on(async {
+        let (n, vs) = (args.num, args.value_size);
+        println!("keys 16 B, values {vs} B, {n} ops; WAL on, sync off unless noted");
+        let mut r = open(
+            &args,
+            "seq",
+            Durability::Relaxed {
+                interval: Duration::from_secs(3600),
+            },
+        )?;
+        fill(&mut r, "fillseq", n, 1, vs, false).await?;
+        settle(&r).await?;
+        write_amp(&r, "fillseq");
+
+        let mut r = open(
+            &args,
+            "random",
+            Durability::Relaxed {
+                interval: Duration::from_secs(3600),
+            },
+        )?;
+        fill(&mut r, "fillrandom", n, 1, vs, true).await?;
+        fill(&mut r, "overwrite", n, 1, vs, true).await?;
+        read_random(&r, "readrandom", n).await?;
+        settle(&r).await?;
+        write_amp(&r, "fillrandom+overwrite");
+        r.storage
+            .compactor
+            .send(CompactAll)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        read_random(&r, "readrandom (compacted)", n).await?;
+
+        for threads in [1, 8] {
+            let mut r = open(&args, &format!("sync{threads}"), Durability::Sync)?;
+            fill(
+                &mut r,
+                &format!("fillrandom sync=1 t={threads}"),
+                args.sync_num,
+                threads,
+                vs,
+                true,
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    });
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
+    result
+}
