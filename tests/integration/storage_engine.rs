@@ -229,7 +229,19 @@ fn corruption_is_detected_and_reported_with_the_file_name() {
         .block_on(Client::connect(node.client.as_str(), "c"))
         .unwrap();
     let got = rt.block_on(c.get(b"key00000"));
-    assert!(got.is_err(), "corrupt block answered {got:?}");
+    // The client gets an `internal` error that names the file and the section.
+    let name = sst.file_name().unwrap().to_string_lossy().to_string();
+    match &got {
+        Err(troupe_protocol::ClientError::Server(e)) => {
+            assert_eq!(e.code, troupe_protocol::ErrorCode::Internal);
+            assert!(
+                e.msg.contains(&name) && e.msg.contains("data block"),
+                "{}",
+                e.msg
+            );
+        }
+        other => panic!("corrupt block answered {other:?}"),
+    }
     let got = rt.block_on(c.get(b"key00399")).unwrap();
     assert_eq!(
         got.values,
@@ -237,7 +249,6 @@ fn corruption_is_detected_and_reported_with_the_file_name() {
         "other blocks still read"
     );
     node.kill();
-    let name = sst.file_name().unwrap().to_string_lossy().to_string();
     assert!(
         node.log_text().contains(&name) && node.log_text().contains("data block"),
         "the log does not name {name}"

@@ -21,7 +21,7 @@ mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
-use crate::memtable::{MemtableActor, Read, StorageError, Write};
+use crate::memtable::{Get, MemtableActor, StorageError, Write};
 use crate::stats::ActorCounters;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -153,14 +153,17 @@ impl Connection {
             Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit)),
             Request::Get { key, .. } => {
                 self.shared.memtable_counters.sent();
-                let read = self.shared.memtable.send(Read { key });
+                let read = self.shared.memtable.send(Get { key });
                 self.reply_later(permit, async move {
                     match read.await {
-                        Ok(Some(v)) => {
+                        Ok(Ok(Some(v))) => {
                             let ctx = v.seq.to_be_bytes().to_vec();
                             Response::ok(id, Reply::get(v.value.into_iter().collect(), ctx))
                         }
-                        Ok(None) => Response::ok(id, Reply::get(Vec::new(), Vec::new())),
+                        Ok(Ok(None)) => Response::ok(id, Reply::get(Vec::new(), Vec::new())),
+                        // A read the tables could not serve (e.g. a checksum mismatch): an
+                        // error naming the cause, never "not found".
+                        Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
                         Err(e) => Response::err(
                             id,
                             ErrorCode::Internal,
