@@ -2,7 +2,7 @@
 //! node runs (Memtable + WAL, Flusher, Compactor, GC), in the style of RocksDB's `db_bench`.
 //!
 //! Each writer/reader is a task that sends one request and awaits its answer before the
-//! next (like a `db_bench` thread calling `Put`/`Get`). Keys are 16 bytes, values
+//! next (like a `db_bench` thread calling `Put`/`Get`); `--concurrency` runs that many. Keys are 16 bytes, values
 //! `--value-size` bytes. Write amplification = (flushed + compaction-written bytes) / user
 //! bytes written, from the engine's counters (WAL bytes not included, as in RocksDB's W-Amp).
 
@@ -35,6 +35,10 @@ pub struct EngineBenchArgs {
     block_cache_bytes: usize,
     #[arg(long)]
     keep: bool,
+    /// Requests in flight for the sync-off phases (1 = one synchronous caller, like a
+    /// single `db_bench` thread; more shows the actors' throughput with pipelining).
+    #[arg(long, default_value_t = 1)]
+    concurrency: u64,
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -91,6 +95,7 @@ async fn fill(
     threads: u64,
     value_size: usize,
     random: bool,
+    seed: u64,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..threads)
@@ -98,7 +103,7 @@ async fn fill(
             let m = run.storage.memtable.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             run.arbiter.spawn(async move {
-                let mut rng = SmallRng::seed_from_u64(t + 1);
+                let mut rng = SmallRng::seed_from_u64(seed * 1000 + t + 1);
                 let mut res = Ok(());
                 for i in (t..num).step_by(threads as usize) {
                     let k = if random { rng.random_range(0..num) } else { i };
@@ -127,21 +132,35 @@ async fn fill(
     Ok(ops)
 }
 
-async fn read_random(run: &Run, name: &str, num: u64) -> anyhow::Result<f64> {
+async fn read_random(run: &Run, name: &str, num: u64, threads: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let mut rng = SmallRng::seed_from_u64(42);
+    let tasks: Vec<_> = (0..threads)
+        .map(|t| {
+            let m = run.storage.memtable.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            run.arbiter.spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(42 + t);
+                let mut found = 0u64;
+                let mut res = Ok(());
+                for _ in (t..num).step_by(threads as usize) {
+                    let k = rng.random_range(0..num);
+                    match m.send(Get { key: key(k) }).await {
+                        Ok(Ok(v)) => found += u64::from(v.is_some()),
+                        Ok(Err(e)) => res = Err(e.to_string()),
+                        Err(e) => res = Err(e.to_string()),
+                    }
+                    if res.is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(res.map(|()| found));
+            });
+            rx
+        })
+        .collect();
     let mut found = 0u64;
-    for _ in 0..num {
-        let k = rng.random_range(0..num);
-        if run
-            .storage
-            .memtable
-            .send(Get { key: key(k) })
-            .await??
-            .is_some()
-        {
-            found += 1;
-        }
+    for t in tasks {
+        found += t.await?.map_err(anyhow::Error::msg)?;
     }
     let secs = started.elapsed().as_secs_f64();
     let ops = num as f64 / secs;
@@ -192,7 +211,8 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
                 interval: Duration::from_secs(3600),
             },
         )?;
-        fill(&mut r, "fillseq", n, 1, vs, false).await?;
+        let c = args.concurrency.max(1);
+        fill(&mut r, "fillseq", n, c, vs, false, 0).await?;
         settle(&r).await?;
         write_amp(&r, "fillseq");
 
@@ -203,9 +223,10 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
                 interval: Duration::from_secs(3600),
             },
         )?;
-        fill(&mut r, "fillrandom", n, 1, vs, true).await?;
-        fill(&mut r, "overwrite", n, 1, vs, true).await?;
-        read_random(&r, "readrandom", n).await?;
+        fill(&mut r, "fillrandom", n, c, vs, true, 1).await?;
+        // A different seed: overwrite must hit other keys than fillrandom did.
+        fill(&mut r, "overwrite", n, c, vs, true, 2).await?;
+        read_random(&r, "readrandom", n, c).await?;
         settle(&r).await?;
         write_amp(&r, "fillrandom+overwrite");
         r.storage
@@ -213,7 +234,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
             .send(CompactAll)
             .await?
             .map_err(anyhow::Error::msg)?;
-        read_random(&r, "readrandom (compacted)", n).await?;
+        read_random(&r, "readrandom (compacted)", n, c).await?;
 
         for threads in [1, 8] {
             let mut r = open(&args, &format!("sync{threads}"), Durability::Sync)?;
@@ -224,6 +245,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
                 threads,
                 vs,
                 true,
+                3,
             )
             .await?;
         }
