@@ -72,17 +72,8 @@ pub async fn serve(
     started: Instant,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = troupe_actors::net::accept(&listener, &shutdown, "metrics").await
+    {
         let body = render(&registry, &health, started);
         actix::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, body)).await;

@@ -26,6 +26,7 @@ pub mod flusher;
 pub mod gc;
 pub mod membership;
 pub mod memtable;
+pub mod net;
 pub mod peer;
 pub mod sim;
 pub mod stats;

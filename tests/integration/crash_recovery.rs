@@ -25,11 +25,7 @@ fn blake3_like(key: &str) -> Vec<u8> {
 fn acknowledged_puts_survive_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::rt_mt();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
 
     for round in 0..3 {

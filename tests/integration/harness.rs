@@ -188,6 +188,15 @@ impl Drop for NodeProc {
     }
 }
 
+/// A two-worker tokio runtime, for tests that drive concurrent load.
+pub fn rt_mt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+}
+
 /// A current-thread tokio runtime for async client code in tests.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -9,11 +9,7 @@ use troupe_protocol::{Client, ClientError, ErrorCode};
 fn four_hundred_pipelining_connections_are_all_served() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dir.path().join("d"), &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::rt_mt();
     rt.block_on(async {
         let mut clients = Vec::new();
         for i in 0..400 {

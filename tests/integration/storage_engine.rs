@@ -56,11 +56,7 @@ fn acknowledged_writes_survive_30_sigkills_during_flush_and_compaction() {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), SMALL);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::rt_mt();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
     let mut kills = 0;

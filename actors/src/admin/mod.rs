@@ -224,18 +224,7 @@ pub async fn serve(
     max_frame_bytes: usize,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    log::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = crate::net::accept(&listener, &shutdown, "admin").await {
         actix::spawn(serve_one(
             stream,
             admin.clone(),

@@ -140,7 +140,17 @@ pub(super) fn command(
                             tables_deleted: s.gc_deleted.load(Ordering::Relaxed),
                             orphans_deleted_at_start: s.orphans_deleted_at_start,
                         },
-                        engine: engine_reply(&s),
+                        // The engine's state lock is held across manifest fsyncs: read it on
+                        // the blocking pool, not on the admin event loop.
+                        engine: match tokio::task::spawn_blocking({
+                            let s = s.clone();
+                            move || engine_reply(&s)
+                        })
+                        .await
+                        {
+                            Ok(e) => e,
+                            Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
+                        },
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),

@@ -53,21 +53,9 @@ impl Actor for Listener {
         let addr = ctx.address();
         let shutdown = self.shared.shutdown.clone();
         actix::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((stream, _)) => {
-                            if addr.send(Accepted(stream)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            log::warn!("accept failed: {e}; retrying in 100 ms");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    },
+            while let Some((stream, _)) = crate::net::accept(&listener, &shutdown, "client").await {
+                if addr.send(Accepted(stream)).await.is_err() {
+                    break;
                 }
             }
             log::info!("client listener stopped accepting");

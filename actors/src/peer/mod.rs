@@ -218,18 +218,7 @@ pub async fn serve(
     sink: Recipient<PeerInbound>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, addr) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    log::warn!("peer accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "peer").await {
         let _ = stream.set_nodelay(true);
         actix::spawn(serve_one(
             stream,
