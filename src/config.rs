@@ -95,8 +95,10 @@ pub struct StorageSection {
     pub max_sealed_memtables: usize,
     /// Writes held while stalled; past it writes get `overloaded`.
     pub max_stalled_writes: usize,
-    /// Reads that missed memory running on the blocking pool at once; more wait.
+    /// Reads that missed memory admitted at once (queued or running); more wait.
     pub max_disk_reads: usize,
+    /// Blocking-pool workers serving point reads that missed memory.
+    pub read_workers: usize,
     /// Compaction output rate limit in bytes/s (0 = unlimited).
     pub compaction_bytes_per_sec: u64,
     /// Compact L0 into L1 once it holds this many tables.
@@ -118,6 +120,7 @@ impl Default for StorageSection {
             max_sealed_memtables: 2,
             max_stalled_writes: 4096,
             max_disk_reads: 64,
+            read_workers: 4,
             compaction_bytes_per_sec: 128 * 1024 * 1024,
             l0_compaction_trigger: 4,
             level1_bytes: 256 * 1024 * 1024,
@@ -286,11 +289,12 @@ impl Config {
         if s.memtable_bytes < 4096
             || s.max_sealed_memtables == 0
             || s.max_disk_reads == 0
+            || s.read_workers == 0
             || s.l0_compaction_trigger == 0
             || s.target_table_bytes < 4096
             || s.level1_bytes < s.target_table_bytes
         {
-            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, and max_sealed_memtables, max_disk_reads, l0_compaction_trigger >= 1");
+            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
         }
         let m = &self.membership;
         if m.probe_interval_ms == 0

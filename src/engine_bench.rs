@@ -39,6 +39,22 @@ pub struct EngineBenchArgs {
     /// single `db_bench` thread; more shows the actors' throughput with pipelining).
     #[arg(long, default_value_t = 1)]
     concurrency: u64,
+    /// Blocking-pool workers serving reads that miss memory (`storage.read_workers`).
+    #[arg(long, default_value_t = 4)]
+    read_workers: usize,
+    /// Which groups to run: `fillseq`, `random` (fillrandom, overwrite, readrandom,
+    /// compact, readrandom), `readonly` (the two readrandom runs over a `random` database
+    /// kept from an earlier `--keep` run), `sync` (fillrandom with sync on, 1 and 8 writers).
+    #[arg(long, value_delimiter = ',', default_value = "fillseq,random,sync")]
+    benchmarks: Vec<Group>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Fillseq,
+    Random,
+    Readonly,
+    Sync,
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -53,9 +69,21 @@ struct Run {
     user_bytes: u64,
 }
 
-fn open(args: &EngineBenchArgs, sub: &str, durability: Durability) -> anyhow::Result<Run> {
+fn open(
+    args: &EngineBenchArgs,
+    sub: &str,
+    durability: Durability,
+    existing: bool,
+) -> anyhow::Result<Run> {
     let dir = args.dir.join(sub);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !existing {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else if !dir.join("tables").join("MANIFEST").exists() {
+        anyhow::bail!(
+            "{} holds no database; run `--benchmarks random --keep` first",
+            dir.display()
+        );
+    }
     let registry = Registry::default();
     let config = MemtableConfig {
         data_dir: dir,
@@ -67,6 +95,7 @@ fn open(args: &EngineBenchArgs, sub: &str, durability: Durability) -> anyhow::Re
         max_sealed: 2,
         max_stalled_writes: 4096,
         max_disk_reads: 64,
+        read_workers: args.read_workers,
     };
     let engine = EngineConfig {
         block_cache_bytes: args.block_cache_bytes,
@@ -200,54 +229,46 @@ async fn settle(run: &Run) -> anyhow::Result<()> {
 pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let relaxed = Durability::Relaxed {
+        interval: Duration::from_secs(3600),
+    };
+    let wants = |g: Group| args.benchmarks.contains(&g);
     let system = System::new();
     let result = system.block_on(async {
         let (n, vs) = (args.num, args.value_size);
-        println!("keys 16 B, values {vs} B, {n} ops; WAL on, sync off unless noted");
-        let mut r = open(
-            &args,
-            "seq",
-            Durability::Relaxed {
-                interval: Duration::from_secs(3600),
-            },
-        )?;
         let c = args.concurrency.max(1);
-        fill(&mut r, "fillseq", n, c, vs, false, 0).await?;
-        settle(&r).await?;
-        write_amp(&r, "fillseq");
-
-        let mut r = open(
-            &args,
-            "random",
-            Durability::Relaxed {
-                interval: Duration::from_secs(3600),
-            },
-        )?;
-        fill(&mut r, "fillrandom", n, c, vs, true, 1).await?;
-        // A different seed: overwrite must hit other keys than fillrandom did.
-        fill(&mut r, "overwrite", n, c, vs, true, 2).await?;
-        read_random(&r, "readrandom", n, c).await?;
-        settle(&r).await?;
-        write_amp(&r, "fillrandom+overwrite");
-        r.storage
-            .compactor
-            .send(CompactAll)
-            .await?
-            .map_err(anyhow::Error::msg)?;
-        read_random(&r, "readrandom (compacted)", n, c).await?;
-
-        for threads in [1, 8] {
-            let mut r = open(&args, &format!("sync{threads}"), Durability::Sync)?;
-            fill(
-                &mut r,
-                &format!("fillrandom sync=1 t={threads}"),
-                args.sync_num,
-                threads,
-                vs,
-                true,
-                3,
-            )
-            .await?;
+        println!("keys 16 B, values {vs} B, {n} ops, {c} in flight; WAL on, sync off unless noted");
+        if wants(Group::Fillseq) {
+            let mut r = open(&args, "seq", relaxed, false)?;
+            fill(&mut r, "fillseq", n, c, vs, false, 0).await?;
+            settle(&r).await?;
+            write_amp(&r, "fillseq");
+        }
+        if wants(Group::Random) {
+            let mut r = open(&args, "random", relaxed, false)?;
+            fill(&mut r, "fillrandom", n, c, vs, true, 1).await?;
+            // A different seed: overwrite must hit other keys than fillrandom did.
+            fill(&mut r, "overwrite", n, c, vs, true, 2).await?;
+            read_random(&r, "readrandom", n, c).await?;
+            settle(&r).await?;
+            write_amp(&r, "fillrandom+overwrite");
+            r.storage
+                .compactor
+                .send(CompactAll)
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            read_random(&r, "readrandom (compacted)", n, c).await?;
+        }
+        if wants(Group::Readonly) {
+            let r = open(&args, "random", relaxed, true)?;
+            read_random(&r, "readrandom (reopened)", n, c).await?;
+        }
+        if wants(Group::Sync) {
+            for threads in [1, 8] {
+                let mut r = open(&args, &format!("sync{threads}"), Durability::Sync, false)?;
+                let name = format!("fillrandom sync=1 t={threads}");
+                fill(&mut r, &name, args.sync_num, threads, vs, true, 3).await?;
+            }
         }
         anyhow::Ok(())
     });

@@ -75,6 +75,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         max_sealed: cfg.storage.max_sealed_memtables,
         max_stalled_writes: cfg.storage.max_stalled_writes,
         max_disk_reads: cfg.storage.max_disk_reads,
+        read_workers: cfg.storage.read_workers,
     };
     let engine_config = EngineConfig {
         block_cache_bytes: cfg.storage.block_cache_bytes,

@@ -2,11 +2,14 @@
 //!
 //! Keyed by (table id, block offset). Table ids are never reused within a process, so a
 //! cached block can never be served for a different file; blocks of deleted tables are
-//! evicted by GC (`evict_table`) or simply age out. One `Mutex` guards the map: lookups
-//! are short (hash probe + LRU bump) and the I/O for a miss happens outside the lock.
+//! evicted by GC (`evict_table`) or simply age out. The cache is split into shards (by a
+//! hash of the key), each an exact LRU under its own `Mutex` with an equal share of the
+//! capacity, so concurrent readers rarely wait on one another; a cache under 2 MiB is one
+//! shard. Lookups are short (hash probe + LRU bump) and the I/O for a miss happens outside
+//! any lock.
 //!
-//! Invariant: `used <= capacity` after every insert; an item larger than the whole cache
-//! is not cached at all.
+//! Invariant: every shard's `used <= its capacity` after every insert, so the whole cache
+//! stays within `capacity`; an item larger than a shard is not cached at all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sstable::block::Block;
 
 pub type BlockKey = (u64, u64);
+
+const MAX_SHARDS: usize = 16;
+const MIN_SHARD_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CacheStats {
@@ -43,7 +49,7 @@ struct Slot {
 }
 
 #[derive(Default)]
-struct Inner {
+struct Shard {
     map: HashMap<BlockKey, Slot>,
     /// tick -> key, oldest first.
     lru: BTreeMap<u64, BlockKey>,
@@ -51,39 +57,55 @@ struct Inner {
     used: usize,
 }
 
+impl Shard {
+    fn remove(&mut self, key: &BlockKey) {
+        if let Some(old) = self.map.remove(key) {
+            self.lru.remove(&old.tick);
+            self.used -= old.charge;
+        }
+    }
+}
+
 pub struct BlockCache {
     capacity: usize,
-    inner: Mutex<Inner>,
+    shard_capacity: usize,
+    shards: Box<[Mutex<Shard>]>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl BlockCache {
     pub fn new(capacity_bytes: usize) -> Self {
+        let n = (capacity_bytes / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS);
         BlockCache {
             capacity: capacity_bytes,
-            inner: Mutex::new(Inner::default()),
+            shard_capacity: capacity_bytes / n,
+            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every mutation below leaves the maps consistent before it can panic, so a
-        // poisoned lock still guards a valid cache.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn shard(&self, key: BlockKey) -> MutexGuard<'_, Shard> {
+        // splitmix64's finaliser over the pair; blocks of one table spread over all shards.
+        let mut h = key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ key.1;
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+        let i = (h % self.shards.len() as u64) as usize;
+        lock(&self.shards[i])
     }
 
     pub fn get(&self, key: BlockKey) -> Option<Arc<Block>> {
-        let mut g = self.lock();
-        let inner = &mut *g;
-        let tick = inner.next_tick;
-        match inner.map.get_mut(&key) {
+        let mut g = self.shard(key);
+        let shard = &mut *g;
+        let tick = shard.next_tick;
+        match shard.map.get_mut(&key) {
             Some(slot) => {
-                inner.lru.remove(&slot.tick);
+                shard.lru.remove(&slot.tick);
                 slot.tick = tick;
-                inner.lru.insert(tick, key);
-                inner.next_tick += 1;
+                shard.lru.insert(tick, key);
+                shard.next_tick += 1;
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(slot.block.clone())
             }
@@ -96,27 +118,24 @@ impl BlockCache {
 
     pub fn insert(&self, key: BlockKey, block: Arc<Block>) {
         let charge = block.charge;
-        if charge > self.capacity {
+        if charge > self.shard_capacity {
             return;
         }
-        let mut g = self.lock();
-        let inner = &mut *g;
-        if let Some(old) = inner.map.remove(&key) {
-            inner.lru.remove(&old.tick);
-            inner.used -= old.charge;
-        }
-        while inner.used + charge > self.capacity {
-            let Some((_, victim)) = inner.lru.pop_first() else {
+        let mut g = self.shard(key);
+        let shard = &mut *g;
+        shard.remove(&key);
+        while shard.used + charge > self.shard_capacity {
+            let Some((_, victim)) = shard.lru.pop_first() else {
                 break;
             };
-            if let Some(v) = inner.map.remove(&victim) {
-                inner.used -= v.charge;
+            if let Some(v) = shard.map.remove(&victim) {
+                shard.used -= v.charge;
             }
         }
-        let tick = inner.next_tick;
-        inner.next_tick += 1;
-        inner.lru.insert(tick, key);
-        inner.map.insert(
+        let tick = shard.next_tick;
+        shard.next_tick += 1;
+        shard.lru.insert(tick, key);
+        shard.map.insert(
             key,
             Slot {
                 block,
@@ -124,37 +143,46 @@ impl BlockCache {
                 charge,
             },
         );
-        inner.used += charge;
+        shard.used += charge;
     }
 
     /// Drop every block of a table (called when its file is deleted).
     pub fn evict_table(&self, table_id: u64) {
-        let mut g = self.lock();
-        let inner = &mut *g;
-        let keys: Vec<BlockKey> = inner
-            .map
-            .keys()
-            .filter(|k| k.0 == table_id)
-            .copied()
-            .collect();
-        for k in keys {
-            if let Some(s) = inner.map.remove(&k) {
-                inner.lru.remove(&s.tick);
-                inner.used -= s.charge;
+        for s in self.shards.iter() {
+            let mut shard = lock(s);
+            let keys: Vec<BlockKey> = shard
+                .map
+                .keys()
+                .filter(|k| k.0 == table_id)
+                .copied()
+                .collect();
+            for k in keys {
+                shard.remove(&k);
             }
         }
     }
 
     pub fn stats(&self) -> CacheStats {
-        let g = self.lock();
+        let (mut used, mut blocks) = (0u64, 0u64);
+        for s in self.shards.iter() {
+            let shard = lock(s);
+            used += shard.used as u64;
+            blocks += shard.map.len() as u64;
+        }
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            used_bytes: g.used as u64,
+            used_bytes: used,
             capacity_bytes: self.capacity as u64,
-            blocks: g.map.len() as u64,
+            blocks,
         }
     }
+}
+
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // Every mutation leaves the maps consistent before it can panic, so a poisoned lock
+    // still guards a valid shard.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -162,10 +190,7 @@ mod tests {
     use super::*;
 
     fn block(charge: usize) -> Arc<Block> {
-        Arc::new(Block {
-            entries: Vec::new(),
-            charge,
-        })
+        Arc::new(Block::empty_with_charge(charge))
     }
 
     #[test]
@@ -196,6 +221,25 @@ mod tests {
         assert!(c.get((1, 0)).is_none());
         assert!(c.get((2, 0)).is_some());
         assert_eq!(c.stats().used_bytes, 40);
+    }
+
+    #[test]
+    fn sharded_cache_stays_within_its_capacity() {
+        let c = BlockCache::new(8 << 20);
+        assert_eq!(c.shards.len(), 8);
+        for i in 0..10_000u64 {
+            c.insert((i % 7, i * 4096), block(5000));
+            assert!(c.get((i % 7, i * 4096)).is_some(), "just inserted");
+        }
+        let s = c.stats();
+        assert!(s.used_bytes <= 8 << 20, "{s:?}");
+        assert!(s.used_bytes > 7 << 20, "shards should fill up: {s:?}");
+        c.evict_table(3);
+        let after = c.stats();
+        assert!(after.blocks < s.blocks);
+        assert!((0..10_000u64)
+            .filter(|i| i % 7 == 3)
+            .all(|i| c.get((3, i * 4096)).is_none()));
     }
 
     #[test]

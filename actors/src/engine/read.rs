@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::engine::entry::Entry;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::sstable::bloom::key_hash;
 use crate::engine::sstable::{TableIter, TableMeta, TableReader};
 use crate::engine::version::Version;
 
@@ -39,16 +40,17 @@ impl TableSource for HashMap<u64, Arc<TableReader>> {
 
 /// Newest entry for `key` in `version` (a tombstone is returned as such, not hidden).
 pub fn get(version: &Version, tables: &dyn TableSource, key: &[u8]) -> Result<Option<Entry>> {
+    let hash = key_hash(key);
     for t in version.level(0) {
         if t.may_contain_key(key) {
-            if let Some(e) = tables.table(t.id)?.get(key)? {
+            if let Some(e) = tables.table(t.id)?.get_hashed(key, hash)? {
                 return Ok(Some(e));
             }
         }
     }
     for level in 1..version.num_levels() {
         if let Some(t) = version.table_for_key(level, key) {
-            if let Some(e) = tables.table(t.id)?.get(key)? {
+            if let Some(e) = tables.table(t.id)?.get_hashed(key, hash)? {
                 return Ok(Some(e));
             }
         }

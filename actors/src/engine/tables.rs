@@ -17,14 +17,16 @@
 //! kernel may have dropped the dirty pages), so the facade refuses all later writes
 //! instead of acknowledging data it may not have. Reads keep working.
 //!
-//! Locks: `state` (version set + manifest) is held only to read the current version or to
-//! commit an edit, never across table I/O; `compaction` serialises compactions; `readers`
-//! is a short map lock. Order: state -> readers.
+//! Locks: `state` (version set + manifest) is held to commit an edit (across the MANIFEST
+//! fsync), never across table I/O; reads take the installed version from `current` and
+//! open readers from `readers` (both read-mostly `RwLock`s, written under `state`), so a
+//! lookup never waits for a commit's fsync; `compaction` serialises compactions.
+//! Order: state -> readers -> current.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::engine::cache::BlockCache;
@@ -106,7 +108,10 @@ pub struct Tables {
     dir: PathBuf,
     opts: TablesOptions,
     state: Mutex<State>,
-    readers: Mutex<HashMap<u64, Arc<TableReader>>>,
+    /// The installed version, readable without `state` (which a commit holds across the
+    /// MANIFEST fsync): replaced under `state` right after every install.
+    current: RwLock<Arc<Version>>,
+    readers: RwLock<HashMap<u64, Arc<TableReader>>>,
     cache: Option<Arc<BlockCache>>,
     counters: Arc<ReadCounters>,
     writes: WriteCounters,
@@ -134,6 +139,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave a half-applied edit: versions
     // are swapped whole, maps are updated by single inserts/removes.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Tables {
@@ -210,14 +219,14 @@ impl Tables {
                 Arc::new(SystemClock::default()),
             ))
         });
+        let next_id = AtomicU64::new(version.next_table_id());
+        let versions = VersionSet::new(version);
         let tables = Tables {
             dir: dir.to_path_buf(),
-            next_id: AtomicU64::new(version.next_table_id()),
-            state: Mutex::new(State {
-                versions: VersionSet::new(version),
-                manifest,
-            }),
-            readers: Mutex::new(readers),
+            next_id,
+            current: RwLock::new(versions.current()),
+            state: Mutex::new(State { versions, manifest }),
+            readers: RwLock::new(readers),
             cache,
             counters,
             writes: WriteCounters::default(),
@@ -233,8 +242,12 @@ impl Tables {
         &self.dir
     }
 
+    /// The installed version; holding it pins its tables (GC waits for it to drop).
     pub fn current_version(&self) -> Arc<Version> {
-        lock(&self.state).versions.current()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Why the facade refuses writes, if an earlier durability step failed.
@@ -298,11 +311,12 @@ impl Tables {
             return Err(EngineError::InvalidArgument(format!("{what}: {why}")));
         }
         self.durable(what, st.manifest.append(edits))?;
-        lock(&self.readers).extend(opened);
+        write(&self.readers).extend(opened);
         let installed = st.versions.apply(edits).map_err(|why| {
             EngineError::InvalidArgument(format!("BUG: {what} applied once but not twice: {why}"))
         });
         let v = self.durable(what, installed)?;
+        *write(&self.current) = v.clone();
         if st.manifest.needs_rewrite() {
             let st = &mut *st;
             self.durable("manifest rewrite", st.manifest.rewrite(&v))?;
@@ -500,7 +514,7 @@ impl Tables {
             return Ok(ready);
         }
         {
-            let mut readers = lock(&self.readers);
+            let mut readers = write(&self.readers);
             for id in &ready {
                 readers.remove(id);
             }
@@ -563,7 +577,8 @@ impl Tables {
 
 impl TableSource for Tables {
     fn table(&self, id: u64) -> Result<Arc<TableReader>> {
-        lock(&self.readers).get(&id).cloned().ok_or_else(|| {
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        readers.get(&id).cloned().ok_or_else(|| {
             EngineError::InvalidArgument(format!("BUG: live table {id} has no open reader"))
         })
     }

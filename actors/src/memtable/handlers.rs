@@ -290,25 +290,27 @@ type GetFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Versioned>, StorageError>>>>;
 
 impl MemtableActor {
-    /// Memory first (newest to oldest table); on a miss, the SSTables on the blocking pool.
-    /// At most `max_disk_reads` such lookups run at once; more wait (asynchronously, this
-    /// actor keeps serving) for a permit, and the connections' in-flight limits bound how
-    /// many can wait.
+    /// Memory first (newest to oldest table); on a miss, the SSTables through the disk-read
+    /// queue (`reads`), served on the blocking pool. At most `max_disk_reads` such lookups
+    /// are admitted at once; more wait (asynchronously, this actor keeps serving) for a
+    /// permit, and the connections' in-flight limits bound how many can wait.
     fn lookup(&self, key: Vec<u8>) -> GetFuture {
         if let Some(v) = self.memory().find_map(|t| t.get(&key)) {
             let v = v.clone();
             return Box::pin(async move { Ok(Some(v)) });
         }
-        let tables = self.tables.clone();
+        let reads = self.reads.clone();
         let permits = self.disk_reads.clone();
         Box::pin(async move {
             let _permit = permits
                 .acquire_owned()
                 .await
                 .map_err(|_| StorageError::Stopped)?;
-            let got = tokio::task::spawn_blocking(move || tables.get(&key))
-                .await
-                .map_err(|_| StorageError::Stopped)?;
+            // Holding a permit means fewer than `max_disk_reads` lookups are queued.
+            let rx = reads.submit(key).map_err(|_| {
+                StorageError::Read("BUG: disk read queue full while holding a permit".into())
+            })?;
+            let got = rx.await.map_err(|_| StorageError::Stopped)?;
             match got {
                 Ok(e) => Ok(e.map(|e| Versioned {
                     seq: e.seq,

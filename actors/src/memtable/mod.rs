@@ -27,10 +27,11 @@
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
 //!   [`StorageError::Overloaded`] at once and costs nothing else.
 //! - Once the WAL or the engine is poisoned every write fails; reads keep working.
-//! - At most `max_disk_reads` reads that missed memory run on the blocking pool at once;
-//!   more wait for a permit.
+//! - At most `max_disk_reads` reads that missed memory are admitted at once (queued for or
+//!   running on `read_workers` blocking-pool workers, see `reads`); more wait for a permit.
 
 mod handlers;
+mod reads;
 pub mod table;
 pub mod wal;
 
@@ -80,8 +81,10 @@ pub struct MemtableConfig {
     pub max_sealed: usize,
     /// Writes held while stalled before further ones get `overloaded`.
     pub max_stalled_writes: usize,
-    /// Reads that missed memory running on the blocking pool at once.
+    /// Reads that missed memory admitted at once (queued or running); more wait.
     pub max_disk_reads: usize,
+    /// Blocking-pool workers serving those reads (each drains the queue in batches).
+    pub read_workers: usize,
 }
 
 /// Put (`value: Some`) or delete (`value: None`) a key. Replies with the write's sequence
@@ -234,6 +237,7 @@ pub struct MemtableActor {
     next_seq: u64,
     queued_bytes: Arc<AtomicUsize>,
     disk_reads: Arc<Semaphore>,
+    reads: reads::DiskReads,
     /// The node's one poison flag, shared with the WAL writer: a failed WAL write or sync,
     /// a failed flush, or a poisoned engine sets it, and from then on the WAL writer refuses
     /// every append, so no later write is acknowledged. Status and metrics read it.
@@ -352,12 +356,17 @@ impl MemtableActor {
                 sealed: VecDeque::new(),
                 stalled: VecDeque::new(),
                 wal: writer,
-                tables,
+                tables: tables.clone(),
                 flusher: None,
                 self_addr,
                 next_seq: max_seq + 1,
                 queued_bytes,
                 disk_reads: Arc::new(Semaphore::new(config.max_disk_reads)),
+                reads: reads::DiskReads::new(
+                    tables.clone(),
+                    config.read_workers,
+                    config.max_disk_reads,
+                ),
                 engine_poison: health,
                 config,
                 counters,

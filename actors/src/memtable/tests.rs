@@ -20,6 +20,7 @@ fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> Memtabl
         max_sealed: 2,
         max_stalled_writes: 10_000,
         max_disk_reads: 8,
+        read_workers: 2,
     }
 }
 

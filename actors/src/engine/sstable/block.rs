@@ -75,24 +75,103 @@ impl BlockBuilder {
     }
 }
 
-/// A decoded, checksum-verified data block.
+/// Where one entry lives inside a decoded [`Block`].
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// End of this entry's key in `Block::keys` (it starts where the previous one ends).
+    key_end: u32,
+    seq: u64,
+    /// Offset of the value in `Block::raw`; `value_len == TOMBSTONE` marks a delete.
+    value_off: u32,
+    value_len: u32,
+}
+
+const TOMBSTONE: u32 = u32::MAX;
+
+/// A decoded, checksum-verified data block: the block's bytes plus one slot per entry and
+/// the full (prefix-expanded) keys packed in one buffer, so decoding costs three
+/// allocations however many entries the block holds, and a lookup binary-searches without
+/// copying. Entries are materialised (`entry`) only when returned.
 #[derive(Debug)]
 pub struct Block {
-    pub entries: Vec<Entry>,
+    raw: Vec<u8>,
+    keys: Vec<u8>,
+    slots: Vec<Slot>,
     /// Approximate memory charge for the block cache.
     pub charge: usize,
 }
 
 impl Block {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Key of entry `i` (`i < len()`).
+    pub fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.slots[i - 1].key_end as usize
+        };
+        &self.keys[start..self.slots[i].key_end as usize]
+    }
+
+    /// Entry `i` as an owned record, or `None` past the end.
+    pub fn entry(&self, i: usize) -> Option<Entry> {
+        let s = self.slots.get(i)?;
+        let value = (s.value_len != TOMBSTONE).then(|| {
+            let off = s.value_off as usize;
+            self.raw[off..off + s.value_len as usize].to_vec()
+        });
+        Some(Entry {
+            key: self.key(i).to_vec(),
+            seq: s.seq,
+            value,
+        })
+    }
+
     /// Index of the first entry whose key is >= `key`.
     pub fn lower_bound(&self, key: &[u8]) -> usize {
-        self.entries.partition_point(|e| e.key.as_slice() < key)
+        let (mut lo, mut hi) = (0, self.slots.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The first (newest) entry for exactly `key`.
+    pub fn find(&self, key: &[u8]) -> Option<Entry> {
+        let i = self.lower_bound(key);
+        (i < self.len() && self.key(i) == key)
+            .then(|| self.entry(i))
+            .flatten()
+    }
+
+    /// An empty block with the given cache charge (cache tests).
+    #[cfg(test)]
+    pub fn empty_with_charge(charge: usize) -> Self {
+        Block {
+            raw: Vec::new(),
+            keys: Vec::new(),
+            slots: Vec::new(),
+            charge,
+        }
     }
 }
 
-/// Verify and decode a block. `DecodeError::at` is relative to the block start.
-pub fn decode_block(raw: &[u8]) -> Result<Block, DecodeError> {
-    if raw.len() < BLOCK_TRAILER_LEN {
+/// Verify and decode a block, taking ownership of its bytes. `DecodeError::at` is relative
+/// to the block start.
+pub fn decode_block(mut raw: Vec<u8>) -> Result<Block, DecodeError> {
+    if raw.len() < BLOCK_TRAILER_LEN || raw.len() > u32::MAX as usize {
         return Err(DecodeError {
             at: 0,
             what: "block shorter than its trailer",
@@ -105,41 +184,51 @@ pub fn decode_block(raw: &[u8]) -> Result<Block, DecodeError> {
             what: "data block checksum mismatch",
         });
     }
-    let (entries_raw, count_raw) = body.split_at(body.len() - 4);
+    let entries_len = body.len() - 4;
+    let count_raw = &body[entries_len..];
     let count = u32::from_le_bytes([count_raw[0], count_raw[1], count_raw[2], count_raw[3]]);
-    let mut d = Decoder::new(entries_raw);
+    let mut d = Decoder::new(&body[..entries_len]);
     // `count` is checksummed, but cap the pre-allocation anyway.
-    let mut entries = Vec::with_capacity((count as usize).min(entries_raw.len()));
-    let mut prev: Vec<u8> = Vec::new();
-    let mut charge = 0usize;
+    let mut slots = Vec::with_capacity((count as usize).min(entries_len));
+    let mut keys: Vec<u8> = Vec::with_capacity(entries_len.min(count as usize * 24));
+    let mut prev_start = 0usize;
     for _ in 0..count {
         let at = d.pos();
         let shared = d.varint()? as usize;
-        if shared > prev.len() {
+        let prev_len = keys.len() - prev_start;
+        if shared > prev_len {
             return Err(DecodeError {
                 at,
                 what: "shared prefix longer than previous key",
             });
         }
         let suffix = d.bytes()?;
-        let mut key = Vec::with_capacity(shared + suffix.len());
-        key.extend_from_slice(&prev[..shared]);
-        key.extend_from_slice(suffix);
+        let start = keys.len();
+        keys.extend_from_within(prev_start..prev_start + shared);
+        keys.extend_from_slice(suffix);
+        prev_start = start;
         let seq = d.varint()?;
-        let value = match d.varint()? {
-            0 => None,
+        let (value_off, value_len) = match d.varint()? {
+            0 => (0, TOMBSTONE),
             n => {
-                let len = usize::try_from(n - 1).map_err(|_| DecodeError {
-                    at,
-                    what: "value length overflow",
-                })?;
-                Some(d.take(len)?.to_vec())
+                let len = usize::try_from(n - 1)
+                    .ok()
+                    .filter(|&l| l < TOMBSTONE as usize)
+                    .ok_or(DecodeError {
+                        at,
+                        what: "value length overflow",
+                    })?;
+                let off = d.pos();
+                d.take(len)?;
+                (off as u32, len as u32)
             }
         };
-        prev.clone_from(&key);
-        let e = Entry { key, seq, value };
-        charge += e.approx_size() + 32;
-        entries.push(e);
+        slots.push(Slot {
+            key_end: keys.len() as u32,
+            seq,
+            value_off,
+            value_len,
+        });
     }
     if !d.is_empty() {
         return Err(DecodeError {
@@ -147,7 +236,14 @@ pub fn decode_block(raw: &[u8]) -> Result<Block, DecodeError> {
             what: "trailing bytes after last entry",
         });
     }
-    Ok(Block { entries, charge })
+    raw.truncate(entries_len);
+    let charge = raw.capacity() + keys.capacity() + slots.capacity() * 24 + 96;
+    Ok(Block {
+        raw,
+        keys,
+        slots,
+        charge,
+    })
 }
 
 #[cfg(test)]
@@ -169,8 +265,12 @@ mod tests {
             }
             let raw = b.finish();
             assert!(b.is_empty());
-            let block = decode_block(&raw).expect("decodes");
-            assert_eq!(block.entries, entries);
+            let block = decode_block(raw).expect("decodes");
+            let back: Vec<Entry> = (0..block.len()).filter_map(|i| block.entry(i)).collect();
+            assert_eq!(back, entries);
+            assert_eq!(block.find(b"apple"), Some(entries[0].clone()));
+            assert_eq!(block.find(b"appl"), None);
+            assert_eq!(block.lower_bound(b"zzz"), 4);
             assert_eq!(block.lower_bound(b"applesauce"), 2);
         }
     }
@@ -184,7 +284,7 @@ mod tests {
         for i in 0..raw.len() {
             let mut bad = raw.clone();
             bad[i] ^= 0x01;
-            assert!(decode_block(&bad).is_err(), "flip at {i} undetected");
+            assert!(decode_block(bad).is_err(), "flip at {i} undetected");
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::block::{decode_block, Block};
-use super::bloom::BloomFilter;
+use super::bloom::{key_hash, BloomFilter};
 use super::format::{decode_index, BlockHandle, Footer, TableProps, FOOTER_LEN};
 use crate::engine::cache::BlockCache;
 use crate::engine::codec::{checksum8, DecodeError};
@@ -161,7 +161,13 @@ impl TableReader {
     /// Newest version of `key` in this table (tombstones included), reading at most one
     /// data block.
     pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        if !self.filter.may_contain(key) {
+        self.get_hashed(key, key_hash(key))
+    }
+
+    /// `get` with the key's bloom hash computed once by the caller (one hash per lookup,
+    /// however many tables it probes).
+    pub fn get_hashed(&self, key: &[u8], hash: (u64, u64)) -> Result<Option<Entry>> {
+        if !self.filter.may_contain_hash(hash) {
             self.counters.bloom_useful.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
@@ -169,14 +175,7 @@ impl TableReader {
         // version: entries are sorted (key asc, seq desc) across blocks.
         let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
         let found = match self.index.get(idx) {
-            Some(h) if h.first_key.as_slice() <= key => {
-                let block = self.read_block(idx, true)?;
-                block
-                    .entries
-                    .get(block.lower_bound(key))
-                    .filter(|e| e.key == key)
-                    .cloned()
-            }
+            Some(h) if h.first_key.as_slice() <= key => self.read_block(idx, true)?.find(key),
             _ => None,
         };
         if found.is_none() {
@@ -199,7 +198,7 @@ impl TableReader {
             .read_exact_at(&mut raw, h.offset)
             .map_err(|e| EngineError::io(&self.path, e))?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
-        let block = decode_block(&raw).map_err(|d: DecodeError| {
+        let block = decode_block(raw).map_err(|d: DecodeError| {
             EngineError::corruption(
                 &self.path,
                 Section::DataBlock,
@@ -253,7 +252,7 @@ impl Iterator for TableIter {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             if let Some(b) = &self.block {
-                if let Some(e) = b.entries.get(self.pos) {
+                if let Some(e) = b.entry(self.pos) {
                     self.pos += 1;
                     if self
                         .end
@@ -263,7 +262,7 @@ impl Iterator for TableIter {
                         self.done = true;
                         return None;
                     }
-                    return Some(Ok(e.clone()));
+                    return Some(Ok(e));
                 }
                 self.block = None;
                 self.block_idx += 1;
