@@ -28,6 +28,9 @@ pub struct NodeProc {
     pub log: PathBuf,
     pub node_id: String,
     pub extra_args: Vec<String>,
+    /// RLIMIT_FSIZE for the next (re)start, with SIGXFSZ ignored: the kernel then fails any
+    /// write that would grow a file past it with EFBIG, a real I/O error for the node.
+    pub file_size_limit: Option<u64>,
 }
 
 impl NodeProc {
@@ -54,6 +57,7 @@ impl NodeProc {
             log: data_dir.with_extension("log"),
             node_id: node_id.to_string(),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            file_size_limit: None,
         }
     }
 
@@ -87,6 +91,24 @@ impl NodeProc {
             .stderr(log.try_clone().expect("cloning log handle"));
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
+        }
+        if let Some(limit) = self.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            let rlim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal)
+            // run, on values computed before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rlim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
         }
         self.child = Some(cmd.spawn().expect("spawning troupe node"));
         self.wait_ready();

@@ -352,3 +352,80 @@ fn overwriting_the_same_keys_keeps_the_data_directory_near_the_live_size() {
         assert_eq!(got.values, vec![vec![19u8; value_len]]);
     });
 }
+
+/// A real I/O error from the kernel: the node runs under RLIMIT_FSIZE = 1 MiB, so once the
+/// WAL segment reaches it, `write` fails with EFBIG. The write that hit it and every later
+/// one get an error (never an acknowledgement), status and log say why, acknowledged writes
+/// stay readable; after a restart without the limit every acknowledged write is there.
+#[test]
+fn a_failed_wal_write_poisons_the_node_and_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::new(
+        &dir.path().join("d"),
+        "efbig",
+        &[("TROUPE__STORAGE__DURABILITY", "sync")],
+        &[],
+    );
+    node.file_size_limit = Some(1 << 20);
+    let mut node = node.started();
+    let rt = crate::harness::rt();
+    let value = vec![b'x'; 4096];
+    let (acked, refused) = rt.block_on(async {
+        let c = Client::connect(node.client.as_str(), "efbig")
+            .await
+            .unwrap();
+        let mut acked = Vec::new();
+        let mut refused = None;
+        // 1 MiB / 4 KiB values: the limit is hit within ~260 writes; 1000 bounds the loop.
+        for i in 0..1000 {
+            let key = format!("k{i:04}");
+            match c.put(key.as_bytes(), &value, None).await {
+                Ok(_) => acked.push(key),
+                Err(e) => {
+                    refused = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("no write failed although the WAL outgrew RLIMIT_FSIZE");
+        // Later writes are refused too, with the reason.
+        let later = c.put(b"later", b"v", None).await.expect_err("poisoned");
+        assert!(later.to_string().contains("refuses writes"), "{later}");
+        // Reads keep working.
+        let got = c.get(acked[0].as_bytes()).await.expect("reads work");
+        assert_eq!(got.values, vec![value.clone()]);
+        (acked, refused)
+    });
+    assert!(
+        acked.len() > 100,
+        "only {} writes before the limit",
+        acked.len()
+    );
+    eprintln!("{} writes acknowledged, then: {refused}", acked.len());
+    let (code, status, _) = node.cli(&["admin", "status", "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        status.contains("too large"),
+        "status must say why: {status}"
+    );
+    assert!(
+        node.log_text().contains("too large"),
+        "the log must say why"
+    );
+
+    node.kill();
+    node.file_size_limit = None;
+    node.restart();
+    rt.block_on(async {
+        let c = Client::connect(node.client.as_str(), "efbig")
+            .await
+            .unwrap();
+        for key in &acked {
+            let got = c.get(key.as_bytes()).await.unwrap();
+            assert_eq!(got.values, vec![value.clone()], "acknowledged {key} lost");
+        }
+        c.put(b"after-restart", b"v", None)
+            .await
+            .expect("a restarted node takes writes again");
+    });
+}
