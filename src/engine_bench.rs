@@ -39,9 +39,10 @@ pub struct EngineBenchArgs {
     /// single `db_bench` thread; more shows the actors' throughput with pipelining).
     #[arg(long, default_value_t = 1)]
     concurrency: u64,
-    /// Blocking-pool workers serving reads that miss memory (`storage.read_workers`).
-    #[arg(long, default_value_t = 4)]
-    read_workers: usize,
+    /// Blocking-pool workers serving reads that miss memory (`storage.read_workers`;
+    /// default: one per CPU, as a node's).
+    #[arg(long)]
+    read_workers: Option<usize>,
     /// Which groups to run: `fillseq`, `random` (fillrandom, overwrite, readrandom,
     /// compact, readrandom), `readonly` (the two readrandom runs over a `random` database
     /// kept from an earlier `--keep` run), `sync` (fillrandom with sync on, 1 and 8 writers).
@@ -95,7 +96,9 @@ fn open(
         max_sealed: 2,
         max_stalled_writes: 4096,
         max_disk_reads: 64,
-        read_workers: args.read_workers,
+        read_workers: args
+            .read_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let engine = EngineConfig {
         block_cache_bytes: args.block_cache_bytes,

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::engine::read::EntryIter;
+use reads::{DiskReads, QueueFull};
 use std::sync::atomic::Ordering;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The WAL writer's per-batch callback: releases the batch's queued bytes and hands the
 /// batch to the actor. Runs on the writer thread.
@@ -286,78 +288,91 @@ impl Handler<FlushFailed> for MemtableActor {
     }
 }
 
-type GetFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Versioned>, StorageError>>>>;
+/// The answer to [`Get`]. A memory hit replies at once. A miss hands the caller's reply
+/// channel to the disk-read queue, so the worker that reads the tables answers the caller
+/// directly and this actor's event loop does nothing more for that read; only when all
+/// `max_disk_reads` permits are taken does a small future wait here for one.
+pub enum GetResponse {
+    Ready(Option<Versioned>),
+    Disk {
+        key: Vec<u8>,
+        reads: DiskReads,
+        permits: Arc<Semaphore>,
+    },
+}
 
-impl MemtableActor {
-    /// Memory first (newest to oldest table); on a miss, the SSTables through the disk-read
-    /// queue (`reads`), served on the blocking pool. At most `max_disk_reads` such lookups
-    /// are admitted at once; more wait (asynchronously, this actor keeps serving) for a
-    /// permit, and the connections' in-flight limits bound how many can wait.
-    fn lookup(&self, key: Vec<u8>) -> GetFuture {
-        if let Some(v) = self.memory().find_map(|t| t.get(&key)) {
-            let v = v.clone();
-            return Box::pin(async move { Ok(Some(v)) });
+type GetReply = actix::dev::OneshotSender<Result<Option<Versioned>, StorageError>>;
+
+fn to_reply(got: crate::engine::Result<Option<Entry>>) -> Result<Option<Versioned>, StorageError> {
+    match got {
+        Ok(e) => Ok(e.map(|e| Versioned {
+            seq: e.seq,
+            value: e.value,
+        })),
+        Err(e) => {
+            log::error!("read failed: {e}");
+            Err(StorageError::Read(e.to_string()))
         }
-        let reads = self.reads.clone();
-        let permits = self.disk_reads.clone();
-        Box::pin(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|_| StorageError::Stopped)?;
-            // Holding a permit means fewer than `max_disk_reads` lookups are queued.
-            let rx = reads.submit(key).map_err(|_| {
-                StorageError::Read("BUG: disk read queue full while holding a permit".into())
-            })?;
-            let got = rx.await.map_err(|_| StorageError::Stopped)?;
-            match got {
-                Ok(e) => Ok(e.map(|e| Versioned {
-                    seq: e.seq,
-                    value: e.value,
-                })),
-                Err(e) => {
-                    log::error!("read failed: {e}");
-                    Err(StorageError::Read(e.to_string()))
-                }
+    }
+}
+
+/// Queue the lookup; the permit is released once the answer is sent.
+fn submit_read(reads: &DiskReads, key: Vec<u8>, permit: OwnedSemaphorePermit, tx: GetReply) {
+    let reply = Box::new(move |got| {
+        let _ = tx.send(to_reply(got));
+        drop(permit);
+    });
+    if let Err(QueueFull(reply)) = reads.submit(key, reply) {
+        // Holding a permit means fewer than `max_disk_reads` lookups are queued.
+        reply(Err(crate::engine::EngineError::InvalidArgument(
+            "BUG: disk read queue full while holding a permit".into(),
+        )));
+    }
+}
+
+impl actix::dev::MessageResponse<MemtableActor, Get> for GetResponse {
+    fn handle(self, _: &mut Context<MemtableActor>, tx: Option<GetReply>) {
+        let Some(tx) = tx else {
+            return; // sent with do_send: nobody wants the answer
+        };
+        match self {
+            GetResponse::Ready(v) => {
+                let _ = tx.send(Ok(v));
             }
-        })
+            GetResponse::Disk {
+                key,
+                reads,
+                permits,
+            } => match permits.clone().try_acquire_owned() {
+                Ok(permit) => submit_read(&reads, key, permit, tx),
+                Err(_) => {
+                    actix::spawn(async move {
+                        match permits.acquire_owned().await {
+                            Ok(permit) => submit_read(&reads, key, permit, tx),
+                            Err(_) => drop(tx.send(Err(StorageError::Stopped))),
+                        }
+                    });
+                }
+            },
+        }
     }
 }
 
 impl Handler<Get> for MemtableActor {
-    type Result = ResponseFuture<Result<Option<Versioned>, StorageError>>;
+    type Result = GetResponse;
 
-    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+    /// Memory first (active, closing, sealed; newest first); on a miss the SSTables, through
+    /// the disk-read queue (see [`GetResponse`]).
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> GetResponse {
         self.counters.handled();
-        self.lookup(msg.key)
-    }
-}
-
-/// The answer to [`Read`]: sends the value, or on a failed read drops the reply channel so
-/// the caller gets a mailbox error (answered `internal`), never a wrong "not found".
-pub struct ReadResponse(GetFuture);
-
-impl actix::dev::MessageResponse<MemtableActor, Read> for ReadResponse {
-    fn handle(
-        self,
-        _: &mut Context<MemtableActor>,
-        tx: Option<actix::dev::OneshotSender<Option<Versioned>>>,
-    ) {
-        actix::spawn(async move {
-            if let (Ok(v), Some(tx)) = (self.0.await, tx) {
-                let _ = tx.send(v);
-            }
-        });
-    }
-}
-
-impl Handler<Read> for MemtableActor {
-    type Result = ReadResponse;
-
-    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> ReadResponse {
-        self.counters.handled();
-        ReadResponse(self.lookup(msg.key))
+        if let Some(v) = self.memory().find_map(|t| t.get(&msg.key)) {
+            return GetResponse::Ready(Some(v.clone()));
+        }
+        GetResponse::Disk {
+            key: msg.key,
+            reads: self.reads.clone(),
+            permits: self.disk_reads.clone(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Memtable actor: owns the active and sealed memtables and the WAL writer, and answers
 //! reads by looking through memory first and then (off the event loop) the SSTables.
 //!
-//! Receives: [`Write`] (put or delete), [`Read`] / [`Get`], [`Scan`], [`SyncWal`], [`Seal`],
+//! Receives: [`Write`] (put or delete), [`Get`], [`Scan`], [`SyncWal`], [`Seal`],
 //! [`GetMemtableStats`]; internally `DurableBatch` and `WalRotated` from the WAL writer
 //! thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
 //! the Flusher.
@@ -96,17 +96,9 @@ pub struct Write {
     pub value: Option<Vec<u8>>,
 }
 
-/// Reads the newest durable version of a key (a tombstone is `Some` with `value: None`).
-/// When the tables cannot be read (corruption, I/O error) no answer is sent at all, so the
-/// caller sees a mailbox error and never a wrong "not found"; new code should use [`Get`],
-/// which says why.
-#[derive(Message)]
-#[rtype(result = "Option<Versioned>")]
-pub struct Read {
-    pub key: Vec<u8>,
-}
-
-/// Like [`Read`], with the reason when the tables cannot be read.
+/// Reads the newest durable version of a key (a tombstone is `Some` with `value: None`);
+/// when the tables cannot be read (corruption, I/O error) the answer is
+/// [`StorageError::Read`] naming the file, never a wrong "not found".
 #[derive(Message)]
 #[rtype(result = "Result<Option<Versioned>, StorageError>")]
 pub struct Get {

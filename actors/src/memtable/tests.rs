@@ -127,10 +127,11 @@ async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
         "{r:?}"
     );
     assert!(addr
-        .send(Read {
+        .send(Get {
             key: b"key".to_vec()
         })
         .await
+        .unwrap()
         .unwrap()
         .is_none());
 }

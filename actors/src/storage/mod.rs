@@ -171,3 +171,6 @@ impl Opened {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
