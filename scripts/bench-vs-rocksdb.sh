@@ -27,7 +27,8 @@ for c in 1 64; do
 done
 
 COMMON=(--num="$NUM" --key_size=16 --value_size=100 --compression_type=none --disable_wal=0 --sync=0)
-grep_ops() { grep -E "^(fillseq|fillrandom|overwrite|readrandom|compact) +:" || true; }
+# db_bench redraws its progress line with carriage returns; keep only the result lines.
+grep_ops() { tr '\r' '\n' | grep -E "^(fillseq|fillrandom|overwrite|readrandom|compact) +:" || true; }
 echo "== db_bench fillseq"
 db_bench --db="$WORK/rdb" "${COMMON[@]}" --threads=1 --benchmarks=fillseq | grep_ops
 echo "== db_bench fillrandom, overwrite, readrandom, compact, readrandom (1 thread)"
@@ -41,6 +42,9 @@ db_bench --db="$WORK/rdb2" "${COMMON[@]}" --threads=1 --use_existing_db=0 \
   --benchmarks=fillrandom,overwrite | grep_ops
 db_bench --db="$WORK/rdb2" "${COMMON[@]}" --threads=2 --use_existing_db=1 \
   --benchmarks=readrandom | grep_ops
+echo "== db_bench fillrandom, 2 threads (one per core), NUM/2 each"
+db_bench --db="$WORK/rdb3" --num=$((NUM / 2)) --key_size=16 --value_size=100 --compression_type=none \
+  --disable_wal=0 --sync=0 --threads=2 --benchmarks=fillrandom | grep_ops
 for t in 1 8; do
   echo "== db_bench fillrandom sync=1, $t thread(s)"
   db_bench --db="$WORK/rdb-sync$t" --num=$((SYNC_NUM / t)) --key_size=16 --value_size=100 \

@@ -260,6 +260,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<()> {
                 .send(CompactAll)
                 .await?
                 .map_err(anyhow::Error::msg)?;
+            write_amp(&r, "after compact-all");
             read_random(&r, "readrandom (compacted)", n, c).await?;
         }
         if wants(Group::Readonly) {

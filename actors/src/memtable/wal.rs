@@ -380,6 +380,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Looks for a job a few times, yielding the CPU in between, before the caller blocks: a
+/// writer that just finished a batch usually sees the next write within microseconds, and
+/// catching it here saves a sleep and a wake-up (a futex round trip) per batch.
+fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
+    for _ in 0..SPIN_YIELDS {
+        if let Ok(j) = rx.try_recv() {
+            return Some(j);
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
+/// Measured with `troupe engine-bench --concurrency 1` (one synchronous writer, WAL sync
+/// off): 15k -> 44k writes/s; with 64 in flight no change. An idle writer burns at most
+/// these few yields after its last batch, then sleeps.
+const SPIN_YIELDS: usize = 128;
+
 struct WriterThread<T> {
     dir: PathBuf,
     segment: u64,
@@ -396,26 +414,29 @@ impl<T> WriterThread<T> {
     fn run(mut self, rx: Receiver<Job<T>>) {
         let mut next_sync = Instant::now();
         loop {
-            let first = match self.durability {
-                Durability::Sync => match rx.recv() {
-                    Ok(j) => j,
-                    Err(_) => break,
-                },
-                Durability::Relaxed { interval } => {
-                    let wait = next_sync.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(wait) {
+            let first = match spin_recv(&rx) {
+                Some(j) => j,
+                None => match self.durability {
+                    Durability::Sync => match rx.recv() {
                         Ok(j) => j,
-                        Err(RecvTimeoutError::Timeout) => {
-                            if self.dirty {
-                                let r = self.sync();
-                                let _ = self.finish(r); // a failure is recorded as poison
+                        Err(_) => break,
+                    },
+                    Durability::Relaxed { interval } => {
+                        let wait = next_sync.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(wait) {
+                            Ok(j) => j,
+                            Err(RecvTimeoutError::Timeout) => {
+                                if self.dirty {
+                                    let r = self.sync();
+                                    let _ = self.finish(r); // a failure is recorded as poison
+                                }
+                                next_sync = Instant::now() + interval;
+                                continue;
                             }
-                            next_sync = Instant::now() + interval;
-                            continue;
+                            Err(RecvTimeoutError::Disconnected) => break,
                         }
-                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                }
+                },
             };
             self.handle_batch(first, &rx);
         }
