@@ -103,6 +103,8 @@ pub struct StorageSection {
     pub compaction_bytes_per_sec: u64,
     /// Compact L0 into L1 once it holds this many tables.
     pub l0_compaction_trigger: usize,
+    /// Flushes wait (and writes then stall) while L0 holds this many tables.
+    pub l0_stop_tables: usize,
     /// Size budget of L1; each deeper level may hold 10x the one above.
     pub level1_bytes: u64,
     /// Compaction output tables are cut at this size.
@@ -123,6 +125,7 @@ impl Default for StorageSection {
             read_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compaction_bytes_per_sec: 128 * 1024 * 1024,
             l0_compaction_trigger: 4,
+            l0_stop_tables: 20,
             level1_bytes: 256 * 1024 * 1024,
             target_table_bytes: 32 * 1024 * 1024,
         }
@@ -291,10 +294,11 @@ impl Config {
             || s.max_disk_reads == 0
             || s.read_workers == 0
             || s.l0_compaction_trigger == 0
+            || s.l0_stop_tables <= s.l0_compaction_trigger
             || s.target_table_bytes < 4096
             || s.level1_bytes < s.target_table_bytes
         {
-            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
+            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, l0_stop_tables > l0_compaction_trigger, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
         }
         let m = &self.membership;
         if m.probe_interval_ms == 0

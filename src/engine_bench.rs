@@ -104,6 +104,7 @@ fn open(
         block_cache_bytes: args.block_cache_bytes,
         compaction_bytes_per_sec: 0,
         l0_compaction_trigger: 4,
+        l0_stop_tables: 20,
         level1_bytes: 256 << 20,
         target_table_bytes: 32 << 20,
     };

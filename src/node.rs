@@ -81,6 +81,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         block_cache_bytes: cfg.storage.block_cache_bytes,
         compaction_bytes_per_sec: cfg.storage.compaction_bytes_per_sec,
         l0_compaction_trigger: cfg.storage.l0_compaction_trigger,
+        l0_stop_tables: cfg.storage.l0_stop_tables,
         level1_bytes: cfg.storage.level1_bytes,
         target_table_bytes: cfg.storage.target_table_bytes,
     };

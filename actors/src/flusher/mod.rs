@@ -20,6 +20,10 @@
 //!   memtable of an older segment that failed to flush).
 //! - Work in flight is bounded: one flush runs; the Memtable stalls writes while `max_sealed`
 //!   tables wait, so this queue holds at most `max_sealed + 1` tables.
+//! - L0 is bounded: while it holds `l0_stop_tables` tables (compaction is behind or failing)
+//!   the next flush waits, polling every `L0_POLL`; sealed memtables then pile up to
+//!   `max_sealed` and the Memtable stalls writes, so a slow compactor slows writers down
+//!   instead of letting read amplification and per-table memory grow without limit.
 //! - A failure on a poisoned engine is final: every queued table is answered `FlushFailed`
 //!   and the Memtable refuses writes. Any other failure (say, a full disk while creating the
 //!   file) is retried with backoff; the sealed table stays in memory meanwhile.
@@ -44,6 +48,7 @@ pub struct FlusherStats {
     micros: AtomicU64,
     wal_segments_deleted: AtomicU64,
     queued: AtomicU64,
+    l0_stalls: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +58,8 @@ pub struct FlusherSnapshot {
     pub flush_micros: u64,
     pub wal_segments_deleted: u64,
     pub queued: u64,
+    /// Times a flush had to wait because L0 was full (`storage.l0_stop_tables`).
+    pub l0_stalls: u64,
 }
 
 impl FlusherStats {
@@ -63,6 +70,7 @@ impl FlusherStats {
             flush_micros: self.micros.load(Relaxed),
             wal_segments_deleted: self.wal_segments_deleted.load(Relaxed),
             queued: self.queued.load(Relaxed),
+            l0_stalls: self.l0_stalls.load(Relaxed),
         }
     }
 }
@@ -78,6 +86,8 @@ enum FlushError {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a flush held back by a full L0 looks again.
+const L0_POLL: Duration = Duration::from_millis(50);
 
 pub struct Flusher {
     tables: Arc<Tables>,
@@ -88,6 +98,11 @@ pub struct Flusher {
     compactor: Option<Recipient<TablesChanged>>,
     stats: Arc<FlusherStats>,
     counters: Arc<ActorCounters>,
+    l0_stop_tables: usize,
+    /// A flush is held back by a full L0 (logged once per episode).
+    l0_full: bool,
+    /// A poll timer is pending; no other start may run before it fires.
+    l0_poll_pending: bool,
 }
 
 impl Flusher {
@@ -96,6 +111,7 @@ impl Flusher {
         wal_dir: PathBuf,
         compactor: Option<Recipient<TablesChanged>>,
         counters: Arc<ActorCounters>,
+        l0_stop_tables: usize,
     ) -> Flusher {
         Flusher {
             tables,
@@ -106,7 +122,39 @@ impl Flusher {
             compactor,
             stats: Arc::default(),
             counters,
+            l0_stop_tables: l0_stop_tables.max(1),
+            l0_full: false,
+            l0_poll_pending: false,
         }
+    }
+
+    /// True (and a poll scheduled) while L0 is too full to flush into.
+    fn hold_for_l0(&mut self, ctx: &mut Context<Self>) -> bool {
+        let l0 = self.tables.current_version().level(0).len();
+        if l0 < self.l0_stop_tables {
+            if self.l0_full {
+                self.l0_full = false;
+                log::info!("L0 down to {l0} tables; flushes resume");
+            }
+            return false;
+        }
+        if !self.l0_full {
+            self.l0_full = true;
+            self.stats.l0_stalls.fetch_add(1, Relaxed);
+            log::warn!(
+                "L0 holds {l0} tables (storage.l0_stop_tables = {}): flushes wait for compaction, writes will stall",
+                self.l0_stop_tables
+            );
+            if let Some(c) = &self.compactor {
+                c.do_send(TablesChanged);
+            }
+        }
+        self.l0_poll_pending = true;
+        ctx.run_later(L0_POLL, |act, ctx| {
+            act.l0_poll_pending = false;
+            act.start_next(ctx);
+        });
+        true
     }
 
     /// The counters, to hand to the admin surface before the actor starts.
@@ -115,7 +163,10 @@ impl Flusher {
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.busy || self.l0_poll_pending || self.queue.is_empty() {
+            return;
+        }
+        if self.hold_for_l0(ctx) {
             return;
         }
         let Some(job) = self.queue.front() else {

@@ -55,6 +55,7 @@ fn start(
         wal_dir(dir),
         Some(compactor_rcpt),
         reg.actor("flusher"),
+        20,
     )
     .start();
     actor.set_flusher(flusher.recipient());
@@ -299,4 +300,67 @@ async fn a_poisoned_engine_refuses_writes_but_keeps_reading() {
         "reads keep working"
     );
     assert_eq!(get(&addr, "after").await, None);
+}
+
+/// With no compactor, L0 fills to `l0_stop_tables`; the next flush waits, sealed memtables
+/// pile up and writes stall, instead of L0 growing. Once L0 is compacted the held flush runs
+/// and the stalled write completes; every write is readable.
+#[actix_rt::test]
+async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::default();
+    let (tables, rec) = Tables::open(&tables_dir(dir.path()), TablesOptions::default()).unwrap();
+    let tables = Arc::new(tables);
+    let (mut actor, _) = MemtableActor::open(
+        config(dir.path(), 1 << 20, 4096),
+        tables.clone(),
+        rec.retired_wal_segment,
+        rec.last_flushed_seq,
+        reg.actor("memtable"),
+    )
+    .unwrap();
+    let flusher = Flusher::new(tables.clone(), wal_dir(dir.path()), None, reg.actor("f"), 3);
+    let flusher_stats = flusher.stats();
+    actor.set_flusher(flusher.start().recipient());
+    let addr = actor.start();
+    let l0 = || tables.current_version().level(0).len();
+    let mut written = 0;
+    let stalled = loop {
+        let w = addr.send(Write {
+            key: format!("k{written:05}").into_bytes(),
+            value: Some(vec![7; 200]),
+        });
+        let mut w = Box::pin(w);
+        match tokio::time::timeout(Duration::from_millis(500), &mut w).await {
+            Ok(r) => r.unwrap().map(|_| ()).unwrap(),
+            Err(_) => break w, // this write stalled
+        }
+        written += 1;
+        assert!(written < 2000, "writes never stalled although L0 is capped");
+    };
+    assert_eq!(l0(), 3, "L0 stops at l0_stop_tables");
+    assert_eq!(flusher_stats.snapshot().l0_stalls, 1);
+    // It stays held: no flush sneaks past the limit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(l0(), 3);
+
+    let t = tables.clone();
+    tokio::task::spawn_blocking(move || {
+        let task = t.pick_level_compaction(0).expect("L0 task");
+        t.run_compaction(&task).expect("compaction");
+    })
+    .await
+    .unwrap();
+    stalled
+        .await
+        .unwrap()
+        .expect("the stalled write completes once L0 drains");
+    for i in (0..written).step_by(37) {
+        assert_eq!(
+            get(&addr, &format!("k{i:05}")).await,
+            Some(vec![7; 200]),
+            "k{i:05}"
+        );
+    }
+    assert!(l0() <= 3);
 }

@@ -30,6 +30,8 @@ pub struct EngineConfig {
     /// 0 = unlimited.
     pub compaction_bytes_per_sec: u64,
     pub l0_compaction_trigger: usize,
+    /// Flushes wait while L0 holds this many tables (writes then stall).
+    pub l0_stop_tables: usize,
     pub level1_bytes: u64,
     pub target_table_bytes: u64,
 }
@@ -64,6 +66,7 @@ pub enum OpenError {
 pub struct Opened {
     memtable: MemtableActor,
     tables: Arc<Tables>,
+    l0_stop_tables: usize,
     pub report: OpenReport,
 }
 
@@ -102,6 +105,7 @@ pub fn open(
     Ok(Opened {
         memtable,
         tables,
+        l0_stop_tables: engine.l0_stop_tables,
         report,
     })
 }
@@ -133,6 +137,7 @@ impl Opened {
         let Opened {
             mut memtable,
             tables,
+            l0_stop_tables,
             report,
         } = self;
         let wal_dir = memtable::wal_dir(memtable.data_dir());
@@ -153,6 +158,7 @@ impl Opened {
             wal_dir,
             Some(compactor.clone().recipient()),
             registry.actor("flusher"),
+            l0_stop_tables,
         );
         let flusher_stats = flusher.stats();
         let flusher = Flusher::start_in_arbiter(background, move |_| flusher);

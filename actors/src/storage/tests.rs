@@ -40,6 +40,7 @@ fn engine() -> EngineConfig {
         block_cache_bytes: 16 << 10,
         compaction_bytes_per_sec: 0,
         l0_compaction_trigger: 2,
+        l0_stop_tables: 6,
         level1_bytes: 8 << 10,
         target_table_bytes: 4 << 10,
     }
