@@ -10,12 +10,15 @@
 //! third of a read's cost).
 //!
 //! Invariants: the queue holds at most `max_queued` lookups (the Memtable actor's
-//! `max_disk_reads` semaphore admits no more, and `submit` refuses beyond it anyway); every
-//! queued lookup is answered exactly once, or its reply channel is dropped if the runtime
-//! is shutting down; `running <= workers`.
+//! `max_disk_reads` semaphore admits no more, and `submit` refuses beyond it anyway);
+//! `running <= workers`, and `running` counts live workers (a worker that unwinds gives its
+//! slot back or hands it to a replacement). Every queued lookup is answered exactly once (a
+//! panicking lookup is answered with an error), except when the runtime shuts down, when
+//! the unanswered replies are dropped with the queue and callers see a closed channel.
 
-use crate::engine::{Entry, Result as EngineResult, Tables};
+use crate::engine::{EngineError, Entry, Result as EngineResult, Tables};
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Lookups a worker takes per trip to the queue.
@@ -40,6 +43,33 @@ struct Shared {
     queue: Mutex<Queue>,
     workers: usize,
     max_queued: usize,
+}
+
+/// Keeps `running` true to the workers actually alive if a worker unwinds anyway (a reply
+/// closure panicking): the count is given back and, if lookups are still queued, a new
+/// worker takes over, so they are never stranded.
+struct WorkerGuard<'a>(&'a DiskReads);
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        let restart = {
+            let mut q = self.0.lock();
+            if q.jobs.is_empty() {
+                q.running -= 1;
+                false
+            } else {
+                true // the replacement inherits this worker's slot in `running`
+            }
+        };
+        if restart {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let this = self.0.clone();
+                rt.spawn_blocking(move || this.work());
+            } else {
+                self.0.lock().running -= 1;
+            }
+        }
+    }
 }
 
 /// Handle to the lookup queue; cheap to clone.
@@ -90,6 +120,7 @@ impl DiskReads {
     }
 
     fn work(&self) {
+        let guard = WorkerGuard(self);
         let mut batch = Vec::with_capacity(BATCH);
         let mut idle_rounds = 0;
         loop {
@@ -98,6 +129,7 @@ impl DiskReads {
                 if q.jobs.is_empty() {
                     if idle_rounds >= IDLE_YIELDS {
                         q.running -= 1;
+                        std::mem::forget(guard); // exited normally: slot given back above
                         return;
                     }
                     drop(q);
@@ -106,11 +138,23 @@ impl DiskReads {
                     continue;
                 }
                 idle_rounds = 0;
-                let n = q.jobs.len().min(BATCH);
+                // A fair share, so an idle worker finds work too (I/O parallelism on a disk
+                // that is not in the page cache), at most BATCH.
+                let share = q.jobs.len().div_ceil(self.0.workers);
+                let n = share.clamp(1, BATCH);
                 batch.extend(q.jobs.drain(..n));
             }
             for (key, reply) in batch.drain(..) {
-                reply(self.0.tables.get(&key));
+                // A panic in a lookup (a bug) answers that caller with an error and costs
+                // nothing else: the worker, its batch and the `running` count go on.
+                let got = catch_unwind(AssertUnwindSafe(|| self.0.tables.get(&key)))
+                    .unwrap_or_else(|_| {
+                        Err(EngineError::InvalidArgument(format!(
+                            "BUG: the lookup of a {}-byte key panicked",
+                            key.len()
+                        )))
+                    });
+                reply(got);
             }
         }
     }
@@ -200,5 +244,42 @@ mod tests {
             assert_eq!(e.value, Some(format!("v{i}").into_bytes()));
         }
         assert_eq!(reads.lock().running, 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reply_strands_no_lookup() {
+        let (_d, t) = tables_with(20);
+        let reads = DiskReads::new(t, 1, 32);
+        reads.lock().running = 1; // hold the worker back while the queue fills
+        let boom: Reply = Box::new(|_| panic!("reply closure bug (expected by this test)"));
+        assert!(reads.submit(b"k00000".to_vec(), boom).is_ok());
+        let rxs: Vec<_> = (1..20)
+            .map(|i| ask(&reads, &format!("k{i:05}")).expect("room"))
+            .collect();
+        let r = reads.clone();
+        let died = tokio::task::spawn_blocking(move || r.work()).await;
+        assert!(died.is_err(), "the first reply panicked the worker");
+        // The panicking worker's own batch (BATCH lookups) sees a closed channel: an error,
+        // never a hang. The lookups still queued are served by its replacement.
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let k = i + 1;
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
+            match waited.unwrap_or_else(|_| panic!("k{k} stranded: nobody answers it")) {
+                Ok(got) => {
+                    let v = got.expect("ok").expect("present").value;
+                    assert_eq!(v, Some(format!("v{k}").into_bytes()));
+                }
+                Err(_) => assert!(k < BATCH, "k{k} was queued, not in the lost batch"),
+            }
+        }
+        for _ in 0..5000 {
+            if reads.lock().running == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(reads.lock().running, 0);
+        let rx = ask(&reads, "k00003").expect("room");
+        assert!(rx.await.expect("answered").expect("ok").is_some());
     }
 }

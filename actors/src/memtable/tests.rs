@@ -364,3 +364,43 @@ async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
     }
     assert!(l0() <= 3);
 }
+
+/// Many concurrent reads that miss memory with a single disk-read permit: all but one take
+/// the path that waits for a permit, and each gets its own key's answer.
+#[actix_rt::test]
+async fn concurrent_disk_reads_beyond_the_permits_all_get_their_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::default();
+    let (tables, rec) = Tables::open(&tables_dir(dir.path()), TablesOptions::default()).unwrap();
+    let entries: Vec<Entry> = (0..500u64)
+        .map(|i| Entry::put(format!("k{i:04}"), i + 1, format!("v{i}")))
+        .collect();
+    tables.flush(entries, None).unwrap();
+    let mut cfg = config(dir.path(), 1 << 20, 64 << 20);
+    cfg.max_disk_reads = 1;
+    let (actor, _) = MemtableActor::open(
+        cfg,
+        Arc::new(tables),
+        rec.retired_wal_segment,
+        1000,
+        reg.actor("memtable"),
+    )
+    .unwrap();
+    let addr = actor.start();
+    let asks: Vec<_> = (0..300u64)
+        .map(|i| {
+            let k = format!("k{:04}", i * 2);
+            (
+                i * 2,
+                addr.send(Get {
+                    key: k.into_bytes(),
+                }),
+            )
+        })
+        .collect();
+    for (i, ask) in asks {
+        let got = ask.await.unwrap().unwrap().and_then(|v| v.value);
+        let want = (i < 500).then(|| format!("v{i}").into_bytes());
+        assert_eq!(got, want, "k{i:04}");
+    }
+}

@@ -203,6 +203,14 @@ pub fn decode_block(mut raw: Vec<u8>) -> Result<Block, DecodeError> {
             });
         }
         let suffix = d.bytes()?;
+        // Prefix expansion can outgrow the block many times over; slots address keys with
+        // u32 offsets, so refuse (as corruption) rather than wrap.
+        if keys.len() + shared + suffix.len() > u32::MAX as usize {
+            return Err(DecodeError {
+                at,
+                what: "expanded keys exceed 4 GiB",
+            });
+        }
         let start = keys.len();
         keys.extend_from_within(prev_start..prev_start + shared);
         keys.extend_from_slice(suffix);
