@@ -151,12 +151,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             durability: format!("{:?}", cfg.storage.durability).to_lowercase(),
         };
         let membership = start_membership(&cfg, peer_listener, &registry, shutdown.clone());
+        let metrics_sources = metrics::Sources {
+            registry: registry.clone(),
+            health: health.clone(),
+            started,
+            storage: Some(storage.clone()),
+            membership: Some(membership.clone()),
+        };
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
             .with_membership(membership.clone())
             .start();
         actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
-        actix::spawn(metrics::serve(metrics_listener, registry.clone(), health, started, shutdown.clone()));
+        actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
 
         log::info!(
             "node {} serving clients on {}, admin on {}, metrics on {} (durability {:?}, data in {})",

@@ -9,4 +9,5 @@ mod cluster;
 mod crash_recovery;
 mod malformed_input;
 mod many_connections;
+mod metrics;
 mod storage_engine;

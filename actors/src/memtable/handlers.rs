@@ -499,6 +499,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             write_stalls: self.write_stalls,
             seals: self.seals,
             next_seq: self.next_seq,
+            wal_fsyncs: self.wal.fsyncs(),
         })
     }
 }

@@ -172,6 +172,8 @@ pub struct MemtableStats {
     pub write_stalls: u64,
     pub seals: u64,
     pub next_seq: u64,
+    /// Successful fdatasyncs of the WAL so far.
+    pub wal_fsyncs: u64,
 }
 
 /// A write waiting for its WAL record to become durable.
