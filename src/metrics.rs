@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::compactor::CompactorSnapshot;
-use troupe_actors::engine::stats::EngineStats;
+use troupe_actors::engine::stats::{EngineStats, LevelStats};
 use troupe_actors::flusher::FlusherSnapshot;
 use troupe_actors::membership::actor::{ListMembers, MembershipActor};
 use troupe_actors::memtable::wal::Health;
@@ -168,167 +168,51 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     out
 }
 
+#[rustfmt::skip] // one metric per line reads better than rustfmt's five
 fn storage_metrics(out: &mut String, g: &Gathered) {
     if let Some(e) = &g.engine {
-        let per_level = |f: &dyn Fn(&troupe_actors::engine::stats::LevelStats) -> u64| {
+        let per_level = |f: &dyn Fn(&LevelStats) -> u64| {
             e.levels
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (format!("level=\"{i}\""), f(l) as f64))
                 .collect::<Vec<_>>()
         };
-        family(
-            out,
-            "troupe_storage_tables",
-            "gauge",
-            "SSTables per level.",
-            &per_level(&|l| l.tables as u64),
-        );
-        family(
-            out,
-            "troupe_storage_table_bytes",
-            "gauge",
-            "SSTable bytes per level.",
-            &per_level(&|l| l.bytes),
-        );
-        let counters: [(&str, &str, u64); 11] = [
-            (
-                "troupe_storage_flushes_total",
-                "Memtables flushed to L0 tables.",
-                e.flushes,
-            ),
-            (
-                "troupe_storage_flush_bytes_total",
-                "Table bytes written by flushes.",
-                e.flush_bytes,
-            ),
-            (
-                "troupe_storage_compactions_total",
-                "Compactions run.",
-                e.compactions,
-            ),
-            (
-                "troupe_storage_compaction_read_bytes_total",
-                "Table bytes read by compactions.",
-                e.compaction_bytes_read,
-            ),
-            (
-                "troupe_storage_compaction_written_bytes_total",
-                "Table bytes written by compactions.",
-                e.compaction_bytes_written,
-            ),
-            (
-                "troupe_storage_tombstones_dropped_total",
-                "Tombstones compaction dropped.",
-                e.tombstones_dropped,
-            ),
-            (
-                "troupe_storage_bloom_useful_total",
-                "Lookups a bloom filter answered absent.",
-                e.bloom_useful,
-            ),
-            (
-                "troupe_storage_bloom_useless_total",
-                "Bloom filter maybes that found nothing.",
-                e.bloom_useless,
-            ),
-            (
-                "troupe_storage_block_reads_total",
-                "Data blocks read from disk.",
-                e.block_reads,
-            ),
-            (
-                "troupe_storage_block_cache_hits_total",
-                "Block cache hits.",
-                e.cache.map_or(0, |c| c.hits),
-            ),
-            (
-                "troupe_storage_block_cache_misses_total",
-                "Block cache misses.",
-                e.cache.map_or(0, |c| c.misses),
-            ),
-        ];
-        for (name, help, v) in counters {
-            family(out, name, "counter", help, &one(v));
+        let tables = per_level(&|l| l.tables as u64);
+        family(out, "troupe_storage_tables", "gauge", "SSTables per level.", &tables);
+        let bytes = per_level(&|l| l.bytes);
+        family(out, "troupe_storage_table_bytes", "gauge", "SSTable bytes per level.", &bytes);
+    }
+    let (e, m) = (g.engine.as_ref(), g.memtable.as_ref());
+    let cache = e.and_then(|e| e.cache);
+    let (c, g_) = ("counter", "gauge");
+    let scalars: [(&str, &str, &str, Option<u64>); 21] = [
+        ("troupe_storage_flushes_total", c, "Memtables flushed to L0 tables.", e.map(|e| e.flushes)),
+        ("troupe_storage_flush_bytes_total", c, "Table bytes written by flushes.", e.map(|e| e.flush_bytes)),
+        ("troupe_storage_compactions_total", c, "Compactions run.", e.map(|e| e.compactions)),
+        ("troupe_storage_compaction_read_bytes_total", c, "Table bytes read by compactions.", e.map(|e| e.compaction_bytes_read)),
+        ("troupe_storage_compaction_written_bytes_total", c, "Table bytes written by compactions.", e.map(|e| e.compaction_bytes_written)),
+        ("troupe_storage_tombstones_dropped_total", c, "Tombstones compaction dropped.", e.map(|e| e.tombstones_dropped)),
+        ("troupe_storage_bloom_useful_total", c, "Lookups a bloom filter answered absent.", e.map(|e| e.bloom_useful)),
+        ("troupe_storage_bloom_useless_total", c, "Bloom filter maybes that found nothing.", e.map(|e| e.bloom_useless)),
+        ("troupe_storage_block_reads_total", c, "Data blocks read from disk.", e.map(|e| e.block_reads)),
+        ("troupe_storage_block_cache_hits_total", c, "Block cache hits.", cache.map(|c| c.hits)),
+        ("troupe_storage_block_cache_misses_total", c, "Block cache misses.", cache.map(|c| c.misses)),
+        ("troupe_storage_block_cache_bytes", g_, "Bytes held by the block cache.", cache.map(|c| c.used_bytes)),
+        ("troupe_storage_manifest_bytes", g_, "Size of the MANIFEST log.", e.map(|e| e.manifest_bytes)),
+        ("troupe_memtable_bytes", g_, "Bytes in the active memtable.", m.map(|m| m.active_bytes as u64)),
+        ("troupe_memtable_sealed", g_, "Sealed memtables waiting for (or in) a flush.", m.map(|m| m.sealed_tables as u64)),
+        ("troupe_write_stalls_total", c, "Writes that waited for a flush.", m.map(|m| m.write_stalls)),
+        ("troupe_wal_fsyncs_total", c, "Successful fdatasyncs of the WAL.", m.map(|m| m.wal_fsyncs)),
+        ("troupe_flush_failures_total", c, "Flush attempts that failed (retried unless poisoned).", g.flusher.as_ref().map(|f| f.failures)),
+        ("troupe_l0_stalls_total", c, "Times flushing waited for compaction because L0 was full.", g.flusher.as_ref().map(|f| f.l0_stalls)),
+        ("troupe_compaction_errors_total", c, "Background compaction rounds that failed.", g.compactor.as_ref().map(|c| c.errors)),
+        ("troupe_gc_tables_deleted_total", c, "Retired table files GC deleted.", g.gc_tables_deleted),
+    ];
+    for (name, kind, help, v) in scalars {
+        if let Some(v) = v {
+            family(out, name, kind, help, &one(v));
         }
-        family(
-            out,
-            "troupe_storage_block_cache_bytes",
-            "gauge",
-            "Bytes held by the block cache.",
-            &one(e.cache.map_or(0, |c| c.used_bytes)),
-        );
-        family(
-            out,
-            "troupe_storage_manifest_bytes",
-            "gauge",
-            "Size of the MANIFEST log.",
-            &one(e.manifest_bytes),
-        );
-    }
-    if let Some(m) = &g.memtable {
-        family(
-            out,
-            "troupe_memtable_bytes",
-            "gauge",
-            "Bytes in the active memtable.",
-            &one(m.active_bytes as u64),
-        );
-        family(
-            out,
-            "troupe_memtable_sealed",
-            "gauge",
-            "Sealed memtables waiting for (or in) a flush.",
-            &one(m.sealed_tables as u64),
-        );
-        family(
-            out,
-            "troupe_write_stalls_total",
-            "counter",
-            "Writes that waited for a flush.",
-            &one(m.write_stalls),
-        );
-        family(
-            out,
-            "troupe_wal_fsyncs_total",
-            "counter",
-            "Successful fdatasyncs of the WAL.",
-            &one(m.wal_fsyncs),
-        );
-    }
-    if let Some(f) = &g.flusher {
-        family(
-            out,
-            "troupe_flush_failures_total",
-            "counter",
-            "Flush attempts that failed (retried unless poisoned).",
-            &one(f.failures),
-        );
-        family(
-            out,
-            "troupe_l0_stalls_total",
-            "counter",
-            "Times flushing waited for compaction because L0 was full.",
-            &one(f.l0_stalls),
-        );
-    }
-    if let Some(c) = &g.compactor {
-        family(
-            out,
-            "troupe_compaction_errors_total",
-            "counter",
-            "Background compaction rounds that failed.",
-            &one(c.errors),
-        );
-    }
-    if let Some(n) = g.gc_tables_deleted {
-        family(
-            out,
-            "troupe_gc_tables_deleted_total",
-            "counter",
-            "Retired table files GC deleted.",
-            &one(n),
-        );
     }
 }
 

@@ -12,7 +12,10 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// Parses the exposition format strictly enough to catch a malformed line: every sample
@@ -35,7 +38,9 @@ fn samples(body: &str) -> HashMap<String, f64> {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
         let name = series.split('{').next().unwrap();
         assert!(typed.contains(name), "sample before its TYPE: {line}");
-        let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         out.insert(series.to_string(), v);
     }
     out
@@ -55,11 +60,18 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     let m = samples(&body);
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{body}"));
     assert_eq!(get("troupe_up"), 1.0);
-    assert!(get("troupe_wal_fsyncs_total") >= 20.0, "sync durability: a fsync per put");
+    assert!(
+        get("troupe_wal_fsyncs_total") >= 20.0,
+        "sync durability: a fsync per put"
+    );
     assert!(get("troupe_storage_flushes_total") >= 1.0);
     assert!(get("troupe_storage_tables{level=\"0\"}") >= 1.0);
     assert!(get("troupe_storage_table_bytes{level=\"0\"}") > 0.0);
-    assert_eq!(get("troupe_members{status=\"alive\"}"), 1.0, "the node itself");
+    assert_eq!(
+        get("troupe_members{status=\"alive\"}"),
+        1.0,
+        "the node itself"
+    );
     assert_eq!(get("troupe_members{status=\"dead\"}"), 0.0);
     assert_eq!(get("troupe_l0_stalls_total"), 0.0);
     assert!(get("troupe_actor_messages_handled_total{actor=\"memtable\"}") >= 20.0);
