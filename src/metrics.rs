@@ -266,3 +266,60 @@ async fn answer(
     stream.write_all(resp.as_bytes()).await?;
     stream.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn sources() -> Sources {
+        Sources {
+            registry: Registry::default(),
+            health: Arc::new(Mutex::new(None)),
+            started: Instant::now(),
+            storage: None,
+            membership: None,
+        }
+    }
+
+    /// Serves one connection with `permits` free scrape slots; returns the status line.
+    async fn scrape_with(permits: usize, path: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let path = path.to_string();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut resp = String::new();
+            s.read_to_string(&mut resp).await.unwrap();
+            resp
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let scrapes = Arc::new(Semaphore::new(permits));
+        answer(stream, &sources(), &scrapes).await.unwrap();
+        let resp = client.await.unwrap();
+        assert_eq!(
+            scrapes.available_permits(),
+            permits,
+            "the slot is given back"
+        );
+        resp.lines().next().unwrap_or("").to_string()
+    }
+
+    #[tokio::test]
+    async fn busy_scrapes_get_503_others_200_or_404() {
+        assert!(scrape_with(0, "/metrics").await.contains("503"));
+        assert!(scrape_with(1, "/metrics").await.contains("200"));
+        assert!(scrape_with(0, "/other").await.contains("404"));
+    }
+
+    #[test]
+    fn a_poisoned_node_reports_down() {
+        let src = sources();
+        *src.health.lock().unwrap() = Some("WAL fsync failed".into());
+        let body = render(&src, &Gathered::default());
+        assert!(body.contains("\ntroupe_up 0\n"), "{body}");
+    }
+}
