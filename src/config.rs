@@ -97,7 +97,7 @@ pub struct StorageSection {
     pub max_stalled_writes: usize,
     /// Reads that missed memory admitted at once (queued or running); more wait.
     pub max_disk_reads: usize,
-    /// Blocking-pool workers serving point reads that missed memory (default: one per CPU).
+    /// Blocking-pool workers serving point reads that missed memory: the read I/O depth.
     pub read_workers: usize,
     /// Compaction output rate limit in bytes/s (0 = unlimited).
     pub compaction_bytes_per_sec: u64,
@@ -122,7 +122,7 @@ impl Default for StorageSection {
             max_sealed_memtables: 2,
             max_stalled_writes: 4096,
             max_disk_reads: 64,
-            read_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            read_workers: troupe_actors::memtable::reads::DEFAULT_READ_WORKERS,
             compaction_bytes_per_sec: 128 * 1024 * 1024,
             l0_compaction_trigger: 4,
             l0_stop_tables: 20,

@@ -40,7 +40,7 @@ pub struct EngineBenchArgs {
     #[arg(long, default_value_t = 1)]
     concurrency: u64,
     /// Blocking-pool workers serving reads that miss memory (`storage.read_workers`;
-    /// default: one per CPU, as a node's).
+    /// default: a node's default).
     #[arg(long)]
     read_workers: Option<usize>,
     /// Which groups to run: `fillseq`, `random` (fillrandom, overwrite, readrandom,
@@ -98,7 +98,7 @@ fn open(
         max_disk_reads: 64,
         read_workers: args
             .read_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            .unwrap_or(troupe_actors::memtable::reads::DEFAULT_READ_WORKERS),
     };
     let engine = EngineConfig {
         block_cache_bytes: args.block_cache_bytes,

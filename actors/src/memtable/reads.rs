@@ -1,13 +1,13 @@
 //! Point lookups that missed memory, run against the SSTables off the event loop.
 //!
 //! Lookups queue here; up to `workers` tasks on the blocking pool drain the queue, each
-//! taking up to `BATCH` lookups at a time and calling each lookup's reply with the result
-//! (the Memtable actor passes its caller's reply channel, so the answer goes straight to
-//! the caller). A worker is started only when a lookup arrives and fewer than `workers` are
-//! running, and it exits when the queue stays empty for `IDLE_YIELDS` looks. So an idle
-//! node holds no thread, a single lookup costs one blocking-pool hand-off, and under load
-//! many lookups share one hand-off instead of waking a thread each (that wake-up was a
-//! third of a read's cost).
+//! taking a fair share of it (at most `BATCH`) per trip and calling each lookup's reply with
+//! the result (the Memtable actor passes its caller's reply channel, so the answer goes
+//! straight to the caller). A worker is started only when a lookup arrives, no worker is
+//! idle and fewer than `workers` run; a worker that finds the queue empty is idle and looks
+//! again `IDLE_YIELDS` times, yielding its CPU in between, before it exits. So an idle node
+//! holds no thread, and under load a lookup is usually picked up by a worker that is
+//! already running instead of waking a thread (that wake-up was a third of a read's cost).
 //!
 //! Invariants: the queue holds at most `max_queued` lookups (the Memtable actor's
 //! `max_disk_reads` semaphore admits no more, and `submit` refuses beyond it anyway);
@@ -20,6 +20,13 @@ use crate::engine::{EngineError, Entry, Result as EngineResult, Tables};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Default for `storage.read_workers`. More workers than cores pays on both kinds of load:
+/// on a disk that is not in the page cache they are the read I/O depth, and in memory a
+/// worker that has just answered is usually idle-spinning when the next lookup arrives, so
+/// no thread has to be woken (measured with 64 lookups in flight on 2 cores: 2 workers
+/// about 195k lookups/s, 32 about 240k, 64 about 255k; see docs/BENCHMARKS.md).
+pub const DEFAULT_READ_WORKERS: usize = 32;
 
 /// Lookups a worker takes per trip to the queue.
 const BATCH: usize = 16;
@@ -36,6 +43,8 @@ pub type Reply = Box<dyn FnOnce(EngineResult<Option<Entry>>) + Send>;
 struct Queue {
     jobs: VecDeque<(Vec<u8>, Reply)>,
     running: usize,
+    /// Running workers that found the queue empty and are looking again before exiting.
+    idle: usize,
 }
 
 struct Shared {
@@ -86,6 +95,7 @@ impl DiskReads {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(max_queued.min(1024)),
                 running: 0,
+                idle: 0,
             }),
             workers: workers.max(1),
             max_queued: max_queued.max(1),
@@ -106,7 +116,9 @@ impl DiskReads {
                 return Err(QueueFull(reply));
             }
             q.jobs.push_back((key, reply));
-            let start = q.running < self.0.workers;
+            // An idle worker will pick the job up within microseconds; start one only when
+            // every running worker is busy.
+            let start = q.idle == 0 && q.running < self.0.workers;
             if start {
                 q.running += 1;
             }
@@ -127,7 +139,11 @@ impl DiskReads {
             {
                 let mut q = self.lock();
                 if q.jobs.is_empty() {
+                    if idle_rounds == 0 {
+                        q.idle += 1;
+                    }
                     if idle_rounds >= IDLE_YIELDS {
+                        q.idle -= 1;
                         q.running -= 1;
                         std::mem::forget(guard); // exited normally: slot given back above
                         return;
@@ -137,7 +153,10 @@ impl DiskReads {
                     std::thread::yield_now();
                     continue;
                 }
-                idle_rounds = 0;
+                if idle_rounds > 0 {
+                    q.idle -= 1;
+                    idle_rounds = 0;
+                }
                 // A fair share, so an idle worker finds work too (I/O parallelism on a disk
                 // that is not in the page cache), at most BATCH.
                 let share = q.jobs.len().div_ceil(self.0.workers);
@@ -281,5 +300,37 @@ mod tests {
         assert_eq!(reads.lock().running, 0);
         let rx = ask(&reads, "k00003").expect("room");
         assert!(rx.await.expect("answered").expect("ok").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_idle_worker_takes_new_lookups_instead_of_a_new_thread() {
+        let (_d, t) = tables_with(10);
+        let reads = DiskReads::new(t, 8, 16);
+        {
+            // Pretend one worker runs and is idle-spinning.
+            let mut q = reads.lock();
+            q.running = 1;
+            q.idle = 1;
+        }
+        let rx = ask(&reads, "k00004").expect("room");
+        assert_eq!(
+            reads.lock().running,
+            1,
+            "no second worker while one is idle"
+        );
+        // The "idle" worker comes round: it is the one that answers.
+        reads.lock().idle = 0;
+        let r = reads.clone();
+        tokio::task::spawn_blocking(move || r.work())
+            .await
+            .expect("worker");
+        let e = rx.await.expect("answered").expect("ok").expect("present");
+        assert_eq!(e.value, Some(b"v4".to_vec()));
+        let q = reads.lock();
+        assert_eq!(
+            (q.running, q.idle),
+            (0, 0),
+            "the worker left and stopped being idle"
+        );
     }
 }
