@@ -28,25 +28,25 @@ done
 
 COMMON=(--num="$NUM" --key_size=16 --value_size=100 --compression_type=none --disable_wal=0 --sync=0)
 # db_bench redraws its progress line with carriage returns; keep only the result lines.
-grep_ops() { tr '\r' '\n' | grep -E "^(fillseq|fillrandom|overwrite|readrandom|compact) +:" || true; }
+grep_ops() { tr '\r' '\n' | grep -E "^(fillseq|fillrandom|overwrite|readrandom|compact) +:|[Ee]rror|Invalid" || true; }
 echo "== db_bench fillseq"
-db_bench --db="$WORK/rdb" "${COMMON[@]}" --threads=1 --benchmarks=fillseq | grep_ops
+db_bench --db="$WORK/rdb" "${COMMON[@]}" --threads=1 --benchmarks=fillseq 2>&1 | grep_ops
 echo "== db_bench fillrandom, overwrite, readrandom, compact, readrandom (1 thread)"
 db_bench --db="$WORK/rdb" "${COMMON[@]}" --threads=1 --use_existing_db=0 \
-  --benchmarks=fillrandom,overwrite,readrandom,compact,readrandom | grep_ops
+  --benchmarks=fillrandom,overwrite,readrandom,compact,readrandom 2>&1 | grep_ops
 echo "== db_bench readrandom on the compacted database, 2 threads (one per core)"
 db_bench --db="$WORK/rdb" "${COMMON[@]}" --threads=2 --use_existing_db=1 \
-  --benchmarks=readrandom | grep_ops
+  --benchmarks=readrandom 2>&1 | grep_ops
 echo "== db_bench readrandom after fillrandom + overwrite (no manual compaction), 2 threads"
 db_bench --db="$WORK/rdb2" "${COMMON[@]}" --threads=1 --use_existing_db=0 \
-  --benchmarks=fillrandom,overwrite | grep_ops
+  --benchmarks=fillrandom,overwrite 2>&1 | grep_ops
 db_bench --db="$WORK/rdb2" "${COMMON[@]}" --threads=2 --use_existing_db=1 \
-  --benchmarks=readrandom | grep_ops
+  --benchmarks=readrandom 2>&1 | grep_ops
 echo "== db_bench fillrandom, 2 threads (one per core), NUM/2 each"
 db_bench --db="$WORK/rdb3" --num=$((NUM / 2)) --key_size=16 --value_size=100 --compression_type=none \
-  --disable_wal=0 --sync=0 --threads=2 --benchmarks=fillrandom | grep_ops
+  --disable_wal=0 --sync=0 --threads=2 --benchmarks=fillrandom 2>&1 | grep_ops
 for t in 1 8; do
   echo "== db_bench fillrandom sync=1, $t thread(s)"
   db_bench --db="$WORK/rdb-sync$t" --num=$((SYNC_NUM / t)) --key_size=16 --value_size=100 \
-    --compression_type=none --threads=$t --sync=1 --benchmarks=fillrandom | grep_ops
+    --compression_type=none --threads=$t --sync=1 --benchmarks=fillrandom 2>&1 | grep_ops
 done
