@@ -4,7 +4,7 @@
 //! cache holds. Decoding verifies the trailing checksum before looking at any entry, so a
 //! flipped byte is reported as corruption rather than producing a wrong entry.
 
-use crate::engine::codec::{checksum4, put_bytes, put_varint, DecodeError, Decoder};
+use crate::engine::codec::{block_checksum, put_bytes, put_varint, DecodeError, Decoder};
 use crate::engine::entry::Entry;
 
 /// Checksum + entry count trailer.
@@ -66,7 +66,7 @@ impl BlockBuilder {
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);
         out.extend_from_slice(&self.count.to_le_bytes());
-        let sum = checksum4(&out);
+        let sum = block_checksum(&out);
         out.extend_from_slice(&sum);
         self.count = 0;
         self.prev_key.clear();
@@ -178,7 +178,7 @@ pub fn decode_block(mut raw: Vec<u8>) -> Result<Block, DecodeError> {
         });
     }
     let (body, sum) = raw.split_at(raw.len() - 4);
-    if checksum4(body) != sum {
+    if block_checksum(body) != sum {
         return Err(DecodeError {
             at: 0,
             what: "data block checksum mismatch",

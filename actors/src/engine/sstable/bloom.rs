@@ -1,15 +1,24 @@
-//! Bloom filter over a table's distinct keys.
+//! Cache-local ("blocked") bloom filter over a table's distinct keys.
 //!
-//! ~10 bits per key and k = round(bits_per_key * ln 2) = 7 probes give a ~1% false-positive
-//! rate. The k probe positions come from double hashing (`h1 + i*h2`, Kirsch-Mitzenmacher)
-//! of one blake3 hash of the key, so each key is hashed once on write and once per lookup.
+//! Each key maps to one 512-bit block (one 64-byte cache line) chosen from the first half of
+//! its hash, and sets k bits inside that block chosen from 9-bit slices of the second half.
+//! A lookup therefore touches one cache line instead of k scattered ones (the filter of a
+//! large table does not fit in the CPU cache, so that was most of a probe's cost). With
+//! ~10 bits per key and k = round(bits_per_key * ln 2) = 7 the false-positive rate is about
+//! 1% (slightly above a classic filter's 0.82%; measured in a test). The key is hashed
+//! once (blake3) on write and once per lookup, however many tables the lookup probes.
 //! A "no" from the filter is definite; a "maybe" costs one data-block read.
 //!
-//! Encoding: `u8 k | varint num_bits | ceil(num_bits/8) bytes`.
+//! Encoding: `u8 k | varint num_bits | num_bits/8 bytes`, with `num_bits` a non-zero multiple
+//! of 512 (table format version 2).
 
 use crate::engine::codec::{put_varint, DecodeError, Decoder};
 
-/// The two 64-bit halves used for double hashing.
+const BLOCK_BITS: u64 = 512;
+/// k is capped so that k 9-bit slices fit in the 64-bit second hash half.
+const MAX_PROBES: u8 = 7;
+
+/// The two 64-bit halves of the key's hash: block choice and in-block positions.
 pub fn key_hash(key: &[u8]) -> (u64, u64) {
     let h = blake3::hash(key);
     let b = h.as_bytes();
@@ -17,8 +26,7 @@ pub fn key_hash(key: &[u8]) -> (u64, u64) {
     let mut a2 = [0u8; 8];
     a1.copy_from_slice(&b[..8]);
     a2.copy_from_slice(&b[8..16]);
-    // An odd step visits distinct positions for any power-of-two-ish size.
-    (u64::from_le_bytes(a1), u64::from_le_bytes(a2) | 1)
+    (u64::from_le_bytes(a1), u64::from_le_bytes(a2))
 }
 
 #[derive(Debug, Clone)]
@@ -33,20 +41,30 @@ impl BloomFilter {
     pub fn build(hashes: &[(u64, u64)], bits_per_key: usize) -> Self {
         let bits_per_key = bits_per_key.max(1);
         let k = ((bits_per_key as f64) * std::f64::consts::LN_2).round() as u8;
-        let k = k.clamp(1, 30);
-        let num_bits = ((hashes.len() * bits_per_key) as u64).max(64);
+        let k = k.clamp(1, MAX_PROBES);
+        let wanted = (hashes.len() * bits_per_key) as u64;
+        let num_bits = wanted.div_ceil(BLOCK_BITS).max(1) * BLOCK_BITS;
         let mut f = BloomFilter {
             k,
             num_bits,
-            bits: vec![0u8; num_bits.div_ceil(8) as usize],
+            bits: vec![0u8; (num_bits / 8) as usize],
         };
         for &(h1, h2) in hashes {
+            let base = f.block_base(h1);
             for i in 0..u64::from(k) {
-                let bit = h1.wrapping_add(i.wrapping_mul(h2)) % num_bits;
-                f.bits[(bit / 8) as usize] |= 1 << (bit % 8);
+                let bit = (h2 >> (9 * i)) & (BLOCK_BITS - 1);
+                f.bits[base + (bit / 8) as usize] |= 1 << (bit % 8);
             }
         }
         f
+    }
+
+    /// Byte offset of the key's block: `h1` scaled into `0..blocks` (multiply-shift, no
+    /// division).
+    fn block_base(&self, h1: u64) -> usize {
+        let blocks = self.num_bits / BLOCK_BITS;
+        let block = ((u128::from(h1) * u128::from(blocks)) >> 64) as u64;
+        (block * (BLOCK_BITS / 8)) as usize
     }
 
     pub fn may_contain(&self, key: &[u8]) -> bool {
@@ -54,9 +72,10 @@ impl BloomFilter {
     }
 
     pub fn may_contain_hash(&self, (h1, h2): (u64, u64)) -> bool {
+        let block = &self.bits[self.block_base(h1)..][..(BLOCK_BITS / 8) as usize];
         (0..u64::from(self.k)).all(|i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % self.num_bits;
-            self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
+            let bit = (h2 >> (9 * i)) & (BLOCK_BITS - 1);
+            block[(bit / 8) as usize] & (1 << (bit % 8)) != 0
         })
     }
 
@@ -69,7 +88,7 @@ impl BloomFilter {
     pub fn decode(raw: &[u8]) -> Result<Self, DecodeError> {
         let mut d = Decoder::new(raw);
         let k = d.u8()?;
-        if k == 0 || k > 30 {
+        if k == 0 || k > MAX_PROBES {
             return Err(DecodeError {
                 at: 0,
                 what: "bloom probe count out of range",
@@ -77,13 +96,13 @@ impl BloomFilter {
         }
         let at = d.pos();
         let num_bits = d.varint()?;
-        if num_bits == 0 {
+        if num_bits == 0 || num_bits % BLOCK_BITS != 0 {
             return Err(DecodeError {
                 at,
-                what: "bloom filter has zero bits",
+                what: "bloom filter size is not a positive multiple of 512 bits",
             });
         }
-        let nbytes = usize::try_from(num_bits.div_ceil(8)).map_err(|_| DecodeError {
+        let nbytes = usize::try_from(num_bits / 8).map_err(|_| DecodeError {
             at,
             what: "bloom size overflow",
         })?;
@@ -127,7 +146,7 @@ mod tests {
             .count();
         let rate = fps as f64 / probes as f64;
         eprintln!("bloom false-positive rate: {rate}");
-        // Theory for 10 bits/key, k=7: ~0.82%.
+        // Theory for 10 bits/key, k=7: ~0.82% classic; a 512-bit blocked filter ~1%.
         assert!(rate < 0.02, "false-positive rate {rate}");
         assert!(
             rate > 0.001,
@@ -143,5 +162,10 @@ mod tests {
         let g = BloomFilter::decode(&buf).expect("decodes");
         assert!(g.may_contain(b"key-42"));
         assert!(BloomFilter::decode(&buf[..buf.len() - 1]).is_err());
+        // A size that is not whole 512-bit blocks is refused, not probed out of bounds.
+        let mut odd = vec![7u8];
+        put_varint(&mut odd, 520);
+        odd.extend_from_slice(&[0u8; 65]);
+        assert!(BloomFilter::decode(&odd).is_err());
     }
 }

@@ -17,7 +17,8 @@ use crate::engine::codec::{checksum8, put_bytes, put_varint, DecodeError, Decode
 
 pub const FOOTER_LEN: usize = 68;
 pub const TABLE_MAGIC: u64 = u64::from_le_bytes(*b"TRPSST\x00\x01");
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: CRC-32 data-block checksums and a cache-local (512-bit blocked) bloom filter.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footer {
@@ -86,7 +87,7 @@ impl Footer {
         if version != FORMAT_VERSION {
             return Err(DecodeError {
                 at: 48,
-                what: "unsupported table format version",
+                what: "unsupported table format version (this build reads version 2 only)",
             });
         }
         Ok(f)
@@ -195,6 +196,25 @@ pub fn decode_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_footer_of_another_format_version_is_refused() {
+        let f = Footer {
+            filter_offset: 1,
+            filter_len: 2,
+            filter_checksum: 3,
+            index_offset: 4,
+            index_len: 5,
+            index_checksum: 6,
+        };
+        let mut raw = f.encode();
+        raw[48..52].copy_from_slice(&1u32.to_le_bytes()); // a version-1 table
+        let sum = checksum8(&raw[..52]);
+        raw[52..60].copy_from_slice(&sum.to_le_bytes());
+        let e = Footer::decode(&raw).expect_err("v1 refused");
+        assert_eq!(e.at, 48);
+        assert!(e.what.contains("format version"), "{}", e.what);
+    }
 
     #[test]
     fn footer_round_trip_and_checks() {
