@@ -197,16 +197,20 @@ pub fn decode_index(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_footer_of_another_format_version_is_refused() {
-        let f = Footer {
+    fn sample_footer() -> Footer {
+        Footer {
             filter_offset: 1,
             filter_len: 2,
             filter_checksum: 3,
             index_offset: 4,
             index_len: 5,
             index_checksum: 6,
-        };
+        }
+    }
+
+    #[test]
+    fn a_footer_of_another_format_version_is_refused() {
+        let f = sample_footer();
         let mut raw = f.encode();
         raw[48..52].copy_from_slice(&1u32.to_le_bytes()); // a version-1 table
         let sum = checksum8(&raw[..52]);
@@ -218,14 +222,7 @@ mod tests {
 
     #[test]
     fn footer_round_trip_and_checks() {
-        let f = Footer {
-            filter_offset: 1,
-            filter_len: 2,
-            filter_checksum: 3,
-            index_offset: 4,
-            index_len: 5,
-            index_checksum: 6,
-        };
+        let f = sample_footer();
         let raw = f.encode();
         assert_eq!(Footer::decode(&raw), Ok(f));
         for i in 0..FOOTER_LEN {
