@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use troupe_actors::compactor::CompactorSnapshot;
 use troupe_actors::engine::stats::{EngineStats, LevelStats};
@@ -50,13 +50,17 @@ pub struct Gathered {
     pub members: Option<BTreeMap<String, u64>>,
 }
 
-async fn gather(src: &Sources) -> Gathered {
+/// `permit` is this scrape's slot; the blocking read of the engine's counters keeps it until
+/// that read returns, even if the scrape times out first, so stuck reads cannot pile up.
+async fn gather(src: &Sources, permit: OwnedSemaphorePermit) -> Gathered {
     let mut g = Gathered::default();
     if let Some(s) = &src.storage {
         let tables = s.tables.clone();
-        g.engine = tokio::task::spawn_blocking(move || tables.stats())
-            .await
-            .ok();
+        let read = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            tables.stats()
+        });
+        g.engine = read.await.ok();
         g.memtable = s.memtable.send(GetMemtableStats).await.ok();
         g.flusher = Some(s.flusher_stats.snapshot());
         g.compactor = Some(s.compactor_stats.snapshot());
@@ -251,8 +255,8 @@ async fn answer(
     let head = String::from_utf8_lossy(&buf[..n]);
     let (status, body) = if !(head.starts_with("GET /metrics") || head.starts_with("GET / ")) {
         ("404 Not Found", "try GET /metrics\n".to_string())
-    } else if let Ok(_permit) = scrapes.clone().try_acquire_owned() {
-        ("200 OK", render(src, &gather(src).await))
+    } else if let Ok(permit) = scrapes.clone().try_acquire_owned() {
+        ("200 OK", render(src, &gather(src, permit).await))
     } else {
         (
             "503 Service Unavailable",

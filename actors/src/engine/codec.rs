@@ -24,13 +24,13 @@ pub fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
     buf.extend_from_slice(b);
 }
 
-/// 4-byte checksum (data blocks, manifest records): blake3 truncated.
 /// Data-block checksum: CRC-32 (IEEE), hardware-accelerated. Data blocks are read on every
 /// lookup that misses the block cache; blake3 cost about 10% of a lookup there.
 pub fn block_checksum(data: &[u8]) -> [u8; 4] {
     crc32fast::hash(data).to_le_bytes()
 }
 
+/// 4-byte checksum (manifest records): blake3 truncated.
 pub fn checksum4(data: &[u8]) -> [u8; 4] {
     let h = blake3::hash(data);
     let mut out = [0u8; 4];

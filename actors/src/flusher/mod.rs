@@ -131,7 +131,9 @@ impl Flusher {
     /// True (and a poll scheduled) while L0 is too full to flush into.
     fn hold_for_l0(&mut self, ctx: &mut Context<Self>) -> bool {
         let l0 = self.tables.current_version().level(0).len();
-        if l0 < self.l0_stop_tables {
+        // A poisoned engine never compacts again: let the flush run, fail on the poison and
+        // answer every queued table `FlushFailed`, so stalled writers hear why.
+        if l0 < self.l0_stop_tables || self.tables.poisoned().is_some() {
             if self.l0_full {
                 self.l0_full = false;
                 log::info!("L0 down to {l0} tables; flushes resume");

@@ -3,8 +3,8 @@
 //! Lookups queue here; up to `workers` tasks on the blocking pool drain the queue, each
 //! taking a fair share of it (at most `BATCH`) per trip and calling each lookup's reply with
 //! the result (the Memtable actor passes its caller's reply channel, so the answer goes
-//! straight to the caller). A worker is started only when a lookup arrives, no worker is
-//! idle and fewer than `workers` run; a worker that finds the queue empty is idle and looks
+//! straight to the caller). A worker is started only when a lookup arrives, more lookups
+//! wait than workers are idle, and fewer than `workers` run; a worker that finds the queue empty is idle and looks
 //! again `IDLE_YIELDS` times, yielding its CPU in between, before it exits. So an idle node
 //! holds no thread, and under load a lookup is usually picked up by a worker that is
 //! already running instead of waking a thread (that wake-up was a third of a read's cost).
@@ -116,9 +116,10 @@ impl DiskReads {
                 return Err(QueueFull(reply));
             }
             q.jobs.push_back((key, reply));
-            // An idle worker will pick the job up within microseconds; start one only when
-            // every running worker is busy.
-            let start = q.idle == 0 && q.running < self.0.workers;
+            // Idle workers pick jobs up within microseconds; start another only when more
+            // jobs wait than there are idle workers to take them (so a burst still spreads
+            // over up to `workers` threads: the read I/O depth on a cold disk).
+            let start = q.jobs.len() > q.idle && q.running < self.0.workers;
             if start {
                 q.running += 1;
             }
@@ -235,10 +236,11 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+        let q = reads.lock();
         assert_eq!(
-            reads.lock().running,
-            0,
-            "workers exit when the queue is empty"
+            (q.running, q.idle),
+            (0, 0),
+            "workers exit when the queue is empty, and are no longer idle"
         );
     }
 
@@ -316,9 +318,16 @@ mod tests {
         assert_eq!(
             reads.lock().running,
             1,
-            "no second worker while one is idle"
+            "no second worker while one is idle for the one waiting lookup"
         );
-        // The "idle" worker comes round: it is the one that answers.
+        // A second waiting lookup outnumbers the idle workers: a burst spreads out.
+        let rx2 = ask(&reads, "k00005").expect("room");
+        assert_eq!(
+            reads.lock().running,
+            2,
+            "a second worker for the second lookup"
+        );
+        // The "idle" worker comes round too.
         reads.lock().idle = 0;
         let r = reads.clone();
         tokio::task::spawn_blocking(move || r.work())
@@ -326,11 +335,19 @@ mod tests {
             .expect("worker");
         let e = rx.await.expect("answered").expect("ok").expect("present");
         assert_eq!(e.value, Some(b"v4".to_vec()));
+        let e = rx2.await.expect("answered").expect("ok").expect("present");
+        assert_eq!(e.value, Some(b"v5".to_vec()));
+        for _ in 0..5000 {
+            if reads.lock().running == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let q = reads.lock();
         assert_eq!(
             (q.running, q.idle),
             (0, 0),
-            "the worker left and stopped being idle"
+            "the workers left and stopped being idle"
         );
     }
 }

@@ -302,42 +302,61 @@ async fn a_poisoned_engine_refuses_writes_but_keeps_reading() {
     assert_eq!(get(&addr, "after").await, None);
 }
 
-/// With no compactor, L0 fills to `l0_stop_tables`; the next flush waits, sealed memtables
-/// pile up and writes stall, instead of L0 growing. Once L0 is compacted the held flush runs
-/// and the stalled write completes; every write is readable.
-#[actix_rt::test]
-async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
-    let dir = tempfile::tempdir().unwrap();
+type StalledWrite = std::pin::Pin<Box<Request<MemtableActor, Write>>>;
+
+/// Memtable + Flusher (no compactor) with 4 KiB memtables and L0 capped at `l0_cap`.
+fn start_with_l0_cap(
+    dir: &Path,
+    l0_cap: usize,
+) -> (
+    Addr<MemtableActor>,
+    Arc<Tables>,
+    Arc<crate::flusher::FlusherStats>,
+) {
     let reg = Registry::default();
-    let (tables, rec) = Tables::open(&tables_dir(dir.path()), TablesOptions::default()).unwrap();
+    let (tables, rec) = Tables::open(&tables_dir(dir), TablesOptions::default()).unwrap();
     let tables = Arc::new(tables);
     let (mut actor, _) = MemtableActor::open(
-        config(dir.path(), 1 << 20, 4096),
+        config(dir, 1 << 20, 4096),
         tables.clone(),
         rec.retired_wal_segment,
         rec.last_flushed_seq,
         reg.actor("memtable"),
     )
     .unwrap();
-    let flusher = Flusher::new(tables.clone(), wal_dir(dir.path()), None, reg.actor("f"), 3);
-    let flusher_stats = flusher.stats();
+    let flusher = Flusher::new(tables.clone(), wal_dir(dir), None, reg.actor("f"), l0_cap);
+    let stats = flusher.stats();
     actor.set_flusher(flusher.start().recipient());
-    let addr = actor.start();
-    let l0 = || tables.current_version().level(0).len();
+    (actor.start(), tables, stats)
+}
+
+/// Writes 200-byte values until one does not complete within 500 ms; returns how many were
+/// acknowledged and the stalled one.
+async fn write_until_stalled(addr: &Addr<MemtableActor>) -> (usize, StalledWrite) {
     let mut written = 0;
-    let stalled = loop {
-        let w = addr.send(Write {
+    loop {
+        let mut w = Box::pin(addr.send(Write {
             key: format!("k{written:05}").into_bytes(),
             value: Some(vec![7; 200]),
-        });
-        let mut w = Box::pin(w);
+        }));
         match tokio::time::timeout(Duration::from_millis(500), &mut w).await {
             Ok(r) => r.unwrap().map(|_| ()).unwrap(),
-            Err(_) => break w, // this write stalled
+            Err(_) => return (written, w),
         }
         written += 1;
         assert!(written < 2000, "writes never stalled although L0 is capped");
-    };
+    }
+}
+
+/// With no compactor, L0 fills to `l0_stop_tables`; the next flush waits, sealed memtables
+/// pile up and writes stall, instead of L0 growing. Once L0 is compacted the held flush runs
+/// and the stalled write completes; every write is readable.
+#[actix_rt::test]
+async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, flusher_stats) = start_with_l0_cap(dir.path(), 3);
+    let l0 = || tables.current_version().level(0).len();
+    let (written, stalled) = write_until_stalled(&addr).await;
     assert_eq!(l0(), 3, "L0 stops at l0_stop_tables");
     assert_eq!(flusher_stats.snapshot().l0_stalls, 1);
     // It stays held: no flush sneaks past the limit.
@@ -363,6 +382,24 @@ async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
         );
     }
     assert!(l0() <= 3);
+}
+
+/// If the engine is poisoned while a flush is held for a full L0 (compaction will never
+/// drain it now), the held flush still runs, fails, and the stalled writer hears why.
+#[actix_rt::test]
+async fn a_flush_held_for_l0_answers_stalled_writes_once_poisoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, _) = start_with_l0_cap(dir.path(), 3);
+    let (_, stalled) = write_until_stalled(&addr).await;
+    tables.poison_for_test("compaction fsync failed: EIO");
+    let r = tokio::time::timeout(Duration::from_secs(10), stalled)
+        .await
+        .expect("the stalled write is answered, not left hanging")
+        .unwrap();
+    match r {
+        Err(StorageError::Poisoned(why)) => assert!(why.contains("EIO"), "{why}"),
+        other => panic!("a stalled write on a poisoned engine got {other:?}"),
+    }
 }
 
 /// Many concurrent reads that miss memory with a single disk-read permit: all but one take
