@@ -194,6 +194,19 @@ mod tests {
 
     type Answer = oneshot::Receiver<EngineResult<Option<Entry>>>;
 
+    /// A worker exits shortly after its last answer (after its idle looks); wait for that,
+    /// bounded at 5 s, then check the counters.
+    async fn wait_for_workers_to_exit(reads: &DiskReads) {
+        for _ in 0..5000 {
+            if reads.lock().running == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let q = reads.lock();
+        assert_eq!((q.running, q.idle), (0, 0), "workers left and are not idle");
+    }
+
     fn ask(reads: &DiskReads, key: &str) -> Result<Answer, ()> {
         let (tx, rx) = oneshot::channel();
         let reply: Reply = Box::new(move |got| drop(tx.send(got)));
@@ -229,19 +242,7 @@ mod tests {
             }
         }
         assert_eq!(reads.queued(), 0);
-        // A worker exits shortly after sending its last answer; give it a moment.
-        for _ in 0..5000 {
-            if reads.lock().running == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        let q = reads.lock();
-        assert_eq!(
-            (q.running, q.idle),
-            (0, 0),
-            "workers exit when the queue is empty, and are no longer idle"
-        );
+        wait_for_workers_to_exit(&reads).await;
     }
 
     #[tokio::test]
@@ -293,13 +294,7 @@ mod tests {
                 Err(_) => assert!(k < BATCH, "k{k} was queued, not in the lost batch"),
             }
         }
-        for _ in 0..5000 {
-            if reads.lock().running == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        assert_eq!(reads.lock().running, 0);
+        wait_for_workers_to_exit(&reads).await;
         let rx = ask(&reads, "k00003").expect("room");
         assert!(rx.await.expect("answered").expect("ok").is_some());
     }
@@ -337,17 +332,6 @@ mod tests {
         assert_eq!(e.value, Some(b"v4".to_vec()));
         let e = rx2.await.expect("answered").expect("ok").expect("present");
         assert_eq!(e.value, Some(b"v5".to_vec()));
-        for _ in 0..5000 {
-            if reads.lock().running == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        let q = reads.lock();
-        assert_eq!(
-            (q.running, q.idle),
-            (0, 0),
-            "the workers left and stopped being idle"
-        );
+        wait_for_workers_to_exit(&reads).await;
     }
 }
