@@ -117,17 +117,7 @@ mod tests {
             fs::write(dir.path().join(name), b"x").expect("write");
         }
         let v = Version::empty(4)
-            .apply(&[Edit::AddTable(TableMeta {
-                id: 1,
-                level: 0,
-                smallest: b"a".to_vec(),
-                largest: b"b".to_vec(),
-                min_seq: 1,
-                max_seq: 1,
-                entry_count: 1,
-                tombstone_count: 0,
-                file_size: 1,
-            })])
+            .apply(&[Edit::AddTable(TableMeta::for_test(1, 0, "a", "b", 1))])
             .expect("apply");
         let orphans = find_orphans(dir.path(), &v).expect("scan");
         let names: Vec<String> = orphans

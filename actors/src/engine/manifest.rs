@@ -353,17 +353,7 @@ mod tests {
     use super::*;
 
     fn meta(id: u64, level: usize, lo: &str, hi: &str) -> TableMeta {
-        TableMeta {
-            id,
-            level,
-            smallest: lo.as_bytes().to_vec(),
-            largest: hi.as_bytes().to_vec(),
-            min_seq: id,
-            max_seq: id,
-            entry_count: 1,
-            tombstone_count: 0,
-            file_size: 100,
-        }
+        TableMeta::for_test(id, level, lo, hi, 100)
     }
 
     /// Appends one flush-like record per id and returns the byte offset of each record.

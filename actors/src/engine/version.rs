@@ -255,18 +255,8 @@ impl VersionSet {
 mod tests {
     use super::*;
 
-    pub(crate) fn meta(id: u64, level: usize, lo: &str, hi: &str, size: u64) -> TableMeta {
-        TableMeta {
-            id,
-            level,
-            smallest: lo.as_bytes().to_vec(),
-            largest: hi.as_bytes().to_vec(),
-            min_seq: id * 10,
-            max_seq: id * 10 + 9,
-            entry_count: 1,
-            tombstone_count: 0,
-            file_size: size,
-        }
+    fn meta(id: u64, level: usize, lo: &str, hi: &str, size: u64) -> TableMeta {
+        TableMeta::for_test(id, level, lo, hi, size)
     }
 
     #[test]

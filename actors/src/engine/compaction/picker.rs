@@ -95,17 +95,7 @@ mod tests {
     use crate::engine::version::Edit;
 
     fn t(id: u64, level: usize, lo: &str, hi: &str, size: u64) -> Edit {
-        Edit::AddTable(TableMeta {
-            id,
-            level,
-            smallest: lo.as_bytes().to_vec(),
-            largest: hi.as_bytes().to_vec(),
-            min_seq: id,
-            max_seq: id,
-            entry_count: 1,
-            tombstone_count: 0,
-            file_size: size,
-        })
+        Edit::AddTable(TableMeta::for_test(id, level, lo, hi, size))
     }
 
     fn version(edits: &[Edit]) -> Version {

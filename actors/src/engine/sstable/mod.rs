@@ -57,6 +57,23 @@ impl TableMeta {
     pub fn may_contain_key(&self, key: &[u8]) -> bool {
         self.smallest.as_slice() <= key && key <= self.largest.as_slice()
     }
+
+    /// A table of `size` bytes over `[lo, hi]` with seqs `id*10 ..= id*10+9` (tests of the
+    /// version set, picker, manifest and GC).
+    #[cfg(test)]
+    pub fn for_test(id: u64, level: usize, lo: &str, hi: &str, size: u64) -> TableMeta {
+        TableMeta {
+            id,
+            level,
+            smallest: lo.as_bytes().to_vec(),
+            largest: hi.as_bytes().to_vec(),
+            min_seq: id * 10,
+            max_seq: id * 10 + 9,
+            entry_count: 1,
+            tombstone_count: 0,
+            file_size: size,
+        }
+    }
 }
 
 /// `<id>.sst`, zero-padded so directory listings sort by age.
