@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use troupe_actors::compactor::CompactAll;
 use troupe_actors::memtable::wal::Durability;
-use troupe_actors::memtable::{Get, MemtableConfig, Seal, Write};
+use troupe_actors::memtable::{Get, MemtableActor, MemtableConfig, Seal, Write};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig, Storage};
 
@@ -120,7 +120,31 @@ fn open(
     })
 }
 
-/// `threads` tasks share `num` writes; `order(i)` gives the i-th key number.
+/// Runs `threads` callers on the Memtable's arbiter, each awaiting one request at a time
+/// (`caller(t, memtable)`), and sums what they return; the first error ends the run.
+async fn run_callers<F, Fut>(run: &Run, threads: u64, caller: F) -> anyhow::Result<u64>
+where
+    F: Fn(u64, Addr<MemtableActor>) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, String>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..threads)
+        .map(|t| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let work = caller(t, run.storage.memtable.clone());
+            run.arbiter.spawn(async move {
+                let _ = tx.send(work.await);
+            });
+            rx
+        })
+        .collect();
+    let mut sum = 0;
+    for t in tasks {
+        sum += t.await?.map_err(anyhow::Error::msg)?;
+    }
+    Ok(sum)
+}
+
+/// `threads` callers share `num` writes: sequential keys, or random ones from `seed`.
 async fn fill(
     run: &mut Run,
     name: &str,
@@ -131,33 +155,18 @@ async fn fill(
     seed: u64,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..threads)
-        .map(|t| {
-            let m = run.storage.memtable.clone();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            run.arbiter.spawn(async move {
-                let mut rng = SmallRng::seed_from_u64(seed * 1000 + t + 1);
-                let mut res = Ok(());
-                for i in (t..num).step_by(threads as usize) {
-                    let k = if random { rng.random_range(0..num) } else { i };
-                    let value = Some(vec![b'v'; value_size]);
-                    match m.send(Write { key: key(k), value }).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => res = Err(e.to_string()),
-                        Err(e) => res = Err(e.to_string()),
-                    }
-                    if res.is_err() {
-                        break;
-                    }
-                }
-                let _ = tx.send(res);
-            });
-            rx
-        })
-        .collect();
-    for t in tasks {
-        t.await?.map_err(anyhow::Error::msg)?;
-    }
+    run_callers(run, threads, |t, m| async move {
+        let mut rng = SmallRng::seed_from_u64(seed * 1000 + t + 1);
+        for i in (t..num).step_by(threads as usize) {
+            let k = if random { rng.random_range(0..num) } else { i };
+            let value = Some(vec![b'v'; value_size]);
+            let sent = m.send(Write { key: key(k), value }).await;
+            sent.map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(0)
+    })
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     run.user_bytes += num * (16 + value_size as u64);
     let ops = num as f64 / secs;
@@ -167,34 +176,18 @@ async fn fill(
 
 async fn read_random(run: &Run, name: &str, num: u64, threads: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..threads)
-        .map(|t| {
-            let m = run.storage.memtable.clone();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            run.arbiter.spawn(async move {
-                let mut rng = SmallRng::seed_from_u64(42 + t);
-                let mut found = 0u64;
-                let mut res = Ok(());
-                for _ in (t..num).step_by(threads as usize) {
-                    let k = rng.random_range(0..num);
-                    match m.send(Get { key: key(k) }).await {
-                        Ok(Ok(v)) => found += u64::from(v.is_some()),
-                        Ok(Err(e)) => res = Err(e.to_string()),
-                        Err(e) => res = Err(e.to_string()),
-                    }
-                    if res.is_err() {
-                        break;
-                    }
-                }
-                let _ = tx.send(res.map(|()| found));
-            });
-            rx
-        })
-        .collect();
-    let mut found = 0u64;
-    for t in tasks {
-        found += t.await?.map_err(anyhow::Error::msg)?;
-    }
+    let found = run_callers(run, threads, |t, m| async move {
+        let mut rng = SmallRng::seed_from_u64(42 + t);
+        let mut found = 0u64;
+        for _ in (t..num).step_by(threads as usize) {
+            let k = rng.random_range(0..num);
+            let got = m.send(Get { key: key(k) }).await;
+            let v = got.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            found += u64::from(v.is_some());
+        }
+        Ok(found)
+    })
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     let ops = num as f64 / secs;
     println!("{name:<28} {ops:>12.0} ops/s  ({found} of {num} found, {secs:.2} s)");
