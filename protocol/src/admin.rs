@@ -23,7 +23,7 @@ impl AdminRequest {
     }
 
     pub fn decode(body: &[u8]) -> Result<AdminRequest, ErrorBody> {
-        rmp_serde::from_slice(body).map_err(|e| {
+        crate::codec::decode_one(body).map_err(|e| {
             ErrorBody::new(
                 ErrorCode::BadRequest,
                 format!("malformed admin request: {e}"),
@@ -111,4 +111,23 @@ pub struct MemberRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembersReply {
     pub members: Vec<MemberRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_frame_with_trailing_bytes_is_a_bad_request() {
+        let req = AdminRequest {
+            id: 3,
+            op: "status".into(),
+            args: vec![],
+        };
+        let mut body = req.encode();
+        assert!(AdminRequest::decode(&body).is_ok());
+        body.extend_from_slice(&[0x01, 0x02]);
+        let err = AdminRequest::decode(&body).expect_err("trailing bytes must be refused");
+        assert_eq!(err.code, ErrorCode::BadRequest);
+    }
 }

@@ -22,6 +22,32 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Decodes the one MessagePack value a frame body holds. Bytes after that value are an
+/// error, not ignored: a frame holds exactly one value (PROTOCOL.md, "Framing"), and a
+/// sender whose frames carry more is out of step with the spec.
+///
+/// ```
+/// use troupe_protocol::codec::decode_one;
+/// let body = rmp_serde::to_vec(&7u32).unwrap();
+/// assert_eq!(decode_one::<u32>(&body).unwrap(), 7);
+/// let mut longer = body.clone();
+/// longer.push(0xc0);
+/// assert!(decode_one::<u32>(&longer).is_err());
+/// ```
+pub fn decode_one<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
+    let value = T::deserialize(&mut de)?;
+    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
+    match body.len().saturating_sub(used) {
+        0 => Ok(value),
+        extra => Err(rmp_serde::decode::Error::Syntax(format!(
+            "{extra} byte(s) after the MessagePack value; a frame holds exactly one value"
+        ))),
+    }
+}
+
 /// Length-prefixed frame codec with a hard size limit.
 ///
 /// ```

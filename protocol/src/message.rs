@@ -250,7 +250,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
     if !is_map(body) {
         return Err(bad(None, "a request must be a MessagePack map".into()));
     }
-    let w: WireRequest = match rmp_serde::from_slice(body) {
+    let w: WireRequest = match crate::codec::decode_one(body) {
         Ok(w) => w,
         Err(e) => {
             let id = rmp_serde::from_slice::<IdOnly>(body)
@@ -399,6 +399,17 @@ impl Response {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_frame_with_bytes_after_its_value_is_a_bad_request() {
+        let mut body = encode_request(1, &Request::Ping);
+        assert!(decode_request(&body).is_ok());
+        body.push(0xc0); // a second MessagePack value (nil) after the map
+        let err = decode_request(&body).expect_err("trailing bytes must be refused");
+        assert_eq!(err.id, Some(1), "the id is still answered");
+        assert_eq!(err.error.code, ErrorCode::BadRequest);
+        assert!(err.error.msg.contains("1 byte"), "{}", err.error.msg);
+    }
 
     fn arb_quorum() -> impl Strategy<Value = Option<Quorum>> {
         prop_oneof![

@@ -228,7 +228,7 @@ macro_rules! codec_impl {
                 rmp_serde::to_vec_named(self).expect("BUG: encoding into a Vec cannot fail")
             }
             pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-                rmp_serde::from_slice(body)
+                crate::codec::decode_one(body)
             }
         }
     )*};
@@ -238,6 +238,14 @@ codec_impl!(PeerHello, PeerWelcome, PeerProof, PeerMsg, SwimMsg);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_frames_with_trailing_bytes_are_refused() {
+        let mut body = PeerProof { proof: None }.encode();
+        assert!(PeerProof::decode(&body).is_ok());
+        body.push(0);
+        assert!(PeerProof::decode(&body).is_err());
+    }
 
     fn info() -> MemberInfo {
         MemberInfo {

@@ -128,6 +128,14 @@ fn malformed_frames_are_answered_or_closed_and_never_disturb_others() {
     still_works(&mut s);
     check_good(&mut node);
 
+    // A frame with bytes after its one value: refused with its id, connection kept.
+    let mut body = troupe_protocol::encode_request(6, &troupe_protocol::Request::Ping);
+    body.extend_from_slice(&[0xc0, 0xc0]);
+    s.write_all(&frame(&body)).unwrap();
+    let msg = expect_err(&mut s, 6, ErrorCode::BadRequest);
+    assert!(msg.contains("exactly one value"), "{msg}");
+    still_works(&mut s);
+
     // An unknown op keeps its id.
     #[derive(Serialize)]
     struct Op {
