@@ -1,9 +1,9 @@
 //! A node is SIGKILLed in the middle of a concurrent write load; after restart every
 //! acknowledged put is readable with its value.
 
-use crate::harness::NodeProc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use crate::harness::{AckLog, NodeProc};
+use std::sync::Arc;
+use std::time::Duration;
 use troupe_protocol::Client;
 
 fn value_for(key: &str) -> Vec<u8> {
@@ -26,7 +26,7 @@ fn acknowledged_puts_survive_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), &[]);
     let rt = crate::harness::rt_mt();
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let acked: Arc<AckLog> = Arc::default();
 
     for round in 0..3 {
         let addr = node.client.clone();
@@ -39,27 +39,20 @@ fn acknowledged_puts_survive_sigkill_under_load() {
                     let client = Client::connect_with(addr.as_str(), "crash-test", None, timeout)
                         .await
                         .unwrap();
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    for i in 0.. {
-                        if Instant::now() > deadline {
-                            break;
-                        }
+                    // Bounded in count; the kill below ends it much sooner.
+                    for i in 0..100_000 {
                         let key = format!("r{round}-w{w}-{i}");
                         match client.put(key.as_bytes(), &value_for(&key), None).await {
-                            Ok(_) => acked.lock().unwrap().push(key),
+                            Ok(_) => acked.push(key),
                             Err(_) => break, // the node died under us
                         }
                     }
                 })
             })
             .collect();
-        // Let the load run, then kill in the middle of it.
-        let start = Instant::now();
-        while acked.lock().unwrap().len() < (round + 1) * 2000
-            && start.elapsed() < Duration::from_secs(15)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Kill in the middle of the load: once this round has 1,000 acknowledged writes,
+        // while 16 writers still have puts in flight.
+        acked.wait_for((round + 1) * 1000, &format!("round {round}"));
         node.kill();
         rt.block_on(async {
             for w in writers {
@@ -69,12 +62,7 @@ fn acknowledged_puts_survive_sigkill_under_load() {
         node.restart();
     }
 
-    let keys = acked.lock().unwrap().clone();
-    assert!(
-        keys.len() >= 3000,
-        "the load acknowledged only {} puts",
-        keys.len()
-    );
+    let keys = acked.keys();
     let client = rt
         .block_on(Client::connect(node.client.as_str(), "verify"))
         .unwrap();

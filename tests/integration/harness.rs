@@ -226,3 +226,73 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("building a tokio runtime")
 }
+
+/// Keys whose writes a node acknowledged, shared by load tasks and the test body, which
+/// waits on the acknowledgements themselves (a condition variable), not on the clock.
+#[derive(Default)]
+pub struct AckLog {
+    keys: std::sync::Mutex<Vec<String>>,
+    grew: std::sync::Condvar,
+}
+
+/// How long a wait for acknowledgements may see none at all before the test gives up: a
+/// hang guard for a broken build, not a speed bound (any progress restarts it).
+const NO_PROGRESS: Duration = Duration::from_secs(60);
+
+impl AckLog {
+    pub fn push(&self, key: String) {
+        self.keys.lock().unwrap().push(key);
+        self.grew.notify_all();
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.lock().unwrap().len()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+
+    /// Blocks until at least `n` writes were acknowledged in all. Panics (naming `what`)
+    /// only if no acknowledgement at all arrives for a whole minute.
+    pub fn wait_for(&self, n: usize, what: &str) {
+        let mut keys = self.keys.lock().unwrap();
+        while keys.len() < n {
+            let before = keys.len();
+            let (k, timeout) = self.grew.wait_timeout(keys, NO_PROGRESS).unwrap();
+            keys = k;
+            assert!(
+                !(timeout.timed_out() && keys.len() == before),
+                "{what}: no write acknowledged for {NO_PROGRESS:?} ({before} of {n} so far)"
+            );
+        }
+    }
+}
+
+/// A small xorshift generator for tests: a failure prints its seed, and `TROUPE_TEST_SEED`
+/// replays one.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `TROUPE_TEST_SEED` when set, else from the clock; prints the seed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("TROUPE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            | 1;
+        eprintln!("{test}: seed {seed} (replay with TROUPE_TEST_SEED={seed})");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
