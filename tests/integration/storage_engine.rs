@@ -11,7 +11,7 @@
 use crate::harness::{rt, AckLog, NodeProc, Rng};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use troupe_protocol::Client;
 
