@@ -370,9 +370,14 @@ fn a_failed_wal_write_poisons_the_node_and_loses_no_acknowledged_write() {
             }
         }
         let refused = refused.expect("no write failed although the WAL outgrew RLIMIT_FSIZE");
+        // The write whose WAL append failed may have partly reached the file: its outcome is
+        // unknown, which the protocol calls `timeout`, never `internal`.
+        assert!(refused.starts_with("timeout:"), "{refused}");
         // Later writes are refused too, with the reason.
         let later = c.put(b"later", b"v", None).await.expect_err("poisoned");
         assert!(later.to_string().contains("refuses writes"), "{later}");
+        // A write refused up front was certainly not applied: not a `timeout`.
+        assert!(later.to_string().starts_with("internal:"), "{later}");
         // Reads keep working.
         let got = c.get(acked[0].as_bytes()).await.expect("reads work");
         assert_eq!(got.values, vec![value.clone()]);

@@ -194,10 +194,17 @@ impl Connection {
                 Ok(Err(e @ StorageError::Overloaded { .. })) => {
                     Response::err(id, ErrorCode::Overloaded, e.to_string())
                 }
-                Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
-                Err(e) => {
-                    Response::err(id, ErrorCode::Internal, format!("storage unavailable: {e}"))
+                // The write may be in the WAL (a failed batch, or a storage actor that
+                // stopped after taking it): its outcome is unknown, which is `timeout`.
+                Ok(Err(e @ (StorageError::Indeterminate(_) | StorageError::Stopped))) => {
+                    Response::err(id, ErrorCode::Timeout, e.to_string())
                 }
+                Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
+                Err(e) => Response::err(
+                    id,
+                    ErrorCode::Timeout,
+                    format!("storage stopped while handling the write ({e}); it may or may not have been applied"),
+                ),
             }
         });
     }

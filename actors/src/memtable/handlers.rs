@@ -179,7 +179,10 @@ impl Handler<DurableBatch> for MemtableActor {
         self.counters.handled();
         if let Err(e) = msg.result {
             self.counters.error();
-            let err = StorageError::Poisoned(e.to_string());
+            let err = match e {
+                WalError::Indeterminate(_) => StorageError::Indeterminate(e.to_string()),
+                e => StorageError::Poisoned(e.to_string()),
+            };
             for w in msg.writes {
                 let _ = w.reply.send(Err(err.clone()));
             }

@@ -55,6 +55,10 @@ pub enum StorageError {
     /// The write was not (and will never be) acknowledged: the log or engine failed earlier.
     #[error("storage refuses writes: {0}")]
     Poisoned(String),
+    /// The WAL failed while writing this very write: part of it may be on disk and be
+    /// replayed after a restart. Its outcome is unknown (the protocol's `timeout`).
+    #[error("{0}")]
+    Indeterminate(String),
     /// The actor or its writer stopped; the write's fate is unknown (it may be durable).
     #[error("storage stopped while handling the request")]
     Stopped,

@@ -54,6 +54,11 @@ pub enum WalError {
         offset: u64,
         why: &'static str,
     },
+    /// This batch's own write or sync failed: some of its bytes may have reached the file
+    /// (and so may be replayed after a restart), none is known durable. Its writes' outcome
+    /// is unknown; the log is poisoned from now on.
+    #[error("the write-ahead log failed while writing this batch ({0}); it may or may not have been applied")]
+    Indeterminate(String),
     /// An earlier write or sync failed; the log refuses all further writes.
     #[error("the write-ahead log is poisoned by an earlier failure ({0}); restart the node after fixing the disk")]
     Poisoned(String),
@@ -493,9 +498,15 @@ impl<T> WriterThread<T> {
             }
         }
         if !appends.is_empty() {
+            // Refused before a byte was written (poisoned earlier): certainly not applied.
+            // Failed while writing or syncing this batch: part of it may be in the file.
+            let poisoned_before = lock(&self.health).is_some();
             let res = self.write_batch(&buf);
-            let res = self.finish(res);
-            (self.sink)(appends, res.map_err(WalError::Poisoned));
+            let res = self.finish(res).map_err(|reason| match poisoned_before {
+                true => WalError::Poisoned(reason),
+                false => WalError::Indeterminate(reason),
+            });
+            (self.sink)(appends, res);
         }
         match control {
             Some(Job::Sync { done }) => {
