@@ -12,6 +12,8 @@
 //!    replay the rest into the active memtable (skipping records at or below the last
 //!    flushed sequence number), start the WAL writer on the last segment.
 
+pub mod actor_id;
+
 use crate::compactor::{Compactor, CompactorStats};
 use crate::engine::compaction::CompactionOptions;
 use crate::engine::{Tables, TablesOptions};
