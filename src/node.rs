@@ -250,12 +250,11 @@ fn start_membership(
     );
     let transport = PeerTransport::new(peer_cfg, shutdown.clone());
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
-    actix::spawn(peer::serve(
-        listener,
-        transport,
-        mem.clone().recipient(),
-        shutdown,
-    ));
+    let sinks = peer::Sinks {
+        swim: mem.clone().recipient(),
+        data: None,
+    };
+    actix::spawn(peer::serve(listener, transport, sinks, shutdown));
     mem.do_send(Join);
     log::info!(
         "membership: peers on {} (run id {run_id}, probe every {} ms, auth {})",

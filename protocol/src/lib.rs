@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod client;
 pub mod codec;
+pub mod data;
 pub mod error;
 pub mod message;
 pub mod swim;

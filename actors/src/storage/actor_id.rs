@@ -56,7 +56,10 @@ pub fn load_or_create(data_dir: &Path) -> Result<u64, ActorIdError> {
         File::open(data_dir)?.sync_all()
     };
     write().map_err(io)?;
-    log::info!("new replica: actor id {id:016x} written to {}", path.display());
+    log::info!(
+        "new replica: actor id {id:016x} written to {}",
+        path.display()
+    );
     Ok(id)
 }
 
@@ -68,10 +71,18 @@ mod tests {
     fn created_once_then_kept_and_a_new_directory_gets_another() {
         let a = tempfile::tempdir().unwrap();
         let id = load_or_create(a.path()).unwrap();
-        assert_eq!(load_or_create(a.path()).unwrap(), id, "kept across restarts");
+        assert_eq!(
+            load_or_create(a.path()).unwrap(),
+            id,
+            "kept across restarts"
+        );
         assert!(!a.path().join("ACTOR_ID.tmp").exists());
         let b = tempfile::tempdir().unwrap();
-        assert_ne!(load_or_create(b.path()).unwrap(), id, "a wiped replica is new");
+        assert_ne!(
+            load_or_create(b.path()).unwrap(),
+            id,
+            "a wiped replica is new"
+        );
     }
 
     #[test]
@@ -80,6 +91,9 @@ mod tests {
         fs::write(d.path().join(FILE), "not hex\n").unwrap();
         let e = load_or_create(d.path()).unwrap_err();
         assert!(e.to_string().contains("ACTOR_ID"), "{e}");
-        assert_eq!(fs::read_to_string(d.path().join(FILE)).unwrap(), "not hex\n");
+        assert_eq!(
+            fs::read_to_string(d.path().join(FILE)).unwrap(),
+            "not hex\n"
+        );
     }
 }
