@@ -26,10 +26,27 @@ use troupe_protocol::Quorum;
 
 /// What a replica's answer can be joined and compared as (the replicated object).
 pub trait Lattice: Clone {
+    /// What a client passes as `after`: a summary of versions it has seen.
+    type Context;
     /// The least upper bound of two versions (commutative, associative, idempotent).
     fn join(&self, other: &Self) -> Self;
     /// True when `self` has seen everything `other` has.
     fn descends(&self, other: &Self) -> bool;
+    /// True when `self` has seen every version `context` names.
+    fn covers(&self, context: &Self::Context) -> bool;
+}
+
+impl Lattice for troupe_protocol::object::Object {
+    type Context = troupe_protocol::object::VersionVector;
+    fn join(&self, other: &Self) -> Self {
+        troupe_protocol::object::Object::join(self, other)
+    }
+    fn descends(&self, other: &Self) -> bool {
+        troupe_protocol::object::Object::descends(self, other)
+    }
+    fn covers(&self, context: &Self::Context) -> bool {
+        troupe_protocol::object::Object::covers(self, context)
+    }
 }
 
 /// How many of `n` replicas a request needs. Zero or more than `n` is the caller's mistake
@@ -93,11 +110,10 @@ pub enum GetOutcome<O> {
 }
 
 /// One get's quorum state.
-#[derive(Debug)]
-pub struct GetTracker<O> {
+pub struct GetTracker<O: Lattice> {
     replicas: Vec<String>,
     r: usize,
-    after: Option<O>,
+    after: Option<O::Context>,
     answers: BTreeMap<String, Result<Option<O>, String>>,
     replied: bool,
 }
@@ -105,7 +121,7 @@ pub struct GetTracker<O> {
 impl<O: Lattice> GetTracker<O> {
     /// `replicas`: the primaries asked; `r`: answers needed; `after`: a version the reply
     /// must descend from (read your writes).
-    pub fn new(replicas: Vec<String>, r: usize, after: Option<O>) -> Self {
+    pub fn new(replicas: Vec<String>, r: usize, after: Option<O::Context>) -> Self {
         GetTracker {
             replicas,
             r,
@@ -133,7 +149,7 @@ impl<O: Lattice> GetTracker<O> {
         match (&self.after, joined) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(after), Some(j)) => j.descends(after),
+            (Some(after), Some(j)) => j.covers(after),
         }
     }
 

@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 struct Set(BTreeSet<u32>);
 
 impl Lattice for Set {
+    type Context = Set;
+    fn covers(&self, c: &Set) -> bool {
+        self.descends(c)
+    }
     fn join(&self, o: &Self) -> Self {
         Set(self.0.union(&o.0).copied().collect())
     }
