@@ -441,3 +441,45 @@ async fn concurrent_disk_reads_beyond_the_permits_all_get_their_answer() {
         assert_eq!(got, want, "k{i:04}");
     }
 }
+
+/// Issue 8, defect 2, through the real actor: three admin flushes arrive while a WAL
+/// rotation is in flight, between a trickle of puts, and then writes stop. Every flush must
+/// complete. The messages are all queued before the actor runs (this test shares its thread),
+/// and the rotation's completion can only be queued after the first `Seal` is handled, so the
+/// order is fixed: Seal (rotation queued), put, Seal, Seal, put, then the rotation completes.
+/// Before the fix the second put cleared the "seal after rotation" flag while `seal()` was a
+/// no-op mid-rotation, and the last two flushes waited for a memtable that never filled.
+#[actix_rt::test]
+async fn flushes_during_a_rotation_complete_once_writes_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, _) = start(dir.path(), 1 << 20, 64 << 20);
+    put(&addr, "a", Some("1")).await;
+    let first = addr.send(Seal);
+    let w1 = addr.send(Write {
+        key: b"b".to_vec(),
+        value: Some(b"2".to_vec()),
+    });
+    let second = addr.send(Seal);
+    let third = addr.send(Seal);
+    let w2 = addr.send(Write {
+        key: b"c".to_vec(),
+        value: Some(b"3".to_vec()),
+    });
+    // Generous: only a broken build gets near it; the writes stop here.
+    let all = async {
+        w1.await.unwrap().unwrap();
+        w2.await.unwrap().unwrap();
+        for s in [first, second, third] {
+            s.await.unwrap().unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("every flush completes once writes stop");
+    // Everything acknowledged before the last flush is in tables: memory is empty.
+    let stats = addr.send(GetMemtableStats).await.unwrap();
+    assert_eq!(stats.active_keys, 0, "{stats:?}");
+    assert_eq!(stats.sealed_tables, 0, "{stats:?}");
+    let n: usize = tables.stats().levels.iter().map(|l| l.tables).sum();
+    assert!(n >= 1);
+}
