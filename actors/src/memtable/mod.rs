@@ -31,6 +31,7 @@
 //!   running on `read_workers` blocking-pool workers, see `reads`); more wait for a permit.
 
 mod handlers;
+mod pipeline;
 pub mod reads;
 pub mod table;
 pub mod wal;
