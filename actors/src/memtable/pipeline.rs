@@ -3,12 +3,26 @@
 //! and `Seal` (admin flush) waiters. No I/O and no actix: the Memtable actor feeds it inputs
 //! (a write accepted or submitted to the WAL, a write durable, a rotation completed, a table
 //! flushed, a seal requested, a failure) and carries out the effects it returns (send a
-//! table to the Flusher, answer a waiter, resume a stalled write). Queueing a rotation is the
-//! one effect whose outcome the machine needs at once (the WAL queue may refuse it), so the
-//! shell passes it in as a closure.
+//! table to the Flusher, answer a waiter, resume or fail a stalled write). Queueing a
+//! rotation is the one effect whose outcome the machine needs at once (the WAL queue may
+//! refuse it), so the shell passes it in as a closure.
 //!
 //! Generic over the table `T`, the stalled write `W` and the waiter's reply `R`, so the
-//! property test (`pipeline/tests.rs`) drives it with plain numbers against a model.
+//! model test (`pipeline/tests.rs`) drives it with plain numbers.
+//!
+//! Invariants (checked by the model test):
+//! - A write submitted in generation `g` is applied to table `g`: the active table while
+//!   `g` is current, the closing one while its rotation is in flight. The rotation is
+//!   queued on the WAL behind every write of `g` and the WAL completes jobs in order, so
+//!   when it completes table `g` is whole.
+//! - At most one rotation is in flight (one closing table); frozen tables (closing + sealed)
+//!   are at most `max_sealed + 1`; at most `max_stalled_writes` writes wait.
+//! - Seal number `n` freezes generation `n - 1`, and tables flush in seal order, so
+//!   `flushed >= n` means every table up to and including seal `n` is in an SSTable. A
+//!   `Seal` waiter's target is the seal that will (or did) freeze every write submitted
+//!   before it; while that seal has not happened, `seal_requested` stays set and every
+//!   input that could let it happen retries it, so the waiter is answered once the system
+//!   quiesces, or failed if the pipeline fails.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,11 +30,15 @@ use std::sync::Arc;
 /// Why the WAL did not take a rotation job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotateRefused {
-    /// The WAL queue is full: it holds jobs whose completions will come back.
+    /// The WAL queue is full: it holds jobs whose completions will come back (and retry).
     Full,
-    /// The WAL writer thread is gone.
+    /// The WAL writer thread is gone: nothing it held will complete.
     Stopped,
 }
+
+/// Queues a WAL rotation behind every write submitted so far (the shell's one synchronous
+/// effect).
+pub type Rotate<'a> = dyn FnMut() -> Result<(), RotateRefused> + 'a;
 
 /// Size limits (see `MemtableConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -44,23 +62,22 @@ pub enum Admit<W> {
 pub enum Effect<T, W, R> {
     /// Send this frozen table to the Flusher; `segment` is the last WAL segment holding it.
     Flush { table: Arc<T>, segment: u64 },
-    /// This `Seal` waiter's tables are all flushed: answer it `Ok`.
+    /// Every table this `Seal` waited for is flushed: answer it `Ok`.
     Flushed(R),
     /// Submit this stalled write now.
     Resume(W),
+    /// The pipeline failed (see [`Pipeline::failed`]): answer this stalled write with why.
+    FailWrite(W),
+    /// The pipeline failed: answer this `Seal` waiter with why.
+    FailWaiter(R),
 }
 
 /// A frozen table, oldest first in the sealed queue.
 pub struct Sealed<T> {
     pub table: Arc<T>,
-    /// Its last WAL segment (0: its rotation failed, it is never flushed).
-    pub segment: u64,
-}
-
-/// What a failure leaves to answer with an error.
-pub struct Abandoned<W, R> {
-    pub writes: Vec<W>,
-    pub waiters: Vec<R>,
+    /// Its last WAL segment; `None` when its rotation failed (it is never flushed and is
+    /// served from memory until restart, when the WAL replays it).
+    pub segment: Option<u64>,
 }
 
 pub struct Pipeline<T, W, R> {
@@ -70,18 +87,21 @@ pub struct Pipeline<T, W, R> {
     generation: u64,
     /// Bytes submitted (not yet necessarily applied) to the active generation.
     active_submitted: usize,
-    /// The previous generation between its rotation being queued and completing.
+    /// Generation `generation - 1` between its rotation being queued and completing.
     closing: Option<T>,
     sealed: VecDeque<Sealed<T>>,
     stalled: VecDeque<W>,
     write_stalls: u64,
+    /// Rotations queued so far: seal `n` froze generation `n - 1`.
     seals: u64,
     /// Sealed tables flushed so far (they flush in seal order, one per seal).
     flushed: u64,
     /// `Seal` callers waiting until `flushed` reaches their target.
     waiters: Vec<(u64, R)>,
-    /// A `Seal` arrived during a rotation: seal again as soon as it completes.
-    seal_after_rotation: bool,
+    /// A waiter's target is seal `seals + 1`, which must freeze the active table: seal it as
+    /// soon as no rotation is in flight and the WAL takes one. Only a seal that happens
+    /// clears it (so `seal_requested` implies `active_submitted > 0`).
+    seal_requested: bool,
 }
 
 impl<T: Default, W, R> Pipeline<T, W, R> {
@@ -99,7 +119,7 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
             seals: 0,
             flushed: 0,
             waiters: Vec::new(),
-            seal_after_rotation: false,
+            seal_requested: false,
         }
     }
 
@@ -123,76 +143,76 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
     }
 
     /// A write of `len` bytes was queued on the WAL for the current generation.
-    pub fn submitted(
-        &mut self,
-        len: usize,
-        rotate: &mut dyn FnMut() -> Result<(), RotateRefused>,
-    ) {
+    pub fn submitted(&mut self, len: usize, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
         self.active_submitted += len;
-        if self.active_submitted >= self.limits.memtable_bytes
-            || std::mem::take(&mut self.seal_after_rotation)
-        {
-            self.seal(rotate);
-        }
+        self.seal_if_due(rotate)
     }
 
-    /// Freezes the active generation behind a WAL rotation. A no-op while a rotation is
-    /// already in progress or nothing was written.
-    pub fn seal(&mut self, rotate: &mut dyn FnMut() -> Result<(), RotateRefused>) {
-        if self.closing.is_some() || self.active_submitted == 0 {
-            return;
+    /// Freezes the active generation behind a WAL rotation if it is full or a `Seal` waits
+    /// for it, unless a rotation is in flight (its completion calls this again) or nothing
+    /// was written. If the WAL queue refuses the rotation nothing changes: the shell calls
+    /// this after every WAL completion (a batch durable or failed; that frees queue room) and
+    /// at start (the replayed WAL may fill the memtable).
+    pub fn seal_if_due(&mut self, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
+        let due = self.active_submitted >= self.limits.memtable_bytes || self.seal_requested;
+        if !due || self.closing.is_some() || self.active_submitted == 0 {
+            return Vec::new();
         }
-        let old = std::mem::take(&mut self.active);
-        self.closing = Some(old);
-        self.generation += 1;
-        let submitted = std::mem::take(&mut self.active_submitted);
-        if let Err(e) = rotate() {
-            log::warn!("cannot queue a WAL rotation ({e:?}); will retry on the next write");
-            self.active = self.closing.take().unwrap_or_default();
-            self.generation -= 1;
-            self.active_submitted = submitted;
-            return;
+        match rotate() {
+            Ok(()) => {
+                self.closing = Some(std::mem::take(&mut self.active));
+                self.generation += 1;
+                self.active_submitted = 0;
+                self.seals += 1;
+                self.seal_requested = false;
+                Vec::new()
+            }
+            Err(RotateRefused::Full) => {
+                log::warn!("the WAL queue is full: the memtable is sealed once it drains");
+                Vec::new()
+            }
+            Err(RotateRefused::Stopped) => {
+                log::error!("the WAL writer stopped: no memtable can be sealed");
+                self.failed()
+            }
         }
-        self.seals += 1;
     }
 
     /// The table a durable write of `generation` is applied to (`None`: a bug).
     pub fn durable(&mut self, generation: u64) -> Option<&mut T> {
         if generation == self.generation {
             Some(&mut self.active)
-        } else {
+        } else if generation + 1 == self.generation {
             self.closing.as_mut()
+        } else {
+            None
         }
     }
 
-    /// The rotation queued at the last seal finished: the new segment, or `None` if it failed.
+    /// The rotation queued at the last seal finished: the new segment, or `None` if it
+    /// failed (the WAL is poisoned: the table cannot be flushed, and every stalled write
+    /// and waiter is failed).
     pub fn rotation_completed(
         &mut self,
         new_segment: Option<u64>,
-        rotate: &mut dyn FnMut() -> Result<(), RotateRefused>,
+        rotate: &mut Rotate,
     ) -> Vec<Effect<T, W, R>> {
-        let mut fx = Vec::new();
         let Some(table) = self.closing.take() else {
             log::error!("BUG: WAL rotated with no closing memtable");
-            return fx;
+            return Vec::new();
         };
         let table = Arc::new(table);
-        match new_segment {
-            Some(new_segment) => {
-                let segment = new_segment - 1;
-                self.sealed.push_back(Sealed {
-                    table: table.clone(),
-                    segment,
-                });
-                fx.push(Effect::Flush { table, segment });
-            }
-            None => self.sealed.push_back(Sealed { table, segment: 0 }),
-        }
-        if self.active_submitted >= self.limits.memtable_bytes
-            || std::mem::take(&mut self.seal_after_rotation)
-        {
-            self.seal(rotate);
-        }
+        let segment = new_segment.map(|s| s - 1);
+        self.sealed.push_back(Sealed {
+            table: table.clone(),
+            segment,
+        });
+        let mut fx = match segment {
+            Some(segment) => vec![Effect::Flush { table, segment }],
+            None => self.failed(),
+        };
+        // A write burst may have filled the new generation, or a `Seal` asked for it.
+        fx.extend(self.seal_if_due(rotate));
         fx
     }
 
@@ -200,7 +220,7 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
     pub fn flush_completed(&mut self, segment: u64) -> Vec<Effect<T, W, R>> {
         let mut fx = Vec::new();
         match self.sealed.front() {
-            Some(s) if s.segment == segment => {
+            Some(s) if s.segment == Some(segment) => {
                 self.sealed.pop_front();
                 self.flushed += 1;
                 let flushed = self.flushed;
@@ -222,35 +242,31 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
         fx
     }
 
-    /// An admin flush: `reply` is answered once every table sealed so far, and the active
-    /// one, is flushed.
-    pub fn seal_requested(
-        &mut self,
-        reply: R,
-        rotate: &mut dyn FnMut() -> Result<(), RotateRefused>,
-    ) -> Vec<Effect<T, W, R>> {
-        let mut target = self.seals;
-        if self.closing.is_some() && self.active_submitted > 0 {
-            // A rotation is in progress; seal what was written since, right after it.
-            self.seal_after_rotation = true;
-            target += 1;
+    /// An admin flush: `reply` is answered once every table sealed so far and every write
+    /// submitted so far is flushed.
+    pub fn seal_requested(&mut self, reply: R, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
+        // Writes submitted since the last seal are frozen by the next one, whether it can
+        // happen now or only after the rotation in flight (or once the WAL queue has room).
+        let target = if self.active_submitted > 0 {
+            self.seal_requested = true;
+            self.seals + 1
         } else {
-            self.seal(rotate);
-            target = self.seals;
-        }
+            self.seals
+        };
         if self.flushed >= target {
             return vec![Effect::Flushed(reply)];
         }
         self.waiters.push((target, reply));
-        Vec::new()
+        self.seal_if_due(rotate)
     }
 
-    /// The engine failed for good: every stalled write and waiter gets the error.
-    pub fn failed(&mut self) -> Abandoned<W, R> {
-        Abandoned {
-            writes: self.stalled.drain(..).collect(),
-            waiters: self.waiters.drain(..).map(|(_, r)| r).collect(),
-        }
+    /// The pipeline failed for good (a flush failed on a poisoned engine, a rotation failed,
+    /// or the WAL writer stopped): every stalled write and waiter is answered with why; the
+    /// shell refuses new writes and flushes from now on.
+    pub fn failed(&mut self) -> Vec<Effect<T, W, R>> {
+        let writes = self.stalled.drain(..).map(Effect::FailWrite);
+        let waiters = self.waiters.drain(..).map(|(_, r)| Effect::FailWaiter(r));
+        writes.chain(waiters).collect()
     }
 
     /// Memory sources newest first: active, closing, sealed (newest to oldest).
@@ -284,14 +300,17 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
     }
 
     /// Sealed tables waiting for (or in) a flush, not counting the closing one.
+    #[cfg(test)]
     pub fn sealed_len(&self) -> usize {
         self.sealed.len()
     }
 
+    #[cfg(test)]
     pub fn closing(&self) -> bool {
         self.closing.is_some()
     }
 
+    #[cfg(test)]
     pub fn waiters(&self) -> usize {
         self.waiters.len()
     }

@@ -44,8 +44,8 @@ enum Job {
 
 /// What a `Seal` must cover when it is answered `Ok`.
 struct Waiter {
-    /// Writes submitted to the WAL before the request.
-    covers: BTreeSet<u64>,
+    /// Writes submitted to the WAL before the request: sequence numbers below this.
+    seq_before: u64,
     /// Tables sealed (rotations queued) before the request.
     sealed_before: u64,
 }
@@ -178,9 +178,11 @@ impl Sim {
         });
         self.in_wal.insert(seq);
         let len = self.write_len[&id];
-        let mut rotate = rotator(&mut self.wal, self.wal_cap, &mut self.rotations_queued);
-        self.pipe.submitted(len, &mut rotate);
-        Ok(())
+        let fx = {
+            let mut rotate = rotator(&mut self.wal, self.wal_cap, &mut self.rotations_queued);
+            self.pipe.submitted(len, &mut rotate)
+        };
+        self.apply(fx)
     }
 
     fn seal(&mut self) -> Result<(), String> {
@@ -190,11 +192,10 @@ impl Sim {
             self.waiters_answered.insert(id);
             return Ok(()); // answered at once with the poison
         }
-        let covers = self.in_wal.union(&self.durable).copied().collect();
         self.waiters.insert(
             id,
             Waiter {
-                covers,
+                seq_before: self.next_seq,
                 sealed_before: self.rotations_queued,
             },
         );
@@ -214,18 +215,24 @@ impl Sim {
                 write,
             }) => {
                 self.in_wal.remove(&seq);
-                if self.wal_failed {
-                    return self.answer_write(write);
+                if !self.wal_failed {
+                    let Some(table) = self.pipe.durable(generation) else {
+                        return Err(format!(
+                            "durable write {seq} of generation {generation} has no table"
+                        ));
+                    };
+                    table.push(seq);
+                    self.durable.insert(seq);
+                    self.generations.entry(generation).or_default().insert(seq);
                 }
-                let Some(table) = self.pipe.durable(generation) else {
-                    return Err(format!(
-                        "durable write {seq} of generation {generation} has no table"
-                    ));
+                self.answer_write(write)?;
+                // Failed or not, the job left the WAL queue.
+                let fx = {
+                    let mut rotate =
+                        rotator(&mut self.wal, self.wal_cap, &mut self.rotations_queued);
+                    self.pipe.seal_if_due(&mut rotate)
                 };
-                table.push(seq);
-                self.durable.insert(seq);
-                self.generations.entry(generation).or_default().insert(seq);
-                self.answer_write(write)
+                self.apply(fx)
             }
             Some(Job::Rotate) => {
                 let generation = self.rotations_done;
@@ -241,7 +248,11 @@ impl Sim {
                 };
                 for e in &fx {
                     if let Effect::Flush { table, segment } = e {
-                        let want = self.generations.get(&generation).cloned().unwrap_or_default();
+                        let want = self
+                            .generations
+                            .get(&generation)
+                            .cloned()
+                            .unwrap_or_default();
                         let got: BTreeSet<u64> = table.iter().copied().collect();
                         if got != want || got.len() != table.len() {
                             return Err(format!(
@@ -268,14 +279,8 @@ impl Sim {
         if self.engine_failed {
             // The Flusher answers `FlushFailed` for every queued table.
             self.flusher.clear();
-            let abandoned = self.pipe.failed();
-            for w in abandoned.writes {
-                self.answer_write(w)?;
-            }
-            for r in abandoned.waiters {
-                self.answer_waiter(r)?;
-            }
-            return Ok(());
+            let fx = self.pipe.failed();
+            return self.apply(fx);
         }
         self.flushes += 1;
         self.flushed.extend(table.iter().copied());
@@ -289,6 +294,8 @@ impl Sim {
                 Effect::Flush { table, segment } => self.flusher.push_back((table, segment)),
                 Effect::Flushed(r) => self.waiter_flushed(r)?,
                 Effect::Resume(w) => self.submit(w)?,
+                Effect::FailWrite(w) => self.answer_write(w)?,
+                Effect::FailWaiter(r) => self.answer_waiter(r)?,
             }
         }
         Ok(())
@@ -314,13 +321,15 @@ impl Sim {
         let Some(w) = self.waiters.get(&id) else {
             return Err(format!("seal {id} answered Ok but is not waiting"));
         };
-        for s in &w.covers {
-            if self.in_wal.contains(s) || (self.durable.contains(s) && !self.flushed.contains(s))
-            {
-                return Err(format!(
-                    "seal {id} answered before write {s}, submitted before it, was flushed"
-                ));
-            }
+        // Writes that failed in the WAL were never acknowledged: nothing to flush.
+        let unflushed = self
+            .in_wal
+            .range(..w.seq_before)
+            .chain((self.durable.range(..w.seq_before)).filter(|s| !self.flushed.contains(s)));
+        if let Some(s) = unflushed.min() {
+            return Err(format!(
+                "seal {id} answered before write {s}, submitted before it, was flushed"
+            ));
         }
         if self.flushes < w.sealed_before {
             return Err(format!(
@@ -384,7 +393,8 @@ impl Sim {
 fn run(limits: Limits, wal_cap: usize, ops: &[Op]) -> Result<(), String> {
     let mut sim = Sim::new(limits, wal_cap);
     for (i, op) in ops.iter().enumerate() {
-        sim.step(op).map_err(|e| format!("step {i} ({op:?}): {e}"))?;
+        sim.step(op)
+            .map_err(|e| format!("step {i} ({op:?}): {e}"))?;
     }
     sim.quiesce().map_err(|e| format!("at quiescence: {e}"))
 }
@@ -411,7 +421,7 @@ fn op(faults: bool) -> impl Strategy<Value = Op> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 2000,
+        cases: 1000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -434,4 +444,69 @@ proptest! {
     ) {
         run(limits, wal_cap, &ops).map_err(TestCaseError::fail)?;
     }
+}
+
+fn pinned(memtable_bytes: usize, max_sealed: usize, max_stalled_writes: usize) -> Limits {
+    Limits {
+        memtable_bytes,
+        max_sealed,
+        max_stalled_writes,
+    }
+}
+
+/// Postmortem (issue 8, defect 2; the model's first find, shrunk): the third write fills the
+/// memtable and queues a rotation; a `Seal` during it set "seal after rotation"; the next
+/// write cleared that flag, and its `seal()` was a no-op because a rotation was in flight.
+/// The rotation completed without sealing again, and the `Seal` waited for seal 2 until the
+/// memtable filled by itself: forever, as writes stopped. Fix: a requested seal stays
+/// requested until a seal happens.
+#[test]
+fn a_flush_during_a_rotation_is_not_forgotten_by_the_next_write() {
+    use Op::*;
+    let ops = [Write(7), Write(16), Write(13), Write(1), Seal, Write(1)];
+    run(pinned(36, 1, 0), usize::MAX, &ops).unwrap();
+}
+
+/// Postmortem (the model's first find with a small WAL queue, shrunk): the write fills the
+/// one-job WAL queue, so the `Seal`'s rotation is refused; the old `seal()` undid itself
+/// silently and the handler took `target = seals` (0), answering the flush at once although
+/// its write was in no table. Fix: the target is the seal that will freeze the write, and a
+/// refused rotation is retried when the WAL queue drains.
+#[test]
+fn a_flush_whose_rotation_the_wal_queue_refuses_waits_for_its_writes() {
+    use Op::*;
+    run(pinned(1, 1, 0), 1, &[Write(1), Seal]).unwrap();
+}
+
+/// Postmortem (found by the model while fixing the previous one, shrunk): the seal retried on
+/// WAL completions was retried only after a successful batch; when the WAL failed, the
+/// failed batch was its last completion, no rotation was ever queued, and the `Seal` waited
+/// forever. Fix: every completed batch retries, failed or not (the rotation then fails and
+/// the waiter hears why).
+#[test]
+fn a_flush_waiting_for_a_refused_rotation_hears_of_a_wal_failure() {
+    use Op::*;
+    run(pinned(1, 1, 0), 1, &[Write(1), Seal, WalFails]).unwrap();
+}
+
+/// Postmortem (found by reading the old code while writing the model): a failed rotation put
+/// its table on the sealed queue with segment 0 and never flushed it, so a `Seal` waiting for
+/// it, and writes stalled behind it, waited forever. Fix: a failed rotation fails every
+/// stalled write and waiter (the WAL is poisoned; nothing more can be flushed).
+#[test]
+fn a_failed_rotation_answers_the_flush_waiting_for_it() {
+    use Op::*;
+    run(pinned(1, 1, 0), usize::MAX, &[Write(1), Seal, WalFails]).unwrap();
+}
+
+/// The WAL writer thread is gone: a rotation cannot even be queued, so a waiter is failed
+/// rather than left waiting for a seal that cannot happen.
+#[test]
+fn a_stopped_wal_writer_fails_the_flush_at_once() {
+    let mut pipe: Pipeline<Table, WriteId, WaiterId> = Pipeline::new(pinned(100, 1, 0), vec![], 0);
+    let mut stopped = || Err(RotateRefused::Stopped);
+    assert!(pipe.submitted(1, &mut stopped).is_empty());
+    let fx = pipe.seal_requested(7, &mut stopped);
+    assert!(matches!(fx.as_slice(), [Effect::FailWaiter(7)]));
+    assert_eq!(pipe.waiters(), 0);
 }
