@@ -11,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// The WAL writer's per-batch callback: releases the batch's queued bytes and hands the
 /// batch to the actor. Runs on the writer thread.
+///
 /// The sink also holds `exit`, the sending half of [`WalThreadExit`]: the writer thread owns
 /// the sink and drops it as the thread ends, which is what `WalThreadExit::wait` sees.
 pub(super) fn durable_sink(

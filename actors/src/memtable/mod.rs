@@ -16,14 +16,18 @@
 //! generation ("closing"); writes after it to the new ones. When the rotation completes, every
 //! write of the closing table has been applied (one writer thread, FIFO mailbox), so it is
 //! frozen, put on the sealed queue and sent to the Flusher with the number of the segment
-//! that holds exactly its records.
+//! that holds exactly its records. A [`Seal`] (admin flush) waits for the seal that freezes
+//! every write submitted before it; it stays requested until that seal happens (after a
+//! rotation in flight, or once the WAL queue takes the rotation). This bookkeeping is the
+//! pure state machine in `pipeline`; the handlers carry out its effects.
 //!
 //! Invariants:
 //! - Segment `s` is retired only after the table holding every record of segments `<= s` is
 //!   fsynced and recorded in the manifest (the Flusher does both, in that order).
-//! - Memory is bounded: at most one active, one closing and `max_sealed` sealed tables. When
-//!   the sealed queue is full, writes wait in a bounded stall queue (counted as write
-//!   stalls); past that bound they get [`StorageError::Overloaded`].
+//! - Memory is bounded: one active table and at most `max_sealed + 1` frozen ones (sealed,
+//!   plus the closing one; the table closing when the queue fills joins it). When the sealed
+//!   queue is full, writes wait in a bounded stall queue (counted as write stalls); past
+//!   that bound they get [`StorageError::Overloaded`].
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
 //!   [`StorageError::Overloaded`] at once and costs nothing else.
 //! - Once the WAL or the engine is poisoned every write fails; reads keep working.
@@ -128,7 +132,8 @@ pub struct ScanResult {
 pub struct SyncWal;
 
 /// Seal the active memtable now (admin `flush`); replies once every table sealed so far
-/// (this one included) is flushed to an SSTable.
+/// (this one included) is flushed to an SSTable, or with the error once storage fails
+/// (poison, or the WAL writer stopped) so that can never happen.
 #[derive(Message)]
 #[rtype(result = "Result<(), StorageError>")]
 pub struct Seal;
