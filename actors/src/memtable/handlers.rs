@@ -197,32 +197,32 @@ impl Handler<DurableBatch> for MemtableActor {
 
     fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self>) {
         self.counters.handled();
-        match msg.result {
-            Err(e) => {
-                self.counters.error();
-                let err = StorageError::Poisoned(e.to_string());
-                for w in msg.writes {
-                    let _ = w.reply.send(Err(err.clone()));
-                }
+        if let Err(e) = msg.result {
+            self.counters.error();
+            let err = StorageError::Poisoned(e.to_string());
+            for w in msg.writes {
+                let _ = w.reply.send(Err(err.clone()));
             }
-            Ok(()) => {
-                for w in msg.writes {
-                    let Some(table) = self.pipe.durable(w.generation) else {
-                        // Cannot happen: the closing table lives until its rotation, which
-                        // the writer thread completes only after this batch.
-                        log::error!(
-                            "BUG: durable write of generation {} has no table",
-                            w.generation
-                        );
-                        let _ = w.reply.send(Err(StorageError::Stopped));
-                        continue;
-                    };
-                    table.apply(w.key, w.seq, w.value);
-                    let _ = w.reply.send(Ok(w.seq));
-                }
-            }
+            // The batch left the WAL queue: a seal the queue refused may fit now (it then
+            // fails, and the waiting flushes hear why).
+            self.seal_if_due();
+            return;
         }
-        // The batch left the WAL queue (failed or not): a seal it refused may fit now.
+        for w in msg.writes {
+            let Some(table) = self.pipe.durable(w.generation) else {
+                // Cannot happen: the closing table lives until its rotation, which the
+                // writer thread completes only after this batch.
+                log::error!(
+                    "BUG: durable write of generation {} has no table",
+                    w.generation
+                );
+                let _ = w.reply.send(Err(StorageError::Stopped));
+                continue;
+            };
+            table.apply(w.key, w.seq, w.value);
+            let _ = w.reply.send(Ok(w.seq));
+        }
+        // The batch left the WAL queue: a seal the queue refused may fit now.
         self.seal_if_due();
     }
 }
