@@ -36,18 +36,38 @@ enum Cmd {
     Put {
         key: String,
         value: Option<String>,
+        /// The context (hex) of the get this write replaces; without it the value is
+        /// added beside any it did not see (a sibling).
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum: one, quorum, all or a number (default: cluster.w).
+        #[arg(long)]
+        w: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
-    /// Print a key's value(s); exit 1 when the key is not found.
+    /// Print a key's value(s), one per line (several: concurrent siblings); exit 1 when
+    /// the key is not found.
     Get {
         key: String,
+        /// Only answer with a version that covers this context (hex; read your writes).
+        #[arg(long)]
+        after: Option<String>,
+        /// Read quorum: one, quorum, all or a number (default: cluster.r).
+        #[arg(long)]
+        r: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
-    /// Delete a key.
+    /// Delete a key (what a get sees now, or what --context names).
     Del {
         key: String,
+        /// The context (hex) of the versions to delete; default: read it first.
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum: one, quorum, all or a number (default: cluster.w).
+        #[arg(long)]
+        w: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
@@ -142,9 +162,20 @@ fn main() -> ExitCode {
             init_logging();
             run_node(args).map(|()| cli::Outcome::Ok)
         }
-        Cmd::Put { key, value, conn } => cli::put(&conn, &key, value),
-        Cmd::Get { key, conn } => cli::get(&conn, &key),
-        Cmd::Del { key, conn } => cli::del(&conn, &key),
+        Cmd::Put {
+            key,
+            value,
+            context,
+            w,
+            conn,
+        } => cli::put(&conn, &key, value, context.as_deref(), w.as_deref()),
+        Cmd::Get { key, after, r, conn } => cli::get(&conn, &key, after.as_deref(), r.as_deref()),
+        Cmd::Del {
+            key,
+            context,
+            w,
+            conn,
+        } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Admin {

@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
+use troupe_actors::membership::actor::WatchRing;
+use troupe_protocol::object::ActorId;
 use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
 use troupe_actors::memtable::{MemtableConfig, SyncWal};
@@ -57,6 +60,7 @@ async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener>
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&cfg.node.data_dir)?;
+    let actor_id = troupe_actors::storage::actor_id::load_or_create(&cfg.node.data_dir)?;
     let registry = Registry::default();
     let durability = match cfg.storage.durability {
         DurabilityMode::Sync => Durability::Sync,
@@ -121,10 +125,51 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let health = storage.health.clone();
         let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
 
+        // The coordinator's address exists before it starts: the peer listener (started
+        // with membership) hands it inbound data batches.
+        let coord_ctx = Context::<Coordinator>::new();
+        let coordinator = coord_ctx.address();
+        let (membership, transport) = start_membership(
+            &cfg,
+            peer_listener,
+            &registry,
+            coordinator.clone().recipient(),
+            shutdown.clone(),
+        );
+        let ring_rx = membership
+            .send(WatchRing)
+            .await
+            .context("membership actor stopped at start-up")?;
+        let coord_cfg = CoordinatorConfig {
+            me: NodeId(cfg.node.id.clone()),
+            actor: ActorId(actor_id),
+            partitions: cfg.cluster.partitions,
+            n: cfg.cluster.n,
+            r: cfg.cluster.r,
+            w: cfg.cluster.w,
+            request_timeout: crate::config::parse_duration(&cfg.cluster.request_timeout)?,
+            max_inflight: 16384,
+            max_repairs: 256,
+            mailbox: 16384,
+        };
+        let coordinator_counters = registry.actor("coordinator");
+        let coord = Coordinator::new(
+            coord_cfg,
+            memtable.clone().recipient(),
+            memtable.clone().recipient(),
+            Some(transport),
+            ring_rx,
+            coordinator_counters.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
+        coord_ctx.run(coord);
+        log::info!("replica actor id {actor_id:016x}");
+
         let shared = ConnectionShared {
             node_id: Arc::from(cfg.node.id.as_str()),
-            memtable: memtable.clone(),
-            memtable_counters: registry.actor("memtable"),
+            coordinator_get: coordinator.clone().recipient(),
+            coordinator_write: coordinator.clone().recipient(),
+            coordinator_counters,
             counters: registry.actor("connection"),
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
@@ -150,7 +195,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.node.data_dir.display().to_string(),
             durability: format!("{:?}", cfg.storage.durability).to_lowercase(),
         };
-        let membership = start_membership(&cfg, peer_listener, &registry, shutdown.clone());
         let metrics_sources = metrics::Sources {
             registry: registry.clone(),
             health: health.clone(),
@@ -212,8 +256,9 @@ fn start_membership(
     cfg: &Config,
     listener: TcpListener,
     registry: &Registry,
+    data_sink: Recipient<peer::DataInbound>,
     shutdown: CancellationToken,
-) -> Addr<membership::actor::MembershipActor> {
+) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
     let swim = SwimConfig {
         probe_interval_ms: m.probe_interval_ms,
@@ -252,9 +297,9 @@ fn start_membership(
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
     let sinks = peer::Sinks {
         swim: mem.clone().recipient(),
-        data: None,
+        data: Some(data_sink),
     };
-    actix::spawn(peer::serve(listener, transport, sinks, shutdown));
+    actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);
     log::info!(
         "membership: peers on {} (run id {run_id}, probe every {} ms, auth {})",
@@ -266,7 +311,7 @@ fn start_membership(
             "on"
         }
     );
-    mem
+    (mem, transport)
 }
 
 fn worker_count() -> usize {

@@ -29,6 +29,7 @@ pub mod membership;
 pub mod memtable;
 pub mod net;
 pub mod peer;
+pub mod ring;
 pub mod sim;
 pub mod stats;
 pub mod storage;

@@ -52,6 +52,7 @@ fn vectors() -> Vec<(&'static str, Golden)> {
                 Request::Get {
                     key: b"k".to_vec(),
                     r: Some(Quorum::Quorum),
+                    after: None,
                 },
             ),
         ),
