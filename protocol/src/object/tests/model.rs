@@ -10,7 +10,8 @@
 //! after every step each replica's object must have exactly the model's maximal events as
 //! siblings (dot for dot, value for value), the model's clock as context, and `descends`
 //! and `covers` must agree with set inclusion. proptest prints the shrunk op sequence of a
-//! failure and keeps its seed in `proptest-regressions/` for replay.
+//! failure and keeps it in `proptest-regressions/` (replayed first on the next run);
+//! `PROPTEST_RNG_SEED=<u64>` fixes the seed of a whole run.
 
 use super::super::*;
 use proptest::prelude::*;
