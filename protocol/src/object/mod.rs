@@ -49,7 +49,7 @@
 //!
 //! Varints are unsigned LEB128 in their shortest form. Any other leading byte is refused
 //! by name ([`DecodeError::UnknownFormat`]); a later format gets a new byte. The context
-//! encoding is in [`vv`](VersionVector).
+//! encoding is documented on [`VersionVector`].
 //!
 //! ```
 //! use troupe_protocol::object::{ActorId, Object, Value, VersionVector};
