@@ -279,7 +279,7 @@ pub(super) fn score(member_key: u64, partition: u32) -> u64 {
 
 /// The placement result, in member indices.
 struct Placement {
-    /// `q * n_eff`: each partition's primaries (unordered).
+    /// `q * n_eff`: each partition's primaries (in no particular order).
     held: Vec<u32>,
     /// `q * s`: each partition's members by descending score (ties: lower index first).
     ranked: Vec<u32>,
@@ -307,14 +307,113 @@ fn place(members: &[NodeId], q: usize, n_eff: usize) -> Placement {
         ranked_len[p] += 1;
     }
 
-    let held = vec![u32::MAX; q * n_eff];
-    let _ = &pairs;
-    let mut placement = Placement { held, ranked };
-    // Plain rendezvous: each partition's top n_eff by score.
-    for p in 0..q {
-        for i in 0..n_eff {
-            placement.held[p * n_eff + i] = placement.ranked[p * s + i];
+    // Step 3: the quota-bounded greedy pass.
+    let mut quota = Quota::new(q * n_eff, s);
+    let mut held: Vec<Vec<u32>> = vec![Vec::with_capacity(n_eff); q];
+    let mut count = vec![0usize; s];
+    for &(_, m, p) in &pairs {
+        let slot = &mut held[p as usize];
+        if slot.len() < n_eff && quota.has_room(count[m as usize]) {
+            slot.push(m);
+            quota.take(&mut count[m as usize]);
         }
     }
-    placement
+    drop(pairs);
+    // Step 4: fill what the pass left short.
+    for p in 0..q {
+        while held[p].len() < n_eff {
+            fill_one(p, &mut held, &mut count, &mut quota, &ranked, s);
+        }
+    }
+    Placement {
+        held: held.into_iter().flatten().collect(),
+        ranked,
+    }
+}
+
+/// How many replicas a member may hold: `floor = Q*n / s` each, and `extra = Q*n mod s`
+/// members (the first to ask, in score order) one more. So shares are exactly `floor` or
+/// `floor + 1`, and the limit moves smoothly with `s`: a uniform cap of `ceil(Q*n/s)` would
+/// jump by one for everybody whenever `Q*n/s` crosses an integer (256 -> 255 members at
+/// Q=256, N=3) and reshuffle a third of the table.
+struct Quota {
+    floor: usize,
+    extra_left: usize,
+}
+
+impl Quota {
+    fn new(replicas: usize, members: usize) -> Self {
+        Quota {
+            floor: replicas / members,
+            extra_left: replicas % members,
+        }
+    }
+
+    fn has_room(&self, count: usize) -> bool {
+        count < self.floor || (count == self.floor && self.extra_left > 0)
+    }
+
+    fn take(&mut self, count: &mut usize) {
+        if *count == self.floor {
+            self.extra_left = self.extra_left.saturating_sub(1);
+        }
+        *count += 1;
+    }
+}
+
+/// Adds one primary to partition `p`, which is short, keeping every count within quota.
+///
+/// The greedy pass can end with `p` short while every member with room is already in `p`
+/// (total room always covers the shortfall: the quota sums to `Q*n`). Then some member `x`
+/// without room and not in `p` moves from a partition `p2` to `p`, and a member `u` with
+/// room that `p2` lacks takes its place in `p2`: `x` keeps its count, `u` gains one. Such a
+/// pair exists: `count[x] > count[u]` (x is full, u is not), `u` is missing from
+/// `Q - count[u]` partitions and `x` is in `count[x]` of them, so they share one. Candidates
+/// are tried in the partitions' score order, so this is as deterministic as the pass.
+/// Should that argument ever fail, the best-scoring member not in `p` is added beyond its
+/// quota: the table stays valid (distinct primaries) and the balance tests would show it.
+fn fill_one(
+    p: usize,
+    held: &mut [Vec<u32>],
+    count: &mut [usize],
+    quota: &mut Quota,
+    ranked: &[u32],
+    s: usize,
+) {
+    let order = &ranked[p * s..(p + 1) * s];
+    if let Some(&m) = order
+        .iter()
+        .find(|&&m| quota.has_room(count[m as usize]) && !held[p].contains(&m))
+    {
+        held[p].push(m);
+        quota.take(&mut count[m as usize]);
+        return;
+    }
+    let with_room: Vec<u32> = order
+        .iter()
+        .copied()
+        .filter(|&m| quota.has_room(count[m as usize]))
+        .collect();
+    for &x in order.iter().filter(|&&x| !held[p].contains(&x)) {
+        for p2 in (0..held.len()).filter(|&p2| p2 != p && held[p2].contains(&x)) {
+            let Some(&u) = ranked[p2 * s..(p2 + 1) * s]
+                .iter()
+                .find(|&&u| with_room.contains(&u) && !held[p2].contains(&u))
+            else {
+                continue;
+            };
+            let slot = held[p2]
+                .iter()
+                .position(|&m| m == x)
+                .expect("x was found in p2 just above");
+            held[p2][slot] = u;
+            quota.take(&mut count[u as usize]);
+            held[p].push(x);
+            return;
+        }
+    }
+    if let Some(&m) = order.iter().find(|&&m| !held[p].contains(&m)) {
+        held[p].push(m);
+        count[m as usize] += 1;
+    }
 }
