@@ -10,6 +10,7 @@
 //! - [`membership`]: the Membership actor and its pure member table (SWIM gossip, merge).
 //! - [`failure_detector`]: the FailureDetector actor and its pure SWIM/Lifeguard prober.
 //! - [`peer`]: the peer transport: authenticated per-peer connections on the peer port.
+//! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //!

@@ -1,0 +1,169 @@
+//! Balance and movement of the partition table, measured (the figures in the module docs,
+//! ARCHITECTURE.md and docs/BENCHMARKS.md come from here). Print them with
+//! `cargo test -p troupe-actors ring:: -- --nocapture`.
+//!
+//! Members are named `node-0 .. node-{S-1}`; joiners `joiner-{j}`; leavers are spread over
+//! the members. No randomness beyond the hash, so every run prints the same figures.
+
+use super::*;
+
+fn members(s: usize) -> Vec<String> {
+    (0..s).map(|i| format!("node-{i}")).collect()
+}
+
+fn table(m: &[String], partitions: u32, n: usize) -> PartitionTable {
+    PartitionTable::new(m.iter().map(|x| x.as_str()), PartitionConfig { partitions, n })
+        .expect("valid config and members")
+}
+
+/// One row of the figures.
+struct Figures {
+    s: usize,
+    /// Ideal replicas per member, `Q * min(N, S) / S`.
+    ideal_share: f64,
+    max_share: usize,
+    min_share: usize,
+    /// Ideal moves for one join: the newcomer's share, `Q * min(N, S+1) / (S+1)`.
+    ideal_join: f64,
+    /// Replica moves (new (partition, primary) pairs) per join: mean and worst.
+    join_mean: f64,
+    join_max: usize,
+    /// Ideal moves for one leave: the leaver's share in the table before, and moves.
+    leave_ratio_mean: f64,
+    leave_ratio_max: f64,
+}
+
+fn measure(q: u32, n: usize, s: usize, trials: usize) -> Figures {
+    let base_members = members(s);
+    let base = table(&base_members, q, n);
+    let shares = base.shares();
+    let max_share = *shares.values().max().expect("members");
+    let min_share = *shares.values().min().expect("members");
+    let q_f = f64::from(q);
+    let ideal_share = q_f * n.min(s) as f64 / s as f64;
+    let ideal_join = q_f * n.min(s + 1) as f64 / (s + 1) as f64;
+
+    let mut joins = Vec::new();
+    for j in 0..trials {
+        let mut m = base_members.clone();
+        m.push(format!("joiner-{j}"));
+        joins.push(base.replica_moves(&table(&m, q, n)));
+    }
+    let mut leave_ratios = Vec::new();
+    if s > 1 {
+        for j in 0..trials {
+            let gone = (j * 7919 + 3) % s;
+            let m: Vec<String> = base_members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != gone)
+                .map(|(_, x)| x.clone())
+                .collect();
+            let after = table(&m, q, n);
+            // A leave must re-home at least the leaver's replicas; with fewer members than
+            // N it also shrinks effective N, which moves nothing anywhere.
+            let own = shares[&base_members[gone].as_str().into()].max(1);
+            let ideal = if s <= n { 1 } else { own };
+            leave_ratios.push(base.replica_moves(&after).max(0) as f64 / ideal as f64);
+        }
+    }
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    Figures {
+        s,
+        ideal_share,
+        max_share,
+        min_share,
+        ideal_join,
+        join_mean: joins.iter().sum::<usize>() as f64 / joins.len() as f64,
+        join_max: *joins.iter().max().expect("trials > 0"),
+        leave_ratio_mean: mean(&leave_ratios),
+        leave_ratio_max: leave_ratios.iter().copied().fold(0.0, f64::max),
+    }
+}
+
+fn print_header(q: u32, n: usize) {
+    println!("\npartition table, Q={q} N={n}: shares per member and replica moves per join/leave");
+    println!(
+        "{:>5} {:>8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "S", "ideal", "max", "min", "join id.", "join avg", "join max", "x ideal", "leave x", "lv max x"
+    );
+}
+
+fn print_row(f: &Figures) {
+    println!(
+        "{:>5} {:>8.2} {:>4} {:>4} {:>9.2} {:>9.2} {:>8} {:>8.2} {:>8.2} {:>8.2}",
+        f.s,
+        f.ideal_share,
+        f.max_share,
+        f.min_share,
+        f.ideal_join,
+        f.join_mean,
+        f.join_max,
+        f.join_max as f64 / f.ideal_join,
+        f.leave_ratio_mean,
+        f.leave_ratio_max,
+    );
+}
+
+/// The balance bar: max share <= max(ceil(ideal) * 1.05, ideal + 1), min share >=
+/// min(floor(ideal) * 0.95, ideal - 1).
+fn assert_balanced(q: u32, n: usize, f: &Figures) {
+    let hi = (f.ideal_share.ceil() * 1.05).max(f.ideal_share + 1.0);
+    let lo = (f.ideal_share.floor() * 0.95).min(f.ideal_share - 1.0);
+    assert!(
+        f.max_share as f64 <= hi && f.min_share as f64 >= lo,
+        "Q={q} N={n} S={}: shares {}..{} outside [{lo:.2}, {hi:.2}] (ideal {:.2})",
+        f.s,
+        f.min_share,
+        f.max_share,
+        f.ideal_share
+    );
+}
+
+#[test]
+fn balance_and_movement_q256_n3() {
+    let (q, n) = (256, 3);
+    print_header(q, n);
+    for (s, trials) in [
+        (1, 3),
+        (2, 3),
+        (3, 4),
+        (4, 4),
+        (5, 4),
+        (7, 4),
+        (10, 4),
+        (16, 4),
+        (32, 3),
+        (64, 3),
+        (100, 2),
+        (256, 2),
+        (1000, 1),
+    ] {
+        let f = measure(q, n, s, trials);
+        print_row(&f);
+        assert_balanced(q, n, &f);
+    }
+}
+
+#[test]
+fn balance_and_movement_other_q() {
+    for (q, n, sizes) in [
+        (64u32, 3usize, &[3usize, 5, 10, 32, 100][..]),
+        (1024, 3, &[5, 10, 32, 100][..]),
+        (256, 2, &[3, 10, 32][..]),
+        (256, 5, &[4, 6, 10, 32][..]),
+    ] {
+        print_header(q, n);
+        for &s in sizes {
+            let f = measure(q, n, s, 2);
+            print_row(&f);
+            assert_balanced(q, n, &f);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The ring: which nodes hold which keys. A pure core, no I/O and no actors.
+//!
+//! Owns [`PartitionTable`] (every partition's preference list), [`PartitionConfig`]
+//! (`cluster.partitions` and `cluster.n`), [`partition_for`] (key -> partition) and
+//! [`RingSnapshot`] (a table with the membership version it was computed from, for the
+//! coordinator). Membership and the coordinator are wired to it elsewhere.
+//!
+//! # Words
+//! A *partition* is one of Q = `cluster.partitions` (a power of two, default 256) slices of
+//! the key space. Its *preference list* holds every ring member once: the first
+//! `min(N, members)` are its *primaries* (the replicas), the rest its *fallbacks*, in a fixed
+//! order.
+//!
+//! # Key -> partition (part of the cluster's on-disk and wire contract)
+//! `partition = u64::from_be_bytes(blake3(key)[0..8]) >> (64 - log2 Q)`: the top `log2 Q`
+//! bits of the first 8 bytes of the key's blake3 hash read big-endian (for Q = 1, partition
+//! 0). Keys are placed by their hash, never their bytes, so placement is uniform whatever the
+//! keys look like; and since the bits are the top ones, partition `p` of Q splits into
+//! partitions `2p` and `2p + 1` of 2Q.
+//!
+//! # Placement (the table is a pure function of the member set, Q and N)
+//! Nodes that agree on the ring members compute the same table, with no ring protocol.
+//! 1. Each member gets a key `k = u64_le(blake3("troupe ring member v1\0" || id)[0..8])`, and
+//!    each (partition p, member m) pair a score `mix64(k ^ mix64(p))` (splitmix64's
+//!    finaliser): rendezvous hashing's score.
+//! 2. With `s` members and `n = min(N, s)`, every member may hold at most
+//!    `cap = ceil(Q * n / s)` partition replicas.
+//! 3. All Q x s pairs are visited in descending score (ties: lower member index, then lower
+//!    partition); a pair is taken if its partition still needs primaries and its member is
+//!    below `cap`.
+//! 4. A partition still short at the end (possible when the members with room are already in
+//!    it) takes a member `x` at cap from another partition `p'`, which gets in exchange a
+//!    member with room that `p'` lacks; counts other than that member's do not change.
+//! 5. Primaries, then fallbacks, are listed in descending score: the first primary is the
+//!    partition's preferred coordinator, and the first fallback is where a write for a down
+//!    primary goes first.
+//!
+//! Why this and not plain rendezvous (top-n scores per partition): rendezvous is stable
+//! (a new member takes only the replicas it wins) but each member's share is binomial, about
+//! +-10% at Q=256 and a few members; the cap makes shares exact (`floor` or `ceil` of the
+//! ideal `Q*n/s`) while keeping rendezvous's preference, so most replicas stay put on a join.
+//! See ARCHITECTURE.md ("Placement") and docs/BENCHMARKS.md ("Partition table") for the
+//! measured balance and movement and where they miss the design's bar.
+//!
+//! # Invariants
+//! - Determinism: same members (any order, duplicates ignored), Q and N -> same table and
+//!   same [`PartitionTable::digest`].
+//! - Each preference list has every member exactly once; the primaries are distinct.
+//! - Balance: every member is a primary of `floor(Q*n/s)` or `ceil(Q*n/s)` partitions.
+//! - Fewer members than N: `effective_n() = members`, and [`PartitionTable::under_replicated`]
+//!   says so; one member alone holds every partition.
+
+mod table;
+
+#[cfg(test)]
+mod measure_tests;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+pub use table::PartitionTable;
+
+/// Default `cluster.partitions`.
+pub const DEFAULT_PARTITIONS: u32 = 256;
+/// Largest `cluster.partitions` accepted: the table holds Q x members entries.
+pub const MAX_PARTITIONS: u32 = 1 << 16;
+
+/// What the table is computed from besides the members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// Q: a power of two in `1..=MAX_PARTITIONS`, fixed when the cluster is created.
+    pub partitions: u32,
+    /// N, the replication factor (`cluster.n`), at least 1.
+    pub n: usize,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            partitions: DEFAULT_PARTITIONS,
+            n: 3,
+        }
+    }
+}
+
+impl PartitionConfig {
+    /// Checks the config; returns `log2(partitions)`.
+    pub fn validate(&self) -> Result<u32, RingError> {
+        if !self.partitions.is_power_of_two() || self.partitions > MAX_PARTITIONS {
+            return Err(RingError::PartitionsNotPowerOfTwo {
+                partitions: self.partitions,
+                max: MAX_PARTITIONS,
+            });
+        }
+        if self.n == 0 {
+            return Err(RingError::ZeroReplicas);
+        }
+        Ok(self.partitions.trailing_zeros())
+    }
+}
+
+/// Why a table could not be computed. Nothing is changed by a failed computation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// `cluster.partitions` is not a power of two in range.
+    #[error("cluster.partitions must be a power of two from 1 to {max}, got {partitions}")]
+    PartitionsNotPowerOfTwo { partitions: u32, max: u32 },
+    /// `cluster.n` is zero.
+    #[error("cluster.n must be at least 1, got 0")]
+    ZeroReplicas,
+    /// The member set is empty (a node is always a member of its own ring).
+    #[error("a partition table needs at least one ring member")]
+    NoMembers,
+}
+
+/// The partition of `key` among `2^bits` partitions: the top `bits` bits of the first 8 bytes
+/// of `blake3(key)`, read big-endian. Part of the cluster's contract: changing it moves
+/// every key.
+pub fn partition_for(key: &[u8], bits: u32) -> u32 {
+    if bits == 0 {
+        return 0;
+    }
+    let h = blake3::hash(key);
+    let first: [u8; 8] = h.as_bytes()[..8]
+        .try_into()
+        .expect("a blake3 hash has 32 bytes");
+    (u64::from_be_bytes(first) >> (64 - bits)) as u32
+}
+
+/// A table with the membership version it was computed from. The coordinator holds the
+/// latest one; a newer version replaces it whole (cheap to clone: the table is shared).
+#[derive(Clone, Debug)]
+pub struct RingSnapshot {
+    /// Increases with every membership change that altered the ring members.
+    pub version: u64,
+    pub table: Arc<PartitionTable>,
+}
+
+impl RingSnapshot {
+    pub fn new(version: u64, table: PartitionTable) -> Self {
+        RingSnapshot {
+            version,
+            table: Arc::new(table),
+        }
+    }
+}
