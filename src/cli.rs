@@ -64,8 +64,10 @@ fn json_value(b: &[u8]) -> Value {
 /// Parses a hex context given on the command line.
 fn unhex(what: &str, s: &str) -> anyhow::Result<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!("{what} must be the hex context printed by `troupe get --json` or `troupe put --json`");
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "{what} must be the hex context printed by `troupe get --json` or `troupe put --json`"
+        );
     }
     (0..s.len())
         .step_by(2)

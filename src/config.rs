@@ -167,13 +167,13 @@ impl Default for ClusterSection {
 /// Parses a duration written as a number and a unit: "250ms", "5s", "2m", "1h".
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{s:?} is not a duration; write a number and a unit, e.g. \"500ms\", \"5s\", \"1h\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{s:?} is not a duration; write a number and a unit, e.g. \"500ms\", \"5s\", \"1h\""
+        )
+    })?;
     Ok(match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -373,8 +373,14 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("5").unwrap_err().to_string().contains("unit"));
-        assert!(parse_duration("fast").unwrap_err().to_string().contains("500ms"));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .to_string()
+            .contains("unit"));
+        assert!(parse_duration("fast")
+            .unwrap_err()
+            .to_string()
+            .contains("500ms"));
     }
 
     use super::*;

@@ -169,7 +169,12 @@ fn main() -> ExitCode {
             w,
             conn,
         } => cli::put(&conn, &key, value, context.as_deref(), w.as_deref()),
-        Cmd::Get { key, after, r, conn } => cli::get(&conn, &key, after.as_deref(), r.as_deref()),
+        Cmd::Get {
+            key,
+            after,
+            r,
+            conn,
+        } => cli::get(&conn, &key, after.as_deref(), r.as_deref()),
         Cmd::Del {
             key,
             context,

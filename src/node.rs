@@ -21,7 +21,6 @@ use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::membership::actor::WatchRing;
-use troupe_protocol::object::ActorId;
 use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
 use troupe_actors::memtable::{MemtableConfig, SyncWal};
@@ -29,6 +28,7 @@ use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig};
 use troupe_protocol::admin::Addresses;
+use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
 /// How long shutdown waits for in-flight requests.
@@ -162,6 +162,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator_counters.clone(),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
+        let replication_note = coord.replication_note();
         coord_ctx.run(coord);
         log::info!("replica actor id {actor_id:016x}");
 
@@ -205,6 +206,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
             .with_membership(membership.clone())
+            .with_coordinator(admin::CoordinatorHandles {
+                ring: coordinator.clone().recipient(),
+                preflist: coordinator.clone().recipient(),
+                object: coordinator.clone().recipient(),
+                note: replication_note,
+            })
             .start();
         actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));

@@ -155,7 +155,10 @@ impl Connection {
             Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit)),
             Request::Get { key, r, after } => {
                 self.shared.coordinator_counters.sent();
-                let read = self.shared.coordinator_get.send(ClientGet { key, r, after });
+                let read = self
+                    .shared
+                    .coordinator_get
+                    .send(ClientGet { key, r, after });
                 self.reply_later(permit, async move {
                     match read.await {
                         Ok(Ok(got)) => Response::ok(id, Reply::get(got.values, got.context)),

@@ -27,6 +27,7 @@
 //! - Every peer RPC belongs to a request with a deadline; answers that arrive after it are
 //!   dropped.
 
+pub mod describe;
 pub mod keylocks;
 mod local;
 pub mod placement;
@@ -199,6 +200,21 @@ pub struct Coordinator {
     repairs_inflight: usize,
     stats: Arc<CoordinatorStats>,
     counters: Arc<ActorCounters>,
+    /// "ok" or why data is under-replicated, for `admin status`.
+    replication_note: Arc<std::sync::Mutex<String>>,
+}
+
+fn replication_note(p: &Placement) -> String {
+    if p.table.under_replicated() {
+        format!(
+            "under-replicated: {} ring member(s) for cluster.n = {}, so each key has {} replica(s)",
+            p.members.len(),
+            p.table.n(),
+            p.n()
+        )
+    } else {
+        "ok".to_string()
+    }
 }
 
 impl Coordinator {
@@ -212,7 +228,9 @@ impl Coordinator {
     ) -> Result<Coordinator, String> {
         let view = ring_rx.borrow().clone();
         let placement = Arc::new(Placement::new(&view, partition_config(&cfg))?);
+        let note = replication_note(&placement);
         Ok(Coordinator {
+            replication_note: Arc::new(std::sync::Mutex::new(note)),
             cfg,
             storage_get,
             storage_write,
@@ -236,6 +254,11 @@ impl Coordinator {
         self.stats.clone()
     }
 
+    /// "ok" or why data is under-replicated; kept current as the ring changes.
+    pub fn replication_note(&self) -> Arc<std::sync::Mutex<String>> {
+        self.replication_note.clone()
+    }
+
     /// The placement for a new request: rebuilt if membership changed since the last one.
     fn placement(&mut self) -> Arc<Placement> {
         if self.ring_rx.has_changed().unwrap_or(false) {
@@ -248,6 +271,10 @@ impl Coordinator {
                         p.members.len(),
                         p.n()
                     );
+                    *self
+                        .replication_note
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = replication_note(&p);
                     self.placement = Arc::new(p);
                 }
                 Err(e) => log::error!("BUG: cannot place keys over the ring members: {e}"),
@@ -306,7 +333,9 @@ impl Coordinator {
                             id,
                             DataResp::Failed {
                                 code: "unavailable".into(),
-                                msg: format!("cannot queue to {to} (unreachable or its queue is full)"),
+                                msg: format!(
+                                    "cannot queue to {to} (unreachable or its queue is full)"
+                                ),
                             },
                             ctx,
                         );

@@ -367,7 +367,12 @@ impl Coordinator {
         }
     }
 
-    fn get_progress(&mut self, req: u64, progress: Progress<GetOutcome<Object>>, ctx: &mut Context<Self>) {
+    fn get_progress(
+        &mut self,
+        req: u64,
+        progress: Progress<GetOutcome<Object>>,
+        ctx: &mut Context<Self>,
+    ) {
         let Progress::Reply(outcome) = progress else {
             return;
         };

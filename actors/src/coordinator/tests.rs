@@ -127,7 +127,10 @@ async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
     c.send(put("k", "b", None)).await.unwrap().unwrap();
     let got = c.send(get("k")).await.unwrap().unwrap();
     assert_eq!(got.values.len(), 2, "{:?}", got.values);
-    c.send(put("k", "c", Some(got.context))).await.unwrap().unwrap();
+    c.send(put("k", "c", Some(got.context)))
+        .await
+        .unwrap()
+        .unwrap();
     let got = c.send(get("k")).await.unwrap().unwrap();
     assert_eq!(got.values, vec![b"c".to_vec()]);
     settled(&c).await;
@@ -155,7 +158,10 @@ async fn a_delete_removes_what_its_context_saw_and_nothing_else() {
     c.send(del(Some(seen2))).await.unwrap().unwrap();
     let got = c.send(get("k")).await.unwrap().unwrap();
     assert!(got.values.is_empty(), "deleted: {:?}", got.values);
-    assert!(!got.context.is_empty(), "the markers' context is still given");
+    assert!(
+        !got.context.is_empty(),
+        "the markers' context is still given"
+    );
     settled(&c).await;
 }
 
@@ -182,9 +188,17 @@ async fn past_the_sibling_limit_a_write_is_refused_naming_key_and_count() {
             .unwrap()
             .unwrap();
     }
-    let e = c.send(put("many", "one-more", None)).await.unwrap().unwrap_err();
+    let e = c
+        .send(put("many", "one-more", None))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::TooLarge);
-    assert!(e.msg.contains("\"many\"") && e.msg.contains("101 siblings"), "{}", e.msg);
+    assert!(
+        e.msg.contains("\"many\"") && e.msg.contains("101 siblings"),
+        "{}",
+        e.msg
+    );
     settled(&c).await;
 }
 

@@ -12,8 +12,11 @@ fn members(s: usize) -> Vec<String> {
 }
 
 fn table(m: &[String], partitions: u32, n: usize) -> PartitionTable {
-    PartitionTable::new(m.iter().map(|x| x.as_str()), PartitionConfig { partitions, n })
-        .expect("valid config and members")
+    PartitionTable::new(
+        m.iter().map(|x| x.as_str()),
+        PartitionConfig { partitions, n },
+    )
+    .expect("valid config and members")
 }
 
 /// One row of the figures.
@@ -91,7 +94,16 @@ fn print_header(q: u32, n: usize) {
     println!("\npartition table, Q={q} N={n}: shares per member and replica moves per join/leave");
     println!(
         "{:>5} {:>8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
-        "S", "ideal", "max", "min", "join id.", "join avg", "join max", "x ideal", "leave x", "lv max x"
+        "S",
+        "ideal",
+        "max",
+        "min",
+        "join id.",
+        "join avg",
+        "join max",
+        "x ideal",
+        "leave x",
+        "lv max x"
     );
 }
 
