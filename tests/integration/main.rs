@@ -10,4 +10,5 @@ mod crash_recovery;
 mod malformed_input;
 mod many_connections;
 mod metrics;
+mod replication;
 mod storage_engine;
