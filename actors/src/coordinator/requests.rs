@@ -58,6 +58,21 @@ fn decode_context(raw: Option<&[u8]>, what: &str) -> Result<Option<VersionVector
 }
 
 impl Coordinator {
+    /// A request's quorum is checked strictly; the configured default is capped at the
+    /// replicas there are (one node alone answers `r = 2` defaults with its one copy).
+    fn quorum(
+        &self,
+        asked: Option<Quorum>,
+        default: Quorum,
+        n: usize,
+        what: &str,
+    ) -> Result<usize, ClientError> {
+        match asked {
+            Some(q) => quorum::required(q, n, what).map_err(bad_request),
+            None => Ok(default.required(n).max(1)),
+        }
+    }
+
     pub(super) fn start_get(
         &mut self,
         msg: ClientGet,
@@ -69,8 +84,8 @@ impl Coordinator {
         }
         let p = self.placement();
         let n = p.n();
-        let setup = quorum::required(msg.r.unwrap_or(self.cfg.r), n, "r")
-            .map_err(bad_request)
+        let setup = self
+            .quorum(msg.r, self.cfg.r, n, "r")
             .and_then(|r| Ok((r, decode_context(msg.after.as_deref(), "after")?)));
         let (r, after) = match setup {
             Ok(v) => v,
@@ -116,8 +131,8 @@ impl Coordinator {
         }
         let p = self.placement();
         let n = p.n();
-        let setup = quorum::required(msg.w.unwrap_or(self.cfg.w), n, "w")
-            .map_err(bad_request)
+        let setup = self
+            .quorum(msg.w, self.cfg.w, n, "w")
             .and_then(|w| Ok((w, decode_context(msg.context.as_deref(), "context")?)));
         let (w, context) = match setup {
             Ok(v) => v,
