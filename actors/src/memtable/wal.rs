@@ -700,6 +700,108 @@ mod tests {
         );
     }
 
+    /// Where records start in a segment written by the writer (after any segment header).
+    const FIRST_RECORD: usize = 0;
+
+    /// Writes `per_segment[i]` records into segment `i + 1` through the writer thread (one
+    /// rotation between segments) and returns every record written, in log order.
+    fn write_segments(dir: &Path, per_segment: &[usize]) -> Vec<WalRecord> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
+            r.expect("WAL write");
+            for t in tokens {
+                tx.send(t).expect("test alive");
+            }
+        });
+        let wal = WalWriter::start(dir, 1, Durability::Sync, 1024, sink).unwrap();
+        let mut all = Vec::new();
+        for (i, &n) in per_segment.iter().enumerate() {
+            if i > 0 {
+                let (rtx, rrx) = std::sync::mpsc::channel();
+                wal.rotate(Box::new(move |r| rtx.send(r.unwrap()).unwrap()))
+                    .unwrap();
+                assert_eq!(rrx.recv().unwrap(), i as u64 + 1);
+            }
+            for _ in 0..n {
+                let seq = all.len() as u64 + 1;
+                let r = rec(seq, &format!("key{seq:04}"), Some(&format!("value-{seq}")));
+                let mut bytes = Vec::new();
+                encode_record(&r, &mut bytes);
+                wal.append(bytes, seq).unwrap();
+                assert_eq!(rx.recv().unwrap(), seq, "durable in order");
+                all.push(r);
+            }
+        }
+        all
+    }
+
+    /// Offsets of the records in a well-formed segment.
+    fn record_offsets(data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut pos = FIRST_RECORD;
+        while pos < data.len() {
+            out.push(pos);
+            let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += HEADER + len;
+        }
+        out
+    }
+
+    fn expect_corrupt(r: Result<Recovered, WalError>, want_path: &Path, want_offset: usize) {
+        match r {
+            Err(WalError::Corrupt { path, offset, .. }) => {
+                assert_eq!(path, want_path);
+                assert_eq!(offset, want_offset as u64);
+            }
+            other => panic!("expected corruption in {want_path:?} at {want_offset}, got {other:?}"),
+        }
+    }
+
+    /// Postmortem (issue 8): a flipped high bit of a record's length made the record seem to
+    /// run past the end of the file; recovery took it for a torn tail and truncated every
+    /// acknowledged write after it.
+    #[test]
+    fn flipped_length_bit_mid_segment_refuses_to_start_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segments(dir.path(), &[5]);
+        let path = segment_path(dir.path(), 1);
+        let mut data = fs::read(&path).unwrap();
+        let at = record_offsets(&data)[2];
+        data[at + 3] ^= 0x80;
+        fs::write(&path, &data).unwrap();
+        expect_corrupt(recover(dir.path()), &path, at);
+        assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
+    }
+
+    #[test]
+    fn flipped_length_bit_in_a_non_last_segment_refuses_to_start_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segments(dir.path(), &[3, 3]);
+        let path = segment_path(dir.path(), 1);
+        let mut data = fs::read(&path).unwrap();
+        // The last record of a non-last segment: "runs past the end" is no excuse there.
+        let at = *record_offsets(&data).last().unwrap();
+        data[at + 3] ^= 0x80;
+        fs::write(&path, &data).unwrap();
+        let last_before = fs::read(segment_path(dir.path(), 2)).unwrap();
+        expect_corrupt(recover(dir.path()), &path, at);
+        assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
+        assert_eq!(fs::read(segment_path(dir.path(), 2)).unwrap(), last_before);
+    }
+
+    #[test]
+    fn a_torn_tail_in_a_non_last_segment_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segments(dir.path(), &[3, 3]);
+        let path = segment_path(dir.path(), 1);
+        let mut data = fs::read(&path).unwrap();
+        let at = *record_offsets(&data).last().unwrap();
+        data.truncate(data.len() - 3);
+        fs::write(&path, &data).unwrap();
+        expect_corrupt(recover(dir.path()), &path, at);
+        assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
+    }
+
     #[test]
     fn relaxed_mode_syncs_on_schedule_under_nonstop_appends() {
         let dir = tempfile::tempdir().unwrap();
