@@ -1,11 +1,21 @@
-//! The write-ahead log: record format, replay, and the group-commit writer thread.
+//! The write-ahead log: segment files, start-up recovery, and the group-commit writer thread.
+//! The record format and its parser live in [`format`]; offline repair in [`repair`].
 //!
-//! Layout: `<data_dir>/wal/<segment:020>.wal`. A segment is a sequence of records:
+//! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 2 (all integers little-endian):
 //!
 //! ```text
-//! [len: u32 LE][checksum: u64 LE = first 8 bytes of blake3(payload)][payload: len bytes]
-//! payload = [seq: u64 LE][kind: u8 (1 put, 2 delete)][key_len: u32 LE][key][value...]
+//! segment = [segment header: 24 bytes] [record]*
+//! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 2][segment number: u64]
+//!                  [crc32 of the 20 bytes before it: u32]
+//! record  = [len: u32][payload checksum: u64 = first 8 bytes of blake3(payload)]
+//!           [header checksum: u32 = crc32 of the 12 bytes before it][payload: len bytes]
+//! payload = [seq: u64][kind: u8 (1 put, 2 delete)][key_len: u32][key][value...]
 //! ```
+//!
+//! The header checksum covers the length, so a damaged length can never pass for a record
+//! that runs past the end of the file. Format 1 (before 2026-11-30) had no segment header and
+//! `[len][blake3-64]` record headers; this build refuses it by version
+//! ([`WalError::UnsupportedFormat`]).
 //!
 //! Invariants:
 //! - A record is acknowledged only after the write *and* an `fdatasync` of its segment
@@ -16,8 +26,10 @@
 //!   them with one `write` and one `fdatasync`.
 //! - A failed write or sync poisons the log for good: the page cache may have dropped the
 //!   dirty pages, so no later write is ever acknowledged (fsyncgate).
-//! - Replay drops a torn record at the tail (crash mid-write) and truncates it away; a bad
-//!   record followed by more data is corruption, reported with the file and offset.
+//! - A segment is synced (header included) before the next one is created, so only the last
+//!   segment can end in a torn tail. Recovery drops and truncates a torn tail of the last
+//!   segment only (the exact rule is in [`format`]); any other damage, in any segment, is
+//!   [`WalError::Corrupt`] naming file and offset, and recovery changes nothing on disk.
 //! - Segments are numbered; `rotate` starts a new one so the flusher can retire old ones.
 
 use std::fs::{self, File, OpenOptions};
@@ -28,35 +40,58 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const HEADER: usize = 12;
-const KIND_PUT: u8 = 1;
-const KIND_DELETE: u8 = 2;
+pub mod format;
+pub mod repair;
+
+pub use format::{encode_record, parse_segment, Damage, SegmentReplay, WalRecord};
+
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
-
-/// One logged mutation. `value: None` is a delete (tombstone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalRecord {
-    pub seq: u64,
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
-}
 
 /// Why the log could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("WAL I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    /// A record before the tail fails its checksum or does not parse. Nothing was changed.
-    #[error("WAL corruption in {path} at offset {offset}: {why}; restore the file from a replica or move it aside to start without it")]
+    /// Damage that a crash cannot explain (see [`format`]): a bad record with data after it,
+    /// or any damage in a segment that is not the last. Nothing was changed on disk.
+    #[error(
+        "WAL corruption in {} at offset {offset}: {why}. The node refuses to start rather \
+         than drop the acknowledged writes that may follow. Restore this node's data from \
+         its replicas, or cut the segment at the damage (every record from this offset on \
+         in this segment is lost; a copy of the segment is kept) with: {}",
+        path.display(),
+        repair::command_line(path, *segment, *offset)
+    )]
     Corrupt {
         path: PathBuf,
+        segment: u64,
         offset: u64,
-        why: &'static str,
+        why: Damage,
     },
+    /// A segment in a format this build does not read. Nothing was changed on disk.
+    #[error("{}", unsupported_format_message(path, *found))]
+    UnsupportedFormat { path: PathBuf, found: u32 },
     /// An earlier write or sync failed; the log refuses all further writes.
     #[error("the write-ahead log is poisoned by an earlier failure ({0}); restart the node after fixing the disk")]
     Poisoned(String),
+}
+
+fn unsupported_format_message(path: &Path, found: u32) -> String {
+    let wal_dir = path.parent().unwrap_or(path).display();
+    let older = if found < format::FORMAT_VERSION {
+        "an older"
+    } else {
+        "a newer"
+    };
+    format!(
+        "WAL segment {} is format {found} (written by {older} troupe); this build reads format \
+         {}. Start the build that wrote it on this data directory, run `troupe admin flush` \
+         (the log's writes move into tables and its segments are retired), stop it, then start \
+         this build; or move {wal_dir} aside to start without the writes it holds",
+        path.display(),
+        format::FORMAT_VERSION,
+    )
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -64,106 +99,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Appends the encoded form of `rec` to `out`.
-pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
-    let value_len = rec.value.as_ref().map_or(0, Vec::len);
-    let len = 8 + 1 + 4 + rec.key.len() + value_len;
-    let start = out.len();
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&rec.seq.to_le_bytes());
-    out.push(if rec.value.is_some() {
-        KIND_PUT
-    } else {
-        KIND_DELETE
-    });
-    out.extend_from_slice(&(rec.key.len() as u32).to_le_bytes());
-    out.extend_from_slice(&rec.key);
-    if let Some(v) = &rec.value {
-        out.extend_from_slice(v);
-    }
-    let sum = checksum(&out[start + HEADER..]);
-    out[start + 4..start + HEADER].copy_from_slice(&sum.to_le_bytes());
-}
-
-fn checksum(payload: &[u8]) -> u64 {
-    let h = blake3::hash(payload);
-    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
-fn decode_payload(p: &[u8]) -> Option<WalRecord> {
-    if p.len() < 13 {
-        return None;
-    }
-    let seq = u64::from_le_bytes(p[..8].try_into().ok()?);
-    let kind = p[8];
-    let key_len = u32::from_le_bytes(p[9..13].try_into().ok()?) as usize;
-    let key = p.get(13..13 + key_len)?.to_vec();
-    let rest = &p[13 + key_len..];
-    let value = match kind {
-        KIND_PUT => Some(rest.to_vec()),
-        KIND_DELETE if rest.is_empty() => None,
-        _ => return None,
-    };
-    Some(WalRecord { seq, key, value })
-}
-
-/// Result of reading one segment.
-#[derive(Debug)]
-pub struct SegmentReplay {
-    pub records: Vec<WalRecord>,
-    /// Bytes of valid records; anything after this was a torn tail.
-    pub valid_len: u64,
-    /// Bytes dropped from the tail.
-    pub torn_bytes: u64,
-}
-
-/// Parses a segment's bytes. Pure: the caller truncates the file if `torn_bytes > 0`.
-pub fn parse_segment(path: &Path, data: &[u8]) -> Result<SegmentReplay, WalError> {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let rest = &data[pos..];
-        let all_zero_after = || rest.iter().all(|&b| b == 0);
-        if rest.len() < HEADER {
-            break; // torn header
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let sum = u64::from_le_bytes(rest[4..HEADER].try_into().expect("8 bytes"));
-        if len == 0 && sum == 0 && all_zero_after() {
-            break; // zero-filled tail (preallocated or torn)
-        }
-        if HEADER + len > rest.len() {
-            break; // torn body: the record runs past the end of the file
-        }
-        let payload = &rest[HEADER..HEADER + len];
-        let record = (checksum(payload) == sum)
-            .then(|| decode_payload(payload))
-            .flatten();
-        match record {
-            Some(r) => records.push(r),
-            None => {
-                let is_last =
-                    HEADER + len == rest.len() || rest[HEADER + len..].iter().all(|&b| b == 0);
-                if is_last {
-                    break; // torn last record
-                }
-                return Err(WalError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: pos as u64,
-                    why: "record checksum mismatch with valid-looking data after it",
-                });
-            }
-        }
-        pos += HEADER + len;
-    }
-    Ok(SegmentReplay {
-        records,
-        valid_len: pos as u64,
-        torn_bytes: (data.len() - pos) as u64,
-    })
 }
 
 /// Segment file name for number `n`.
@@ -198,20 +133,22 @@ pub struct Recovered {
     pub torn_bytes: u64,
 }
 
-/// Replays every segment in `dir` (creating it if missing), truncating torn tails.
+/// Replays every segment in `dir` (creating it if missing). Truncates only a torn tail of the
+/// last segment; any other damage refuses with [`WalError::Corrupt`] and changes nothing.
 pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut out = Recovered {
         segments: list_segments(dir)?,
         ..Recovered::default()
     };
+    let last = out.segments.last().copied();
     for &n in &out.segments {
         let path = segment_path(dir, n);
         let mut data = Vec::new();
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(&path))?;
-        let seg = parse_segment(&path, &data)?;
+        let seg = parse_segment(&path, n, &data, Some(n) == last)?;
         if seg.torn_bytes > 0 {
             log::warn!(
                 "WAL {}: dropping a torn tail of {} bytes at offset {} (crash during a write)",
@@ -230,6 +167,23 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
         out.records.extend(seg.records);
     }
     Ok(out)
+}
+
+/// Opens segment `n` at `path` for appending. A new or empty file (recovery truncates a
+/// torn segment header to nothing) first gets its segment header, synced, so that a segment
+/// that is not the last always starts with a complete header.
+fn open_segment(path: &Path, n: u64) -> Result<File, WalError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    if file.metadata().map_err(io_err(path))?.len() == 0 {
+        file.write_all(&format::segment_header(n))
+            .map_err(io_err(path))?;
+        file.sync_data().map_err(io_err(path))?;
+    }
+    Ok(file)
 }
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
@@ -309,11 +263,7 @@ impl<T: Send + 'static> WalWriter<T> {
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = open_segment(&path, segment)?;
         // The new segment's directory entry must be durable before anything in it counts.
         fsync_dir(dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
@@ -553,11 +503,7 @@ impl<T> WriterThread<T> {
         self.sync()?;
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        self.file = open_segment(&path, next)?;
         fsync_dir(&self.dir)?;
         self.segment = next;
         self.path = path;
@@ -568,8 +514,6 @@ impl<T> WriterThread<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
     fn rec(seq: u64, key: &str, value: Option<&str>) -> WalRecord {
         WalRecord {
             seq,
@@ -578,77 +522,13 @@ mod tests {
         }
     }
 
-    fn encode_all(recs: &[WalRecord]) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// A whole segment `n` holding `recs`.
+    fn segment_bytes(n: u64, recs: &[WalRecord]) -> Vec<u8> {
+        let mut out = format::segment_header(n).to_vec();
         for r in recs {
             encode_record(r, &mut out);
         }
         out
-    }
-
-    #[test]
-    fn torn_tail_is_dropped_at_every_cut() {
-        let recs = vec![
-            rec(1, "a", Some("1")),
-            rec(2, "b", None),
-            rec(3, "c", Some("333")),
-        ];
-        let data = encode_all(&recs);
-        let first_two = encode_all(&recs[..2]).len();
-        for cut in first_two..data.len() {
-            let seg = parse_segment(Path::new("x.wal"), &data[..cut]).unwrap();
-            assert_eq!(seg.records, recs[..2].to_vec(), "cut at {cut}");
-            assert_eq!(seg.valid_len as usize, first_two);
-        }
-        let seg = parse_segment(Path::new("x.wal"), &data).unwrap();
-        assert_eq!(seg.records, recs);
-    }
-
-    #[test]
-    fn garbled_last_record_is_a_torn_tail_but_garbled_middle_is_corruption() {
-        let recs = vec![
-            rec(1, "a", Some("1")),
-            rec(2, "b", Some("2")),
-            rec(3, "c", Some("3")),
-        ];
-        let mut data = encode_all(&recs);
-        let last = data.len() - 1;
-        data[last] ^= 0xff;
-        let seg = parse_segment(Path::new("x.wal"), &data).unwrap();
-        assert_eq!(seg.records.len(), 2);
-
-        let mut data = encode_all(&recs);
-        data[HEADER + 2] ^= 0xff; // inside the first record's payload
-        match parse_segment(Path::new("/d/x.wal"), &data) {
-            Err(WalError::Corrupt { path, offset, .. }) => {
-                assert_eq!(path, Path::new("/d/x.wal"));
-                assert_eq!(offset, 0);
-            }
-            other => panic!("expected corruption, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn zero_filled_tail_is_ignored() {
-        let recs = vec![rec(1, "a", Some("1"))];
-        let mut data = encode_all(&recs);
-        data.extend_from_slice(&[0u8; 100]);
-        let seg = parse_segment(Path::new("x.wal"), &data).unwrap();
-        assert_eq!(seg.records, recs);
-    }
-
-    proptest! {
-        #[test]
-        fn records_round_trip(recs in proptest::collection::vec(
-            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..20),
-             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40))),
-            0..20)) {
-            let recs: Vec<WalRecord> = recs.into_iter()
-                .map(|(seq, key, value)| WalRecord { seq, key, value }).collect();
-            let seg = parse_segment(Path::new("x.wal"), &encode_all(&recs)).unwrap();
-            prop_assert_eq!(seg.records, recs);
-            prop_assert_eq!(seg.torn_bytes, 0);
-        }
     }
 
     #[test]
@@ -688,7 +568,7 @@ mod tests {
     fn recovery_truncates_a_torn_tail_so_appends_follow_valid_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 1);
-        let mut data = encode_all(&[rec(1, "a", Some("1")), rec(2, "b", Some("2"))]);
+        let mut data = segment_bytes(1, &[rec(1, "a", Some("1")), rec(2, "b", Some("2"))]);
         data.truncate(data.len() - 3);
         fs::write(&path, &data).unwrap();
         let r = recover(dir.path()).unwrap();
@@ -696,12 +576,12 @@ mod tests {
         assert!(r.torn_bytes > 0);
         assert_eq!(
             fs::metadata(&path).unwrap().len(),
-            encode_all(&[rec(1, "a", Some("1"))]).len() as u64
+            segment_bytes(1, &[rec(1, "a", Some("1"))]).len() as u64
         );
     }
 
     /// Where records start in a segment written by the writer (after any segment header).
-    const FIRST_RECORD: usize = 0;
+    const FIRST_RECORD: usize = format::SEGMENT_HEADER_LEN;
 
     /// Writes `per_segment[i]` records into segment `i + 1` through the writer thread (one
     /// rotation between segments) and returns every record written, in log order.
@@ -742,7 +622,7 @@ mod tests {
         while pos < data.len() {
             out.push(pos);
             let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-            pos += HEADER + len;
+            pos += format::RECORD_HEADER_LEN + len;
         }
         out
     }
