@@ -11,3 +11,4 @@ mod malformed_input;
 mod many_connections;
 mod metrics;
 mod storage_engine;
+mod wal_repair;
