@@ -514,6 +514,7 @@ impl<T> WriterThread<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     fn rec(seq: u64, key: &str, value: Option<&str>) -> WalRecord {
         WalRecord {
             seq,
