@@ -1,8 +1,9 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`).
+//! (`put`, `get`, `del`, `bench`, `admin`, `console`), and the offline `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator.
+//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
+//! [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
 mod bench;
@@ -11,6 +12,7 @@ mod config;
 mod engine_bench;
 mod metrics;
 mod node;
+mod repair_wal;
 
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
@@ -88,6 +90,11 @@ enum Cmd {
     },
     /// Benchmark the storage engine without the network (db_bench-style workloads).
     EngineBench(engine_bench::EngineBenchArgs),
+    /// Cut a damaged WAL segment at an offset, keeping a copy (the node must be stopped).
+    ///
+    /// Run it when the node refuses to start with "WAL corruption": the error names the
+    /// exact command. Exit 0 when done, 2 on error.
+    RepairWal(repair_wal::RepairWalArgs),
     /// Interactive admin console (type `help`).
     Console {
         /// The node's admin address.
@@ -189,6 +196,7 @@ fn main() -> ExitCode {
             addr,
             json,
         } => cli::admin(&addr, &command, args, json),
+        Cmd::RepairWal(args) => repair_wal::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
     };
     match result {

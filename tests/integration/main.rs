@@ -12,3 +12,4 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod wal_repair;

@@ -60,7 +60,9 @@ impl EngineConfig {
 pub enum OpenError {
     #[error("cannot open the tables: {0}")]
     Engine(#[from] crate::engine::EngineError),
-    #[error("cannot open the write-ahead log: {0}")]
+    /// Transparent: a WAL error already names its file, and repeating it (as `{0}` plus the
+    /// source chain would) doubles a long corruption message.
+    #[error(transparent)]
     Wal(#[from] wal::WalError),
 }
 
