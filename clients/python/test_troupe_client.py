@@ -94,3 +94,24 @@ def test_raw_frame_matches_protocol_md(node):
     resp = msgpack.unpackb(s.recv(n))
     assert resp["id"] == 0 and resp["ok"]["node"] == "py-node"
     s.close()
+
+
+def test_blind_writes_are_siblings_and_a_context_resolves_them(node):
+    with TroupeClient(port=node) as c:
+        c.put(b"py-sib", b"one")
+        c.put(b"py-sib", b"two")
+        values, context = c.get(b"py-sib")
+        assert sorted(values) == [b"one", b"two"]
+        ctx = c.put(b"py-sib", b"merged", context)
+        values, _ = c.get(b"py-sib", after=ctx)
+        assert values == [b"merged"]
+
+
+def test_bad_quorums_and_contexts_are_bad_requests(node):
+    with TroupeClient(port=node) as c:
+        with pytest.raises(TroupeError) as e:
+            c.get(b"k", r=2)  # one node: n = 1
+        assert e.value.code == "bad_request"
+        with pytest.raises(TroupeError) as e:
+            c.put(b"k", b"v", context=b"not a context")
+        assert e.value.code == "bad_request"

@@ -111,11 +111,16 @@ class TroupeClient:
     def ping(self):
         self.call("ping")
 
-    def get(self, key, r=None):
-        """Returns (values, context); values is empty when the key is not found."""
+    def get(self, key, r=None, after=None):
+        """Returns (values, context): values is empty when the key is not found and holds
+        several concurrent siblings when writes conflicted; pass context back on the next
+        put or delete to replace them. `after`: a context the answer must cover (read your
+        writes through any node)."""
         fields = {"key": _bin(key)}
         if r is not None:
             fields["r"] = r
+        if after is not None:
+            fields["after"] = after
         ok = self.call("get", **fields)
         return list(ok["values"]), ok["context"]
 
