@@ -1,5 +1,6 @@
-//! Retrying failed background work: a pure exponential [`Backoff`] and the [`Retry`] gate
-//! that the Flusher and the Compactor consult before they try again.
+//! Retrying failed background work: a pure exponential [`Backoff`], the [`Retry`] gate
+//! that the Flusher and the Compactor consult before they try again, and the
+//! [`FailureStats`] they publish to `admin status`, `admin stats` and /metrics.
 //!
 //! No I/O and no clock of its own: callers pass `now`, so tests fire time by hand.
 //!
@@ -10,6 +11,9 @@
 //! - Each failure hands out a fresh token; a retry timer carrying an older token is stale
 //!   (another attempt already ran and failed since) and is ignored.
 
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Exponential backoff: `min`, `2 min`, `4 min`, ... capped at `max`.
@@ -100,6 +104,73 @@ impl Retry {
     }
 }
 
+/// Failure counters of one kind of background work, shared with `troupe admin status`,
+/// `admin stats` and /metrics (relaxed atomics: statistics only).
+#[derive(Debug, Default)]
+pub struct FailureStats {
+    total: AtomicU64,
+    consecutive: AtomicU64,
+    retry_in_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What `admin stats` shows of [`FailureStats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FailureSnapshot {
+    /// Failed attempts since start.
+    pub failures: u64,
+    /// Failed attempts since the last success: 0 when the work is healthy.
+    pub consecutive_failures: u64,
+    /// The wait chosen after the last failure (0 when healthy).
+    pub retry_in_ms: u64,
+    /// The last failure's error, kept after recovery for the record.
+    pub last_error: Option<String>,
+}
+
+impl FailureStats {
+    /// An attempt failed with `error`; the `consecutive`-th in a row, retried after `delay`.
+    pub fn failed(&self, error: String, consecutive: u64, delay: Duration) {
+        self.total.fetch_add(1, Relaxed);
+        self.consecutive.store(consecutive, Relaxed);
+        self.retry_in_ms
+            .store(delay.as_millis().try_into().unwrap_or(u64::MAX), Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    /// An attempt succeeded.
+    pub fn recovered(&self) {
+        self.consecutive.store(0, Relaxed);
+        self.retry_in_ms.store(0, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> FailureSnapshot {
+        FailureSnapshot {
+            failures: self.total.load(Relaxed),
+            consecutive_failures: self.consecutive.load(Relaxed),
+            retry_in_ms: self.retry_in_ms.load(Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+impl FailureSnapshot {
+    /// One line for `admin status` if `work` is failing now, else `None`.
+    pub fn failing(&self, work: &str) -> Option<String> {
+        (self.consecutive_failures > 0).then(|| {
+            format!(
+                "{work} failing ({} attempts in a row, next in {} ms): {}",
+                self.consecutive_failures,
+                self.retry_in_ms,
+                self.last_error.as_deref().unwrap_or("unknown error")
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +222,19 @@ mod tests {
         assert!(r.fired(new));
         assert!(r.ready(t0 + 101 * MS));
         assert!(!r.fired(new), "a timer fires once");
+    }
+
+    #[test]
+    fn failure_stats_say_when_work_is_failing_and_keep_the_last_error() {
+        let s = FailureStats::default();
+        assert_eq!(s.snapshot().failing("compaction"), None);
+        s.failed("ENOSPC".into(), 2, 400 * MS);
+        let line = s.snapshot().failing("compaction").expect("failing");
+        assert!(line.contains("2 attempts") && line.contains("400 ms") && line.contains("ENOSPC"));
+        s.recovered();
+        let snap = s.snapshot();
+        assert_eq!(snap.failing("compaction"), None);
+        assert_eq!((snap.failures, snap.last_error.as_deref()), (1, Some("ENOSPC")));
     }
 
     proptest::proptest! {

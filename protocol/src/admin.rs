@@ -69,6 +69,11 @@ pub struct StatusReply {
     /// `"ok"`, or why the node refuses writes (for example a failed fsync).
     pub health: String,
     pub connections: u64,
+    /// Background storage work (flush, compaction) that is failing and being retried, one
+    /// line each with the last error; empty when all is well. The node still accepts
+    /// writes (see `health`) unless the failure lasts until memory or L0 fills up.
+    #[serde(default)]
+    pub background: Vec<String>,
 }
 
 /// One actor (or one kind of actor, for per-connection actors) in `actors`.

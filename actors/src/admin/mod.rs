@@ -74,8 +74,8 @@ impl Admin {
         self
     }
 
-    /// Adds the storage engine's commands (`stats`, `flush`, `compact`, `gc`) and its
-    /// poison state to `status`.
+    /// Adds the storage engine's commands (`stats`, `flush`, `compact`, `gc`), its poison
+    /// state and its failing background work to `status`.
     pub fn with_storage(mut self, storage: crate::storage::Storage) -> Admin {
         self.storage = Some(storage);
         self
@@ -98,6 +98,11 @@ impl Admin {
             durability: self.info.durability.clone(),
             health,
             connections: self.connections.instances(),
+            background: self
+                .storage
+                .as_ref()
+                .map(|s| s.background_failures())
+                .unwrap_or_default(),
         }
     }
 }

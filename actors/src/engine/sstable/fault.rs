@@ -29,6 +29,8 @@ struct Fault {
     /// Fail this many more times, then pass; `None` = until the guard drops.
     remaining: Option<u64>,
     hits: Arc<AtomicU64>,
+    /// The hit count again, for tests that wait on it (`FaultGuard::hit`).
+    hit_tx: tokio::sync::watch::Sender<u64>,
     id: u64,
 }
 
@@ -43,12 +45,21 @@ fn faults() -> std::sync::MutexGuard<'static, Vec<Fault>> {
 pub(crate) struct FaultGuard {
     id: u64,
     hits: Arc<AtomicU64>,
+    hit_rx: tokio::sync::watch::Receiver<u64>,
 }
 
 impl FaultGuard {
     /// How many writer calls this fault has failed so far.
     pub(crate) fn hits(&self) -> u64 {
         self.hits.load(SeqCst)
+    }
+
+    /// Resolves once the fault has fired `n` times.
+    pub(crate) async fn hit(&self, n: u64) {
+        let mut rx = self.hit_rx.clone();
+        rx.wait_for(|&h| h >= n)
+            .await
+            .expect("BUG: the sender lives in the registry while the guard lives");
     }
 }
 
@@ -69,6 +80,7 @@ pub(crate) fn inject(
 ) -> FaultGuard {
     let id = NEXT_ID.fetch_add(1, SeqCst);
     let hits = Arc::new(AtomicU64::new(0));
+    let (hit_tx, hit_rx) = tokio::sync::watch::channel(0);
     faults().push(Fault {
         dir: dir.to_path_buf(),
         levels,
@@ -76,9 +88,10 @@ pub(crate) fn inject(
         errno,
         remaining: times,
         hits: hits.clone(),
+        hit_tx,
         id,
     });
-    FaultGuard { id, hits }
+    FaultGuard { id, hits, hit_rx }
 }
 
 /// Called by the writer before `op` on `path` (a table of `level`).
@@ -95,7 +108,8 @@ pub(crate) fn check(path: &Path, level: usize, op: FaultOp) -> io::Result<()> {
             if let Some(n) = &mut f.remaining {
                 *n -= 1;
             }
-            f.hits.fetch_add(1, SeqCst);
+            let n = f.hits.fetch_add(1, SeqCst) + 1;
+            f.hit_tx.send_replace(n);
             Err(io::Error::from_raw_os_error(f.errno))
         }
         None => Ok(()),
