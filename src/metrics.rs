@@ -338,6 +338,32 @@ mod tests {
     }
 
     #[test]
+    fn failing_background_work_is_counted_and_flagged_while_the_node_stays_up() {
+        use troupe_actors::compactor::CompactorStats;
+        use troupe_actors::flusher::FlusherStats;
+        let compactor = CompactorStats::default();
+        compactor
+            .failures()
+            .failed("ENOSPC".into(), 3, Duration::from_secs(4));
+        let g = Gathered {
+            flusher: Some(FlusherStats::default().snapshot()),
+            compactor: Some(compactor.snapshot()),
+            ..Gathered::default()
+        };
+        let body = render(&sources(), &g);
+        for line in [
+            "\ntroupe_up 1\n",
+            "\ntroupe_compaction_failures_total 1\n",
+            "\ntroupe_flush_failures_total 0\n",
+            "\ntroupe_background_failing{work=\"compaction\"} 1\n",
+            "\ntroupe_background_failing{work=\"flush\"} 0\n",
+            "\ntroupe_background_consecutive_failures{work=\"compaction\"} 3\n",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
+    }
+
+    #[test]
     fn a_poisoned_node_reports_down() {
         let src = sources();
         *src.health.lock().unwrap() = Some("WAL fsync failed".into());

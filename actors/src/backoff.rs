@@ -27,7 +27,11 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
         let max = max.max(min);
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay before the next attempt; each call doubles the one after, up to `max`.
@@ -207,7 +211,11 @@ mod tests {
         r.succeeded();
         assert!(r.ready(t0));
         assert_eq!(r.consecutive_failures(), 0);
-        assert_eq!(r.failed(t0).0, 100 * MS, "backoff starts over after a success");
+        assert_eq!(
+            r.failed(t0).0,
+            100 * MS,
+            "backoff starts over after a success"
+        );
     }
 
     #[test]
@@ -217,7 +225,10 @@ mod tests {
         let (_, old) = r.failed(t0);
         // A trigger at the deadline ran the retry before its timer fired, and failed again.
         let (_, new) = r.failed(t0 + 100 * MS);
-        assert!(!r.fired(old), "a stale timer must not cut the new wait short");
+        assert!(
+            !r.fired(old),
+            "a stale timer must not cut the new wait short"
+        );
         assert!(!r.ready(t0 + 101 * MS));
         assert!(r.fired(new));
         assert!(r.ready(t0 + 101 * MS));
@@ -234,7 +245,10 @@ mod tests {
         s.recovered();
         let snap = s.snapshot();
         assert_eq!(snap.failing("compaction"), None);
-        assert_eq!((snap.failures, snap.last_error.as_deref()), (1, Some("ENOSPC")));
+        assert_eq!(
+            (snap.failures, snap.last_error.as_deref()),
+            (1, Some("ENOSPC"))
+        );
     }
 
     proptest::proptest! {

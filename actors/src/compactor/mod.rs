@@ -47,6 +47,11 @@ pub struct CompactorSnapshot {
 }
 
 impl CompactorStats {
+    /// The failure counters (the actor records into them; tests stage a failure).
+    pub fn failures(&self) -> &FailureStats {
+        &self.failures
+    }
+
     pub fn snapshot(&self) -> CompactorSnapshot {
         CompactorSnapshot {
             rounds: self.rounds.load(Relaxed),

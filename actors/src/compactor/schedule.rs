@@ -124,7 +124,11 @@ mod tests {
         assert_eq!(delay, S);
         assert!(!s.trigger(t0 + S / 2), "no trigger during the backoff");
         assert!(s.retry_fired(token));
-        let AfterRound::RetryIn { delay, token: second } = s.finished(t0 + S, false) else {
+        let AfterRound::RetryIn {
+            delay,
+            token: second,
+        } = s.finished(t0 + S, false)
+        else {
             panic!("failed again");
         };
         assert_eq!(delay, 2 * S);

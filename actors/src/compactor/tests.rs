@@ -115,14 +115,21 @@ fn max_attempts_in(span: Duration) -> u64 {
 #[test]
 fn a_restart_on_a_full_disk_backs_off_instead_of_retrying_hot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let full = inject(dir.path(), 1..=usize::MAX, FaultOp::Write, libc::ENOSPC, None);
+    let full = inject(
+        dir.path(),
+        1..=usize::MAX,
+        FaultOp::Write,
+        libc::ENOSPC,
+        None,
+    );
     let mut seq = 0;
     let t0 = Instant::now();
     {
         let t = open(dir.path());
         for _ in 0..2 {
             seq += 1;
-            t.flush(vec![Entry::put("k", seq, "v")], None).expect("flush");
+            t.flush(vec![Entry::put("k", seq, "v")], None)
+                .expect("flush");
         }
         let mut d = Driver::new(t0);
         d.run_for(&t, Duration::from_secs(10), &mut seq);
@@ -135,7 +142,11 @@ fn a_restart_on_a_full_disk_backs_off_instead_of_retrying_hot() {
     assert!(d.schedule.trigger(d.now), "the actor's start-up trigger");
     d.round(&t);
     assert_eq!(d.failed_rounds, 1);
-    assert_eq!(t.poisoned(), None, "a restart does not poison itself at once");
+    assert_eq!(
+        t.poisoned(),
+        None,
+        "a restart does not poison itself at once"
+    );
     let span = Duration::from_secs(300);
     let hits_before = full.hits();
     d.run_for(&t, span, &mut seq);
@@ -148,7 +159,11 @@ fn a_restart_on_a_full_disk_backs_off_instead_of_retrying_hot() {
     );
     assert!(d.rounds >= 5, "it keeps retrying: {} rounds", d.rounds);
     assert_eq!(d.rounds, d.failed_rounds, "every round failed");
-    assert_eq!(full.hits() - hits_before, d.rounds - 1, "each one really ran");
+    assert_eq!(
+        full.hits() - hits_before,
+        d.rounds - 1,
+        "each one really ran"
+    );
     assert_eq!(t.poisoned(), None);
     assert_eq!(d.schedule.consecutive_failures(), d.rounds);
 

@@ -112,6 +112,9 @@ pub struct CompactionReport {
     pub shadowed_dropped: u64,
 }
 
+/// Readers of freshly written tables, to install once their edit is committed.
+type OpenedTables = Vec<(u64, Arc<TableReader>)>;
+
 struct State {
     versions: VersionSet,
     manifest: Manifest,
@@ -334,7 +337,7 @@ impl Tables {
         edits: &[Edit],
         metas: &[TableMeta],
         is_flush: bool,
-    ) -> Result<(MutexGuard<'_, State>, Vec<(u64, Arc<TableReader>)>)> {
+    ) -> Result<(MutexGuard<'_, State>, OpenedTables)> {
         // Poison, although the tables themselves are uncommitted: see step 2 in the module
         // docs (another committer may have lost its rename to this fsync's error).
         self.durable(what, fsync_dir(&self.dir))?;

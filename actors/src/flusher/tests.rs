@@ -111,11 +111,18 @@ async fn a_flush_on_a_full_disk_is_retried_and_writes_go_on() {
         () = full.hit(3) => {}
         r = &mut sealed => panic!("the flush gave up on a full disk: {r:?}"),
     }
-    assert_eq!(n.tables.poisoned(), None, "a failed table write is not poison");
+    assert_eq!(
+        n.tables.poisoned(),
+        None,
+        "a failed table write is not poison"
+    );
     assert_eq!(*n.health.lock().expect("health"), None);
     let s = n.flusher.snapshot();
     assert!(s.failures.failures >= 2 && s.failures.consecutive_failures >= 1);
-    assert!(s.failures.failing("flush").is_some_and(|l| l.contains("No space left")));
+    assert!(s
+        .failures
+        .failing("flush")
+        .is_some_and(|l| l.contains("No space left")));
     // Writes are still acknowledged while the flush keeps failing.
     for i in 0..10 {
         put(&n, &format!("b{i}")).await;
@@ -148,7 +155,10 @@ async fn a_flush_on_a_full_disk_is_retried_and_writes_go_on() {
         assert_eq!(get(&n, &a).await, Some(a.into_bytes()));
         assert_eq!(get(&n, &b).await, Some(b.into_bytes()));
         assert!(
-            n.tables.get(format!("a{i}").as_bytes()).expect("get").is_some(),
+            n.tables
+                .get(format!("a{i}").as_bytes())
+                .expect("get")
+                .is_some(),
             "a{i} is in the flushed table"
         );
     }

@@ -130,7 +130,10 @@ impl Storage {
     pub fn background_failures(&self) -> Vec<String> {
         [
             self.flusher_stats.snapshot().failures.failing("flush"),
-            self.compactor_stats.snapshot().failures.failing("compaction"),
+            self.compactor_stats
+                .snapshot()
+                .failures
+                .failing("compaction"),
         ]
         .into_iter()
         .flatten()

@@ -142,7 +142,10 @@ fn failed_table_rename_removes_the_output_and_does_not_poison() {
         t.flush(vec![put("b", 2, "2")], None),
         Err(EngineError::Io { .. })
     ));
-    assert!(!temp_table_path(dir.path(), next).exists(), "partial output removed");
+    assert!(
+        !temp_table_path(dir.path(), next).exists(),
+        "partial output removed"
+    );
     assert_eq!(t.stats().poisoned, None);
     // The retry writes under a fresh id.
     t.flush(vec![put("b", 2, "2")], None).expect("retry");

@@ -60,11 +60,20 @@ fn a_failed_compaction_write_leaves_no_output_and_does_not_poison() {
         two_l0_tables(&t);
         let full = inject(dir.path(), 1..=usize::MAX, op, libc::ENOSPC, None);
         let task = t.pick_compaction().expect("L0 at trigger");
-        let err = t.run_compaction(&task).expect_err("the output cannot be written");
+        let err = t
+            .run_compaction(&task)
+            .expect_err("the output cannot be written");
         assert!(matches!(err, EngineError::Io { .. }), "{op:?}: {err}");
         assert!(full.hits() > 0, "{op:?}: the fault fired");
-        assert_eq!(t.poisoned(), None, "{op:?}: nothing acknowledged was at risk");
-        assert!(temp_files(dir.path()).is_empty(), "{op:?}: partial output left");
+        assert_eq!(
+            t.poisoned(),
+            None,
+            "{op:?}: nothing acknowledged was at risk"
+        );
+        assert!(
+            temp_files(dir.path()).is_empty(),
+            "{op:?}: partial output left"
+        );
         assert!(uncommitted_tables(&t).is_empty(), "{op:?}: output left");
         // Writes go on: a flush (level 0) still lands while compaction outputs fail.
         t.flush(vec![put("k999", 500, "later")], Some(3))
@@ -79,7 +88,7 @@ fn a_failed_compaction_write_leaves_no_output_and_does_not_poison() {
         let task = t.pick_compaction().expect("still due");
         t.run_compaction(&task).expect("the retry succeeds");
         let v = t.current_version();
-        assert!(v.level(1).len() > 0, "{op:?}: L1 holds the merged data");
+        assert!(!v.level(1).is_empty(), "{op:?}: L1 holds the merged data");
         assert_eq!(
             t.get(b"k007").expect("get").and_then(|e| e.value),
             Some(b"new".to_vec())
@@ -91,7 +100,13 @@ fn a_failed_compaction_write_leaves_no_output_and_does_not_poison() {
 #[test]
 fn a_restart_with_the_fault_still_present_does_not_poison() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let full = inject(dir.path(), 1..=usize::MAX, FaultOp::Write, libc::ENOSPC, None);
+    let full = inject(
+        dir.path(),
+        1..=usize::MAX,
+        FaultOp::Write,
+        libc::ENOSPC,
+        None,
+    );
     {
         let t = open(dir.path(), &small_opts());
         two_l0_tables(&t);
@@ -102,7 +117,11 @@ fn a_restart_with_the_fault_still_present_does_not_poison() {
     let t = open(dir.path(), &small_opts());
     let task = t.pick_compaction().expect("still due after the restart");
     t.run_compaction(&task).expect_err("disk still full");
-    assert_eq!(t.poisoned(), None, "a restart does not poison itself at once");
+    assert_eq!(
+        t.poisoned(),
+        None,
+        "a restart does not poison itself at once"
+    );
     assert_eq!(full.hits(), 2);
     t.flush(vec![put("z", 1000, "z")], Some(3))
         .expect("writes go on");
@@ -121,8 +140,15 @@ fn a_failed_flush_write_is_not_poison_and_the_retry_keeps_every_entry() {
             .expect_err("the table cannot be written");
         assert!(matches!(err, EngineError::Io { .. }), "{op:?}: {err}");
         assert_eq!(full.hits(), 1);
-        assert_eq!(t.poisoned(), None, "{op:?}: the memtable and WAL still hold it");
-        assert!(temp_files(dir.path()).is_empty(), "{op:?}: partial output left");
+        assert_eq!(
+            t.poisoned(),
+            None,
+            "{op:?}: the memtable and WAL still hold it"
+        );
+        assert!(
+            temp_files(dir.path()).is_empty(),
+            "{op:?}: partial output left"
+        );
         assert!(uncommitted_tables(&t).is_empty());
         assert_eq!(
             t.current_version().retired_wal(),
@@ -177,7 +203,10 @@ fn a_failed_manifest_append_poisons() {
     }
     let manifest = std::fs::metadata(dir.join("MANIFEST")).expect("stat").len();
     let table = std::fs::metadata(table_path(dir, 1)).expect("stat").len();
-    assert!(table + 16 < manifest, "table {table} B, MANIFEST {manifest} B");
+    assert!(
+        table + 16 < manifest,
+        "table {table} B, MANIFEST {manifest} B"
+    );
     // SAFETY: plain libc calls on this (single-test) child process.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
