@@ -379,6 +379,9 @@ impl Tables {
     /// Write `entries` (stream order: key asc, seq desc; all seqs above every earlier
     /// flush) as a new L0 table and record it, retiring WAL segments `<= wal_segment_retired`
     /// in the same atomic manifest record. Returns `None` if `entries` was empty.
+    ///
+    /// An error with the facade not poisoned (`poisoned()` is `None`) changed nothing: the
+    /// table was removed, the WAL segment is not retired, and the caller retries later.
     pub fn flush<I>(
         &self,
         entries: I,
