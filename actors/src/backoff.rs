@@ -166,7 +166,7 @@ impl FailureSnapshot {
     pub fn failing(&self, work: &str) -> Option<String> {
         (self.consecutive_failures > 0).then(|| {
             format!(
-                "{work} failing ({} attempts in a row, next in {} ms): {}",
+                "{work} failing ({} attempts in a row, retry {} ms after the last): {}",
                 self.consecutive_failures,
                 self.retry_in_ms,
                 self.last_error.as_deref().unwrap_or("unknown error")
