@@ -285,7 +285,7 @@ fn table(rows: &[Value]) -> String {
 }
 
 const CONSOLE_HELP: &str = "commands (Tab completes, Up/Down recall history):
-  status            node id, version, uptime, addresses, health
+  status            node id, version, uptime, addresses, health, failing background work
   actors            every actor: instances, mailbox depth, messages handled, errors
   stats             storage statistics (levels, flushes, compactions, cache)
   members           cluster members and their status

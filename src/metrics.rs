@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use troupe_actors::backoff::FailureSnapshot;
 use troupe_actors::compactor::CompactorSnapshot;
 use troupe_actors::engine::stats::{EngineStats, LevelStats};
 use troupe_actors::flusher::FlusherSnapshot;
@@ -208,15 +209,32 @@ fn storage_metrics(out: &mut String, g: &Gathered) {
         ("troupe_memtable_sealed", g_, "Sealed memtables waiting for (or in) a flush.", m.map(|m| m.sealed_tables as u64)),
         ("troupe_write_stalls_total", c, "Writes that waited for a flush.", m.map(|m| m.write_stalls)),
         ("troupe_wal_fsyncs_total", c, "Successful fdatasyncs of the WAL.", m.map(|m| m.wal_fsyncs)),
-        ("troupe_flush_failures_total", c, "Flush attempts that failed (retried unless poisoned).", g.flusher.as_ref().map(|f| f.failures)),
+        ("troupe_flush_failures_total", c, "Flush attempts that failed (retried unless poisoned).", g.flusher.as_ref().map(|f| f.failures.failures)),
         ("troupe_l0_stalls_total", c, "Times flushing waited for compaction because L0 was full.", g.flusher.as_ref().map(|f| f.l0_stalls)),
-        ("troupe_compaction_errors_total", c, "Background compaction rounds that failed.", g.compactor.as_ref().map(|c| c.errors)),
+        ("troupe_compaction_failures_total", c, "Background compaction rounds that failed (retried with backoff).", g.compactor.as_ref().map(|c| c.failures.failures)),
         ("troupe_gc_tables_deleted_total", c, "Retired table files GC deleted.", g.gc_tables_deleted),
     ];
     for (name, kind, help, v) in scalars {
         if let Some(v) = v {
             family(out, name, kind, help, &one(v));
         }
+    }
+    // Failing background work: the error text is in `admin status` (a label would be
+    // unbounded); here, whether it is failing now and for how many attempts in a row.
+    let work = [
+        ("flush", g.flusher.as_ref().map(|f| &f.failures)),
+        ("compaction", g.compactor.as_ref().map(|c| &c.failures)),
+    ];
+    let per_work = |f: &dyn Fn(&FailureSnapshot) -> u64| {
+        work.iter()
+            .filter_map(|(w, s)| s.map(|s| (format!("work=\"{w}\""), f(s) as f64)))
+            .collect::<Vec<_>>()
+    };
+    let failing = per_work(&|s| u64::from(s.consecutive_failures > 0));
+    if !failing.is_empty() {
+        family(out, "troupe_background_failing", "gauge", "1 while this background work fails and is retried with backoff (writes still accepted), else 0.", &failing);
+        let streak = per_work(&|s| s.consecutive_failures);
+        family(out, "troupe_background_consecutive_failures", "gauge", "Failed attempts of this background work since its last success.", &streak);
     }
 }
 
@@ -317,6 +335,32 @@ mod tests {
         assert!(scrape_with(0, "/metrics").await.contains("503"));
         assert!(scrape_with(1, "/metrics").await.contains("200"));
         assert!(scrape_with(0, "/other").await.contains("404"));
+    }
+
+    #[test]
+    fn failing_background_work_is_counted_and_flagged_while_the_node_stays_up() {
+        use troupe_actors::compactor::CompactorStats;
+        use troupe_actors::flusher::FlusherStats;
+        let compactor = CompactorStats::default();
+        compactor
+            .failures()
+            .failed("ENOSPC".into(), 3, Duration::from_secs(4));
+        let g = Gathered {
+            flusher: Some(FlusherStats::default().snapshot()),
+            compactor: Some(compactor.snapshot()),
+            ..Gathered::default()
+        };
+        let body = render(&sources(), &g);
+        for line in [
+            "\ntroupe_up 1\n",
+            "\ntroupe_compaction_failures_total 1\n",
+            "\ntroupe_flush_failures_total 0\n",
+            "\ntroupe_background_failing{work=\"compaction\"} 1\n",
+            "\ntroupe_background_failing{work=\"flush\"} 0\n",
+            "\ntroupe_background_consecutive_failures{work=\"compaction\"} 3\n",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
+//! - [`backoff`]: pure exponential backoff and the retry gate of failing background work.
 //!
 //! Actors receive typed actix messages; the same types cross the network as MessagePack
 //! (see the `troupe-protocol` crate). Blocking disk I/O never runs on an actor's event loop:
 //! the WAL has its own writer thread.
 
 pub mod admin;
+pub mod backoff;
 pub mod compactor;
 pub mod connection;
 pub mod coordinator;

@@ -72,6 +72,11 @@ pub struct StatusReply {
     /// `"ok"`, or why data is under-replicated (fewer ring members than `cluster.n`).
     #[serde(default)]
     pub replication: String,
+    /// Background storage work (flush, compaction) that is failing and being retried, one
+    /// line each with the last error; empty when all is well. The node still accepts
+    /// writes (see `health`) unless the failure lasts until memory or L0 fills up.
+    #[serde(default)]
+    pub background: Vec<String>,
 }
 
 /// One actor (or one kind of actor, for per-connection actors) in `actors`.

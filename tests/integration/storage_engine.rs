@@ -6,7 +6,9 @@
 //!   or the middle of a WAL segment is detected and reported with the file name; the node
 //!   never answers with wrong data;
 //! - space: overwriting the same keys many times leaves the data directory within a small
-//!   multiple of the live data once compaction and GC settle.
+//!   multiple of the live data once compaction and GC settle;
+//! - disk errors (RLIMIT_FSIZE -> EFBIG): a failed WAL write poisons the node, a failed
+//!   compaction output does not (it is reported and retried).
 
 use crate::harness::{rt, AckLog, NodeProc, Rng};
 use std::path::{Path, PathBuf};
@@ -420,4 +422,133 @@ fn a_failed_wal_write_poisons_the_node_and_loses_no_acknowledged_write() {
             .await
             .expect("a restarted node takes writes again");
     });
+}
+
+/// Asks `troupe admin <cmd> --json` until `done` holds for its reply (at most 60 s: the
+/// node's compactor retries on its own backoff, which the test cannot fire by hand).
+fn admin_until(
+    node: &NodeProc,
+    cmd: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = node.cli(&["admin", cmd, "--json"]);
+        assert_eq!(code, 0, "admin {cmd}: {err}");
+        let out: serde_json::Value = serde_json::from_str(&out).expect("admin replies JSON");
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin {cmd} never got there: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 8, defect 3, with a real error from the kernel: under RLIMIT_FSIZE = 96 KiB the WAL
+/// segments and flushed tables (~32 KiB memtables) fit, but the L1 output of compacting four
+/// L0 tables (distinct keys, ~130 KiB) does not, so every compaction fails with EFBIG. The
+/// node must not poison itself: writes are still acknowledged, `admin status` and /metrics say
+/// compaction is failing and why, and after a restart without the limit the compaction that
+/// kept failing runs and every acknowledged write is there.
+#[test]
+fn a_compaction_that_cannot_write_its_output_stops_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::new(
+        &dir.path().join("d"),
+        "efbig-compaction",
+        &[
+            ("TROUPE__STORAGE__DURABILITY", "sync"),
+            ("TROUPE__STORAGE__MEMTABLE_BYTES", "32768"),
+            ("TROUPE__STORAGE__TARGET_TABLE_BYTES", "1048576"),
+            ("TROUPE__STORAGE__L0_COMPACTION_TRIGGER", "4"),
+            ("TROUPE__STORAGE__L0_STOP_TABLES", "100"),
+        ],
+        &[],
+    );
+    node.file_size_limit = Some(96 << 10);
+    let mut node = node.started();
+    let rt = crate::harness::rt();
+    let value = vec![b'v'; 1024];
+    let keys: Vec<String> = (0..400).map(|i| format!("key{i:05}")).collect();
+    let write = |keys: &[String]| {
+        rt.block_on(async {
+            let c = Client::connect(node.client.as_str(), "efbig")
+                .await
+                .unwrap();
+            for key in keys {
+                c.put(key.as_bytes(), &value, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{key} refused while only compaction fails: {e}"));
+            }
+        })
+    };
+    let compaction_failing = |status: &serde_json::Value| {
+        status["background"].as_array().is_some_and(|b| {
+            b.iter().any(|l| {
+                l.as_str()
+                    .is_some_and(|l| l.starts_with("compaction failing"))
+            })
+        })
+    };
+    write(&keys[..200]);
+    let status = admin_until(&node, "status", compaction_failing);
+    assert!(
+        status.to_string().contains("too large"),
+        "status must say why: {status}"
+    );
+    assert_eq!(status["health"], "ok", "not poisoned: {status}");
+    // Writes go on while compaction keeps failing.
+    write(&keys[200..]);
+    let status = admin_until(&node, "status", |_| true);
+    assert_eq!(status["health"], "ok", "{status}");
+    let stats = admin_until(&node, "stats", |_| true);
+    assert!(stats["compactor"]["failures"].as_u64() > Some(0), "{stats}");
+    assert!(stats["compactor"]["last_error"].is_string(), "{stats}");
+    let metrics = metrics_body(&node);
+    for line in [
+        "\ntroupe_up 1\n",
+        "\ntroupe_background_failing{work=\"compaction\"} 1\n",
+        "\ntroupe_background_failing{work=\"flush\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?}:\n{metrics}");
+    }
+    assert!(!metrics.contains("\ntroupe_compaction_failures_total 0\n"));
+
+    // Space is back: after a restart without the limit the compaction runs.
+    node.kill();
+    node.file_size_limit = None;
+    node.restart();
+    let stats = admin_until(&node, "stats", |s| {
+        s["engine"]["compactions"].as_u64() > Some(0)
+    });
+    assert!(
+        stats["engine"]["levels"][1]["tables"].as_u64() > Some(0),
+        "{stats}"
+    );
+    let status = admin_until(&node, "status", |_| true);
+    assert!(!compaction_failing(&status), "{status}");
+    rt.block_on(async {
+        let c = Client::connect(node.client.as_str(), "efbig")
+            .await
+            .unwrap();
+        for key in &keys {
+            let got = c.get(key.as_bytes()).await.unwrap();
+            assert_eq!(got.values, vec![value.clone()], "acknowledged {key} lost");
+        }
+    });
+}
+
+fn metrics_body(node: &NodeProc) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&node.metrics).expect("metrics port");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n")
+        .expect("http response")
+        .1
+        .to_string()
 }

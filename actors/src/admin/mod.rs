@@ -86,8 +86,8 @@ impl Admin {
         self
     }
 
-    /// Adds the storage engine's commands (`stats`, `flush`, `compact`, `gc`) and its
-    /// poison state to `status`.
+    /// Adds the storage engine's commands (`stats`, `flush`, `compact`, `gc`), its poison
+    /// state and its failing background work to `status`.
     pub fn with_storage(mut self, storage: crate::storage::Storage) -> Admin {
         self.storage = Some(storage);
         self
@@ -114,6 +114,11 @@ impl Admin {
                 || "off".to_string(),
                 |c| c.note.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             ),
+            background: self
+                .storage
+                .as_ref()
+                .map(|s| s.background_failures())
+                .unwrap_or_default(),
         }
     }
 }

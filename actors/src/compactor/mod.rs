@@ -9,43 +9,62 @@
 //! sets `again`, so work is never lost and at most one background round runs at a time.
 //! The engine's rate limiter (`storage.compaction_bytes_per_sec`) throttles the output.
 //!
-//! A compaction that fails on a poisoned engine (a failed fsync or manifest append) sets the
+//! A failed round (say ENOSPC on an output table) leaves the engine writable: the engine
+//! removed the outputs, the inputs are still live. The actor counts and reports it
+//! (`admin status`, `admin stats`, /metrics) and retries with exponential backoff
+//! (`schedule.rs`); ticks and flushes during the backoff do not start a round, so a disk
+//! that stays full -- also after a restart -- costs one attempt per backoff step. Only a
+//! failure that poisoned the engine (directory fsync, MANIFEST append or rewrite) sets the
 //! node's poison flag, so the Memtable refuses writes from then on.
 
+mod schedule;
+
+use crate::backoff::{FailureSnapshot, FailureStats};
 use crate::engine::{EngineError, Tables};
 use crate::gc::TablesCompacted;
 use crate::memtable::wal::Health;
 use crate::stats::ActorCounters;
 use actix::prelude::*;
+use schedule::{AfterRound, Schedule};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counters for `troupe admin stats`; bytes and durations are in the engine's stats.
 #[derive(Debug, Default)]
 pub struct CompactorStats {
     rounds: AtomicU64,
-    errors: AtomicU64,
+    failures: FailureStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CompactorSnapshot {
     pub rounds: u64,
-    pub errors: u64,
+    /// Failed background rounds: totals, whether it is failing now, the last error.
+    #[serde(flatten)]
+    pub failures: FailureSnapshot,
 }
 
 impl CompactorStats {
+    /// The failure counters (the actor records into them; tests stage a failure).
+    pub fn failures(&self) -> &FailureStats {
+        &self.failures
+    }
+
     pub fn snapshot(&self) -> CompactorSnapshot {
         CompactorSnapshot {
             rounds: self.rounds.load(Relaxed),
-            errors: self.errors.load(Relaxed),
+            failures: self.failures.snapshot(),
         }
     }
 }
 
 /// How often the compactor looks for work without being told.
 const TICK: Duration = Duration::from_secs(5);
+/// Backoff after a failed round: doubling from `MIN_BACKOFF` up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The set of tables changed (a flush landed): maybe compact.
 #[derive(Message)]
@@ -64,8 +83,7 @@ pub struct Compactor {
     counters: Arc<ActorCounters>,
     health: Health,
     stats: Arc<CompactorStats>,
-    running: bool,
-    again: bool,
+    schedule: Schedule,
 }
 
 impl Compactor {
@@ -81,8 +99,7 @@ impl Compactor {
             counters,
             health,
             stats: Arc::default(),
-            running: false,
-            again: false,
+            schedule: Schedule::new(MIN_BACKOFF, MAX_BACKOFF),
         }
     }
 
@@ -90,43 +107,65 @@ impl Compactor {
         self.stats.clone()
     }
 
-    fn failed(&self, what: &str) {
-        self.counters.error();
-        self.stats.errors.fetch_add(1, Relaxed);
-        log::error!("{what}");
-        if let Some(reason) = self.tables.poisoned() {
-            self.health
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(reason);
+    fn trigger(&mut self, ctx: &mut Context<Self>) {
+        if self.schedule.trigger(Instant::now()) {
+            self.run(ctx);
         }
     }
 
-    fn trigger(&mut self, ctx: &mut Context<Self>) {
-        if self.running {
-            self.again = true;
-            return;
+    fn retry(&mut self, token: u64, ctx: &mut Context<Self>) {
+        if self.schedule.retry_fired(token) {
+            self.run(ctx);
         }
-        self.running = true;
-        self.again = false;
+    }
+
+    /// Runs one round on the blocking pool (the schedule has marked it running).
+    fn run(&mut self, ctx: &mut Context<Self>) {
         let tables = self.tables.clone();
         let work = tokio::task::spawn_blocking(move || background_round(&tables));
         ctx.spawn(work.into_actor(self).map(|res, act, ctx| {
-            act.running = false;
             act.stats.rounds.fetch_add(1, Relaxed);
-            match res {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
+            let res = match res {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(e)) => Err(format!("compaction failed: {e}")),
+                Err(e) => Err(format!("compaction task died: {e}")),
+            };
+            if let Ok(n) = res {
+                if n > 0 {
                     log::debug!("background compaction ran {n} task(s)");
                     let _ = act.gc.try_send(TablesCompacted);
                 }
-                Ok(Err(e)) => act.failed(&format!("compaction failed: {e}")),
-                Err(e) => act.failed(&format!("compaction task died: {e}")),
             }
-            if act.again {
-                act.trigger(ctx);
-            }
+            act.finished(res.map(|_| ()), ctx);
         }));
+    }
+
+    fn finished(&mut self, res: Result<(), String>, ctx: &mut Context<Self>) {
+        match self.schedule.finished(Instant::now(), res.is_ok()) {
+            AfterRound::Idle => self.stats.failures.recovered(),
+            AfterRound::RunAgain => {
+                self.stats.failures.recovered();
+                self.run(ctx);
+            }
+            AfterRound::RetryIn { delay, token } => {
+                let error = res.err().unwrap_or_default();
+                self.counters.error();
+                let n = self.schedule.consecutive_failures();
+                self.stats.failures.failed(error.clone(), n, delay);
+                if let Some(reason) = self.tables.poisoned() {
+                    log::error!("{error}; the engine refuses writes");
+                    self.health
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(reason);
+                } else {
+                    // Writes go on; only compaction waits (L0 grows, and writes stall once
+                    // it reaches storage.l0_stop_tables).
+                    log::warn!("{error} (attempt {n} in a row); retrying in {delay:?}");
+                }
+                ctx.run_later(delay, move |act, ctx| act.retry(token, ctx));
+            }
+        }
     }
 }
 
@@ -173,7 +212,8 @@ impl Actor for Compactor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.counters.started();
-        // A periodic look catches work left by a restart or a failed round.
+        // A periodic look catches work left by a restart (a failed round has its own
+        // retry timer; the schedule drops ticks until then).
         ctx.run_interval(TICK, |act, ctx| act.trigger(ctx));
         self.trigger(ctx);
     }
@@ -196,6 +236,8 @@ impl Handler<CompactAll> for Compactor {
         let tables = self.tables.clone();
         let gc = self.gc.clone();
         Box::pin(async move {
+            // An operator's explicit request: runs at once whatever the backoff says, and
+            // answers the error instead of retrying.
             let n = tokio::task::spawn_blocking(move || compact_all(&tables))
                 .await
                 .map_err(|e| e.to_string())?
@@ -205,3 +247,6 @@ impl Handler<CompactAll> for Compactor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

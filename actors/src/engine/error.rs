@@ -45,7 +45,10 @@ impl std::fmt::Display for Section {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// An operating-system I/O call failed. State: whatever the call was doing may be
-    /// partially done; the facade poisons itself if this happened on a durability step.
+    /// partially done; the facade poisons itself if this happened on a durability step
+    /// (directory fsync before a commit, MANIFEST append or rewrite). A failed write of a
+    /// not yet committed table is not one: the table is removed and the facade stays
+    /// writable, so the caller may retry.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -13,9 +13,22 @@
 //! data because the segment is retired only in 4. Compaction follows the same steps with
 //! a `RemoveTables` + `AddTable`s batch.
 //!
-//! Poisoning: a failed fsync/append leaves disk state unknown (after a failed fsync the
-//! kernel may have dropped the dirty pages), so the facade refuses all later writes
-//! instead of acknowledging data it may not have. Reads keep working.
+//! What a failure does, step by step (the argument sits at each decision point below):
+//! * 1 and 3 fail (say ENOSPC, or EIO from the table's fsync): the table is not committed
+//!   and holds nothing acknowledged -- a flush's entries are still in the memtable and the
+//!   WAL, a compaction's inputs are still live. The output (`.tmp`, or the renamed `.sst`)
+//!   is removed, the error is returned and the caller retries later with a fresh table id
+//!   (a file whose fsync failed is never reused). No poison.
+//! * 2 fails: poison. The directory is shared: its fsync error may belong to another
+//!   committer's rename, and once reported the kernel will not report it again, so no later
+//!   commit could trust its own directory fsync.
+//! * 4 fails: poison. The record may or may not be on disk; the in-memory and on-disk
+//!   MANIFEST may disagree. The outputs stay on disk (the record may reference them);
+//!   start-up GC deletes them if it does not.
+//! * 5 (the rewrite) fails: poison; the edit is committed, so its outputs stay.
+//!
+//! Poisoning: the facade refuses all later writes instead of acknowledging data it may not
+//! have. Reads keep working.
 //!
 //! Locks: `state` (version set + manifest) is held to commit an edit (across the MANIFEST
 //! fsync), never across table I/O; reads take the installed version from `current` and
@@ -98,6 +111,9 @@ pub struct CompactionReport {
     pub tombstones_dropped: u64,
     pub shadowed_dropped: u64,
 }
+
+/// Readers of freshly written tables, to install once their edit is committed.
+type OpenedTables = Vec<(u64, Arc<TableReader>)>;
 
 struct State {
     versions: VersionSet,
@@ -278,6 +294,9 @@ impl Tables {
     /// Open `metas` and commit `edits` to the manifest and the version set. For a flush,
     /// `metas` must hold only seqs above everything flushed before (checked under the
     /// lock, so two racing flushes cannot both pass).
+    ///
+    /// On an error before the MANIFEST append the tables of `metas` are removed (they were
+    /// never committed); from the append on they are left alone (see the module docs).
     fn commit(
         &self,
         what: &str,
@@ -285,31 +304,16 @@ impl Tables {
         metas: &[TableMeta],
         is_flush: bool,
     ) -> Result<()> {
-        self.durable(what, fsync_dir(&self.dir))?;
-        let mut opened = Vec::new();
-        for m in metas {
-            let r = TableReader::open(
-                &table_path(&self.dir, m.id),
-                m.id,
-                self.cache.clone(),
-                self.counters.clone(),
-            )?;
-            opened.push((m.id, Arc::new(r)));
-        }
-        let mut st = lock(&self.state);
-        let floor = st.versions.current().last_flushed_seq();
-        if let Some(m) = metas
-            .iter()
-            .find(|m| is_flush && floor > 0 && m.min_seq <= floor)
-        {
-            return Err(EngineError::InvalidArgument(format!(
-                "flush holds seq {} but seqs <= {floor} were already flushed",
-                m.min_seq
-            )));
-        }
-        if let Err(why) = st.versions.current().apply(edits) {
-            return Err(EngineError::InvalidArgument(format!("{what}: {why}")));
-        }
+        let (mut st, opened) = match self.prepare_commit(what, edits, metas, is_flush) {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.remove_files(metas);
+                return Err(e);
+            }
+        };
+        // From here on the outputs must stay on disk: a failed append may still have put
+        // the record (which references them) on disk, and after a successful append they
+        // are committed.
         self.durable(what, st.manifest.append(edits))?;
         write(&self.readers).extend(opened);
         let installed = st.versions.apply(edits).map_err(|why| {
@@ -324,6 +328,47 @@ impl Tables {
         Ok(())
     }
 
+    /// Everything of a commit before the MANIFEST append: make the renames durable, open
+    /// the new tables, check the edit against the current version. Returns the state lock
+    /// to append under.
+    fn prepare_commit(
+        &self,
+        what: &str,
+        edits: &[Edit],
+        metas: &[TableMeta],
+        is_flush: bool,
+    ) -> Result<(MutexGuard<'_, State>, OpenedTables)> {
+        // Poison, although the tables themselves are uncommitted: see step 2 in the module
+        // docs (another committer may have lost its rename to this fsync's error).
+        self.durable(what, fsync_dir(&self.dir))?;
+        let mut opened = Vec::new();
+        for m in metas {
+            let r = TableReader::open(
+                &table_path(&self.dir, m.id),
+                m.id,
+                self.cache.clone(),
+                self.counters.clone(),
+            )?;
+            opened.push((m.id, Arc::new(r)));
+        }
+        let st = lock(&self.state);
+        let floor = st.versions.current().last_flushed_seq();
+        if let Some(m) = metas
+            .iter()
+            .find(|m| is_flush && floor > 0 && m.min_seq <= floor)
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "flush holds seq {} but seqs <= {floor} were already flushed",
+                m.min_seq
+            )));
+        }
+        if let Err(why) = st.versions.current().apply(edits) {
+            return Err(EngineError::InvalidArgument(format!("{what}: {why}")));
+        }
+        Ok((st, opened))
+    }
+
+    /// Delete uncommitted tables (best effort: start-up GC removes what is left).
     fn remove_files(&self, metas: &[TableMeta]) {
         let paths: Vec<PathBuf> = metas.iter().map(|m| table_path(&self.dir, m.id)).collect();
         if let Err(e) = gc::delete_files(&self.dir, &paths) {
@@ -334,6 +379,9 @@ impl Tables {
     /// Write `entries` (stream order: key asc, seq desc; all seqs above every earlier
     /// flush) as a new L0 table and record it, retiring WAL segments `<= wal_segment_retired`
     /// in the same atomic manifest record. Returns `None` if `entries` was empty.
+    ///
+    /// An error with the facade not poisoned (`poisoned()` is `None`) changed nothing: the
+    /// table was removed, the WAL segment is not retired, and the caller retries later.
     pub fn flush<I>(
         &self,
         entries: I,
@@ -351,10 +399,15 @@ impl Tables {
         for e in entries {
             w.add(&e)?;
         }
+        // Not a durability step of acknowledged data: until the commit below, the memtable
+        // and the WAL hold every entry, so a failed write, fsync or rename only fails this
+        // attempt. `finish` removes its temp file on error (dropping an unfinished writer
+        // does too) and the retry gets a fresh id, so a file whose fsync failed is never
+        // read or reused.
         let meta = if w.entry_count() == 0 {
             None
         } else {
-            Some(self.durable("table write", w.finish())?)
+            Some(w.finish()?)
         };
         let mut edits: Vec<Edit> = meta.iter().cloned().map(Edit::AddTable).collect();
         if let Some(segment) = wal_segment_retired {
@@ -364,10 +417,7 @@ impl Tables {
             return Ok(None);
         }
         let metas: Vec<TableMeta> = meta.iter().cloned().collect();
-        if let Err(e) = self.commit("flush", &edits, &metas, true) {
-            self.remove_files(&metas);
-            return Err(e);
-        }
+        self.commit("flush", &edits, &metas, true)?;
         if let Some(m) = &meta {
             bump(&self.writes.flushes, 1);
             bump(&self.writes.flush_bytes, m.file_size);
@@ -479,14 +529,11 @@ impl Tables {
         let out = compaction::execute(task, &params, &mut || {
             self.next_id.fetch_add(1, Ordering::Relaxed)
         });
-        let out = match out {
-            Err(e @ EngineError::Io { .. }) => return self.durable("compaction write", Err(e)),
-            other => other?,
-        };
-        if let Err(e) = self.commit("compaction", &out.edits, &out.outputs, false) {
-            self.remove_files(&out.outputs);
-            return Err(e);
-        }
+        // A failed merge (ENOSPC on an output, EIO from its fsync, a corrupt input block) is
+        // not poison: the outputs are uncommitted and `execute` has removed them, the inputs
+        // are still live and unchanged. The compactor retries with backoff.
+        let out = out?;
+        self.commit("compaction", &out.edits, &out.outputs, false)?;
         bump(&self.writes.compactions, 1);
         bump(&self.writes.compaction_bytes_read, out.bytes_read);
         bump(&self.writes.compaction_bytes_written, out.bytes_written);

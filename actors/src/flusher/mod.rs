@@ -25,9 +25,15 @@
 //!   `max_sealed` and the Memtable stalls writes, so a slow compactor slows writers down
 //!   instead of letting read amplification and per-table memory grow without limit.
 //! - A failure on a poisoned engine is final: every queued table is answered `FlushFailed`
-//!   and the Memtable refuses writes. Any other failure (say, a full disk while creating the
-//!   file) is retried with backoff; the sealed table stays in memory meanwhile.
+//!   and the Memtable refuses writes. The engine poisons only where acknowledged data is at
+//!   risk (the directory fsync before the commit, the MANIFEST append or rewrite). Any other
+//!   failure -- a full disk while writing, fsyncing or renaming the table, which the engine
+//!   then removes -- is retried with exponential backoff (`crate::backoff`), counted and
+//!   reported in `admin status`, `admin stats` and /metrics. The sealed table stays in
+//!   memory and its WAL segment on disk meanwhile, so nothing acknowledged is lost; new
+//!   flushes queue behind it and do not cut the backoff short.
 
+use crate::backoff::{FailureSnapshot, FailureStats, Retry};
 use crate::compactor::TablesChanged;
 use crate::engine::{EngineError, Tables};
 use crate::memtable::{wal, FlushFailed, FlushMemtable, TableFlushed};
@@ -44,7 +50,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct FlusherStats {
     flushes: AtomicU64,
-    failures: AtomicU64,
+    failures: FailureStats,
     micros: AtomicU64,
     wal_segments_deleted: AtomicU64,
     queued: AtomicU64,
@@ -54,7 +60,9 @@ pub struct FlusherStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct FlusherSnapshot {
     pub flushes: u64,
-    pub failures: u64,
+    /// Failed flush attempts: totals, whether flushing is failing now, the last error.
+    #[serde(flatten)]
+    pub failures: FailureSnapshot,
     pub flush_micros: u64,
     pub wal_segments_deleted: u64,
     pub queued: u64,
@@ -66,7 +74,7 @@ impl FlusherStats {
     pub fn snapshot(&self) -> FlusherSnapshot {
         FlusherSnapshot {
             flushes: self.flushes.load(Relaxed),
-            failures: self.failures.load(Relaxed),
+            failures: self.failures.snapshot(),
             flush_micros: self.micros.load(Relaxed),
             wal_segments_deleted: self.wal_segments_deleted.load(Relaxed),
             queued: self.queued.load(Relaxed),
@@ -94,7 +102,8 @@ pub struct Flusher {
     wal_dir: PathBuf,
     queue: VecDeque<FlushMemtable>,
     busy: bool,
-    backoff: Duration,
+    /// Backoff after a failed flush; while a retry waits, nothing starts.
+    retry: Retry,
     compactor: Option<Recipient<TablesChanged>>,
     stats: Arc<FlusherStats>,
     counters: Arc<ActorCounters>,
@@ -118,7 +127,7 @@ impl Flusher {
             wal_dir,
             queue: VecDeque::new(),
             busy: false,
-            backoff: MIN_BACKOFF,
+            retry: Retry::new(MIN_BACKOFF, MAX_BACKOFF),
             compactor,
             stats: Arc::default(),
             counters,
@@ -165,7 +174,11 @@ impl Flusher {
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
-        if self.busy || self.l0_poll_pending || self.queue.is_empty() {
+        if self.busy
+            || self.l0_poll_pending
+            || self.queue.is_empty()
+            || !self.retry.ready(Instant::now())
+        {
             return;
         }
         if self.hold_for_l0(ctx) {
@@ -220,7 +233,8 @@ impl Flusher {
                     .wal_segments_deleted
                     .fetch_add(deleted as u64, Relaxed);
                 self.stats.queued.store(self.queue.len() as u64, Relaxed);
-                self.backoff = MIN_BACKOFF;
+                self.retry.succeeded();
+                self.stats.failures.recovered();
                 log::debug!(
                     "flushed a memtable of {} keys in {micros} µs; retired WAL segments <= {}",
                     job.table.len(),
@@ -236,7 +250,9 @@ impl Flusher {
             }
             Err(e) => {
                 self.counters.error();
-                self.stats.failures.fetch_add(1, Relaxed);
+                let (delay, token) = self.retry.failed(Instant::now());
+                let n = self.retry.consecutive_failures();
+                self.stats.failures.failed(e.to_string(), n, delay);
                 if let Some(reason) = self.tables.poisoned() {
                     log::error!("flush failed on a poisoned engine, no more flushes: {e}");
                     for job in self.queue.drain(..) {
@@ -247,9 +263,14 @@ impl Flusher {
                     self.stats.queued.store(0, Relaxed);
                     return;
                 }
-                log::warn!("flush failed ({e}); retrying in {:?}", self.backoff);
-                ctx.run_later(self.backoff, |act, ctx| act.start_next(ctx));
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                // Not poisoned: the table was never committed and the engine removed it;
+                // the sealed memtable and its WAL segment still hold every entry.
+                log::warn!("flush failed ({e}; attempt {n} in a row); retrying in {delay:?}");
+                ctx.run_later(delay, move |act, ctx| {
+                    if act.retry.fired(token) {
+                        act.start_next(ctx);
+                    }
+                });
             }
         }
     }
@@ -292,3 +313,6 @@ impl Handler<FlushMemtable> for Flusher {
         self.start_next(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -129,6 +129,22 @@ pub struct Storage {
     pub orphans_deleted_at_start: usize,
 }
 
+impl Storage {
+    /// One line per kind of background work that is failing now (`admin status`).
+    pub fn background_failures(&self) -> Vec<String> {
+        [
+            self.flusher_stats.snapshot().failures.failing("flush"),
+            self.compactor_stats
+                .snapshot()
+                .failures
+                .failing("compaction"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 impl Opened {
     /// Starts the Memtable on `storage` and the Flusher, Compactor and GC on `background`
     /// (their disk work runs on the blocking pool, so they only need an event loop).

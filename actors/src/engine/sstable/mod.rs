@@ -21,6 +21,8 @@
 
 pub mod block;
 pub mod bloom;
+#[cfg(test)]
+pub(crate) mod fault;
 pub mod format;
 pub mod reader;
 pub mod writer;

@@ -176,6 +176,9 @@ impl TableWriter {
         if let Some(l) = &self.limiter {
             l.acquire(raw.len() as u64);
         }
+        #[cfg(test)]
+        super::fault::check(&self.tmp_path, self.level, super::fault::FaultOp::Write)
+            .map_err(|e| EngineError::io(&self.tmp_path, e))?;
         self.out
             .write_all(raw)
             .map_err(|e| EngineError::io(&self.tmp_path, e))?;
@@ -210,6 +213,9 @@ impl TableWriter {
         self.write(&footer.encode())?;
         self.out
             .flush()
+            .map_err(|e| EngineError::io(&self.tmp_path, e))?;
+        #[cfg(test)]
+        super::fault::check(&self.tmp_path, self.level, super::fault::FaultOp::Sync)
             .map_err(|e| EngineError::io(&self.tmp_path, e))?;
         self.out
             .get_ref()

@@ -2,6 +2,7 @@
 //! temp dir. Shared helpers live here.
 
 mod facade;
+mod failures;
 mod model;
 mod space;
 
