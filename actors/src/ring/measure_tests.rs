@@ -12,8 +12,11 @@ fn members(s: usize) -> Vec<String> {
 }
 
 fn table(m: &[String], partitions: u32, n: usize) -> PartitionTable {
-    PartitionTable::new(m.iter().map(|x| x.as_str()), PartitionConfig { partitions, n })
-        .expect("valid config and members")
+    PartitionTable::new(
+        m.iter().map(|x| x.as_str()),
+        PartitionConfig { partitions, n },
+    )
+    .expect("valid config and members")
 }
 
 /// One row of the figures.

@@ -10,8 +10,11 @@ fn names(n: usize) -> Vec<String> {
 }
 
 fn table(members: &[String], partitions: u32, n: usize) -> PartitionTable {
-    PartitionTable::new(members.iter().map(|m| m.as_str()), PartitionConfig { partitions, n })
-        .expect("valid config and members")
+    PartitionTable::new(
+        members.iter().map(|m| m.as_str()),
+        PartitionConfig { partitions, n },
+    )
+    .expect("valid config and members")
 }
 
 /// The contract every table keeps, whatever its inputs.
@@ -25,12 +28,19 @@ fn check_invariants(t: &PartitionTable) {
         let prim = t.primaries(p);
         assert_eq!(prim.len(), n, "partition {p}: primaries");
         let distinct: BTreeSet<&NodeId> = prim.iter().collect();
-        assert_eq!(distinct.len(), n, "partition {p}: primaries not distinct: {prim:?}");
+        assert_eq!(
+            distinct.len(),
+            n,
+            "partition {p}: primaries not distinct: {prim:?}"
+        );
         assert_eq!(t.fallbacks(p).len(), s - n);
         let list: Vec<&NodeId> = t.preference_list(p).collect();
         let set: BTreeSet<&NodeId> = list.iter().copied().collect();
         assert_eq!(list.len(), s, "partition {p}: preference list length");
-        assert_eq!(set, all, "partition {p}: preference list is not every member once");
+        assert_eq!(
+            set, all,
+            "partition {p}: preference list is not every member once"
+        );
     }
     let total: usize = t.shares().values().sum();
     assert_eq!(total, t.partitions() as usize * n);
@@ -44,29 +54,64 @@ fn check_invariants(t: &PartitionTable) {
 #[test]
 fn config_is_validated_with_clear_errors() {
     for bad in [0u32, 3, 100, 255, 1 << 17] {
-        let err = PartitionConfig { partitions: bad, n: 3 }.validate().unwrap_err();
+        let err = PartitionConfig {
+            partitions: bad,
+            n: 3,
+        }
+        .validate()
+        .unwrap_err();
         assert_eq!(
             err,
-            RingError::PartitionsNotPowerOfTwo { partitions: bad, max: MAX_PARTITIONS }
+            RingError::PartitionsNotPowerOfTwo {
+                partitions: bad,
+                max: MAX_PARTITIONS
+            }
         );
         assert!(err.to_string().contains(&bad.to_string()), "{err}");
     }
     for (good, bits) in [(1u32, 0u32), (2, 1), (256, 8), (MAX_PARTITIONS, 16)] {
-        assert_eq!(PartitionConfig { partitions: good, n: 1 }.validate(), Ok(bits));
+        assert_eq!(
+            PartitionConfig {
+                partitions: good,
+                n: 1
+            }
+            .validate(),
+            Ok(bits)
+        );
     }
     assert_eq!(
-        PartitionConfig { partitions: 256, n: 0 }.validate(),
+        PartitionConfig {
+            partitions: 256,
+            n: 0
+        }
+        .validate(),
         Err(RingError::ZeroReplicas)
     );
-    assert_eq!(PartitionConfig::default(), PartitionConfig { partitions: 256, n: 3 });
+    assert_eq!(
+        PartitionConfig::default(),
+        PartitionConfig {
+            partitions: 256,
+            n: 3
+        }
+    );
     let none: [&str; 0] = [];
     assert_eq!(
         PartitionTable::new(none, PartitionConfig::default()).unwrap_err(),
         RingError::NoMembers
     );
     assert_eq!(
-        PartitionTable::new(["a"], PartitionConfig { partitions: 6, n: 3 }).unwrap_err(),
-        RingError::PartitionsNotPowerOfTwo { partitions: 6, max: MAX_PARTITIONS }
+        PartitionTable::new(
+            ["a"],
+            PartitionConfig {
+                partitions: 6,
+                n: 3
+            }
+        )
+        .unwrap_err(),
+        RingError::PartitionsNotPowerOfTwo {
+            partitions: 6,
+            max: MAX_PARTITIONS
+        }
     );
 }
 
@@ -87,7 +132,10 @@ fn partition_is_the_top_bits_of_the_keys_blake3() {
     for i in 0..1000u32 {
         let key = i.to_le_bytes();
         for bits in 1..16 {
-            assert_eq!(partition_for(&key, bits + 1) >> 1, partition_for(&key, bits));
+            assert_eq!(
+                partition_for(&key, bits + 1) >> 1,
+                partition_for(&key, bits)
+            );
         }
     }
 }
@@ -100,7 +148,10 @@ fn keys_spread_uniformly_over_partitions() {
     for i in 0..64_000u32 {
         counts[partition_for(format!("user:{i}").as_bytes(), 6) as usize] += 1;
     }
-    assert!(counts.iter().all(|&c| (900..=1100).contains(&c)), "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| (900..=1100).contains(&c)),
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -159,14 +210,21 @@ fn digest_changes_with_members_partitions_and_n() {
     assert_ne!(base.digest(), table(&names(5), 128, 3).digest());
     assert_ne!(base.digest(), table(&names(5), 64, 2).digest());
     // Same effective table (2 members, n 3 or 4), different configured n: flagged.
-    assert_ne!(table(&names(2), 64, 3).digest(), table(&names(2), 64, 4).digest());
+    assert_ne!(
+        table(&names(2), 64, 3).digest(),
+        table(&names(2), 64, 4).digest()
+    );
 }
 
 #[test]
 fn placement_rule_is_pinned() {
     // The placement is part of the cluster's contract: nodes of different versions must
     // compute the same table. If this changes, the change needs a cluster-format version.
-    let t = table(&["a".into(), "b".into(), "c".into(), "d".into(), "e".into()], 8, 2);
+    let t = table(
+        &["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
+        8,
+        2,
+    );
     let lists: Vec<String> = (0..8)
         .map(|p| {
             t.preference_list(p)
