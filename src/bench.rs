@@ -189,6 +189,7 @@ async fn conn_worker(
                 Request::Get {
                     key: key(k),
                     r: None,
+                    after: None,
                 }
             } else {
                 Request::Put {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;
 use troupe_protocol::admin::AdminResponse;
-use troupe_protocol::Client;
+use troupe_protocol::{Client, Quorum};
 
 /// How a command ended, when it did not fail.
 pub enum Outcome {
@@ -61,7 +61,36 @@ fn json_value(b: &[u8]) -> Value {
     }
 }
 
-pub fn put(args: &ConnArgs, key: &str, value: Option<String>) -> anyhow::Result<Outcome> {
+/// Parses a hex context given on the command line.
+fn unhex(what: &str, s: &str) -> anyhow::Result<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "{what} must be the hex context printed by `troupe get --json` or `troupe put --json`"
+        );
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("hex digit"))
+        .collect()
+}
+
+fn quorum(what: &str, s: Option<&str>) -> anyhow::Result<Option<Quorum>> {
+    s.map(|s| {
+        Quorum::parse(s).with_context(|| format!("{what} must be one, quorum, all or a number"))
+    })
+    .transpose()
+}
+
+pub fn put(
+    args: &ConnArgs,
+    key: &str,
+    value: Option<String>,
+    context: Option<&str>,
+    w: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let context = context.map(|c| unhex("--context", c)).transpose()?;
+    let w = quorum("--w", w)?;
     let value = match value {
         Some(v) => v.into_bytes(),
         None => {
@@ -74,7 +103,7 @@ pub fn put(args: &ConnArgs, key: &str, value: Option<String>) -> anyhow::Result<
     };
     runtime()?.block_on(async {
         let client = connect(args).await?;
-        let ctx = client.put(key.as_bytes(), &value, None).await?;
+        let ctx = client.put_with(key.as_bytes(), &value, context, w).await?;
         if args.json {
             println!("{}", json!({ "key": key, "context": hex(&ctx) }));
         }
@@ -82,10 +111,17 @@ pub fn put(args: &ConnArgs, key: &str, value: Option<String>) -> anyhow::Result<
     })
 }
 
-pub fn get(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
+pub fn get(
+    args: &ConnArgs,
+    key: &str,
+    after: Option<&str>,
+    r: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let after = after.map(|c| unhex("--after", c)).transpose()?;
+    let r = quorum("--r", r)?;
     runtime()?.block_on(async {
         let client = connect(args).await?;
-        let got = client.get(key.as_bytes()).await?;
+        let got = client.get_after(key.as_bytes(), r, after).await?;
         if args.json {
             let values: Vec<Value> = got.values.iter().map(|v| json_value(v)).collect();
             println!(
@@ -114,10 +150,23 @@ pub fn get(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
     })
 }
 
-pub fn del(args: &ConnArgs, key: &str) -> anyhow::Result<Outcome> {
+pub fn del(
+    args: &ConnArgs,
+    key: &str,
+    context: Option<&str>,
+    w: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let context = context.map(|c| unhex("--context", c)).transpose()?;
+    let w = quorum("--w", w)?;
     runtime()?.block_on(async {
         let client = connect(args).await?;
-        client.delete(key.as_bytes(), None).await?;
+        // A delete removes the versions its context names: without one, delete what a
+        // read sees now (a context-free delete would only add a marker beside them).
+        let context = match context {
+            Some(c) => c,
+            None => client.get(key.as_bytes()).await?.context,
+        };
+        client.delete_with(key.as_bytes(), Some(context), w).await?;
         if args.json {
             println!("{}", json!({ "key": key, "deleted": true }));
         }

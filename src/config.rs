@@ -6,6 +6,8 @@
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use troupe_protocol::Quorum;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -135,23 +137,50 @@ impl Default for StorageSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSection {
+    /// Replicas per key (fewer while the ring has fewer members).
     pub n: usize,
-    pub r: usize,
-    pub w: usize,
+    /// Default read and write quorums: "one", "quorum", "all" or a number up to `n`.
+    pub r: Quorum,
+    pub w: Quorum,
+    /// Partitions of the ring: a power of two, fixed when the cluster is created.
+    pub partitions: u32,
     pub vnodes: usize,
     pub secret: String,
+    /// How long a coordinator waits for replicas ("500ms", "5s").
+    pub request_timeout: String,
 }
 
 impl Default for ClusterSection {
     fn default() -> Self {
         ClusterSection {
             n: 3,
-            r: 2,
-            w: 2,
+            r: Quorum::Quorum,
+            w: Quorum::Quorum,
+            partitions: 256,
             vnodes: 64,
             secret: String::new(),
+            request_timeout: "5s".into(),
         }
     }
+}
+
+/// Parses a duration written as a number and a unit: "250ms", "5s", "2m", "1h".
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{s:?} is not a duration; write a number and a unit, e.g. \"500ms\", \"5s\", \"1h\""
+        )
+    })?;
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => bail!("{s:?}: unknown duration unit {other:?}; use ms, s, m or h"),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,13 +309,25 @@ impl Config {
             bail!("net.max_connections and net.max_inflight_per_connection must be at least 1");
         }
         let c = &self.cluster;
-        if c.n == 0 || c.r == 0 || c.w == 0 || c.r > c.n || c.w > c.n {
+        let too_big = |q: Quorum| matches!(q, Quorum::N(k) if k as usize > c.n);
+        if c.n == 0 || too_big(c.r) || too_big(c.w) {
             bail!(
-                "cluster: need 1 <= r <= n and 1 <= w <= n (got n={}, r={}, w={})",
+                "cluster: need n >= 1 and r, w one of one, quorum, all or a number up to n (got n={}, r={}, w={})",
                 c.n,
                 c.r,
                 c.w
             );
+        }
+        if !c.partitions.is_power_of_two() || c.partitions > 65536 {
+            bail!(
+                "cluster.partitions must be a power of two up to 65536 (got {})",
+                c.partitions
+            );
+        }
+        let t = parse_duration(&c.request_timeout)
+            .map_err(|e| anyhow::anyhow!("cluster.request_timeout: {e}"))?;
+        if t.is_zero() {
+            bail!("cluster.request_timeout must be more than 0");
         }
         let s = &self.storage;
         if s.memtable_bytes < 4096
@@ -326,6 +367,22 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_take_a_unit_and_say_how_to_write_one() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .to_string()
+            .contains("unit"));
+        assert!(parse_duration("fast")
+            .unwrap_err()
+            .to_string()
+            .contains("500ms"));
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

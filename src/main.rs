@@ -1,8 +1,9 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`).
+//! (`put`, `get`, `del`, `bench`, `admin`, `console`), and the offline `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator.
+//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
+//! [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
 mod bench;
@@ -11,6 +12,7 @@ mod config;
 mod engine_bench;
 mod metrics;
 mod node;
+mod repair_wal;
 
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
@@ -36,18 +38,38 @@ enum Cmd {
     Put {
         key: String,
         value: Option<String>,
+        /// The context (hex) of the get this write replaces; without it the value is
+        /// added beside any it did not see (a sibling).
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum: one, quorum, all or a number (default: cluster.w).
+        #[arg(long)]
+        w: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
-    /// Print a key's value(s); exit 1 when the key is not found.
+    /// Print a key's value(s), one per line (several: concurrent siblings); exit 1 when
+    /// the key is not found.
     Get {
         key: String,
+        /// Only answer with a version that covers this context (hex; read your writes).
+        #[arg(long)]
+        after: Option<String>,
+        /// Read quorum: one, quorum, all or a number (default: cluster.r).
+        #[arg(long)]
+        r: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
-    /// Delete a key.
+    /// Delete a key (what a get sees now, or what --context names).
     Del {
         key: String,
+        /// The context (hex) of the versions to delete; default: read it first.
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum: one, quorum, all or a number (default: cluster.w).
+        #[arg(long)]
+        w: Option<String>,
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
@@ -68,6 +90,11 @@ enum Cmd {
     },
     /// Benchmark the storage engine without the network (db_bench-style workloads).
     EngineBench(engine_bench::EngineBenchArgs),
+    /// Cut a damaged WAL segment at an offset, keeping a copy (the node must be stopped).
+    ///
+    /// Run it when the node refuses to start with "WAL corruption": the error names the
+    /// exact command. Exit 0 when done, 2 on error.
+    RepairWal(repair_wal::RepairWalArgs),
     /// Interactive admin console (type `help`).
     Console {
         /// The node's admin address.
@@ -142,9 +169,25 @@ fn main() -> ExitCode {
             init_logging();
             run_node(args).map(|()| cli::Outcome::Ok)
         }
-        Cmd::Put { key, value, conn } => cli::put(&conn, &key, value),
-        Cmd::Get { key, conn } => cli::get(&conn, &key),
-        Cmd::Del { key, conn } => cli::del(&conn, &key),
+        Cmd::Put {
+            key,
+            value,
+            context,
+            w,
+            conn,
+        } => cli::put(&conn, &key, value, context.as_deref(), w.as_deref()),
+        Cmd::Get {
+            key,
+            after,
+            r,
+            conn,
+        } => cli::get(&conn, &key, after.as_deref(), r.as_deref()),
+        Cmd::Del {
+            key,
+            context,
+            w,
+            conn,
+        } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Admin {
@@ -153,6 +196,7 @@ fn main() -> ExitCode {
             addr,
             json,
         } => cli::admin(&addr, &command, args, json),
+        Cmd::RepairWal(args) => repair_wal::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
     };
     match result {

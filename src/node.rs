@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
+use troupe_actors::membership::actor::WatchRing;
 use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
 use troupe_actors::memtable::{MemtableConfig, SyncWal};
@@ -26,6 +28,7 @@ use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig};
 use troupe_protocol::admin::Addresses;
+use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
 /// How long shutdown waits for in-flight requests.
@@ -33,7 +36,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Holds an exclusive `flock` on `<data_dir>/LOCK` for the life of the node, so two nodes can
 /// never write the same WAL.
-fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let path = dir.join("LOCK");
@@ -57,6 +60,7 @@ async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener>
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&cfg.node.data_dir)?;
+    let actor_id = troupe_actors::storage::actor_id::load_or_create(&cfg.node.data_dir)?;
     let registry = Registry::default();
     let durability = match cfg.storage.durability {
         DurabilityMode::Sync => Durability::Sync,
@@ -121,10 +125,52 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let health = storage.health.clone();
         let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
 
+        // The coordinator's address exists before it starts: the peer listener (started
+        // with membership) hands it inbound data batches.
+        let coord_ctx = Context::<Coordinator>::new();
+        let coordinator = coord_ctx.address();
+        let (membership, transport) = start_membership(
+            &cfg,
+            peer_listener,
+            &registry,
+            coordinator.clone().recipient(),
+            shutdown.clone(),
+        );
+        let ring_rx = membership
+            .send(WatchRing)
+            .await
+            .context("membership actor stopped at start-up")?;
+        let coord_cfg = CoordinatorConfig {
+            me: NodeId(cfg.node.id.clone()),
+            actor: ActorId(actor_id),
+            partitions: cfg.cluster.partitions,
+            n: cfg.cluster.n,
+            r: cfg.cluster.r,
+            w: cfg.cluster.w,
+            request_timeout: crate::config::parse_duration(&cfg.cluster.request_timeout)?,
+            max_inflight: 16384,
+            max_repairs: 256,
+            mailbox: 16384,
+        };
+        let coordinator_counters = registry.actor("coordinator");
+        let coord = Coordinator::new(
+            coord_cfg,
+            memtable.clone().recipient(),
+            memtable.clone().recipient(),
+            Some(transport),
+            ring_rx,
+            coordinator_counters.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
+        let replication_note = coord.replication_note();
+        coord_ctx.run(coord);
+        log::info!("replica actor id {actor_id:016x}");
+
         let shared = ConnectionShared {
             node_id: Arc::from(cfg.node.id.as_str()),
-            memtable: memtable.clone(),
-            memtable_counters: registry.actor("memtable"),
+            coordinator_get: coordinator.clone().recipient(),
+            coordinator_write: coordinator.clone().recipient(),
+            coordinator_counters,
             counters: registry.actor("connection"),
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
@@ -150,7 +196,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.node.data_dir.display().to_string(),
             durability: format!("{:?}", cfg.storage.durability).to_lowercase(),
         };
-        let membership = start_membership(&cfg, peer_listener, &registry, shutdown.clone());
         let metrics_sources = metrics::Sources {
             registry: registry.clone(),
             health: health.clone(),
@@ -161,6 +206,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
             .with_membership(membership.clone())
+            .with_coordinator(admin::CoordinatorHandles {
+                ring: coordinator.clone().recipient(),
+                preflist: coordinator.clone().recipient(),
+                object: coordinator.clone().recipient(),
+                note: replication_note,
+            })
             .start();
         actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
@@ -212,8 +263,9 @@ fn start_membership(
     cfg: &Config,
     listener: TcpListener,
     registry: &Registry,
+    data_sink: Recipient<peer::DataInbound>,
     shutdown: CancellationToken,
-) -> Addr<membership::actor::MembershipActor> {
+) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
     let swim = SwimConfig {
         probe_interval_ms: m.probe_interval_ms,
@@ -250,12 +302,11 @@ fn start_membership(
     );
     let transport = PeerTransport::new(peer_cfg, shutdown.clone());
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
-    actix::spawn(peer::serve(
-        listener,
-        transport,
-        mem.clone().recipient(),
-        shutdown,
-    ));
+    let sinks = peer::Sinks {
+        swim: mem.clone().recipient(),
+        data: Some(data_sink),
+    };
+    actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);
     log::info!(
         "membership: peers on {} (run id {run_id}, probe every {} ms, auth {})",
@@ -267,7 +318,7 @@ fn start_membership(
             "on"
         }
     );
-    mem
+    (mem, transport)
 }
 
 fn worker_count() -> usize {

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod compactor;
 pub mod connection;
+pub mod coordinator;
 pub mod engine;
 pub mod failure_detector;
 pub mod flusher;

@@ -69,6 +69,9 @@ pub struct StatusReply {
     /// `"ok"`, or why the node refuses writes (for example a failed fsync).
     pub health: String,
     pub connections: u64,
+    /// `"ok"`, or why data is under-replicated (fewer ring members than `cluster.n`).
+    #[serde(default)]
+    pub replication: String,
 }
 
 /// One actor (or one kind of actor, for per-connection actors) in `actors`.

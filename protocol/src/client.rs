@@ -213,10 +213,22 @@ impl Client {
     }
 
     pub async fn get_with(&self, key: &[u8], r: Option<Quorum>) -> Result<GetResult, ClientError> {
+        self.get_after(key, r, None).await
+    }
+
+    /// A get whose answer must cover `after` (a context from an earlier reply): read your
+    /// writes through any node.
+    pub async fn get_after(
+        &self,
+        key: &[u8],
+        r: Option<Quorum>,
+        after: Option<Vec<u8>>,
+    ) -> Result<GetResult, ClientError> {
         let reply = self
             .call(&Request::Get {
                 key: key.to_vec(),
                 r,
+                after,
             })
             .await?;
         Ok(GetResult {
@@ -237,22 +249,43 @@ impl Client {
         value: &[u8],
         context: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ClientError> {
+        self.put_with(key, value, context, None).await
+    }
+
+    /// Stores `value` with write quorum `w`; returns the new causal context.
+    pub async fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<Vec<u8>>,
+        w: Option<Quorum>,
+    ) -> Result<Vec<u8>, ClientError> {
         let reply = self
             .call(&Request::Put {
                 key: key.to_vec(),
                 value: value.to_vec(),
                 context,
-                w: None,
+                w,
             })
             .await?;
         Ok(reply.context.map(|c| c.into_vec()).unwrap_or_default())
     }
 
     pub async fn delete(&self, key: &[u8], context: Option<Vec<u8>>) -> Result<(), ClientError> {
+        self.delete_with(key, context, None).await
+    }
+
+    /// Deletes the versions `context` names (a delete marker), with write quorum `w`.
+    pub async fn delete_with(
+        &self,
+        key: &[u8],
+        context: Option<Vec<u8>>,
+        w: Option<Quorum>,
+    ) -> Result<(), ClientError> {
         self.call(&Request::Delete {
             key: key.to_vec(),
             context,
-            w: None,
+            w,
         })
         .await
         .map(|_| ())

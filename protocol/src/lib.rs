@@ -6,6 +6,9 @@
 //!   responses as MessagePack maps.
 //! - [`admin`]: admin-port requests and replies (`status`, `actors`, ...).
 //! - [`error`]: the stable error codes.
+//! - [`object`]: the replicated object (a dotted version vector set of values and delete
+//!   markers), the client's opaque causal context ([`object::VersionVector`]) and their
+//!   versioned byte encodings. Pure: no I/O.
 //! - [`swim`]: peer-port types: the peer handshake and SWIM membership messages.
 //! - [`client`]: an async pipelining client.
 //!
@@ -15,8 +18,10 @@
 pub mod admin;
 pub mod client;
 pub mod codec;
+pub mod data;
 pub mod error;
 pub mod message;
+pub mod object;
 pub mod swim;
 
 pub use client::{Client, ClientError, GetResult};

@@ -93,6 +93,10 @@ impl<'de> Deserialize<'de> for Quorum {
                     "one" => Ok(Quorum::One),
                     "quorum" => Ok(Quorum::Quorum),
                     "all" => Ok(Quorum::All),
+                    // A number as text (an environment override, a hand-written map).
+                    other if other.parse::<u64>().is_ok() => {
+                        self.visit_u64(other.parse().expect("checked"))
+                    }
                     other => Err(E::custom(format!(
                         "unknown quorum {other:?}; use one, quorum, all or a number"
                     ))),
@@ -116,6 +120,8 @@ pub enum Request {
     Get {
         key: Vec<u8>,
         r: Option<Quorum>,
+        /// A context the answer must cover (read your writes).
+        after: Option<Vec<u8>>,
     },
     Put {
         key: Vec<u8>,
@@ -165,6 +171,8 @@ struct WireRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     r: Option<Quorum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     w: Option<Quorum>,
 }
 
@@ -208,9 +216,10 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w.token = token.clone();
         }
         Request::Ping => {}
-        Request::Get { key, r } => {
+        Request::Get { key, r, after } => {
             w.key = bin(key);
             w.r = *r;
+            w.after = after.as_ref().and_then(bin);
         }
         Request::Put {
             key,
@@ -287,6 +296,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
         "get" => Request::Get {
             key: need(w.key, "key")?,
             r: w.r,
+            after: w.after.map(ByteBuf::into_vec),
         },
         "put" => Request::Put {
             key: need(w.key, "key")?,
@@ -435,7 +445,8 @@ mod tests {
                 }
             ),
             Just(Request::Ping),
-            (arb_bytes(), arb_quorum()).prop_map(|(key, r)| Request::Get { key, r }),
+            (arb_bytes(), arb_quorum(), proptest::option::of(arb_bytes()))
+                .prop_map(|(key, r, after)| Request::Get { key, r, after }),
             (
                 arb_bytes(),
                 arb_bytes(),

@@ -178,8 +178,10 @@ pub const PEER_PROTOCOL_VERSION: u32 = 1;
 pub enum Lane {
     /// Ping, Ack, IndirectPing, Nack: small and time-critical.
     Control,
-    /// Full-state exchanges and (later) replication traffic.
+    /// Full-state exchanges.
     Bulk,
+    /// Replication requests and responses ([`crate::data`]).
+    Data,
 }
 
 /// First frame on a peer connection, from the connecting node.
@@ -219,6 +221,8 @@ pub struct PeerProof {
 #[serde(tag = "k", content = "m", rename_all = "lowercase")]
 pub enum PeerMsg {
     Swim(SwimMsg),
+    /// A batch of replication requests and responses for one peer.
+    Data(Vec<crate::data::DataMsg>),
 }
 
 macro_rules! codec_impl {

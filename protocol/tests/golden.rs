@@ -43,7 +43,10 @@ fn vectors() -> Vec<(&'static str, Golden)> {
         ),
         (
             "put-response",
-            Golden::Resp(Response::ok(1, Reply::put(vec![0, 0, 0, 0, 0, 0, 0, 7]))),
+            Golden::Resp(Response::ok(
+                1,
+                Reply::put(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
+            )),
         ),
         (
             "get",
@@ -52,6 +55,7 @@ fn vectors() -> Vec<(&'static str, Golden)> {
                 Request::Get {
                     key: b"k".to_vec(),
                     r: Some(Quorum::Quorum),
+                    after: None,
                 },
             ),
         ),
@@ -59,7 +63,42 @@ fn vectors() -> Vec<(&'static str, Golden)> {
             "get-response",
             Golden::Resp(Response::ok(
                 2,
-                Reply::get(vec![b"v".to_vec()], vec![0, 0, 0, 0, 0, 0, 0, 7]),
+                Reply::get(
+                    vec![b"v".to_vec()],
+                    vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02],
+                ),
+            )),
+        ),
+        (
+            "get-after",
+            Golden::Req(
+                5,
+                Request::Get {
+                    key: b"k".to_vec(),
+                    r: None,
+                    after: Some(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
+                },
+            ),
+        ),
+        (
+            "get-siblings-response",
+            Golden::Resp(Response::ok(
+                5,
+                Reply::get(
+                    vec![b"a".to_vec(), b"b".to_vec()],
+                    vec![
+                        0xc1, 0x02, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+                        0x01,
+                    ],
+                ),
+            )),
+        ),
+        (
+            "unavailable-response",
+            Golden::Resp(Response::err(
+                6,
+                ErrorCode::Unavailable,
+                "needed 2 of 3 replicas, 1 succeeded; n2: down (membership); n3: timed out",
             )),
         ),
         (

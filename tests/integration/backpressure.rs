@@ -47,6 +47,7 @@ fn a_client_that_never_reads_cannot_grow_node_memory_without_bound() {
             &Request::Get {
                 key: b"big".to_vec(),
                 r: None,
+                after: None,
             },
         )));
     }

@@ -39,11 +39,11 @@ fn env() -> Vec<(&'static str, String)> {
 
 /// Bound for "everyone marks a crashed node dead": the longest suspicion timeout plus a few
 /// periods for the first failed probe and for the verdict to spread.
-fn dead_bound() -> Duration {
+pub(crate) fn dead_bound() -> Duration {
     Duration::from_millis(SUSPICION_MULT * SUSPICION_MAX_MULT * PERIOD_MS + 10 * PERIOD_MS)
 }
 
-fn start(
+pub(crate) fn start(
     dir: &std::path::Path,
     id: &str,
     seed: Option<&str>,
@@ -71,7 +71,7 @@ fn start(
 }
 
 /// `id -> status` as `node` sees the cluster.
-fn view(node: &NodeProc) -> Vec<(String, String, u64)> {
+pub(crate) fn view(node: &NodeProc) -> Vec<(String, String, u64)> {
     let (code, out, err) = node.cli(&["admin", "members", "--json"]);
     assert_eq!(code, 0, "admin members failed: {err}");
     let v: Value = serde_json::from_str(&out).expect("members --json is JSON");
@@ -89,11 +89,11 @@ fn view(node: &NodeProc) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-fn status_of(node: &NodeProc, id: &str) -> Option<String> {
+pub(crate) fn status_of(node: &NodeProc, id: &str) -> Option<String> {
     view(node).into_iter().find(|m| m.0 == id).map(|m| m.1)
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {
         if done() {

@@ -10,4 +10,6 @@ mod crash_recovery;
 mod malformed_input;
 mod many_connections;
 mod metrics;
+mod replication;
 mod storage_engine;
+mod wal_repair;

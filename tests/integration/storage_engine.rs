@@ -207,11 +207,12 @@ fn corruption_is_detected_and_reported_with_the_file_name() {
         .block_on(Client::connect(node.client.as_str(), "c"))
         .unwrap();
     let got = rt.block_on(c.get(b"key00000"));
-    // The client gets an `internal` error that names the file and the section.
+    // The only replica failed the read: the quorum is not met (`unavailable`), and the
+    // message carries the replica's error, which names the file and the section.
     let name = sst.file_name().unwrap().to_string_lossy().to_string();
     match &got {
         Err(troupe_protocol::ClientError::Server(e)) => {
-            assert_eq!(e.code, troupe_protocol::ErrorCode::Internal);
+            assert_eq!(e.code, troupe_protocol::ErrorCode::Unavailable);
             assert!(
                 e.msg.contains(&name) && e.msg.contains("data block"),
                 "{}",
@@ -300,18 +301,22 @@ fn overwriting_the_same_keys_keeps_the_data_directory_near_the_live_size() {
                 .await
                 .unwrap(),
         );
+        // Each overwrite passes the context of the previous one, as a client replacing a
+        // value does (a blind overwrite would keep both as siblings).
+        let mut contexts: Vec<Option<Vec<u8>>> = vec![None; keys];
         for round in 0..20u8 {
             let puts: Vec<_> = (0..keys)
                 .map(|i| {
                     let c = c.clone();
+                    let ctx = contexts[i].take();
                     tokio::spawn(async move {
                         let key = format!("key{i:05}");
-                        c.put(key.as_bytes(), &vec![round; value_len], None).await
+                        c.put(key.as_bytes(), &vec![round; value_len], ctx).await
                     })
                 })
                 .collect();
-            for p in puts {
-                p.await.unwrap().unwrap();
+            for (i, p) in puts.into_iter().enumerate() {
+                contexts[i] = Some(p.await.unwrap().unwrap());
             }
         }
     });

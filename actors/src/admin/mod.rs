@@ -6,9 +6,13 @@
 //!
 //! Commands: `status`, `actors`, `sync`; with storage attached (`with_storage`) also
 //! `stats`, `flush`, `compact`, `gc` (see `storage.rs`); with membership attached
-//! (`with_membership`) also `members`, `leave`, `fault`. Later components add theirs here.
+//! (`with_membership`) also `members`, `leave`, `fault`; with the coordinator
+//! (`with_coordinator`) also `ring`, `preflist KEY`, `object KEY`.
 
+mod replication;
 mod storage;
+
+pub use replication::CoordinatorHandles;
 
 use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
 use crate::memtable::{wal::Health, MemtableActor, SyncWal};
@@ -47,6 +51,7 @@ pub struct Admin {
     connections: Arc<ActorCounters>,
     storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
+    coordinator: Option<CoordinatorHandles>,
 }
 
 impl Admin {
@@ -65,7 +70,14 @@ impl Admin {
             memtable,
             storage: None,
             membership: None,
+            coordinator: None,
         }
+    }
+
+    /// Serves `ring`, `preflist` and `object`, and adds replication health to `status`.
+    pub fn with_coordinator(mut self, handles: CoordinatorHandles) -> Admin {
+        self.coordinator = Some(handles);
+        self
     }
 
     /// Serves `members`, `leave` and `fault` from this Membership actor.
@@ -98,6 +110,10 @@ impl Admin {
             durability: self.info.durability.clone(),
             health,
             connections: self.connections.instances(),
+            replication: self.coordinator.as_ref().map_or_else(
+                || "off".to_string(),
+                |c| c.note.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            ),
         }
     }
 }
@@ -177,6 +193,16 @@ impl Handler<Command> for Admin {
                     Some(fut) => return fut,
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }
+            }
+            op if self.coordinator.is_some() && replication::command_names().contains(&op) => {
+                if let Some(c) = &self.coordinator {
+                    return replication::run(c, id, op, &req.args);
+                }
+                err(
+                    id,
+                    ErrorCode::Internal,
+                    "BUG: replication command not handled",
+                )
             }
             "members" | "leave" | "fault" => {
                 let Some(m) = self.membership.clone() else {

@@ -21,7 +21,7 @@ mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
-use crate::memtable::{Get, MemtableActor, StorageError, Write};
+use crate::coordinator::{ClientGet, ClientWrite};
 use crate::stats::ActorCounters;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -41,8 +41,10 @@ pub const MAX_KEY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct ConnectionShared {
     pub node_id: Arc<str>,
-    pub memtable: Addr<MemtableActor>,
-    pub memtable_counters: Arc<ActorCounters>,
+    /// Every get, put and delete goes through the replication coordinator.
+    pub coordinator_get: Recipient<ClientGet>,
+    pub coordinator_write: Recipient<ClientWrite>,
+    pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
     pub max_inflight: usize,
     pub max_frame_bytes: usize,
@@ -151,29 +153,31 @@ impl Connection {
                 self.respond(Response::err(id, ErrorCode::BadRequest, msg), Some(permit));
             }
             Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit)),
-            Request::Get { key, .. } => {
-                self.shared.memtable_counters.sent();
-                let read = self.shared.memtable.send(Get { key });
+            Request::Get { key, r, after } => {
+                self.shared.coordinator_counters.sent();
+                let read = self
+                    .shared
+                    .coordinator_get
+                    .send(ClientGet { key, r, after });
                 self.reply_later(permit, async move {
                     match read.await {
-                        Ok(Ok(Some(v))) => {
-                            let ctx = v.seq.to_be_bytes().to_vec();
-                            Response::ok(id, Reply::get(v.value.into_iter().collect(), ctx))
-                        }
-                        Ok(Ok(None)) => Response::ok(id, Reply::get(Vec::new(), Vec::new())),
-                        // A read the tables could not serve (e.g. a checksum mismatch): an
-                        // error naming the cause, never "not found".
-                        Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
+                        Ok(Ok(got)) => Response::ok(id, Reply::get(got.values, got.context)),
+                        Ok(Err(e)) => Response::err(id, e.code, e.msg),
                         Err(e) => Response::err(
                             id,
                             ErrorCode::Internal,
-                            format!("storage unavailable: {e}"),
+                            format!("the replication coordinator did not answer: {e}"),
                         ),
                     }
                 });
             }
-            Request::Put { key, value, .. } => self.write(id, key, Some(value), permit),
-            Request::Delete { key, .. } => self.write(id, key, None, permit),
+            Request::Put {
+                key,
+                value,
+                context,
+                w,
+            } => self.write(id, key, Some(value), context, w, permit),
+            Request::Delete { key, context, w } => self.write(id, key, None, context, w, permit),
         }
     }
 
@@ -182,28 +186,28 @@ impl Connection {
         id: u64,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        w: Option<troupe_protocol::Quorum>,
         permit: OwnedSemaphorePermit,
     ) {
         let is_put = value.is_some();
-        self.shared.memtable_counters.sent();
-        let write = self.shared.memtable.send(Write { key, value });
+        self.shared.coordinator_counters.sent();
+        let write = self.shared.coordinator_write.send(ClientWrite {
+            key,
+            value,
+            context,
+            w,
+        });
         self.reply_later(permit, async move {
             match write.await {
-                Ok(Ok(seq)) if is_put => Response::ok(id, Reply::put(seq.to_be_bytes().to_vec())),
+                Ok(Ok(ctx)) if is_put => Response::ok(id, Reply::put(ctx)),
                 Ok(Ok(_)) => Response::ok(id, Reply::empty()),
-                Ok(Err(e @ StorageError::Overloaded { .. })) => {
-                    Response::err(id, ErrorCode::Overloaded, e.to_string())
-                }
-                // The write may be in the WAL (a failed batch, or a storage actor that
-                // stopped after taking it): its outcome is unknown, which is `timeout`.
-                Ok(Err(e @ (StorageError::Indeterminate(_) | StorageError::Stopped))) => {
-                    Response::err(id, ErrorCode::Timeout, e.to_string())
-                }
-                Ok(Err(e)) => Response::err(id, ErrorCode::Internal, e.to_string()),
+                Ok(Err(e)) => Response::err(id, e.code, e.msg),
+                // The coordinator is gone with the write: its outcome is unknown.
                 Err(e) => Response::err(
                     id,
                     ErrorCode::Timeout,
-                    format!("storage stopped while handling the write ({e}); it may or may not have been applied"),
+                    format!("the replication coordinator stopped while handling the write ({e}); it may or may not have been applied"),
                 ),
             }
         });

@@ -28,12 +28,29 @@ use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use troupe_protocol::admin::MemberRow;
-use troupe_protocol::swim::{NodeId, Status};
+use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
 /// A membership change, published to subscribers.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct MemberChanged(pub MemberEvent);
+
+/// The ring members as replication sees them: every member that joined and has not left,
+/// with its current status. A member that is down stays (a failure is not a topology
+/// change), even after SWIM reaps it from its own table; only `left` removes one.
+/// Published through a `watch` channel: a subscriber always sees the newest view and can
+/// never lose one to a full mailbox. `version` grows with every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingMembers {
+    pub version: u64,
+    /// Sorted by id; includes this node.
+    pub members: Vec<MemberInfo>,
+}
+
+/// Returns a receiver of the ring-members view (see [`RingMembers`]).
+#[derive(Message)]
+#[rtype(result = "tokio::sync::watch::Receiver<RingMembers>")]
+pub struct WatchRing;
 
 /// Subscribe to [`MemberChanged`] events.
 #[derive(Message)]
@@ -66,6 +83,9 @@ pub struct MembershipActor {
     detector: Addr<FailureDetectorActor>,
     seeds: Vec<NodeId>,
     subscribers: Vec<Recipient<MemberChanged>>,
+    /// Ring members by id (see [`RingMembers`]) and the channel that publishes them.
+    ring: std::collections::BTreeMap<NodeId, MemberInfo>,
+    ring_tx: tokio::sync::watch::Sender<RingMembers>,
     epoch: Instant,
     counters: Arc<ActorCounters>,
     detector_counters: Arc<ActorCounters>,
@@ -83,7 +103,15 @@ impl MembershipActor {
         detector_counters: Arc<ActorCounters>,
     ) -> Self {
         let mine = core.me().peer_addr.clone();
+        let ring: std::collections::BTreeMap<NodeId, MemberInfo> =
+            std::iter::once((core.id().clone(), core.me().clone())).collect();
+        let (ring_tx, _) = tokio::sync::watch::channel(RingMembers {
+            version: 1,
+            members: ring.values().cloned().collect(),
+        });
         MembershipActor {
+            ring,
+            ring_tx,
             seeds: seeds
                 .iter()
                 .filter(|s| **s != mine)
@@ -136,7 +164,11 @@ impl MembershipActor {
     }
 
     fn publish(&mut self) {
-        for ev in self.core.drain_events() {
+        let events = self.core.drain_events();
+        if !events.is_empty() {
+            self.update_ring(&events);
+        }
+        for ev in events {
             let (what, m) = match &ev {
                 MemberEvent::MemberUp(m) => ("up", m),
                 MemberEvent::MemberSuspect(m) => ("suspect", m),
@@ -151,6 +183,27 @@ impl MembershipActor {
             );
             self.subscribers
                 .retain(|s| s.try_send(MemberChanged(ev.clone())).is_ok() || s.connected());
+        }
+    }
+
+    fn update_ring(&mut self, events: &[MemberEvent]) {
+        let mut changed = false;
+        for ev in events {
+            match ev {
+                MemberEvent::MemberLeft(m) => changed |= self.ring.remove(&m.id).is_some(),
+                MemberEvent::MemberUp(m)
+                | MemberEvent::MemberSuspect(m)
+                | MemberEvent::MemberDown(m) => {
+                    changed |= self.ring.insert(m.id.clone(), m.clone()).as_ref() != Some(m)
+                }
+            }
+        }
+        if changed {
+            let members = self.ring.values().cloned().collect();
+            self.ring_tx.send_modify(|v| {
+                v.version += 1;
+                v.members = members;
+            });
         }
     }
 
@@ -218,6 +271,15 @@ impl Handler<Subscribe> for MembershipActor {
     fn handle(&mut self, Subscribe(r): Subscribe, _: &mut Context<Self>) {
         self.counters.handled();
         self.subscribers.push(r);
+    }
+}
+
+impl Handler<WatchRing> for MembershipActor {
+    type Result = MessageResult<WatchRing>;
+
+    fn handle(&mut self, _: WatchRing, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        MessageResult(self.ring_tx.subscribe())
     }
 }
 

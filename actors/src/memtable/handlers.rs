@@ -1,20 +1,27 @@
-//! Message handlers of the Memtable actor: the write path (submit, seal, stall), the WAL's
-//! completions, flush completions, and reads that fall through to the SSTables.
+//! Message handlers of the Memtable actor: the write path (submit to the WAL; sealing,
+//! stalls and flush waiters are decided by the pure `pipeline` and carried out here), the
+//! WAL's completions, flush completions, and reads that fall through to the SSTables.
 
 use super::*;
 use crate::engine::read::EntryIter;
+use pipeline::{Admit, Effect, RotateRefused};
 use reads::{DiskReads, QueueFull};
 use std::sync::atomic::Ordering;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The WAL writer's per-batch callback: releases the batch's queued bytes and hands the
 /// batch to the actor. Runs on the writer thread.
+///
+/// The sink also holds `exit`, the sending half of [`WalThreadExit`]: the writer thread owns
+/// the sink and drops it as the thread ends, which is what `WalThreadExit::wait` sees.
 pub(super) fn durable_sink(
     self_addr: SelfAddr,
     queued_bytes: Arc<AtomicUsize>,
     counters: Arc<ActorCounters>,
+    exit: std::sync::mpsc::Sender<()>,
 ) -> wal::DurableSink<Pending> {
     Box::new(move |writes: Vec<Pending>, result: Result<(), WalError>| {
+        let _owned_until_the_thread_ends = &exit;
         let bytes: usize = writes.iter().map(|w| w.len).sum();
         queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         if let Some(addr) = self_addr.get() {
@@ -38,10 +45,11 @@ impl MemtableActor {
             .or_else(|| self.tables.poisoned())
     }
 
-    /// Writes wait while the flusher is behind, and behind any write already waiting (so a
-    /// connection's writes keep their order).
-    fn must_stall(&self) -> bool {
-        !self.stalled.is_empty() || self.sealed.len() >= self.config.max_sealed
+    /// What a stalled write or a `Seal` waiter hears when the pipeline fails: the poison
+    /// if there is one, else the WAL writer stopped (the fate of queued writes is unknown).
+    fn failure(&self) -> StorageError {
+        self.poisoned()
+            .map_or(StorageError::Stopped, StorageError::Poisoned)
     }
 
     fn accept(&mut self, write: Write, reply: oneshot::Sender<Result<u64, StorageError>>) {
@@ -50,20 +58,17 @@ impl MemtableActor {
             let _ = reply.send(Err(StorageError::Poisoned(reason)));
             return;
         }
-        if self.must_stall() {
-            if self.stalled.len() >= self.config.max_stalled_writes {
+        match self.pipe.accept(Stalled { write, reply }) {
+            Admit::Submit(s) => self.submit(s.write, s.reply),
+            Admit::Stalled => {}
+            Admit::Refused(s) => {
                 self.counters.error();
-                let _ = reply.send(Err(StorageError::Overloaded {
+                let _ = s.reply.send(Err(StorageError::Overloaded {
                     queued: self.queued_bytes.load(Ordering::Relaxed),
                     limit: self.config.max_queued_bytes,
                 }));
-            } else {
-                self.write_stalls += 1;
-                self.stalled.push_back(Stalled { write, reply });
             }
-            return;
         }
-        self.submit(write, reply);
     }
 
     fn submit(&mut self, write: Write, reply: oneshot::Sender<Result<u64, StorageError>>) {
@@ -88,7 +93,7 @@ impl MemtableActor {
         let WalRecord { key, value, .. } = record;
         let pending = Pending {
             seq,
-            generation: self.generation,
+            generation: self.pipe.generation(),
             key,
             value,
             len,
@@ -109,55 +114,70 @@ impl MemtableActor {
             return;
         }
         self.next_seq += 1;
-        self.active_submitted += len;
-        if self.active_submitted >= self.config.memtable_bytes
-            || std::mem::take(&mut self.seal_after_rotation)
-        {
-            self.seal();
-        }
+        let fx = self
+            .pipe
+            .submitted(len, &mut rotator(&self.wal, &self.self_addr));
+        self.carry_out(fx);
     }
 
-    /// Freezes the active generation behind a WAL rotation (see the module doc). A no-op
-    /// while a rotation is already in progress or nothing was written.
-    pub(super) fn seal(&mut self) {
-        if self.closing.is_some() || self.active_submitted == 0 {
-            return;
-        }
-        let Some(addr) = self.self_addr.get().cloned() else {
-            return;
-        };
-        let old = std::mem::take(&mut self.active);
-        self.closing = Some(old);
-        self.generation += 1;
-        let submitted = std::mem::take(&mut self.active_submitted);
-        let queued = self.wal.rotate(Box::new(move |result| {
-            addr.do_send(WalRotated { result });
-        }));
-        if let Err(e) = queued {
-            // Undo: nothing was written to the new generation yet (we are single-threaded).
-            log::warn!("cannot queue a WAL rotation ({e}); will retry on the next write");
-            self.active = self.closing.take().unwrap_or_default();
-            self.generation -= 1;
-            self.active_submitted = submitted;
-            return;
-        }
-        self.seals += 1;
+    /// Seals the active memtable if it is full or a `Seal` waits for it (see
+    /// [`Pipeline::seal_if_due`]).
+    pub(super) fn seal_if_due(&mut self) {
+        let fx = self
+            .pipe
+            .seal_if_due(&mut rotator(&self.wal, &self.self_addr));
+        self.carry_out(fx);
     }
 
-    fn resume_stalled(&mut self) {
-        while self.sealed.len() < self.config.max_sealed {
-            let Some(s) = self.stalled.pop_front() else {
-                return;
-            };
-            self.submit(s.write, s.reply);
+    /// Carries out the pipeline's effects, in order.
+    fn carry_out(&mut self, fx: Vec<Effect<MemTable, Stalled, FlushWaiter>>) {
+        for e in fx {
+            match e {
+                Effect::Flush { table, segment } => match (&self.flusher, self.self_addr.get()) {
+                    (Some(f), Some(me)) => f.do_send(FlushMemtable {
+                        table,
+                        segment,
+                        reply_to: me.clone(),
+                    }),
+                    _ => log::warn!("no flusher connected; sealed memtable stays in memory"),
+                },
+                Effect::Flushed(tx) => {
+                    let _ = tx.send(Ok(()));
+                }
+                // `submit` never resumes writes, so this recursion is one level deep.
+                Effect::Resume(s) => self.submit(s.write, s.reply),
+                Effect::FailWrite(s) => {
+                    self.counters.error();
+                    let _ = s.reply.send(Err(self.failure()));
+                }
+                Effect::FailWaiter(tx) => {
+                    let _ = tx.send(Err(self.failure()));
+                }
+            }
         }
     }
 
     /// Memory sources newest first: active, closing, sealed (newest to oldest).
     fn memory(&self) -> impl Iterator<Item = &MemTable> {
-        std::iter::once(&self.active)
-            .chain(self.closing.as_ref())
-            .chain(self.sealed.iter().rev().map(|(t, _)| t.as_ref()))
+        self.pipe.memory()
+    }
+}
+
+/// Queues a WAL rotation whose completion comes back as [`WalRotated`].
+fn rotator<'a>(
+    wal: &'a WalWriter<Pending>,
+    me: &'a SelfAddr,
+) -> impl FnMut() -> Result<(), RotateRefused> + 'a {
+    move || {
+        // Before the actor starts nothing seals; `started` checks again.
+        let Some(addr) = me.get().cloned() else {
+            return Err(RotateRefused::Full);
+        };
+        let done = Box::new(move |result| addr.do_send(WalRotated { result }));
+        wal.rotate(done).map_err(|e| match e {
+            wal::SubmitError::Full => RotateRefused::Full,
+            wal::SubmitError::Stopped => RotateRefused::Stopped,
+        })
     }
 }
 
@@ -186,14 +206,13 @@ impl Handler<DurableBatch> for MemtableActor {
             for w in msg.writes {
                 let _ = w.reply.send(Err(err.clone()));
             }
+            // The batch left the WAL queue: a seal the queue refused may fit now (it then
+            // fails, and the waiting flushes hear why).
+            self.seal_if_due();
             return;
         }
         for w in msg.writes {
-            let table = if w.generation == self.generation {
-                &mut self.active
-            } else if let Some(closing) = self.closing.as_mut() {
-                closing
-            } else {
+            let Some(table) = self.pipe.durable(w.generation) else {
                 // Cannot happen: the closing table lives until its rotation, which the
                 // writer thread completes only after this batch.
                 log::error!(
@@ -206,45 +225,29 @@ impl Handler<DurableBatch> for MemtableActor {
             table.apply(w.key, w.seq, w.value);
             let _ = w.reply.send(Ok(w.seq));
         }
+        // The batch left the WAL queue: a seal the queue refused may fit now.
+        self.seal_if_due();
     }
 }
 
 impl Handler<WalRotated> for MemtableActor {
     type Result = ();
 
-    fn handle(&mut self, msg: WalRotated, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WalRotated, _: &mut Context<Self>) {
         self.counters.handled();
-        let Some(table) = self.closing.take() else {
-            log::error!("BUG: WAL rotated with no closing memtable");
-            return;
-        };
-        let table = Arc::new(table);
-        match msg.result {
-            Ok(new_segment) => {
-                let segment = new_segment - 1;
-                self.sealed.push_back((table.clone(), segment));
-                match &self.flusher {
-                    Some(f) => f.do_send(FlushMemtable {
-                        table,
-                        segment,
-                        reply_to: ctx.address(),
-                    }),
-                    None => log::warn!("no flusher connected; sealed memtable stays in memory"),
-                }
-            }
+        let new_segment = match msg.result {
+            Ok(segment) => Some(segment),
             Err(e) => {
-                // Keep serving its data from memory; writes are refused from now on.
+                // Its table stays in memory; writes, stalled writes and flushes fail.
                 self.counters.error();
                 log::error!("WAL rotation failed: {e}");
-                self.sealed.push_back((table, 0));
+                None
             }
-        }
-        // A write burst may have filled the new generation while the rotation ran.
-        if self.active_submitted >= self.config.memtable_bytes
-            || std::mem::take(&mut self.seal_after_rotation)
-        {
-            self.seal();
-        }
+        };
+        let fx = self
+            .pipe
+            .rotation_completed(new_segment, &mut rotator(&self.wal, &self.self_addr));
+        self.carry_out(fx);
     }
 }
 
@@ -253,22 +256,8 @@ impl Handler<TableFlushed> for MemtableActor {
 
     fn handle(&mut self, msg: TableFlushed, _: &mut Context<Self>) {
         self.counters.handled();
-        match self.sealed.front() {
-            Some((_, seg)) if *seg == msg.segment => {
-                self.sealed.pop_front();
-                self.flushed += 1;
-                let flushed = self.flushed;
-                for (_, tx) in self.flush_waiters.extract_if(.., |(t, _)| *t <= flushed) {
-                    let _ = tx.send(Ok(()));
-                }
-            }
-            other => log::error!(
-                "BUG: flushed segment {} but the oldest sealed table is {:?}",
-                msg.segment,
-                other.map(|(_, s)| s)
-            ),
-        }
-        self.resume_stalled();
+        let fx = self.pipe.flush_completed(msg.segment);
+        self.carry_out(fx);
     }
 }
 
@@ -280,14 +269,8 @@ impl Handler<FlushFailed> for MemtableActor {
         self.counters.error();
         log::error!("flush failed, refusing writes from now on: {}", msg.reason);
         lock(&self.engine_poison).get_or_insert(msg.reason.clone());
-        for s in self.stalled.drain(..) {
-            let _ = s
-                .reply
-                .send(Err(StorageError::Poisoned(msg.reason.clone())));
-        }
-        for (_, tx) in self.flush_waiters.drain(..) {
-            let _ = tx.send(Err(StorageError::Poisoned(msg.reason.clone())));
-        }
+        let fx = self.pipe.failed();
+        self.carry_out(fx);
     }
 }
 
@@ -451,20 +434,11 @@ impl Handler<Seal> for MemtableActor {
         if let Some(reason) = self.poisoned() {
             return Box::pin(async move { Err(StorageError::Poisoned(reason)) });
         }
-        let mut target = self.seals;
-        if self.closing.is_some() && self.active_submitted > 0 {
-            // A rotation is in progress; seal what was written since, right after it.
-            self.seal_after_rotation = true;
-            target += 1;
-        } else {
-            self.seal();
-            target = self.seals;
-        }
-        if self.flushed >= target {
-            return Box::pin(async { Ok(()) });
-        }
         let (tx, rx) = oneshot::channel();
-        self.flush_waiters.push((target, tx));
+        let fx = self
+            .pipe
+            .seal_requested(tx, &mut rotator(&self.wal, &self.self_addr));
+        self.carry_out(fx);
         Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
     }
 }
@@ -493,14 +467,13 @@ impl Handler<GetMemtableStats> for MemtableActor {
     fn handle(&mut self, _: GetMemtableStats, _: &mut Context<Self>) -> Self::Result {
         self.counters.handled();
         MessageResult(MemtableStats {
-            active_bytes: self.active.bytes(),
-            active_keys: self.active.len(),
-            sealed_tables: self.sealed.len() + usize::from(self.closing.is_some()),
-            sealed_bytes: self.sealed.iter().map(|(t, _)| t.bytes()).sum::<usize>()
-                + self.closing.as_ref().map_or(0, MemTable::bytes),
-            stalled_writes_now: self.stalled.len(),
-            write_stalls: self.write_stalls,
-            seals: self.seals,
+            active_bytes: self.pipe.active().bytes(),
+            active_keys: self.pipe.active().len(),
+            sealed_tables: self.pipe.frozen().count(),
+            sealed_bytes: self.pipe.frozen().map(MemTable::bytes).sum(),
+            stalled_writes_now: self.pipe.stalled_now(),
+            write_stalls: self.pipe.write_stalls(),
+            seals: self.pipe.seals(),
             next_seq: self.next_seq,
             wal_fsyncs: self.wal.fsyncs(),
         })

@@ -16,14 +16,18 @@
 //! generation ("closing"); writes after it to the new ones. When the rotation completes, every
 //! write of the closing table has been applied (one writer thread, FIFO mailbox), so it is
 //! frozen, put on the sealed queue and sent to the Flusher with the number of the segment
-//! that holds exactly its records.
+//! that holds exactly its records. A [`Seal`] (admin flush) waits for the seal that freezes
+//! every write submitted before it; it stays requested until that seal happens (after a
+//! rotation in flight, or once the WAL queue takes the rotation). This bookkeeping is the
+//! pure state machine in `pipeline`; the handlers carry out its effects.
 //!
 //! Invariants:
 //! - Segment `s` is retired only after the table holding every record of segments `<= s` is
 //!   fsynced and recorded in the manifest (the Flusher does both, in that order).
-//! - Memory is bounded: at most one active, one closing and `max_sealed` sealed tables. When
-//!   the sealed queue is full, writes wait in a bounded stall queue (counted as write
-//!   stalls); past that bound they get [`StorageError::Overloaded`].
+//! - Memory is bounded: one active table and at most `max_sealed + 1` frozen ones (sealed,
+//!   plus the closing one; the table closing when the queue fills joins it). When the sealed
+//!   queue is full, writes wait in a bounded stall queue (counted as write stalls); past
+//!   that bound they get [`StorageError::Overloaded`].
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
 //!   [`StorageError::Overloaded`] at once and costs nothing else.
 //! - Once the WAL or the engine is poisoned every write fails; reads keep working.
@@ -31,6 +35,7 @@
 //!   running on `read_workers` blocking-pool workers, see `reads`); more wait for a permit.
 
 mod handlers;
+mod pipeline;
 pub mod reads;
 pub mod table;
 pub mod wal;
@@ -38,7 +43,7 @@ pub mod wal;
 use crate::engine::{Entry, Tables};
 use crate::stats::ActorCounters;
 use actix::prelude::*;
-use std::collections::VecDeque;
+use pipeline::{Limits, Pipeline};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
@@ -131,7 +136,8 @@ pub struct ScanResult {
 pub struct SyncWal;
 
 /// Seal the active memtable now (admin `flush`); replies once every table sealed so far
-/// (this one included) is flushed to an SSTable.
+/// (this one included) is flushed to an SSTable, or with the error once storage fails
+/// (poison, or the WAL writer stopped) so that can never happen.
 #[derive(Message)]
 #[rtype(result = "Result<(), StorageError>")]
 pub struct Seal;
@@ -217,17 +223,13 @@ struct Stalled {
     reply: oneshot::Sender<Result<u64, StorageError>>,
 }
 
+/// A `Seal` caller waiting for its tables to be flushed.
+type FlushWaiter = oneshot::Sender<Result<(), StorageError>>;
+
 pub struct MemtableActor {
-    /// Generation `generation`: receives new writes.
-    active: MemTable,
-    generation: u64,
-    /// Bytes submitted (not yet necessarily applied) to the active generation.
-    active_submitted: usize,
-    /// The previous generation between its rotation being queued and completing.
-    closing: Option<MemTable>,
-    /// Frozen tables waiting for (or in) a flush, oldest first, with their last segment.
-    sealed: VecDeque<(Arc<MemTable>, u64)>,
-    stalled: VecDeque<Stalled>,
+    /// Generations, the active, closing and sealed tables, stalled writes and `Seal`
+    /// waiters: all the write path's bookkeeping, as a pure state machine.
+    pipe: Pipeline<MemTable, Stalled, FlushWaiter>,
     wal: WalWriter<Pending>,
     tables: Arc<Tables>,
     flusher: Option<Recipient<FlushMemtable>>,
@@ -242,14 +244,20 @@ pub struct MemtableActor {
     engine_poison: wal::Health,
     config: MemtableConfig,
     counters: Arc<ActorCounters>,
-    write_stalls: u64,
-    seals: u64,
-    /// Sealed tables flushed so far (they flush in seal order, one per seal).
-    flushed: u64,
-    /// `Seal` callers waiting until `flushed` reaches their target.
-    flush_waiters: Vec<(u64, oneshot::Sender<Result<(), StorageError>>)>,
-    /// A `Seal` arrived during a rotation: seal again as soon as it completes.
-    seal_after_rotation: bool,
+    /// Until taken (see [`MemtableActor::take_wal_exit`]).
+    wal_exit: Option<WalThreadExit>,
+}
+
+/// Waits for the WAL writer thread to end. The thread ends once every [`WalWriter`] handle
+/// is gone (the actor stopped and was dropped) and it has drained its queue and synced.
+pub struct WalThreadExit(std::sync::mpsc::Receiver<()>);
+
+impl WalThreadExit {
+    /// Blocks until the writer thread has ended (nothing is ever sent: the channel closes
+    /// when the thread drops its sink). Blocking: never call it on an actor's event loop.
+    pub fn wait(self) {
+        let _ = self.0.recv();
+    }
 }
 
 /// What [`MemtableActor::open`] recovered, for the start-up log.
@@ -324,8 +332,13 @@ impl MemtableActor {
             .unwrap_or(retired.map_or(1, |r| r + 1));
         let self_addr: SelfAddr = Arc::default();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let sink =
-            handlers::durable_sink(self_addr.clone(), queued_bytes.clone(), counters.clone());
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel();
+        let sink = handlers::durable_sink(
+            self_addr.clone(),
+            queued_bytes.clone(),
+            counters.clone(),
+            exit_tx,
+        );
         let writer = WalWriter::start(
             &dir,
             segment,
@@ -343,16 +356,16 @@ impl MemtableActor {
             tables: 0,
             orphans_deleted: 0,
         };
-        let active_submitted = table.bytes();
+        let limits = Limits {
+            memtable_bytes: config.memtable_bytes,
+            max_sealed: config.max_sealed,
+            max_stalled_writes: config.max_stalled_writes,
+        };
+        let submitted = table.bytes();
         let health = writer.health();
         Ok((
             MemtableActor {
-                active: table,
-                generation: 0,
-                active_submitted,
-                closing: None,
-                sealed: VecDeque::new(),
-                stalled: VecDeque::new(),
+                pipe: Pipeline::new(limits, table, submitted),
                 wal: writer,
                 tables: tables.clone(),
                 flusher: None,
@@ -368,11 +381,7 @@ impl MemtableActor {
                 engine_poison: health,
                 config,
                 counters,
-                write_stalls: 0,
-                seals: 0,
-                flushed: 0,
-                flush_waiters: Vec::new(),
-                seal_after_rotation: false,
+                wal_exit: Some(WalThreadExit(exit_rx)),
             },
             report,
         ))
@@ -385,6 +394,12 @@ impl MemtableActor {
     /// Connects the Flusher (before the actor starts).
     pub fn set_flusher(&mut self, flusher: Recipient<FlushMemtable>) {
         self.flusher = Some(flusher);
+    }
+
+    /// What to wait on for the WAL writer thread to end (once; before the actor starts), so
+    /// a test or a shutdown knows the log's files are closed before reopening the directory.
+    pub fn take_wal_exit(&mut self) -> Option<WalThreadExit> {
+        self.wal_exit.take()
     }
 
     /// The node's poison flag (WAL and engine), for status reporting and for the
@@ -402,9 +417,7 @@ impl Actor for MemtableActor {
         let _ = self.self_addr.set(ctx.address());
         self.counters.started();
         // The replayed WAL may already hold more than one memtable's worth.
-        if self.active_submitted >= self.config.memtable_bytes {
-            self.seal();
-        }
+        self.seal_if_due();
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -7,6 +7,7 @@ use crate::engine::TablesOptions;
 use crate::flusher::Flusher;
 use crate::gc::Gc;
 use crate::stats::Registry;
+use actix::dev::ArbiterHandle;
 use std::time::Duration;
 
 fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> MemtableConfig {
@@ -24,12 +25,32 @@ fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> Memtabl
     }
 }
 
-/// Opens storage in `dir` and starts the memtable with a flusher, compactor and GC.
+/// Opens storage in `dir` and starts the memtable with a flusher, compactor and GC on the
+/// current arbiter.
 fn start(
     dir: &Path,
     max_queued_bytes: usize,
     memtable_bytes: usize,
 ) -> (Addr<MemtableActor>, Arc<Tables>, OpenReport) {
+    let life = start_in(dir, max_queued_bytes, memtable_bytes, &Arbiter::current());
+    (life.addr, life.tables, life.report)
+}
+
+/// One life of a node's storage: its actors, and what to wait on to know it ended.
+struct Life {
+    addr: Addr<MemtableActor>,
+    tables: Arc<Tables>,
+    report: OpenReport,
+    wal_exit: WalThreadExit,
+}
+
+/// Opens storage in `dir` and starts the memtable, flusher, compactor and GC on `arbiter`.
+fn start_in(
+    dir: &Path,
+    max_queued_bytes: usize,
+    memtable_bytes: usize,
+    arbiter: &ArbiterHandle,
+) -> Life {
     let reg = Registry::default();
     let (tables, rec) = Tables::open(&tables_dir(dir), TablesOptions::default()).unwrap();
     let tables = Arc::new(tables);
@@ -41,14 +62,16 @@ fn start(
         reg.actor("memtable"),
     )
     .unwrap();
-    let gc = Gc::new(tables.clone(), reg.actor("gc")).start();
-    let compactor: Addr<Compactor> = Compactor::new(
+    let wal_exit = actor.take_wal_exit().expect("a new actor has its WAL exit");
+    let gc = Gc::new(tables.clone(), reg.actor("gc"));
+    let gc = Gc::start_in_arbiter(arbiter, move |_| gc);
+    let compactor = Compactor::new(
         tables.clone(),
         gc.recipient(),
         actor.health(),
         reg.actor("compactor"),
-    )
-    .start();
+    );
+    let compactor: Addr<Compactor> = Compactor::start_in_arbiter(arbiter, move |_| compactor);
     let compactor_rcpt: Recipient<TablesChanged> = compactor.recipient();
     let flusher = Flusher::new(
         tables.clone(),
@@ -56,10 +79,39 @@ fn start(
         Some(compactor_rcpt),
         reg.actor("flusher"),
         20,
-    )
-    .start();
+    );
+    let flusher = Flusher::start_in_arbiter(arbiter, move |_| flusher);
     actor.set_flusher(flusher.recipient());
-    (actor.start(), tables, report)
+    Life {
+        addr: MemtableActor::start_in_arbiter(arbiter, move |_| actor),
+        tables,
+        report,
+        wal_exit,
+    }
+}
+
+/// A life on its own arbiter (thread), as the node runs storage, so it can be ended.
+fn start_life(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> (Life, Arbiter) {
+    let arbiter = Arbiter::new();
+    let life = start_in(dir, max_queued_bytes, memtable_bytes, &arbiter.handle());
+    (life, arbiter)
+}
+
+/// Ends a life: stops its arbiter and joins its thread (its runtime drops every actor after
+/// waiting for their blocking work: flushes, compactions, deletions), then waits for the
+/// WAL writer thread to end (after its last sync). Nothing of that life touches the
+/// directory afterwards, so the next one may open it.
+async fn end_life(life: Life, arbiter: Arbiter) {
+    let Life { wal_exit, .. } = life;
+    tokio::task::spawn_blocking(move || {
+        arbiter.stop();
+        arbiter
+            .join()
+            .expect("the storage arbiter's thread ended cleanly");
+        wal_exit.wait();
+    })
+    .await
+    .unwrap();
 }
 
 async fn put(addr: &Addr<MemtableActor>, k: &str, v: Option<&str>) -> u64 {
@@ -70,6 +122,15 @@ async fn put(addr: &Addr<MemtableActor>, k: &str, v: Option<&str>) -> u64 {
     .await
     .unwrap()
     .unwrap()
+}
+
+/// Writes the actor holds in its stall queue. A write sent before this is counted: both go
+/// through the same mailbox, in order.
+async fn stalled_now(addr: &Addr<MemtableActor>) -> usize {
+    addr.send(GetMemtableStats)
+        .await
+        .unwrap()
+        .stalled_writes_now
 }
 
 async fn get(addr: &Addr<MemtableActor>, k: &str) -> Option<Vec<u8>> {
@@ -85,7 +146,8 @@ async fn get(addr: &Addr<MemtableActor>, k: &str) -> Option<Vec<u8>> {
 #[actix_rt::test]
 async fn writes_are_readable_after_ack_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, _, _) = start(dir.path(), 1 << 20, 64 << 20);
+    let (life, arbiter) = start_life(dir.path(), 1 << 20, 64 << 20);
+    let addr = life.addr.clone();
     let mut acks = Vec::new();
     for i in 0..50u32 {
         acks.push(addr.send(Write {
@@ -98,8 +160,7 @@ async fn writes_are_readable_after_ack_and_after_reopen() {
     }
     put(&addr, "k0", None).await;
     assert_eq!(get(&addr, "k9").await, Some(49u32.to_be_bytes().to_vec()));
-    drop(addr);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    end_life(life, arbiter).await;
 
     let (addr, _, report) = start(dir.path(), 1 << 20, 64 << 20);
     assert_eq!(report.records, 51);
@@ -137,25 +198,18 @@ async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
         .is_none());
 }
 
-async fn wait_for_tables(tables: &Tables, min: usize) {
-    for _ in 0..500 {
-        let n: usize = tables.stats().levels.iter().map(|l| l.tables).sum();
-        if n >= min {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("fewer than {min} tables appeared");
-}
-
 #[actix_rt::test]
 async fn sealed_memtables_flush_to_tables_and_retire_the_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, tables, _) = start(dir.path(), 1 << 20, 4096);
+    let (life, arbiter) = start_life(dir.path(), 1 << 20, 4096);
+    let addr = life.addr.clone();
     for i in 0..2000u32 {
         put(&addr, &format!("key{i:05}"), Some(&format!("value{i}"))).await;
     }
-    wait_for_tables(&tables, 1).await;
+    // An admin flush answers once every table sealed so far is flushed.
+    addr.send(Seal).await.unwrap().unwrap();
+    let n: usize = life.tables.stats().levels.iter().map(|l| l.tables).sum();
+    assert!(n >= 1, "no table after a flush");
     // Everything is readable, whether in memory or on disk.
     for i in (0..2000u32).step_by(97) {
         assert_eq!(
@@ -197,8 +251,7 @@ async fn sealed_memtables_flush_to_tables_and_retire_the_wal() {
         .map(|i| format!("key{i:05}"))
         .collect();
     assert_eq!(seen, want);
-    drop(addr);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    end_life(life, arbiter).await;
 
     // After a restart the flushed data comes from tables and the rest from the WAL.
     let (addr, _, report) = start(dir.path(), 1 << 20, 4096);
@@ -244,12 +297,10 @@ async fn writes_stall_while_the_flusher_is_behind_and_then_get_overloaded() {
             key: format!("k{i:05}").into_bytes(),
             value: Some(vec![1; 200]),
         });
-        match tokio::time::timeout(Duration::from_millis(500), w).await {
-            Ok(r) => {
-                r.unwrap().unwrap();
-            }
-            Err(_) => break, // this write stalled
+        if stalled_now(&addr).await > 0 {
+            break; // this write stalled, for good: nothing flushes
         }
+        w.await.unwrap().unwrap();
         i += 1;
         assert!(i < 1000, "writes never stalled although nothing flushes");
     }
@@ -330,19 +381,29 @@ fn start_with_l0_cap(
     (actor.start(), tables, stats)
 }
 
-/// Writes 200-byte values until one does not complete within 500 ms; returns how many were
-/// acknowledged and the stalled one.
-async fn write_until_stalled(addr: &Addr<MemtableActor>) -> (usize, StalledWrite) {
+/// Writes 200-byte values until one stalls behind a flush held for a full L0; returns how
+/// many were acknowledged and the stalled one. A write that stalls while the Flusher is
+/// merely behind completes once its flush does, so it is awaited. Once the Flusher has held
+/// a flush (with no compactor it holds for good), a write still stalled after that stays
+/// stalled: the stats request that says so is queued behind any `TableFlushed` the Flusher
+/// sent before holding.
+async fn write_until_stalled(
+    addr: &Addr<MemtableActor>,
+    flusher: &crate::flusher::FlusherStats,
+) -> (usize, StalledWrite) {
     let mut written = 0;
     loop {
-        let mut w = Box::pin(addr.send(Write {
+        let w = Box::pin(addr.send(Write {
             key: format!("k{written:05}").into_bytes(),
             value: Some(vec![7; 200]),
         }));
-        match tokio::time::timeout(Duration::from_millis(500), &mut w).await {
-            Ok(r) => r.unwrap().map(|_| ()).unwrap(),
-            Err(_) => return (written, w),
+        if stalled_now(addr).await > 0
+            && flusher.snapshot().l0_stalls > 0
+            && stalled_now(addr).await > 0
+        {
+            return (written, w);
         }
+        w.await.unwrap().unwrap();
         written += 1;
         assert!(written < 2000, "writes never stalled although L0 is capped");
     }
@@ -356,12 +417,9 @@ async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, tables, flusher_stats) = start_with_l0_cap(dir.path(), 3);
     let l0 = || tables.current_version().level(0).len();
-    let (written, stalled) = write_until_stalled(&addr).await;
+    let (written, stalled) = write_until_stalled(&addr, &flusher_stats).await;
     assert_eq!(l0(), 3, "L0 stops at l0_stop_tables");
     assert_eq!(flusher_stats.snapshot().l0_stalls, 1);
-    // It stays held: no flush sneaks past the limit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(l0(), 3);
 
     let t = tables.clone();
     tokio::task::spawn_blocking(move || {
@@ -389,8 +447,8 @@ async fn a_full_l0_holds_flushes_and_stalls_writes_until_compaction() {
 #[actix_rt::test]
 async fn a_flush_held_for_l0_answers_stalled_writes_once_poisoned() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, tables, _) = start_with_l0_cap(dir.path(), 3);
-    let (_, stalled) = write_until_stalled(&addr).await;
+    let (addr, tables, flusher_stats) = start_with_l0_cap(dir.path(), 3);
+    let (_, stalled) = write_until_stalled(&addr, &flusher_stats).await;
     tables.poison_for_test("compaction fsync failed: EIO");
     let r = tokio::time::timeout(Duration::from_secs(10), stalled)
         .await
@@ -440,4 +498,46 @@ async fn concurrent_disk_reads_beyond_the_permits_all_get_their_answer() {
         let want = (i < 500).then(|| format!("v{i}").into_bytes());
         assert_eq!(got, want, "k{i:04}");
     }
+}
+
+/// Issue 8, defect 2, through the real actor: three admin flushes arrive while a WAL
+/// rotation is in flight, between a trickle of puts, and then writes stop. Every flush must
+/// complete. The messages are all queued before the actor runs (this test shares its thread),
+/// and the rotation's completion can only be queued after the first `Seal` is handled, so the
+/// order is fixed: Seal (rotation queued), put, Seal, Seal, put, then the rotation completes.
+/// Before the fix the second put cleared the "seal after rotation" flag while `seal()` was a
+/// no-op mid-rotation, and the last two flushes waited for a memtable that never filled.
+#[actix_rt::test]
+async fn flushes_during_a_rotation_complete_once_writes_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, tables, _) = start(dir.path(), 1 << 20, 64 << 20);
+    put(&addr, "a", Some("1")).await;
+    let first = addr.send(Seal);
+    let w1 = addr.send(Write {
+        key: b"b".to_vec(),
+        value: Some(b"2".to_vec()),
+    });
+    let second = addr.send(Seal);
+    let third = addr.send(Seal);
+    let w2 = addr.send(Write {
+        key: b"c".to_vec(),
+        value: Some(b"3".to_vec()),
+    });
+    // Generous: only a broken build gets near it; the writes stop here.
+    let all = async {
+        w1.await.unwrap().unwrap();
+        w2.await.unwrap().unwrap();
+        for s in [first, second, third] {
+            s.await.unwrap().unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("every flush completes once writes stop");
+    // Everything acknowledged before the last flush is in tables: memory is empty.
+    let stats = addr.send(GetMemtableStats).await.unwrap();
+    assert_eq!(stats.active_keys, 0, "{stats:?}");
+    assert_eq!(stats.sealed_tables, 0, "{stats:?}");
+    let n: usize = tables.stats().levels.iter().map(|l| l.tables).sum();
+    assert!(n >= 1);
 }

@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy)]
 pub struct LaneLimits {
     pub capacity: usize,
+    /// Bytes of queued frames at most (a frame that would pass it counts as "full").
+    pub max_bytes: usize,
     pub drop_oldest: bool,
     pub max_age: Duration,
     pub write_timeout: Duration,
@@ -47,6 +49,8 @@ pub struct LaneLimits {
 #[derive(Debug)]
 pub struct LaneQueue {
     frames: Mutex<VecDeque<(Instant, Bytes)>>,
+    /// Bytes in `frames` (kept beside it under the same lock).
+    bytes: AtomicU64,
     notify: Notify,
     limits: LaneLimits,
     /// Frames dropped because the queue was full or they expired.
@@ -57,6 +61,7 @@ impl LaneQueue {
     pub fn new(limits: LaneLimits) -> LaneQueue {
         LaneQueue {
             frames: Mutex::new(VecDeque::new()),
+            bytes: AtomicU64::new(0),
             notify: Notify::new(),
             limits,
             dropped: AtomicU64::new(0),
@@ -67,14 +72,22 @@ impl LaneQueue {
     pub fn push(&self, frame: Bytes) -> bool {
         let mut q = self.frames.lock().unwrap_or_else(|p| p.into_inner());
         let mut kept = true;
-        if q.len() >= self.limits.capacity {
+        let full = |q: &VecDeque<(Instant, Bytes)>, bytes: u64| {
+            !q.is_empty()
+                && (q.len() >= self.limits.capacity
+                    || bytes + frame.len() as u64 > self.limits.max_bytes as u64)
+        };
+        while full(&q, self.bytes.load(Relaxed)) {
             self.dropped.fetch_add(1, Relaxed);
             kept = false;
             if !self.limits.drop_oldest {
                 return false;
             }
-            q.pop_front();
+            if let Some((_, old)) = q.pop_front() {
+                self.bytes.fetch_sub(old.len() as u64, Relaxed);
+            }
         }
+        self.bytes.fetch_add(frame.len() as u64, Relaxed);
         q.push_back((Instant::now(), frame));
         drop(q);
         self.notify.notify_one();
@@ -86,6 +99,7 @@ impl LaneQueue {
         let mut q = self.frames.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut out = Vec::with_capacity(q.len());
+        self.bytes.store(0, Relaxed);
         for (at, f) in q.drain(..) {
             if now.duration_since(at) <= self.limits.max_age {
                 out.push(f);
@@ -206,6 +220,7 @@ mod tests {
     fn limits(drop_oldest: bool) -> LaneLimits {
         LaneLimits {
             capacity: 2,
+            max_bytes: 1 << 20,
             drop_oldest,
             max_age: Duration::from_millis(50),
             write_timeout: Duration::from_secs(1),
@@ -234,5 +249,31 @@ mod tests {
             "frames older than max_age are dropped"
         );
         assert_eq!(q.dropped.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn bytes_are_bounded_too_but_one_large_frame_always_fits_an_empty_queue() {
+        let q = LaneQueue::new(LaneLimits {
+            capacity: 100,
+            max_bytes: 10,
+            ..limits(false)
+        });
+        assert!(q.push(Bytes::from(vec![0u8; 6])));
+        assert!(!q.push(Bytes::from(vec![0u8; 6])), "12 bytes > 10");
+        assert!(q.push(Bytes::from(vec![0u8; 4])));
+        assert_eq!(q.take_fresh().len(), 2);
+        assert!(q.push(Bytes::from(vec![0u8; 64])), "alone it is sent");
+        let q = LaneQueue::new(LaneLimits {
+            capacity: 100,
+            max_bytes: 10,
+            ..limits(true)
+        });
+        q.push(Bytes::from(vec![1u8; 6]));
+        q.push(Bytes::from(vec![2u8; 3]));
+        assert!(!q.push(Bytes::from(vec![3u8; 6])), "the oldest made room");
+        assert_eq!(
+            q.take_fresh(),
+            vec![Bytes::from(vec![2u8; 3]), Bytes::from(vec![3u8; 6])]
+        );
     }
 }

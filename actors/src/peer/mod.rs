@@ -1,7 +1,8 @@
 //! The peer transport: typed [`PeerMsg`] frames between nodes on the peer port.
 //!
 //! Owns: one outbound [`lane::LaneQueue`] and task per (peer address, [`Lane`]), the inbound
-//! listener, and the fault hook. Receives [`PeerTransport::send`] calls (from the Membership
+//! listener, and the fault hook. Replication batches ([`PeerMsg::Data`]) travel on their own
+//! data lane and reach the coordinator as [`DataInbound`]. Receives [`PeerTransport::send`] calls (from the Membership
 //! actor; later the replication coordinator) and inbound connections; emits every inbound
 //! SWIM message to a `Recipient<PeerInbound>` with the authenticated sender's id.
 //!
@@ -31,6 +32,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
+use troupe_protocol::data::DataMsg;
 use troupe_protocol::swim::{Lane, NodeId, PeerMsg, SwimMsg};
 use troupe_protocol::FrameCodec;
 
@@ -42,6 +44,21 @@ pub struct PeerInbound {
     pub msg: SwimMsg,
 }
 
+/// A batch of replication messages received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DataInbound {
+    pub from: NodeId,
+    pub batch: Vec<DataMsg>,
+}
+
+/// Where inbound frames go: SWIM to membership, replication to the coordinator.
+#[derive(Clone)]
+pub struct Sinks {
+    pub swim: Recipient<PeerInbound>,
+    pub data: Option<Recipient<DataInbound>>,
+}
+
 /// Transport settings.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -50,6 +67,7 @@ pub struct PeerConfig {
     pub max_frame_bytes: usize,
     pub control: LaneLimits,
     pub bulk: LaneLimits,
+    pub data: LaneLimits,
 }
 
 impl PeerConfig {
@@ -68,14 +86,26 @@ impl PeerConfig {
             max_frame_bytes,
             control: LaneLimits {
                 capacity: 256,
+                max_bytes: 4 << 20,
                 drop_oldest: true,
                 max_age: Duration::from_millis(probe_timeout_ms.max(1)),
                 write_timeout: Duration::from_millis(probe_interval_ms.max(100)),
             },
             bulk: LaneLimits {
                 capacity: 64,
+                max_bytes: 64 << 20,
                 drop_oldest: false,
                 max_age: Duration::from_millis(5 * probe_interval_ms.max(200)),
+                write_timeout: Duration::from_secs(5),
+            },
+            // Replication: refuse the newest when full (its request fails at once and the
+            // coordinator counts that replica as failed); a frame older than a request's
+            // timeout is useless to its coordinator.
+            data: LaneLimits {
+                capacity: 4096,
+                max_bytes: 64 << 20,
+                drop_oldest: false,
+                max_age: Duration::from_secs(5),
                 write_timeout: Duration::from_secs(5),
             },
         }
@@ -146,6 +176,24 @@ impl PeerTransport {
         }
     }
 
+    /// Queues a batch of replication messages for `to` at `addr` on the data lane. Returns
+    /// false when it was not queued (the lane is full, the frame too large, or the fault
+    /// hook drops it): the caller fails those requests at once instead of waiting.
+    pub fn send_data(&self, to: &NodeId, addr: &str, batch: Vec<DataMsg>) -> bool {
+        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
+            return false;
+        }
+        let frame = Bytes::from(PeerMsg::Data(batch).encode());
+        if frame.len() > self.inner.cfg.max_frame_bytes {
+            log::warn!(
+                "data frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                frame.len()
+            );
+            return false;
+        }
+        self.lane(addr, Lane::Data).push(frame)
+    }
+
     fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = lanes.get(&(addr.to_string(), lane)) {
@@ -154,6 +202,7 @@ impl PeerTransport {
         let limits = match lane {
             Lane::Control => self.inner.cfg.control,
             Lane::Bulk => self.inner.cfg.bulk,
+            Lane::Data => self.inner.cfg.data,
         };
         let queue = Arc::new(LaneQueue::new(limits));
         lanes.insert((addr.to_string(), lane), queue.clone());
@@ -215,7 +264,7 @@ impl PeerTransport {
 pub async fn serve(
     listener: TcpListener,
     transport: PeerTransport,
-    sink: Recipient<PeerInbound>,
+    sinks: Sinks,
     shutdown: CancellationToken,
 ) {
     while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "peer").await {
@@ -224,7 +273,7 @@ pub async fn serve(
             stream,
             addr.to_string(),
             transport.clone(),
-            sink.clone(),
+            sinks.clone(),
             shutdown.clone(),
         ));
     }
@@ -234,7 +283,7 @@ async fn serve_one(
     stream: TcpStream,
     addr: String,
     transport: PeerTransport,
-    sink: Recipient<PeerInbound>,
+    sinks: Sinks,
     shutdown: CancellationToken,
 ) {
     let cfg = &transport.inner.cfg;
@@ -264,12 +313,30 @@ async fn serve_one(
         }
         let msg = match PeerMsg::decode(&body) {
             Ok(PeerMsg::Swim(m)) => m,
+            Ok(PeerMsg::Data(batch)) => {
+                let Some(data) = &sinks.data else {
+                    continue; // no coordinator (yet): the requests time out at the sender
+                };
+                match data.try_send(DataInbound {
+                    from: from.clone(),
+                    batch,
+                }) {
+                    Ok(()) => {}
+                    // Dropped requests time out at their coordinator, which is what a
+                    // node too busy to answer looks like; the mailbox stays bounded.
+                    Err(SendError::Full(_)) => {
+                        log::debug!("coordinator mailbox full; data batch from {from} dropped")
+                    }
+                    Err(SendError::Closed(_)) => return,
+                }
+                continue;
+            }
             Err(e) => {
                 log::warn!("peer {from} ({addr}): undecodable message, closing: {e}");
                 return;
             }
         };
-        match sink.try_send(PeerInbound {
+        match sinks.swim.try_send(PeerInbound {
             from: from.clone(),
             msg,
         }) {

@@ -12,6 +12,8 @@
 //!    replay the rest into the active memtable (skipping records at or below the last
 //!    flushed sequence number), start the WAL writer on the last segment.
 
+pub mod actor_id;
+
 use crate::compactor::{Compactor, CompactorStats};
 use crate::engine::compaction::CompactionOptions;
 use crate::engine::{Tables, TablesOptions};
@@ -58,7 +60,9 @@ impl EngineConfig {
 pub enum OpenError {
     #[error("cannot open the tables: {0}")]
     Engine(#[from] crate::engine::EngineError),
-    #[error("cannot open the write-ahead log: {0}")]
+    /// Transparent: a WAL error already names its file, and repeating it (as `{0}` plus the
+    /// source chain would) doubles a long corruption message.
+    #[error(transparent)]
     Wal(#[from] wal::WalError),
 }
 

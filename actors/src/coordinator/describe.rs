@@ -1,0 +1,193 @@
+//! What an operator looks at when placement or a key misbehaves: `troupe admin ring`,
+//! `troupe admin preflist KEY` and `troupe admin object KEY` (this replica's copy).
+//!
+//! Replies carry only strings, numbers, bools, arrays and maps, like every admin reply.
+
+use super::local::show_key;
+use super::*;
+use troupe_protocol::object::{Object, Value};
+
+/// `admin ring`: the members, the table's digest and each member's share.
+#[derive(Message)]
+#[rtype(result = "RingReply")]
+pub struct DescribeRing;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RingReply {
+    /// The membership view the table was computed from.
+    pub version: u64,
+    pub partitions: u32,
+    /// `cluster.n` and the replicas per key now (fewer while the ring is smaller).
+    pub n: usize,
+    pub effective_n: usize,
+    pub under_replicated: bool,
+    /// Equal digests on two nodes mean they place every key the same way.
+    pub digest: String,
+    pub members: Vec<RingMember>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RingMember {
+    pub id: String,
+    pub status: String,
+    pub peer: String,
+    /// Partition replicas this member holds as a primary.
+    pub replicas: usize,
+    pub this_node: bool,
+}
+
+/// `admin preflist KEY`: the key's partition, primaries and fallbacks, and which are up.
+#[derive(Message)]
+#[rtype(result = "PreflistReply")]
+pub struct DescribePreflist {
+    pub key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PreflistReply {
+    pub key: String,
+    pub partition: u32,
+    pub primaries: Vec<PreflistEntry>,
+    pub fallbacks: Vec<PreflistEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PreflistEntry {
+    pub id: String,
+    pub up: bool,
+}
+
+/// `admin object KEY`: this replica's stored object (clock, siblings, delete markers).
+#[derive(Message)]
+#[rtype(result = "Result<ObjectReply, ClientError>")]
+pub struct DescribeObject {
+    pub key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReply {
+    pub key: String,
+    pub found: bool,
+    /// Stored bytes of the object.
+    pub bytes: usize,
+    /// Actor id (hex) -> counter: every write this replica has seen.
+    pub clock: Vec<(String, u64)>,
+    pub siblings: Vec<SiblingRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiblingRow {
+    /// "actor:counter".
+    pub dot: String,
+    pub deleted: bool,
+    /// The value as text when it is UTF-8, else hex; empty for a delete marker.
+    pub value: String,
+    pub value_bytes: usize,
+}
+
+fn status_name(s: troupe_protocol::swim::Status) -> &'static str {
+    use troupe_protocol::swim::Status;
+    match s {
+        Status::Alive => "alive",
+        Status::Suspect => "suspect",
+        Status::Dead => "dead",
+        Status::Left => "left",
+    }
+}
+
+pub(super) fn object_reply(key: &[u8], o: &Object) -> ObjectReply {
+    ObjectReply {
+        key: show_key(key),
+        found: !o.is_empty(),
+        bytes: o.encode().len(),
+        clock: o
+            .context()
+            .iter()
+            .map(|(a, c)| (a.to_string(), c))
+            .collect(),
+        siblings: o
+            .siblings()
+            .map(|(dot, v)| match v {
+                Value::Deleted => SiblingRow {
+                    dot: dot.to_string(),
+                    deleted: true,
+                    value: String::new(),
+                    value_bytes: 0,
+                },
+                Value::Data(b) => SiblingRow {
+                    dot: dot.to_string(),
+                    deleted: false,
+                    value: match std::str::from_utf8(b) {
+                        Ok(s) => s.to_string(),
+                        Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
+                    },
+                    value_bytes: b.len(),
+                },
+            })
+            .collect(),
+    }
+}
+
+impl Handler<DescribeRing> for Coordinator {
+    type Result = MessageResult<DescribeRing>;
+
+    fn handle(&mut self, _: DescribeRing, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let p = self.placement();
+        let shares = p.table.shares();
+        let members = p
+            .members
+            .values()
+            .map(|m| RingMember {
+                id: m.id.0.clone(),
+                status: status_name(m.status).to_string(),
+                peer: m.peer_addr.clone(),
+                replicas: shares.get(&m.id).copied().unwrap_or(0),
+                this_node: m.id == self.cfg.me,
+            })
+            .collect();
+        MessageResult(RingReply {
+            version: p.version,
+            partitions: p.table.partitions(),
+            n: p.table.n(),
+            effective_n: p.n(),
+            under_replicated: p.table.under_replicated(),
+            digest: p.table.digest_hex(),
+            members,
+        })
+    }
+}
+
+impl Handler<DescribePreflist> for Coordinator {
+    type Result = MessageResult<DescribePreflist>;
+
+    fn handle(&mut self, msg: DescribePreflist, _: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let p = self.placement();
+        let partition = p.table.partition_of(&msg.key);
+        let entry = |id: &NodeId| PreflistEntry {
+            id: id.0.clone(),
+            up: p.is_up(id),
+        };
+        MessageResult(PreflistReply {
+            key: show_key(&msg.key),
+            partition,
+            primaries: p.table.primaries(partition).iter().map(entry).collect(),
+            fallbacks: p.table.fallbacks(partition).map(entry).collect(),
+        })
+    }
+}
+
+impl Handler<DescribeObject> for Coordinator {
+    type Result = ResponseFuture<Result<ObjectReply, ClientError>>;
+
+    fn handle(&mut self, msg: DescribeObject, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let (tx, rx) = oneshot::channel();
+        let key = msg.key.clone();
+        self.read_local(msg.key, ctx, move |_, res, _| {
+            let _ = tx.send(res.map(|o| object_reply(&key, &o)));
+        });
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}

@@ -1,0 +1,204 @@
+//! This replica's side: reading its object for a key, and joining or updating it under the
+//! key's lock (read, compute, durable write, release), through the Memtable's `Get` and
+//! `Write`.
+//!
+//! The object is the whole stored value of a key (see `troupe_protocol::object` for the
+//! encoding); the engine's own delete is never used for replicated keys, so a delete
+//! marker is an object like any other and a scan sees it.
+
+use super::*;
+use crate::memtable::StorageError;
+use troupe_protocol::object::{Object, SiblingCheck, Value, VersionVector};
+
+/// How a local write changes the key's object.
+pub(crate) enum Apply {
+    /// A replica receiving a coordinator's object (or a read repair): join it in.
+    Join(Object),
+    /// The coordinator issuing a new version for a client write.
+    Update {
+        context: VersionVector,
+        value: Value,
+    },
+}
+
+/// What to do with the outcome of a local write.
+pub(crate) enum LocalDone {
+    /// Continue the coordinated write `req`.
+    Coordinated(u64),
+    /// Answer a peer's `Put`.
+    ReplicaPut { to: NodeId, id: u64 },
+    /// A read repair of our own copy: nothing to answer.
+    Repair,
+}
+
+pub(crate) struct LocalOp {
+    pub key: Vec<u8>,
+    pub apply: Apply,
+    pub done: LocalDone,
+}
+
+/// A key as an operator reads it in a message: UTF-8 when it is, hex otherwise, cut short.
+pub(crate) fn show_key(key: &[u8]) -> String {
+    let s = match std::str::from_utf8(key) {
+        Ok(s) if !s.chars().any(char::is_control) => format!("{s:?}"),
+        _ => format!(
+            "0x{}",
+            key.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    };
+    if s.len() > 80 {
+        format!("{}...", &s[..s.floor_char_boundary(77)])
+    } else {
+        s
+    }
+}
+
+fn storage_error(e: StorageError) -> ClientError {
+    let code = match &e {
+        StorageError::Overloaded { .. } => ErrorCode::Overloaded,
+        StorageError::Indeterminate(_) | StorageError::Stopped => ErrorCode::Timeout,
+        StorageError::Poisoned(_) | StorageError::Read(_) => ErrorCode::Internal,
+    };
+    ClientError::new(code, e.to_string())
+}
+
+fn mailbox_error(e: MailboxError) -> ClientError {
+    ClientError::new(
+        ErrorCode::Timeout,
+        format!("local storage did not answer ({e}); the write may or may not have been applied"),
+    )
+}
+
+/// Decodes a stored value as an object (a missing key or an engine tombstone is empty).
+fn decode_stored(key: &[u8], stored: Option<Option<Vec<u8>>>) -> Result<Object, ClientError> {
+    match stored {
+        None | Some(None) => Ok(Object::new()),
+        Some(Some(bytes)) => Object::decode(&bytes).map_err(|e| {
+            ClientError::new(
+                ErrorCode::Internal,
+                format!(
+                    "the stored value of key {} is not a replicated object ({e}); the data directory may predate replication or be damaged",
+                    show_key(key)
+                ),
+            )
+        }),
+    }
+}
+
+impl Coordinator {
+    /// Reads this replica's object for `key` (empty: none) and hands it to `then`.
+    pub(super) fn read_local(
+        &mut self,
+        key: Vec<u8>,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + 'static,
+    ) {
+        self.local_ops += 1;
+        let get = self.storage_get.send(Get { key: key.clone() });
+        let fut = async move {
+            match get.await {
+                Ok(Ok(v)) => decode_stored(&key, v.map(|v| v.value)),
+                Ok(Err(e)) => Err(storage_error(e)),
+                Err(e) => Err(ClientError::new(
+                    ErrorCode::Internal,
+                    format!("local storage did not answer the read: {e}"),
+                )),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.local_ops -= 1;
+            then(act, res, ctx);
+        }));
+    }
+
+    /// Runs `op` now, or after the operations already holding its key.
+    pub(super) fn write_local(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
+        self.local_ops += 1;
+        let key = op.key.clone();
+        if let Some(op) = self.locks.acquire(&key, op) {
+            self.run_locked(op, ctx);
+        }
+    }
+
+    fn run_locked(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
+        let LocalOp { key, apply, done } = op;
+        let get = self.storage_get.send(Get { key: key.clone() });
+        let write = self.storage_write.clone();
+        let actor = self.cfg.actor;
+        let k = key.clone();
+        let fut = async move {
+            let current = match get.await {
+                Ok(Ok(v)) => decode_stored(&k, v.map(|v| v.value))?,
+                Ok(Err(e)) => return Err(storage_error(e)),
+                Err(e) => return Err(mailbox_error(e)),
+            };
+            let next = match apply {
+                Apply::Join(incoming) => {
+                    if current.descends(&incoming) {
+                        return Ok(current); // nothing new: no write
+                    }
+                    current.join(&incoming)
+                }
+                Apply::Update { context, value } => {
+                    let next = current
+                        .update(&context, value, actor)
+                        .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;
+                    match next.check_siblings() {
+                        Ok(SiblingCheck::Fine) => {}
+                        Ok(SiblingCheck::Warn { count }) => log::warn!(
+                            "key {} has {count} siblings; clients should resolve them (read, then write with the context)",
+                            show_key(&k)
+                        ),
+                        Err(e) => {
+                            return Err(ClientError::new(ErrorCode::TooLarge, e.for_key(&show_key(&k))))
+                        }
+                    }
+                    next
+                }
+            };
+            let written = write.send(Write {
+                key: k,
+                value: Some(next.encode()),
+            });
+            match written.await {
+                Ok(Ok(_)) => Ok(next),
+                Ok(Err(e)) => Err(storage_error(e)),
+                Err(e) => Err(mailbox_error(e)),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.local_ops -= 1;
+            if let Some(next) = act.locks.release(&key) {
+                act.run_locked(next, ctx);
+            }
+            act.local_write_done(done, res, ctx);
+        }));
+    }
+
+    fn local_write_done(
+        &mut self,
+        done: LocalDone,
+        res: Result<Object, ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match done {
+            LocalDone::Coordinated(req) => self.coordinated_local_done(req, res, ctx),
+            LocalDone::ReplicaPut { to, id } => {
+                let resp = match res {
+                    Ok(_) => DataResp::Stored,
+                    Err(e) => DataResp::Failed {
+                        code: e.code.as_str().to_string(),
+                        msg: e.msg,
+                    },
+                };
+                self.send(&to, DataMsg::Resp { id, resp }, ctx);
+            }
+            LocalDone::Repair => {
+                self.repairs_inflight -= 1;
+                if let Err(e) = res {
+                    log::debug!("read repair of the local copy failed: {}", e.msg);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The ReplicationCoordinator actor: every client get, put and delete goes through it, and
+//! it answers the replication requests other nodes send this node as a replica.
+//!
+//! Receives: [`ClientGet`] and [`ClientWrite`] (from connections), [`DataInbound`] (peer
+//! data batches: requests from other coordinators and answers to ours), and its own timers.
+//! Emits: `Get` / `Write` to the local Memtable (through `Recipient`s), data batches to
+//! peers through the [`PeerTransport`]'s data lane.
+//!
+//! Pieces:
+//! - [`quorum`]: the pure quorum bookkeeping of one request (when to answer, read repair).
+//! - [`keylocks`]: per-key exclusion for the replica's read-modify-write.
+//! - [`placement`]: the partition table over the current ring members.
+//! - `requests`: the client request flows (get, coordinated write, forwarded write).
+//! - `local`: this replica's object reads and joins through the Memtable.
+//!
+//! Invariants:
+//! - Only a primary issues a dot: a node that is not a primary for the key forwards the
+//!   write to the first primary that is up.
+//! - A write is acknowledged only after `w` replicas (the coordinator first) said durable.
+//!   Before writing anything the coordinator checks that at least `w` primaries are up
+//!   (`unavailable` otherwise: nothing was applied); once it wrote, too few
+//!   acknowledgements is `timeout` (the write may or may not become visible).
+//! - Every request, local operation and peer RPC in flight counts toward
+//!   `max_inflight`; past it a new client request gets `overloaded` at once. Read repairs
+//!   in flight are bounded by `max_repairs`; a repair beyond it is skipped (anti-entropy
+//!   catches up) and counted.
+//! - Every peer RPC belongs to a request with a deadline; answers that arrive after it are
+//!   dropped.
+
+pub mod describe;
+pub mod keylocks;
+mod local;
+pub mod placement;
+pub mod quorum;
+mod requests;
+
+use crate::memtable::{Get, Write};
+use crate::peer::{DataInbound, PeerTransport};
+use crate::ring::PartitionConfig;
+use crate::stats::ActorCounters;
+use actix::prelude::*;
+use keylocks::KeyLocks;
+use placement::Placement;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use troupe_protocol::data::{DataMsg, DataResp};
+use troupe_protocol::object::ActorId;
+use troupe_protocol::swim::NodeId;
+use troupe_protocol::{ErrorCode, Quorum};
+
+use crate::membership::actor::RingMembers;
+
+/// A client error: the protocol's code and a message saying what happened and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub msg: String,
+}
+
+impl ClientError {
+    pub fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
+        ClientError {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// What a successful get returns: the live siblings (none: not found) and the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetReply {
+    pub values: Vec<Vec<u8>>,
+    pub context: Vec<u8>,
+}
+
+/// `get key [r] [after]`.
+#[derive(Message)]
+#[rtype(result = "Result<GetReply, ClientError>")]
+pub struct ClientGet {
+    pub key: Vec<u8>,
+    pub r: Option<Quorum>,
+    /// A context the answer must cover (read your writes).
+    pub after: Option<Vec<u8>>,
+}
+
+/// `put key value [context] [w]` (`value: None`: delete). Replies with the new context.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<u8>, ClientError>")]
+pub struct ClientWrite {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub context: Option<Vec<u8>>,
+    pub w: Option<Quorum>,
+}
+
+/// What the coordinator holds in flight, for `admin stats` and tests.
+#[derive(Message)]
+#[rtype(result = "CoordinatorLoad")]
+pub struct GetLoad;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CoordinatorLoad {
+    pub requests: usize,
+    pub rpcs: usize,
+    pub local_ops: usize,
+    pub keys_locked: usize,
+    pub repairs: usize,
+}
+
+/// Settings (from `[cluster]`).
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub me: NodeId,
+    pub actor: ActorId,
+    pub partitions: u32,
+    pub n: usize,
+    pub r: Quorum,
+    pub w: Quorum,
+    /// How long a request waits for replicas.
+    pub request_timeout: Duration,
+    /// Client requests, local operations and inbound replica requests in flight at most.
+    pub max_inflight: usize,
+    /// Read repairs in flight at most.
+    pub max_repairs: usize,
+    pub mailbox: usize,
+}
+
+/// Counters for `admin stats` and /metrics.
+#[derive(Debug, Default)]
+pub struct CoordinatorStats {
+    pub gets: AtomicU64,
+    pub puts: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub overloaded: AtomicU64,
+    pub read_repairs: AtomicU64,
+    pub read_repairs_skipped: AtomicU64,
+    pub replica_requests: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordinatorSnapshot {
+    pub gets: u64,
+    pub puts: u64,
+    pub forwarded: u64,
+    pub unavailable: u64,
+    pub timeouts: u64,
+    pub overloaded: u64,
+    pub read_repairs: u64,
+    pub read_repairs_skipped: u64,
+    pub replica_requests: u64,
+}
+
+impl CoordinatorStats {
+    pub fn snapshot(&self) -> CoordinatorSnapshot {
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        CoordinatorSnapshot {
+            gets: l(&self.gets),
+            puts: l(&self.puts),
+            forwarded: l(&self.forwarded),
+            unavailable: l(&self.unavailable),
+            timeouts: l(&self.timeouts),
+            overloaded: l(&self.overloaded),
+            read_repairs: l(&self.read_repairs),
+            read_repairs_skipped: l(&self.read_repairs_skipped),
+            replica_requests: l(&self.replica_requests),
+        }
+    }
+}
+
+/// Where the outcome of a flow goes: a local client, or a peer that asked us.
+pub(crate) enum ReplyTo<T> {
+    Client(oneshot::Sender<Result<T, ClientError>>),
+    Peer { to: NodeId, id: u64 },
+}
+
+pub struct Coordinator {
+    cfg: CoordinatorConfig,
+    storage_get: Recipient<Get>,
+    storage_write: Recipient<Write>,
+    transport: Option<PeerTransport>,
+    ring_rx: watch::Receiver<RingMembers>,
+    placement: Arc<Placement>,
+    next_id: u64,
+    /// Client-level requests in flight (gets, coordinated writes, forwards).
+    requests: HashMap<u64, requests::Request>,
+    /// Our outstanding peer RPCs: rpc id -> (request id, replica).
+    rpcs: HashMap<u64, (u64, NodeId)>,
+    /// Data messages waiting for this turn's flush, per destination.
+    outbox: HashMap<NodeId, Vec<DataMsg>>,
+    flush_scheduled: bool,
+    locks: KeyLocks<local::LocalOp>,
+    /// Local operations (reads, joins) running or waiting.
+    local_ops: usize,
+    repairs_inflight: usize,
+    stats: Arc<CoordinatorStats>,
+    counters: Arc<ActorCounters>,
+    /// "ok" or why data is under-replicated, for `admin status`.
+    replication_note: Arc<std::sync::Mutex<String>>,
+}
+
+fn replication_note(p: &Placement) -> String {
+    if p.table.under_replicated() {
+        format!(
+            "under-replicated: {} ring member(s) for cluster.n = {}, so each key has {} replica(s)",
+            p.members.len(),
+            p.table.n(),
+            p.n()
+        )
+    } else {
+        "ok".to_string()
+    }
+}
+
+impl Coordinator {
+    pub fn new(
+        cfg: CoordinatorConfig,
+        storage_get: Recipient<Get>,
+        storage_write: Recipient<Write>,
+        transport: Option<PeerTransport>,
+        ring_rx: watch::Receiver<RingMembers>,
+        counters: Arc<ActorCounters>,
+    ) -> Result<Coordinator, String> {
+        let view = ring_rx.borrow().clone();
+        let placement = Arc::new(Placement::new(&view, partition_config(&cfg))?);
+        let note = replication_note(&placement);
+        Ok(Coordinator {
+            replication_note: Arc::new(std::sync::Mutex::new(note)),
+            cfg,
+            storage_get,
+            storage_write,
+            transport,
+            ring_rx,
+            placement,
+            next_id: 1,
+            requests: HashMap::new(),
+            rpcs: HashMap::new(),
+            outbox: HashMap::new(),
+            flush_scheduled: false,
+            locks: KeyLocks::default(),
+            local_ops: 0,
+            repairs_inflight: 0,
+            stats: Arc::default(),
+            counters,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<CoordinatorStats> {
+        self.stats.clone()
+    }
+
+    /// "ok" or why data is under-replicated; kept current as the ring changes.
+    pub fn replication_note(&self) -> Arc<std::sync::Mutex<String>> {
+        self.replication_note.clone()
+    }
+
+    /// The placement for a new request: rebuilt if membership changed since the last one.
+    fn placement(&mut self) -> Arc<Placement> {
+        if self.ring_rx.has_changed().unwrap_or(false) {
+            let view = self.ring_rx.borrow_and_update().clone();
+            match Placement::new(&view, partition_config(&self.cfg)) {
+                Ok(p) => {
+                    log::info!(
+                        "ring view {}: {} member(s), {} replica(s) per key",
+                        p.version,
+                        p.members.len(),
+                        p.n()
+                    );
+                    *self
+                        .replication_note
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = replication_note(&p);
+                    self.placement = Arc::new(p);
+                }
+                Err(e) => log::error!("BUG: cannot place keys over the ring members: {e}"),
+            }
+        }
+        self.placement.clone()
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Requests, local operations and RPC-waiting work in flight.
+    fn inflight(&self) -> usize {
+        self.requests.len() + self.local_ops
+    }
+
+    fn overloaded(&self) -> Option<ClientError> {
+        let n = self.inflight();
+        (n >= self.cfg.max_inflight).then(|| {
+            self.stats.overloaded.fetch_add(1, Relaxed);
+            ClientError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "{n} replication requests in flight (limit {}); retry with backoff",
+                    self.cfg.max_inflight
+                ),
+            )
+        })
+    }
+
+    /// Queues `msg` for `to`; all messages queued in this turn leave as one frame per peer.
+    fn send(&mut self, to: &NodeId, msg: DataMsg, ctx: &mut Context<Self>) {
+        self.outbox.entry(to.clone()).or_default().push(msg);
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let placement = self.placement.clone();
+        for (to, batch) in std::mem::take(&mut self.outbox) {
+            let sent = match (&self.transport, placement.peer_addr(&to)) {
+                (Some(t), Some(addr)) => t.send_data(&to, addr, batch.clone()),
+                _ => false,
+            };
+            if !sent {
+                // Fail our requests in it at once rather than wait for their deadline.
+                for msg in batch {
+                    if let DataMsg::Req { id, .. } = msg {
+                        self.on_rpc_answer(
+                            id,
+                            DataResp::Failed {
+                                code: "unavailable".into(),
+                                msg: format!(
+                                    "cannot queue to {to} (unreachable or its queue is full)"
+                                ),
+                            },
+                            ctx,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a flow's outcome to its client or peer.
+    fn reply<T>(
+        &mut self,
+        to: ReplyTo<T>,
+        result: Result<T, ClientError>,
+        as_resp: impl FnOnce(T) -> DataResp,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(e) = &result {
+            match e.code {
+                ErrorCode::Unavailable => self.stats.unavailable.fetch_add(1, Relaxed),
+                ErrorCode::Timeout => self.stats.timeouts.fetch_add(1, Relaxed),
+                _ => 0,
+            };
+        }
+        match to {
+            ReplyTo::Client(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Peer { to, id } => {
+                let resp = match result {
+                    Ok(v) => as_resp(v),
+                    Err(e) => DataResp::Failed {
+                        code: e.code.as_str().to_string(),
+                        msg: e.msg,
+                    },
+                };
+                self.send(&to, DataMsg::Resp { id, resp }, ctx);
+            }
+        }
+    }
+}
+
+fn partition_config(cfg: &CoordinatorConfig) -> PartitionConfig {
+    PartitionConfig {
+        partitions: cfg.partitions,
+        n: cfg.n,
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox);
+        self.counters.started();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.counters.stopped();
+    }
+}
+
+impl Handler<ClientGet> for Coordinator {
+    type Result = ResponseFuture<Result<GetReply, ClientError>>;
+
+    fn handle(&mut self, msg: ClientGet, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        self.stats.gets.fetch_add(1, Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.start_get(msg, ReplyTo::Client(tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}
+
+impl Handler<ClientWrite> for Coordinator {
+    type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
+
+    fn handle(&mut self, msg: ClientWrite, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        self.stats.puts.fetch_add(1, Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.start_write(msg, ReplyTo::Client(tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}
+
+impl Handler<GetLoad> for Coordinator {
+    type Result = MessageResult<GetLoad>;
+
+    fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(CoordinatorLoad {
+            requests: self.requests.len(),
+            rpcs: self.rpcs.len(),
+            local_ops: self.local_ops,
+            keys_locked: self.locks.load().0,
+            repairs: self.repairs_inflight,
+        })
+    }
+}
+
+impl Handler<DataInbound> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        for m in msg.batch {
+            match m {
+                DataMsg::Req { id, req } => {
+                    self.stats.replica_requests.fetch_add(1, Relaxed);
+                    self.on_peer_request(msg.from.clone(), id, req, ctx);
+                }
+                DataMsg::Resp { id, resp } => self.on_rpc_answer(id, resp, ctx),
+            }
+        }
+    }
+}
+
+/// The coordinator stopped with the request: it may or may not have been applied.
+fn stopped() -> ClientError {
+    ClientError::new(
+        ErrorCode::Timeout,
+        "the replication coordinator stopped while handling the request; it may or may not have been applied",
+    )
+}
+
+#[cfg(test)]
+mod tests;

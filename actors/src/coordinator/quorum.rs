@@ -1,0 +1,329 @@
+//! Quorum bookkeeping for one client request: what counts, when the client can be answered,
+//! and what is left to do afterwards (read repair). Pure: no I/O, no clocks; the
+//! coordinator feeds replica answers and a timeout in, and carries out what comes back.
+//!
+//! The shape follows Riak's `riak_kv_get_core`: `new`, `add_answer`, `timed_out`, and a
+//! final action once every replica answered (or the deadline passed).
+//!
+//! Rules (REPLICATION.md, "A put and a get"):
+//! - A get succeeds once `r` replicas answered without error (a "not found" is an answer);
+//!   the answer is the join of what they returned. It fails as `unavailable` once too few
+//!   replicas are left to reach `r`, naming each replica's error.
+//! - With `after` (read your writes) a get may answer only with a join that descends from
+//!   that context; it keeps waiting for more replicas until one does, and fails when none
+//!   is left.
+//! - Once every replica answered or the deadline passed, the replicas whose answer does
+//!   not descend from the join of all answers (older, missing, not found) are the read
+//!   repair targets.
+//! - A put counts the coordinator's own durable write as its first acknowledgement. It
+//!   succeeds at `w` acknowledgements. It cannot be `unavailable` once the coordinator has
+//!   written (the value exists on one replica and will spread): too few acknowledgements
+//!   is `timeout`, "may or may not have been applied", with the details.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use troupe_protocol::Quorum;
+
+/// What a replica's answer can be joined and compared as (the replicated object).
+pub trait Lattice: Clone {
+    /// What a client passes as `after`: a summary of versions it has seen.
+    type Context;
+    /// The least upper bound of two versions (commutative, associative, idempotent).
+    fn join(&self, other: &Self) -> Self;
+    /// True when `self` has seen everything `other` has.
+    fn descends(&self, other: &Self) -> bool;
+    /// True when `self` has seen every version `context` names.
+    fn covers(&self, context: &Self::Context) -> bool;
+}
+
+impl Lattice for troupe_protocol::object::Object {
+    type Context = troupe_protocol::object::VersionVector;
+    fn join(&self, other: &Self) -> Self {
+        troupe_protocol::object::Object::join(self, other)
+    }
+    fn descends(&self, other: &Self) -> bool {
+        troupe_protocol::object::Object::descends(self, other)
+    }
+    fn covers(&self, context: &Self::Context) -> bool {
+        troupe_protocol::object::Object::covers(self, context)
+    }
+}
+
+/// How many of `n` replicas a request needs. Zero or more than `n` is the caller's mistake
+/// (`bad_request`), reported with what is allowed.
+pub fn required(q: Quorum, n: usize, what: &str) -> Result<usize, String> {
+    let k = match q {
+        Quorum::One => 1,
+        Quorum::Quorum => n / 2 + 1,
+        Quorum::All => n,
+        Quorum::N(k) => k as usize,
+    };
+    if k == 0 || k > n {
+        return Err(format!(
+            "{what} = {k} is not possible with {n} replica(s): use one, quorum, all or a number from 1 to {n}"
+        ));
+    }
+    Ok(k)
+}
+
+/// Where a request stands after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress<T> {
+    /// Keep waiting.
+    Pending,
+    /// Answer the client now (exactly once per request).
+    Reply(T),
+}
+
+/// Why a request failed: how many were needed, how many succeeded, each replica's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumFailure {
+    pub needed: usize,
+    pub got: usize,
+    /// Replica -> its error ("timed out" for one that never answered).
+    pub errors: BTreeMap<String, String>,
+}
+
+impl QuorumFailure {
+    /// "needed 2 of 3 replicas, 1 succeeded; n2: timed out; n3: connection refused".
+    pub fn describe(&self, total: usize) -> String {
+        let mut s = format!(
+            "needed {} of {total} replicas, {} succeeded",
+            self.needed, self.got
+        );
+        for (node, err) in &self.errors {
+            let _ = write!(s, "; {node}: {err}");
+        }
+        s
+    }
+}
+
+/// The answer to a get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetOutcome<O> {
+    /// The join of the successful answers (`None`: not found anywhere).
+    Found(Option<O>),
+    /// Fewer than `r` replicas answered.
+    Unavailable(QuorumFailure),
+    /// `r` answered, but no join of the answers covers the `after` context.
+    NotCaughtUp(QuorumFailure),
+}
+
+/// One get's quorum state.
+pub struct GetTracker<O: Lattice> {
+    replicas: Vec<String>,
+    r: usize,
+    after: Option<O::Context>,
+    answers: BTreeMap<String, Result<Option<O>, String>>,
+    replied: bool,
+}
+
+impl<O: Lattice> GetTracker<O> {
+    /// `replicas`: the primaries asked; `r`: answers needed; `after`: a version the reply
+    /// must descend from (read your writes).
+    pub fn new(replicas: Vec<String>, r: usize, after: Option<O::Context>) -> Self {
+        GetTracker {
+            replicas,
+            r,
+            after,
+            answers: BTreeMap::new(),
+            replied: false,
+        }
+    }
+
+    fn ok_count(&self) -> usize {
+        self.answers.values().filter(|a| a.is_ok()).count()
+    }
+
+    fn joined(&self) -> Option<O> {
+        self.answers
+            .values()
+            .filter_map(|a| a.as_ref().ok().and_then(Option::as_ref))
+            .fold(None, |acc: Option<O>, o| match acc {
+                None => Some(o.clone()),
+                Some(a) => Some(a.join(o)),
+            })
+    }
+
+    fn covers_after(&self, joined: &Option<O>) -> bool {
+        match (&self.after, joined) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(after), Some(j)) => j.covers(after),
+        }
+    }
+
+    fn failure(&self, needed: usize) -> QuorumFailure {
+        let errors = self
+            .replicas
+            .iter()
+            .filter_map(|n| match self.answers.get(n) {
+                Some(Ok(_)) => None,
+                Some(Err(e)) => Some((n.clone(), e.clone())),
+                None => Some((n.clone(), "timed out".to_string())),
+            })
+            .collect();
+        QuorumFailure {
+            needed,
+            got: self.ok_count(),
+            errors,
+        }
+    }
+
+    /// Records `node`'s answer (a second answer from the same node, or one from a node not
+    /// asked, is ignored).
+    pub fn add_answer(
+        &mut self,
+        node: &str,
+        answer: Result<Option<O>, String>,
+    ) -> Progress<GetOutcome<O>> {
+        if !self.replicas.iter().any(|n| n == node) || self.answers.contains_key(node) {
+            return Progress::Pending;
+        }
+        self.answers.insert(node.to_string(), answer);
+        self.check(false)
+    }
+
+    /// The deadline passed: answer now if nothing was answered yet.
+    pub fn timed_out(&mut self) -> Progress<GetOutcome<O>> {
+        self.check(true)
+    }
+
+    fn check(&mut self, deadline: bool) -> Progress<GetOutcome<O>> {
+        if self.replied {
+            return Progress::Pending;
+        }
+        let ok = self.ok_count();
+        let outstanding = self.replicas.len() - self.answers.len();
+        let no_more = deadline || outstanding == 0;
+        let outcome = if ok >= self.r {
+            let joined = self.joined();
+            if self.covers_after(&joined) {
+                GetOutcome::Found(joined)
+            } else if no_more {
+                GetOutcome::NotCaughtUp(self.failure(self.r))
+            } else {
+                return Progress::Pending;
+            }
+        } else if no_more || ok + outstanding < self.r {
+            GetOutcome::Unavailable(self.failure(self.r))
+        } else {
+            return Progress::Pending;
+        };
+        self.replied = true;
+        Progress::Reply(outcome)
+    }
+
+    /// True once every replica answered: the final action can run.
+    pub fn all_answered(&self) -> bool {
+        self.answers.len() == self.replicas.len()
+    }
+
+    /// Read repair (call once every replica answered or the deadline passed): the join of
+    /// every answer, and the replicas whose answer it is newer than (older versions, or
+    /// not found). Replicas that failed or never answered are left to anti-entropy: a
+    /// repair sent to a node that is down would only time out.
+    pub fn repair(&self) -> Option<(O, Vec<String>)> {
+        let joined = self.joined()?;
+        let stale: Vec<String> = self
+            .answers
+            .iter()
+            .filter_map(|(n, a)| match a {
+                Ok(Some(o)) if o.descends(&joined) => None,
+                Ok(_) => Some(n.clone()),
+                Err(_) => None,
+            })
+            .collect();
+        (!stale.is_empty()).then_some((joined, stale))
+    }
+}
+
+/// The answer to a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// `w` replicas (the coordinator included) hold the write durably.
+    Acknowledged,
+    /// Fewer than `w` acknowledged: the write is on the coordinator and maybe others; it may
+    /// or may not become visible (the protocol's `timeout`).
+    Indeterminate(QuorumFailure),
+}
+
+/// One put's quorum state. The coordinator's own durable write is its first
+/// acknowledgement, so this is created after that write.
+#[derive(Debug)]
+pub struct PutTracker {
+    /// The other primaries the object was sent to.
+    others: Vec<String>,
+    w: usize,
+    acks: usize,
+    answers: BTreeMap<String, Result<(), String>>,
+    replied: bool,
+}
+
+impl PutTracker {
+    pub fn new(others: Vec<String>, w: usize) -> Self {
+        PutTracker {
+            others,
+            w,
+            acks: 1,
+            answers: BTreeMap::new(),
+            replied: false,
+        }
+    }
+
+    /// Call right after `new`: with `w == 1` the coordinator's write is enough.
+    pub fn start(&mut self) -> Progress<PutOutcome> {
+        self.check(false)
+    }
+
+    pub fn add_answer(&mut self, node: &str, answer: Result<(), String>) -> Progress<PutOutcome> {
+        if !self.others.iter().any(|n| n == node) || self.answers.contains_key(node) {
+            return Progress::Pending;
+        }
+        if answer.is_ok() {
+            self.acks += 1;
+        }
+        self.answers.insert(node.to_string(), answer);
+        self.check(false)
+    }
+
+    pub fn timed_out(&mut self) -> Progress<PutOutcome> {
+        self.check(true)
+    }
+
+    pub fn all_answered(&self) -> bool {
+        self.answers.len() == self.others.len()
+    }
+
+    fn check(&mut self, deadline: bool) -> Progress<PutOutcome> {
+        if self.replied {
+            return Progress::Pending;
+        }
+        let outstanding = self.others.len() - self.answers.len();
+        let outcome = if self.acks >= self.w {
+            PutOutcome::Acknowledged
+        } else if deadline || self.acks + outstanding < self.w {
+            let errors = self
+                .others
+                .iter()
+                .filter_map(|n| match self.answers.get(n) {
+                    Some(Ok(())) => None,
+                    Some(Err(e)) => Some((n.clone(), e.clone())),
+                    None => Some((n.clone(), "timed out".to_string())),
+                })
+                .collect();
+            PutOutcome::Indeterminate(QuorumFailure {
+                needed: self.w,
+                got: self.acks,
+                errors,
+            })
+        } else {
+            return Progress::Pending;
+        };
+        self.replied = true;
+        Progress::Reply(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! Quorum rules with a toy lattice (sets joined by union), hand-fed answers and hand-fired
+//! timeouts.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Set(BTreeSet<u32>);
+
+impl Lattice for Set {
+    type Context = Set;
+    fn covers(&self, c: &Set) -> bool {
+        self.descends(c)
+    }
+    fn join(&self, o: &Self) -> Self {
+        Set(self.0.union(&o.0).copied().collect())
+    }
+    fn descends(&self, o: &Self) -> bool {
+        self.0.is_superset(&o.0)
+    }
+}
+
+fn set(xs: &[u32]) -> Option<Set> {
+    Some(Set(xs.iter().copied().collect()))
+}
+
+fn three() -> Vec<String> {
+    vec!["a".into(), "b".into(), "c".into()]
+}
+
+#[test]
+fn required_accepts_one_quorum_all_and_numbers_up_to_n() {
+    assert_eq!(required(Quorum::One, 3, "r"), Ok(1));
+    assert_eq!(required(Quorum::Quorum, 3, "r"), Ok(2));
+    assert_eq!(required(Quorum::Quorum, 1, "r"), Ok(1));
+    assert_eq!(required(Quorum::All, 3, "w"), Ok(3));
+    assert_eq!(required(Quorum::N(3), 3, "w"), Ok(3));
+    let e = required(Quorum::N(4), 3, "w").unwrap_err();
+    assert!(e.contains("w = 4") && e.contains("1 to 3"), "{e}");
+    assert!(required(Quorum::N(0), 3, "r").is_err());
+}
+
+#[test]
+fn get_answers_at_r_with_the_join_and_repairs_the_stale_replica_after_all_answer() {
+    let mut t = GetTracker::new(three(), 2, None);
+    assert_eq!(t.add_answer("a", Ok(set(&[1, 2]))), Progress::Pending);
+    assert_eq!(
+        t.add_answer("b", Ok(set(&[1]))),
+        Progress::Reply(GetOutcome::Found(set(&[1, 2])))
+    );
+    assert!(!t.all_answered());
+    assert_eq!(
+        t.add_answer("c", Ok(None)),
+        Progress::Pending,
+        "one reply only"
+    );
+    assert!(t.all_answered());
+    let (joined, stale) = t.repair().unwrap();
+    assert_eq!(Some(joined), set(&[1, 2]));
+    assert_eq!(stale, vec!["b".to_string(), "c".to_string()]);
+}
+
+#[test]
+fn not_found_everywhere_is_an_answer_not_an_error() {
+    let mut t = GetTracker::<Set>::new(three(), 2, None);
+    t.add_answer("a", Ok(None));
+    assert_eq!(
+        t.add_answer("b", Ok(None)),
+        Progress::Reply(GetOutcome::Found(None))
+    );
+    t.add_answer("c", Ok(None));
+    assert_eq!(t.repair(), None);
+}
+
+#[test]
+fn get_is_unavailable_as_soon_as_r_cannot_be_reached_and_names_each_error() {
+    let mut t = GetTracker::<Set>::new(three(), 2, None);
+    assert_eq!(t.add_answer("a", Err("disk".into())), Progress::Pending);
+    match t.add_answer("c", Err("refused".into())) {
+        Progress::Reply(GetOutcome::Unavailable(f)) => {
+            assert_eq!((f.needed, f.got), (2, 0));
+            let msg = f.describe(3);
+            assert!(
+                msg.contains("a: disk") && msg.contains("b: timed out"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("c: refused") && msg.starts_with("needed 2 of 3"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn get_timeout_with_too_few_answers_is_unavailable_and_with_r_answers_cannot_happen() {
+    let mut t = GetTracker::new(three(), 2, None);
+    t.add_answer("a", Ok(set(&[1])));
+    match t.timed_out() {
+        Progress::Reply(GetOutcome::Unavailable(f)) => assert_eq!(f.got, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.timed_out(), Progress::Pending, "answered once");
+}
+
+#[test]
+fn after_waits_for_a_replica_that_has_the_write_then_answers() {
+    let mut t = GetTracker::new(three(), 1, set(&[7]));
+    assert_eq!(t.add_answer("a", Ok(set(&[1]))), Progress::Pending);
+    assert_eq!(t.add_answer("b", Ok(None)), Progress::Pending);
+    assert_eq!(
+        t.add_answer("c", Ok(set(&[7]))),
+        Progress::Reply(GetOutcome::Found(set(&[1, 7])))
+    );
+}
+
+#[test]
+fn after_that_no_replica_covers_fails_saying_so() {
+    let mut t = GetTracker::new(three(), 2, set(&[7]));
+    t.add_answer("a", Ok(set(&[1])));
+    t.add_answer("b", Ok(set(&[1])));
+    assert!(matches!(
+        t.timed_out(),
+        Progress::Reply(GetOutcome::NotCaughtUp(_))
+    ));
+}
+
+#[test]
+fn answers_from_strangers_and_duplicates_are_ignored() {
+    let mut t = GetTracker::new(three(), 2, None);
+    t.add_answer("a", Ok(set(&[1])));
+    assert_eq!(t.add_answer("a", Ok(set(&[1]))), Progress::Pending);
+    assert_eq!(t.add_answer("zz", Ok(set(&[1]))), Progress::Pending);
+}
+
+#[test]
+fn put_with_w1_is_done_by_the_coordinators_own_write() {
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 1);
+    assert_eq!(t.start(), Progress::Reply(PutOutcome::Acknowledged));
+}
+
+#[test]
+fn put_counts_acks_and_fails_indeterminate_when_w_is_out_of_reach() {
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 3);
+    assert_eq!(t.start(), Progress::Pending);
+    assert_eq!(t.add_answer("b", Ok(())), Progress::Pending);
+    match t.add_answer("c", Err("disk full".into())) {
+        Progress::Reply(PutOutcome::Indeterminate(f)) => {
+            assert_eq!((f.needed, f.got), (3, 2));
+            assert_eq!(f.errors.get("c").map(String::as_str), Some("disk full"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 2);
+    t.start();
+    assert_eq!(
+        t.add_answer("c", Ok(())),
+        Progress::Reply(PutOutcome::Acknowledged)
+    );
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 2);
+    t.start();
+    assert!(matches!(
+        t.timed_out(),
+        Progress::Reply(PutOutcome::Indeterminate(_))
+    ));
+}
+
+proptest! {
+    /// Whatever the order of answers and the timeout, a get replies exactly once, and says
+    /// Found exactly when at least r replicas answered before the reply.
+    #[test]
+    fn get_replies_once_and_found_means_r_answers(
+        r in 1usize..=3,
+        answers in proptest::collection::vec((0usize..4, any::<bool>(), 0u32..4), 0..8),
+        timeout_at in 0usize..9,
+    ) {
+        let names = ["a", "b", "c", "x"];
+        let mut t = GetTracker::new(three(), r, None);
+        let mut replies = Vec::new();
+        let mut ok_nodes = BTreeSet::new();
+        for (i, (node, ok, v)) in answers.iter().enumerate() {
+            if i == timeout_at {
+                if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len())); }
+            }
+            let ans = if *ok { Ok(set(&[*v])) } else { Err("e".to_string()) };
+            let first = *node < 3 && !t.answers.contains_key(names[*node]);
+            if let Progress::Reply(o) = t.add_answer(names[*node], ans) { replies.push((o, ok_nodes.len() + usize::from(*ok && first))); }
+            if *ok && first { ok_nodes.insert(*node); }
+        }
+        if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len())); }
+        prop_assert_eq!(replies.len(), 1, "exactly one reply: {:?}", replies);
+        let (outcome, oks) = &replies[0];
+        match outcome {
+            GetOutcome::Found(_) => prop_assert!(*oks >= r),
+            GetOutcome::Unavailable(f) => prop_assert!(f.got < r),
+            GetOutcome::NotCaughtUp(_) => prop_assert!(false, "no after context"),
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! The client request flows: a get over the primaries with read repair, a coordinated
+//! write (local durable write first, then the other primaries), a write forwarded to a
+//! primary, and this node's answers to other coordinators' requests.
+//!
+//! Each flow is a [`Request`] in the coordinator's table with one deadline timer; its
+//! quorum state is a pure tracker from [`super::quorum`], fed with replica answers.
+
+use super::local::{show_key, Apply, LocalDone, LocalOp};
+use super::quorum::{self, GetOutcome, GetTracker, Progress, PutOutcome, PutTracker};
+use super::*;
+use troupe_protocol::data::DataReq;
+use troupe_protocol::object::{Object, Value, VersionVector};
+
+pub(crate) enum Request {
+    Get(GetState),
+    Put(PutState),
+    Forward(ForwardState),
+    Repair { pending: usize },
+}
+
+pub(crate) struct GetState {
+    key: Vec<u8>,
+    n: usize,
+    tracker: GetTracker<Object>,
+    reply: Option<ReplyTo<GetReply>>,
+}
+
+pub(crate) struct PutState {
+    key: Vec<u8>,
+    n: usize,
+    w: usize,
+    primaries: Vec<NodeId>,
+    /// Set once the local write is durable.
+    tracker: Option<PutTracker>,
+    context: Vec<u8>,
+    reply: Option<ReplyTo<Vec<u8>>>,
+}
+
+pub(crate) struct ForwardState {
+    to: NodeId,
+    reply: Option<ReplyTo<Vec<u8>>>,
+}
+
+fn bad_request(msg: String) -> ClientError {
+    ClientError::new(ErrorCode::BadRequest, msg)
+}
+
+fn decode_context(raw: Option<&[u8]>, what: &str) -> Result<Option<VersionVector>, ClientError> {
+    match raw {
+        None => Ok(None),
+        Some([]) => Ok(Some(VersionVector::new())), // the context of a not-found read
+        Some(bytes) => VersionVector::decode(bytes).map(Some).map_err(|e| {
+            bad_request(format!(
+                "{what} is not a context this database issued ({e}); pass back the context bin from a get or put reply unchanged"
+            ))
+        }),
+    }
+}
+
+impl Coordinator {
+    /// A request's quorum is checked strictly; the configured default is capped at the
+    /// replicas there are (one node alone answers `r = 2` defaults with its one copy).
+    fn quorum(
+        &self,
+        asked: Option<Quorum>,
+        default: Quorum,
+        n: usize,
+        what: &str,
+    ) -> Result<usize, ClientError> {
+        match asked {
+            Some(q) => quorum::required(q, n, what).map_err(bad_request),
+            None => Ok(default.required(n).max(1)),
+        }
+    }
+
+    pub(super) fn start_get(
+        &mut self,
+        msg: ClientGet,
+        reply: ReplyTo<GetReply>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(e) = self.overloaded() {
+            return self.reply(reply, Err(e), |_| DataResp::Stored, ctx);
+        }
+        let p = self.placement();
+        let n = p.n();
+        let setup = self
+            .quorum(msg.r, self.cfg.r, n, "r")
+            .and_then(|r| Ok((r, decode_context(msg.after.as_deref(), "after")?)));
+        let (r, after) = match setup {
+            Ok(v) => v,
+            Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
+        };
+        let primaries = p.primaries(&msg.key).to_vec();
+        let names = primaries.iter().map(|n| n.0.clone()).collect();
+        let req = self.next_id();
+        self.requests.insert(
+            req,
+            Request::Get(GetState {
+                key: msg.key.clone(),
+                n,
+                tracker: GetTracker::new(names, r, after),
+                reply: Some(reply),
+            }),
+        );
+        for node in primaries {
+            if node == self.cfg.me {
+                self.read_local(msg.key.clone(), ctx, move |act, res, ctx| {
+                    let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
+                    act.get_answer(req, &node, ans, ctx);
+                });
+            } else if !p.is_up(&node) {
+                self.get_answer(req, &node, Err("down (membership)".into()), ctx);
+            } else {
+                let key = msg.key.clone();
+                self.rpc(req, &node, DataReq::Get { key }, ctx);
+            }
+        }
+        self.arm_deadline(req, ctx);
+    }
+
+    pub(super) fn start_write(
+        &mut self,
+        msg: ClientWrite,
+        reply: ReplyTo<Vec<u8>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let forwarded = matches!(reply, ReplyTo::Peer { .. });
+        if let Some(e) = self.overloaded() {
+            return self.reply(reply, Err(e), put_resp, ctx);
+        }
+        let p = self.placement();
+        let n = p.n();
+        let setup = self
+            .quorum(msg.w, self.cfg.w, n, "w")
+            .and_then(|w| Ok((w, decode_context(msg.context.as_deref(), "context")?)));
+        let (w, context) = match setup {
+            Ok(v) => v,
+            Err(e) => return self.reply(reply, Err(e), put_resp, ctx),
+        };
+        let primaries = p.primaries(&msg.key).to_vec();
+        if !forwarded && !primaries.contains(&self.cfg.me) {
+            return self.forward(msg, primaries, reply, ctx);
+        }
+        // Before writing anything: are enough primaries up to reach w?
+        let up: Vec<&NodeId> = primaries
+            .iter()
+            .filter(|id| **id == self.cfg.me || p.is_up(id))
+            .collect();
+        if up.len() < w {
+            let down: Vec<String> = primaries
+                .iter()
+                .filter(|id| !up.contains(id))
+                .map(|id| format!("{id}: down (membership)"))
+                .collect();
+            let msg = format!(
+                "needed {w} of {n} replicas up before writing, {} up; {}; nothing was written",
+                up.len(),
+                down.join("; ")
+            );
+            let e = ClientError::new(ErrorCode::Unavailable, msg);
+            return self.reply(reply, Err(e), put_resp, ctx);
+        }
+        let value = match msg.value {
+            Some(v) => Value::Data(v),
+            None => Value::Deleted,
+        };
+        let req = self.next_id();
+        self.requests.insert(
+            req,
+            Request::Put(PutState {
+                key: msg.key.clone(),
+                n,
+                w,
+                primaries,
+                tracker: None,
+                context: Vec::new(),
+                reply: Some(reply),
+            }),
+        );
+        self.write_local(
+            LocalOp {
+                key: msg.key,
+                apply: Apply::Update {
+                    context: context.unwrap_or_default(),
+                    value,
+                },
+                done: LocalDone::Coordinated(req),
+            },
+            ctx,
+        );
+    }
+
+    /// This node is not a primary of the key: the first primary that is up coordinates.
+    fn forward(
+        &mut self,
+        msg: ClientWrite,
+        primaries: Vec<NodeId>,
+        reply: ReplyTo<Vec<u8>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let p = self.placement.clone();
+        let Some(to) = primaries.iter().find(|id| p.is_up(id)).cloned() else {
+            let names: Vec<String> = primaries.iter().map(|id| id.0.clone()).collect();
+            let e = ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "no primary of key {} is up ({}); nothing was written",
+                    show_key(&msg.key),
+                    names.join(", ")
+                ),
+            );
+            return self.reply(reply, Err(e), put_resp, ctx);
+        };
+        self.stats.forwarded.fetch_add(1, Relaxed);
+        let req = self.next_id();
+        self.requests.insert(
+            req,
+            Request::Forward(ForwardState {
+                to: to.clone(),
+                reply: Some(reply),
+            }),
+        );
+        let coord = DataReq::Coordinate {
+            key: msg.key,
+            value: msg.value,
+            context: msg.context,
+            w: msg.w,
+        };
+        self.rpc(req, &to, coord, ctx);
+        self.arm_deadline(req, ctx);
+    }
+
+    /// The coordinator's own durable write finished: send the object to the other
+    /// primaries and count acknowledgements.
+    pub(super) fn coordinated_local_done(
+        &mut self,
+        req: u64,
+        res: Result<Object, ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let object = match res {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(Request::Put(mut st)) = self.requests.remove(&req) {
+                    if let Some(to) = st.reply.take() {
+                        self.reply(to, Err(e), put_resp, ctx);
+                    }
+                }
+                return;
+            }
+        };
+        let p = self.placement.clone();
+        let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        st.context = object.context().encode();
+        let others: Vec<NodeId> = st
+            .primaries
+            .iter()
+            .filter(|id| **id != self.cfg.me)
+            .cloned()
+            .collect();
+        st.tracker = Some(PutTracker::new(
+            others.iter().map(|id| id.0.clone()).collect(),
+            st.w,
+        ));
+        let key = st.key.clone();
+        let encoded = object.encode();
+        let first = st.tracker.as_mut().map(PutTracker::start);
+        if let Some(progress) = first {
+            self.put_progress(req, progress, ctx);
+        }
+        for node in others {
+            if p.is_up(&node) {
+                let put = DataReq::Put {
+                    key: key.clone(),
+                    object: encoded.clone(),
+                };
+                self.rpc(req, &node, put, ctx);
+            } else {
+                self.put_answer(req, &node, Err("down (membership)".into()), ctx);
+            }
+        }
+        // With no other primary (one node), or all of them down, the put is complete now.
+        match self.requests.get(&req) {
+            Some(Request::Put(st)) if st.tracker.as_ref().is_some_and(PutTracker::all_answered) => {
+                self.requests.remove(&req);
+            }
+            Some(_) => self.arm_deadline(req, ctx),
+            None => {}
+        }
+    }
+
+    /// Sends one request of flow `req` to `node`.
+    fn rpc(&mut self, req: u64, node: &NodeId, body: DataReq, ctx: &mut Context<Self>) {
+        let id = self.next_id();
+        self.rpcs.insert(id, (req, node.clone()));
+        self.send(node, DataMsg::Req { id, req: body }, ctx);
+    }
+
+    fn arm_deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
+        ctx.run_later(self.cfg.request_timeout, move |act, ctx| {
+            act.deadline(req, ctx)
+        });
+    }
+
+    /// A replica answered one of our RPCs (or it failed to leave this node).
+    pub(super) fn on_rpc_answer(&mut self, rpc: u64, resp: DataResp, ctx: &mut Context<Self>) {
+        let Some((req, node)) = self.rpcs.remove(&rpc) else {
+            return; // its request already finished
+        };
+        let failed = |resp: &DataResp| match resp {
+            DataResp::Failed { code, msg } => Some(format!("{code}: {msg}")),
+            _ => None,
+        };
+        match self.requests.get_mut(&req) {
+            Some(Request::Get(_)) => {
+                let ans = match resp {
+                    DataResp::Object { object: None } => Ok(None),
+                    DataResp::Object {
+                        object: Some(bytes),
+                    } => Object::decode(&bytes)
+                        .map(|o| (!o.is_empty()).then_some(o))
+                        .map_err(|e| format!("undecodable object: {e}")),
+                    other => Err(failed(&other).unwrap_or_else(|| "unexpected answer".into())),
+                };
+                self.get_answer(req, &node, ans, ctx);
+            }
+            Some(Request::Put(_)) => {
+                let ans = match resp {
+                    DataResp::Stored => Ok(()),
+                    other => Err(failed(&other).unwrap_or_else(|| "unexpected answer".into())),
+                };
+                self.put_answer(req, &node, ans, ctx);
+            }
+            Some(Request::Forward(_)) => {
+                let Some(Request::Forward(mut st)) = self.requests.remove(&req) else {
+                    return;
+                };
+                let result = match resp {
+                    DataResp::Written { context } => Ok(context),
+                    DataResp::Failed { code, msg } => Err(ClientError::new(
+                        ErrorCode::parse(&code),
+                        format!("{msg} (coordinated by {})", st.to),
+                    )),
+                    _ => Err(ClientError::new(
+                        ErrorCode::Timeout,
+                        format!("{} answered a forwarded write oddly; it may or may not have been applied", st.to),
+                    )),
+                };
+                if let Some(to) = st.reply.take() {
+                    self.reply(to, result, put_resp, ctx);
+                }
+            }
+            Some(Request::Repair { pending }) => {
+                *pending -= 1;
+                self.repairs_inflight -= 1;
+                if *pending == 0 {
+                    self.requests.remove(&req);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn get_answer(
+        &mut self,
+        req: u64,
+        node: &NodeId,
+        ans: Result<Option<Object>, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let progress = st.tracker.add_answer(&node.0, ans);
+        let done = st.tracker.all_answered();
+        self.get_progress(req, progress, ctx);
+        if done {
+            self.finish_get(req, ctx);
+        }
+    }
+
+    fn get_progress(
+        &mut self,
+        req: u64,
+        progress: Progress<GetOutcome<Object>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Progress::Reply(outcome) = progress else {
+            return;
+        };
+        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let Some(to) = st.reply.take() else {
+            return;
+        };
+        let n = st.n;
+        let result = match outcome {
+            GetOutcome::Found(None) => Ok(GetReply {
+                values: Vec::new(),
+                context: Vec::new(),
+            }),
+            GetOutcome::Found(Some(o)) => Ok(GetReply {
+                values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
+                context: o.context().encode(),
+            }),
+            GetOutcome::Unavailable(f) => Err(ClientError::new(
+                ErrorCode::Unavailable,
+                f.describe(n),
+            )),
+            GetOutcome::NotCaughtUp(f) => Err(ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "no replica that answered holds a version covering the `after` context yet ({}); retry later",
+                    f.describe(n)
+                ),
+            )),
+        };
+        self.reply(to, result, get_resp, ctx);
+    }
+
+    /// Every primary answered or the deadline passed: read repair, then forget the get.
+    fn finish_get(&mut self, req: u64, ctx: &mut Context<Self>) {
+        let Some(Request::Get(st)) = self.requests.remove(&req) else {
+            return;
+        };
+        self.rpcs.retain(|_, (r, _)| *r != req);
+        let Some((joined, stale)) = st.tracker.repair() else {
+            return;
+        };
+        let encoded = joined.encode();
+        let repair = self.next_id();
+        let mut pending = 0;
+        for name in stale {
+            if self.repairs_inflight >= self.cfg.max_repairs {
+                self.stats.read_repairs_skipped.fetch_add(1, Relaxed);
+                continue;
+            }
+            self.repairs_inflight += 1;
+            self.stats.read_repairs.fetch_add(1, Relaxed);
+            let node = NodeId(name);
+            if node == self.cfg.me {
+                let op = LocalOp {
+                    key: st.key.clone(),
+                    apply: Apply::Join(joined.clone()),
+                    done: LocalDone::Repair,
+                };
+                self.write_local(op, ctx);
+            } else {
+                pending += 1;
+                let put = DataReq::Put {
+                    key: st.key.clone(),
+                    object: encoded.clone(),
+                };
+                self.rpc(repair, &node, put, ctx);
+            }
+        }
+        if pending > 0 {
+            self.requests.insert(repair, Request::Repair { pending });
+            self.arm_deadline(repair, ctx);
+        }
+    }
+
+    fn put_answer(
+        &mut self,
+        req: u64,
+        node: &NodeId,
+        ans: Result<(), String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let Some(tracker) = st.tracker.as_mut() else {
+            return;
+        };
+        let progress = tracker.add_answer(&node.0, ans);
+        let done = tracker.all_answered();
+        self.put_progress(req, progress, ctx);
+        if done {
+            self.requests.remove(&req);
+            self.rpcs.retain(|_, (r, _)| *r != req);
+        }
+    }
+
+    fn put_progress(&mut self, req: u64, progress: Progress<PutOutcome>, ctx: &mut Context<Self>) {
+        let Progress::Reply(outcome) = progress else {
+            return;
+        };
+        let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let Some(to) = st.reply.take() else {
+            return;
+        };
+        let result = match outcome {
+            PutOutcome::Acknowledged => Ok(st.context.clone()),
+            PutOutcome::Indeterminate(f) => Err(ClientError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "write of key {} is durable on {} replica(s), not the {} asked for; it may or may not become visible ({})",
+                    show_key(&st.key),
+                    f.got,
+                    f.needed,
+                    f.describe(st.n)
+                ),
+            )),
+        };
+        self.reply(to, result, put_resp, ctx);
+    }
+
+    /// A request's deadline passed: answer what is still unanswered, then forget it.
+    fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
+        match self.requests.get_mut(&req) {
+            Some(Request::Get(st)) => {
+                let progress = st.tracker.timed_out();
+                self.get_progress(req, progress, ctx);
+                self.finish_get(req, ctx);
+            }
+            Some(Request::Put(st)) => {
+                // A put whose local write has not finished yet keeps waiting for it: the
+                // storage answers every write (or fails it), and that answer decides.
+                let Some(tracker) = st.tracker.as_mut() else {
+                    return;
+                };
+                let progress = tracker.timed_out();
+                self.put_progress(req, progress, ctx);
+                self.requests.remove(&req);
+                self.rpcs.retain(|_, (r, _)| *r != req);
+            }
+            Some(Request::Forward(_)) => {
+                let Some(Request::Forward(mut st)) = self.requests.remove(&req) else {
+                    return;
+                };
+                self.rpcs.retain(|_, (r, _)| *r != req);
+                let e = ClientError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the write was forwarded to primary {} which did not answer within {:?}; it may or may not have been applied",
+                        st.to, self.cfg.request_timeout
+                    ),
+                );
+                if let Some(to) = st.reply.take() {
+                    self.reply(to, Err(e), put_resp, ctx);
+                }
+            }
+            Some(Request::Repair { pending }) => {
+                self.repairs_inflight -= *pending;
+                self.requests.remove(&req);
+                self.rpcs.retain(|_, (r, _)| *r != req);
+            }
+            None => {}
+        }
+    }
+
+    /// Another coordinator asks this replica something.
+    pub(super) fn on_peer_request(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        req: DataReq,
+        ctx: &mut Context<Self>,
+    ) {
+        match req {
+            DataReq::Get { key } => {
+                if let Some(e) = self.overloaded() {
+                    return self.reply(ReplyTo::Peer { to: from, id }, Err(e), get_resp, ctx);
+                }
+                self.read_local(key, ctx, move |act, res, ctx| {
+                    let resp = match res {
+                        Ok(o) if o.is_empty() => DataResp::Object { object: None },
+                        Ok(o) => DataResp::Object {
+                            object: Some(o.encode()),
+                        },
+                        Err(e) => DataResp::Failed {
+                            code: e.code.as_str().to_string(),
+                            msg: e.msg,
+                        },
+                    };
+                    act.send(&from, DataMsg::Resp { id, resp }, ctx);
+                });
+            }
+            DataReq::Put { key, object } => {
+                let reply_to = ReplyTo::<()>::Peer {
+                    to: from.clone(),
+                    id,
+                };
+                if let Some(e) = self.overloaded() {
+                    return self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx);
+                }
+                match Object::decode(&object) {
+                    Ok(o) => self.write_local(
+                        LocalOp {
+                            key,
+                            apply: Apply::Join(o),
+                            done: LocalDone::ReplicaPut { to: from, id },
+                        },
+                        ctx,
+                    ),
+                    Err(e) => {
+                        let e = bad_request(format!("undecodable object: {e}"));
+                        self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx)
+                    }
+                }
+            }
+            DataReq::Coordinate {
+                key,
+                value,
+                context,
+                w,
+            } => {
+                let msg = ClientWrite {
+                    key,
+                    value,
+                    context,
+                    w,
+                };
+                self.start_write(msg, ReplyTo::Peer { to: from, id }, ctx);
+            }
+        }
+    }
+}
+
+fn get_resp(r: GetReply) -> DataResp {
+    // Gets are never answered to peers through `reply` (replicas answer objects).
+    DataResp::Written { context: r.context }
+}
+
+fn put_resp(context: Vec<u8>) -> DataResp {
+    DataResp::Written { context }
+}

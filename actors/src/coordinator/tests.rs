@@ -1,0 +1,264 @@
+//! The coordinator on one node over an in-memory store: the object semantics a client sees
+//! (siblings, contexts, deletes, read your writes), argument checks, the per-key lock, and
+//! that nothing stays in flight after the requests finish.
+
+use super::*;
+use crate::memtable::table::Versioned;
+use crate::memtable::StorageError;
+use std::collections::BTreeMap;
+use troupe_protocol::object::VersionVector;
+use troupe_protocol::swim::{MemberInfo, Status};
+
+/// A Memtable stand-in: a map, answering after a yield so requests really interleave.
+#[derive(Default)]
+struct FakeStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    seq: u64,
+}
+
+impl Actor for FakeStore {
+    type Context = Context<Self>;
+}
+
+impl Handler<Get> for FakeStore {
+    type Result = ResponseFuture<Result<Option<Versioned>, StorageError>>;
+    fn handle(&mut self, m: Get, _: &mut Context<Self>) -> Self::Result {
+        let v = self.map.get(&m.key).map(|v| Versioned {
+            seq: 1,
+            value: Some(v.clone()),
+        });
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(v)
+        })
+    }
+}
+
+impl Handler<Write> for FakeStore {
+    type Result = ResponseFuture<Result<u64, StorageError>>;
+    fn handle(&mut self, m: Write, _: &mut Context<Self>) -> Self::Result {
+        self.seq += 1;
+        match m.value {
+            Some(v) => self.map.insert(m.key, v),
+            None => self.map.remove(&m.key),
+        };
+        let seq = self.seq;
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(seq)
+        })
+    }
+}
+
+fn single_node() -> Addr<Coordinator> {
+    let me = NodeId("n1".into());
+    let info = MemberInfo {
+        id: me.clone(),
+        client_addr: "127.0.0.1:1".into(),
+        peer_addr: "127.0.0.1:2".into(),
+        admin_addr: "127.0.0.1:3".into(),
+        incarnation: 0,
+        status: Status::Alive,
+        run_id: 1,
+    };
+    let (tx, rx) = watch::channel(RingMembers {
+        version: 1,
+        members: vec![info],
+    });
+    std::mem::forget(tx); // the view never changes in these tests
+    let store = FakeStore::default().start();
+    let cfg = CoordinatorConfig {
+        me,
+        actor: ActorId(7),
+        partitions: 16,
+        n: 3,
+        r: Quorum::N(2),
+        w: Quorum::N(3),
+        request_timeout: Duration::from_secs(30),
+        max_inflight: 1000,
+        max_repairs: 10,
+        mailbox: 1000,
+    };
+    Coordinator::new(
+        cfg,
+        store.clone().recipient(),
+        store.recipient(),
+        None,
+        rx,
+        Arc::default(),
+    )
+    .expect("one member places every key")
+    .start()
+}
+
+fn put(k: &str, v: &str, ctx: Option<Vec<u8>>) -> ClientWrite {
+    ClientWrite {
+        key: k.into(),
+        value: Some(v.into()),
+        context: ctx,
+        w: None,
+    }
+}
+
+fn get(k: &str) -> ClientGet {
+    ClientGet {
+        key: k.into(),
+        r: None,
+        after: None,
+    }
+}
+
+async fn settled(c: &Addr<Coordinator>) {
+    assert_eq!(
+        c.send(GetLoad).await.unwrap(),
+        CoordinatorLoad::default(),
+        "nothing stays in flight once every request was answered"
+    );
+}
+
+#[actix_rt::test]
+async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
+    let c = single_node();
+    let ctx1 = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!(got.values, vec![b"a".to_vec()]);
+    assert_eq!(got.context, ctx1);
+    // A blind write beside it: two siblings. A write with the read's context: one value.
+    c.send(put("k", "b", None)).await.unwrap().unwrap();
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!(got.values.len(), 2, "{:?}", got.values);
+    c.send(put("k", "c", Some(got.context)))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!(got.values, vec![b"c".to_vec()]);
+    settled(&c).await;
+}
+
+#[actix_rt::test]
+async fn a_delete_removes_what_its_context_saw_and_nothing_else() {
+    let c = single_node();
+    c.send(put("k", "a", None)).await.unwrap().unwrap();
+    let seen = c.send(get("k")).await.unwrap().unwrap().context;
+    // Deleting without a context only adds a marker: the value stays visible.
+    let del = |ctx| ClientWrite {
+        key: b"k".to_vec(),
+        value: None,
+        context: ctx,
+        w: None,
+    };
+    c.send(del(None)).await.unwrap().unwrap();
+    assert_eq!(
+        c.send(get("k")).await.unwrap().unwrap().values,
+        vec![b"a".to_vec()]
+    );
+    let seen2 = c.send(get("k")).await.unwrap().unwrap().context;
+    assert_ne!(seen, seen2);
+    c.send(del(Some(seen2))).await.unwrap().unwrap();
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert!(got.values.is_empty(), "deleted: {:?}", got.values);
+    assert!(
+        !got.context.is_empty(),
+        "the markers' context is still given"
+    );
+    settled(&c).await;
+}
+
+#[actix_rt::test]
+async fn concurrent_blind_writes_of_one_key_all_survive_as_siblings() {
+    let c = single_node();
+    let writes: Vec<_> = (0..20)
+        .map(|i| c.send(put("hot", &format!("v{i}"), None)))
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let got = c.send(get("hot")).await.unwrap().unwrap();
+    assert_eq!(got.values.len(), 20, "no write lost to a concurrent one");
+    settled(&c).await;
+}
+
+#[actix_rt::test]
+async fn past_the_sibling_limit_a_write_is_refused_naming_key_and_count() {
+    let c = single_node();
+    for i in 0..100 {
+        c.send(put("many", &format!("v{i}"), None))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let e = c
+        .send(put("many", "one-more", None))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooLarge);
+    assert!(
+        e.msg.contains("\"many\"") && e.msg.contains("101 siblings"),
+        "{}",
+        e.msg
+    );
+    settled(&c).await;
+}
+
+#[actix_rt::test]
+async fn impossible_quorums_and_foreign_contexts_are_bad_requests() {
+    let c = single_node();
+    let e = c
+        .send(ClientGet {
+            key: b"k".to_vec(),
+            r: Some(Quorum::N(2)),
+            after: None,
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(e.msg.contains("1 to 1"), "{}", e.msg);
+    let e = c
+        .send(ClientWrite {
+            w: Some(Quorum::N(0)),
+            ..put("k", "v", None)
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let e = c
+        .send(put("k", "v", Some(b"garbage".to_vec())))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(e.msg.contains("context"), "{}", e.msg);
+    settled(&c).await;
+}
+
+#[actix_rt::test]
+async fn after_is_answered_when_covered_and_refused_when_not() {
+    let c = single_node();
+    let ctx = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    let got = c
+        .send(ClientGet {
+            after: Some(ctx),
+            ..get("k")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.values, vec![b"a".to_vec()]);
+    // A context naming a write no replica has (another actor's dot).
+    let unseen: VersionVector = [(ActorId(99), 1)].into_iter().collect();
+    let e = c
+        .send(ClientGet {
+            after: Some(unseen.encode()),
+            ..get("k")
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert!(e.msg.contains("covering"), "{}", e.msg);
+    settled(&c).await;
+}

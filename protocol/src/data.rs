@@ -1,0 +1,127 @@
+//! Peer data RPCs: what a coordinator asks the replicas of a key, and what they answer.
+//!
+//! Every message travels inside [`crate::swim::PeerMsg::Data`] as a batch: a node that has
+//! several requests or responses for one peer sends them in one frame. A request carries
+//! an id unique per sender; its response carries the same id and goes back on the
+//! responder's own outbound connection to the requester (peer connections are one-way).
+//!
+//! Objects travel as their storage encoding (an opaque `bin` here; `crate::object` defines
+//! it), so a replica stores what it receives without re-encoding.
+//!
+//! ```
+//! use troupe_protocol::data::{DataMsg, DataReq};
+//! let m = DataMsg::Req { id: 7, req: DataReq::Get { key: b"k".to_vec() } };
+//! let bytes = rmp_serde::to_vec_named(&m).unwrap();
+//! assert_eq!(rmp_serde::from_slice::<DataMsg>(&bytes).unwrap(), m);
+//! ```
+
+use crate::message::Quorum;
+use serde::{Deserialize, Serialize};
+
+/// One request or response of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum DataMsg {
+    Req { id: u64, req: DataReq },
+    Resp { id: u64, resp: DataResp },
+}
+
+/// What a coordinator asks a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum DataReq {
+    /// Read the replica's object for `key`.
+    Get {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// Join `object` into the replica's object for `key` and make the result durable.
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        object: Vec<u8>,
+    },
+    /// Coordinate a client write (this node is a primary for `key`, the sender is not):
+    /// `value: None` is a delete.
+    Coordinate {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(default, with = "serde_bytes")]
+        value: Option<Vec<u8>>,
+        #[serde(default, with = "serde_bytes")]
+        context: Option<Vec<u8>>,
+        #[serde(default)]
+        w: Option<Quorum>,
+    },
+}
+
+/// A replica's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "lowercase")]
+pub enum DataResp {
+    /// To `Get`: the replica's object (`None`: it has none).
+    Object {
+        #[serde(default, with = "serde_bytes")]
+        object: Option<Vec<u8>>,
+    },
+    /// To `Put`: the joined object is durable.
+    Stored,
+    /// To `Coordinate`: the write was acknowledged by `w` replicas; `context` for the client.
+    Written {
+        #[serde(with = "serde_bytes")]
+        context: Vec<u8>,
+    },
+    /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
+    /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.
+    Failed { code: String, msg: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let msgs = vec![
+            DataMsg::Req {
+                id: 1,
+                req: DataReq::Put {
+                    key: b"k".to_vec(),
+                    object: vec![1, 2, 3],
+                },
+            },
+            DataMsg::Req {
+                id: 2,
+                req: DataReq::Coordinate {
+                    key: b"k".to_vec(),
+                    value: None,
+                    context: Some(vec![9]),
+                    w: Some(Quorum::All),
+                },
+            },
+            DataMsg::Resp {
+                id: 1,
+                resp: DataResp::Object { object: None },
+            },
+            DataMsg::Resp {
+                id: 2,
+                resp: DataResp::Failed {
+                    code: "unavailable".into(),
+                    msg: "needed 2".into(),
+                },
+            },
+            DataMsg::Resp {
+                id: 3,
+                resp: DataResp::Written { context: vec![1] },
+            },
+            DataMsg::Resp {
+                id: 4,
+                resp: DataResp::Stored,
+            },
+        ];
+        let bytes = rmp_serde::to_vec_named(&msgs).unwrap();
+        let back: Vec<DataMsg> = crate::codec::decode_one(&bytes).unwrap();
+        assert_eq!(back, msgs);
+    }
+}

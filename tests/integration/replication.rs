@@ -1,0 +1,179 @@
+//! Replication with three real nodes on loopback, defaults N=3 R=W=2: writes through one
+//! node read back through the others; concurrent blind writes through different nodes come
+//! back as siblings and a write with the read's context resolves them; `after` gives read
+//! your writes through another node; a replica that missed a write (its peer link cut with
+//! `admin fault`) holds it after a quorum read (read repair, seen with `admin object`);
+//! with one node SIGKILLed quorum operations succeed; with two down they are `unavailable`
+//! with the details while `r=one` reads still answer.
+
+use crate::cluster::{start, status_of, wait_for};
+use crate::harness::{rt_mt, NodeProc};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use troupe_protocol::{Client, ClientError, ErrorCode, Quorum};
+
+fn extra() -> Vec<(&'static str, String)> {
+    vec![("TROUPE__CLUSTER__REQUEST_TIMEOUT", "2s".to_string())]
+}
+
+fn admin_json(node: &NodeProc, args: &[&str]) -> Value {
+    let mut full = vec!["admin"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let (code, out, err) = node.cli(&full);
+    assert_eq!(code, 0, "admin {args:?}: {err}");
+    serde_json::from_str(&out).expect("admin --json is JSON")
+}
+
+/// Three nodes that agree on a three-member ring.
+fn three_nodes(dir: &std::path::Path) -> Vec<NodeProc> {
+    let n1 = start(dir, "n1", None, &extra());
+    let seed = n1.peer.clone();
+    let n2 = start(dir, "n2", Some(&seed), &extra());
+    let n3 = start(dir, "n3", Some(&seed), &extra());
+    let nodes = vec![n1, n2, n3];
+    wait_for(
+        "three nodes agree on a ring of three",
+        Duration::from_secs(20),
+        || {
+            let rings: Vec<Value> = nodes.iter().map(|n| admin_json(n, &["ring"])).collect();
+            rings.iter().all(|r| {
+                r["members"].as_array().map(Vec::len) == Some(3)
+                    && r["effective_n"] == 3
+                    && r["digest"] == rings[0]["digest"]
+            }) && nodes.iter().all(|n| {
+                ["n1", "n2", "n3"]
+                    .iter()
+                    .all(|id| status_of(n, id).as_deref() == Some("alive"))
+            })
+        },
+    );
+    nodes
+}
+
+fn server_error(r: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, String) {
+    match r {
+        Err(ClientError::Server(e)) => (e.code, e.msg),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[test]
+fn three_replicas_quorums_siblings_repair_and_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(dir.path());
+    let rt = rt_mt();
+    let connect = |n: &NodeProc| {
+        let addr = n.client.clone();
+        rt.block_on(async move { Client::connect(addr.as_str(), "repl").await.unwrap() })
+    };
+    let (c1, c2, c3) = (
+        Arc::new(connect(&nodes[0])),
+        connect(&nodes[1]),
+        connect(&nodes[2]),
+    );
+
+    // 1. 1,000 puts through n1, read back through n2 and n3.
+    rt.block_on(async {
+        let puts: Vec<_> = (0..1000)
+            .map(|i| {
+                let c = c1.clone();
+                tokio::spawn(async move {
+                    let k = format!("key{i:04}");
+                    c.put(k.as_bytes(), k.as_bytes(), None).await
+                })
+            })
+            .collect();
+        for p in puts {
+            p.await.unwrap().expect("quorum put");
+        }
+        for c in [&c2, &c3] {
+            for i in 0..1000 {
+                let k = format!("key{i:04}");
+                let got = c.get(k.as_bytes()).await.unwrap();
+                assert_eq!(got.values, vec![k.as_bytes().to_vec()], "{k}");
+            }
+        }
+    });
+
+    // 2. Blind writes through two nodes are siblings; the read's context resolves them.
+    rt.block_on(async {
+        c1.put(b"sib", b"from-n1", None).await.unwrap();
+        c2.put(b"sib", b"from-n2", None).await.unwrap();
+        let got = c3.get(b"sib").await.unwrap();
+        let mut values = got.values.clone();
+        values.sort();
+        assert_eq!(values, vec![b"from-n1".to_vec(), b"from-n2".to_vec()]);
+        c3.put(b"sib", b"resolved", Some(got.context))
+            .await
+            .unwrap();
+        assert_eq!(
+            c1.get(b"sib").await.unwrap().values,
+            vec![b"resolved".to_vec()]
+        );
+    });
+
+    // 3. Read your writes through another node.
+    rt.block_on(async {
+        let ctx = c1.put(b"ryw", b"mine", None).await.unwrap();
+        let got = c2.get_after(b"ryw", None, Some(ctx)).await.unwrap();
+        assert_eq!(got.values, vec![b"mine".to_vec()]);
+    });
+
+    // 4. n3 misses a write while its link to n1 is cut, then a quorum read repairs it.
+    let (code, _, err) = nodes[2].cli(&["admin", "fault", "drop", "n1"]);
+    assert_eq!(code, 0, "{err}");
+    rt.block_on(c1.put(b"rr", b"repaired", None))
+        .expect("w=2 from n1 and n2");
+    let object = admin_json(&nodes[2], &["object", "rr"]);
+    assert_eq!(object["found"], false, "n3 must have missed it: {object}");
+    let (code, _, err) = nodes[2].cli(&["admin", "fault", "heal"]);
+    assert_eq!(code, 0, "{err}");
+    let got = rt.block_on(c2.get(b"rr")).unwrap();
+    assert_eq!(got.values, vec![b"repaired".to_vec()]);
+    wait_for("read repair reaches n3", Duration::from_secs(10), || {
+        admin_json(&nodes[2], &["object", "rr"])["siblings"][0]["value"] == "repaired"
+    });
+
+    // 5. One node down: quorum puts and gets still succeed.
+    nodes[2].kill();
+    rt.block_on(async {
+        c1.put(b"one-down", b"ok", None)
+            .await
+            .expect("quorum put, n3 down");
+        assert_eq!(
+            c2.get(b"one-down").await.unwrap().values,
+            vec![b"ok".to_vec()]
+        );
+    });
+
+    // 6. Two down: once n1 sees them dead, quorum ops are unavailable with each replica's
+    //    error and nothing written; r=one reads still answer.
+    nodes[1].kill();
+    wait_for(
+        "n1 marks n2 and n3 dead",
+        crate::cluster::dead_bound() * 2,
+        || {
+            status_of(&nodes[0], "n2").as_deref() == Some("dead")
+                && status_of(&nodes[0], "n3").as_deref() == Some("dead")
+        },
+    );
+    rt.block_on(async {
+        let (code, msg) = server_error(c1.put(b"two-down", b"no", None).await);
+        assert_eq!(code, ErrorCode::Unavailable, "{msg}");
+        assert!(
+            msg.contains("needed 2") && msg.contains("n2") && msg.contains("n3"),
+            "{msg}"
+        );
+        assert!(msg.contains("nothing was written"), "{msg}");
+        let (code, msg) = server_error(c1.get(b"one-down").await);
+        assert_eq!(code, ErrorCode::Unavailable, "{msg}");
+        assert!(
+            msg.contains("needed 2 of 3") && msg.contains("n2:"),
+            "{msg}"
+        );
+        let got = c1.get_with(b"one-down", Some(Quorum::One)).await.unwrap();
+        assert_eq!(got.values, vec![b"ok".to_vec()]);
+    });
+}
