@@ -43,10 +43,7 @@ fn vectors() -> Vec<(&'static str, Golden)> {
         ),
         (
             "put-response",
-            Golden::Resp(Response::ok(
-                1,
-                Reply::put(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
-            )),
+            Golden::Resp(Response::ok(1, Reply::put(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]))),
         ),
         (
             "get",
@@ -63,10 +60,7 @@ fn vectors() -> Vec<(&'static str, Golden)> {
             "get-response",
             Golden::Resp(Response::ok(
                 2,
-                Reply::get(
-                    vec![b"v".to_vec()],
-                    vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02],
-                ),
+                Reply::get(vec![b"v".to_vec()], vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
             )),
         ),
         (
