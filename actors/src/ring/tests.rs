@@ -236,8 +236,10 @@ fn placement_rule_is_pinned() {
     assert_eq!(lists, PINNED_LISTS, "placement changed");
     assert_eq!(t.digest_hex(), PINNED_DIGEST);
 }
-const PINNED_LISTS: [&str; 8] = ["", "", "", "", "", "", "", ""];
-const PINNED_DIGEST: &str = "";
+const PINNED_LISTS: [&str; 8] = [
+    "daecb", "ecdba", "dcbae", "dbaec", "dbaec", "aedcb", "ecbda", "abdce",
+];
+const PINNED_DIGEST: &str = "e1f44eaee51723df3d3ad0d1a64f7638bf13ece04c4283e20cc21c669ca3480d";
 
 #[test]
 fn replica_moves_counts_new_replicas() {
