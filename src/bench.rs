@@ -140,6 +140,26 @@ struct Shared {
     errors: AtomicU64,
     ops: u64,
     deadline: Instant,
+    /// The newest context seen per key (from a put or get reply): a put passes it back, as
+    /// a client replacing a value does, so overwrites replace instead of piling up
+    /// siblings. Sharded to keep the load generator's own contention low.
+    contexts: Arc<Contexts>,
+}
+
+type Contexts = Vec<std::sync::Mutex<HashMap<u64, Vec<u8>>>>;
+
+const CONTEXT_SHARDS: u64 = 64;
+
+impl Shared {
+    fn context(&self, k: u64) -> Option<Vec<u8>> {
+        let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
+        shard.lock().unwrap_or_else(|p| p.into_inner()).get(&k).cloned()
+    }
+
+    fn remember(&self, k: u64, ctx: Vec<u8>) {
+        let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
+        shard.lock().unwrap_or_else(|p| p.into_inner()).insert(k, ctx);
+    }
 }
 
 struct Plan {
@@ -166,7 +186,7 @@ async fn conn_worker(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut codec = FrameCodec::default();
-    let mut inflight: HashMap<u64, Instant> = HashMap::with_capacity(pipeline);
+    let mut inflight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(pipeline);
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
@@ -195,14 +215,14 @@ async fn conn_worker(
                 Request::Put {
                     key: key(k),
                     value: value.clone(),
-                    context: None,
+                    context: shared.context(k),
                     w: None,
                 }
             };
             let id = next_id;
             next_id += 1;
             codec.encode(Bytes::from(encode_request(id, &req)), &mut wbuf)?;
-            inflight.insert(id, Instant::now());
+            inflight.insert(id, (Instant::now(), k));
         }
         if inflight.is_empty() {
             return Ok(hist);
@@ -216,10 +236,15 @@ async fn conn_worker(
         loop {
             while let Some(frame) = codec.decode(&mut rbuf)? {
                 let resp = Response::decode(&frame)?;
-                let Some(start) = inflight.remove(&resp.id) else {
+                let Some((start, k)) = inflight.remove(&resp.id) else {
                     anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
                 };
                 let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
+                if let Some(ctx) = resp.ok.and_then(|ok| ok.context) {
+                    if !ctx.is_empty() {
+                        shared.remember(k, ctx.into_vec());
+                    }
+                }
                 shared.done.fetch_add(1, Ordering::Relaxed);
                 if resp.err.is_some() {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +300,7 @@ struct RunResult {
 
 async fn run_phase(
     addrs: &[&str],
+    contexts: &Arc<Contexts>,
     args: &BenchArgs,
     plan: Plan,
     ops: u64,
@@ -287,6 +313,7 @@ async fn run_phase(
         errors: AtomicU64::new(0),
         ops,
         deadline: Instant::now() + limit,
+        contexts: contexts.clone(),
     });
     let plan = Arc::new(plan);
     let bar = if args.json {
@@ -366,6 +393,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("starting the async runtime")?;
+    let contexts: Arc<Contexts> = Arc::new(
+        (0..CONTEXT_SHARDS)
+            .map(|_| std::sync::Mutex::new(HashMap::new()))
+            .collect(),
+    );
     rt.block_on(async move {
         let addrs: Vec<&str> = args
             .addr
@@ -382,7 +414,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 keys: args.keys,
                 sequential: true,
             };
-            let r = run_phase(&addrs, &args, plan, args.keys, "prefill").await?;
+            let r = run_phase(&addrs, &contexts, &args, plan, args.keys, "prefill").await?;
             if !args.json {
                 eprintln!(
                     "prefilled {} keys in {:.1?} ({} errors)",
@@ -396,7 +428,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             keys: args.keys,
             sequential: false,
         };
-        let r = run_phase(&addrs, &args, plan, args.ops, "bench").await?;
+        let r = run_phase(&addrs, &contexts, &args, plan, args.ops, "bench").await?;
         report(&args, &r)
     })
 }
