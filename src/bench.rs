@@ -153,12 +153,19 @@ const CONTEXT_SHARDS: u64 = 64;
 impl Shared {
     fn context(&self, k: u64) -> Option<Vec<u8>> {
         let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
-        shard.lock().unwrap_or_else(|p| p.into_inner()).get(&k).cloned()
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&k)
+            .cloned()
     }
 
     fn remember(&self, k: u64, ctx: Vec<u8>) {
         let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
-        shard.lock().unwrap_or_else(|p| p.into_inner()).insert(k, ctx);
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, ctx);
     }
 }
 

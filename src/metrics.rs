@@ -36,6 +36,8 @@ pub struct Sources {
     pub started: Instant,
     pub storage: Option<Storage>,
     pub membership: Option<Addr<MembershipActor>>,
+    /// The replication coordinator's counters (relaxed atomics, read without a message).
+    pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
 }
 
 /// One scrape's figures beyond the actor registry; a part is `None` if its source did
@@ -157,6 +159,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         family(&mut out, metric, kind, help, &samples);
     }
     storage_metrics(&mut out, g);
+    if let Some(c) = &src.coordinator {
+        coordinator_metrics(&mut out, &c.snapshot());
+    }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
             .iter()
@@ -289,6 +294,59 @@ async fn answer(
     stream.shutdown().await
 }
 
+fn coordinator_metrics(out: &mut String, c: &troupe_actors::coordinator::CoordinatorSnapshot) {
+    let rows = [
+        (
+            "troupe_coordinator_gets_total",
+            "Client gets this node coordinated.",
+            c.gets,
+        ),
+        (
+            "troupe_coordinator_puts_total",
+            "Client puts and deletes this node received.",
+            c.puts,
+        ),
+        (
+            "troupe_coordinator_forwarded_total",
+            "Writes forwarded to a primary of their key.",
+            c.forwarded,
+        ),
+        (
+            "troupe_coordinator_unavailable_total",
+            "Requests answered unavailable (quorum not met).",
+            c.unavailable,
+        ),
+        (
+            "troupe_coordinator_timeouts_total",
+            "Requests answered timeout (outcome unknown).",
+            c.timeouts,
+        ),
+        (
+            "troupe_coordinator_overloaded_total",
+            "Requests refused because too many were in flight.",
+            c.overloaded,
+        ),
+        (
+            "troupe_read_repairs_total",
+            "Replicas sent a newer object after a get.",
+            c.read_repairs,
+        ),
+        (
+            "troupe_read_repairs_skipped_total",
+            "Read repairs skipped because too many were in flight.",
+            c.read_repairs_skipped,
+        ),
+        (
+            "troupe_replica_requests_total",
+            "Requests other coordinators sent this replica.",
+            c.replica_requests,
+        ),
+    ];
+    for (name, help, v) in rows {
+        family(out, name, "counter", help, &one(v));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +359,7 @@ mod tests {
             started: Instant::now(),
             storage: None,
             membership: None,
+            coordinator: Some(Arc::default()),
         }
     }
 

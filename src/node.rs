@@ -163,6 +163,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
         let replication_note = coord.replication_note();
+        let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
         log::info!("replica actor id {actor_id:016x}");
 
@@ -202,6 +203,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             started,
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
+            coordinator: Some(coordinator_stats),
         };
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)

@@ -75,6 +75,12 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     assert_eq!(get("troupe_members{status=\"dead\"}"), 0.0);
     assert_eq!(get("troupe_l0_stalls_total"), 0.0);
     assert!(get("troupe_actor_messages_handled_total{actor=\"memtable\"}") >= 20.0);
+    assert_eq!(
+        get("troupe_coordinator_puts_total"),
+        20.0,
+        "every put went through it"
+    );
+    assert_eq!(get("troupe_coordinator_unavailable_total"), 0.0);
 
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
