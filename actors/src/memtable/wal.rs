@@ -20,7 +20,8 @@
 //!   record followed by more data is corruption, reported with the file and offset.
 //! - Segments are numbered; `rotate` starts a new one so the flusher can retire old ones.
 
-use std::fs::{self, File, OpenOptions};
+use crate::engine::io::{self as fsio, Io, IoFile};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -199,8 +200,8 @@ pub struct Recovered {
 }
 
 /// Replays every segment in `dir` (creating it if missing), truncating torn tails.
-pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
+    fsio::create_dir_all_unsynced(io, dir).map_err(io_err(dir))?;
     let mut out = Recovered {
         segments: list_segments(dir)?,
         ..Recovered::default()
@@ -219,10 +220,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
                 seg.torn_bytes,
                 seg.valid_len
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let mut f = io.open_append(&path, false).map_err(io_err(&path))?;
             f.set_len(seg.valid_len).map_err(io_err(&path))?;
             f.sync_all().map_err(io_err(&path))?;
         }
@@ -233,10 +231,8 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
 }
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
-pub fn fsync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+pub fn fsync_dir(io: &dyn Io, dir: &Path) -> Result<(), WalError> {
+    io.sync_dir(dir).map_err(io_err(dir))
 }
 
 /// How acknowledged writes reach the disk.
@@ -302,6 +298,7 @@ impl<T: Send + 'static> WalWriter<T> {
     /// Opens (or creates) segment `segment` in `dir` for appending and starts the writer
     /// thread with a queue of at most `queue_jobs` jobs.
     pub fn start(
+        io: Arc<dyn Io>,
         dir: &Path,
         segment: u64,
         durability: Durability,
@@ -309,17 +306,14 @@ impl<T: Send + 'static> WalWriter<T> {
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = io.open_append(&path, true).map_err(io_err(&path))?;
         // The new segment's directory entry must be durable before anything in it counts.
-        fsync_dir(dir)?;
+        fsync_dir(io.as_ref(), dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
         let health: Health = Arc::new(Mutex::new(None));
         let fsyncs = Arc::new(AtomicU64::new(0));
         let thread = WriterThread {
+            io,
             fsyncs: fsyncs.clone(),
             dir: dir.to_path_buf(),
             segment,
@@ -409,10 +403,11 @@ fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
 const SPIN_YIELDS: usize = 128;
 
 struct WriterThread<T> {
+    io: Arc<dyn Io>,
     dir: PathBuf,
     segment: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn IoFile>,
     durability: Durability,
     health: Health,
     /// Bytes written since the last sync (relaxed mode).
@@ -553,12 +548,8 @@ impl<T> WriterThread<T> {
         self.sync()?;
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        fsync_dir(&self.dir)?;
+        self.file = self.io.open_append(&path, true).map_err(io_err(&path))?;
+        fsync_dir(self.io.as_ref(), &self.dir)?;
         self.segment = next;
         self.path = path;
         Ok(())
@@ -661,7 +652,8 @@ mod tests {
                 tx.send(t).unwrap();
             }
         });
-        let wal = WalWriter::start(dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let wal =
+            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
         for i in 0..100u64 {
             let mut bytes = Vec::new();
             encode_record(&rec(i, &format!("k{i}"), Some("v")), &mut bytes);
@@ -678,7 +670,7 @@ mod tests {
             .unwrap();
         assert_eq!(rx2.recv().unwrap(), 2);
         drop(wal);
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
         assert_eq!(rec.segments, vec![1, 2]);
         assert_eq!(rec.records.len(), 100);
         assert_eq!(rec.records[99].key, b"k99");
@@ -691,7 +683,7 @@ mod tests {
         let mut data = encode_all(&[rec(1, "a", Some("1")), rec(2, "b", Some("2"))]);
         data.truncate(data.len() - 3);
         fs::write(&path, &data).unwrap();
-        let r = recover(dir.path()).unwrap();
+        let r = recover(&fsio::RealIo, dir.path()).unwrap();
         assert_eq!(r.records.len(), 1);
         assert!(r.torn_bytes > 0);
         assert_eq!(
@@ -710,8 +702,15 @@ mod tests {
             }
         });
         let interval = Duration::from_millis(5);
-        let w =
-            WalWriter::start(dir.path(), 1, Durability::Relaxed { interval }, 64, sink).unwrap();
+        let w = WalWriter::start(
+            fsio::real(),
+            dir.path(),
+            1,
+            Durability::Relaxed { interval },
+            64,
+            sink,
+        )
+        .unwrap();
         // Keep 32 appends in flight: the writer always finds the next job waiting, so the
         // sync must not depend on the queue ever going quiet.
         let started = Instant::now();

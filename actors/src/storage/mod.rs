@@ -76,9 +76,22 @@ pub fn open(
     engine: &EngineConfig,
     registry: &Registry,
 ) -> Result<Opened, OpenError> {
+    open_with_io(config, engine, registry, crate::engine::io::real())
+}
+
+/// [`open`], writing through `io` (the crash tests pass a recorder).
+pub fn open_with_io(
+    config: MemtableConfig,
+    engine: &EngineConfig,
+    registry: &Registry,
+    io: Arc<dyn crate::engine::io::Io>,
+) -> Result<Opened, OpenError> {
     let (tables, rec) = Tables::open(
         &memtable::tables_dir(&config.data_dir),
-        engine.tables_options(),
+        TablesOptions {
+            io,
+            ..engine.tables_options()
+        },
     )?;
     for path in &rec.orphans_deleted {
         log::info!(
