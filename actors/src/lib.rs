@@ -11,6 +11,8 @@
 //! - [`failure_detector`]: the FailureDetector actor and its pure SWIM/Lifeguard prober.
 //! - [`peer`]: the peer transport: authenticated per-peer connections on the peer port.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
+//! - `crash_sim` (tests only): records the storage's file-system operations and rebuilds
+//!   the states a power cut could leave, for the crash-consistency test.
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //!
 //! Actors receive typed actix messages; the same types cross the network as MessagePack
@@ -20,6 +22,8 @@
 pub mod admin;
 pub mod compactor;
 pub mod connection;
+#[cfg(test)]
+pub mod crash_sim;
 pub mod engine;
 pub mod failure_detector;
 pub mod flusher;
