@@ -126,7 +126,9 @@ impl CrashModel {
                 slot(&mut self.files, *ino).pending.push(op);
             }
             Op::SetLen { ino, len } => {
-                slot(&mut self.files, *ino).pending.push(FileOp::SetLen(*len));
+                slot(&mut self.files, *ino)
+                    .pending
+                    .push(FileOp::SetLen(*len));
             }
             Op::SyncFile { ino } => {
                 let f = slot(&mut self.files, *ino);
@@ -223,7 +225,9 @@ mod tests {
         for seed in 0..200 {
             let out = tempfile::tempdir().expect("tempdir");
             let mut rng = SmallRng::seed_from_u64(seed);
-            model.materialise(&mut rng, out.path()).expect("materialise");
+            model
+                .materialise(&mut rng, out.path())
+                .expect("materialise");
             let mut files = Vec::new();
             let mut stack = vec![out.path().to_path_buf()];
             while let Some(d) = stack.pop() {
@@ -283,7 +287,9 @@ mod tests {
         for want in [&b"abcd"[..], b"abcde", b"abcdef", b"abcd\0"] {
             assert!(contents.contains(want), "{want:?} not in {contents:?}");
         }
-        assert!(contents.iter().all(|c| c.starts_with(b"abcd") && c.len() <= 6));
+        assert!(contents
+            .iter()
+            .all(|c| c.starts_with(b"abcd") && c.len() <= 6));
     }
 
     #[test]

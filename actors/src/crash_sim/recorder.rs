@@ -20,7 +20,11 @@ pub type DirId = usize;
 #[derive(Debug, Clone)]
 pub enum Op {
     /// A new empty file `ino` linked as `name` in `parent`.
-    Create { parent: DirId, name: String, ino: Ino },
+    Create {
+        parent: DirId,
+        name: String,
+        ino: Ino,
+    },
     /// A new empty directory.
     Mkdir {
         parent: DirId,
@@ -28,14 +32,31 @@ pub enum Op {
         dir: DirId,
     },
     /// Bytes added at the end of the file.
-    Append { ino: Ino, bytes: Vec<u8> },
-    SetLen { ino: Ino, len: u64 },
+    Append {
+        ino: Ino,
+        bytes: Vec<u8>,
+    },
+    SetLen {
+        ino: Ino,
+        len: u64,
+    },
     /// `sync_data` or `sync_all`: both make data and size durable.
-    SyncFile { ino: Ino },
+    SyncFile {
+        ino: Ino,
+    },
     /// Rename within one directory (replacing `to`).
-    Rename { dir: DirId, from: String, to: String },
-    Remove { parent: DirId, name: String },
-    SyncDir { dir: DirId },
+    Rename {
+        dir: DirId,
+        from: String,
+        to: String,
+    },
+    Remove {
+        parent: DirId,
+        name: String,
+    },
+    SyncDir {
+        dir: DirId,
+    },
     /// A test event (a write submitted or acknowledged); no effect on disk.
     Mark(u64),
 }
@@ -109,7 +130,9 @@ impl RecordingIo {
 
     /// The directory holding `path` and the entry's name in it.
     fn entry(&self, log: &Log, path: &Path) -> (DirId, String) {
-        let parent = path.parent().unwrap_or_else(|| panic!("{path:?} has no parent"));
+        let parent = path
+            .parent()
+            .unwrap_or_else(|| panic!("{path:?} has no parent"));
         let Some(Node::Dir(dir)) = self.node(log, parent) else {
             panic!(
                 "crash_sim: {} is outside the recorded tree {}",

@@ -76,23 +76,18 @@ pub fn open(
     engine: &EngineConfig,
     registry: &Registry,
 ) -> Result<Opened, OpenError> {
-    open_with_io(config, engine, registry, crate::engine::io::real())
+    open_with(config, engine, engine.tables_options(), registry)
 }
 
-/// [`open`], writing through `io` (the crash tests pass a recorder).
-pub fn open_with_io(
+/// [`open`] with the tables' options given (the crash tests pass a recording `io` and a
+/// small MANIFEST rewrite threshold).
+pub fn open_with(
     config: MemtableConfig,
     engine: &EngineConfig,
+    tables_options: TablesOptions,
     registry: &Registry,
-    io: Arc<dyn crate::engine::io::Io>,
 ) -> Result<Opened, OpenError> {
-    let (tables, rec) = Tables::open(
-        &memtable::tables_dir(&config.data_dir),
-        TablesOptions {
-            io,
-            ..engine.tables_options()
-        },
-    )?;
+    let (tables, rec) = Tables::open(&memtable::tables_dir(&config.data_dir), tables_options)?;
     for path in &rec.orphans_deleted {
         log::info!(
             "start-up GC deleted {} (left by an interrupted flush or compaction)",
@@ -191,5 +186,7 @@ impl Opened {
     }
 }
 
+#[cfg(test)]
+mod powerloss_tests;
 #[cfg(test)]
 mod tests;
