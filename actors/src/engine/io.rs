@@ -123,23 +123,6 @@ pub fn create_dir_durable(io: &dyn Io, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// TEMPORARY (the old behaviour, to show the crash test catches it): like
-/// `create_dir_all`, no parent fsync.
-pub fn create_dir_all_unsynced(io: &dyn Io, path: &Path) -> io::Result<()> {
-    if path.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() {
-            create_dir_all_unsynced(io, parent)?;
-        }
-    }
-    match io.create_dir(path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        r => r,
-    }
-}
-
 /// The directory holding `path` (`.` for a bare relative name).
 fn parent_dir(path: &Path) -> Option<&Path> {
     match path.parent() {

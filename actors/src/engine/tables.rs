@@ -153,7 +153,7 @@ impl Tables {
     /// Open (or create) the tables in `dir`: replay the MANIFEST, delete orphans, open
     /// every live table (validating footer, index and filter).
     pub fn open(dir: &Path, opts: TablesOptions) -> Result<(Self, Recovered)> {
-        io::create_dir_all_unsynced(opts.io.as_ref(), dir).map_err(|e| EngineError::io(dir, e))?;
+        io::create_dir_durable(opts.io.as_ref(), dir).map_err(|e| EngineError::io(dir, e))?;
         let (manifest, version, torn, created) = match Manifest::open(
             opts.io.clone(),
             dir,

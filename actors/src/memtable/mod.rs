@@ -283,7 +283,7 @@ impl MemtableActor {
     ) -> Result<(MemtableActor, OpenReport), WalError> {
         let dir = wal_dir(&config.data_dir);
         let io = tables.io().clone();
-        crate::engine::io::create_dir_all_unsynced(io.as_ref(), &dir).map_err(|source| {
+        crate::engine::io::create_dir_durable(io.as_ref(), &dir).map_err(|source| {
             WalError::Io {
                 path: dir.clone(),
                 source,

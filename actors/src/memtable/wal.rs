@@ -201,7 +201,7 @@ pub struct Recovered {
 
 /// Replays every segment in `dir` (creating it if missing), truncating torn tails.
 pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
-    fsio::create_dir_all_unsynced(io, dir).map_err(io_err(dir))?;
+    fsio::create_dir_durable(io, dir).map_err(io_err(dir))?;
     let mut out = Recovered {
         segments: list_segments(dir)?,
         ..Recovered::default()
