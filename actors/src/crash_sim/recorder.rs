@@ -290,7 +290,7 @@ impl IoFile for RecFile {
         self.record(|f| f.set_len(len).map(|()| ((), Op::SetLen { ino, len })))
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 }

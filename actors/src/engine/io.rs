@@ -26,7 +26,7 @@ pub trait IoFile: Write + Send {
     /// `ftruncate`.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Current size in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// The mutating file-system operations of the storage engine.
@@ -63,7 +63,7 @@ impl IoFile for File {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 }

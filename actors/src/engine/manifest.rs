@@ -251,7 +251,7 @@ impl Manifest {
         let path = dir.join(MANIFEST_NAME);
         write_snapshot(io.as_ref(), dir, version)?;
         let file = open_append(io.as_ref(), &path)?;
-        let size = file.len().map_err(|e| EngineError::io(&path, e))?;
+        let size = file.size().map_err(|e| EngineError::io(&path, e))?;
         Ok(Manifest {
             io,
             dir: dir.to_path_buf(),
@@ -328,7 +328,7 @@ impl Manifest {
         self.file = open_append(self.io.as_ref(), &self.path)?;
         self.size = self
             .file
-            .len()
+            .size()
             .map_err(|e| EngineError::io(&self.path, e))?;
         Ok(())
     }
