@@ -50,6 +50,8 @@ pub struct CrashModel {
     files: Vec<FileState>,
     dirs: Vec<DirState>,
     applied: usize,
+    /// Also produce appends whose pages reached the disk out of order.
+    reorder_pages: bool,
 }
 
 impl Default for CrashModel {
@@ -58,6 +60,7 @@ impl Default for CrashModel {
             files: Vec::new(),
             dirs: vec![DirState::default()], // the root
             applied: 0,
+            reorder_pages: false,
         }
     }
 }
@@ -103,6 +106,15 @@ fn survivors(rng: &mut impl Rng, n: usize) -> usize {
 }
 
 impl CrashModel {
+    /// Lets unsynced appends reach the disk sector by sector in any order (each 512-byte
+    /// sector of the unsynced region is written or still zeros): writeback and the device
+    /// promise no order among the sectors of unsynced data. Off by default: see
+    /// `crash_sim` docs.
+    pub fn reorder_pages(mut self, on: bool) -> Self {
+        self.reorder_pages = on;
+        self
+    }
+
     /// Operations applied so far (the cut this model stands at).
     pub fn applied(&self) -> usize {
         self.applied
@@ -184,6 +196,10 @@ impl CrashModel {
     /// as zeros up to a random length (the size reached the disk, the data did not).
     fn file_content(&self, rng: &mut impl Rng, ino: Ino) -> Vec<u8> {
         let f = &self.files[ino];
+        let appends_only = f.pending.iter().all(|op| matches!(op, FileOp::Append(_)));
+        if self.reorder_pages && appends_only && !f.pending.is_empty() && rng.random_bool(0.25) {
+            return reordered_pages(rng, f);
+        }
         let mut content = f.synced.clone();
         let steps = |op: &FileOp| match op {
             FileOp::Append(b) => b.len(),
@@ -208,6 +224,27 @@ impl CrashModel {
         }
         content
     }
+}
+
+/// The synced bytes, then a random length of the appended ones in which each 512-byte
+/// sector (by file offset) either reached the disk or reads as zeros.
+fn reordered_pages(rng: &mut impl Rng, f: &FileState) -> Vec<u8> {
+    const PAGE: usize = 512;
+    let mut content = f.synced.clone();
+    f.pending
+        .iter()
+        .for_each(|op| apply_file_op(&mut content, op));
+    let start = f.synced.len();
+    let len = start + survivors(rng, content.len() - start);
+    content.truncate(len);
+    let mut page = start / PAGE * PAGE;
+    while page < len {
+        if rng.random_bool(0.5) {
+            content[page.max(start)..(page + PAGE).min(len)].fill(0);
+        }
+        page += PAGE;
+    }
+    content
 }
 
 #[cfg(test)]
@@ -290,6 +327,28 @@ mod tests {
         assert!(contents
             .iter()
             .all(|c| c.starts_with(b"abcd") && c.len() <= 6));
+    }
+
+    #[test]
+    fn reordered_sectors_of_an_unsynced_append_may_read_as_zeros_before_intact_ones() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let io = RecordingIo::new(root.path());
+        let mut f = io.create(&root.path().join("f")).expect("create");
+        io.sync_dir(root.path()).expect("sync root");
+        f.write_all(&[1u8; 100]).expect("write");
+        f.sync_data().expect("sync");
+        f.write_all(&[2u8; 1000]).expect("write"); // unsynced, over sectors 0..2
+        let hole_then_data = |model: CrashModel| {
+            outcomes(&model).iter().any(|files| {
+                let c = &files[0].1;
+                c.len() > 512 && c[100..512].iter().all(|&b| b == 0) && c[512] == 2
+            })
+        };
+        assert!(!hole_then_data(model_of(&io)), "prefixes only by default");
+        assert!(hole_then_data(model_of(&io).reorder_pages(true)));
+        for files in outcomes(&model_of(&io).reorder_pages(true)) {
+            assert!(files[0].1.starts_with(&[1u8; 100]), "synced bytes stay");
+        }
     }
 
     #[test]

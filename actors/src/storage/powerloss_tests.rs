@@ -305,13 +305,18 @@ fn check_prefix(writes: &[Written], cut: usize, got: &Model) -> Result<(), Strin
     ))
 }
 
-/// Cut points: just after random acknowledgements (where a lost write would show), just
-/// after the first one (first boot), and uniform over the log.
-fn cut_points(rng: &mut SmallRng, writes: &[Written], len: usize, n: usize) -> Vec<usize> {
-    let mut cuts: Vec<usize> = (0..n / 2)
+/// Cut points, a third each: just after random acknowledgements (where a lost write would
+/// show), just before random file fsyncs (where torn writes live), and uniform over the
+/// log; plus just after the first acknowledgement (first boot).
+fn cut_points(rng: &mut SmallRng, writes: &[Written], ops: &[Op], n: usize) -> Vec<usize> {
+    let syncs: Vec<usize> = (0..ops.len())
+        .filter(|&i| matches!(ops[i], Op::SyncFile { .. }))
+        .collect();
+    let mut cuts: Vec<usize> = (0..n / 3)
         .map(|_| writes[rng.random_range(0..writes.len())].acked + 1)
         .collect();
-    cuts.extend((0..n / 2).map(|_| rng.random_range(0..=len)));
+    cuts.extend((0..n / 3).map(|_| syncs[rng.random_range(0..syncs.len())]));
+    cuts.extend((0..n / 3).map(|_| rng.random_range(0..=ops.len())));
     cuts.push(writes[0].acked + 1);
     cuts.sort_unstable();
     cuts.dedup();
@@ -340,7 +345,7 @@ type Check = fn(&[Written], usize, &Model) -> Result<(), String>;
 
 /// Records a run with `durability`, then crashes it at about `cuts` points and checks each
 /// recovered state with `check`.
-fn run(durability: Durability, cuts: usize, check: Check) {
+fn run(durability: Durability, cuts: usize, check: Check, reorder: bool) {
     let seed = seed_from_env("POWERLOSS_SEED");
     let root = tempfile::tempdir().expect("tempdir");
     let (io, mut writes) = record(root.path(), seed, durability);
@@ -351,8 +356,8 @@ fn run(durability: Durability, cuts: usize, check: Check) {
     let removes = count(|op| matches!(op, Op::Remove { .. }));
     assert!(renames >= 10 && removes >= 10, "seed {seed}: the run must flush, compact and delete ({renames} renames, {removes} removes)");
     let mut rng = SmallRng::seed_from_u64(seed);
-    let cuts = cut_points(&mut rng, &writes, ops.len(), cuts);
-    let mut model = CrashModel::default();
+    let cuts = cut_points(&mut rng, &writes, &ops, cuts);
+    let mut model = CrashModel::default().reorder_pages(reorder);
     for (n, &cut) in cuts.iter().enumerate() {
         while model.applied() < cut {
             model.apply(&ops[model.applied()]);
@@ -399,11 +404,24 @@ fn run(durability: Durability, cuts: usize, check: Check) {
 
 #[test]
 fn acknowledged_writes_survive_power_loss_at_any_point() {
-    run(Durability::Sync, 300, check_sync);
+    run(Durability::Sync, 300, check_sync, false);
 }
 
 #[test]
 fn relaxed_durability_recovers_a_prefix_of_the_writes_at_any_point() {
     let interval = std::time::Duration::from_millis(2);
-    run(Durability::Relaxed { interval }, 120, check_prefix);
+    run(Durability::Relaxed { interval }, 120, check_prefix, false);
+}
+
+/// Postmortem (found by this test, not fixed here): unsynced bytes may reach the disk
+/// sector by sector in any order, so a crash during a group commit can leave a zeroed
+/// sector followed by intact records of the same unacknowledged batch. The WAL reads that
+/// as mid-file corruption and refuses to start (seen in sync and relaxed mode, within a
+/// few runs). Telling such a tail from real damage needs the format to say which bytes
+/// were synced (issue 8, defect 1: "a torn tail is accepted only ... when what follows is
+/// consistent with a crash mid-write"). Enable once the WAL format lands.
+#[test]
+#[ignore = "WAL recovery refuses a torn group commit persisted out of order (issue 8, defect 1)"]
+fn recovery_accepts_a_group_commit_torn_out_of_order() {
+    run(Durability::Sync, 600, check_sync, true);
 }
