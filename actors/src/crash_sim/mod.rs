@@ -19,8 +19,9 @@
 //! sector by sector in any order (zeroed sectors before intact ones); the WAL does not
 //! survive that yet, so only an ignored test turns it on.
 //!
-//! Not modelled: renames across directories (the engine does none) and crashes during
-//! recovery.
+//! [`RecordingIo::adopt`] starts a log from an existing tree (taken as durable), so a crash
+//! during recovery can be simulated the same way. Not modelled: renames across directories
+//! (the engine does none).
 
 mod model;
 mod recorder;

@@ -104,6 +104,49 @@ impl RecordingIo {
         }))
     }
 
+    /// Records operations under `root`, an existing directory whose whole tree is taken as
+    /// durable: the log starts with operations (creates, writes, fsyncs) rebuilding it, and
+    /// the second value is their count, the first cut that lies after them.
+    pub fn adopt(root: &Path) -> io::Result<(RecordingIo, usize)> {
+        let io = RecordingIo::new(root);
+        {
+            let mut log = lock(&io.0.log);
+            io.adopt_dir(&mut log, root, 0)?;
+        }
+        let base = io.ops().len();
+        Ok((io, base))
+    }
+
+    fn adopt_dir(&self, log: &mut Log, path: &Path, dir: DirId) -> io::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let (parent, name) = self.entry(log, &p);
+            if e.file_type()?.is_dir() {
+                let sub = log.dir_paths.len();
+                log.dir_paths.push(p.clone());
+                log.names.insert(p.clone(), Node::Dir(sub));
+                log.ops.push(Op::Mkdir {
+                    parent,
+                    name,
+                    dir: sub,
+                });
+                self.adopt_dir(log, &p, sub)?;
+            } else {
+                let ino = log.next_ino;
+                log.next_ino += 1;
+                log.names.insert(p.clone(), Node::File(ino));
+                log.ops.push(Op::Create { parent, name, ino });
+                let bytes = fs::read(&p)?;
+                log.ops.push(Op::Append { ino, bytes });
+                log.ops.push(Op::SyncFile { ino });
+            }
+        }
+        log.ops.push(Op::SyncDir { dir });
+        Ok(())
+    }
+
     /// Appends a test event to the log and returns its index.
     pub fn mark(&self, tag: u64) -> usize {
         let mut log = lock(&self.0.log);

@@ -14,7 +14,8 @@
 //!    acknowledged write is there (or overwritten by a newer one), nothing never written
 //!    appears, and no unacknowledged write is visible unless every older in-flight one is.
 //!    Then one more write is acknowledged and survives a restart (recovery left a log that
-//!    can be appended to).
+//!    can be appended to). Every fourth cut also crashes again during its own recovery
+//!    (recorded through [`RecordingIo::adopt`]); the second recovery must find the same.
 //!
 //! `POWERLOSS_SEED=<seed>` replays a seed: the same operations and the same survival
 //! choices at the same cut indices. The recorded log itself also depends on thread timing
@@ -199,6 +200,22 @@ async fn read_all(s: &Storage) -> Model {
 /// Recovers `data` with the real code (real `Io`) and reads it; with `probe`, then writes
 /// the probe key and returns once it is acknowledged.
 fn recover(data: &Path, durability: Durability, probe: bool) -> Result<Model, String> {
+    recover_through(data, durability, probe, None).map(|(got, _)| got)
+}
+
+/// [`recover`], writing through `rec` if given; also returns the log indices at which the
+/// probe write was submitted and acknowledged (0 when not recording).
+fn recover_through(
+    data: &Path,
+    durability: Durability,
+    probe: bool,
+    rec: Option<&RecordingIo>,
+) -> Result<(Model, (usize, usize)), String> {
+    let io: Arc<dyn crate::engine::io::Io> = match rec {
+        Some(r) => Arc::new(r.clone()),
+        None => crate::engine::io::real(),
+    };
+    let mark = |tag| rec.map_or(0, |r| r.mark(tag));
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -207,27 +224,74 @@ fn recover(data: &Path, durability: Durability, probe: bool) -> Result<Model, St
                     let opened = open_with(
                         config(data, durability),
                         &engine(),
-                        tables_options(crate::engine::io::real()),
+                        tables_options(io),
                         &registry,
                     )
                     .map_err(|e| format!("recovery failed: {e}"))?;
                     let here = Arbiter::current();
                     let s = opened.start(&here, &here, &registry);
                     let got = read_all(&s).await;
+                    let mut marks = (0, 0);
                     if probe {
                         let w = Write {
                             key: PROBE.to_vec(),
                             value: Some(b"after".to_vec()),
                         };
+                        marks.0 = mark(0);
                         let r = s.memtable.send(w).await.expect("mailbox");
                         r.map_err(|e| format!("write after recovery failed: {e}"))?;
+                        marks.1 = mark(1);
                     }
-                    Ok(got)
+                    Ok((got, marks))
                 })
             })
             .join()
             .expect("recovery thread")
     })
+}
+
+/// Recovers the crash state in `root` through a recorder (writing the probe key after),
+/// crashes that at a random point, recovers again and checks that the second crash lost
+/// nothing the first recovery found (`got`) nor (with sync durability) the probe once
+/// acknowledged.
+fn crash_during_recovery(
+    seed: u64,
+    root: &Path,
+    durability: Durability,
+    got: &Model,
+    reorder: bool,
+) -> Result<(), String> {
+    let (io, base) = RecordingIo::adopt(root).map_err(|e| format!("adopt: {e}"))?;
+    let (_, (submitted, acked)) = recover_through(&root.join("node"), durability, true, Some(&io))?;
+    let ops = io.ops();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let cut = rng.random_range(base..=ops.len());
+    let mut model = CrashModel::default().reorder_pages(reorder);
+    ops[..cut].iter().for_each(|op| model.apply(op));
+    let dir = tempfile::tempdir().expect("tempdir");
+    model
+        .materialise(&mut rng, dir.path())
+        .expect("materialise");
+    let mut again = recover(&dir.path().join("node"), durability, false)
+        .map_err(|e| format!("after a crash at op {cut} of its recovery: {e}"))?;
+    let probe = again.remove(PROBE);
+    // With relaxed durability an acknowledged write may be lost; with sync it may not.
+    let must_keep_probe = durability == Durability::Sync && cut > acked;
+    let why = if probe.is_none() && must_keep_probe {
+        "the probe acknowledged before the crash was lost"
+    } else if probe.is_some() && cut <= submitted {
+        "the probe appeared before it was written"
+    } else if &again != got {
+        "the second crash changed what the first recovery had found"
+    } else {
+        return Ok(());
+    };
+    let kept = dir.keep();
+    Err(format!(
+        "crash at op {cut} of {} while recovering: {why} (state kept in {})",
+        ops.len(),
+        kept.display()
+    ))
 }
 
 /// The state after applying `writes`, in the order given (seq order).
@@ -363,15 +427,26 @@ fn run(durability: Durability, cuts: usize, check: Check, reorder: bool) {
             model.apply(&ops[model.applied()]);
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut crash_rng =
-            SmallRng::seed_from_u64(seed ^ (cut as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let cut_seed = seed ^ (cut as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let crash_rng = SmallRng::seed_from_u64(cut_seed);
         model
-            .materialise(&mut crash_rng, dir.path())
+            .materialise(&mut crash_rng.clone(), dir.path())
             .expect("materialise");
+        // Every fourth cut also crashes again during the recovery of the same state.
+        let twice = (n % 4 == 2).then(|| {
+            let copy = tempfile::tempdir().expect("tempdir");
+            model
+                .materialise(&mut crash_rng.clone(), copy.path())
+                .expect("materialise");
+            copy
+        });
         let data = dir.path().join("node");
         let probe = n % 4 == 0;
         let outcome = recover(&data, durability, probe).and_then(|got| {
             check(&writes, cut, &got)?;
+            if let Some(copy) = &twice {
+                crash_during_recovery(cut_seed, copy.path(), durability, &got, reorder)?;
+            }
             if !probe {
                 return Ok(());
             }
