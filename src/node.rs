@@ -10,7 +10,7 @@ use crate::config::{Config, DurabilityMode};
 use crate::metrics;
 use actix::prelude::*;
 use anyhow::Context as _;
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
+use troupe_actors::engine::io::{create_dir_durable, RealIo};
 use troupe_actors::membership::actor::WatchRing;
 use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
@@ -37,7 +38,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Holds an exclusive `flock` on `<data_dir>/LOCK` for the life of the node, so two nodes can
 /// never write the same WAL.
 pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    fs::create_dir_all(dir)
+    // Durably: a first boot that loses the data directory's entry loses everything in it.
+    create_dir_durable(&RealIo, dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;

@@ -12,6 +12,8 @@
 //! - [`peer`]: the peer transport: authenticated per-peer connections on the peer port.
 //! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
+//! - `crash_sim` (tests only): records the storage's file-system operations and rebuilds
+//!   the states a power cut could leave, for the crash-consistency test.
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //! - [`backoff`]: pure exponential backoff and the retry gate of failing background work.
 //!
@@ -24,6 +26,8 @@ pub mod backoff;
 pub mod compactor;
 pub mod connection;
 pub mod coordinator;
+#[cfg(test)]
+pub mod crash_sim;
 pub mod engine;
 pub mod failure_detector;
 pub mod flusher;

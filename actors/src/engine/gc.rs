@@ -15,6 +15,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::engine::error::{EngineError, Result};
+use crate::engine::io::Io;
 use crate::engine::manifest::{MANIFEST_NAME, MANIFEST_TMP_NAME};
 use crate::engine::sstable::{fsync_dir, parse_table_file_name};
 use crate::engine::version::Version;
@@ -82,18 +83,18 @@ pub fn table_files(dir: &Path) -> Result<Vec<u64>> {
 }
 
 /// Remove `paths` (already-missing files are fine) and fsync `dir` once.
-pub fn delete_files(dir: &Path, paths: &[PathBuf]) -> Result<()> {
+pub fn delete_files(io: &dyn Io, dir: &Path, paths: &[PathBuf]) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
     for p in paths {
-        match fs::remove_file(p) {
+        match io.remove_file(p) {
             Ok(()) => log::debug!("deleted {}", p.display()),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(EngineError::io(p, e)),
         }
     }
-    fsync_dir(dir)
+    fsync_dir(io, dir)
 }
 
 #[cfg(test)]
@@ -132,8 +133,9 @@ mod tests {
                 MANIFEST_TMP_NAME.into()
             ]
         );
-        delete_files(dir.path(), &orphans).expect("delete");
-        delete_files(dir.path(), &orphans).expect("idempotent");
+        let io = crate::engine::io::RealIo;
+        delete_files(&io, dir.path(), &orphans).expect("delete");
+        delete_files(&io, dir.path(), &orphans).expect("idempotent");
         assert!(dir.path().join("wal-000001.log").exists());
         assert!(dir.path().join(table_file_name(1)).exists());
         assert_eq!(table_files(dir.path()).expect("list"), [1]);

@@ -20,12 +20,14 @@
 //! it is replaced by a single-record snapshot: write `MANIFEST.tmp`, fsync it, rename over
 //! `MANIFEST`, fsync the directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::engine::codec::{checksum4, put_bytes, put_varint, DecodeError, Decoder};
 use crate::engine::error::{EngineError, Result, Section};
+use crate::engine::io::{Io, IoFile};
 use crate::engine::sstable::{fsync_dir, TableMeta};
 use crate::engine::version::{Edit, Version};
 
@@ -230,24 +232,28 @@ pub fn replay(path: &Path, num_levels: usize) -> Result<(Version, ReplayReport)>
 
 /// An open manifest, ready for appends.
 pub struct Manifest {
+    io: Arc<dyn Io>,
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    file: Box<dyn IoFile>,
     size: u64,
     rewrite_threshold: u64,
 }
 
 impl Manifest {
     /// Write a fresh manifest holding `version` (replacing any existing one atomically).
-    pub fn create(dir: &Path, version: &Version, rewrite_threshold: u64) -> Result<Self> {
+    pub fn create(
+        io: Arc<dyn Io>,
+        dir: &Path,
+        version: &Version,
+        rewrite_threshold: u64,
+    ) -> Result<Self> {
         let path = dir.join(MANIFEST_NAME);
-        write_snapshot(dir, version)?;
-        let file = open_append(&path)?;
-        let size = file
-            .metadata()
-            .map_err(|e| EngineError::io(&path, e))?
-            .len();
+        write_snapshot(io.as_ref(), dir, version)?;
+        let file = open_append(io.as_ref(), &path)?;
+        let size = file.size().map_err(|e| EngineError::io(&path, e))?;
         Ok(Manifest {
+            io,
             dir: dir.to_path_buf(),
             path,
             file,
@@ -259,6 +265,7 @@ impl Manifest {
     /// Replay `dir/MANIFEST`, truncating a torn tail so later appends follow valid data.
     /// Returns `Ok(None)` if there is no manifest.
     pub fn open(
+        io: Arc<dyn Io>,
         dir: &Path,
         num_levels: usize,
         rewrite_threshold: u64,
@@ -268,7 +275,7 @@ impl Manifest {
             return Ok(None);
         }
         let (version, report) = replay(&path, num_levels)?;
-        let file = open_append(&path)?;
+        let mut file = open_append(io.as_ref(), &path)?;
         if report.torn_tail_bytes > 0 {
             log::warn!(
                 "{}: dropping {} byte torn tail at offset {}",
@@ -281,6 +288,7 @@ impl Manifest {
                 .map_err(|e| EngineError::io(&path, e))?;
         }
         let m = Manifest {
+            io,
             dir: dir.to_path_buf(),
             path,
             file,
@@ -316,36 +324,34 @@ impl Manifest {
 
     /// Replace the log by a snapshot of `version` (which must be the replayed state).
     pub fn rewrite(&mut self, version: &Version) -> Result<()> {
-        write_snapshot(&self.dir, version)?;
-        self.file = open_append(&self.path)?;
+        write_snapshot(self.io.as_ref(), &self.dir, version)?;
+        self.file = open_append(self.io.as_ref(), &self.path)?;
         self.size = self
             .file
-            .metadata()
-            .map_err(|e| EngineError::io(&self.path, e))?
-            .len();
+            .size()
+            .map_err(|e| EngineError::io(&self.path, e))?;
         Ok(())
     }
 }
 
-fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
+fn open_append(io: &dyn Io, path: &Path) -> Result<Box<dyn IoFile>> {
+    io.open_append(path, false)
         .map_err(|e| EngineError::io(path, e))
 }
 
 /// tmp file, fsync, atomic rename, fsync dir.
-fn write_snapshot(dir: &Path, version: &Version) -> Result<()> {
+fn write_snapshot(io: &dyn Io, dir: &Path, version: &Version) -> Result<()> {
     let tmp = dir.join(MANIFEST_TMP_NAME);
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&encode_record(&version.snapshot_edits()));
-    let mut f = File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
+    let mut f = io.create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
     f.write_all(&bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| EngineError::io(&tmp, e))?;
     let path = dir.join(MANIFEST_NAME);
-    fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))?;
-    fsync_dir(dir)
+    io.rename(&tmp, &path)
+        .map_err(|e| EngineError::io(&path, e))?;
+    fsync_dir(io, dir)
 }
 
 #[cfg(test)]
@@ -359,7 +365,7 @@ mod tests {
     /// Appends one flush-like record per id and returns the byte offset of each record.
     fn build(dir: &Path, ids: std::ops::Range<u64>) -> (Version, Vec<u64>) {
         let mut v = Version::empty(4);
-        let mut m = Manifest::create(dir, &v, u64::MAX).expect("create");
+        let mut m = Manifest::create(crate::engine::io::real(), dir, &v, u64::MAX).expect("create");
         let mut offsets = Vec::new();
         for id in ids {
             let edits = [
@@ -377,7 +383,7 @@ mod tests {
     fn replay_reproduces_appended_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (v, _) = build(dir.path(), 1..20);
-        let (_, got, report) = Manifest::open(dir.path(), 4, u64::MAX)
+        let (_, got, report) = Manifest::open(crate::engine::io::real(), dir.path(), 4, u64::MAX)
             .expect("open")
             .expect("exists");
         assert_eq!(got.snapshot_edits(), v.snapshot_edits());
@@ -399,9 +405,10 @@ mod tests {
                 let mut bytes = full[..cut].to_vec();
                 bytes.resize(cut + zeros, 0);
                 fs::write(&path, &bytes).expect("write");
-                let (mut m, v, report) = Manifest::open(dir.path(), 4, u64::MAX)
-                    .expect("torn tail tolerated")
-                    .expect("exists");
+                let (mut m, v, report) =
+                    Manifest::open(crate::engine::io::real(), dir.path(), 4, u64::MAX)
+                        .expect("torn tail tolerated")
+                        .expect("exists");
                 assert_eq!(report.valid_len, last as u64, "cut {cut} zeros {zeros}");
                 assert_eq!(v.retired_wal(), Some(4));
                 // Appending after truncation must yield a clean log.
@@ -425,7 +432,7 @@ mod tests {
             let mut bytes = full.clone();
             bytes[off] ^= 0x10;
             fs::write(&path, &bytes).expect("write");
-            match Manifest::open(dir.path(), 4, u64::MAX) {
+            match Manifest::open(crate::engine::io::real(), dir.path(), 4, u64::MAX) {
                 Err(EngineError::Corruption {
                     path: p,
                     section: Section::ManifestRecord,
@@ -451,7 +458,8 @@ mod tests {
     fn rewrite_compacts_the_log_and_replays_identically() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut v = Version::empty(4);
-        let mut m = Manifest::create(dir.path(), &v, 2048).expect("create");
+        let mut m =
+            Manifest::create(crate::engine::io::real(), dir.path(), &v, 2048).expect("create");
         let mut rewrites = 0;
         for id in 1..200u64 {
             let edits = if id % 2 == 0 {

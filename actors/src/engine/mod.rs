@@ -12,6 +12,8 @@
 //! * `read` -- point lookup across a version and the merged range iterator.
 //! * `compaction/` -- pure leveled picker and the merge executor; `rate_limit` throttles
 //!   background writes.
+//! * `io` -- the `Io` trait every mutating file-system call goes through (crash tests
+//!   record it).
 //! * `gc` -- orphan detection at start-up and safe deletion of retired files.
 //! * `tables` -- the `Tables` facade tying it together (open, flush, get, range, compact,
 //!   collect_garbage, stats).
@@ -22,6 +24,7 @@ pub mod compaction;
 pub mod entry;
 pub mod error;
 pub mod gc;
+pub mod io;
 pub mod manifest;
 pub mod rate_limit;
 pub mod read;

@@ -49,6 +49,7 @@ use crate::engine::compaction::{
 use crate::engine::entry::Entry;
 use crate::engine::error::{EngineError, Result, Section};
 use crate::engine::gc;
+use crate::engine::io::{self, Io};
 use crate::engine::manifest::{Manifest, MANIFEST_NAME};
 use crate::engine::rate_limit::{RateLimiter, SystemClock};
 use crate::engine::read::{self, EntryIter, MergeIter, TableSource};
@@ -70,6 +71,8 @@ pub struct TablesOptions {
     /// Throttle flush/compaction output (bytes/s); `None` = unthrottled.
     pub write_bytes_per_sec: Option<u64>,
     pub tombstone_policy: Arc<dyn TombstonePolicy>,
+    /// Every mutating file-system call of the tables and the WAL goes through this.
+    pub io: Arc<dyn Io>,
 }
 
 impl Default for TablesOptions {
@@ -82,6 +85,7 @@ impl Default for TablesOptions {
             manifest_rewrite_bytes: 4 << 20,
             write_bytes_per_sec: None,
             tombstone_policy: Arc::new(AlwaysSafe),
+            io: io::real(),
         }
     }
 }
@@ -165,35 +169,39 @@ impl Tables {
     /// Open (or create) the tables in `dir`: replay the MANIFEST, delete orphans, open
     /// every live table (validating footer, index and filter).
     pub fn open(dir: &Path, opts: TablesOptions) -> Result<(Self, Recovered)> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-        let (manifest, version, torn, created) =
-            match Manifest::open(dir, opts.num_levels, opts.manifest_rewrite_bytes)? {
-                Some((m, v, report)) => (m, v, report.torn_tail_bytes, false),
-                None => {
-                    let existing = gc::table_files(dir)?;
-                    if !existing.is_empty() {
-                        // Deleting them as orphans would destroy data: refuse instead.
-                        return Err(EngineError::corruption(
-                            dir.join(MANIFEST_NAME),
-                            Section::ManifestHeader,
-                            0,
-                            format!("MANIFEST missing but {} table files exist", existing.len()),
-                        ));
-                    }
-                    let v = Version::empty(opts.num_levels);
-                    (
-                        Manifest::create(dir, &v, opts.manifest_rewrite_bytes)?,
-                        v,
+        io::create_dir_durable(opts.io.as_ref(), dir).map_err(|e| EngineError::io(dir, e))?;
+        let (manifest, version, torn, created) = match Manifest::open(
+            opts.io.clone(),
+            dir,
+            opts.num_levels,
+            opts.manifest_rewrite_bytes,
+        )? {
+            Some((m, v, report)) => (m, v, report.torn_tail_bytes, false),
+            None => {
+                let existing = gc::table_files(dir)?;
+                if !existing.is_empty() {
+                    // Deleting them as orphans would destroy data: refuse instead.
+                    return Err(EngineError::corruption(
+                        dir.join(MANIFEST_NAME),
+                        Section::ManifestHeader,
                         0,
-                        true,
-                    )
+                        format!("MANIFEST missing but {} table files exist", existing.len()),
+                    ));
                 }
-            };
+                let v = Version::empty(opts.num_levels);
+                (
+                    Manifest::create(opts.io.clone(), dir, &v, opts.manifest_rewrite_bytes)?,
+                    v,
+                    0,
+                    true,
+                )
+            }
+        };
         let orphans = gc::find_orphans(dir, &version)?;
         if !orphans.is_empty() {
             log::info!("{}: deleting {} orphan files", dir.display(), orphans.len());
         }
-        gc::delete_files(dir, &orphans)?;
+        gc::delete_files(opts.io.as_ref(), dir, &orphans)?;
 
         let cache =
             (opts.block_cache_bytes > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_bytes)));
@@ -256,6 +264,11 @@ impl Tables {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The file-system layer the tables (and the WAL beside them) write through.
+    pub fn io(&self) -> &Arc<dyn Io> {
+        &self.opts.io
     }
 
     /// The installed version; holding it pins its tables (GC waits for it to drop).
@@ -340,7 +353,7 @@ impl Tables {
     ) -> Result<(MutexGuard<'_, State>, OpenedTables)> {
         // Poison, although the tables themselves are uncommitted: see step 2 in the module
         // docs (another committer may have lost its rename to this fsync's error).
-        self.durable(what, fsync_dir(&self.dir))?;
+        self.durable(what, fsync_dir(self.opts.io.as_ref(), &self.dir))?;
         let mut opened = Vec::new();
         for m in metas {
             let r = TableReader::open(
@@ -371,7 +384,7 @@ impl Tables {
     /// Delete uncommitted tables (best effort: start-up GC removes what is left).
     fn remove_files(&self, metas: &[TableMeta]) {
         let paths: Vec<PathBuf> = metas.iter().map(|m| table_path(&self.dir, m.id)).collect();
-        if let Err(e) = gc::delete_files(&self.dir, &paths) {
+        if let Err(e) = gc::delete_files(self.opts.io.as_ref(), &self.dir, &paths) {
             log::warn!("cleanup of uncommitted tables failed (start-up GC will retry): {e}");
         }
     }
@@ -395,7 +408,14 @@ impl Tables {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Flushes are not rate limited: a slow flush stalls foreground writes, while the
         // limiter exists to keep background compaction from starving them.
-        let mut w = TableWriter::create(&self.dir, id, 0, self.opts.writer.clone(), None)?;
+        let mut w = TableWriter::create(
+            self.opts.io.clone(),
+            &self.dir,
+            id,
+            0,
+            self.opts.writer.clone(),
+            None,
+        )?;
         for e in entries {
             w.add(&e)?;
         }
@@ -518,6 +538,7 @@ impl Tables {
             }
         }
         let params = MergeParams {
+            io: &self.opts.io,
             dir: &self.dir,
             version: &v,
             tables: self,
@@ -571,7 +592,7 @@ impl Tables {
         }
         let paths: Vec<PathBuf> = ready.iter().map(|id| table_path(&self.dir, *id)).collect();
         // A failure here only leaves orphans, which start-up GC removes.
-        gc::delete_files(&self.dir, &paths)?;
+        gc::delete_files(self.opts.io.as_ref(), &self.dir, &paths)?;
         bump(&self.writes.files_deleted, ready.len() as u64);
         Ok(ready)
     }

@@ -35,6 +35,7 @@
 
 use crate::backoff::{FailureSnapshot, FailureStats, Retry};
 use crate::compactor::TablesChanged;
+use crate::engine::io::Io;
 use crate::engine::{EngineError, Tables};
 use crate::memtable::{wal, FlushFailed, FlushMemtable, TableFlushed};
 use crate::stats::ActorCounters;
@@ -199,10 +200,11 @@ impl Flusher {
                 // Committed. A failed delete only leaves retired segments, which start-up
                 // deletes without replaying; never redo the flush for it.
                 Ok(
-                    delete_retired_segments(&wal_dir, segment).unwrap_or_else(|e| {
-                        log::warn!("cannot delete retired WAL segments (start-up will): {e}");
-                        0
-                    }),
+                    delete_retired_segments(tables.io().as_ref(), &wal_dir, segment)
+                        .unwrap_or_else(|e| {
+                            log::warn!("cannot delete retired WAL segments (start-up will): {e}");
+                            0
+                        }),
                 )
             })
             .await
@@ -278,15 +280,16 @@ impl Flusher {
 
 /// Deletes WAL segments `<= upto` (the manifest already retired them) and fsyncs the WAL
 /// directory. Returns how many were deleted.
-fn delete_retired_segments(dir: &Path, upto: u64) -> Result<usize, wal::WalError> {
+fn delete_retired_segments(io: &dyn Io, dir: &Path, upto: u64) -> Result<usize, wal::WalError> {
     let mut deleted = 0;
     for n in wal::list_segments(dir)?.into_iter().filter(|&n| n <= upto) {
         let path = wal::segment_path(dir, n);
-        std::fs::remove_file(&path).map_err(|source| wal::WalError::Io { path, source })?;
+        io.remove_file(&path)
+            .map_err(|source| wal::WalError::Io { path, source })?;
         deleted += 1;
     }
     if deleted > 0 {
-        wal::fsync_dir(dir)?;
+        wal::fsync_dir(io, dir)?;
     }
     Ok(deleted)
 }

@@ -294,9 +294,12 @@ impl MemtableActor {
         counters: Arc<ActorCounters>,
     ) -> Result<(MemtableActor, OpenReport), WalError> {
         let dir = wal_dir(&config.data_dir);
-        std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
-            path: dir.clone(),
-            source,
+        let io = tables.io().clone();
+        crate::engine::io::create_dir_durable(io.as_ref(), &dir).map_err(|source| {
+            WalError::Io {
+                path: dir.clone(),
+                source,
+            }
         })?;
         // Retired segments are fully in tables (the manifest says so, durably): delete them
         // before replay so they are never read again.
@@ -304,14 +307,15 @@ impl MemtableActor {
         if let Some(r) = retired {
             for n in wal::list_segments(&dir)?.into_iter().filter(|&n| n <= r) {
                 let path = wal::segment_path(&dir, n);
-                std::fs::remove_file(&path).map_err(|source| WalError::Io { path, source })?;
+                io.remove_file(&path)
+                    .map_err(|source| WalError::Io { path, source })?;
                 retired_deleted += 1;
             }
             if retired_deleted > 0 {
-                wal::fsync_dir(&dir)?;
+                wal::fsync_dir(io.as_ref(), &dir)?;
             }
         }
-        let recovered = wal::recover(&dir)?;
+        let recovered = wal::recover(io.as_ref(), &dir)?;
         let mut table = MemTable::default();
         let mut max_seq = last_flushed_seq;
         let records = recovered.records.len();
@@ -340,6 +344,7 @@ impl MemtableActor {
             exit_tx,
         );
         let writer = WalWriter::start(
+            io,
             &dir,
             segment,
             config.durability,

@@ -32,7 +32,8 @@
 //!   [`WalError::Corrupt`] naming file and offset, and recovery changes nothing on disk.
 //! - Segments are numbered; `rotate` starts a new one so the flusher can retire old ones.
 
-use std::fs::{self, File, OpenOptions};
+use crate::engine::io::{self as fsio, Io, IoFile};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -140,8 +141,8 @@ pub struct Recovered {
 
 /// Replays every segment in `dir` (creating it if missing). Truncates only a torn tail of the
 /// last segment; any other damage refuses with [`WalError::Corrupt`] and changes nothing.
-pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
+    fsio::create_dir_durable(io, dir).map_err(io_err(dir))?;
     let mut out = Recovered {
         segments: list_segments(dir)?,
         ..Recovered::default()
@@ -161,10 +162,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
                 seg.torn_bytes,
                 seg.valid_len
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let mut f = io.open_append(&path, false).map_err(io_err(&path))?;
             f.set_len(seg.valid_len).map_err(io_err(&path))?;
             f.sync_all().map_err(io_err(&path))?;
         }
@@ -177,13 +175,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
 /// Opens segment `n` at `path` for appending. A new or empty file (recovery truncates a
 /// torn segment header to nothing) first gets its segment header, synced, so that a segment
 /// that is not the last always starts with a complete header.
-fn open_segment(path: &Path, n: u64) -> Result<File, WalError> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    if file.metadata().map_err(io_err(path))?.len() == 0 {
+fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<Box<dyn IoFile>, WalError> {
+    let mut file = io.open_append(path, true).map_err(io_err(path))?;
+    if file.size().map_err(io_err(path))? == 0 {
         file.write_all(&format::segment_header(n))
             .map_err(io_err(path))?;
         file.sync_data().map_err(io_err(path))?;
@@ -192,10 +186,8 @@ fn open_segment(path: &Path, n: u64) -> Result<File, WalError> {
 }
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
-pub fn fsync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+pub fn fsync_dir(io: &dyn Io, dir: &Path) -> Result<(), WalError> {
+    io.sync_dir(dir).map_err(io_err(dir))
 }
 
 /// How acknowledged writes reach the disk.
@@ -261,6 +253,7 @@ impl<T: Send + 'static> WalWriter<T> {
     /// Opens (or creates) segment `segment` in `dir` for appending and starts the writer
     /// thread with a queue of at most `queue_jobs` jobs.
     pub fn start(
+        io: Arc<dyn Io>,
         dir: &Path,
         segment: u64,
         durability: Durability,
@@ -268,13 +261,14 @@ impl<T: Send + 'static> WalWriter<T> {
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
-        let file = open_segment(&path, segment)?;
+        let file = open_segment(io.as_ref(), &path, segment)?;
         // The new segment's directory entry must be durable before anything in it counts.
-        fsync_dir(dir)?;
+        fsync_dir(io.as_ref(), dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
         let health: Health = Arc::new(Mutex::new(None));
         let fsyncs = Arc::new(AtomicU64::new(0));
         let thread = WriterThread {
+            io,
             fsyncs: fsyncs.clone(),
             dir: dir.to_path_buf(),
             segment,
@@ -364,10 +358,11 @@ fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
 const SPIN_YIELDS: usize = 128;
 
 struct WriterThread<T> {
+    io: Arc<dyn Io>,
     dir: PathBuf,
     segment: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn IoFile>,
     durability: Durability,
     health: Health,
     /// Bytes written since the last sync (relaxed mode).
@@ -514,8 +509,8 @@ impl<T> WriterThread<T> {
         self.sync()?;
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = open_segment(&path, next)?;
-        fsync_dir(&self.dir)?;
+        self.file = open_segment(self.io.as_ref(), &path, next)?;
+        fsync_dir(self.io.as_ref(), &self.dir)?;
         self.segment = next;
         self.path = path;
         Ok(())
@@ -553,7 +548,8 @@ mod tests {
                 tx.send(t).unwrap();
             }
         });
-        let wal = WalWriter::start(dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let wal =
+            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
         for i in 0..100u64 {
             let mut bytes = Vec::new();
             encode_record(&rec(i, &format!("k{i}"), Some("v")), &mut bytes);
@@ -570,7 +566,7 @@ mod tests {
             .unwrap();
         assert_eq!(rx2.recv().unwrap(), 2);
         drop(wal);
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
         assert_eq!(rec.segments, vec![1, 2]);
         assert_eq!(rec.records.len(), 100);
         assert_eq!(rec.records[99].key, b"k99");
@@ -583,7 +579,7 @@ mod tests {
         let mut data = segment_bytes(1, &[rec(1, "a", Some("1")), rec(2, "b", Some("2"))]);
         data.truncate(data.len() - 3);
         fs::write(&path, &data).unwrap();
-        let r = recover(dir.path()).unwrap();
+        let r = recover(&fsio::RealIo, dir.path()).unwrap();
         assert_eq!(r.records.len(), 1);
         assert!(r.torn_bytes > 0);
         assert_eq!(
@@ -605,7 +601,7 @@ mod tests {
                 tx.send(t).expect("test alive");
             }
         });
-        let wal = WalWriter::start(dir, 1, Durability::Sync, 1024, sink).unwrap();
+        let wal = WalWriter::start(fsio::real(), dir, 1, Durability::Sync, 1024, sink).unwrap();
         let mut all = Vec::new();
         for (i, &n) in per_segment.iter().enumerate() {
             if i > 0 {
@@ -661,7 +657,7 @@ mod tests {
         let at = record_offsets(&data)[2];
         data[at + 3] ^= 0x80;
         fs::write(&path, &data).unwrap();
-        expect_corrupt(recover(dir.path()), &path, at);
+        expect_corrupt(recover(&fsio::RealIo, dir.path()), &path, at);
         assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
     }
 
@@ -676,7 +672,7 @@ mod tests {
         data[at + 3] ^= 0x80;
         fs::write(&path, &data).unwrap();
         let last_before = fs::read(segment_path(dir.path(), 2)).unwrap();
-        expect_corrupt(recover(dir.path()), &path, at);
+        expect_corrupt(recover(&fsio::RealIo, dir.path()), &path, at);
         assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
         assert_eq!(fs::read(segment_path(dir.path(), 2)).unwrap(), last_before);
     }
@@ -690,7 +686,7 @@ mod tests {
         let at = *record_offsets(&data).last().unwrap();
         data.truncate(data.len() - 3);
         fs::write(&path, &data).unwrap();
-        expect_corrupt(recover(dir.path()), &path, at);
+        expect_corrupt(recover(&fsio::RealIo, dir.path()), &path, at);
         assert_eq!(fs::read(&path).unwrap(), data, "recovery modified the file");
     }
 
@@ -725,8 +721,15 @@ mod tests {
                 let _ = tx.send((Instant::now(), w.fsyncs()));
             }
         });
-        let w =
-            WalWriter::start(dir.path(), 1, Durability::Relaxed { interval }, 64, sink).unwrap();
+        let w = WalWriter::start(
+            fsio::real(),
+            dir.path(),
+            1,
+            Durability::Relaxed { interval },
+            64,
+            sink,
+        )
+        .unwrap();
         *lock(&me) = Some(w.clone());
         w.append(vec![0u8; 100], 0).map_err(|(e, _)| e).unwrap();
         let mut batches = 0u64;

@@ -80,10 +80,18 @@ pub fn open(
     engine: &EngineConfig,
     registry: &Registry,
 ) -> Result<Opened, OpenError> {
-    let (tables, rec) = Tables::open(
-        &memtable::tables_dir(&config.data_dir),
-        engine.tables_options(),
-    )?;
+    open_with(config, engine, engine.tables_options(), registry)
+}
+
+/// [`open`] with the tables' options given (the crash tests pass a recording `io` and a
+/// small MANIFEST rewrite threshold).
+pub fn open_with(
+    config: MemtableConfig,
+    engine: &EngineConfig,
+    tables_options: TablesOptions,
+    registry: &Registry,
+) -> Result<Opened, OpenError> {
+    let (tables, rec) = Tables::open(&memtable::tables_dir(&config.data_dir), tables_options)?;
     for path in &rec.orphans_deleted {
         log::info!(
             "start-up GC deleted {} (left by an interrupted flush or compaction)",
@@ -198,5 +206,7 @@ impl Opened {
     }
 }
 
+#[cfg(test)]
+mod powerloss_tests;
 #[cfg(test)]
 mod tests;

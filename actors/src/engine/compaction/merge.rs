@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::CompactionTask;
 use crate::engine::error::Result;
+use crate::engine::io::Io;
 use crate::engine::rate_limit::RateLimiter;
 use crate::engine::read::{EntryIter, LevelIter, MergeIter, TableSource};
 use crate::engine::sstable::{table_path, TableMeta, TableWriter, TableWriterOptions};
@@ -42,6 +43,7 @@ impl TombstonePolicy for AlwaysSafe {
 }
 
 pub struct MergeParams<'a> {
+    pub io: &'a Arc<dyn Io>,
     pub dir: &'a Path,
     /// The version the task was picked from; used for the lower-level tombstone check.
     pub version: &'a Version,
@@ -79,7 +81,7 @@ pub fn execute(
     if let Err(e) = result {
         for t in &out.outputs {
             let path = table_path(p.dir, t.id);
-            if let Err(rm) = std::fs::remove_file(&path) {
+            if let Err(rm) = p.io.remove_file(&path) {
                 log::warn!("compaction cleanup: cannot remove {}: {rm}", path.display());
             }
         }
@@ -135,6 +137,7 @@ fn merge_into(
         let w = match &mut writer {
             Some(w) => w,
             None => writer.insert(TableWriter::create(
+                p.io.clone(),
                 p.dir,
                 next_id(),
                 task.output_level,

@@ -30,10 +30,10 @@ pub mod writer;
 pub use reader::{ReadCounters, TableIter, TableReader};
 pub use writer::{TableWriter, TableWriterOptions};
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::engine::error::{EngineError, Result};
+use crate::engine::io::Io;
 
 /// What the manifest knows about one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,9 +103,8 @@ pub fn parse_table_file_name(name: &str) -> Option<u64> {
 
 /// fsync a directory so that creations, renames and deletions in it are durable.
 /// Callers do this after `TableWriter::finish` and after deleting files.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).map_err(|e| EngineError::io(dir, e))?;
-    f.sync_all().map_err(|e| EngineError::io(dir, e))
+pub fn fsync_dir(io: &dyn Io, dir: &Path) -> Result<()> {
+    io.sync_dir(dir).map_err(|e| EngineError::io(dir, e))
 }
 
 #[cfg(test)]

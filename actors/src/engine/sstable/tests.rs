@@ -14,8 +14,15 @@ fn key(i: usize) -> Vec<u8> {
 
 /// Write `n` keys; every 7th key also has an older version, every 5th newest is a tombstone.
 fn write_table(dir: &Path, id: u64, n: usize) -> (TableMeta, Vec<Entry>) {
-    let mut w = TableWriter::create(dir, id, 0, TableWriterOptions::default(), None)
-        .expect("create writer");
+    let mut w = TableWriter::create(
+        crate::engine::io::real(),
+        dir,
+        id,
+        0,
+        TableWriterOptions::default(),
+        None,
+    )
+    .expect("create writer");
     let mut all = Vec::new();
     for i in 0..n {
         let newest = if i % 5 == 0 {
@@ -113,8 +120,15 @@ fn point_lookup_reads_at_most_one_block() {
 #[test]
 fn writer_rejects_out_of_order_entries_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut w =
-        TableWriter::create(dir.path(), 9, 0, TableWriterOptions::default(), None).expect("create");
+    let mut w = TableWriter::create(
+        crate::engine::io::real(),
+        dir.path(),
+        9,
+        0,
+        TableWriterOptions::default(),
+        None,
+    )
+    .expect("create");
     w.add(&Entry::put("b", 1, "x")).expect("add");
     assert!(matches!(
         w.add(&Entry::put("a", 2, "x")),
@@ -125,8 +139,15 @@ fn writer_rejects_out_of_order_entries_and_cleans_up() {
     assert!(w.add(&Entry::put("b", 5, "x")).is_err());
     drop(w);
     assert!(!temp_table_path(dir.path(), 9).exists());
-    let w = TableWriter::create(dir.path(), 10, 0, TableWriterOptions::default(), None)
-        .expect("create");
+    let w = TableWriter::create(
+        crate::engine::io::real(),
+        dir.path(),
+        10,
+        0,
+        TableWriterOptions::default(),
+        None,
+    )
+    .expect("create");
     assert!(w.finish().is_err(), "empty tables are refused");
 }
 

@@ -7,7 +7,6 @@
 //! then `fsync_dir` before recording the table in the manifest. A writer dropped without
 //! `finish` removes its temp file.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use super::{table_path, temp_table_path, TableMeta};
 use crate::engine::codec::checksum8;
 use crate::engine::entry::{stream_order, Entry};
 use crate::engine::error::{EngineError, Result};
+use crate::engine::io::{Io, IoFile};
 use crate::engine::rate_limit::RateLimiter;
 
 #[derive(Debug, Clone)]
@@ -44,7 +44,8 @@ pub struct TableWriter {
     level: usize,
     tmp_path: PathBuf,
     final_path: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn IoFile>>,
+    io: Arc<dyn Io>,
     opts: TableWriterOptions,
     limiter: Option<Arc<RateLimiter>>,
     block: BlockBuilder,
@@ -61,6 +62,7 @@ pub struct TableWriter {
 impl TableWriter {
     /// Create `<dir>/<id>.sst.tmp` (truncating a leftover from a crashed attempt).
     pub fn create(
+        io: Arc<dyn Io>,
         dir: &Path,
         id: u64,
         level: usize,
@@ -68,11 +70,8 @@ impl TableWriter {
         limiter: Option<Arc<RateLimiter>>,
     ) -> Result<Self> {
         let tmp_path = temp_table_path(dir, id);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
+        let file = io
+            .create(&tmp_path)
             .map_err(|e| EngineError::io(&tmp_path, e))?;
         Ok(TableWriter {
             id,
@@ -80,6 +79,7 @@ impl TableWriter {
             final_path: table_path(dir, id),
             tmp_path,
             out: BufWriter::with_capacity(64 * 1024, file),
+            io,
             block: BlockBuilder::new(opts.prefix_compression),
             opts,
             limiter,
@@ -218,10 +218,11 @@ impl TableWriter {
         super::fault::check(&self.tmp_path, self.level, super::fault::FaultOp::Sync)
             .map_err(|e| EngineError::io(&self.tmp_path, e))?;
         self.out
-            .get_ref()
+            .get_mut()
             .sync_all()
             .map_err(|e| EngineError::io(&self.tmp_path, e))?;
-        fs::rename(&self.tmp_path, &self.final_path)
+        self.io
+            .rename(&self.tmp_path, &self.final_path)
             .map_err(|e| EngineError::io(&self.final_path, e))?;
         self.finished = true;
         Ok(TableMeta {
@@ -242,7 +243,7 @@ impl Drop for TableWriter {
     fn drop(&mut self) {
         if !self.finished {
             // Best effort: start-up GC removes any temp file we fail to remove here.
-            let _ = fs::remove_file(&self.tmp_path);
+            let _ = self.io.remove_file(&self.tmp_path);
         }
     }
 }

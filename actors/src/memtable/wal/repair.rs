@@ -159,7 +159,7 @@ pub fn truncate_segment(
     let data = fs::read(&path).map_err(io_err(&path))?;
     let plan = plan(&path, segment, &data, offset)?;
     let copy = write_copy(&path, &data, unix_time)?;
-    fsync_dir(wal_dir).map_err(|e| match e {
+    fsync_dir(&crate::engine::io::RealIo, wal_dir).map_err(|e| match e {
         WalError::Io { path, source } => RepairError::Io { path, source },
         other => RepairError::Wal(other),
     })?;
@@ -177,7 +177,7 @@ pub fn truncate_segment(
     f.sync_all().map_err(io_err(&path))?;
     // The length change is file metadata (synced above); the directory sync is belt and
     // braces for file systems that tie the two together.
-    fsync_dir(wal_dir).map_err(|e| match e {
+    fsync_dir(&crate::engine::io::RealIo, wal_dir).map_err(|e| match e {
         WalError::Io { path, source } => RepairError::Io { path, source },
         other => RepairError::Wal(other),
     })?;
@@ -294,7 +294,7 @@ mod tests {
         fs::write(segment_path(&wal_dir, 1), &first).unwrap();
         fs::write(segment_path(&wal_dir, 2), segment(2, 3, 6)).unwrap();
 
-        let err = recover(&wal_dir).unwrap_err();
+        let err = recover(&crate::engine::io::RealIo, &wal_dir).unwrap_err();
         let msg = err.to_string();
         let WalError::Corrupt {
             segment, offset, ..
@@ -330,7 +330,7 @@ mod tests {
 
         let Recovered {
             records, segments, ..
-        } = recover(&wal_dir).unwrap();
+        } = recover(&crate::engine::io::RealIo, &wal_dir).unwrap();
         assert_eq!(segments, vec![1, 2], "the copy is not a segment");
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3, 6, 7, 8]);
@@ -351,14 +351,14 @@ mod tests {
         first[3] ^= 1;
         fs::write(segment_path(&wal_dir, 1), &first).unwrap();
         fs::write(segment_path(&wal_dir, 2), segment(2, 1, 3)).unwrap();
-        let err = recover(&wal_dir).unwrap_err();
+        let err = recover(&crate::engine::io::RealIo, &wal_dir).unwrap_err();
         assert!(
             err.to_string().contains("--segment 1 --truncate-at 0"),
             "{err}"
         );
         let report = truncate_segment(&wal_dir, 1, 0, 5).unwrap();
         assert!(report.plan.fresh_header);
-        let rec = recover(&wal_dir).unwrap();
+        let rec = recover(&crate::engine::io::RealIo, &wal_dir).unwrap();
         assert_eq!(rec.records.len(), 1);
         assert_eq!(rec.records[0].seq, 3);
     }

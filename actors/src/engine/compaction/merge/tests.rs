@@ -31,6 +31,7 @@ impl Fixture {
         let id = self.next_id;
         self.next_id += 1;
         let mut w = TableWriter::create(
+            crate::engine::io::real(),
             self.dir.path(),
             id,
             level,
@@ -64,6 +65,7 @@ impl Fixture {
         let out = execute(
             &task,
             &MergeParams {
+                io: &crate::engine::io::real(),
                 dir: self.dir.path(),
                 version: &self.version,
                 tables: &self.readers,
@@ -181,6 +183,7 @@ fn rate_limiter_throttles_compaction_writes() {
     let out = execute(
         &task,
         &MergeParams {
+            io: &crate::engine::io::real(),
             dir: f.dir.path(),
             version: &f.version,
             tables: &f.readers,
