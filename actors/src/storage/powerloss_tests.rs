@@ -39,29 +39,12 @@ const PROBE: &[u8] = b"zz-probe";
 
 fn config(dir: &Path, durability: Durability) -> MemtableConfig {
     MemtableConfig {
-        data_dir: dir.to_path_buf(),
         durability,
-        wal_queue_jobs: 1024,
-        max_queued_bytes: 1 << 20,
-        mailbox: 1024,
-        memtable_bytes: 2048,
-        max_sealed: 2,
-        max_stalled_writes: 1024,
-        max_disk_reads: 8,
-        read_workers: 2,
+        ..super::tests::config(dir)
     }
 }
 
-fn engine() -> EngineConfig {
-    EngineConfig {
-        block_cache_bytes: 16 << 10,
-        compaction_bytes_per_sec: 0,
-        l0_compaction_trigger: 2,
-        l0_stop_tables: 6,
-        level1_bytes: 8 << 10,
-        target_table_bytes: 4 << 10,
-    }
-}
+use super::tests::engine;
 
 /// One write of the recorded run, with the log indices of its submission and its
 /// acknowledgement.

@@ -20,7 +20,9 @@ const REGRESSION_SEEDS: &[u64] = &[];
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-fn config(dir: &Path) -> MemtableConfig {
+/// Tiny everything, so a short run flushes, compacts and stalls (shared with the power-loss
+/// test).
+pub(super) fn config(dir: &Path) -> MemtableConfig {
     MemtableConfig {
         data_dir: dir.to_path_buf(),
         durability: wal::Durability::Sync,
@@ -35,7 +37,7 @@ fn config(dir: &Path) -> MemtableConfig {
     }
 }
 
-fn engine() -> EngineConfig {
+pub(super) fn engine() -> EngineConfig {
     EngineConfig {
         block_cache_bytes: 16 << 10,
         compaction_bytes_per_sec: 0,
