@@ -177,3 +177,65 @@ fn three_replicas_quorums_siblings_repair_and_failures() {
         assert_eq!(got.values, vec![b"ok".to_vec()]);
     });
 }
+
+/// With `cluster.n = 1` each key has one primary, so a write through the other node must
+/// be forwarded to it: the key ends up on its primary only, reads through either node find
+/// it, and the forwarding node counts the forwards.
+#[test]
+fn a_write_through_a_non_primary_is_forwarded_to_the_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = extra();
+    env.push(("TROUPE__CLUSTER__N", "1".to_string()));
+    let a = start(dir.path(), "a", None, &env);
+    let b = start(dir.path(), "b", Some(&a.peer), &env);
+    wait_for(
+        "a and b agree on a ring of two",
+        Duration::from_secs(20),
+        || {
+            let (ra, rb) = (admin_json(&a, &["ring"]), admin_json(&b, &["ring"]));
+            ra["members"].as_array().map(Vec::len) == Some(2) && ra["digest"] == rb["digest"]
+        },
+    );
+    let rt = rt_mt();
+    let ca = rt
+        .block_on(Client::connect(a.client.as_str(), "fwd"))
+        .unwrap();
+    let cb = rt
+        .block_on(Client::connect(b.client.as_str(), "fwd"))
+        .unwrap();
+    let keys: Vec<String> = (0..40).map(|i| format!("fwd{i}")).collect();
+    rt.block_on(async {
+        for k in &keys {
+            ca.put(k.as_bytes(), k.as_bytes(), None).await.unwrap();
+        }
+    });
+    let mut on_b = 0;
+    for k in &keys {
+        let primary = admin_json(&a, &["preflist", k])["primaries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (holder, other) = if primary == "a" { (&a, &b) } else { (&b, &a) };
+        on_b += usize::from(primary == "b");
+        assert_eq!(
+            admin_json(holder, &["object", k])["found"],
+            true,
+            "{k} on {primary}"
+        );
+        assert_eq!(
+            admin_json(other, &["object", k])["found"],
+            false,
+            "{k} only on {primary}"
+        );
+        let got = rt.block_on(cb.get(k.as_bytes())).unwrap();
+        assert_eq!(got.values, vec![k.as_bytes().to_vec()]);
+    }
+    assert!(on_b > 0, "no key placed on b: nothing was forwarded");
+    let (_, body) = crate::metrics::http_get(&a.metrics, "/metrics");
+    let forwarded = body
+        .lines()
+        .find_map(|l| l.strip_prefix("troupe_coordinator_forwarded_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("forward counter");
+    assert_eq!(forwarded as usize, on_b, "a forwarded exactly b's keys");
+}
