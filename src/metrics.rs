@@ -341,6 +341,11 @@ fn coordinator_metrics(out: &mut String, c: &troupe_actors::coordinator::Coordin
             "Requests other coordinators sent this replica.",
             c.replica_requests,
         ),
+        (
+            "troupe_replica_responses_dropped_total",
+            "Answers to peers that could not be queued (their requests time out).",
+            c.responses_dropped,
+        ),
     ];
     for (name, help, v) in rows {
         family(out, name, "counter", help, &one(v));

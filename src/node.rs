@@ -152,6 +152,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             request_timeout: crate::config::parse_duration(&cfg.cluster.request_timeout)?,
             max_inflight: 16384,
             max_repairs: 256,
+            // Peer frames share `net.max_frame_bytes`; leave room for framing and fields.
+            max_batch_bytes: cfg.net.max_frame_bytes / 2,
+            max_object_bytes: (cfg.net.max_frame_bytes / 2).saturating_sub(64 * 1024).max(512),
             mailbox: 16384,
         };
         let coordinator_counters = registry.actor("coordinator");

@@ -125,6 +125,7 @@ impl Coordinator {
         let get = self.storage_get.send(Get { key: key.clone() });
         let write = self.storage_write.clone();
         let actor = self.cfg.actor;
+        let max_object = self.cfg.max_object_bytes;
         let k = key.clone();
         let fut = async move {
             let current = match get.await {
@@ -156,9 +157,21 @@ impl Coordinator {
                     next
                 }
             };
+            let encoded = next.encode();
+            if encoded.len() > max_object {
+                // Every replica must be able to receive it in one peer frame.
+                return Err(ClientError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "key {} would hold {} bytes with its siblings, more than the {max_object} a replica accepts; resolve siblings or write less",
+                        show_key(&k),
+                        encoded.len()
+                    ),
+                ));
+            }
             let written = write.send(Write {
                 key: k,
-                value: Some(next.encode()),
+                value: Some(encoded),
             });
             match written.await {
                 Ok(Ok(_)) => Ok(next),

@@ -126,6 +126,10 @@ pub struct CoordinatorConfig {
     pub max_inflight: usize,
     /// Read repairs in flight at most.
     pub max_repairs: usize,
+    /// Peer frames carry at most this many bytes of messages (below `net.max_frame_bytes`).
+    pub max_batch_bytes: usize,
+    /// Largest encoded object a write may leave (it must fit in one peer frame).
+    pub max_object_bytes: usize,
     pub mailbox: usize,
 }
 
@@ -141,6 +145,7 @@ pub struct CoordinatorStats {
     pub read_repairs: AtomicU64,
     pub read_repairs_skipped: AtomicU64,
     pub replica_requests: AtomicU64,
+    pub responses_dropped: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +159,7 @@ pub struct CoordinatorSnapshot {
     pub read_repairs: u64,
     pub read_repairs_skipped: u64,
     pub replica_requests: u64,
+    pub responses_dropped: u64,
 }
 
 impl CoordinatorStats {
@@ -169,6 +175,7 @@ impl CoordinatorStats {
             read_repairs: l(&self.read_repairs),
             read_repairs_skipped: l(&self.read_repairs_skipped),
             replica_requests: l(&self.replica_requests),
+            responses_dropped: l(&self.responses_dropped),
         }
     }
 }
@@ -237,7 +244,9 @@ impl Coordinator {
             transport,
             ring_rx,
             placement,
-            next_id: 1,
+            // Random start: a late answer to the previous process's RPC (frames live up to
+            // the data lane's max age) must not match a request of this one.
+            next_id: rand::random::<u64>() >> 1,
             requests: HashMap::new(),
             rpcs: HashMap::new(),
             outbox: HashMap::new(),
@@ -319,27 +328,39 @@ impl Coordinator {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        let placement = self.placement.clone();
+        // The view may have moved since the last client request: a node that only serves
+        // replica traffic must still find the peers that ask it.
+        let placement = self.placement();
         for (to, batch) in std::mem::take(&mut self.outbox) {
-            let sent = match (&self.transport, placement.peer_addr(&to)) {
-                (Some(t), Some(addr)) => t.send_data(&to, addr, batch.clone()),
-                _ => false,
-            };
-            if !sent {
-                // Fail our requests in it at once rather than wait for their deadline.
-                for msg in batch {
-                    if let DataMsg::Req { id, .. } = msg {
-                        self.on_rpc_answer(
-                            id,
-                            DataResp::Failed {
-                                code: "unavailable".into(),
-                                msg: format!(
-                                    "cannot queue to {to} (unreachable or its queue is full)"
-                                ),
-                            },
-                            ctx,
-                        );
-                    }
+            for chunk in split_by_size(batch, self.cfg.max_batch_bytes) {
+                let sent = match (&self.transport, placement.peer_addr(&to)) {
+                    (Some(t), Some(addr)) => t.send_data(&to, addr, chunk.clone()),
+                    _ => false,
+                };
+                if !sent {
+                    self.undeliverable(&to, chunk, ctx);
+                }
+            }
+        }
+    }
+
+    /// A chunk could not be queued to `to`: fail our requests in it at once rather than
+    /// wait for their deadline; answers we owed `to` are lost (its requests time out).
+    fn undeliverable(&mut self, to: &NodeId, chunk: Vec<DataMsg>, ctx: &mut Context<Self>) {
+        for msg in chunk {
+            match msg {
+                DataMsg::Req { id, .. } => self.on_rpc_answer(
+                    to,
+                    id,
+                    DataResp::Failed {
+                        code: "unavailable".into(),
+                        msg: format!("cannot queue to {to} (unknown address, unreachable or its queue is full)"),
+                    },
+                    ctx,
+                ),
+                DataMsg::Resp { .. } => {
+                    self.stats.responses_dropped.fetch_add(1, Relaxed);
+                    log::debug!("an answer to {to} could not be queued; its request will time out");
                 }
             }
         }
@@ -376,6 +397,53 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// An upper bound of a message's encoded size (its byte fields plus field names and
+/// headers), to keep every frame below the peer frame limit.
+fn size_estimate(m: &DataMsg) -> usize {
+    use troupe_protocol::data::DataReq;
+    64 + match m {
+        DataMsg::Req { req, .. } => match req {
+            DataReq::Get { key } => key.len(),
+            DataReq::Put { key, object } => key.len() + object.len(),
+            DataReq::Coordinate {
+                key,
+                value,
+                context,
+                ..
+            } => {
+                key.len()
+                    + value.as_ref().map_or(0, Vec::len)
+                    + context.as_ref().map_or(0, Vec::len)
+            }
+        },
+        DataMsg::Resp { resp, .. } => match resp {
+            DataResp::Object { object } => object.as_ref().map_or(0, Vec::len),
+            DataResp::Written { context } => context.len(),
+            DataResp::Failed { code, msg } => code.len() + msg.len(),
+            DataResp::Stored => 0,
+        },
+    }
+}
+
+/// Splits one peer's messages into frames of at most `max` estimated bytes (a message
+/// larger than `max` goes alone; writes refuse objects that large beforehand).
+fn split_by_size(batch: Vec<DataMsg>, max: usize) -> Vec<Vec<DataMsg>> {
+    let mut out: Vec<Vec<DataMsg>> = Vec::new();
+    let mut size = 0;
+    for m in batch {
+        let n = size_estimate(&m);
+        match out.last_mut() {
+            Some(last) if size + n <= max => last.push(m),
+            _ => {
+                out.push(vec![m]);
+                size = 0;
+            }
+        }
+        size += n;
+    }
+    out
 }
 
 fn partition_config(cfg: &CoordinatorConfig) -> PartitionConfig {
@@ -441,13 +509,14 @@ impl Handler<DataInbound> for Coordinator {
 
     fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
         self.counters.handled();
+        self.placement(); // follow membership even when no client talks to this node
         for m in msg.batch {
             match m {
                 DataMsg::Req { id, req } => {
                     self.stats.replica_requests.fetch_add(1, Relaxed);
                     self.on_peer_request(msg.from.clone(), id, req, ctx);
                 }
-                DataMsg::Resp { id, resp } => self.on_rpc_answer(id, resp, ctx),
+                DataMsg::Resp { id, resp } => self.on_rpc_answer(&msg.from, id, resp, ctx),
             }
         }
     }

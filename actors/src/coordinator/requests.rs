@@ -15,7 +15,19 @@ pub(crate) enum Request {
     Get(GetState),
     Put(PutState),
     Forward(ForwardState),
-    Repair { pending: usize },
+    Repair { pending: usize, rpcs: Vec<u64> },
+}
+
+impl Request {
+    /// The peer RPCs this request sent (forgotten with it).
+    fn rpcs(&mut self) -> &mut Vec<u64> {
+        match self {
+            Request::Get(st) => &mut st.rpcs,
+            Request::Put(st) => &mut st.rpcs,
+            Request::Forward(st) => &mut st.rpcs,
+            Request::Repair { rpcs, .. } => rpcs,
+        }
+    }
 }
 
 pub(crate) struct GetState {
@@ -23,6 +35,7 @@ pub(crate) struct GetState {
     n: usize,
     tracker: GetTracker<Object>,
     reply: Option<ReplyTo<GetReply>>,
+    rpcs: Vec<u64>,
 }
 
 pub(crate) struct PutState {
@@ -34,11 +47,13 @@ pub(crate) struct PutState {
     tracker: Option<PutTracker>,
     context: Vec<u8>,
     reply: Option<ReplyTo<Vec<u8>>>,
+    rpcs: Vec<u64>,
 }
 
 pub(crate) struct ForwardState {
     to: NodeId,
     reply: Option<ReplyTo<Vec<u8>>>,
+    rpcs: Vec<u64>,
 }
 
 fn bad_request(msg: String) -> ClientError {
@@ -48,7 +63,8 @@ fn bad_request(msg: String) -> ClientError {
 fn decode_context(raw: Option<&[u8]>, what: &str) -> Result<Option<VersionVector>, ClientError> {
     match raw {
         None => Ok(None),
-        Some([]) => Ok(Some(VersionVector::new())), // the context of a not-found read
+        // The context of a not-found read: covers nothing, so it constrains nothing.
+        Some([]) => Ok(None),
         Some(bytes) => VersionVector::decode(bytes).map(Some).map_err(|e| {
             bad_request(format!(
                 "{what} is not a context this database issued ({e}); pass back the context bin from a get or put reply unchanged"
@@ -99,8 +115,9 @@ impl Coordinator {
             Request::Get(GetState {
                 key: msg.key.clone(),
                 n,
-                tracker: GetTracker::new(names, r, after),
+                tracker: GetTracker::new(names, r, after.filter(|a| !a.is_empty())),
                 reply: Some(reply),
+                rpcs: Vec::new(),
             }),
         );
         for node in primaries {
@@ -116,7 +133,7 @@ impl Coordinator {
                 self.rpc(req, &node, DataReq::Get { key }, ctx);
             }
         }
-        self.arm_deadline(req, ctx);
+        self.arm_deadline(req, self.cfg.request_timeout, ctx);
     }
 
     pub(super) fn start_write(
@@ -139,8 +156,22 @@ impl Coordinator {
             Err(e) => return self.reply(reply, Err(e), put_resp, ctx),
         };
         let primaries = p.primaries(&msg.key).to_vec();
-        if !forwarded && !primaries.contains(&self.cfg.me) {
-            return self.forward(msg, primaries, reply, ctx);
+        if !primaries.contains(&self.cfg.me) {
+            if !forwarded {
+                return self.forward(msg, primaries, reply, ctx);
+            }
+            // Forwarded to us, but we are not a primary in our own view (views differ while
+            // membership converges). Only a primary may issue a dot: refuse, unwritten.
+            let e = ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "{} is not a primary of key {} in its ring view (version {}); nothing was written, retry",
+                    self.cfg.me,
+                    show_key(&msg.key),
+                    p.version
+                ),
+            );
+            return self.reply(reply, Err(e), put_resp, ctx);
         }
         // Before writing anything: are enough primaries up to reach w?
         let up: Vec<&NodeId> = primaries
@@ -176,8 +207,12 @@ impl Coordinator {
                 tracker: None,
                 context: Vec::new(),
                 reply: Some(reply),
+                rpcs: Vec::new(),
             }),
         );
+        // The deadline runs from now: a long wait for the key's lock or a slow local
+        // write is part of the request's time.
+        self.arm_deadline(req, self.cfg.request_timeout, ctx);
         self.write_local(
             LocalOp {
                 key: msg.key,
@@ -219,6 +254,7 @@ impl Coordinator {
             Request::Forward(ForwardState {
                 to: to.clone(),
                 reply: Some(reply),
+                rpcs: Vec::new(),
             }),
         );
         let coord = DataReq::Coordinate {
@@ -228,7 +264,8 @@ impl Coordinator {
             w: msg.w,
         };
         self.rpc(req, &to, coord, ctx);
-        self.arm_deadline(req, ctx);
+        // The primary may spend its own full timeout; give it that and a margin.
+        self.arm_deadline(req, self.cfg.request_timeout * 2, ctx);
     }
 
     /// The coordinator's own durable write finished: send the object to the other
@@ -242,7 +279,7 @@ impl Coordinator {
         let object = match res {
             Ok(o) => o,
             Err(e) => {
-                if let Some(Request::Put(mut st)) = self.requests.remove(&req) {
+                if let Some(Request::Put(mut st)) = self.forget(req) {
                     if let Some(to) = st.reply.take() {
                         self.reply(to, Err(e), put_resp, ctx);
                     }
@@ -285,9 +322,9 @@ impl Coordinator {
         // With no other primary (one node), or all of them down, the put is complete now.
         match self.requests.get(&req) {
             Some(Request::Put(st)) if st.tracker.as_ref().is_some_and(PutTracker::all_answered) => {
-                self.requests.remove(&req);
+                self.forget(req);
             }
-            Some(_) => self.arm_deadline(req, ctx),
+            Some(_) => self.arm_deadline(req, self.cfg.request_timeout, ctx),
             None => {}
         }
     }
@@ -296,19 +333,39 @@ impl Coordinator {
     fn rpc(&mut self, req: u64, node: &NodeId, body: DataReq, ctx: &mut Context<Self>) {
         let id = self.next_id();
         self.rpcs.insert(id, (req, node.clone()));
+        if let Some(r) = self.requests.get_mut(&req) {
+            r.rpcs().push(id);
+        }
         self.send(node, DataMsg::Req { id, req: body }, ctx);
     }
 
-    fn arm_deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
-        ctx.run_later(self.cfg.request_timeout, move |act, ctx| {
-            act.deadline(req, ctx)
-        });
+    fn arm_deadline(&mut self, req: u64, after: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(after, move |act, ctx| act.deadline(req, ctx));
+    }
+
+    /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped).
+    fn forget(&mut self, req: u64) -> Option<Request> {
+        let mut r = self.requests.remove(&req)?;
+        for id in r.rpcs().drain(..) {
+            self.rpcs.remove(&id);
+        }
+        Some(r)
     }
 
     /// A replica answered one of our RPCs (or it failed to leave this node).
-    pub(super) fn on_rpc_answer(&mut self, rpc: u64, resp: DataResp, ctx: &mut Context<Self>) {
+    pub(super) fn on_rpc_answer(
+        &mut self,
+        from: &NodeId,
+        rpc: u64,
+        resp: DataResp,
+        ctx: &mut Context<Self>,
+    ) {
+        // Only the node asked may answer (an id is never matched across nodes).
+        if self.rpcs.get(&rpc).is_none_or(|(_, node)| node != from) {
+            return; // its request already finished, or a stranger's answer
+        }
         let Some((req, node)) = self.rpcs.remove(&rpc) else {
-            return; // its request already finished
+            return;
         };
         let failed = |resp: &DataResp| match resp {
             DataResp::Failed { code, msg } => Some(format!("{code}: {msg}")),
@@ -335,7 +392,7 @@ impl Coordinator {
                 self.put_answer(req, &node, ans, ctx);
             }
             Some(Request::Forward(_)) => {
-                let Some(Request::Forward(mut st)) = self.requests.remove(&req) else {
+                let Some(Request::Forward(mut st)) = self.forget(req) else {
                     return;
                 };
                 let result = match resp {
@@ -353,11 +410,11 @@ impl Coordinator {
                     self.reply(to, result, put_resp, ctx);
                 }
             }
-            Some(Request::Repair { pending }) => {
+            Some(Request::Repair { pending, .. }) => {
                 *pending -= 1;
                 self.repairs_inflight -= 1;
                 if *pending == 0 {
-                    self.requests.remove(&req);
+                    self.forget(req);
                 }
             }
             None => {}
@@ -424,15 +481,21 @@ impl Coordinator {
 
     /// Every primary answered or the deadline passed: read repair, then forget the get.
     fn finish_get(&mut self, req: u64, ctx: &mut Context<Self>) {
-        let Some(Request::Get(st)) = self.requests.remove(&req) else {
+        let Some(Request::Get(st)) = self.forget(req) else {
             return;
         };
-        self.rpcs.retain(|_, (r, _)| *r != req);
         let Some((joined, stale)) = st.tracker.repair() else {
             return;
         };
         let encoded = joined.encode();
         let repair = self.next_id();
+        self.requests.insert(
+            repair,
+            Request::Repair {
+                pending: 0,
+                rpcs: Vec::new(),
+            },
+        );
         let mut pending = 0;
         for name in stale {
             if self.repairs_inflight >= self.cfg.max_repairs {
@@ -458,9 +521,14 @@ impl Coordinator {
                 self.rpc(repair, &node, put, ctx);
             }
         }
-        if pending > 0 {
-            self.requests.insert(repair, Request::Repair { pending });
-            self.arm_deadline(repair, ctx);
+        match self.requests.get_mut(&repair) {
+            Some(Request::Repair { pending: p, .. }) if pending > 0 => {
+                *p = pending;
+                self.arm_deadline(repair, self.cfg.request_timeout, ctx);
+            }
+            _ => {
+                self.requests.remove(&repair);
+            }
         }
     }
 
@@ -481,8 +549,7 @@ impl Coordinator {
         let done = tracker.all_answered();
         self.put_progress(req, progress, ctx);
         if done {
-            self.requests.remove(&req);
-            self.rpcs.retain(|_, (r, _)| *r != req);
+            self.forget(req);
         }
     }
 
@@ -521,21 +588,31 @@ impl Coordinator {
                 self.finish_get(req, ctx);
             }
             Some(Request::Put(st)) => {
-                // A put whose local write has not finished yet keeps waiting for it: the
-                // storage answers every write (or fails it), and that answer decides.
                 let Some(tracker) = st.tracker.as_mut() else {
+                    // The local write has not finished: the client hears `timeout` now (it
+                    // may yet be applied); the request stays until that write answers, then
+                    // replicates what it wrote and is forgotten after one more timeout.
+                    if let Some(to) = st.reply.take() {
+                        let e = ClientError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "the local write of key {} did not finish within {:?}; it may or may not have been applied",
+                                show_key(&st.key),
+                                self.cfg.request_timeout
+                            ),
+                        );
+                        self.reply(to, Err(e), put_resp, ctx);
+                    }
                     return;
                 };
                 let progress = tracker.timed_out();
                 self.put_progress(req, progress, ctx);
-                self.requests.remove(&req);
-                self.rpcs.retain(|_, (r, _)| *r != req);
+                self.forget(req);
             }
             Some(Request::Forward(_)) => {
-                let Some(Request::Forward(mut st)) = self.requests.remove(&req) else {
+                let Some(Request::Forward(mut st)) = self.forget(req) else {
                     return;
                 };
-                self.rpcs.retain(|_, (r, _)| *r != req);
                 let e = ClientError::new(
                     ErrorCode::Timeout,
                     format!(
@@ -547,10 +624,9 @@ impl Coordinator {
                     self.reply(to, Err(e), put_resp, ctx);
                 }
             }
-            Some(Request::Repair { pending }) => {
+            Some(Request::Repair { pending, .. }) => {
                 self.repairs_inflight -= *pending;
-                self.requests.remove(&req);
-                self.rpcs.retain(|_, (r, _)| *r != req);
+                self.forget(req);
             }
             None => {}
         }

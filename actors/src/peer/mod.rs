@@ -317,17 +317,17 @@ async fn serve_one(
                 let Some(data) = &sinks.data else {
                     continue; // no coordinator (yet): the requests time out at the sender
                 };
-                match data.try_send(DataInbound {
+                // Wait for room rather than drop: a dropped batch may hold answers to
+                // our own requests (which would then time out although they succeeded).
+                // Waiting stops reading this connection, so the sender's bounded data
+                // lane fills and refuses: backpressure, with every queue bounded.
+                let msg = DataInbound {
                     from: from.clone(),
                     batch,
-                }) {
-                    Ok(()) => {}
-                    // Dropped requests time out at their coordinator, which is what a
-                    // node too busy to answer looks like; the mailbox stays bounded.
-                    Err(SendError::Full(_)) => {
-                        log::debug!("coordinator mailbox full; data batch from {from} dropped")
-                    }
-                    Err(SendError::Closed(_)) => return,
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = data.send(msg) => if sent.is_err() { return },
                 }
                 continue;
             }
