@@ -37,7 +37,7 @@ done
 for _ in $(seq 200); do
   n=0
   for i in 0 1 2; do
-    "$T" admin ring --json --addr 127.0.0.1:$((BASE + 10 * i + 2)) | grep -q '"effective_n":3' && n=$((n + 1))
+    "$T" admin ring --json --addr 127.0.0.1:$((BASE + 10 * i + 2)) | grep -Ec '"effective_n": ?3' >/dev/null && n=$((n + 1))
   done
   [ "$n" -eq 3 ] && break
   sleep 0.1

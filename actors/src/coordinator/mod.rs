@@ -322,7 +322,10 @@ impl Coordinator {
         self.outbox.entry(to.clone()).or_default().push(msg);
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
+            // A message to ourselves, not a zero-delay timer (the timer wheel would add up
+            // to a millisecond per hop): it runs once the messages now being handled are
+            // done, so everything they queued leaves in one frame per peer.
+            ctx.notify(FlushOutbox);
         }
     }
 
@@ -487,6 +490,19 @@ impl Handler<ClientWrite> for Coordinator {
         let (tx, rx) = oneshot::channel();
         self.start_write(msg, ReplyTo::Client(tx), ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}
+
+/// Sends the data messages queued for peers (see `send`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushOutbox;
+
+impl Handler<FlushOutbox> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushOutbox, ctx: &mut Context<Self>) {
+        self.flush(ctx);
     }
 }
 
