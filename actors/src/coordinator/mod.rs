@@ -201,6 +201,9 @@ pub struct Coordinator {
     /// Data messages waiting for this turn's flush, per destination.
     outbox: HashMap<NodeId, Vec<DataMsg>>,
     flush_scheduled: bool,
+    /// Request deadlines, soonest first, checked by one periodic tick (per-request timers
+    /// in the actor's context would be polled on every message).
+    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(std::time::Instant, u64)>>,
     locks: KeyLocks<local::LocalOp>,
     /// Local operations (reads, joins) running or waiting.
     local_ops: usize,
@@ -251,6 +254,7 @@ impl Coordinator {
             rpcs: HashMap::new(),
             outbox: HashMap::new(),
             flush_scheduled: false,
+            deadlines: std::collections::BinaryHeap::new(),
             locks: KeyLocks::default(),
             local_ops: 0,
             repairs_inflight: 0,
@@ -462,6 +466,10 @@ impl Actor for Coordinator {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.cfg.mailbox);
         self.counters.started();
+        // Deadlines are checked on this tick: a request times out at most one tick late.
+        let tick = (self.cfg.request_timeout / 20)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        ctx.run_interval(tick, |act, ctx| act.expire_deadlines(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -339,8 +339,23 @@ impl Coordinator {
         self.send(node, DataMsg::Req { id, req: body }, ctx);
     }
 
-    fn arm_deadline(&mut self, req: u64, after: Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(after, move |act, ctx| act.deadline(req, ctx));
+    /// Request `req` times out `after` from now (see `expire_deadlines`).
+    fn arm_deadline(&mut self, req: u64, after: Duration, _: &mut Context<Self>) {
+        self.deadlines
+            .push(std::cmp::Reverse((std::time::Instant::now() + after, req)));
+    }
+
+    /// Fires every deadline that has passed (a periodic tick; see `Actor::started`).
+    /// Entries of requests that already finished are dropped on the way.
+    pub(super) fn expire_deadlines(&mut self, ctx: &mut Context<Self>) {
+        let now = std::time::Instant::now();
+        while let Some(std::cmp::Reverse((at, req))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            self.deadline(req, ctx);
+        }
     }
 
     /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped).
