@@ -43,7 +43,10 @@ fn vectors() -> Vec<(&'static str, Golden)> {
         ),
         (
             "put-response",
-            Golden::Resp(Response::ok(1, Reply::put(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]))),
+            Golden::Resp(Response::ok(
+                1,
+                Reply::put(vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
+            )),
         ),
         (
             "get",
@@ -60,7 +63,10 @@ fn vectors() -> Vec<(&'static str, Golden)> {
             "get-response",
             Golden::Resp(Response::ok(
                 2,
-                Reply::get(vec![b"v".to_vec()], vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02]),
+                Reply::get(
+                    vec![b"v".to_vec()],
+                    vec![0xc1, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x02],
+                ),
             )),
         ),
         (
