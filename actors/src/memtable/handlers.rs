@@ -378,7 +378,7 @@ fn successor(k: &[u8]) -> Vec<u8> {
 /// Every source is cut, not only the tables (which are read up to the returned end): an
 /// entry of another memory source past the bound would be merged in ahead of table keys
 /// below it that were never read, and `next` would skip those keys.
-fn bound_page(
+pub(super) fn bound_page(
     mut ranges: Vec<Vec<Entry>>,
     limit: usize,
     end: Option<Vec<u8>>,
@@ -401,6 +401,23 @@ fn bound_page(
         r.truncate(keep);
     }
     (ranges, Some(page_end), true)
+}
+
+/// Where the scan continues after a page of `entries` (the merge of the sources
+/// [`bound_page`] returned, cut short there if `cut`, up to `end`).
+pub(super) fn page_next(
+    entries: &[Entry],
+    limit: usize,
+    cut: bool,
+    end: Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    if entries.len() == limit {
+        entries.last().map(|e| successor(&e.key))
+    } else if cut {
+        end // the memory sources were cut short: continue past the bound
+    } else {
+        None
+    }
 }
 
 impl Handler<Scan> for MemtableActor {
@@ -438,13 +455,7 @@ impl Handler<Scan> for MemtableActor {
                 .await
                 .map_err(|_| StorageError::Stopped)?
                 .map_err(|e| StorageError::Read(e.to_string()))?;
-            let next = if entries.len() == limit {
-                entries.last().map(|e| successor(&e.key))
-            } else if cut {
-                end // the memory sources were cut short: continue past the bound
-            } else {
-                None
-            };
+            let next = page_next(&entries, limit, cut, end);
             Ok(ScanResult { entries, next })
         })
     }
