@@ -16,7 +16,8 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Seeds that once failed (none yet); always run.
+/// Seeds that once failed, beyond the default 1..=4; always run. (Seeds 1 and 2 failed
+/// under load with a scan that skipped keys, fixed in the `Scan` handler's page bound.)
 const REGRESSION_SEEDS: &[u64] = &[];
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
