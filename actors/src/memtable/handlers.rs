@@ -369,32 +369,73 @@ fn successor(k: &[u8]) -> Vec<u8> {
     s
 }
 
+/// Bounds one scan page. `ranges` are the memory sources' entries in the scanned range
+/// (key order, tombstones included), at most `limit` each. A source that holds `limit` may
+/// have more keys past its last one, so the page is complete only below the smallest such
+/// last key: returns every source cut to keys below the page's end (just past that key, or
+/// `end`), that end, and whether the page was cut short there.
+///
+/// Every source is cut, not only the tables (which are read up to the returned end): an
+/// entry of another memory source past the bound would be merged in ahead of table keys
+/// below it that were never read, and `next` would skip those keys.
+pub(super) fn bound_page(
+    mut ranges: Vec<Vec<Entry>>,
+    limit: usize,
+    end: Option<Vec<u8>>,
+) -> (Vec<Vec<Entry>>, Option<Vec<u8>>, bool) {
+    let bound = ranges
+        .iter()
+        .filter(|r| r.len() >= limit)
+        .filter_map(|r| r.last())
+        .map(|e| &e.key)
+        .min();
+    let Some(bound) = bound else {
+        return (ranges, end, false);
+    };
+    let page_end = match end {
+        Some(e) => successor(bound).min(e),
+        None => successor(bound),
+    };
+    for r in &mut ranges {
+        let keep = r.partition_point(|e| e.key < page_end);
+        r.truncate(keep);
+    }
+    (ranges, Some(page_end), true)
+}
+
+/// Where the scan continues after a page of `entries` (the merge of the sources
+/// [`bound_page`] returned, cut short there if `cut`, up to `end`).
+pub(super) fn page_next(
+    entries: &[Entry],
+    limit: usize,
+    cut: bool,
+    end: Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    if entries.len() == limit {
+        entries.last().map(|e| successor(&e.key))
+    } else if cut {
+        end // the memory sources were cut short: continue past the bound
+    } else {
+        None
+    }
+}
+
 impl Handler<Scan> for MemtableActor {
     type Result = ResponseFuture<Result<ScanResult, StorageError>>;
 
     fn handle(&mut self, msg: Scan, _: &mut Context<Self>) -> Self::Result {
         self.counters.handled();
         let limit = msg.limit.max(1);
-        // Take at most `limit` entries from each memory source. A source that hit the limit
-        // may hold more keys past its last one, so the merged answer is only complete up to
-        // the smallest such last key; the scan stops there and says where to continue.
-        let mut sources: Vec<EntryIter> = Vec::new();
-        let mut bound: Option<Vec<u8>> = None;
-        for t in self.memory() {
-            let entries = t.range(msg.start.as_deref(), msg.end.as_deref(), limit);
-            if entries.len() == limit {
-                let last = &entries[limit - 1].key;
-                if bound.as_ref().is_none_or(|b| last < b) {
-                    bound = Some(last.clone());
-                }
-            }
-            sources.push(Box::new(entries.into_iter().map(Ok)));
-        }
-        let end = match (&bound, &msg.end) {
-            (Some(b), Some(e)) => Some(successor(b).min(e.clone())),
-            (Some(b), None) => Some(successor(b)),
-            (None, e) => e.clone(),
-        };
+        // Take at most `limit` entries from each memory source, then bound the page.
+        let ranges = self
+            .memory()
+            .map(|t| t.range(msg.start.as_deref(), msg.end.as_deref(), limit))
+            .collect();
+        let (ranges, end, cut) = bound_page(ranges, limit, msg.end);
+        let sources: Vec<EntryIter> = ranges
+            .into_iter()
+            .map(|r| Box::new(r.into_iter().map(Ok)) as EntryIter)
+            .collect();
         let tables = self.tables.clone();
         let permits = self.disk_reads.clone();
         let start = msg.start;
@@ -414,13 +455,7 @@ impl Handler<Scan> for MemtableActor {
                 .await
                 .map_err(|_| StorageError::Stopped)?
                 .map_err(|e| StorageError::Read(e.to_string()))?;
-            let next = if entries.len() == limit {
-                entries.last().map(|e| successor(&e.key))
-            } else if bound.is_some() {
-                end // the memory sources were cut short: continue past the bound
-            } else {
-                None
-            };
+            let next = page_next(&entries, limit, cut, end);
             Ok(ScanResult { entries, next })
         })
     }

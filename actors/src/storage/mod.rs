@@ -154,6 +154,12 @@ impl Storage {
 }
 
 impl Opened {
+    /// What to wait on for the WAL writer thread to end (once; before `start`), so a
+    /// restart knows the log's files are closed before it reopens the directory.
+    pub fn take_wal_exit(&mut self) -> Option<memtable::WalThreadExit> {
+        self.memtable.take_wal_exit()
+    }
+
     /// Starts the Memtable on `storage` and the Flusher, Compactor and GC on `background`
     /// (their disk work runs on the blocking pool, so they only need an event loop).
     pub fn start(

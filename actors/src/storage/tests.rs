@@ -2,20 +2,22 @@
 //! against a `BTreeMap`: seeded random put / delete / get / paged scan / seal-and-flush /
 //! compact-all / restart. A 2 KiB memtable makes flushes, compactions and GC run all the
 //! time, so reads cross memory, L0 and deeper levels. A restart stops the actor system
-//! (its runtime waits for blocking-pool work) and reopens the same directory, so recovery
-//! (manifest replay, WAL replay, orphan cleanup) is part of every run.
+//! (its runtime waits for blocking-pool work), waits for its WAL writer thread to end, and
+//! reopens the same directory, so recovery (manifest replay, WAL replay, orphan cleanup) is
+//! part of every run.
 //!
-//! A failing seed is reported; keep it in `REGRESSION_SEEDS` once fixed.
+//! A failing seed is reported; replay it with `STORAGE_MODEL_SEEDS=<seed>[,<seed>...]`, and
+//! keep it in `REGRESSION_SEEDS` once fixed.
 
 use super::*;
 use crate::compactor::CompactAll;
-use crate::memtable::{Get, Scan, Seal, Write};
+use crate::memtable::{Get, Scan, Seal, WalThreadExit, Write};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
-/// Seeds that once failed (none yet); always run.
+/// Seeds that once failed, beyond the default 1..=4; always run. (Seeds 1 and 2 failed
+/// under load with a scan that skipped keys, fixed in the `Scan` handler's page bound.)
 const REGRESSION_SEEDS: &[u64] = &[];
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -53,8 +55,6 @@ fn key(rng: &mut SmallRng) -> Vec<u8> {
     format!("k{:03}", rng.random_range(0..120u32)).into_bytes()
 }
 
-/// Runs operations from `rng` against storage in `dir` until the op stream asks for a
-/// restart (returns true) or `budget` operations are done (returns false).
 /// Flushes and compactions seen, summed over epochs.
 #[derive(Default, Clone, Copy)]
 struct Seen {
@@ -62,22 +62,28 @@ struct Seen {
     compactions: u64,
 }
 
+/// Runs operations from `rng` against storage in `dir` until the op stream asks for a
+/// restart (returns true) or `budget` operations are done (returns false). Also returns
+/// what to wait on for this epoch's WAL writer thread to end.
 async fn epoch(
     dir: &Path,
     rng: &mut SmallRng,
     model: &mut Model,
     budget: &mut u32,
     seen: &mut Seen,
-) -> bool {
+) -> (bool, WalThreadExit) {
     let registry = Registry::default();
-    let opened = open(config(dir), &engine(), &registry).expect("storage opens");
+    let mut opened = open(config(dir), &engine(), &registry).expect("storage opens");
+    let wal_exit = opened
+        .take_wal_exit()
+        .expect("a new memtable has its WAL exit");
     let here = Arbiter::current();
     let s = opened.start(&here, &here, &registry);
     let restart = run_ops(&s, rng, model, budget).await;
     let stats = s.tables.stats();
     seen.flushes += stats.flushes;
     seen.compactions += stats.compactions;
-    restart
+    (restart, wal_exit)
 }
 
 async fn run_ops(s: &Storage, rng: &mut SmallRng, model: &mut Model, budget: &mut u32) -> bool {
@@ -181,24 +187,26 @@ fn run(seed: u64, ops: u32) {
     while budget > 0 {
         // One actor system per epoch: dropping it stops the actors and waits for the
         // blocking pool, as a node's shutdown does, before the directory is reopened.
-        let (r, m, b, again) = std::thread::scope(|scope| {
+        let (r, m, b, again, wal_exit) = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let sys = actix::System::new();
                     let (mut r, mut m, mut b) = (rng.clone(), model.clone(), budget);
                     let ep = epoch(dir.path(), &mut r, &mut m, &mut b, &mut seen);
-                    let again = sys.block_on(ep);
+                    let (again, wal_exit) = sys.block_on(ep);
                     drop(sys);
-                    (r, m, b, again)
+                    (r, m, b, again, wal_exit)
                 })
                 .join()
                 .unwrap_or_else(|_| panic!("model test failed with seed {seed}"))
         });
         (rng, model, budget) = (r, m, b);
+        // The dropped actor held the last WAL handle: the writer thread finishes what it
+        // has queued (a rotation may still be; it creates the next segment) and ends. The
+        // next epoch must not recover the directory while it still writes there.
+        wal_exit.wait();
         if again {
             restarts += 1;
-            // The WAL writer thread exits once its channel closes; let it.
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
     // The run must have crossed every path it claims to test.
@@ -217,7 +225,18 @@ fn run(seed: u64, ops: u32) {
 
 #[test]
 fn storage_actors_match_a_btreemap_across_flushes_compactions_and_restarts() {
-    for seed in (1..=4).chain(REGRESSION_SEEDS.iter().copied()) {
+    let seeds: Vec<u64> = match std::env::var("STORAGE_MODEL_SEEDS") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .expect("STORAGE_MODEL_SEEDS: comma-separated u64s")
+            })
+            .collect(),
+        Err(_) => (1..=4).chain(REGRESSION_SEEDS.iter().copied()).collect(),
+    };
+    for seed in seeds {
         run(seed, 1500);
     }
 }
