@@ -249,10 +249,6 @@ fn decode_payload(p: &[u8]) -> Option<WalRecord> {
     Some(WalRecord { seq, key, value })
 }
 
-fn all_zero(b: &[u8]) -> bool {
-    b.iter().all(|&x| x == 0)
-}
-
 /// The record at the start of `rest` and its length, or why not (`true`: it runs past the
 /// end of `rest`).
 fn record_at(rest: &[u8]) -> Result<(WalRecord, usize), (Damage, bool)> {
@@ -358,6 +354,14 @@ fn looks_like_format_1(data: &[u8]) -> bool {
         .is_some_and(|p| payload_checksum(p) == u64_at(data, 4))
 }
 
+/// Whether `data` is a prefix of segment `segment`'s header followed by nothing but zeros
+/// (the salt and checksum are random, so only the 20 bytes before them can be compared).
+fn a_torn_header(segment: u64, data: &[u8]) -> bool {
+    let written = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let known = written.min(20);
+    written <= SEGMENT_HEADER_LEN && data[..known] == segment_header(segment, 0)[..known]
+}
+
 /// Parses the bytes of segment `segment` (file `path`). `last` says whether it is the last
 /// segment, the only one that may end in a torn tail. Pure: the caller truncates the file to
 /// `valid_len` if `torn_bytes > 0` (and then the writer rewrites the segment header if that
@@ -382,20 +386,15 @@ pub fn parse_segment(
         })
     };
     // The segment header. A crash between creating a segment and syncing its header leaves
-    // the last segment empty, zero-filled, or holding a prefix of the header (the salt is
-    // random, so only the bytes before it can be compared).
+    // the last segment empty, or holding a prefix of the header, then maybe zeros. Nothing
+    // else is written to a segment before its header is synced.
+    if last && segment_salt(data).is_none() && a_torn_header(segment, data) {
+        return torn(0);
+    }
     if data.len() < SEGMENT_HEADER_LEN {
-        let known = segment_header(segment, 0);
-        let n = data.len().min(20);
-        if last && (known[..n] == data[..n] || all_zero(data)) {
-            return torn(0);
-        }
         return Err(corrupt(0, Damage::ShortSegmentHeader));
     }
     if data[..8] != SEGMENT_MAGIC {
-        if last && all_zero(data) {
-            return torn(0);
-        }
         if looks_like_format_1(data) {
             return Err(WalError::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -500,6 +499,10 @@ mod tests {
 
     const SALT: u64 = 0x5eed_5a17;
 
+    fn all_zero(b: &[u8]) -> bool {
+        b.iter().all(|&x| x == 0)
+    }
+
     pub(crate) fn rec(seq: u64, key: &str, value: Option<&str>) -> WalRecord {
         WalRecord {
             seq,
@@ -586,7 +589,16 @@ mod tests {
             (seg.records.len(), seg.valid_len as usize),
             (0, SEGMENT_HEADER_LEN)
         );
-        // Zeros where the header should be (the size reached the disk, the data did not).
+        // A prefix, then zeros where the rest should be (the size reached the disk, the data
+        // did not).
+        for cut in 0..SEGMENT_HEADER_LEN {
+            for len in [cut + 1, SEGMENT_HEADER_LEN, 600] {
+                let mut zeros = header[..cut].to_vec();
+                zeros.resize(len, 0);
+                assert_eq!(parse(&zeros, true).unwrap().torn_bytes as usize, len);
+                assert!(parse(&zeros, false).is_err(), "cut {cut}, len {len}");
+            }
+        }
         assert_eq!(parse(&[0u8; 10], true).unwrap().torn_bytes, 10);
         assert_eq!(parse(&[0u8; 100], true).unwrap().torn_bytes, 100);
         assert_eq!(damage(parse(&[0u8; 100], false)), (0, Damage::BadMagic));
