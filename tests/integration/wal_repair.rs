@@ -90,10 +90,7 @@ fn a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("--truncate-at {batch}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("--truncate-at {batch}")), "{err}");
 
     node.restart();
     assert_eq!(node.cli(&["get", "k19"]).0, 0);

@@ -83,11 +83,11 @@ pub enum Damage {
     SegmentHeaderChecksum,
     #[error("the segment header names segment {found}, not the one in the file name")]
     WrongSegment { found: u64 },
-    #[error("a batch header is damaged, and later data shows it had been synced")]
+    #[error("a batch header is damaged in bytes known to have been synced")]
     BatchHeader,
-    #[error("a record header fails its checksum, and later data shows it had been synced")]
+    #[error("a record header fails its checksum in bytes known to have been synced")]
     RecordHeaderChecksum,
-    #[error("a record fails its payload checksum, and later data shows it had been synced")]
+    #[error("a record fails its payload checksum in bytes known to have been synced")]
     PayloadChecksum,
     #[error("a record passes its checksums but does not decode")]
     Undecodable,
@@ -280,11 +280,7 @@ struct BadBatch {
 }
 
 /// Parses the batch at `data[start..]`: its records and where the next batch starts.
-fn parse_batch(
-    data: &[u8],
-    start: usize,
-    salt: u64,
-) -> Result<(Vec<WalRecord>, usize), BadBatch> {
+fn parse_batch(data: &[u8], start: usize, salt: u64) -> Result<(Vec<WalRecord>, usize), BadBatch> {
     let Some((len, _)) = batch_at(data, start, salt) else {
         let cut = data.len() - start < BATCH_HEADER_LEN;
         return Err(BadBatch {
@@ -427,7 +423,11 @@ pub fn parse_segment(
                 pos = next;
             }
             Err(bad) if !last => {
-                let why = if bad.cut { Damage::TornNotLast } else { bad.why };
+                let why = if bad.cut {
+                    Damage::TornNotLast
+                } else {
+                    bad.why
+                };
                 return Err(corrupt(bad.at, why));
             }
             Err(bad) => {
@@ -722,7 +722,12 @@ mod tests {
             recs[..10].iter().for_each(|r| encode_record(r, &mut b));
             b.len()
         };
-        for hole in [last_batch, last_batch + 7, last_batch + 100, data.len() - 600] {
+        for hole in [
+            last_batch,
+            last_batch + 7,
+            last_batch + 100,
+            data.len() - 600,
+        ] {
             let mut torn = data.clone();
             torn[hole..hole + 512].fill(0);
             assert!(!all_zero(&torn[hole + 512..]), "intact records follow");
@@ -813,7 +818,10 @@ mod tests {
             let recs = vec![rec(1, "a", Some("1")), planted, rec(3, "c", Some("3"))];
             let data = encode_segment(7, SALT, &[recs[..1].to_vec(), recs[1..].to_vec()]);
             let at = record_offsets(&data)[1];
-            assert!(at < 120 && at + 40 > 120, "the planted claim covers the damage");
+            assert!(
+                at < 120 && at + 40 > 120,
+                "the planted claim covers the damage"
+            );
             let mut torn = data.clone();
             torn[at..at + 8].fill(0);
             (recs, parse(&torn, true))

@@ -354,10 +354,7 @@ mod tests {
             "the damaged record is not counted"
         );
         // The damaged record's batch is kept, empty.
-        assert_eq!(
-            report.plan.bytes_dropped as usize,
-            2 * b - BATCH_HEADER_LEN
-        );
+        assert_eq!(report.plan.bytes_dropped as usize, 2 * b - BATCH_HEADER_LEN);
 
         let Recovered {
             records, segments, ..
