@@ -23,14 +23,17 @@
 //! - otherwise it is a torn tail: the segment is cut at `B` (the whole batch and everything
 //!   after it are dropped).
 //!
-//! Why no acknowledged write is dropped in `sync` mode: a batch's records are acknowledged
-//! only after the fdatasync of the whole batch returned, and the next batch is written only
-//! after that. If the batch at `B` had been synced, either it is followed by a later batch,
-//! whose header says `synced_before >= B' > X` and refuses, or it is the last batch of the
-//! file and its bytes are intact (a synced batch is not damaged by a crash). So a batch
-//! dropped as torn was never acknowledged, and neither was anything after it. The one case
-//! this cannot tell apart is real damage (bit rot) inside the final batch of the last
-//! segment, which reads like a crash mid-commit; everywhere else a flipped bit refuses.
+//! Why no acknowledged write is dropped in `sync` mode: a crash damages only unsynced bytes;
+//! a batch's records are acknowledged only after the fdatasync of the whole batch returned,
+//! and the next batch is written only after that (bytes a killed process left unsynced are
+//! synced when the writer reopens the segment, before any batch claims them). So after a
+//! power cut the first damaged batch is the one being committed: none of its records was
+//! acknowledged and nothing after it was written, and dropping it loses nothing
+//! acknowledged; and no later intact header can claim it synced, so a crash never refuses.
+//! Real damage (bit rot) to a synced batch is refused whenever an intact batch header
+//! follows it, that is everywhere but in the final batch of the last segment (or when the
+//! damage also destroyed every later header): there it reads like a crash mid-commit and
+//! the batch is dropped.
 //! In `relaxed` mode acknowledged writes after the last fdatasync may be lost on power
 //! failure (the documented trade-off); what is recovered is still a prefix of the log.
 //!
