@@ -165,18 +165,19 @@ mod tests {
         }
     }
 
+    /// Segment `n` holding `seqs`, one batch each, and the records' offsets.
     fn segment(n: u64, seqs: std::ops::Range<u64>) -> (Vec<u8>, Vec<usize>) {
-        let mut out = wal::format::segment_header(n).to_vec();
-        let mut offsets = Vec::new();
-        for seq in seqs {
-            offsets.push(out.len());
-            let r = wal::WalRecord {
-                seq,
-                key: format!("key{seq}").into_bytes(),
-                value: Some(b"acknowledged".to_vec()),
-            };
-            wal::encode_record(&r, &mut out);
-        }
+        let batches: Vec<_> = seqs
+            .map(|seq| {
+                vec![wal::WalRecord {
+                    seq,
+                    key: format!("key{seq}").into_bytes(),
+                    value: Some(b"acknowledged".to_vec()),
+                }]
+            })
+            .collect();
+        let out = wal::format::encode_segment(n, 7, &batches);
+        let offsets = wal::format::record_offsets(&out);
         (out, offsets)
     }
 
@@ -244,7 +245,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("wal");
         std::fs::create_dir_all(&wal).unwrap();
-        std::fs::write(wal::segment_path(&wal, 1), wal::format::segment_header(1)).unwrap();
+        std::fs::write(
+            wal::segment_path(&wal, 1),
+            wal::format::segment_header(1, 7),
+        )
+        .unwrap();
         let held = lock_data_dir(dir.path()).unwrap();
         let args = |at| RepairWalArgs {
             data_dir: dir.path().to_path_buf(),

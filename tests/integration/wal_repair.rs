@@ -5,19 +5,7 @@
 
 use crate::harness::{NodeProc, BIN};
 use std::process::Command;
-use troupe_actors::memtable::wal::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-
-/// Offsets of the records of a well-formed segment.
-fn record_offsets(data: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    while pos + RECORD_HEADER_LEN <= data.len() {
-        out.push(pos);
-        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += RECORD_HEADER_LEN + len;
-    }
-    out
-}
+use troupe_actors::memtable::wal::format::{record_offsets, BATCH_HEADER_LEN};
 
 fn start_fails(node: &NodeProc) -> String {
     let out = Command::new(BIN)
@@ -90,7 +78,9 @@ fn a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it() {
         "the copy is the original"
     );
 
-    // A second run at a mid-record offset is refused with the offset to use instead.
+    // A second run at an offset inside a batch header is refused with the offset to use
+    // instead: the start of that batch (each put was its own group commit).
+    let batch = at - BATCH_HEADER_LEN;
     let out = Command::new(BIN)
         .args(["repair-wal", "--data-dir"])
         .arg(&node.data_dir)
@@ -100,10 +90,7 @@ fn a_damaged_wal_refuses_to_start_until_repair_wal_cuts_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("--truncate-at {}", offsets[19])),
-        "{err}"
-    );
+    assert!(err.contains(&format!("--truncate-at {batch}")), "{err}");
 
     node.restart();
     assert_eq!(node.cli(&["get", "k19"]).0, 0);

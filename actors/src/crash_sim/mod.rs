@@ -16,8 +16,8 @@
 //!    test runs the real recovery code.
 //!
 //! With [`CrashModel::reorder_pages`] a file's unsynced appends may also reach the disk
-//! sector by sector in any order (zeroed sectors before intact ones); the WAL does not
-//! survive that yet, so only an ignored test turns it on.
+//! sector by sector in any order (zeroed sectors before intact ones); the power-loss tests
+//! run with it on and off.
 //!
 //! [`RecordingIo::adopt`] starts a log from an existing tree (taken as durable), so a crash
 //! during recovery can be simulated the same way. Not modelled: renames across directories

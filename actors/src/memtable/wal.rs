@@ -1,20 +1,27 @@
 //! The write-ahead log: segment files, start-up recovery, and the group-commit writer thread.
 //! The record format and its parser live in [`format`]; offline repair in [`repair`].
 //!
-//! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 2 (all integers little-endian):
+//! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 3 (all integers little-endian):
 //!
 //! ```text
-//! segment = [segment header: 24 bytes] [record]*
-//! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 2][segment number: u64]
-//!                  [crc32 of the 20 bytes before it: u32]
+//! segment = [segment header: 32 bytes] [batch]*
+//! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 3][segment number: u64]
+//!                  [salt: u64, random per segment][crc32 of the 28 bytes before it: u32]
+//! batch   = [batch header: 20 bytes] [record]*   (one group commit: one write(2))
+//! batch header = [magic: 4 bytes "TBAT"][body length: u32 (the records' bytes)]
+//!                [synced_before: u64 (segment offset known durable when it was written)]
+//!                [crc32 of the salt then the 16 bytes before it: u32]
 //! record  = [len: u32][payload checksum: u64 = first 8 bytes of blake3(payload)]
 //!           [header checksum: u32 = crc32 of the 12 bytes before it][payload: len bytes]
 //! payload = [seq: u64][kind: u8 (1 put, 2 delete)][key_len: u32][key][value...]
 //! ```
 //!
-//! The header checksum covers the length, so a damaged length can never pass for a record
-//! that runs past the end of the file. Format 1 (before 2026-11-30) had no segment header and
-//! `[len][blake3-64]` record headers; this build refuses it by version
+//! The header checksums cover the lengths, so a damaged length can never pass for a record
+//! or batch that runs past the end of the file; `synced_before` lets recovery tell a batch
+//! torn by a power cut (its sectors may reach the disk in any order) from damage to synced
+//! bytes (the rule and its safety argument are in [`format`]). Format 1 (before 2026-11-30)
+//! had no segment header and `[len][blake3-64]` record headers; format 2 (2026-11-30, never
+//! released) had no batches or salt; this build refuses both by version
 //! ([`WalError::UnsupportedFormat`]).
 //!
 //! Invariants:
@@ -23,13 +30,17 @@
 //!   segment is synced every `relaxed_sync_ms` (up to that much acknowledged data can be lost
 //!   on power failure or kernel crash; a process crash loses nothing the OS accepted).
 //! - Group commit: the writer thread takes every job queued while it was syncing and writes
-//!   them with one `write` and one `fdatasync`.
+//!   them as one batch, with one `write` and one `fdatasync`. A batch's `synced_before` is
+//!   never past what an fdatasync has covered: the writer syncs a segment when it opens it
+//!   (bytes a killed process left unsynced are synced before anything claims them).
 //! - A failed write or sync poisons the log for good: the page cache may have dropped the
 //!   dirty pages, so no later write is ever acknowledged (fsyncgate).
 //! - A segment is synced (header included) before the next one is created, so only the last
 //!   segment can end in a torn tail. Recovery drops and truncates a torn tail of the last
-//!   segment only (the exact rule is in [`format`]); any other damage, in any segment, is
-//!   [`WalError::Corrupt`] naming file and offset, and recovery changes nothing on disk.
+//!   segment only, at the start of the first damaged batch, when no later batch proves the
+//!   damaged bytes were synced (the exact rule is in [`format`]); any other damage, in any
+//!   segment, is [`WalError::Corrupt`] naming file and offset, and recovery changes nothing
+//!   on disk.
 //! - Segments are numbered; `rotate` starts a new one so the flusher can retire old ones.
 
 use crate::engine::io::{self as fsio, Io, IoFile};
@@ -172,17 +183,41 @@ pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
     Ok(out)
 }
 
+/// A segment open for appending, everything in it synced.
+struct OpenSegment {
+    file: Box<dyn IoFile>,
+    salt: u64,
+    /// The file's length, all of it durable.
+    len: u64,
+}
+
 /// Opens segment `n` at `path` for appending. A new or empty file (recovery truncates a
-/// torn segment header to nothing) first gets its segment header, synced, so that a segment
-/// that is not the last always starts with a complete header.
-fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<Box<dyn IoFile>, WalError> {
+/// torn segment header to nothing) first gets its segment header, so that a segment that is
+/// not the last always starts with a complete header. The file is synced either way: a
+/// process killed before its last fdatasync leaves bytes in the page cache that recovery
+/// replayed, and the next batch's `synced_before` will claim them.
+fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<OpenSegment, WalError> {
     let mut file = io.open_append(path, true).map_err(io_err(path))?;
-    if file.size().map_err(io_err(path))? == 0 {
-        file.write_all(&format::segment_header(n))
+    let salt = if file.size().map_err(io_err(path))? == 0 {
+        let salt = format::new_salt();
+        file.write_all(&format::segment_header(n, salt))
             .map_err(io_err(path))?;
-        file.sync_data().map_err(io_err(path))?;
-    }
-    Ok(file)
+        salt
+    } else {
+        let mut header = [0u8; format::SEGMENT_HEADER_LEN];
+        File::open(path)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .map_err(io_err(path))?;
+        format::segment_salt(&header).ok_or_else(|| WalError::Corrupt {
+            path: path.to_path_buf(),
+            segment: n,
+            offset: 0,
+            why: Damage::SegmentHeaderChecksum,
+        })?
+    };
+    file.sync_data().map_err(io_err(path))?;
+    let len = file.size().map_err(io_err(path))?;
+    Ok(OpenSegment { file, salt, len })
 }
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
@@ -261,7 +296,7 @@ impl<T: Send + 'static> WalWriter<T> {
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
-        let file = open_segment(io.as_ref(), &path, segment)?;
+        let OpenSegment { file, salt, len } = open_segment(io.as_ref(), &path, segment)?;
         // The new segment's directory entry must be durable before anything in it counts.
         fsync_dir(io.as_ref(), dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
@@ -274,6 +309,9 @@ impl<T: Send + 'static> WalWriter<T> {
             segment,
             path,
             file,
+            salt,
+            end: len,
+            synced: len,
             durability,
             health: health.clone(),
             dirty: false,
@@ -363,6 +401,12 @@ struct WriterThread<T> {
     segment: u64,
     path: PathBuf,
     file: Box<dyn IoFile>,
+    /// The current segment's salt (seeds its batch header checksums).
+    salt: u64,
+    /// Bytes written to the current segment.
+    end: u64,
+    /// Bytes of the current segment covered by a completed fdatasync.
+    synced: u64,
     durability: Durability,
     health: Health,
     /// Bytes written since the last sync (relaxed mode).
@@ -416,21 +460,18 @@ impl<T> WriterThread<T> {
         }
     }
 
-    /// Takes `first` plus whatever else is queued, writes all appends with one write(2) and
-    /// one fdatasync, then completes every job in order.
+    /// Takes `first` plus whatever else is queued, writes all appends as one batch with one
+    /// write(2) and one fdatasync, then completes every job in order.
     fn handle_batch(&mut self, first: Job<T>, rx: &Receiver<Job<T>>) {
-        let mut buf = Vec::new();
+        // Room for the batch header, filled in by `write_batch`.
+        let mut buf = vec![0u8; format::BATCH_HEADER_LEN];
         let mut appends: Vec<T> = Vec::new();
         let mut control: Option<Job<T>> = None;
         let mut job = Some(first);
         while let Some(j) = job.take() {
             match j {
                 Job::Append { bytes, token } => {
-                    if buf.is_empty() {
-                        buf = bytes;
-                    } else {
-                        buf.extend_from_slice(&bytes);
-                    }
+                    buf.extend_from_slice(&bytes);
                     appends.push(token);
                 }
                 other => {
@@ -446,7 +487,7 @@ impl<T> WriterThread<T> {
             // Refused before a byte was written (poisoned earlier): certainly not applied.
             // Failed while writing or syncing this batch: part of it may be in the file.
             let poisoned_before = lock(&self.health).is_some();
-            let res = self.write_batch(&buf);
+            let res = self.write_batch(&mut buf);
             let res = self.finish(res).map_err(|reason| match poisoned_before {
                 true => WalError::Poisoned(reason),
                 false => WalError::Indeterminate(reason),
@@ -482,11 +523,20 @@ impl<T> WriterThread<T> {
         })
     }
 
-    fn write_batch(&mut self, buf: &[u8]) -> Result<(), WalError> {
+    /// Writes `buf` (a batch: room for its header, then its records) and, in sync mode,
+    /// syncs it.
+    fn write_batch(&mut self, buf: &mut [u8]) -> Result<(), WalError> {
         if lock(&self.health).is_some() {
             return Ok(()); // finish() reports the poison
         }
+        let (header, body) = buf.split_at_mut(format::BATCH_HEADER_LEN);
+        let body_len = u32::try_from(body.len()).map_err(|_| WalError::Io {
+            path: self.path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "a WAL batch over 4 GiB"),
+        })?;
+        header.copy_from_slice(&format::batch_header(self.salt, body_len, self.synced));
         self.file.write_all(buf).map_err(io_err(&self.path))?;
+        self.end += buf.len() as u64;
         self.dirty = true;
         match self.durability {
             Durability::Sync => self.sync(),
@@ -499,6 +549,7 @@ impl<T> WriterThread<T> {
             return Ok(());
         }
         self.file.sync_data().map_err(io_err(&self.path))?;
+        self.synced = self.end;
         self.dirty = false;
         self.fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -509,7 +560,8 @@ impl<T> WriterThread<T> {
         self.sync()?;
         let next = self.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = open_segment(self.io.as_ref(), &path, next)?;
+        let OpenSegment { file, salt, len } = open_segment(self.io.as_ref(), &path, next)?;
+        (self.file, self.salt, self.end, self.synced) = (file, salt, len, len);
         fsync_dir(self.io.as_ref(), &self.dir)?;
         self.segment = next;
         self.path = path;
@@ -529,13 +581,10 @@ mod tests {
         }
     }
 
-    /// A whole segment `n` holding `recs`.
+    /// A whole segment `n` holding `recs`, one batch each.
     fn segment_bytes(n: u64, recs: &[WalRecord]) -> Vec<u8> {
-        let mut out = format::segment_header(n).to_vec();
-        for r in recs {
-            encode_record(r, &mut out);
-        }
-        out
+        let batches: Vec<_> = recs.iter().map(|r| vec![r.clone()]).collect();
+        format::encode_segment(n, 1, &batches)
     }
 
     #[test]
@@ -588,9 +637,6 @@ mod tests {
         );
     }
 
-    /// Where records start in a segment written by the writer (after any segment header).
-    const FIRST_RECORD: usize = format::SEGMENT_HEADER_LEN;
-
     /// Writes `per_segment[i]` records into segment `i + 1` through the writer thread (one
     /// rotation between segments) and returns every record written, in log order.
     fn write_segments(dir: &Path, per_segment: &[usize]) -> Vec<WalRecord> {
@@ -623,17 +669,7 @@ mod tests {
         all
     }
 
-    /// Offsets of the records in a well-formed segment.
-    fn record_offsets(data: &[u8]) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut pos = FIRST_RECORD;
-        while pos < data.len() {
-            out.push(pos);
-            let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-            pos += format::RECORD_HEADER_LEN + len;
-        }
-        out
-    }
+    use format::record_offsets;
 
     fn expect_corrupt(r: Result<Recovered, WalError>, want_path: &Path, want_offset: usize) {
         match r {

@@ -3,15 +3,20 @@
 //! [`WalError::Corrupt`] named). The node must be stopped: the caller holds the data
 //! directory's lock.
 //!
+//! A cut may fall at a batch boundary or at a record boundary inside a batch; in the latter
+//! case the batch's header is rewritten with the shorter length (so the records before the
+//! damage in that batch are kept).
+//!
 //! Invariants: nothing is changed before the copy is written and synced (file and directory);
 //! the cut is refused unless everything before it is valid, so the repaired segment always
 //! parses, as a last segment or as an older one; the copy's name does not end in `.wal`, so
 //! recovery never reads it.
 
-use super::format::{self, Damage, SEGMENT_HEADER_LEN};
+use super::format::{self, Damage, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::{fsync_dir, segment_path, WalError};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The exact command line that cuts `segment_file` (`<data_dir>/wal/<n>.wal`) at `offset`.
@@ -82,6 +87,9 @@ pub struct RepairPlan {
     /// The offset was inside the segment header: the segment becomes an empty one with a
     /// fresh header.
     pub fresh_header: bool,
+    /// The cut falls inside a batch: its header (at this offset) becomes this one, which
+    /// ends the batch at the cut.
+    pub batch_header: Option<(u64, [u8; BATCH_HEADER_LEN])>,
     pub records_kept: usize,
     /// Records after the cut that still pass their checksums (lost with the cut).
     pub records_dropped: usize,
@@ -89,7 +97,7 @@ pub struct RepairPlan {
 }
 
 /// Plans cutting segment `segment` (file `path`, bytes `data`) at `offset`. Refuses unless
-/// everything before `offset` is a valid segment header and whole valid records.
+/// everything before `offset` is a valid segment header and whole valid batches and records.
 pub fn plan(
     path: &Path,
     segment: u64,
@@ -110,16 +118,19 @@ pub fn plan(
         return Ok(RepairPlan {
             new_len: SEGMENT_HEADER_LEN as u64,
             fresh_header: true,
+            batch_header: None,
             records_kept: 0,
             records_dropped,
             bytes_dropped: len - offset,
         });
     }
     // Parsed as an older segment: no torn tail allowed, so the result is valid either way.
-    match format::parse_segment(path, segment, &data[..cut], false) {
+    let (kept, batch_header) = format::cut_segment(data, cut);
+    match format::parse_segment(path, segment, &kept, false) {
         Ok(seg) => Ok(RepairPlan {
             new_len: offset,
             fresh_header: false,
+            batch_header: batch_header.map(|(at, h)| (at as u64, h)),
             records_kept: seg.records.len(),
             records_dropped,
             bytes_dropped: len - offset,
@@ -169,10 +180,13 @@ pub fn truncate_segment(
         .map_err(io_err(&path))?;
     if plan.fresh_header {
         f.set_len(0).map_err(io_err(&path))?;
-        f.write_all(&format::segment_header(segment))
+        f.write_all(&format::segment_header(segment, format::new_salt()))
             .map_err(io_err(&path))?;
     } else {
         f.set_len(plan.new_len).map_err(io_err(&path))?;
+        if let Some((at, header)) = &plan.batch_header {
+            f.write_all_at(header, *at).map_err(io_err(&path))?;
+        }
     }
     f.sync_all().map_err(io_err(&path))?;
     // The length change is file metadata (synced above); the directory sync is belt and
@@ -217,22 +231,24 @@ fn write_copy(path: &Path, data: &[u8], unix_time: u64) -> Result<PathBuf, Repai
 mod tests {
     use super::super::{recover, Recovered};
     use super::*;
-    use format::{encode_record, segment_header, WalRecord};
+    use format::{encode_segment, record_offsets, WalRecord};
 
+    /// Segment `n` with `count` records from `first_seq` on, one batch each.
     fn segment(n: u64, count: u64, first_seq: u64) -> Vec<u8> {
-        let mut out = segment_header(n).to_vec();
-        for s in first_seq..first_seq + count {
-            let r = WalRecord {
-                seq: s,
-                key: format!("k{s}").into_bytes(),
-                value: Some(b"value".to_vec()),
-            };
-            encode_record(&r, &mut out);
-        }
-        out
+        let batches: Vec<_> = (first_seq..first_seq + count)
+            .map(|s| {
+                vec![WalRecord {
+                    seq: s,
+                    key: format!("k{s}").into_bytes(),
+                    value: Some(b"value".to_vec()),
+                }]
+            })
+            .collect();
+        encode_segment(n, 0xa5a5, &batches)
     }
 
-    fn record_len() -> usize {
+    /// Bytes of one batch of one record.
+    fn batch_len() -> usize {
         segment(1, 1, 1).len() - SEGMENT_HEADER_LEN
     }
 
@@ -260,12 +276,23 @@ mod tests {
     fn a_cut_is_refused_unless_everything_before_it_is_valid() {
         let p = Path::new("/d/wal/1.wal");
         let data = segment(1, 4, 1);
-        let r = record_len();
-        let at = SEGMENT_HEADER_LEN + 2 * r;
+        let b = batch_len();
+        let at = SEGMENT_HEADER_LEN + 2 * b;
         let ok = plan(p, 1, &data, at as u64).unwrap();
         assert_eq!((ok.records_kept, ok.records_dropped), (2, 2));
-        assert_eq!(ok.bytes_dropped as usize, 2 * r);
+        assert_eq!(ok.bytes_dropped as usize, 2 * b);
+        assert_eq!(ok.batch_header, None, "a batch boundary");
+        // At the record inside that batch: the batch is kept, empty.
+        let ok = plan(p, 1, &data, (at + BATCH_HEADER_LEN) as u64).unwrap();
+        assert_eq!((ok.records_kept, ok.records_dropped), (2, 2));
+        assert_eq!(ok.batch_header.map(|(o, _)| o as usize), Some(at));
         // Mid-record: cut at the record's start instead.
+        let record = record_offsets(&data)[2];
+        match plan(p, 1, &data, record as u64 + 5) {
+            Err(RepairError::DamageBefore { at: a, .. }) => assert_eq!(a as usize, record),
+            other => panic!("expected DamageBefore, got {other:?}"),
+        }
+        // Mid-batch-header: cut at the batch's start instead.
         match plan(p, 1, &data, at as u64 + 5) {
             Err(RepairError::DamageBefore { at: a, .. }) => assert_eq!(a as usize, at),
             other => panic!("expected DamageBefore, got {other:?}"),
@@ -287,9 +314,9 @@ mod tests {
         let data_dir = tempfile::tempdir().unwrap();
         let wal_dir = data_dir.path().join("wal");
         fs::create_dir_all(&wal_dir).unwrap();
-        let r = record_len();
+        let b = batch_len();
         let mut first = segment(1, 5, 1);
-        let damaged_at = SEGMENT_HEADER_LEN + 3 * r;
+        let damaged_at = record_offsets(&first)[3];
         first[damaged_at + 3] ^= 0x80;
         fs::write(segment_path(&wal_dir, 1), &first).unwrap();
         fs::write(segment_path(&wal_dir, 2), segment(2, 3, 6)).unwrap();
@@ -326,7 +353,8 @@ mod tests {
             report.plan.records_dropped, 1,
             "the damaged record is not counted"
         );
-        assert_eq!(report.plan.bytes_dropped as usize, 2 * r);
+        // The damaged record's batch is kept, empty.
+        assert_eq!(report.plan.bytes_dropped as usize, 2 * b - BATCH_HEADER_LEN);
 
         let Recovered {
             records, segments, ..
