@@ -247,3 +247,44 @@ fn a_write_through_a_non_primary_is_forwarded_to_the_primary() {
         .expect("forward counter");
     assert_eq!(forwarded as usize, on_b, "a forwarded exactly b's keys");
 }
+
+/// A forwarded write that the first primary cannot take (here: the forwarding node's link
+/// to it is cut, so nothing was written there) goes to the next primary that is up.
+#[test]
+fn a_forward_the_first_primary_cannot_take_goes_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = extra();
+    env.push(("TROUPE__CLUSTER__N", "2".to_string()));
+    let a = start(dir.path(), "a", None, &env);
+    let b = start(dir.path(), "b", Some(&a.peer), &env);
+    let c = start(dir.path(), "c", Some(&a.peer), &env);
+    let nodes = [&a, &b, &c];
+    wait_for(
+        "three nodes see three alive members",
+        Duration::from_secs(20),
+        || {
+            nodes.iter().all(|n| {
+                ["a", "b", "c"]
+                    .iter()
+                    .all(|id| status_of(n, id).as_deref() == Some("alive"))
+            })
+        },
+    );
+    // A key whose primaries are b then c, so `a` must forward it, to b first.
+    let key = (0..10_000)
+        .map(|i| format!("retry{i}"))
+        .find(|k| {
+            let p = admin_json(&a, &["preflist", k]);
+            p["primaries"][0]["id"] == "b" && p["primaries"][1]["id"] == "c"
+        })
+        .expect("some key has primaries b, c");
+    let (code, _, err) = a.cli(&["admin", "fault", "drop", "b"]);
+    assert_eq!(code, 0, "{err}");
+    let rt = rt_mt();
+    let ca = rt
+        .block_on(Client::connect(a.client.as_str(), "retry"))
+        .unwrap();
+    rt.block_on(ca.put_with(key.as_bytes(), b"v", None, Some(Quorum::One)))
+        .expect("the second primary coordinates");
+    assert_eq!(admin_json(&c, &["object", &key])["found"], true);
+}

@@ -54,6 +54,10 @@ pub(crate) struct ForwardState {
     to: NodeId,
     reply: Option<ReplyTo<Vec<u8>>>,
     rpcs: Vec<u64>,
+    /// The write, and the primaries after `to`: an `unavailable` answer means nothing was
+    /// written, so the next primary that is up may try.
+    write: ClientWrite,
+    rest: Vec<NodeId>,
 }
 
 fn bad_request(msg: String) -> ClientError {
@@ -235,7 +239,8 @@ impl Coordinator {
         ctx: &mut Context<Self>,
     ) {
         let p = self.placement.clone();
-        let Some(to) = primaries.iter().find(|id| p.is_up(id)).cloned() else {
+        let mut candidates = primaries.clone().into_iter().skip_while(|id| !p.is_up(id));
+        let Some(to) = candidates.next() else {
             let names: Vec<String> = primaries.iter().map(|id| id.0.clone()).collect();
             let e = ClientError::new(
                 ErrorCode::Unavailable,
@@ -249,20 +254,22 @@ impl Coordinator {
         };
         self.stats.forwarded.fetch_add(1, Relaxed);
         let req = self.next_id();
+        let coord = DataReq::Coordinate {
+            key: msg.key.clone(),
+            value: msg.value.clone(),
+            context: msg.context.clone(),
+            w: msg.w,
+        };
         self.requests.insert(
             req,
             Request::Forward(ForwardState {
                 to: to.clone(),
                 reply: Some(reply),
                 rpcs: Vec::new(),
+                write: msg,
+                rest: candidates.collect(),
             }),
         );
-        let coord = DataReq::Coordinate {
-            key: msg.key,
-            value: msg.value,
-            context: msg.context,
-            w: msg.w,
-        };
         self.rpc(req, &to, coord, ctx);
         // The primary may spend its own full timeout; give it that and a margin.
         self.arm_deadline(req, self.cfg.request_timeout * 2, ctx);
@@ -410,6 +417,14 @@ impl Coordinator {
                 let Some(Request::Forward(mut st)) = self.forget(req) else {
                     return;
                 };
+                if matches!(&resp, DataResp::Failed { code, .. } if code == "unavailable")
+                    && !st.rest.is_empty()
+                {
+                    if let Some(to) = st.reply.take() {
+                        // Nothing was written there: the next primary may coordinate.
+                        return self.forward(st.write, st.rest, to, ctx);
+                    }
+                }
                 let result = match resp {
                     DataResp::Written { context } => Ok(context),
                     DataResp::Failed { code, msg } => Err(ClientError::new(
