@@ -10,7 +10,9 @@
 //! - [`quorum`]: the pure quorum bookkeeping of one request (when to answer, read repair).
 //! - [`keylocks`]: per-key exclusion for the replica's read-modify-write.
 //! - [`placement`]: the partition table over the current ring members.
-//! - `requests`: the client request flows (get, coordinated write, forwarded write).
+//! - `requests`: request bookkeeping, the coordinated and the forwarded write, deadlines.
+//! - `get`: the quorum read and its read repair.
+//! - `replica`: this node's answers to other coordinators.
 //! - `local`: this replica's object reads and joins through the Memtable.
 //!
 //! Invariants:
@@ -28,10 +30,12 @@
 //!   dropped.
 
 pub mod describe;
+mod get;
 pub mod keylocks;
 mod local;
 pub mod placement;
 pub mod quorum;
+mod replica;
 mod requests;
 
 use crate::memtable::{Get, Write};

@@ -1,12 +1,12 @@
-//! The client request flows: a get over the primaries with read repair, a coordinated
-//! write (local durable write first, then the other primaries), a write forwarded to a
-//! primary, and this node's answers to other coordinators' requests.
+//! The request table and the write flows: a coordinated write (local durable write first,
+//! then the other primaries), a write forwarded to a primary, RPC bookkeeping, deadlines.
+//! The get flow is in `get`, this node's answers to other coordinators in `replica`.
 //!
-//! Each flow is a [`Request`] in the coordinator's table with one deadline timer; its
-//! quorum state is a pure tracker from [`super::quorum`], fed with replica answers.
+//! Each flow is a [`Request`] in the coordinator's table with a deadline (one heap, one
+//! tick); its quorum state is a pure tracker from [`super::quorum`], fed with answers.
 
 use super::local::{show_key, Apply, LocalDone, LocalOp};
-use super::quorum::{self, GetOutcome, GetTracker, Progress, PutOutcome, PutTracker};
+use super::quorum::{self, GetTracker, Progress, PutOutcome, PutTracker};
 use super::*;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::object::{Object, Value, VersionVector};
@@ -31,11 +31,11 @@ impl Request {
 }
 
 pub(crate) struct GetState {
-    key: Vec<u8>,
-    n: usize,
-    tracker: GetTracker<Object>,
-    reply: Option<ReplyTo<GetReply>>,
-    rpcs: Vec<u64>,
+    pub(super) key: Vec<u8>,
+    pub(super) n: usize,
+    pub(super) tracker: GetTracker<Object>,
+    pub(super) reply: Option<ReplyTo<GetReply>>,
+    pub(super) rpcs: Vec<u64>,
 }
 
 pub(crate) struct PutState {
@@ -60,11 +60,14 @@ pub(crate) struct ForwardState {
     rest: Vec<NodeId>,
 }
 
-fn bad_request(msg: String) -> ClientError {
+pub(super) fn bad_request(msg: String) -> ClientError {
     ClientError::new(ErrorCode::BadRequest, msg)
 }
 
-fn decode_context(raw: Option<&[u8]>, what: &str) -> Result<Option<VersionVector>, ClientError> {
+pub(super) fn decode_context(
+    raw: Option<&[u8]>,
+    what: &str,
+) -> Result<Option<VersionVector>, ClientError> {
     match raw {
         None => Ok(None),
         // The context of a not-found read: covers nothing, so it constrains nothing.
@@ -80,7 +83,7 @@ fn decode_context(raw: Option<&[u8]>, what: &str) -> Result<Option<VersionVector
 impl Coordinator {
     /// A request's quorum is checked strictly; the configured default is capped at the
     /// replicas there are (one node alone answers `r = 2` defaults with its one copy).
-    fn quorum(
+    pub(super) fn quorum(
         &self,
         asked: Option<Quorum>,
         default: Quorum,
@@ -91,53 +94,6 @@ impl Coordinator {
             Some(q) => quorum::required(q, n, what).map_err(bad_request),
             None => Ok(default.required(n).max(1)),
         }
-    }
-
-    pub(super) fn start_get(
-        &mut self,
-        msg: ClientGet,
-        reply: ReplyTo<GetReply>,
-        ctx: &mut Context<Self>,
-    ) {
-        if let Some(e) = self.overloaded() {
-            return self.reply(reply, Err(e), |_| DataResp::Stored, ctx);
-        }
-        let p = self.placement();
-        let n = p.n();
-        let setup = self
-            .quorum(msg.r, self.cfg.r, n, "r")
-            .and_then(|r| Ok((r, decode_context(msg.after.as_deref(), "after")?)));
-        let (r, after) = match setup {
-            Ok(v) => v,
-            Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
-        };
-        let primaries = p.primaries(&msg.key).to_vec();
-        let names = primaries.iter().map(|n| n.0.clone()).collect();
-        let req = self.next_id();
-        self.requests.insert(
-            req,
-            Request::Get(GetState {
-                key: msg.key.clone(),
-                n,
-                tracker: GetTracker::new(names, r, after.filter(|a| !a.is_empty())),
-                reply: Some(reply),
-                rpcs: Vec::new(),
-            }),
-        );
-        for node in primaries {
-            if node == self.cfg.me {
-                self.read_local(msg.key.clone(), ctx, move |act, res, ctx| {
-                    let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
-                    act.get_answer(req, &node, ans, ctx);
-                });
-            } else if !p.is_up(&node) {
-                self.get_answer(req, &node, Err("down (membership)".into()), ctx);
-            } else {
-                let key = msg.key.clone();
-                self.rpc(req, &node, DataReq::Get { key }, ctx);
-            }
-        }
-        self.arm_deadline(req, self.cfg.request_timeout, ctx);
     }
 
     pub(super) fn start_write(
@@ -337,7 +293,7 @@ impl Coordinator {
     }
 
     /// Sends one request of flow `req` to `node`.
-    fn rpc(&mut self, req: u64, node: &NodeId, body: DataReq, ctx: &mut Context<Self>) {
+    pub(super) fn rpc(&mut self, req: u64, node: &NodeId, body: DataReq, ctx: &mut Context<Self>) {
         let id = self.next_id();
         self.rpcs.insert(id, (req, node.clone()));
         if let Some(r) = self.requests.get_mut(&req) {
@@ -347,7 +303,7 @@ impl Coordinator {
     }
 
     /// Request `req` times out `after` from now (see `expire_deadlines`).
-    fn arm_deadline(&mut self, req: u64, after: Duration, _: &mut Context<Self>) {
+    pub(super) fn arm_deadline(&mut self, req: u64, after: Duration, _: &mut Context<Self>) {
         self.deadlines
             .push(std::cmp::Reverse((std::time::Instant::now() + after, req)));
     }
@@ -366,7 +322,7 @@ impl Coordinator {
     }
 
     /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped).
-    fn forget(&mut self, req: u64) -> Option<Request> {
+    pub(super) fn forget(&mut self, req: u64) -> Option<Request> {
         let mut r = self.requests.remove(&req)?;
         for id in r.rpcs().drain(..) {
             self.rpcs.remove(&id);
@@ -451,118 +407,7 @@ impl Coordinator {
         }
     }
 
-    fn get_answer(
-        &mut self,
-        req: u64,
-        node: &NodeId,
-        ans: Result<Option<Object>, String>,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
-            return;
-        };
-        let progress = st.tracker.add_answer(&node.0, ans);
-        let done = st.tracker.all_answered();
-        self.get_progress(req, progress, ctx);
-        if done {
-            self.finish_get(req, ctx);
-        }
-    }
-
-    fn get_progress(
-        &mut self,
-        req: u64,
-        progress: Progress<GetOutcome<Object>>,
-        ctx: &mut Context<Self>,
-    ) {
-        let Progress::Reply(outcome) = progress else {
-            return;
-        };
-        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
-            return;
-        };
-        let Some(to) = st.reply.take() else {
-            return;
-        };
-        let n = st.n;
-        let result = match outcome {
-            GetOutcome::Found(None) => Ok(GetReply {
-                values: Vec::new(),
-                context: Vec::new(),
-            }),
-            GetOutcome::Found(Some(o)) => Ok(GetReply {
-                values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
-                context: o.context().encode(),
-            }),
-            GetOutcome::Unavailable(f) => Err(ClientError::new(
-                ErrorCode::Unavailable,
-                f.describe(n),
-            )),
-            GetOutcome::NotCaughtUp(f) => Err(ClientError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "no replica that answered holds a version covering the `after` context yet ({}); retry later",
-                    f.describe(n)
-                ),
-            )),
-        };
-        self.reply(to, result, get_resp, ctx);
-    }
-
-    /// Every primary answered or the deadline passed: read repair, then forget the get.
-    fn finish_get(&mut self, req: u64, ctx: &mut Context<Self>) {
-        let Some(Request::Get(st)) = self.forget(req) else {
-            return;
-        };
-        let Some((joined, stale)) = st.tracker.repair() else {
-            return;
-        };
-        let encoded = joined.encode();
-        let repair = self.next_id();
-        self.requests.insert(
-            repair,
-            Request::Repair {
-                pending: 0,
-                rpcs: Vec::new(),
-            },
-        );
-        let mut pending = 0;
-        for name in stale {
-            if self.repairs_inflight >= self.cfg.max_repairs {
-                self.stats.read_repairs_skipped.fetch_add(1, Relaxed);
-                continue;
-            }
-            self.repairs_inflight += 1;
-            self.stats.read_repairs.fetch_add(1, Relaxed);
-            let node = NodeId(name);
-            if node == self.cfg.me {
-                let op = LocalOp {
-                    key: st.key.clone(),
-                    apply: Apply::Join(joined.clone()),
-                    done: LocalDone::Repair,
-                };
-                self.write_local(op, ctx);
-            } else {
-                pending += 1;
-                let put = DataReq::Put {
-                    key: st.key.clone(),
-                    object: encoded.clone(),
-                };
-                self.rpc(repair, &node, put, ctx);
-            }
-        }
-        match self.requests.get_mut(&repair) {
-            Some(Request::Repair { pending: p, .. }) if pending > 0 => {
-                *p = pending;
-                self.arm_deadline(repair, self.cfg.request_timeout, ctx);
-            }
-            _ => {
-                self.requests.remove(&repair);
-            }
-        }
-    }
-
-    fn put_answer(
+    pub(super) fn put_answer(
         &mut self,
         req: u64,
         node: &NodeId,
@@ -583,7 +428,12 @@ impl Coordinator {
         }
     }
 
-    fn put_progress(&mut self, req: u64, progress: Progress<PutOutcome>, ctx: &mut Context<Self>) {
+    pub(super) fn put_progress(
+        &mut self,
+        req: u64,
+        progress: Progress<PutOutcome>,
+        ctx: &mut Context<Self>,
+    ) {
         let Progress::Reply(outcome) = progress else {
             return;
         };
@@ -610,7 +460,7 @@ impl Coordinator {
     }
 
     /// A request's deadline passed: answer what is still unanswered, then forget it.
-    fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
+    pub(super) fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
         match self.requests.get_mut(&req) {
             Some(Request::Get(st)) => {
                 let progress = st.tracker.timed_out();
@@ -661,80 +511,13 @@ impl Coordinator {
             None => {}
         }
     }
-
-    /// Another coordinator asks this replica something.
-    pub(super) fn on_peer_request(
-        &mut self,
-        from: NodeId,
-        id: u64,
-        req: DataReq,
-        ctx: &mut Context<Self>,
-    ) {
-        match req {
-            DataReq::Get { key } => {
-                if let Some(e) = self.overloaded() {
-                    return self.reply(ReplyTo::Peer { to: from, id }, Err(e), get_resp, ctx);
-                }
-                self.read_local(key, ctx, move |act, res, ctx| {
-                    let resp = match res {
-                        Ok(o) if o.is_empty() => DataResp::Object { object: None },
-                        Ok(o) => DataResp::Object {
-                            object: Some(o.encode()),
-                        },
-                        Err(e) => DataResp::Failed {
-                            code: e.code.as_str().to_string(),
-                            msg: e.msg,
-                        },
-                    };
-                    act.send(&from, DataMsg::Resp { id, resp }, ctx);
-                });
-            }
-            DataReq::Put { key, object } => {
-                let reply_to = ReplyTo::<()>::Peer {
-                    to: from.clone(),
-                    id,
-                };
-                if let Some(e) = self.overloaded() {
-                    return self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx);
-                }
-                match Object::decode(&object) {
-                    Ok(o) => self.write_local(
-                        LocalOp {
-                            key,
-                            apply: Apply::Join(o),
-                            done: LocalDone::ReplicaPut { to: from, id },
-                        },
-                        ctx,
-                    ),
-                    Err(e) => {
-                        let e = bad_request(format!("undecodable object: {e}"));
-                        self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx)
-                    }
-                }
-            }
-            DataReq::Coordinate {
-                key,
-                value,
-                context,
-                w,
-            } => {
-                let msg = ClientWrite {
-                    key,
-                    value,
-                    context,
-                    w,
-                };
-                self.start_write(msg, ReplyTo::Peer { to: from, id }, ctx);
-            }
-        }
-    }
 }
 
-fn get_resp(r: GetReply) -> DataResp {
+pub(super) fn get_resp(r: GetReply) -> DataResp {
     // Gets are never answered to peers through `reply` (replicas answer objects).
     DataResp::Written { context: r.context }
 }
 
-fn put_resp(context: Vec<u8>) -> DataResp {
+pub(super) fn put_resp(context: Vec<u8>) -> DataResp {
     DataResp::Written { context }
 }

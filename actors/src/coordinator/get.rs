@@ -1,0 +1,169 @@
+//! The get flow: ask every primary, answer at `r` with the join, then read repair the
+//! replicas that answered older versions (see ARCHITECTURE.md, "Get — a quorum read").
+
+use super::local::{Apply, LocalDone, LocalOp};
+use super::quorum::{GetOutcome, GetTracker, Progress};
+use super::requests::{decode_context, get_resp, GetState, Request};
+use super::*;
+use troupe_protocol::data::DataReq;
+use troupe_protocol::object::Object;
+
+impl Coordinator {
+    pub(super) fn start_get(
+        &mut self,
+        msg: ClientGet,
+        reply: ReplyTo<GetReply>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(e) = self.overloaded() {
+            return self.reply(reply, Err(e), |_| DataResp::Stored, ctx);
+        }
+        let p = self.placement();
+        let n = p.n();
+        let setup = self
+            .quorum(msg.r, self.cfg.r, n, "r")
+            .and_then(|r| Ok((r, decode_context(msg.after.as_deref(), "after")?)));
+        let (r, after) = match setup {
+            Ok(v) => v,
+            Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
+        };
+        let primaries = p.primaries(&msg.key).to_vec();
+        let names = primaries.iter().map(|n| n.0.clone()).collect();
+        let req = self.next_id();
+        self.requests.insert(
+            req,
+            Request::Get(GetState {
+                key: msg.key.clone(),
+                n,
+                tracker: GetTracker::new(names, r, after.filter(|a| !a.is_empty())),
+                reply: Some(reply),
+                rpcs: Vec::new(),
+            }),
+        );
+        for node in primaries {
+            if node == self.cfg.me {
+                self.read_local(msg.key.clone(), ctx, move |act, res, ctx| {
+                    let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
+                    act.get_answer(req, &node, ans, ctx);
+                });
+            } else if !p.is_up(&node) {
+                self.get_answer(req, &node, Err("down (membership)".into()), ctx);
+            } else {
+                let key = msg.key.clone();
+                self.rpc(req, &node, DataReq::Get { key }, ctx);
+            }
+        }
+        self.arm_deadline(req, self.cfg.request_timeout, ctx);
+    }
+
+    pub(super) fn get_answer(
+        &mut self,
+        req: u64,
+        node: &NodeId,
+        ans: Result<Option<Object>, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let progress = st.tracker.add_answer(&node.0, ans);
+        let done = st.tracker.all_answered();
+        self.get_progress(req, progress, ctx);
+        if done {
+            self.finish_get(req, ctx);
+        }
+    }
+
+    pub(super) fn get_progress(
+        &mut self,
+        req: u64,
+        progress: Progress<GetOutcome<Object>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Progress::Reply(outcome) = progress else {
+            return;
+        };
+        let Some(Request::Get(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let Some(to) = st.reply.take() else {
+            return;
+        };
+        let n = st.n;
+        let result = match outcome {
+            GetOutcome::Found(None) => Ok(GetReply {
+                values: Vec::new(),
+                context: Vec::new(),
+            }),
+            GetOutcome::Found(Some(o)) => Ok(GetReply {
+                values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
+                context: o.context().encode(),
+            }),
+            GetOutcome::Unavailable(f) => Err(ClientError::new(
+                ErrorCode::Unavailable,
+                f.describe(n),
+            )),
+            GetOutcome::NotCaughtUp(f) => Err(ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "no replica that answered holds a version covering the `after` context yet ({}); retry later",
+                    f.describe(n)
+                ),
+            )),
+        };
+        self.reply(to, result, get_resp, ctx);
+    }
+
+    /// Every primary answered or the deadline passed: read repair, then forget the get.
+    pub(super) fn finish_get(&mut self, req: u64, ctx: &mut Context<Self>) {
+        let Some(Request::Get(st)) = self.forget(req) else {
+            return;
+        };
+        let Some((joined, stale)) = st.tracker.repair() else {
+            return;
+        };
+        let encoded = joined.encode();
+        let repair = self.next_id();
+        self.requests.insert(
+            repair,
+            Request::Repair {
+                pending: 0,
+                rpcs: Vec::new(),
+            },
+        );
+        let mut pending = 0;
+        for name in stale {
+            if self.repairs_inflight >= self.cfg.max_repairs {
+                self.stats.read_repairs_skipped.fetch_add(1, Relaxed);
+                continue;
+            }
+            self.repairs_inflight += 1;
+            self.stats.read_repairs.fetch_add(1, Relaxed);
+            let node = NodeId(name);
+            if node == self.cfg.me {
+                let op = LocalOp {
+                    key: st.key.clone(),
+                    apply: Apply::Join(joined.clone()),
+                    done: LocalDone::Repair,
+                };
+                self.write_local(op, ctx);
+            } else {
+                pending += 1;
+                let put = DataReq::Put {
+                    key: st.key.clone(),
+                    object: encoded.clone(),
+                };
+                self.rpc(repair, &node, put, ctx);
+            }
+        }
+        match self.requests.get_mut(&repair) {
+            Some(Request::Repair { pending: p, .. }) if pending > 0 => {
+                *p = pending;
+                self.arm_deadline(repair, self.cfg.request_timeout, ctx);
+            }
+            _ => {
+                self.requests.remove(&repair);
+            }
+        }
+    }
+}

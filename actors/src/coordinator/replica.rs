@@ -1,0 +1,77 @@
+//! This node as a replica: answering the requests other coordinators send it (read its
+//! object, join theirs in, coordinate a forwarded write).
+
+use super::local::{Apply, LocalDone, LocalOp};
+use super::requests::{bad_request, get_resp};
+use super::*;
+use troupe_protocol::data::DataReq;
+use troupe_protocol::object::Object;
+
+impl Coordinator {
+    /// Another coordinator asks this replica something.
+    pub(super) fn on_peer_request(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        req: DataReq,
+        ctx: &mut Context<Self>,
+    ) {
+        match req {
+            DataReq::Get { key } => {
+                if let Some(e) = self.overloaded() {
+                    return self.reply(ReplyTo::Peer { to: from, id }, Err(e), get_resp, ctx);
+                }
+                self.read_local(key, ctx, move |act, res, ctx| {
+                    let resp = match res {
+                        Ok(o) if o.is_empty() => DataResp::Object { object: None },
+                        Ok(o) => DataResp::Object {
+                            object: Some(o.encode()),
+                        },
+                        Err(e) => DataResp::Failed {
+                            code: e.code.as_str().to_string(),
+                            msg: e.msg,
+                        },
+                    };
+                    act.send(&from, DataMsg::Resp { id, resp }, ctx);
+                });
+            }
+            DataReq::Put { key, object } => {
+                let reply_to = ReplyTo::<()>::Peer {
+                    to: from.clone(),
+                    id,
+                };
+                if let Some(e) = self.overloaded() {
+                    return self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx);
+                }
+                match Object::decode(&object) {
+                    Ok(o) => self.write_local(
+                        LocalOp {
+                            key,
+                            apply: Apply::Join(o),
+                            done: LocalDone::ReplicaPut { to: from, id },
+                        },
+                        ctx,
+                    ),
+                    Err(e) => {
+                        let e = bad_request(format!("undecodable object: {e}"));
+                        self.reply(reply_to, Err(e), |_| DataResp::Stored, ctx)
+                    }
+                }
+            }
+            DataReq::Coordinate {
+                key,
+                value,
+                context,
+                w,
+            } => {
+                let msg = ClientWrite {
+                    key,
+                    value,
+                    context,
+                    w,
+                };
+                self.start_write(msg, ReplyTo::Peer { to: from, id }, ctx);
+            }
+        }
+    }
+}
