@@ -69,11 +69,33 @@ fn mailbox_error(e: MailboxError) -> ClientError {
     )
 }
 
-/// Decodes a stored value as an object (a missing key or an engine tombstone is empty).
-fn decode_stored(key: &[u8], stored: Option<Option<Vec<u8>>>) -> Result<Object, ClientError> {
+/// A key's object as this replica stores it, with its encoding (as stored or as written),
+/// so nothing is encoded twice on the way to a peer.
+pub(crate) struct Stored {
+    pub object: Object,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the stored bytes of `key` (`None`: no object; an engine tombstone counts as none).
+/// Nothing is written by a read, so a storage actor that did not answer is `internal`.
+async fn read_stored(
+    get: actix::dev::RecipientRequest<Get>,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    match get.await {
+        Ok(Ok(v)) => Ok(v.and_then(|v| v.value)),
+        Ok(Err(e)) => Err(storage_error(e)),
+        Err(e) => Err(ClientError::new(
+            ErrorCode::Internal,
+            format!("local storage did not answer the read: {e}"),
+        )),
+    }
+}
+
+/// Decodes stored bytes as an object (none stored: the empty object).
+fn decode_stored(key: &[u8], stored: Option<Vec<u8>>) -> Result<Object, ClientError> {
     match stored {
-        None | Some(None) => Ok(Object::new()),
-        Some(Some(bytes)) => Object::decode(&bytes).map_err(|e| {
+        None => Ok(Object::new()),
+        Some(bytes) => Object::decode(&bytes).map_err(|e| {
             ClientError::new(
                 ErrorCode::Internal,
                 format!(
@@ -127,18 +149,24 @@ impl Coordinator {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + Send + 'static,
     ) {
+        let k = key.clone();
+        self.read_local_bytes(key, ctx, move |act, res, ctx| {
+            then(act, res.and_then(|b| decode_stored(&k, b)), ctx)
+        });
+    }
+
+    /// Reads the stored encoding of `key`'s object (`None`: none) and hands it to `then`:
+    /// what a replica sends a peer as is, without decoding and encoding it again.
+    pub(super) fn read_local_bytes(
+        &mut self,
+        key: Vec<u8>,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<Option<Vec<u8>>, ClientError>, &mut Context<Self>)
+            + Send
+            + 'static,
+    ) {
         self.local_ops += 1;
-        let get = self.storage_get.send(Get { key: key.clone() });
-        let fut = async move {
-            match get.await {
-                Ok(Ok(v)) => decode_stored(&key, v.map(|v| v.value)),
-                Ok(Err(e)) => Err(storage_error(e)),
-                Err(e) => Err(ClientError::new(
-                    ErrorCode::Internal,
-                    format!("local storage did not answer the read: {e}"),
-                )),
-            }
-        };
+        let fut = read_stored(self.storage_get.send(Get { key }));
         finish_on_actor(ctx, fut, move |act, res, ctx| {
             act.local_ops -= 1;
             then(act, res, ctx);
@@ -162,15 +190,17 @@ impl Coordinator {
         let max_object = self.cfg.max_object_bytes;
         let k = key.clone();
         let fut = async move {
-            let current = match get.await {
-                Ok(Ok(v)) => decode_stored(&k, v.map(|v| v.value))?,
-                Ok(Err(e)) => return Err(storage_error(e)),
-                Err(e) => return Err(mailbox_error(e)),
-            };
+            let stored = read_stored(get).await?;
+            let current = decode_stored(&k, stored.clone())?;
             let next = match apply {
                 Apply::Join(incoming) => {
                     if current.descends(&incoming) {
-                        return Ok(current); // nothing new: no write
+                        // Nothing new: no write.
+                        let bytes = stored.unwrap_or_default();
+                        return Ok(Stored {
+                            object: current,
+                            bytes,
+                        });
                     }
                     current.join(&incoming)
                 }
@@ -205,10 +235,13 @@ impl Coordinator {
             }
             let written = write.send(Write {
                 key: k,
-                value: Some(encoded),
+                value: Some(encoded.clone()),
             });
             match written.await {
-                Ok(Ok(_)) => Ok(next),
+                Ok(Ok(_)) => Ok(Stored {
+                    object: next,
+                    bytes: encoded,
+                }),
                 Ok(Err(e)) => Err(storage_error(e)),
                 Err(e) => Err(mailbox_error(e)),
             }
@@ -225,7 +258,7 @@ impl Coordinator {
     fn local_write_done(
         &mut self,
         done: LocalDone,
-        res: Result<Object, ClientError>,
+        res: Result<Stored, ClientError>,
         ctx: &mut Context<Self>,
     ) {
         match done {

@@ -21,12 +21,10 @@ impl Coordinator {
                 if let Some(e) = self.overloaded() {
                     return self.reply(ReplyTo::Peer { to: from, id }, Err(e), get_resp, ctx);
                 }
-                self.read_local(key, ctx, move |act, res, ctx| {
+                // The stored encoding goes out as is; the coordinator decodes it.
+                self.read_local_bytes(key, ctx, move |act, res, ctx| {
                     let resp = match res {
-                        Ok(o) if o.is_empty() => DataResp::Object { object: None },
-                        Ok(o) => DataResp::Object {
-                            object: Some(o.encode()),
-                        },
+                        Ok(object) => DataResp::Object { object },
                         Err(e) => DataResp::Failed {
                             code: e.code.as_str().to_string(),
                             msg: e.msg,

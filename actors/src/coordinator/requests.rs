@@ -236,11 +236,11 @@ impl Coordinator {
     pub(super) fn coordinated_local_done(
         &mut self,
         req: u64,
-        res: Result<Object, ClientError>,
+        res: Result<super::local::Stored, ClientError>,
         ctx: &mut Context<Self>,
     ) {
-        let object = match res {
-            Ok(o) => o,
+        let stored = match res {
+            Ok(s) => s,
             Err(e) => {
                 if let Some(Request::Put(mut st)) = self.forget(req) {
                     if let Some(to) = st.reply.take() {
@@ -254,7 +254,7 @@ impl Coordinator {
         let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
             return;
         };
-        st.context = object.context().encode();
+        st.context = stored.object.context().encode();
         let others: Vec<NodeId> = st
             .primaries
             .iter()
@@ -266,7 +266,7 @@ impl Coordinator {
             st.w,
         ));
         let key = st.key.clone();
-        let encoded = object.encode();
+        let encoded = stored.bytes;
         let first = st.tracker.as_mut().map(PutTracker::start);
         if let Some(progress) = first {
             self.put_progress(req, progress, ctx);
