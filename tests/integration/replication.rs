@@ -35,18 +35,22 @@ fn three_nodes(dir: &std::path::Path) -> Vec<NodeProc> {
     let nodes = vec![n1, n2, n3];
     // Wait on membership only: nothing here may nudge a coordinator into looking at the
     // ring (a replica that serves only peers must still follow membership by itself).
+    all_alive(&nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]);
+    nodes
+}
+
+/// Waits until every node sees every id alive (membership only; see `three_nodes`).
+fn all_alive(nodes: &[&NodeProc], ids: &[&str]) {
     wait_for(
-        "three nodes see three alive members",
+        "every node sees every member alive",
         Duration::from_secs(20),
         || {
             nodes.iter().all(|n| {
-                ["n1", "n2", "n3"]
-                    .iter()
+                ids.iter()
                     .all(|id| status_of(n, id).as_deref() == Some("alive"))
             })
         },
     );
-    nodes
 }
 
 fn assert_same_ring_of_three(nodes: &[NodeProc]) {
@@ -258,18 +262,7 @@ fn a_forward_the_first_primary_cannot_take_goes_to_the_next() {
     let a = start(dir.path(), "a", None, &env);
     let b = start(dir.path(), "b", Some(&a.peer), &env);
     let c = start(dir.path(), "c", Some(&a.peer), &env);
-    let nodes = [&a, &b, &c];
-    wait_for(
-        "three nodes see three alive members",
-        Duration::from_secs(20),
-        || {
-            nodes.iter().all(|n| {
-                ["a", "b", "c"]
-                    .iter()
-                    .all(|id| status_of(n, id).as_deref() == Some("alive"))
-            })
-        },
-    );
+    all_alive(&[&a, &b, &c], &["a", "b", "c"]);
     // A key whose primaries are b then c, so `a` must forward it, to b first.
     let key = (0..10_000)
         .map(|i| format!("retry{i}"))
