@@ -35,6 +35,7 @@ impl Coordinator {
             Request::Get(GetState {
                 key: msg.key.clone(),
                 n,
+                // An empty `after` (say, from a not-found read) covers nothing: no constraint.
                 tracker: GetTracker::new(names, r, after.filter(|a| !a.is_empty())),
                 reply: Some(reply),
                 rpcs: Vec::new(),

@@ -70,8 +70,8 @@ pub(super) fn decode_context(
 ) -> Result<Option<VersionVector>, ClientError> {
     match raw {
         None => Ok(None),
-        // The context of a not-found read: covers nothing, so it constrains nothing.
-        Some([]) => Ok(None),
+        // The context of a not-found read: the empty version vector.
+        Some([]) => Ok(Some(VersionVector::new())),
         Some(bytes) => VersionVector::decode(bytes).map(Some).map_err(|e| {
             bad_request(format!(
                 "{what} is not a context this database issued ({e}); pass back the context bin from a get or put reply unchanged"
