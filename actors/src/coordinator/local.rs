@@ -1,13 +1,14 @@
-//! This replica's side: reading its object for a key, and joining or updating it under the
-//! key's lock (read, compute, durable write, release), through the Memtable's `Get` and
-//! `Write`.
+//! This replica's side: reading its object for a key (the Memtable's `Get`), and joining
+//! or updating it under the key's lock (read, compute, durable write, release) as one
+//! Memtable `Update`: the computation runs on the storage thread with the stored bytes, so
+//! a write costs one round trip to storage, not a read's and then a write's.
 //!
 //! The object is the whole stored value of a key (see `troupe_protocol::object` for the
 //! encoding); the engine's own delete is never used for replicated keys, so a delete
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
-use crate::memtable::StorageError;
+use crate::memtable::{Change, StorageError, Update, UpdateFn};
 use troupe_protocol::object::{Object, SiblingCheck, Value, VersionVector};
 
 /// How a local write changes the key's object.
@@ -71,7 +72,7 @@ fn mailbox_error(e: MailboxError) -> ClientError {
 
 /// A key's object as this replica stores it, with its encoding (as stored or as written),
 /// so nothing is encoded twice on the way to a peer.
-pub(crate) struct Stored {
+pub struct Stored {
     pub object: Object,
     pub bytes: Vec<u8>,
 }
@@ -91,20 +92,87 @@ async fn read_stored(
     }
 }
 
-/// Decodes stored bytes as an object (none stored: the empty object).
-fn decode_stored(key: &[u8], stored: Option<Vec<u8>>) -> Result<Object, ClientError> {
-    match stored {
-        None => Ok(Object::new()),
-        Some(bytes) => Object::decode(&bytes).map_err(|e| {
-            ClientError::new(
-                ErrorCode::Internal,
-                format!(
-                    "the stored value of key {} is not a replicated object ({e}); the data directory may predate replication or be damaged",
+/// Decodes stored bytes as an object.
+fn decode_stored(key: &[u8], bytes: &[u8]) -> Result<Object, ClientError> {
+    Object::decode(bytes).map_err(|e| {
+        ClientError::new(
+            ErrorCode::Internal,
+            format!(
+                "the stored value of key {} is not a replicated object ({e}); the data directory may predate replication or be damaged",
+                show_key(key)
+            ),
+        )
+    })
+}
+
+/// What a local write leaves stored, or why it stores nothing.
+pub type LocalResult = Result<Stored, ClientError>;
+
+enum Next {
+    /// The stored object already descends what was joined in: nothing to write.
+    Unchanged(Stored),
+    Write(Stored),
+}
+
+/// The key's next object from its stored bytes: the join or update of `apply`, checked
+/// against the sibling limits and `max_object` (every replica must be able to receive it
+/// in one peer frame). Pure CPU; runs on the storage thread.
+fn next_object(
+    key: &[u8],
+    stored: Option<Vec<u8>>,
+    apply: Apply,
+    actor: ActorId,
+    max_object: usize,
+) -> Result<Next, ClientError> {
+    let current = match &stored {
+        None => Object::new(),
+        Some(bytes) => decode_stored(key, bytes)?,
+    };
+    let next = match apply {
+        Apply::Join(incoming) => {
+            if current.descends(&incoming) {
+                return Ok(Next::Unchanged(Stored {
+                    object: current,
+                    bytes: stored.unwrap_or_default(),
+                }));
+            }
+            current.join(&incoming)
+        }
+        Apply::Update { context, value } => {
+            let next = current
+                .update(&context, value, actor)
+                .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;
+            match next.check_siblings() {
+                Ok(SiblingCheck::Fine) => {}
+                Ok(SiblingCheck::Warn { count }) => log::warn!(
+                    "key {} has {count} siblings; clients should resolve them (read, then write with the context)",
                     show_key(key)
                 ),
-            )
-        }),
+                Err(e) => {
+                    return Err(ClientError::new(
+                        ErrorCode::TooLarge,
+                        e.for_key(&show_key(key)),
+                    ))
+                }
+            }
+            next
+        }
+    };
+    let bytes = next.encode();
+    if bytes.len() > max_object {
+        return Err(ClientError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "key {} would hold {} bytes with its siblings, more than the {max_object} a replica accepts; resolve siblings or write less",
+                show_key(key),
+                bytes.len()
+            ),
+        ));
     }
+    Ok(Next::Write(Stored {
+        object: next,
+        bytes,
+    }))
 }
 
 /// A local operation finished; its continuation runs on the actor.
@@ -151,7 +219,11 @@ impl Coordinator {
     ) {
         let k = key.clone();
         self.read_local_bytes(key, ctx, move |act, res, ctx| {
-            then(act, res.and_then(|b| decode_stored(&k, b)), ctx)
+            let object = res.and_then(|b| match b {
+                None => Ok(Object::new()),
+                Some(b) => decode_stored(&k, &b),
+            });
+            then(act, object, ctx)
         });
     }
 
@@ -184,64 +256,35 @@ impl Coordinator {
 
     fn run_locked(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
         let LocalOp { key, apply, done } = op;
-        let get = self.storage_get.send(Get { key: key.clone() });
-        let write = self.storage_write.clone();
         let actor = self.cfg.actor;
         let max_object = self.cfg.max_object_bytes;
         let k = key.clone();
+        // Runs on the storage thread with the key's stored bytes (see `memtable::Update`);
+        // our key lock is what makes the read and the write one step.
+        let compute: UpdateFn<LocalResult> =
+            Box::new(
+                move |stored| match next_object(&k, stored, apply, actor, max_object) {
+                    Ok(Next::Unchanged(s)) => Change {
+                        write: None,
+                        out: Ok(s),
+                    },
+                    Ok(Next::Write(s)) => Change {
+                        write: Some(s.bytes.clone()),
+                        out: Ok(s),
+                    },
+                    Err(e) => Change {
+                        write: None,
+                        out: Err(e),
+                    },
+                },
+            );
+        let update = self.storage_update.send(Update {
+            key: key.clone(),
+            apply: compute,
+        });
         let fut = async move {
-            let stored = read_stored(get).await?;
-            let current = decode_stored(&k, stored.clone())?;
-            let next = match apply {
-                Apply::Join(incoming) => {
-                    if current.descends(&incoming) {
-                        // Nothing new: no write.
-                        let bytes = stored.unwrap_or_default();
-                        return Ok(Stored {
-                            object: current,
-                            bytes,
-                        });
-                    }
-                    current.join(&incoming)
-                }
-                Apply::Update { context, value } => {
-                    let next = current
-                        .update(&context, value, actor)
-                        .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;
-                    match next.check_siblings() {
-                        Ok(SiblingCheck::Fine) => {}
-                        Ok(SiblingCheck::Warn { count }) => log::warn!(
-                            "key {} has {count} siblings; clients should resolve them (read, then write with the context)",
-                            show_key(&k)
-                        ),
-                        Err(e) => {
-                            return Err(ClientError::new(ErrorCode::TooLarge, e.for_key(&show_key(&k))))
-                        }
-                    }
-                    next
-                }
-            };
-            let encoded = next.encode();
-            if encoded.len() > max_object {
-                // Every replica must be able to receive it in one peer frame.
-                return Err(ClientError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "key {} would hold {} bytes with its siblings, more than the {max_object} a replica accepts; resolve siblings or write less",
-                        show_key(&k),
-                        encoded.len()
-                    ),
-                ));
-            }
-            let written = write.send(Write {
-                key: k,
-                value: Some(encoded.clone()),
-            });
-            match written.await {
-                Ok(Ok(_)) => Ok(Stored {
-                    object: next,
-                    bytes: encoded,
-                }),
+            match update.await {
+                Ok(Ok(out)) => out,
                 Ok(Err(e)) => Err(storage_error(e)),
                 Err(e) => Err(mailbox_error(e)),
             }

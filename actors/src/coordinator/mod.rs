@@ -3,7 +3,7 @@
 //!
 //! Receives: [`ClientGet`] and [`ClientWrite`] (from connections), [`DataInbound`] (peer
 //! data batches: requests from other coordinators and answers to ours), and its own timers.
-//! Emits: `Get` / `Write` to the local Memtable (through `Recipient`s), data batches to
+//! Emits: `Get` / `Update` to the local Memtable (through `Recipient`s), data batches to
 //! peers through the [`PeerTransport`]'s data lane.
 //!
 //! Pieces:
@@ -33,12 +33,13 @@ pub mod describe;
 mod get;
 pub mod keylocks;
 mod local;
+pub use local::{LocalResult, Stored};
 pub mod placement;
 pub mod quorum;
 mod replica;
 mod requests;
 
-use crate::memtable::{Get, Write};
+use crate::memtable::{Get, Update};
 use crate::peer::{DataInbound, PeerTransport};
 use crate::ring::PartitionConfig;
 use crate::stats::ActorCounters;
@@ -193,7 +194,7 @@ pub(crate) enum ReplyTo<T> {
 pub struct Coordinator {
     cfg: CoordinatorConfig,
     storage_get: Recipient<Get>,
-    storage_write: Recipient<Write>,
+    storage_update: Recipient<Update<local::LocalResult>>,
     transport: Option<PeerTransport>,
     ring_rx: watch::Receiver<RingMembers>,
     placement: Arc<Placement>,
@@ -235,7 +236,7 @@ impl Coordinator {
     pub fn new(
         cfg: CoordinatorConfig,
         storage_get: Recipient<Get>,
-        storage_write: Recipient<Write>,
+        storage_update: Recipient<Update<local::LocalResult>>,
         transport: Option<PeerTransport>,
         ring_rx: watch::Receiver<RingMembers>,
         counters: Arc<ActorCounters>,
@@ -247,7 +248,7 @@ impl Coordinator {
             replication_note: Arc::new(std::sync::Mutex::new(note)),
             cfg,
             storage_get,
-            storage_write,
+            storage_update,
             transport,
             ring_rx,
             placement,

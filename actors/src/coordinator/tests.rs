@@ -34,18 +34,18 @@ impl Handler<Get> for FakeStore {
     }
 }
 
-impl Handler<Write> for FakeStore {
-    type Result = ResponseFuture<Result<u64, StorageError>>;
-    fn handle(&mut self, m: Write, _: &mut Context<Self>) -> Self::Result {
-        self.seq += 1;
-        match m.value {
-            Some(v) => self.map.insert(m.key, v),
-            None => self.map.remove(&m.key),
-        };
-        let seq = self.seq;
+impl<T: Send + 'static> Handler<Update<T>> for FakeStore {
+    type Result = ResponseFuture<Result<T, StorageError>>;
+    fn handle(&mut self, m: Update<T>, _: &mut Context<Self>) -> Self::Result {
+        let change = (m.apply)(self.map.get(&m.key).cloned());
+        if let Some(v) = change.write {
+            self.seq += 1;
+            self.map.insert(m.key, v);
+        }
+        let out = change.out;
         Box::pin(async move {
             tokio::task::yield_now().await;
-            Ok(seq)
+            Ok(out)
         })
     }
 }

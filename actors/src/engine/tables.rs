@@ -462,6 +462,13 @@ impl Tables {
         read::get(&v, self, key)
     }
 
+    /// False when the tables certainly hold no version of `key` (see [`read::may_contain`]):
+    /// no I/O, so the Memtable actor answers such lookups on its own event loop.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        let v = self.current_version();
+        read::may_contain(&v, self, key)
+    }
+
     /// User-view scan of `[start, end)` merging `extra` (memtable iterators, newest first)
     /// over the tables; newest version per key, tombstones hidden.
     pub fn range(

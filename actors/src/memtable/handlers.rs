@@ -52,7 +52,11 @@ impl MemtableActor {
             .map_or(StorageError::Stopped, StorageError::Poisoned)
     }
 
-    fn accept(&mut self, write: Write, reply: oneshot::Sender<Result<u64, StorageError>>) {
+    pub(super) fn accept(
+        &mut self,
+        write: Write,
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    ) {
         if let Some(reason) = self.poisoned() {
             self.counters.error();
             let _ = reply.send(Err(StorageError::Poisoned(reason)));
@@ -290,14 +294,49 @@ pub enum GetResponse {
 type GetReply = actix::dev::OneshotSender<Result<Option<Versioned>, StorageError>>;
 
 fn to_reply(got: crate::engine::Result<Option<Entry>>) -> Result<Option<Versioned>, StorageError> {
-    match got {
-        Ok(e) => Ok(e.map(|e| Versioned {
+    got.map(|e| {
+        e.map(|e| Versioned {
             seq: e.seq,
             value: e.value,
-        })),
-        Err(e) => {
-            log::error!("read failed: {e}");
-            Err(StorageError::Read(e.to_string()))
+        })
+    })
+    .map_err(lookup_error)
+}
+
+/// A tables lookup that failed (corruption, I/O error): logged, and reported by file.
+pub(super) fn lookup_error(e: crate::engine::EngineError) -> StorageError {
+    log::error!("read failed: {e}");
+    StorageError::Read(e.to_string())
+}
+
+/// Where a key's newest durable version is.
+pub(super) enum Lookup<V> {
+    /// Answered without I/O: in memory (`None`: absent, or a tombstone), or ruled out of
+    /// every table by the bloom filters.
+    Memory(V),
+    /// Possibly in the SSTables: read them off the event loop.
+    Disk,
+}
+
+impl MemtableActor {
+    /// Memory first (active, closing, sealed; newest first), then the tables' bloom
+    /// filters. Tables change only by a flush (whose memtable stays in memory until its
+    /// table is installed) or a compaction (same entries), so "in neither" is exact.
+    pub(super) fn lookup(&self, key: &[u8]) -> Lookup<Option<Vec<u8>>> {
+        match self.lookup_versioned(key) {
+            Lookup::Memory(v) => Lookup::Memory(v.and_then(|v| v.value)),
+            Lookup::Disk => Lookup::Disk,
+        }
+    }
+
+    fn lookup_versioned(&self, key: &[u8]) -> Lookup<Option<Versioned>> {
+        if let Some(v) = self.memory().find_map(|t| t.get(key)) {
+            return Lookup::Memory(Some(v.clone()));
+        }
+        if self.tables.may_contain(key) {
+            Lookup::Disk
+        } else {
+            Lookup::Memory(None)
         }
     }
 }
@@ -351,13 +390,13 @@ impl Handler<Get> for MemtableActor {
     /// the disk-read queue (see [`GetResponse`]).
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> GetResponse {
         self.counters.handled();
-        if let Some(v) = self.memory().find_map(|t| t.get(&msg.key)) {
-            return GetResponse::Ready(Some(v.clone()));
-        }
-        GetResponse::Disk {
-            key: msg.key,
-            reads: self.reads.clone(),
-            permits: self.disk_reads.clone(),
+        match self.lookup_versioned(&msg.key) {
+            Lookup::Memory(v) => GetResponse::Ready(v),
+            Lookup::Disk => GetResponse::Disk {
+                key: msg.key,
+                reads: self.reads.clone(),
+                permits: self.disk_reads.clone(),
+            },
         }
     }
 }

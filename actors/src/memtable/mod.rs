@@ -38,6 +38,7 @@ mod handlers;
 mod pipeline;
 pub mod reads;
 pub mod table;
+mod update;
 pub mod wal;
 
 use crate::engine::{Entry, Tables};
@@ -50,6 +51,8 @@ use std::sync::{Arc, OnceLock};
 use table::{MemTable, Versioned};
 use tokio::sync::{oneshot, Semaphore};
 use wal::{Durability, WalError, WalRecord, WalWriter};
+
+pub use update::{Change, Update, UpdateFn};
 
 /// Why a write was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -164,6 +164,12 @@ impl TableReader {
         self.get_hashed(key, key_hash(key))
     }
 
+    /// False when the bloom filter proves the table has no version of the key (hash from
+    /// [`key_hash`]); memory only, no block read.
+    pub fn may_contain_hashed(&self, hash: (u64, u64)) -> bool {
+        self.filter.may_contain_hash(hash)
+    }
+
     /// `get` with the key's bloom hash computed once by the caller (one hash per lookup,
     /// however many tables it probes).
     pub fn get_hashed(&self, key: &[u8], hash: (u64, u64)) -> Result<Option<Entry>> {

@@ -1,0 +1,315 @@
+//! Read-modify-write of one key inside the Memtable actor ([`Update`]).
+//!
+//! A replicated write reads the key's stored object, joins or updates it, and writes the
+//! result. Done as a `Get` and then a `Write`, that is two round trips between the caller's
+//! thread and the storage thread per write; as an `Update` the read and the write are one
+//! message: the caller's function runs here, on the value the actor just looked up, and its
+//! write is queued to the WAL in the same turn. The reply comes once that write is durable.
+//!
+//! Invariants:
+//! - The function sees the newest *durable* value of the key: memory first (active, closing,
+//!   sealed tables; newest first), else the SSTables. A lookup the bloom filters rule out
+//!   answers "absent" at once; otherwise the tables are read off the event loop (the
+//!   disk-read queue, bounded by the `max_disk_reads` permits like a `Get`), and memory is
+//!   looked at again when the tables answer, since memory is always newer than the tables.
+//! - Writes are applied to memory only once durable, so two updates of one key in flight
+//!   at once would both see the value before either: callers serialize updates per key (the
+//!   coordinator's key locks do: one update per key at a time, the next after the reply).
+//! - The reply is the function's output once its write (if any) is durable, or the storage
+//!   error (`Overloaded`, `Poisoned`, `Indeterminate`, `Read`, `Stopped`) that prevented it;
+//!   the function's output is dropped with an error, since nothing it computed was stored.
+
+use super::handlers::{lookup_error, Lookup};
+use super::*;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What an update does: the bytes to store for the key (`None`: store nothing) and what
+/// to answer the caller once they are durable.
+pub struct Change<T> {
+    pub write: Option<Vec<u8>>,
+    pub out: T,
+}
+
+/// Computes the change from the key's current value (`None`: absent or deleted). Runs on
+/// the storage thread: keep it to CPU work on the one value.
+pub type UpdateFn<T> = Box<dyn FnOnce(Option<Vec<u8>>) -> Change<T> + Send>;
+
+/// Reads `key`, runs `apply` on its value and stores what it returns (see the module docs;
+/// callers serialize updates per key). Replies with `apply`'s output once durable.
+pub struct Update<T> {
+    pub key: Vec<u8>,
+    pub apply: UpdateFn<T>,
+}
+
+impl<T: Send + 'static> Message for Update<T> {
+    type Result = Result<T, StorageError>;
+}
+
+/// Where an update stands once its function ran.
+enum Applied<T> {
+    /// Nothing to write: answer now.
+    Done(T),
+    /// Its write was queued: answer once it is durable.
+    Writing(T, oneshot::Receiver<Result<u64, StorageError>>),
+}
+
+type Stage<T> = oneshot::Sender<Result<Applied<T>, StorageError>>;
+
+/// The tables' answer for an update that missed memory, back on the event loop.
+struct Loaded<T> {
+    update: Update<T>,
+    got: crate::engine::Result<Option<Entry>>,
+    stage: Stage<T>,
+}
+
+impl<T: Send + 'static> Message for Loaded<T> {
+    type Result = ();
+}
+
+impl<T: Send + 'static> Handler<Update<T>> for MemtableActor {
+    type Result = ResponseFuture<Result<T, StorageError>>;
+
+    fn handle(&mut self, msg: Update<T>, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.handled();
+        let (stage, staged) = oneshot::channel();
+        match self.lookup(&msg.key) {
+            Lookup::Memory(v) => self.apply_update(msg, v, stage),
+            Lookup::Disk => self.load_for_update(msg, stage, ctx),
+        }
+        Box::pin(async move {
+            match staged.await {
+                Ok(Ok(Applied::Done(out))) => Ok(out),
+                Ok(Ok(Applied::Writing(out, durable))) => match durable.await {
+                    Ok(Ok(_seq)) => Ok(out),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(StorageError::Stopped),
+                },
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StorageError::Stopped),
+            }
+        })
+    }
+}
+
+impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Loaded<T>, _: &mut Context<Self>) {
+        self.counters.handled();
+        let Loaded { update, got, stage } = msg;
+        // Memory is newer than the tables: a flush may have moved nothing, but a write that
+        // became durable meanwhile (a caller that did not serialize) must not be lost.
+        let value = match self.lookup(&update.key) {
+            Lookup::Memory(v) => v,
+            Lookup::Disk => match got {
+                Ok(e) => e.and_then(|e| e.value),
+                Err(e) => {
+                    let _ = stage.send(Err(lookup_error(e)));
+                    return;
+                }
+            },
+        };
+        self.apply_update(update, value, stage);
+    }
+}
+
+impl MemtableActor {
+    fn apply_update<T>(&mut self, update: Update<T>, value: Option<Vec<u8>>, stage: Stage<T>) {
+        let Change { write, out } = (update.apply)(value);
+        let applied = match write {
+            None => Applied::Done(out),
+            Some(bytes) => {
+                let (tx, rx) = oneshot::channel();
+                self.accept(
+                    Write {
+                        key: update.key,
+                        value: Some(bytes),
+                    },
+                    tx,
+                );
+                Applied::Writing(out, rx)
+            }
+        };
+        let _ = stage.send(Ok(applied));
+    }
+
+    fn load_for_update<T: Send + 'static>(
+        &mut self,
+        update: Update<T>,
+        stage: Stage<T>,
+        ctx: &mut Context<Self>,
+    ) {
+        let addr = ctx.address();
+        let reads = self.reads.clone();
+        match self.disk_reads.clone().try_acquire_owned() {
+            Ok(permit) => submit(&reads, addr, update, stage, permit),
+            Err(_) => {
+                let permits = self.disk_reads.clone();
+                actix::spawn(async move {
+                    match permits.acquire_owned().await {
+                        Ok(permit) => submit(&reads, addr, update, stage, permit),
+                        Err(_) => drop(stage.send(Err(StorageError::Stopped))),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Queues the tables lookup; its answer comes back to the actor as [`Loaded`] (`do_send`:
+/// a full mailbox cannot drop it; their number is bounded by the permits).
+fn submit<T: Send + 'static>(
+    reads: &reads::DiskReads,
+    addr: Addr<MemtableActor>,
+    update: Update<T>,
+    stage: Stage<T>,
+    permit: OwnedSemaphorePermit,
+) {
+    let key = update.key.clone();
+    let reply: reads::Reply = Box::new(move |got| {
+        drop(permit);
+        addr.do_send(Loaded { update, got, stage });
+    });
+    if let Err(reads::QueueFull(reply)) = reads.submit(key, reply) {
+        // Holding a permit means fewer than `max_disk_reads` lookups are queued.
+        reply(Err(crate::engine::EngineError::InvalidArgument(
+            "BUG: disk read queue full while holding a permit".into(),
+        )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TablesOptions;
+    use crate::stats::Registry;
+
+    /// A memtable over tables holding `k0000..k0499` = `v0..v499`, with one disk-read
+    /// permit so lookups also queue for it.
+    fn over_tables(dir: &Path) -> (Addr<MemtableActor>, Arc<Tables>) {
+        let (tables, rec) = Tables::open(&tables_dir(dir), TablesOptions::default()).unwrap();
+        let entries: Vec<Entry> = (0..500u64)
+            .map(|i| Entry::put(format!("k{i:04}"), i + 1, format!("v{i}")))
+            .collect();
+        tables.flush(entries, None).unwrap();
+        let tables = Arc::new(tables);
+        let cfg = MemtableConfig {
+            data_dir: dir.to_path_buf(),
+            durability: wal::Durability::Sync,
+            wal_queue_jobs: 1024,
+            max_queued_bytes: 1 << 20,
+            mailbox: 1024,
+            memtable_bytes: 64 << 20,
+            max_sealed: 2,
+            max_stalled_writes: 1000,
+            max_disk_reads: 1,
+            read_workers: 2,
+        };
+        let reg = Registry::default();
+        let (actor, _) = MemtableActor::open(
+            cfg,
+            tables.clone(),
+            rec.retired_wal_segment,
+            1000,
+            reg.actor("memtable"),
+        )
+        .unwrap();
+        (actor.start(), tables)
+    }
+
+    /// Appends `suffix` to the value (absent: starts from "none"); answers what it saw.
+    fn append(key: &str, suffix: &'static str) -> Update<Option<Vec<u8>>> {
+        Update {
+            key: key.as_bytes().to_vec(),
+            apply: Box::new(move |v: Option<Vec<u8>>| {
+                let mut next = v.clone().unwrap_or_else(|| b"none".to_vec());
+                next.extend_from_slice(suffix.as_bytes());
+                Change {
+                    write: Some(next),
+                    out: v,
+                }
+            }),
+        }
+    }
+
+    async fn get(addr: &Addr<MemtableActor>, k: &str) -> Option<Vec<u8>> {
+        let key = k.as_bytes().to_vec();
+        addr.send(Get { key })
+            .await
+            .unwrap()
+            .unwrap()
+            .and_then(|v| v.value)
+    }
+
+    #[actix_rt::test]
+    async fn an_update_sees_the_newest_value_wherever_it_is_and_stores_its_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, _tables) = over_tables(dir.path());
+        // In the tables only: read off the event loop.
+        let saw = addr.send(append("k0002", "+a")).await.unwrap().unwrap();
+        assert_eq!(saw.as_deref(), Some(&b"v2"[..]));
+        // Now in memory: the write is seen by the next update and by a get.
+        let saw = addr.send(append("k0002", "+b")).await.unwrap().unwrap();
+        assert_eq!(saw.as_deref(), Some(&b"v2+a"[..]));
+        assert_eq!(get(&addr, "k0002").await.as_deref(), Some(&b"v2+a+b"[..]));
+        // Absent everywhere.
+        let saw = addr.send(append("zzz", "+c")).await.unwrap().unwrap();
+        assert_eq!(saw, None);
+        assert_eq!(get(&addr, "zzz").await.as_deref(), Some(&b"none+c"[..]));
+        // No write: nothing changes.
+        let read_only = Update {
+            key: b"k0007".to_vec(),
+            apply: Box::new(|v: Option<Vec<u8>>| Change {
+                write: None,
+                out: v,
+            }),
+        };
+        let saw = addr.send(read_only).await.unwrap().unwrap();
+        assert_eq!(saw.as_deref(), Some(&b"v7"[..]));
+        assert_eq!(get(&addr, "k0007").await.as_deref(), Some(&b"v7"[..]));
+    }
+
+    #[actix_rt::test]
+    async fn updates_of_distinct_keys_beyond_the_read_permits_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, _tables) = over_tables(dir.path());
+        let asks: Vec<_> = (0..200u64)
+            .map(|i| (i, addr.send(append(&format!("k{:04}", i * 3), "+x"))))
+            .collect();
+        for (i, ask) in asks {
+            let saw = ask.await.unwrap().unwrap();
+            let want = (i * 3 < 500).then(|| format!("v{}", i * 3).into_bytes());
+            assert_eq!(saw, want, "k{:04}", i * 3);
+        }
+        for i in (0..200u64).step_by(17) {
+            let k = format!("k{:04}", i * 3);
+            let base = if i * 3 < 500 {
+                format!("v{}", i * 3)
+            } else {
+                "none".into()
+            };
+            assert_eq!(get(&addr, &k).await, Some(format!("{base}+x").into_bytes()));
+        }
+    }
+
+    /// A key no table can hold (its bloom filters say so) is answered from the event loop:
+    /// the tables are never asked, so their bloom counters do not move.
+    #[actix_rt::test]
+    async fn a_lookup_the_bloom_filters_rule_out_never_reaches_the_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, tables) = over_tables(dir.path());
+        let before = tables.stats();
+        // Inside the table's key range, so only the filter can rule them out.
+        for i in 0..50 {
+            assert_eq!(get(&addr, &format!("k0100-absent-{i}")).await, None);
+        }
+        let after = tables.stats();
+        assert_eq!(
+            after.bloom_useful + after.bloom_useless,
+            before.bloom_useful + before.bloom_useless,
+            "lookups went to the tables"
+        );
+        // A key that is there is still read from them.
+        assert_eq!(get(&addr, "k0100").await.as_deref(), Some(&b"v100"[..]));
+    }
+}
