@@ -58,26 +58,37 @@ pub fn get(version: &Version, tables: &dyn TableSource, key: &[u8]) -> Result<Op
     Ok(None)
 }
 
-/// False when no table of `version` can hold `key`: each candidate table (by key range,
-/// the one per sorted level that covers it) is ruled out by its bloom filter. Memory only:
-/// the event loop may call it to answer a lookup without the disk-read queue. A table with
-/// no open reader counts as "may contain" (the lookup then goes to the tables and reports
-/// the missing reader there).
-pub fn may_contain(version: &Version, tables: &dyn TableSource, key: &[u8]) -> bool {
+/// [`get`] from memory alone (bloom filters and the block cache): `None` when it would
+/// need to read a data block from a file, so the caller reads off the event loop instead.
+pub fn get_cached(
+    version: &Version,
+    tables: &dyn TableSource,
+    key: &[u8],
+) -> Option<Result<Option<Entry>>> {
     let hash = key_hash(key);
-    let candidate = |t: &TableMeta| {
-        tables
-            .table(t.id)
-            .map_or(true, |r| r.may_contain_hashed(hash))
+    let probe = |t: &TableMeta| -> Option<Result<Option<Entry>>> {
+        match tables.table(t.id) {
+            Ok(r) => r.get_cached(key, hash).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
     };
-    version
-        .level(0)
-        .iter()
-        .filter(|t| t.may_contain_key(key))
-        .any(|t| candidate(t))
-        || (1..version.num_levels())
-            .filter_map(|level| version.table_for_key(level, key))
-            .any(|t| candidate(t))
+    for t in version.level(0) {
+        if t.may_contain_key(key) {
+            match probe(t)? {
+                Ok(None) => {}
+                found => return Some(found),
+            }
+        }
+    }
+    for level in 1..version.num_levels() {
+        if let Some(t) = version.table_for_key(level, key) {
+            match probe(t)? {
+                Ok(None) => {}
+                found => return Some(found),
+            }
+        }
+    }
+    Some(Ok(None))
 }
 
 /// Sources over `version` for `[start, end)`: one per L0 table (newest first), then one

@@ -462,11 +462,12 @@ impl Tables {
         read::get(&v, self, key)
     }
 
-    /// False when the tables certainly hold no version of `key` (see [`read::may_contain`]):
-    /// no I/O, so the Memtable actor answers such lookups on its own event loop.
-    pub fn may_contain(&self, key: &[u8]) -> bool {
+    /// [`get`](Self::get) without I/O (see [`read::get_cached`]): `None` when a data block
+    /// would have to be read from a file. The Memtable actor answers the rest on its own
+    /// event loop, sparing them a trip through the disk-read queue.
+    pub fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Entry>>> {
         let v = self.current_version();
-        read::may_contain(&v, self, key)
+        read::get_cached(&v, self, key)
     }
 
     /// User-view scan of `[start, end)` merging `extra` (memtable iterators, newest first)

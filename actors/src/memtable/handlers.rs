@@ -162,7 +162,7 @@ impl MemtableActor {
     }
 
     /// Memory sources newest first: active, closing, sealed (newest to oldest).
-    fn memory(&self) -> impl Iterator<Item = &MemTable> {
+    pub(super) fn memory(&self) -> impl Iterator<Item = &MemTable> {
         self.pipe.memory()
     }
 }
@@ -311,32 +311,39 @@ pub(super) fn lookup_error(e: crate::engine::EngineError) -> StorageError {
 
 /// Where a key's newest durable version is.
 pub(super) enum Lookup<V> {
-    /// Answered without I/O: in memory (`None`: absent, or a tombstone), or ruled out of
-    /// every table by the bloom filters.
+    /// Answered without I/O (`None`: absent, or a tombstone): from memory, the bloom
+    /// filters or the block cache.
     Memory(V),
     /// Possibly in the SSTables: read them off the event loop.
     Disk,
 }
 
 impl MemtableActor {
-    /// Memory first (active, closing, sealed; newest first), then the tables' bloom
-    /// filters. Tables change only by a flush (whose memtable stays in memory until its
-    /// table is installed) or a compaction (same entries), so "in neither" is exact.
-    pub(super) fn lookup(&self, key: &[u8]) -> Lookup<Option<Vec<u8>>> {
+    /// Memory first (active, closing, sealed; newest first), then the tables as far as
+    /// their bloom filters and the block cache answer without reading a file. Tables change
+    /// only by a flush (whose memtable stays in memory until its table is installed) or a
+    /// compaction (same entries), so the answer is the newest durable version.
+    pub(super) fn lookup(&mut self, key: &[u8]) -> Lookup<Option<Vec<u8>>> {
         match self.lookup_versioned(key) {
             Lookup::Memory(v) => Lookup::Memory(v.and_then(|v| v.value)),
             Lookup::Disk => Lookup::Disk,
         }
     }
 
-    fn lookup_versioned(&self, key: &[u8]) -> Lookup<Option<Versioned>> {
+    fn lookup_versioned(&mut self, key: &[u8]) -> Lookup<Option<Versioned>> {
         if let Some(v) = self.memory().find_map(|t| t.get(key)) {
             return Lookup::Memory(Some(v.clone()));
         }
-        if self.tables.may_contain(key) {
-            Lookup::Disk
-        } else {
-            Lookup::Memory(None)
+        match self.tables.get_cached(key) {
+            Some(Ok(e)) => Lookup::Memory(e.map(|e| Versioned {
+                seq: e.seq,
+                value: e.value,
+            })),
+            // Errors are reported by the disk path, which names the file.
+            Some(Err(_)) | None => {
+                self.disk_lookups += 1;
+                Lookup::Disk
+            }
         }
     }
 }
@@ -550,6 +557,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             seals: self.pipe.seals(),
             next_seq: self.next_seq,
             wal_fsyncs: self.wal.fsyncs(),
+            disk_lookups: self.disk_lookups,
         })
     }
 }

@@ -187,6 +187,9 @@ pub struct MemtableStats {
     pub next_seq: u64,
     /// Successful fdatasyncs of the WAL so far.
     pub wal_fsyncs: u64,
+    /// Lookups (gets and updates) that needed a file read, through the disk-read queue;
+    /// the others were answered from memory, bloom filters or the block cache.
+    pub disk_lookups: u64,
 }
 
 /// A write waiting for its WAL record to become durable.
@@ -241,6 +244,8 @@ pub struct MemtableActor {
     queued_bytes: Arc<AtomicUsize>,
     disk_reads: Arc<Semaphore>,
     reads: reads::DiskReads,
+    /// See [`MemtableStats::disk_lookups`].
+    disk_lookups: u64,
     /// The node's one poison flag, shared with the WAL writer: a failed WAL write or sync,
     /// a failed flush, or a poisoned engine sets it, and from then on the WAL writer refuses
     /// every append, so no later write is acknowledged. Status and metrics read it.
@@ -386,6 +391,7 @@ impl MemtableActor {
                     config.read_workers,
                     config.max_disk_reads,
                 ),
+                disk_lookups: 0,
                 engine_poison: health,
                 config,
                 counters,

@@ -164,15 +164,31 @@ impl TableReader {
         self.get_hashed(key, key_hash(key))
     }
 
-    /// False when the bloom filter proves the table has no version of the key (hash from
-    /// [`key_hash`]); memory only, no block read.
-    pub fn may_contain_hashed(&self, hash: (u64, u64)) -> bool {
-        self.filter.may_contain_hash(hash)
-    }
-
     /// `get` with the key's bloom hash computed once by the caller (one hash per lookup,
     /// however many tables it probes).
     pub fn get_hashed(&self, key: &[u8], hash: (u64, u64)) -> Result<Option<Entry>> {
+        self.get_with(key, hash, |idx| self.read_block(idx, true))
+    }
+
+    /// `get_hashed` from memory alone: `None` when the answer needs a data block that is
+    /// not in the block cache (the caller then reads it off the event loop).
+    pub fn get_cached(&self, key: &[u8], hash: (u64, u64)) -> Option<Option<Entry>> {
+        self.get_with(key, hash, |idx| {
+            self.cache
+                .as_ref()
+                .and_then(|c| c.get((self.id, self.index[idx].offset)))
+                .ok_or(())
+        })
+        .ok()
+    }
+
+    /// The bloom probe, then the one block that can hold `key`, from `block`.
+    fn get_with<E>(
+        &self,
+        key: &[u8],
+        hash: (u64, u64),
+        block: impl FnOnce(usize) -> std::result::Result<Arc<Block>, E>,
+    ) -> std::result::Result<Option<Entry>, E> {
         if !self.filter.may_contain_hash(hash) {
             self.counters.bloom_useful.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -181,7 +197,7 @@ impl TableReader {
         // version: entries are sorted (key asc, seq desc) across blocks.
         let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
         let found = match self.index.get(idx) {
-            Some(h) if h.first_key.as_slice() <= key => self.read_block(idx, true)?.find(key),
+            Some(h) if h.first_key.as_slice() <= key => block(idx)?.find(key),
             _ => None,
         };
         if found.is_none() {
