@@ -3,11 +3,12 @@
 //! Lookups queue here; up to `workers` tasks on the blocking pool drain the queue, each
 //! taking a fair share of it (at most `BATCH`) per trip and calling each lookup's reply with
 //! the result (the Memtable actor passes its caller's reply channel, so the answer goes
-//! straight to the caller). A worker is started only when a lookup arrives, more lookups
-//! wait than workers are idle, and fewer than `workers` run; a worker that finds the queue empty is idle and looks
-//! again `IDLE_YIELDS` times, yielding its CPU in between, before it exits. So an idle node
-//! holds no thread, and under load a lookup is usually picked up by a worker that is
-//! already running instead of waking a thread (that wake-up was a third of a read's cost).
+//! straight to the caller). A worker is started when a lookup arrives and fewer than
+//! `workers` run; a worker that finds the queue empty exits at once (tokio keeps its thread
+//! parked for reuse). No worker spins: lookups that memory, the bloom filters or the block
+//! cache can answer never come here (the Memtable actor answers them on its event loop), so
+//! what does come is a file read, and a yield loop waiting for the next one only took CPU
+//! from the threads doing the work (a tenth of a 3-node cluster's CPU on 2 cores).
 //!
 //! Invariants: the queue holds at most `max_queued` lookups (the Memtable actor's
 //! `max_disk_reads` semaphore admits no more, and `submit` refuses beyond it anyway);
@@ -21,21 +22,12 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Default for `storage.read_workers`. More workers than cores pays on both kinds of load:
-/// on a disk that is not in the page cache they are the read I/O depth, and in memory a
-/// worker that has just answered is usually idle-spinning when the next lookup arrives, so
-/// no thread has to be woken (measured with 64 lookups in flight on 2 cores: 2 workers
-/// about 195k lookups/s, 32 about 240k, 64 about 255k; see docs/BENCHMARKS.md).
+/// Default for `storage.read_workers`: the read I/O depth on a disk that is not in the
+/// page cache.
 pub const DEFAULT_READ_WORKERS: usize = 32;
 
 /// Lookups a worker takes per trip to the queue.
 const BATCH: usize = 16;
-
-/// Times a worker that found the queue empty yields its CPU and looks again before it
-/// exits. Under load the next lookup usually arrives within these few microseconds, so the
-/// worker keeps going without a new blocking-pool hand-off (measured: readrandom with 64 in
-/// flight went from about 120k to 190k ops/s on 2 cores); an idle node spends nothing.
-const IDLE_YIELDS: usize = 32;
 
 /// Called on the worker thread with the lookup's result; sends it to whoever asked.
 pub type Reply = Box<dyn FnOnce(EngineResult<Option<Entry>>) + Send>;
@@ -43,8 +35,6 @@ pub type Reply = Box<dyn FnOnce(EngineResult<Option<Entry>>) + Send>;
 struct Queue {
     jobs: VecDeque<(Vec<u8>, Reply)>,
     running: usize,
-    /// Running workers that found the queue empty and are looking again before exiting.
-    idle: usize,
 }
 
 struct Shared {
@@ -95,7 +85,6 @@ impl DiskReads {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(max_queued.min(1024)),
                 running: 0,
-                idle: 0,
             }),
             workers: workers.max(1),
             max_queued: max_queued.max(1),
@@ -116,10 +105,8 @@ impl DiskReads {
                 return Err(QueueFull(reply));
             }
             q.jobs.push_back((key, reply));
-            // Idle workers pick jobs up within microseconds; start another only when more
-            // jobs wait than there are idle workers to take them (so a burst still spreads
-            // over up to `workers` threads: the read I/O depth on a cold disk).
-            let start = q.jobs.len() > q.idle && q.running < self.0.workers;
+            // A burst spreads over up to `workers` threads: the read I/O depth on a cold disk.
+            let start = q.running < self.0.workers;
             if start {
                 q.running += 1;
             }
@@ -135,30 +122,15 @@ impl DiskReads {
     fn work(&self) {
         let guard = WorkerGuard(self);
         let mut batch = Vec::with_capacity(BATCH);
-        let mut idle_rounds = 0;
         loop {
             {
                 let mut q = self.lock();
                 if q.jobs.is_empty() {
-                    if idle_rounds == 0 {
-                        q.idle += 1;
-                    }
-                    if idle_rounds >= IDLE_YIELDS {
-                        q.idle -= 1;
-                        q.running -= 1;
-                        std::mem::forget(guard); // exited normally: slot given back above
-                        return;
-                    }
-                    drop(q);
-                    idle_rounds += 1;
-                    std::thread::yield_now();
-                    continue;
+                    q.running -= 1;
+                    std::mem::forget(guard); // exited normally: slot given back above
+                    return;
                 }
-                if idle_rounds > 0 {
-                    q.idle -= 1;
-                    idle_rounds = 0;
-                }
-                // A fair share, so an idle worker finds work too (I/O parallelism on a disk
+                // A fair share, so another worker finds work too (I/O parallelism on a disk
                 // that is not in the page cache), at most BATCH.
                 let share = q.jobs.len().div_ceil(self.0.workers);
                 let n = share.clamp(1, BATCH);
@@ -194,8 +166,7 @@ mod tests {
 
     type Answer = oneshot::Receiver<EngineResult<Option<Entry>>>;
 
-    /// A worker exits shortly after its last answer (after its idle looks); wait for that,
-    /// bounded at 5 s, then check the counters.
+    /// A worker exits right after its last answer; wait for that, bounded at 5 s.
     async fn wait_for_workers_to_exit(reads: &DiskReads) {
         for _ in 0..5000 {
             if reads.lock().running == 0 {
@@ -203,8 +174,7 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let q = reads.lock();
-        assert_eq!((q.running, q.idle), (0, 0), "workers left and are not idle");
+        assert_eq!(reads.lock().running, 0, "workers left");
     }
 
     fn ask(reads: &DiskReads, key: &str) -> Result<Answer, ()> {
@@ -300,30 +270,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_idle_worker_takes_new_lookups_instead_of_a_new_thread() {
+    async fn a_burst_spreads_over_at_most_the_configured_workers() {
         let (_d, t) = tables_with(10);
-        let reads = DiskReads::new(t, 8, 16);
+        let reads = DiskReads::new(t, 2, 16);
         {
-            // Pretend one worker runs and is idle-spinning.
-            let mut q = reads.lock();
-            q.running = 1;
-            q.idle = 1;
+            // Pretend one worker runs (busy with a lookup of its own).
+            reads.lock().running = 1;
         }
         let rx = ask(&reads, "k00004").expect("room");
-        assert_eq!(
-            reads.lock().running,
-            1,
-            "no second worker while one is idle for the one waiting lookup"
-        );
-        // A second waiting lookup outnumbers the idle workers: a burst spreads out.
+        assert_eq!(reads.lock().running, 2, "a second worker for the lookup");
         let rx2 = ask(&reads, "k00005").expect("room");
-        assert_eq!(
-            reads.lock().running,
-            2,
-            "a second worker for the second lookup"
-        );
-        // The "idle" worker comes round too.
-        reads.lock().idle = 0;
+        assert_eq!(reads.lock().running, 2, "never more than `workers`");
+        // The pretend worker comes round and drains what is left.
         let r = reads.clone();
         tokio::task::spawn_blocking(move || r.work())
             .await

@@ -377,9 +377,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Looks for a job a few times, yielding the CPU in between, before the caller blocks: a
-/// writer that just finished a batch usually sees the next write within microseconds, and
-/// catching it here saves a sleep and a wake-up (a futex round trip) per batch.
+/// Relaxed mode only: looks for a job a few times, yielding the CPU in between, before the
+/// caller blocks. Without an fsync a batch takes microseconds and the next write usually
+/// arrives within a few more, so catching it here saves a sleep and a wake-up (a futex round
+/// trip) per batch: `troupe engine-bench --concurrency 1` (one synchronous writer, WAL sync
+/// off) went from 15k to 44k writes/s. In sync mode each batch waits for an fdatasync of a
+/// millisecond or more, the wake-up is noise beside it, and the yields only took CPU from
+/// the threads doing the work (4-8% of a 3-node cluster's CPU on 2 cores), so it blocks.
 fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
     for _ in 0..SPIN_YIELDS {
         if let Ok(j) = rx.try_recv() {
@@ -390,9 +394,7 @@ fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
     None
 }
 
-/// Measured with `troupe engine-bench --concurrency 1` (one synchronous writer, WAL sync
-/// off): 15k -> 44k writes/s; with 64 in flight no change. An idle writer burns at most
-/// these few yields after its last batch, then sleeps.
+/// Yields of [`spin_recv`] before the relaxed-mode writer sleeps.
 const SPIN_YIELDS: usize = 128;
 
 struct WriterThread<T> {
@@ -419,7 +421,11 @@ impl<T> WriterThread<T> {
     fn run(mut self, rx: Receiver<Job<T>>) {
         let mut next_sync = Instant::now();
         loop {
-            let first = match spin_recv(&rx) {
+            let spun = match self.durability {
+                Durability::Sync => None,
+                Durability::Relaxed { .. } => spin_recv(&rx),
+            };
+            let first = match spun {
                 Some(j) => j,
                 None => match self.durability {
                     Durability::Sync => match rx.recv() {
