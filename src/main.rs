@@ -6,6 +6,13 @@
 //! [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
+/// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
+/// threads per request (frames, keys, objects, replies), and glibc's arena locking and
+/// consolidation took about a tenth of a 3-node cluster's CPU in a profile. Measured in
+/// docs/BENCHMARKS.md ("Replication").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod cli;
 mod config;
