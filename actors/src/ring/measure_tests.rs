@@ -167,7 +167,7 @@ fn meets_spec_bar(moves: usize, ideal: f64) -> bool {
 }
 
 /// The bar the placement keeps at every size: 1.2 times the ideal plus 1/12 of all replicas.
-/// Weaker than the design's bar past about ten members (see the module docs: chains of
+/// Weaker than the design's bar past seven members (see the module docs: chains of
 /// displacement in the capped pass); asserted so that a regression shows.
 fn meets_weak_bar(moves: usize, ideal: f64, replicas: usize) -> bool {
     moves as f64 <= 1.2 * ideal + replicas as f64 / 12.0
@@ -195,15 +195,19 @@ fn assert_movement(q: u32, n: usize, f: &Figures, spec: bool) {
 fn balance_and_movement_q256_n3() {
     let (q, n) = (256, 3);
     print_header(q, n);
+    // 16 joins and 16 leaves from 4 to 16 members (cheap there), so that the 1.2x bar
+    // asserted up to 7 members is not a lucky draw: with 4 joins 10 members stayed within
+    // it, with 16 their worst join is 1.26x, and with 32 (measured once) 8 members' is 1.22x.
     for (s, trials) in [
         (1, 3),
         (2, 3),
         (3, 4),
-        (4, 4),
-        (5, 4),
-        (7, 4),
-        (10, 4),
-        (16, 4),
+        (4, 16),
+        (5, 16),
+        (7, 16),
+        (8, 16),
+        (10, 16),
+        (16, 16),
         (32, 3),
         (64, 3),
         (100, 2),
@@ -213,8 +217,8 @@ fn balance_and_movement_q256_n3() {
         let f = measure(q, n, s, trials);
         print_row(&f);
         assert_balanced(q, n, &f);
-        // The design's 1.2x bar holds up to ten members; past that, the weak bar.
-        assert_movement(q, n, &f, s <= 10);
+        // The design's 1.2x bar holds up to seven members; past that, the weak bar.
+        assert_movement(q, n, &f, s <= 7);
     }
 }
 
