@@ -54,6 +54,11 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         assert_eq!(node.cli(&["put", &format!("k{i}"), "v"]).0, 0);
     }
     assert_eq!(node.cli(&["admin", "flush"]).0, 0);
+    // Flushed: the first read loads the keys' one block from its file, the rest find it in
+    // the block cache and are answered without the disk-read queue.
+    for k in ["k0", "k0", "k1", "k19"] {
+        assert_eq!(node.cli(&["get", k]).0, 0);
+    }
 
     let (status, body) = http_get(&node.metrics, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -65,6 +70,11 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         "sync durability: a fsync per put"
     );
     assert!(get("troupe_storage_flushes_total") >= 1.0);
+    assert_eq!(
+        get("troupe_disk_lookups_total"),
+        1.0,
+        "one block read, then cached"
+    );
     assert!(get("troupe_storage_tables{level=\"0\"}") >= 1.0);
     assert!(get("troupe_storage_table_bytes{level=\"0\"}") > 0.0);
     assert_eq!(
