@@ -67,10 +67,15 @@ pub enum DataResp {
     },
     /// To `Put`: the joined object is durable.
     Stored,
-    /// To `Coordinate`: the write was acknowledged by `w` replicas; `context` for the client.
+    /// To `Coordinate`: the write was acknowledged by `w` replicas; `context` for the client,
+    /// and `values` when the written object holds more than the new version (the put
+    /// reply's `values`, PROTOCOL.md §4). Left out when `None`; a node that predates it
+    /// ignores it, and its answers read as `None` (the client then gets the context alone).
     Written {
         #[serde(with = "serde_bytes")]
         context: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        values: Option<Vec<serde_bytes::ByteBuf>>,
     },
     /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
     /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.
@@ -113,7 +118,17 @@ mod tests {
             },
             DataMsg::Resp {
                 id: 3,
-                resp: DataResp::Written { context: vec![1] },
+                resp: DataResp::Written {
+                    context: vec![1],
+                    values: None,
+                },
+            },
+            DataMsg::Resp {
+                id: 5,
+                resp: DataResp::Written {
+                    context: vec![2],
+                    values: Some(vec![b"a".to_vec().into(), b"".to_vec().into()]),
+                },
             },
             DataMsg::Resp {
                 id: 4,
