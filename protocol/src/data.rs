@@ -139,4 +139,27 @@ mod tests {
         let back: Vec<DataMsg> = crate::codec::decode_one(&bytes).unwrap();
         assert_eq!(back, msgs);
     }
+
+    /// `Written.values` is optional both ways: without values the bytes are what a node
+    /// that predates the field sends and reads, and its answers decode as `None`.
+    #[test]
+    fn written_without_values_is_the_old_encoding() {
+        #[derive(Serialize)]
+        struct OldWritten {
+            r: &'static str,
+            #[serde(with = "serde_bytes")]
+            context: Vec<u8>,
+        }
+        let old = rmp_serde::to_vec_named(&OldWritten {
+            r: "written",
+            context: vec![1, 2],
+        })
+        .unwrap();
+        let new = DataResp::Written {
+            context: vec![1, 2],
+            values: None,
+        };
+        assert_eq!(rmp_serde::to_vec_named(&new).unwrap(), old);
+        assert_eq!(crate::codec::decode_one::<DataResp>(&old).unwrap(), new);
+    }
 }

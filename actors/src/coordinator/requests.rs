@@ -383,10 +383,7 @@ impl Coordinator {
                     }
                 }
                 let result = match resp {
-                    DataResp::Written { context, values } => Ok(WriteReply {
-                        context,
-                        values: values.map(|vs| vs.into_iter().map(|v| v.into_vec()).collect()),
-                    }),
+                    DataResp::Written { context, values } => Ok(written_reply(context, values)),
                     DataResp::Failed { code, msg } => Err(ClientError::new(
                         ErrorCode::parse(&code),
                         format!("{msg} (coordinated by {})", st.to),
@@ -522,6 +519,17 @@ pub(super) fn get_resp(r: GetReply) -> DataResp {
     DataResp::Written {
         context: r.context,
         values: None,
+    }
+}
+
+/// What the client of a forwarded write hears from the primary's `Written` answer.
+pub(super) fn written_reply(
+    context: Vec<u8>,
+    values: Option<Vec<serde_bytes::ByteBuf>>,
+) -> WriteReply {
+    WriteReply {
+        context,
+        values: values.map(|vs| vs.into_iter().map(|v| v.into_vec()).collect()),
     }
 }
 

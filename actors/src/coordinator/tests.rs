@@ -329,6 +329,38 @@ async fn after_a_not_found_read_is_no_constraint() {
     settled(&c).await;
 }
 
+/// A forwarded write: the primary's reply, values included, reaches the forwarding node's
+/// client unchanged through the peer wire.
+#[test]
+fn a_forwarded_write_relays_the_values_with_the_context() {
+    use super::requests::{put_resp, written_reply};
+    for reply in [
+        WriteReply {
+            context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2],
+            values: Some(vec![b"a".to_vec(), Vec::new()]),
+        },
+        WriteReply {
+            context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1],
+            values: None,
+        },
+    ] {
+        let msg = DataMsg::Resp {
+            id: 1,
+            resp: put_resp(reply.clone()),
+        };
+        let bytes = rmp_serde::to_vec_named(&msg).unwrap();
+        let back: DataMsg = troupe_protocol::codec::decode_one(&bytes).unwrap();
+        let DataMsg::Resp {
+            resp: DataResp::Written { context, values },
+            ..
+        } = back
+        else {
+            panic!("not a Written answer: {back:?}");
+        };
+        assert_eq!(written_reply(context, values), reply);
+    }
+}
+
 #[test]
 fn batches_are_split_to_fit_a_frame_and_keep_their_order() {
     use troupe_protocol::data::DataReq;
