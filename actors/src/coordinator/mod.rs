@@ -466,12 +466,7 @@ fn size_estimate(m: &DataMsg) -> usize {
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object { object } => object.as_ref().map_or(0, Vec::len),
             DataResp::Written { context, values } => {
-                context.len()
-                    + values
-                        .iter()
-                        .flatten()
-                        .map(|v| v.len() + 5)
-                        .sum::<usize>()
+                context.len() + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
             }
             DataResp::Failed { code, msg } => code.len() + msg.len(),
             DataResp::Stored => 0,

@@ -145,9 +145,15 @@ async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
 async fn a_put_that_leaves_siblings_returns_every_value_its_context_covers() {
     let c = single_node();
     let first = c.send(put("k", "a", None)).await.unwrap().unwrap();
-    assert_eq!(first.values, None, "only the new version: the context alone");
+    assert_eq!(
+        first.values, None,
+        "only the new version: the context alone"
+    );
     let second = c.send(put("k", "b", None)).await.unwrap().unwrap();
-    let mut values = second.values.clone().expect("two versions: the reply shows both");
+    let mut values = second
+        .values
+        .clone()
+        .expect("two versions: the reply shows both");
     values.sort();
     assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec()]);
     let got = c.send(get("k")).await.unwrap().unwrap();
