@@ -103,12 +103,42 @@ pub fn put(
     };
     runtime()?.block_on(async {
         let client = connect(args).await?;
-        let ctx = client.put_with(key.as_bytes(), &value, context, w).await?;
+        let put = client.put_full(key.as_bytes(), &value, context, w).await?;
         if args.json {
-            println!("{}", json!({ "key": key, "context": hex(&ctx) }));
+            let mut out = json!({ "key": key, "context": hex(&put.context) });
+            if let Some(values) = &put.values {
+                out["values"] = values.iter().map(|v| json_value(v)).collect();
+            }
+            println!("{out}");
+        } else if let Some(values) = &put.values {
+            print_values(values)?;
+        }
+        // The context covers every value shown: a write with it replaces them all. (One
+        // value shown: the others were delete markers, which a get hides too.)
+        if let Some(values) = put.values.as_ref().filter(|v| v.len() > 1) {
+            eprintln!(
+                "key {key} has {} concurrent versions; resolve them with `troupe get {key} --json`, then `troupe put {key} VALUE --context CONTEXT`",
+                values.len()
+            );
         }
         Ok(Outcome::Ok)
     })
+}
+
+/// Values one per line (siblings), as `get` and `put` print them; a final newline only
+/// on a terminal, so one value round-trips byte for byte through a pipe.
+fn print_values(values: &[Vec<u8>]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(v)?;
+    }
+    if !values.is_empty() && std::io::IsTerminal::is_terminal(&out) {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 pub fn get(
@@ -129,16 +159,7 @@ pub fn get(
                 json!({ "key": key, "found": !got.values.is_empty(), "values": values, "context": hex(&got.context) })
             );
         } else {
-            let mut out = std::io::stdout().lock();
-            for (i, v) in got.values.iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b"\n")?;
-                }
-                out.write_all(v)?;
-            }
-            if !got.values.is_empty() && std::io::IsTerminal::is_terminal(&out) {
-                out.write_all(b"\n")?;
-            }
+            print_values(&got.values)?;
         }
         if got.values.is_empty() {
             if !args.json {

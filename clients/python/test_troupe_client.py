@@ -115,3 +115,16 @@ def test_bad_quorums_and_contexts_are_bad_requests(node):
         with pytest.raises(TroupeError) as e:
             c.put(b"k", b"v", context=b"not a context")
         assert e.value.code == "bad_request"
+
+
+def test_put_returns_the_siblings_its_context_covers(node):
+    # Issue 9: the context a put returns covers every sibling the node held; the reply
+    # shows them so a write with that context drops nothing the client did not see.
+    with TroupeClient(port=node) as c:
+        first = c.put(b"py-putsib", b"one")
+        assert isinstance(first, bytes) and first.values is None
+        second = c.put(b"py-putsib", b"two")
+        assert sorted(second.values) == [b"one", b"two"]
+        merged = c.put(b"py-putsib", b"merged", second)
+        assert merged.values is None
+        assert c.get(b"py-putsib", after=merged)[0] == [b"merged"]

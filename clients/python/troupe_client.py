@@ -3,7 +3,7 @@
 Depends only on the `msgpack` package from PyPI.
 
     c = TroupeClient("127.0.0.1", 7400)
-    c.put(b"k", b"v")
+    ctx = c.put(b"k", b"v")   # ctx.values: None, or the siblings ctx covers
     values, context = c.get(b"k")
     c.delete(b"k", context)
 
@@ -125,13 +125,19 @@ class TroupeClient:
         return list(ok["values"]), ok["context"]
 
     def put(self, key, value, context=None, w=None):
-        """Stores value; returns the new context."""
+        """Stores value; returns the new context, a `PutContext` (bytes, so it is passed
+        back as before). Its `.values` is None when the written value is the key's only
+        version; otherwise the key kept concurrent siblings, and `.values` lists every
+        value the context covers (the new one among them, as `get` returns them): merge
+        them before writing again with this context, which replaces them all."""
         fields = {"key": _bin(key), "value": _bin(value)}
         if context is not None:
             fields["context"] = context
         if w is not None:
             fields["w"] = w
-        return self.call("put", **fields)["context"]
+        ok = self.call("put", **fields)
+        values = ok.get("values")
+        return PutContext(ok["context"], None if values is None else list(values))
 
     def delete(self, key, context=None, w=None):
         fields = {"key": _bin(key)}
@@ -140,6 +146,16 @@ class TroupeClient:
         if w is not None:
             fields["w"] = w
         self.call("delete", **fields)
+
+
+class PutContext(bytes):
+    """The context a put returns: bytes (pass it back unchanged), plus `values`: None, or
+    the key's values when it holds more than the version just written (PROTOCOL.md §9)."""
+
+    def __new__(cls, context, values=None):
+        self = super().__new__(cls, context)
+        self.values = values
+        return self
 
 
 def _bin(b):

@@ -44,6 +44,17 @@ pub struct GetResult {
     pub context: Vec<u8>,
 }
 
+/// The result of a `put`: the new context, and the key's values when it holds more than
+/// the version just written (PROTOCOL.md §9: the context covers exactly those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub context: Vec<u8>,
+    /// `None`: the written value is the key's only version. `Some`: concurrent siblings
+    /// remain (the new value among them, as `get` shows them); a write with `context`
+    /// replaces them all, so merge them first.
+    pub values: Option<Vec<Vec<u8>>>,
+}
+
 type Slot = oneshot::Sender<Result<bytes::BytesMut, ClientError>>;
 
 struct Shared {
@@ -242,7 +253,9 @@ impl Client {
         })
     }
 
-    /// Stores `value`; returns the new causal context.
+    /// Stores `value`; returns the new causal context. It may cover concurrent siblings
+    /// the reply also returned (dropped here): use [`Client::put_full`] to write again with
+    /// it, or `get` first.
     pub async fn put(
         &self,
         key: &[u8],
@@ -252,7 +265,8 @@ impl Client {
         self.put_with(key, value, context, None).await
     }
 
-    /// Stores `value` with write quorum `w`; returns the new causal context.
+    /// Stores `value` with write quorum `w`; returns the new causal context (see
+    /// [`Client::put`] for what it covers).
     pub async fn put_with(
         &self,
         key: &[u8],
@@ -260,6 +274,18 @@ impl Client {
         context: Option<Vec<u8>>,
         w: Option<Quorum>,
     ) -> Result<Vec<u8>, ClientError> {
+        Ok(self.put_full(key, value, context, w).await?.context)
+    }
+
+    /// Stores `value` with write quorum `w`; returns the new context and, when the key
+    /// holds other versions too, every value that context covers.
+    pub async fn put_full(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<Vec<u8>>,
+        w: Option<Quorum>,
+    ) -> Result<PutResult, ClientError> {
         let reply = self
             .call(&Request::Put {
                 key: key.to_vec(),
@@ -268,7 +294,12 @@ impl Client {
                 w,
             })
             .await?;
-        Ok(reply.context.map(|c| c.into_vec()).unwrap_or_default())
+        Ok(PutResult {
+            context: reply.context.map(|c| c.into_vec()).unwrap_or_default(),
+            values: reply
+                .values
+                .map(|vs| vs.into_iter().map(|v| v.into_vec()).collect()),
+        })
     }
 
     pub async fn delete(&self, key: &[u8], context: Option<Vec<u8>>) -> Result<(), ClientError> {

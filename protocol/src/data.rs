@@ -67,10 +67,15 @@ pub enum DataResp {
     },
     /// To `Put`: the joined object is durable.
     Stored,
-    /// To `Coordinate`: the write was acknowledged by `w` replicas; `context` for the client.
+    /// To `Coordinate`: the write was acknowledged by `w` replicas; `context` for the client,
+    /// and `values` when the written object holds more than the new version (the put
+    /// reply's `values`, PROTOCOL.md §4). Left out when `None`; a node that predates it
+    /// ignores it, and its answers read as `None` (the client then gets the context alone).
     Written {
         #[serde(with = "serde_bytes")]
         context: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        values: Option<Vec<serde_bytes::ByteBuf>>,
     },
     /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
     /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.
@@ -113,7 +118,17 @@ mod tests {
             },
             DataMsg::Resp {
                 id: 3,
-                resp: DataResp::Written { context: vec![1] },
+                resp: DataResp::Written {
+                    context: vec![1],
+                    values: None,
+                },
+            },
+            DataMsg::Resp {
+                id: 5,
+                resp: DataResp::Written {
+                    context: vec![2],
+                    values: Some(vec![b"a".to_vec().into(), b"".to_vec().into()]),
+                },
             },
             DataMsg::Resp {
                 id: 4,
@@ -123,5 +138,28 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&msgs).unwrap();
         let back: Vec<DataMsg> = crate::codec::decode_one(&bytes).unwrap();
         assert_eq!(back, msgs);
+    }
+
+    /// `Written.values` is optional both ways: without values the bytes are what a node
+    /// that predates the field sends and reads, and its answers decode as `None`.
+    #[test]
+    fn written_without_values_is_the_old_encoding() {
+        #[derive(Serialize)]
+        struct OldWritten {
+            r: &'static str,
+            #[serde(with = "serde_bytes")]
+            context: Vec<u8>,
+        }
+        let old = rmp_serde::to_vec_named(&OldWritten {
+            r: "written",
+            context: vec![1, 2],
+        })
+        .unwrap();
+        let new = DataResp::Written {
+            context: vec![1, 2],
+            values: None,
+        };
+        assert_eq!(rmp_serde::to_vec_named(&new).unwrap(), old);
+        assert_eq!(crate::codec::decode_one::<DataResp>(&old).unwrap(), new);
     }
 }

@@ -24,7 +24,7 @@ pub mod message;
 pub mod object;
 pub mod swim;
 
-pub use client::{Client, ClientError, GetResult};
+pub use client::{Client, ClientError, GetResult, PutResult};
 pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{ErrorBody, ErrorCode};
 pub use message::{

@@ -315,8 +315,9 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
 }
 
 /// The `ok` body of a response. Which fields are present depends on the op:
-/// `hello` -> `node`, `version`; `get` -> `values`, `context`; `put` -> `context`;
-/// `ping` and `delete` -> empty map.
+/// `hello` -> `node`, `version`; `get` -> `values`, `context`; `put` -> `context`, and
+/// `values` when the key holds more than the version just written; `ping` and `delete`
+/// -> empty map.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,8 +351,16 @@ impl Reply {
         }
     }
 
+    /// A put that left only the version it wrote: the context alone.
     pub fn put(context: Vec<u8>) -> Reply {
+        Reply::put_with_values(context, None)
+    }
+
+    /// A put's reply: with `values` (encoded as `get`'s) when the key holds more than the
+    /// version just written, so the context covers exactly what the reply shows.
+    pub fn put_with_values(context: Vec<u8>, values: Option<Vec<Vec<u8>>>) -> Reply {
         Reply {
+            values: values.map(|vs| vs.into_iter().map(ByteBuf::from).collect()),
             context: Some(ByteBuf::from(context)),
             ..Reply::default()
         }
@@ -481,6 +490,7 @@ mod tests {
             for resp in [
                 Response::ok(id, Reply::get(values.clone(), context.clone())),
                 Response::ok(id, Reply::put(context.clone())),
+                Response::ok(id, Reply::put_with_values(context.clone(), Some(values.clone()))),
                 Response::ok(id, Reply::hello(msg.clone())),
                 Response::ok(id, Reply::empty()),
                 Response::err(id, ErrorCode::Unavailable, msg.clone()),

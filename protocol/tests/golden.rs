@@ -49,6 +49,19 @@ fn vectors() -> Vec<(&'static str, Golden)> {
             )),
         ),
         (
+            "put-siblings-response",
+            Golden::Resp(Response::ok(
+                7,
+                Reply::put_with_values(
+                    vec![
+                        0xc1, 0x02, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+                        0x01,
+                    ],
+                    Some(vec![b"a".to_vec(), b"b".to_vec()]),
+                ),
+            )),
+        ),
+        (
             "get",
             Golden::Req(
                 2,

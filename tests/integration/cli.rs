@@ -127,3 +127,33 @@ fn console_runs_commands_from_stdin_and_keeps_history() {
     let history = std::fs::read_to_string(dir.path().join(".troupe_history")).unwrap();
     assert!(history.contains("actors"), "{history}");
 }
+
+/// Issue 9: a put whose key holds other versions shows them (its context covers them all),
+/// and says how to resolve them; a put that leaves one version prints nothing.
+#[test]
+fn put_prints_the_siblings_its_context_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let (code, out, err) = node.cli(&["put", "sib", "one"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    let (code, out, err) = node.cli(&["put", "sib", "two"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["one", "two"], "one sibling per line, like get");
+    assert!(
+        err.contains("2 concurrent versions") && err.contains("--context"),
+        "{err}"
+    );
+    let (code, out, _) = node.cli(&["put", "sib", "three", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["values"].as_array().map(Vec::len), Some(3), "{out}");
+    // Writing back with that context replaces every value the reply showed.
+    let ctx = v["context"].as_str().unwrap();
+    let (code, out, _) = node.cli(&["put", "sib", "merged", "--context", ctx, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.get("values").is_none(), "one version: no values: {out}");
+    assert_eq!(node.cli(&["get", "sib"]).1, "merged");
+}

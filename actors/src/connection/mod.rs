@@ -200,7 +200,7 @@ impl Connection {
         });
         self.reply_later(permit, async move {
             match write.await {
-                Ok(Ok(ctx)) if is_put => Response::ok(id, Reply::put(ctx)),
+                Ok(Ok(w)) if is_put => Response::ok(id, Reply::put_with_values(w.context, w.values)),
                 Ok(Ok(_)) => Response::ok(id, Reply::empty()),
                 Ok(Err(e)) => Response::err(id, e.code, e.msg),
                 // The coordinator is gone with the write: its outcome is unknown.

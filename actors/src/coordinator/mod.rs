@@ -92,9 +92,42 @@ pub struct ClientGet {
     pub after: Option<Vec<u8>>,
 }
 
-/// `put key value [context] [w]` (`value: None`: delete). Replies with the new context.
+/// What a successful write returns: the object the coordinator wrote, as far as the
+/// client may act on it (PROTOCOL.md §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReply {
+    /// The context of the object the coordinator wrote (its local durable result).
+    pub context: Vec<u8>,
+    /// `None` when that object holds only the version just written. Otherwise (concurrent
+    /// siblings or delete markers beside it) its live values as a `get` returns them: the
+    /// context covers more than the new version, so the client must see what it covers or
+    /// its next write with that context would drop siblings it never saw.
+    pub values: Option<Vec<Vec<u8>>>,
+}
+
+impl WriteReply {
+    /// The reply describing `object`, which the coordinator just wrote one version into.
+    pub fn of(object: &troupe_protocol::object::Object) -> WriteReply {
+        // More than one version (delete markers count, as the context covers them): the
+        // reply shows what the context covers, as a get would.
+        let values = (object.sibling_count() > 1).then(|| {
+            object
+                .live_values()
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        });
+        WriteReply {
+            context: object.context().encode(),
+            values,
+        }
+    }
+}
+
+/// `put key value [context] [w]` (`value: None`: delete). Replies with the new context
+/// and, when the key holds other versions too, its values.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<u8>, ClientError>")]
+#[rtype(result = "Result<WriteReply, ClientError>")]
 pub struct ClientWrite {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
@@ -432,7 +465,9 @@ fn size_estimate(m: &DataMsg) -> usize {
         },
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object { object } => object.as_ref().map_or(0, Vec::len),
-            DataResp::Written { context } => context.len(),
+            DataResp::Written { context, values } => {
+                context.len() + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
+            }
             DataResp::Failed { code, msg } => code.len() + msg.len(),
             DataResp::Stored => 0,
         },
@@ -495,7 +530,7 @@ impl Handler<ClientGet> for Coordinator {
 }
 
 impl Handler<ClientWrite> for Coordinator {
-    type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
+    type Result = ResponseFuture<Result<WriteReply, ClientError>>;
 
     fn handle(&mut self, msg: ClientWrite, ctx: &mut Context<Self>) -> Self::Result {
         self.counters.handled();

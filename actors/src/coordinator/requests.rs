@@ -45,14 +45,15 @@ pub(crate) struct PutState {
     primaries: Vec<NodeId>,
     /// Set once the local write is durable.
     tracker: Option<PutTracker>,
-    context: Vec<u8>,
-    reply: Option<ReplyTo<Vec<u8>>>,
+    /// What the client hears on success: the object the local write left.
+    written: WriteReply,
+    reply: Option<ReplyTo<WriteReply>>,
     rpcs: Vec<u64>,
 }
 
 pub(crate) struct ForwardState {
     to: NodeId,
-    reply: Option<ReplyTo<Vec<u8>>>,
+    reply: Option<ReplyTo<WriteReply>>,
     rpcs: Vec<u64>,
     /// The write, and the primaries after `to`: an `unavailable` answer means nothing was
     /// written, so the next primary that is up may try.
@@ -99,7 +100,7 @@ impl Coordinator {
     pub(super) fn start_write(
         &mut self,
         msg: ClientWrite,
-        reply: ReplyTo<Vec<u8>>,
+        reply: ReplyTo<WriteReply>,
         ctx: &mut Context<Self>,
     ) {
         let forwarded = matches!(reply, ReplyTo::Peer { .. });
@@ -165,7 +166,7 @@ impl Coordinator {
                 w,
                 primaries,
                 tracker: None,
-                context: Vec::new(),
+                written: WriteReply::default(),
                 reply: Some(reply),
                 rpcs: Vec::new(),
             }),
@@ -191,7 +192,7 @@ impl Coordinator {
         &mut self,
         msg: ClientWrite,
         primaries: Vec<NodeId>,
-        reply: ReplyTo<Vec<u8>>,
+        reply: ReplyTo<WriteReply>,
         ctx: &mut Context<Self>,
     ) {
         let p = self.placement.clone();
@@ -254,7 +255,7 @@ impl Coordinator {
         let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
             return;
         };
-        st.context = stored.object.context().encode();
+        st.written = WriteReply::of(&stored.object);
         let others: Vec<NodeId> = st
             .primaries
             .iter()
@@ -382,7 +383,7 @@ impl Coordinator {
                     }
                 }
                 let result = match resp {
-                    DataResp::Written { context } => Ok(context),
+                    DataResp::Written { context, values } => Ok(written_reply(context, values)),
                     DataResp::Failed { code, msg } => Err(ClientError::new(
                         ErrorCode::parse(&code),
                         format!("{msg} (coordinated by {})", st.to),
@@ -444,7 +445,7 @@ impl Coordinator {
             return;
         };
         let result = match outcome {
-            PutOutcome::Acknowledged => Ok(st.context.clone()),
+            PutOutcome::Acknowledged => Ok(st.written.clone()),
             PutOutcome::Indeterminate(f) => Err(ClientError::new(
                 ErrorCode::Timeout,
                 format!(
@@ -515,9 +516,29 @@ impl Coordinator {
 
 pub(super) fn get_resp(r: GetReply) -> DataResp {
     // Gets are never answered to peers through `reply` (replicas answer objects).
-    DataResp::Written { context: r.context }
+    DataResp::Written {
+        context: r.context,
+        values: None,
+    }
 }
 
-pub(super) fn put_resp(context: Vec<u8>) -> DataResp {
-    DataResp::Written { context }
+/// What the client of a forwarded write hears from the primary's `Written` answer.
+pub(super) fn written_reply(
+    context: Vec<u8>,
+    values: Option<Vec<serde_bytes::ByteBuf>>,
+) -> WriteReply {
+    WriteReply {
+        context,
+        values: values.map(|vs| vs.into_iter().map(|v| v.into_vec()).collect()),
+    }
+}
+
+/// A forwarded write's answer: the values travel with the context they belong to.
+pub(super) fn put_resp(w: WriteReply) -> DataResp {
+    DataResp::Written {
+        context: w.context,
+        values: w
+            .values
+            .map(|vs| vs.into_iter().map(serde_bytes::ByteBuf::from).collect()),
+    }
 }

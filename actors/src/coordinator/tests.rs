@@ -121,7 +121,7 @@ async fn settled(c: &Addr<Coordinator>) {
 #[actix_rt::test]
 async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
     let c = single_node();
-    let ctx1 = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    let ctx1 = c.send(put("k", "a", None)).await.unwrap().unwrap().context;
     let got = c.send(get("k")).await.unwrap().unwrap();
     assert_eq!(got.values, vec![b"a".to_vec()]);
     assert_eq!(got.context, ctx1);
@@ -135,6 +135,57 @@ async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
         .unwrap();
     let got = c.send(get("k")).await.unwrap().unwrap();
     assert_eq!(got.values, vec![b"c".to_vec()]);
+    settled(&c).await;
+}
+
+/// Issue 9: a put's context covers every sibling the coordinator held, so a client that
+/// wrote again with it used to drop concurrent values it never saw. The reply now shows
+/// them; written back with that context, the key resolves to one value.
+#[actix_rt::test]
+async fn a_put_that_leaves_siblings_returns_every_value_its_context_covers() {
+    let c = single_node();
+    let first = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    assert_eq!(
+        first.values, None,
+        "only the new version: the context alone"
+    );
+    let second = c.send(put("k", "b", None)).await.unwrap().unwrap();
+    let mut values = second
+        .values
+        .clone()
+        .expect("two versions: the reply shows both");
+    values.sort();
+    assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec()]);
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!(got.context, second.context, "the same versions a get shows");
+    let third = c
+        .send(put("k", "c", Some(second.context)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.values, None);
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!(got.values, vec![b"c".to_vec()]);
+    assert_eq!(got.context, third.context);
+    settled(&c).await;
+}
+
+/// A delete marker beside the new version counts as a version (the reply's values are the
+/// live ones, as a get shows them): the context covers the marker too.
+#[actix_rt::test]
+async fn a_put_beside_a_delete_marker_shows_the_live_values() {
+    let c = single_node();
+    c.send(ClientWrite {
+        value: None,
+        ..put("k", "", None)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let w = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    assert_eq!(w.values, Some(vec![b"a".to_vec()]));
+    let got = c.send(get("k")).await.unwrap().unwrap();
+    assert_eq!((got.values, got.context), (vec![b"a".to_vec()], w.context));
     settled(&c).await;
 }
 
@@ -240,7 +291,7 @@ async fn impossible_quorums_and_foreign_contexts_are_bad_requests() {
 #[actix_rt::test]
 async fn after_is_answered_when_covered_and_refused_when_not() {
     let c = single_node();
-    let ctx = c.send(put("k", "a", None)).await.unwrap().unwrap();
+    let ctx = c.send(put("k", "a", None)).await.unwrap().unwrap().context;
     let got = c
         .send(ClientGet {
             after: Some(ctx),
@@ -282,6 +333,38 @@ async fn after_a_not_found_read_is_no_constraint() {
         .expect("a not-found context is covered by anything");
     assert!(again.values.is_empty());
     settled(&c).await;
+}
+
+/// A forwarded write: the primary's reply, values included, reaches the forwarding node's
+/// client unchanged through the peer wire.
+#[test]
+fn a_forwarded_write_relays_the_values_with_the_context() {
+    use super::requests::{put_resp, written_reply};
+    for reply in [
+        WriteReply {
+            context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2],
+            values: Some(vec![b"a".to_vec(), Vec::new()]),
+        },
+        WriteReply {
+            context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1],
+            values: None,
+        },
+    ] {
+        let msg = DataMsg::Resp {
+            id: 1,
+            resp: put_resp(reply.clone()),
+        };
+        let bytes = rmp_serde::to_vec_named(&msg).unwrap();
+        let back: DataMsg = troupe_protocol::codec::decode_one(&bytes).unwrap();
+        let DataMsg::Resp {
+            resp: DataResp::Written { context, values },
+            ..
+        } = back
+        else {
+            panic!("not a Written answer: {back:?}");
+        };
+        assert_eq!(written_reply(context, values), reply);
+    }
 }
 
 #[test]
