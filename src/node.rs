@@ -32,6 +32,8 @@ use troupe_protocol::admin::Addresses;
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
+mod watchdog;
+
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -232,9 +234,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.storage.durability,
             cfg.node.data_dir.display()
         );
+        // Handlers first: a SIGTERM right after READY=1 (systemctl stop) must shut down
+        // gracefully, not kill the node with the default action.
+        let signals = StopSignals::install();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // WATCHDOG=1 from this (the main) event loop: a wedged loop gets the node restarted.
+        watchdog::start();
 
-        wait_for_signal().await;
+        signals.wait().await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         if tokio::time::timeout(SHUTDOWN_GRACE, membership.send(Leave)).await.is_err() {
             log::warn!("graceful leave did not finish in {SHUTDOWN_GRACE:?}");
@@ -334,12 +341,25 @@ fn worker_count() -> usize {
         .clamp(1, 16)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM received"),
-        _ = int.recv() => log::info!("SIGINT received"),
+/// SIGTERM and SIGINT, caught from [`StopSignals::install`] on.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            term: signal(SignalKind::terminate()).expect("installing a SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("installing a SIGINT handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => log::info!("SIGTERM received"),
+            _ = self.int.recv() => log::info!("SIGINT received"),
+        }
     }
 }

@@ -7,6 +7,7 @@ mod backpressure;
 mod cli;
 mod cluster;
 mod crash_recovery;
+mod deploy;
 mod malformed_input;
 mod many_connections;
 mod metrics;
