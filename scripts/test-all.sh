@@ -8,6 +8,19 @@ echo "== installing test dependencies (PyPI: msgpack, pytest)"
 python3 -m pip install --quiet --disable-pip-version-check msgpack pytest 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages msgpack pytest
 
+# tests/integration/deploy.rs verifies and scores the systemd units with systemd-analyze
+# (Debian package `systemd`; it is only installed, not booted). Without it that test skips.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || command -v sudo >/dev/null 2>&1; }; then
+    echo "== installing systemd (for systemd-analyze)"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq systemd >/dev/null \
+      || echo "== could not install systemd: the systemd unit test will report SKIPPED"
+  else
+    echo "== no apt-get (or no root): systemd-analyze missing, the systemd unit test will report SKIPPED"
+  fi
+fi
+
 echo "== formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -14,15 +14,26 @@ fn repo_path(rel: &str) -> PathBuf {
 
 // ---- systemd units -------------------------------------------------------------------
 
-/// `systemd-analyze` when installed (scripts/test-all.sh installs it on Debian).
-fn systemd_analyze() -> Option<PathBuf> {
+/// `systemd-analyze` when installed (scripts/test-all.sh installs it on Debian) and new
+/// enough for `security --offline=yes` (systemd 250), else why not.
+fn systemd_analyze() -> Result<PathBuf, String> {
     let out = Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from("systemd-analyze"))
+        .map_err(|e| format!("systemd-analyze is not installed ({e})"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "systemd 252 (252.38-1~deb12u1)"
+    let version: u32 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("cannot read the systemd version from {text:?}"))?;
+    if version < 250 {
+        return Err(format!(
+            "systemd {version} has no `security --offline` (needs 250)"
+        ));
+    }
+    Ok(PathBuf::from("systemd-analyze"))
 }
 
 /// Copies a unit into `dir` under `name`, with `ExecStart` pointing at the built binary
@@ -90,9 +101,12 @@ fn check_unit(analyze: &Path, src: &str, name: &str) {
 
 #[test]
 fn systemd_units_verify_and_score_at_most_2() {
-    let Some(analyze) = systemd_analyze() else {
-        eprintln!("SKIPPED: systemd-analyze is not installed (scripts/test-all.sh installs it)");
-        return;
+    let analyze = match systemd_analyze() {
+        Ok(path) => path,
+        Err(why) => {
+            eprintln!("SKIPPED: {why} (scripts/test-all.sh installs it on Debian)");
+            return;
+        }
     };
     // A template is analysed as one of its instances.
     check_unit(
