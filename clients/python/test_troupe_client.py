@@ -66,11 +66,19 @@ def test_str_keys_and_values_are_stored_as_utf8(node):
 
 def test_pipelining_matches_responses_by_id(node):
     with TroupeClient(port=node) as c:
-        reqs = [("put", {"key": f"p{i}".encode(), "value": str(i).encode()}) for i in range(500)]
-        reqs += [("get", {"key": f"p{i}".encode()}) for i in range(500)]
-        results = c.pipeline(reqs)
+        # Requests pipelined on one connection are not ordered: a get sent behind a put may
+        # be answered before that put is durable. So the gets go in a second pipeline, each
+        # with the context its put returned (`after`: read your writes), and the answers
+        # of both must match their requests by id whatever order they came in.
+        puts = [("put", {"key": f"p{i}".encode(), "value": str(i).encode()}) for i in range(500)]
+        written = c.pipeline(puts)
+        gets = [
+            ("get", {"key": f"p{i}".encode(), "after": written[i]["context"]})
+            for i in range(500)
+        ]
+        results = c.pipeline(gets)
         for i in range(500):
-            assert results[500 + i]["values"] == [str(i).encode()]
+            assert results[i]["values"] == [str(i).encode()]
 
 
 def test_errors_carry_stable_codes_and_the_connection_survives(node):
