@@ -2,7 +2,10 @@
 //!
 //! `concurrency` connections (spread over the given addresses), each with `pipeline` requests
 //! in flight. Every run is bounded by `--ops` and by `--duration` (default cap 300 s), so it
-//! always stops by itself. Latency is recorded per request in microseconds (hdrhistogram).
+//! always stops by itself, and the progress line's time left is whichever bound comes first.
+//! Latency is recorded per request in microseconds (hdrhistogram), separately per op, so a
+//! mixed workload reports gets (with hits and misses) and puts each on its own line, as
+//! memtier_benchmark does.
 
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
@@ -48,12 +51,29 @@ pub enum Distribution {
     Zipfian,
 }
 
+/// The order keys are chosen in.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum Fill {
+    /// Per --distribution.
+    Random,
+    /// key 0, 1, 2, ... (wrapping at --keys), like memtier's `--key-pattern S:S` or
+    /// db_bench's fillseq.
+    Sequential,
+}
+
+/// A value-enum's name as typed on the command line (`ycsb-a`, not `YcsbA`).
+fn cli_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Node client address, or a comma-separated list to spread connections over.
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    #[arg(long, env = "TROUPE_ADDR", default_value = "127.0.0.1:7400")]
     addr: String,
-    /// Operations to run in total.
+    /// Operations to run in total (or until --duration, whichever comes first).
     #[arg(long, default_value_t = 200_000)]
     ops: u64,
     /// Stop after this many seconds even if --ops are not done (default 300).
@@ -75,6 +95,9 @@ pub struct BenchArgs {
     workload: Workload,
     #[arg(long, value_enum, default_value = "uniform")]
     distribution: Distribution,
+    /// Key order: `random` (per --distribution) or `sequential` (key 0, 1, 2, ...).
+    #[arg(long, value_enum, default_value = "random")]
+    fill: Fill,
     /// Do not write every key once before a workload that reads.
     #[arg(long)]
     no_prefill: bool,
@@ -177,6 +200,54 @@ struct Plan {
     sequential: bool,
 }
 
+/// One op's figures from one connection (merged over connections for the report).
+struct OpStats {
+    hist: Histogram<u64>,
+    errors: u64,
+    /// Gets that found a value, and gets that found none.
+    hits: u64,
+    misses: u64,
+    /// Frame bytes sent and received for this op.
+    bytes: u64,
+}
+
+impl OpStats {
+    fn new() -> OpStats {
+        OpStats {
+            hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds"),
+            errors: 0,
+            hits: 0,
+            misses: 0,
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, o: &OpStats) -> anyhow::Result<()> {
+        self.hist.add(&o.hist)?;
+        self.errors += o.errors;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.bytes += o.bytes;
+        Ok(())
+    }
+}
+
+/// A connection's (or a run's) figures per op.
+struct Stats {
+    get: OpStats,
+    put: OpStats,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            get: OpStats::new(),
+            put: OpStats::new(),
+        }
+    }
+}
+
 /// One connection's closed loop: keeps up to `pipeline` requests in flight, writes every
 /// newly issued request with one write, and reads whatever responses have arrived. Works on
 /// the raw framing (not the general-purpose `Client`) so the load generator spends as little
@@ -188,12 +259,12 @@ async fn conn_worker(
     value: Vec<u8>,
     seed: u64,
     pipeline: usize,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut codec = FrameCodec::default();
-    let mut inflight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(pipeline);
+    // id -> (sent at, key, is a read, request frame bytes)
+    let mut inflight: HashMap<u64, (Instant, u64, bool, usize)> = HashMap::with_capacity(pipeline);
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
@@ -204,14 +275,14 @@ async fn conn_worker(
                 break;
             }
             let k = if plan.sequential {
-                n
+                n % plan.keys
             } else {
                 match &plan.zipf {
                     Some(z) => z.sample(rng.random::<f64>()),
                     None => rng.random_range(0..plan.keys),
                 }
             };
-            let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
+            let read = rng.random::<f64>() < plan.read_fraction;
             let req = if read {
                 Request::Get {
                     key: key(k),
@@ -228,11 +299,13 @@ async fn conn_worker(
             };
             let id = next_id;
             next_id += 1;
-            codec.encode(Bytes::from(encode_request(id, &req)), &mut wbuf)?;
-            inflight.insert(id, (Instant::now(), k));
+            let body = encode_request(id, &req);
+            let sent = body.len();
+            codec.encode(Bytes::from(body), &mut wbuf)?;
+            inflight.insert(id, (Instant::now(), k, read, sent));
         }
         if inflight.is_empty() {
-            return Ok(hist);
+            return Ok(stats);
         }
         if !wbuf.is_empty() {
             stream.write_all(&wbuf).await?;
@@ -243,19 +316,30 @@ async fn conn_worker(
         loop {
             while let Some(frame) = codec.decode(&mut rbuf)? {
                 let resp = Response::decode(&frame)?;
-                let Some((start, k)) = inflight.remove(&resp.id) else {
+                let Some((start, k, read, sent)) = inflight.remove(&resp.id) else {
                     anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
                 };
-                let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
-                if let Some(ctx) = resp.ok.and_then(|ok| ok.context) {
-                    if !ctx.is_empty() {
+                let op = if read { &mut stats.get } else { &mut stats.put };
+                let _ = op.hist.record((start.elapsed().as_micros() as u64).max(1));
+                op.bytes += (sent + frame.len()) as u64;
+                if resp.err.is_some() {
+                    op.errors += 1;
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(ok) = resp.ok {
+                    if read {
+                        let found = ok.values.as_ref().is_some_and(|v| !v.is_empty());
+                        if found {
+                            op.hits += 1;
+                        } else {
+                            op.misses += 1;
+                        }
+                    }
+                    if let Some(ctx) = ok.context.filter(|c| !c.is_empty()) {
                         shared.remember(k, ctx.into_vec());
                     }
                 }
                 shared.done.fetch_add(1, Ordering::Relaxed);
-                if resp.err.is_some() {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                }
                 got += 1;
             }
             if got > 0 {
@@ -302,7 +386,21 @@ struct RunResult {
     ops: u64,
     errors: u64,
     elapsed: Duration,
-    hist: Histogram<u64>,
+    stats: Stats,
+}
+
+/// The progress line: done/total, rate, and the time left by whichever of --ops and
+/// --duration ends the run first.
+fn progress(done: u64, ops: u64, elapsed: Duration, limit: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let by_time = limit.saturating_sub(elapsed).as_secs_f64();
+    let left = if rate > 0.0 {
+        (ops.saturating_sub(done) as f64 / rate).min(by_time)
+    } else {
+        by_time
+    };
+    format!("{done}/{ops} ops, {rate:.0} ops/s, {left:.0}s left")
 }
 
 async fn run_phase(
@@ -323,19 +421,18 @@ async fn run_phase(
         contexts: contexts.clone(),
     });
     let plan = Arc::new(plan);
+    // The bar measures permille of the run, by ops or by time, whichever is further along.
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(ops)
+        indicatif::ProgressBar::new(1000)
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:40}] {msg}")
+            .expect("valid progress template")
+            .progress_chars("=> "),
     );
-    bar.set_message(label.to_string());
+    bar.set_prefix(label.to_string());
     let mut streams = Vec::new();
     for c in 0..args.concurrency {
         streams.push(open(addrs[c % addrs.len()]).await?);
@@ -360,15 +457,21 @@ async fn run_phase(
         let bar = bar.clone();
         tokio::spawn(async move {
             loop {
-                bar.set_position(shared.done.load(Ordering::Relaxed));
+                let done = shared.done.load(Ordering::Relaxed);
+                let elapsed = start.elapsed();
+                let by_ops = done as f64 / ops.max(1) as f64;
+                let by_time = elapsed.as_secs_f64() / limit.as_secs_f64().max(1e-9);
+                bar.set_position((by_ops.max(by_time).min(1.0) * 1000.0) as u64);
+                bar.set_message(progress(done, ops, elapsed, limit));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut stats = Stats::new();
     for t in tasks {
-        hist.add(t.await.context("bench worker panicked")??)?;
+        let s = t.await.context("bench worker panicked")??;
+        stats.get.add(&s.get)?;
+        stats.put.add(&s.put)?;
     }
     let elapsed = start.elapsed();
     ticker.abort();
@@ -377,7 +480,7 @@ async fn run_phase(
         ops: shared.done.load(Ordering::Relaxed),
         errors: shared.errors.load(Ordering::Relaxed),
         elapsed,
-        hist,
+        stats,
     })
 }
 
@@ -433,21 +536,69 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             read_fraction: args.workload.read_fraction(),
             zipf: (args.distribution == Distribution::Zipfian).then(|| Zipf::new(args.keys)),
             keys: args.keys,
-            sequential: false,
+            sequential: args.fill == Fill::Sequential,
         };
         let r = run_phase(&addrs, &contexts, &args, plan, args.ops, "bench").await?;
         report(&args, &r)
     })
 }
 
+/// One op's figures for the report: rate, hits and misses, KB/s, latency.
+fn op_json(o: &OpStats, secs: f64, read: bool) -> serde_json::Value {
+    let ops = o.hist.len();
+    let mut v = json!({
+        "ops": ops,
+        "errors": o.errors,
+        "per_sec": ops as f64 / secs,
+        "kb_per_sec": o.bytes as f64 / 1024.0 / secs,
+        "latency_us": latency_json(&o.hist),
+    });
+    if read {
+        v["hits"] = json!(o.hits);
+        v["misses"] = json!(o.misses);
+    }
+    v
+}
+
+fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
+    let q = |p: f64| h.value_at_quantile(p);
+    json!({
+        "avg": (h.mean() * 10.0).round() / 10.0, "min": h.min(), "p50": q(0.5), "p90": q(0.9),
+        "p99": q(0.99), "p999": q(0.999), "max": h.max(),
+    })
+}
+
+/// The ops a workload issues: (name, figures, is a read).
+fn ops_of<'a>(args: &BenchArgs, s: &'a Stats) -> Vec<(&'static str, &'a OpStats, bool)> {
+    let f = args.workload.read_fraction();
+    let mut out = Vec::new();
+    if f > 0.0 {
+        out.push(("get", &s.get, true));
+    }
+    if f < 1.0 {
+        out.push(("put", &s.put, false));
+    }
+    out
+}
+
 fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     let ops_per_sec = r.ops as f64 / secs;
-    let q = |p: f64| r.hist.value_at_quantile(p);
+    let mut all = OpStats::new();
+    all.add(&r.stats.get)?;
+    all.add(&r.stats.put)?;
+    let ops = ops_of(args, &r.stats);
     if args.json {
+        // `ops`, `errors`, `ops_per_sec` and `latency_us` stay top-level: scripts/bench-*.sh
+        // read them. Per-op figures say `per_sec`, so a grep for "ops_per_sec" finds one.
+        let per_op: serde_json::Map<String, serde_json::Value> = ops
+            .iter()
+            .map(|(name, o, read)| (name.to_string(), op_json(o, secs, *read)))
+            .collect();
         let v = json!({
-            "workload": format!("{:?}", args.workload).to_lowercase(),
-            "distribution": format!("{:?}", args.distribution).to_lowercase(),
+            "workload": cli_name(&args.workload),
+            "distribution": cli_name(&args.distribution),
+            "fill": cli_name(&args.fill),
             "addr": args.addr,
             "connections": args.concurrency,
             "pipeline": args.pipeline,
@@ -457,31 +608,13 @@ fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
             "errors": r.errors,
             "elapsed_secs": secs,
             "ops_per_sec": ops_per_sec,
-            "latency_us": {
-                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": r.hist.max(),
-            },
+            "kb_per_sec": all.bytes as f64 / 1024.0 / secs,
+            "latency_us": latency_json(&all.hist),
+            "per_op": per_op,
         });
         println!("{v}");
     } else {
-        println!(
-            "{:?} x{} conns x{} pipeline, {} B values: {} ops in {:.2}s = {:.0} ops/s, {} errors",
-            args.workload,
-            args.concurrency,
-            args.pipeline,
-            args.value_size,
-            r.ops,
-            secs,
-            ops_per_sec,
-            r.errors
-        );
-        println!(
-            "latency us: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            r.hist.max()
-        );
+        print!("{}", table(args, r, secs, &ops, &all));
     }
     if r.errors > 0 && r.errors == r.ops {
         anyhow::bail!("every operation failed; is the node healthy?");
@@ -489,9 +622,94 @@ fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// memtier_benchmark-style summary: one line per op and a total, latency in microseconds.
+fn table(
+    args: &BenchArgs,
+    r: &RunResult,
+    secs: f64,
+    ops: &[(&str, &OpStats, bool)],
+    all: &OpStats,
+) -> String {
+    let mut out = format!(
+        "{} ({} keys, {}, {}), {} conns x {} pipeline, {} B values: {} ops in {:.2}s, {} errors\n",
+        cli_name(&args.workload),
+        args.keys,
+        cli_name(&args.distribution),
+        cli_name(&args.fill),
+        args.concurrency,
+        args.pipeline,
+        args.value_size,
+        r.ops,
+        secs,
+        r.errors
+    );
+    out.push_str(&format!(
+        "{:<6} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}\n",
+        "OP",
+        "OPS/S",
+        "HITS",
+        "MISSES",
+        "AVG",
+        "MIN",
+        "P50",
+        "P99",
+        "P99.9",
+        "MAX",
+        "ERRORS",
+        "KB/S"
+    ));
+    let line = |name: &str, o: &OpStats, read: bool| {
+        let h = &o.hist;
+        let (hits, misses) = if read {
+            (o.hits.to_string(), o.misses.to_string())
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        format!(
+            "{:<6} {:>10.0} {:>9} {:>9} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10.1}\n",
+            name,
+            h.len() as f64 / secs,
+            hits,
+            misses,
+            h.mean(),
+            h.min(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            o.errors,
+            o.bytes as f64 / 1024.0 / secs
+        )
+    };
+    for (name, o, read) in ops {
+        out.push_str(&line(&name.to_uppercase(), o, *read));
+    }
+    let any_read = ops.iter().any(|(_, _, read)| *read);
+    out.push_str(&line("TOTAL", all, any_read));
+    out.push_str("latency in microseconds; KB/S counts request and response frames\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_left_is_whichever_bound_comes_first() {
+        let limit = Duration::from_secs(10);
+        // 1000 of 100000 ops in 1 s: 99 s by ops, 9 s by --duration.
+        let p = progress(1000, 100_000, Duration::from_secs(1), limit);
+        assert!(p.ends_with(" 9s left"), "{p}");
+        // 5000 of 10000 in 1 s: 1 s by ops.
+        let p = progress(5000, 10_000, Duration::from_secs(1), limit);
+        assert!(p.ends_with(" 1s left"), "{p}");
+    }
+
+    #[test]
+    fn workload_names_are_as_typed() {
+        assert_eq!(cli_name(&Workload::YcsbA), "ycsb-a");
+        assert_eq!(cli_name(&Fill::Sequential), "sequential");
+    }
 
     #[test]
     fn zipf_stays_in_range_and_is_skewed() {

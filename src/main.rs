@@ -1,5 +1,6 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`), and the offline `repair-wal`.
+//! (`put`, `get`, `del`, `bench`, `admin`, `console`), `config check|print`, and the offline
+//! `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
 //! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
@@ -16,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod cli;
 mod config;
+mod config_cmd;
+mod config_layers;
 mod engine_bench;
 mod metrics;
 mod node;
@@ -102,6 +105,10 @@ enum Cmd {
     /// Run it when the node refuses to start with "WAL corruption": the error names the
     /// exact command. Exit 0 when done, 2 on error.
     RepairWal(repair_wal::RepairWalArgs),
+    /// Check the configuration (`check`) or print it with where each value came from
+    /// (`print`).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
     /// Interactive admin console (type `help`).
     Console {
         /// The node's admin address.
@@ -203,6 +210,7 @@ fn main() -> ExitCode {
             addr,
             json,
         } => cli::admin(&addr, &command, args, json),
+        Cmd::Config(cmd) => config_cmd::run(cmd).map(|()| cli::Outcome::Ok),
         Cmd::RepairWal(args) => repair_wal::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
     };

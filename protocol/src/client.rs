@@ -23,8 +23,10 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Not a `#[source]`: the message already shows the OS error, and an error chain
+    /// printer (anyhow's `{:#}`) would print it a second time.
     #[error("connection failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The server answered with an error; the request may or may not have been applied
     /// (see the code).
     #[error("{}: {}", .0.code, .0.msg)]
@@ -35,6 +37,12 @@ pub enum ClientError {
     Closed,
     #[error("no response within {0:?}")]
     Timeout(Duration),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
 }
 
 /// The result of a `get`: zero values (not found), one, or several concurrent siblings.
