@@ -4,6 +4,20 @@
 //! A writer task owns the socket's write half and a reader task its read half. Each call
 //! registers a one-shot slot under a fresh id, queues its frame on a bounded channel and waits.
 //! When the connection breaks every waiting call gets [`ClientError::Closed`].
+//!
+//! Calls made concurrently on one `Client` (or its clones) are **not ordered**: the node runs
+//! a connection's requests concurrently, so a `get` issued while a `put` of the same key is in
+//! flight may see the value before that put. To read your own write, await the put and pass
+//! its context as `after` (PROTOCOL.md §2, §4):
+//!
+//! ```no_run
+//! # async fn demo(client: troupe_protocol::Client) -> Result<(), troupe_protocol::ClientError> {
+//! let put = client.put_full(b"k", b"v2", None, None).await?;
+//! // Answers with a version that covers the put, never the value before it.
+//! let got = client.get_after(b"k", None, Some(put.context)).await?;
+//! assert!(got.values.iter().any(|v| v == b"v2"));
+//! # Ok(()) }
+//! ```
 
 use crate::admin::AdminRequest;
 use crate::codec::{FrameCodec, DEFAULT_MAX_FRAME_BYTES};
