@@ -372,6 +372,10 @@ async fn open(addr: &str) -> anyhow::Result<TcpStream> {
         if let Some(frame) = codec.decode(&mut buf)? {
             let resp = Response::decode(&frame)?;
             if let Some(e) = resp.err {
+                if let Some(hint) = crate::cli::admin_port_hint(addr, Duration::from_secs(5)).await
+                {
+                    anyhow::bail!(hint);
+                }
                 anyhow::bail!("{addr} refused hello: {}: {}", e.code, e.msg);
             }
             return Ok(stream);

@@ -45,29 +45,29 @@ async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?;
     match connected {
         Ok(client) => Ok(client),
-        // Something answered hello with an error: perhaps the admin port, which speaks the
-        // same framing but not hello. Ask it, and name the client port it reports.
-        Err(e @ (ClientError::Server(_) | ClientError::Protocol(_) | ClientError::Closed)) => {
-            if let Some(client_addr) = admin_port_client_addr(&args.addr, timeout).await {
-                anyhow::bail!(
-                    "{} is the admin port; the client port is --addr {client_addr} (or set TROUPE_ADDR)",
-                    args.addr
-                );
+        Err(e) => {
+            // Something answered hello with an error: perhaps the admin port, which speaks
+            // the same framing but not hello.
+            let answered = matches!(
+                e,
+                ClientError::Server(_) | ClientError::Protocol(_) | ClientError::Closed
+            );
+            if answered {
+                if let Some(hint) = admin_port_hint(&args.addr, timeout).await {
+                    anyhow::bail!(hint);
+                }
             }
             Err(anyhow::Error::new(e).context(format!(
-                "{} did not answer as a troupe node's client port",
+                "cannot reach a troupe node at {} (is it running? pass --addr or set TROUPE_ADDR)",
                 args.addr
             )))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!(
-            "cannot reach a troupe node at {} (is it running? pass --addr or set TROUPE_ADDR)",
-            args.addr
-        ))),
     }
 }
 
-/// The client address a node's admin port reports in `status`, if `addr` is an admin port.
-async fn admin_port_client_addr(addr: &str, timeout: Duration) -> Option<String> {
+/// When `addr` is a node's admin port, says so and names the client port it reports in
+/// `status`; `None` when it is not (or does not answer).
+pub async fn admin_port_hint(addr: &str, timeout: Duration) -> Option<String> {
     let probe = async {
         let client = Client::connect_raw(addr, Some(timeout)).await.ok()?;
         let frame = client.admin("status", vec![]).await.ok()?;
@@ -78,7 +78,9 @@ async fn admin_port_client_addr(addr: &str, timeout: Duration) -> Option<String>
             .get("client")?
             .as_str()?
             .to_string();
-        Some(client_addr)
+        Some(format!(
+            "{addr} is the admin port; the client port is --addr {client_addr} (or set TROUPE_ADDR)"
+        ))
     };
     tokio::time::timeout(timeout, probe).await.ok().flatten()
 }

@@ -381,12 +381,17 @@ mod tests {
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
         std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
-        assert!(Config::load(
+        let err = Config::load(
             None,
             env(&[("TROUPE__CLUSTER__R", "9")]),
-            &Overrides::default()
+            &Overrides::default(),
         )
-        .is_err());
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cluster.r from env TROUPE__CLUSTER__R"),
+            "names where the value came from: {err}"
+        );
     }
 
     #[test]

@@ -55,9 +55,10 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
         ConfigCmd::Print { config, json } => {
             let layered =
                 Layered::load(config.as_deref(), std::env::vars(), &Overrides::default())?;
-            layered.config()?;
+            // Printed even when the whole fails validation: where each value came from is
+            // what finds the bad one.
             print!("{}", render(&layered, json));
-            Ok(())
+            layered.config().map(|_| ())
         }
     }
 }

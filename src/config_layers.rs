@@ -86,31 +86,9 @@ impl Layered {
     /// Sets one entry after checking that the key exists and the value has its type.
     fn set(&mut self, origin: &str, key: &str, value: Value, source: Source) -> anyhow::Result<()> {
         if !self.entries.contains_key(key) {
-            let section = key.split('.').next().unwrap_or_default();
-            let known: Vec<&str> = self
-                .entries
-                .keys()
-                .filter_map(|k| k.strip_prefix(section)?.strip_prefix('.'))
-                .collect();
-            if known.is_empty() {
-                let sections: Vec<&str> = self
-                    .entries
-                    .keys()
-                    .filter_map(|k| k.split('.').next())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                bail!(
-                    "{origin}: unknown section {section:?}; the sections are {}",
-                    sections.join(", ")
-                );
-            }
-            bail!(
-                "{origin}: unknown key {key}; [{section}] has {}",
-                known.join(", ")
-            );
+            return Err(self.unknown_key(origin, key));
         }
-        let mut candidate = self.clone_entries();
+        let mut candidate = self.entries.clone();
         candidate.insert(key.to_string(), (value.clone(), source.clone()));
         if let Err(e) = serde_json::from_value::<Config>(nest(&candidate)) {
             bail!("{origin}: {key} = {value}: {}", explain(&e.to_string()));
@@ -119,15 +97,54 @@ impl Layered {
         Ok(())
     }
 
-    fn clone_entries(&self) -> BTreeMap<String, (Value, Source)> {
-        self.entries.clone()
+    /// "unknown key", with the keys (or sections) that do exist.
+    fn unknown_key(&self, origin: &str, key: &str) -> anyhow::Error {
+        let section = key.split('.').next().unwrap_or_default();
+        let known: Vec<&str> = self
+            .entries
+            .keys()
+            .filter_map(|k| k.strip_prefix(section)?.strip_prefix('.'))
+            .collect();
+        if known.is_empty() {
+            let sections: std::collections::BTreeSet<&str> = self
+                .entries
+                .keys()
+                .filter_map(|k| k.split('.').next())
+                .collect();
+            let sections: Vec<&str> = sections.into_iter().collect();
+            return anyhow::anyhow!(
+                "{origin}: unknown section {section:?}; the sections are {}",
+                sections.join(", ")
+            );
+        }
+        anyhow::anyhow!(
+            "{origin}: unknown key {key}; [{section}] has {}",
+            known.join(", ")
+        )
     }
 
     /// The effective configuration, validated.
     pub fn config(&self) -> anyhow::Result<Config> {
         let cfg: Config = serde_json::from_value(nest(&self.entries))
             .context("invalid configuration (check key names and value types)")?;
-        cfg.validate()?;
+        if let Err(e) = cfg.validate() {
+            // Name the layers that set the values the message is about.
+            let msg = e.to_string();
+            let set_by: Vec<String> = self
+                .entries
+                .iter()
+                .filter(|(k, (_, src))| {
+                    let section = k.split('.').next().unwrap_or_default();
+                    *src != Source::Default
+                        && (msg.contains(k.as_str()) || msg.starts_with(&format!("{section}:")))
+                })
+                .map(|(k, (_, src))| format!("{k} from {src}"))
+                .collect();
+            if set_by.is_empty() {
+                return Err(e);
+            }
+            bail!("{msg} (set: {})", set_by.join(", "));
+        }
         Ok(cfg)
     }
 }
@@ -202,16 +219,7 @@ fn env_key(var: &str, layered: &Layered) -> anyhow::Result<String> {
     };
     let key = format!("{}.{}", section.to_lowercase(), key.to_lowercase());
     if !layered.entries.contains_key(&key) {
-        // Reuse the unknown-key message, naming the variable.
-        let mut probe = Layered {
-            entries: layered.entries.clone(),
-        };
-        probe.set(
-            &format!("environment variable {var}"),
-            &key,
-            Value::Null,
-            Source::Env(var.to_string()),
-        )?;
+        return Err(layered.unknown_key(&format!("environment variable {var}"), &key));
     }
     Ok(key)
 }

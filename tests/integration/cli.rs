@@ -211,13 +211,20 @@ fn an_oversize_value_is_refused_with_the_frame_limit() {
 fn pointing_the_cli_at_the_admin_port_gets_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dir.path().join("d"), &[]);
-    let (code, _, err) = troupe(&["get", "x", "--addr", &node.admin], &[], None);
-    assert_eq!(code, 2);
-    assert!(
-        err.contains(&format!("{} is the admin port", node.admin))
-            && err.contains(&format!("--addr {}", node.client)),
-        "{err}"
-    );
+    for args in [
+        vec!["get", "x"],
+        vec!["bench", "--ops", "1", "--concurrency", "1"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--addr", &node.admin]);
+        let (code, _, err) = troupe(&args, &[], None);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&format!("{} is the admin port", node.admin))
+                && err.contains(&format!("--addr {}", node.client)),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// Issue 14: an OS error is printed once, not once per layer of the error chain.
