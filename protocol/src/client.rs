@@ -250,7 +250,8 @@ impl Client {
     }
 
     /// A get whose answer must cover `after` (a context from an earlier reply): read your
-    /// writes through any node.
+    /// writes through any node. Pass the context a [`Client::put_full`] returned: calls in
+    /// flight together are not ordered (see the module docs), `after` is what orders them.
     pub async fn get_after(
         &self,
         key: &[u8],
