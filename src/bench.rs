@@ -2,14 +2,15 @@
 //!
 //! `concurrency` connections (spread over the given addresses), each with `pipeline` requests
 //! in flight. Every run is bounded by `--ops` and by `--duration` (default cap 300 s), so it
-//! always stops by itself. Latency is recorded per request in microseconds (hdrhistogram).
+//! always stops by itself, and the progress line's time left is whichever bound comes first.
+//! Latency is recorded per request in microseconds (hdrhistogram), separately per op, so a
+//! mixed workload reports gets (with hits and misses) and puts each on its own line, as
+//! memtier_benchmark does.
 
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
-use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 use troupe_protocol::message::{encode_request, Request, Response, PROTOCOL_VERSION};
 use troupe_protocol::FrameCodec;
+
+mod report;
+use report::{progress, report, Stats};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
 pub enum Workload {
@@ -48,12 +52,29 @@ pub enum Distribution {
     Zipfian,
 }
 
+/// The order keys are chosen in.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum Fill {
+    /// Per --distribution.
+    Random,
+    /// key 0, 1, 2, ... (wrapping at --keys), like memtier's `--key-pattern S:S` or
+    /// db_bench's fillseq.
+    Sequential,
+}
+
+/// A value-enum's name as typed on the command line (`ycsb-a`, not `YcsbA`).
+fn cli_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Node client address, or a comma-separated list to spread connections over.
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    #[arg(long, env = "TROUPE_ADDR", default_value = "127.0.0.1:7400")]
     addr: String,
-    /// Operations to run in total.
+    /// Operations to run in total (or until --duration, whichever comes first).
     #[arg(long, default_value_t = 200_000)]
     ops: u64,
     /// Stop after this many seconds even if --ops are not done (default 300).
@@ -75,6 +96,9 @@ pub struct BenchArgs {
     workload: Workload,
     #[arg(long, value_enum, default_value = "uniform")]
     distribution: Distribution,
+    /// Key order: `random` (per --distribution) or `sequential` (key 0, 1, 2, ...).
+    #[arg(long, value_enum, default_value = "random")]
+    fill: Fill,
     /// Do not write every key once before a workload that reads.
     #[arg(long)]
     no_prefill: bool,
@@ -188,12 +212,12 @@ async fn conn_worker(
     value: Vec<u8>,
     seed: u64,
     pipeline: usize,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut codec = FrameCodec::default();
-    let mut inflight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(pipeline);
+    // id -> (sent at, key, is a read, request frame bytes)
+    let mut inflight: HashMap<u64, (Instant, u64, bool, usize)> = HashMap::with_capacity(pipeline);
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
@@ -204,14 +228,14 @@ async fn conn_worker(
                 break;
             }
             let k = if plan.sequential {
-                n
+                n % plan.keys
             } else {
                 match &plan.zipf {
                     Some(z) => z.sample(rng.random::<f64>()),
                     None => rng.random_range(0..plan.keys),
                 }
             };
-            let read = !plan.sequential && rng.random::<f64>() < plan.read_fraction;
+            let read = rng.random::<f64>() < plan.read_fraction;
             let req = if read {
                 Request::Get {
                     key: key(k),
@@ -228,11 +252,13 @@ async fn conn_worker(
             };
             let id = next_id;
             next_id += 1;
-            codec.encode(Bytes::from(encode_request(id, &req)), &mut wbuf)?;
-            inflight.insert(id, (Instant::now(), k));
+            let body = encode_request(id, &req);
+            let sent = body.len();
+            codec.encode(Bytes::from(body), &mut wbuf)?;
+            inflight.insert(id, (Instant::now(), k, read, sent));
         }
         if inflight.is_empty() {
-            return Ok(hist);
+            return Ok(stats);
         }
         if !wbuf.is_empty() {
             stream.write_all(&wbuf).await?;
@@ -243,19 +269,30 @@ async fn conn_worker(
         loop {
             while let Some(frame) = codec.decode(&mut rbuf)? {
                 let resp = Response::decode(&frame)?;
-                let Some((start, k)) = inflight.remove(&resp.id) else {
+                let Some((start, k, read, sent)) = inflight.remove(&resp.id) else {
                     anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
                 };
-                let _ = hist.record((start.elapsed().as_micros() as u64).max(1));
-                if let Some(ctx) = resp.ok.and_then(|ok| ok.context) {
-                    if !ctx.is_empty() {
+                let op = if read { &mut stats.get } else { &mut stats.put };
+                let _ = op.hist.record((start.elapsed().as_micros() as u64).max(1));
+                op.bytes += (sent + frame.len()) as u64;
+                if resp.err.is_some() {
+                    op.errors += 1;
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(ok) = resp.ok {
+                    if read {
+                        let found = ok.values.as_ref().is_some_and(|v| !v.is_empty());
+                        if found {
+                            op.hits += 1;
+                        } else {
+                            op.misses += 1;
+                        }
+                    }
+                    if let Some(ctx) = ok.context.filter(|c| !c.is_empty()) {
                         shared.remember(k, ctx.into_vec());
                     }
                 }
                 shared.done.fetch_add(1, Ordering::Relaxed);
-                if resp.err.is_some() {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                }
                 got += 1;
             }
             if got > 0 {
@@ -288,6 +325,10 @@ async fn open(addr: &str) -> anyhow::Result<TcpStream> {
         if let Some(frame) = codec.decode(&mut buf)? {
             let resp = Response::decode(&frame)?;
             if let Some(e) = resp.err {
+                if let Some(hint) = crate::cli::admin_port_hint(addr, Duration::from_secs(5)).await
+                {
+                    anyhow::bail!(hint);
+                }
                 anyhow::bail!("{addr} refused hello: {}: {}", e.code, e.msg);
             }
             return Ok(stream);
@@ -302,7 +343,7 @@ struct RunResult {
     ops: u64,
     errors: u64,
     elapsed: Duration,
-    hist: Histogram<u64>,
+    stats: Stats,
 }
 
 async fn run_phase(
@@ -323,19 +364,18 @@ async fn run_phase(
         contexts: contexts.clone(),
     });
     let plan = Arc::new(plan);
+    // The bar measures permille of the run, by ops or by time, whichever is further along.
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(ops)
+        indicatif::ProgressBar::new(1000)
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:40}] {msg}")
+            .expect("valid progress template")
+            .progress_chars("=> "),
     );
-    bar.set_message(label.to_string());
+    bar.set_prefix(label.to_string());
     let mut streams = Vec::new();
     for c in 0..args.concurrency {
         streams.push(open(addrs[c % addrs.len()]).await?);
@@ -360,15 +400,21 @@ async fn run_phase(
         let bar = bar.clone();
         tokio::spawn(async move {
             loop {
-                bar.set_position(shared.done.load(Ordering::Relaxed));
+                let done = shared.done.load(Ordering::Relaxed);
+                let elapsed = start.elapsed();
+                let by_ops = done as f64 / ops.max(1) as f64;
+                let by_time = elapsed.as_secs_f64() / limit.as_secs_f64().max(1e-9);
+                bar.set_position((by_ops.max(by_time).min(1.0) * 1000.0) as u64);
+                bar.set_message(progress(done, ops, elapsed, limit));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut stats = Stats::new();
     for t in tasks {
-        hist.add(t.await.context("bench worker panicked")??)?;
+        let s = t.await.context("bench worker panicked")??;
+        stats.get.add(&s.get)?;
+        stats.put.add(&s.put)?;
     }
     let elapsed = start.elapsed();
     ticker.abort();
@@ -377,7 +423,7 @@ async fn run_phase(
         ops: shared.done.load(Ordering::Relaxed),
         errors: shared.errors.load(Ordering::Relaxed),
         elapsed,
-        hist,
+        stats,
     })
 }
 
@@ -433,65 +479,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             read_fraction: args.workload.read_fraction(),
             zipf: (args.distribution == Distribution::Zipfian).then(|| Zipf::new(args.keys)),
             keys: args.keys,
-            sequential: false,
+            sequential: args.fill == Fill::Sequential,
         };
         let r = run_phase(&addrs, &contexts, &args, plan, args.ops, "bench").await?;
         report(&args, &r)
     })
 }
 
-fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
-    let secs = r.elapsed.as_secs_f64().max(1e-9);
-    let ops_per_sec = r.ops as f64 / secs;
-    let q = |p: f64| r.hist.value_at_quantile(p);
-    if args.json {
-        let v = json!({
-            "workload": format!("{:?}", args.workload).to_lowercase(),
-            "distribution": format!("{:?}", args.distribution).to_lowercase(),
-            "addr": args.addr,
-            "connections": args.concurrency,
-            "pipeline": args.pipeline,
-            "value_size": args.value_size,
-            "keys": args.keys,
-            "ops": r.ops,
-            "errors": r.errors,
-            "elapsed_secs": secs,
-            "ops_per_sec": ops_per_sec,
-            "latency_us": {
-                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": r.hist.max(),
-            },
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "{:?} x{} conns x{} pipeline, {} B values: {} ops in {:.2}s = {:.0} ops/s, {} errors",
-            args.workload,
-            args.concurrency,
-            args.pipeline,
-            args.value_size,
-            r.ops,
-            secs,
-            ops_per_sec,
-            r.errors
-        );
-        println!(
-            "latency us: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            r.hist.max()
-        );
-    }
-    if r.errors > 0 && r.errors == r.ops {
-        anyhow::bail!("every operation failed; is the node healthy?");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_left_is_whichever_bound_comes_first() {
+        let limit = Duration::from_secs(10);
+        // 1000 of 100000 ops in 1 s: 99 s by ops, 9 s by --duration.
+        let p = progress(1000, 100_000, Duration::from_secs(1), limit);
+        assert!(p.ends_with(" 9s left"), "{p}");
+        // 5000 of 10000 in 1 s: 1 s by ops.
+        let p = progress(5000, 10_000, Duration::from_secs(1), limit);
+        assert!(p.ends_with(" 1s left"), "{p}");
+    }
+
+    #[test]
+    fn workload_names_are_as_typed() {
+        assert_eq!(cli_name(&Workload::YcsbA), "ycsb-a");
+        assert_eq!(cli_name(&Fill::Sequential), "sequential");
+    }
 
     #[test]
     fn zipf_stays_in_range_and_is_skewed() {

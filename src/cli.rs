@@ -4,8 +4,10 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;
+use troupe_actors::connection::MAX_KEY_BYTES;
 use troupe_protocol::admin::AdminResponse;
-use troupe_protocol::{Client, Quorum};
+use troupe_protocol::message::{encode_request, Request};
+use troupe_protocol::{Client, ClientError, Quorum, DEFAULT_MAX_FRAME_BYTES};
 
 /// How a command ended, when it did not fail.
 pub enum Outcome {
@@ -16,7 +18,7 @@ pub enum Outcome {
 #[derive(clap::Args)]
 pub struct ConnArgs {
     /// The node's client address.
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    #[arg(long, env = "TROUPE_ADDR", default_value = "127.0.0.1:7400")]
     pub addr: String,
     /// Print the result as JSON.
     #[arg(long)]
@@ -35,18 +37,78 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     let timeout = Duration::from_secs(args.timeout);
-    tokio::time::timeout(
+    let connected = tokio::time::timeout(
         timeout,
         Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?
-    .with_context(|| {
-        format!(
-            "cannot reach a troupe node at {} (is it running? pass --addr)",
-            args.addr
-        )
-    })
+    .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?;
+    match connected {
+        Ok(client) => Ok(client),
+        Err(e) => {
+            // Something answered hello with an error: perhaps the admin port, which speaks
+            // the same framing but not hello.
+            let answered = matches!(
+                e,
+                ClientError::Server(_) | ClientError::Protocol(_) | ClientError::Closed
+            );
+            if answered {
+                if let Some(hint) = admin_port_hint(&args.addr, timeout).await {
+                    anyhow::bail!(hint);
+                }
+            }
+            Err(anyhow::Error::new(e).context(format!(
+                "cannot reach a troupe node at {} (is it running? pass --addr or set TROUPE_ADDR)",
+                args.addr
+            )))
+        }
+    }
+}
+
+/// When `addr` is a node's admin port, says so and names the client port it reports in
+/// `status`; `None` when it is not (or does not answer).
+pub async fn admin_port_hint(addr: &str, timeout: Duration) -> Option<String> {
+    let probe = async {
+        let client = Client::connect_raw(addr, Some(timeout)).await.ok()?;
+        let frame = client.admin("status", vec![]).await.ok()?;
+        let resp: AdminResponse<Value> = rmp_serde::from_slice(&frame).ok()?;
+        let client_addr = resp
+            .ok?
+            .get("addresses")?
+            .get("client")?
+            .as_str()?
+            .to_string();
+        Some(format!(
+            "{addr} is the admin port; the client port is --addr {client_addr} (or set TROUPE_ADDR)"
+        ))
+    };
+    tokio::time::timeout(timeout, probe).await.ok().flatten()
+}
+
+/// Refuses a request the node could not take, before sending it: a frame over the
+/// protocol's limit (the node would drop the connection), or a key over the key limit.
+fn check_request(req: &Request) -> anyhow::Result<()> {
+    let key_len = match req {
+        Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => {
+            key.len()
+        }
+        _ => 0,
+    };
+    if key_len > MAX_KEY_BYTES {
+        anyhow::bail!("the key is {key_len} bytes; keys are limited to {MAX_KEY_BYTES} bytes");
+    }
+    let frame = encode_request(1, req).len();
+    if frame > DEFAULT_MAX_FRAME_BYTES {
+        let value = match req {
+            Request::Put { value, .. } => format!(" (value {} bytes)", value.len()),
+            _ => String::new(),
+        };
+        anyhow::bail!(
+            "the request is {frame} bytes{value}, over the protocol's frame limit of {DEFAULT_MAX_FRAME_BYTES} bytes ({} MiB); store large values in pieces",
+            DEFAULT_MAX_FRAME_BYTES / (1024 * 1024)
+        );
+    }
+    Ok(())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -101,6 +163,13 @@ pub fn put(
             buf
         }
     };
+    // A copy of the value for the size check: the CLI sends one request, so simple wins.
+    check_request(&Request::Put {
+        key: key.as_bytes().to_vec(),
+        value: value.clone(),
+        context: context.clone(),
+        w,
+    })?;
     runtime()?.block_on(async {
         let client = connect(args).await?;
         let put = client.put_full(key.as_bytes(), &value, context, w).await?;
@@ -149,6 +218,11 @@ pub fn get(
 ) -> anyhow::Result<Outcome> {
     let after = after.map(|c| unhex("--after", c)).transpose()?;
     let r = quorum("--r", r)?;
+    check_request(&Request::Get {
+        key: key.as_bytes().to_vec(),
+        r: None,
+        after: None,
+    })?;
     runtime()?.block_on(async {
         let client = connect(args).await?;
         let got = client.get_after(key.as_bytes(), r, after).await?;
@@ -179,6 +253,11 @@ pub fn del(
 ) -> anyhow::Result<Outcome> {
     let context = context.map(|c| unhex("--context", c)).transpose()?;
     let w = quorum("--w", w)?;
+    check_request(&Request::Delete {
+        key: key.as_bytes().to_vec(),
+        context: None,
+        w: None,
+    })?;
     runtime()?.block_on(async {
         let client = connect(args).await?;
         // A delete removes the versions its context names: without one, delete what a

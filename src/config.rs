@@ -1,9 +1,10 @@
-//! Node configuration: defaults < TOML file < `TROUPE__SECTION__KEY` environment < flags.
+//! Node configuration: defaults < TOML file < `TROUPE__SECTION__KEY` environment < flags
+//! (the layering and its provenance live in [`crate::config_layers`]).
 //!
 //! Unknown keys are errors (a typo in a config file should not be silently ignored), and every
 //! value is checked by [`Config::validate`] before the node starts.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -237,65 +238,14 @@ pub struct Overrides {
 
 impl Config {
     /// Loads the layered configuration. `env` is the environment to read (for tests).
+    /// Each layer's values are checked as they land (see [`crate::config_layers`]), so an
+    /// error names the file or the environment variable that set the bad value.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
-        let defaults =
-            config::Config::try_from(&Config::default()).context("BUG: defaults must serialize")?;
-        let mut builder = config::Config::builder().add_source(defaults);
-        if let Some(path) = file {
-            if !path.exists() {
-                bail!("config file {} does not exist", path.display());
-            }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("TROUPE__"))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("TROUPE")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("net.seeds")
-                .source(Some(env)),
-        );
-        let mut set = |key: &str, v: Option<String>| -> anyhow::Result<()> {
-            if let Some(v) = v {
-                builder = std::mem::take(&mut builder).set_override(key, v)?;
-            }
-            Ok(())
-        };
-        set("node.id", flags.node_id.clone())?;
-        set(
-            "node.data_dir",
-            flags.data_dir.as_ref().map(|p| p.display().to_string()),
-        )?;
-        set("net.listen", flags.listen.clone())?;
-        set("net.peer_listen", flags.peer_listen.clone())?;
-        set("net.admin_listen", flags.admin_listen.clone())?;
-        set("net.metrics_listen", flags.metrics_listen.clone())?;
-        set(
-            "storage.durability",
-            flags.durability.map(|d| match d {
-                DurabilityMode::Sync => "sync".to_string(),
-                DurabilityMode::Relaxed => "relaxed".to_string(),
-            }),
-        )?;
-        if let Some(seeds) = &flags.seeds {
-            builder = builder.set_override("net.seeds", seeds.clone())?;
-        }
-        let cfg: Config = builder
-            .build()
-            .context("reading configuration")?
-            .try_deserialize()
-            .context("invalid configuration (check key names and value types)")?;
-        cfg.validate()?;
-        Ok(cfg)
+        crate::config_layers::Layered::load(file, env, flags)?.config()
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -431,11 +381,84 @@ mod tests {
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
         std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
-        assert!(Config::load(
+        let err = Config::load(
             None,
             env(&[("TROUPE__CLUSTER__R", "9")]),
-            &Overrides::default()
+            &Overrides::default(),
         )
-        .is_err());
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cluster.r from env TROUPE__CLUSTER__R"),
+            "names where the value came from: {err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable_and_the_valid_values() {
+        let err = Config::load(
+            None,
+            env(&[("TROUPE__STORAGE__DURABILITY", "sometimes")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TROUPE__STORAGE__DURABILITY")
+                && err.contains("`sync`")
+                && err.contains("`relaxed`"),
+            "{err}"
+        );
+        let err = Config::load(
+            None,
+            env(&[("TROUPE__STORAGE__MEMTABLE_BYTES", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TROUPE__STORAGE__MEMTABLE_BYTES") && err.contains("whole number"),
+            "{err}"
+        );
+        let err = Config::load(
+            None,
+            env(&[("TROUPE__STORAGE__MEMTABLE_BYTE", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TROUPE__STORAGE__MEMTABLE_BYTE") && err.contains("memtable_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_value_records_the_layer_that_set_it() {
+        use crate::config_layers::{Layered, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("troupe.toml");
+        std::fs::write(
+            &file,
+            "[net]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:5\"\n",
+        )
+        .unwrap();
+        let l = Layered::load(
+            Some(&file),
+            env(&[("TROUPE__NET__LISTEN", "127.0.0.1:2")]),
+            &Overrides {
+                admin_listen: Some("127.0.0.1:6".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let src = |k: &str| l.entries[k].1.clone();
+        assert_eq!(src("net.listen"), Source::Env("TROUPE__NET__LISTEN".into()));
+        assert_eq!(src("net.admin_listen"), Source::Flag("--admin-listen"));
+        assert_eq!(src("storage.durability"), Source::Default);
+        std::fs::write(&file, "[net]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let l = Layered::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(l.entries["net.listen"].1, Source::File(file.clone()));
+        assert_eq!(l.config().unwrap().net.listen, "127.0.0.1:1");
     }
 }

@@ -1,5 +1,6 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`), and the offline `repair-wal`.
+//! (`put`, `get`, `del`, `bench`, `admin`, `console`), `config check|print`, and the offline
+//! `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
 //! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
@@ -16,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod cli;
 mod config;
+mod config_cmd;
+mod config_layers;
 mod engine_bench;
 mod metrics;
 mod node;
@@ -102,6 +105,10 @@ enum Cmd {
     /// Run it when the node refuses to start with "WAL corruption": the error names the
     /// exact command. Exit 0 when done, 2 on error.
     RepairWal(repair_wal::RepairWalArgs),
+    /// Check the configuration (`check`) or print it with where each value came from
+    /// (`print`).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
     /// Interactive admin console (type `help`).
     Console {
         /// The node's admin address.
@@ -203,6 +210,7 @@ fn main() -> ExitCode {
             addr,
             json,
         } => cli::admin(&addr, &command, args, json),
+        Cmd::Config(cmd) => config_cmd::run(cmd).map(|()| cli::Outcome::Ok),
         Cmd::RepairWal(args) => repair_wal::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
     };
@@ -210,8 +218,64 @@ fn main() -> ExitCode {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
         Ok(cli::Outcome::NotFound) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes on one line, like anyhow's `{:#}`, but a cause whose text the
+/// message before it already shows is left out: many errors print their source inside
+/// their own message ("cannot open the tables: {0}"), and the chain would repeat it
+/// ("... Permission denied (os error 13): Permission denied (os error 13)").
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !last.is_empty() && last.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+        last = msg;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Shows its source in its own message and also returns it as `source()`, as a
+    /// thiserror `#[error("...: {0}")] X(#[from] io::Error)` does.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot open the tables: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_shown_in_its_parent_message_is_not_repeated() {
+        let os = std::io::Error::from_raw_os_error(13);
+        let e = anyhow::Error::new(Wrapper(os)).context("starting the node");
+        let text = super::error_text(&e);
+        assert_eq!(text.matches("os error 13").count(), 1, "{text}");
+        assert!(
+            text.starts_with("starting the node: cannot open the tables: "),
+            "{text}"
+        );
+        // Causes that add something are all kept.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(super::error_text(&e), "outer: middle: inner");
     }
 }

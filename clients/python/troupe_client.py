@@ -7,9 +7,16 @@ Depends only on the `msgpack` package from PyPI.
     values, context = c.get(b"k")
     c.delete(b"k", context)
 
-Pipelining: `c.pipeline([("put", {"key": b"a", "value": b"1"}), ("get", {"key": b"a"})])`
+Pipelining: `c.pipeline([("put", {"key": b"a", "value": b"1"}), ("get", {"key": b"b"})])`
 sends every request before reading any response and returns the results in request order,
 matching responses (which may arrive out of order) by id.
+
+Pipelined requests are NOT ordered: the node runs them concurrently, so a get pipelined
+behind a put of the same key may be answered first, with the value from before the put.
+For read-your-writes, wait for the put and pass its context as `after`:
+
+    ctx = c.put(b"k", b"v2")
+    values, _ = c.get(b"k", after=ctx)   # a version covering the put: never the old value
 """
 
 import socket
@@ -98,7 +105,10 @@ class TroupeClient:
     def pipeline(self, requests):
         """Sends every (op, fields) request, then collects results in request order.
 
-        Each result is the `ok` map, or a TroupeError instance (not raised)."""
+        Each result is the `ok` map, or a TroupeError instance (not raised). The node runs
+        the requests concurrently, in no set order: a get of a key put earlier in the same
+        pipeline may see the old value (pipeline independent requests; to read a write
+        back, use `get(key, after=put_context)` once the put has answered)."""
         ids = [self._issue(op, fields) for op, fields in requests]
         results = []
         for req_id in ids:
@@ -114,8 +124,9 @@ class TroupeClient:
     def get(self, key, r=None, after=None):
         """Returns (values, context): values is empty when the key is not found and holds
         several concurrent siblings when writes conflicted; pass context back on the next
-        put or delete to replace them. `after`: a context the answer must cover (read your
-        writes through any node)."""
+        put or delete to replace them. `after`: a context the answer must cover, e.g. the
+        one `put` returned: the answer is then a version that includes that write (read
+        your writes through any node, whatever else is in flight)."""
         fields = {"key": _bin(key)}
         if r is not None:
             fields["r"] = r

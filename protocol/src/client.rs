@@ -4,6 +4,20 @@
 //! A writer task owns the socket's write half and a reader task its read half. Each call
 //! registers a one-shot slot under a fresh id, queues its frame on a bounded channel and waits.
 //! When the connection breaks every waiting call gets [`ClientError::Closed`].
+//!
+//! Calls made concurrently on one `Client` (or its clones) are **not ordered**: the node runs
+//! a connection's requests concurrently, so a `get` issued while a `put` of the same key is in
+//! flight may see the value before that put. To read your own write, await the put and pass
+//! its context as `after` (PROTOCOL.md §2, §4):
+//!
+//! ```no_run
+//! # async fn demo(client: troupe_protocol::Client) -> Result<(), troupe_protocol::ClientError> {
+//! let put = client.put_full(b"k", b"v2", None, None).await?;
+//! // Answers with a version that covers the put, never the value before it.
+//! let got = client.get_after(b"k", None, Some(put.context)).await?;
+//! assert!(got.values.iter().any(|v| v == b"v2"));
+//! # Ok(()) }
+//! ```
 
 use crate::admin::AdminRequest;
 use crate::codec::{FrameCodec, DEFAULT_MAX_FRAME_BYTES};
@@ -23,8 +37,10 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Not a `#[source]`: the message already shows the OS error, and an error chain
+    /// printer (anyhow's `{:#}`) would print it a second time.
     #[error("connection failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The server answered with an error; the request may or may not have been applied
     /// (see the code).
     #[error("{}: {}", .0.code, .0.msg)]
@@ -35,6 +51,12 @@ pub enum ClientError {
     Closed,
     #[error("no response within {0:?}")]
     Timeout(Duration),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
 }
 
 /// The result of a `get`: zero values (not found), one, or several concurrent siblings.
@@ -228,7 +250,8 @@ impl Client {
     }
 
     /// A get whose answer must cover `after` (a context from an earlier reply): read your
-    /// writes through any node.
+    /// writes through any node. Pass the context a [`Client::put_full`] returned: calls in
+    /// flight together are not ordered (see the module docs), `after` is what orders them.
     pub async fn get_after(
         &self,
         key: &[u8],

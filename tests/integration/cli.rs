@@ -157,3 +157,258 @@ fn put_prints_the_siblings_its_context_covers() {
     assert!(v.get("values").is_none(), "one version: no values: {out}");
     assert_eq!(node.cli(&["get", "sib"]).1, "merged");
 }
+
+fn troupe(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(crate::harness::BIN);
+    cmd.args(args)
+        .env_remove("TROUPE_ADDR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("running troupe");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let data = stdin.unwrap_or_default().to_vec();
+    // Written from a thread: a CLI that refuses early stops reading, and stdout must drain.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("troupe exits");
+    writer.join().expect("stdin writer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 14: a value over the frame limit is refused before it is sent, with the limit.
+#[test]
+fn an_oversize_value_is_refused_with_the_frame_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let big = vec![b'x'; troupe_protocol::DEFAULT_MAX_FRAME_BYTES + 1];
+    let (code, _, err) = troupe(&["put", "big", "--addr", &node.client], &[], Some(&big));
+    assert_eq!(code, 2, "{err}");
+    let limit = troupe_protocol::DEFAULT_MAX_FRAME_BYTES.to_string();
+    assert!(err.contains(&limit) && err.contains("frame"), "{err}");
+    // Refused before sending: the same answer with no node listening at all.
+    let nowhere = format!("127.0.0.1:{}", crate::harness::free_port());
+    let (code, _, err) = troupe(&["put", "big", "--addr", &nowhere], &[], Some(&big));
+    assert_eq!(code, 2);
+    assert!(err.contains(&limit), "{err}");
+    assert_eq!(node.cli(&["get", "big"]).0, 1, "nothing was stored");
+    // A value that fits still goes through.
+    let (code, _, err) = troupe(&["put", "small", "--addr", &node.client], &[], Some(b"ok"));
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Issue 14: the CLI pointed at the admin port says so and names the client port.
+#[test]
+fn pointing_the_cli_at_the_admin_port_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    for args in [
+        vec!["get", "x"],
+        vec!["bench", "--ops", "1", "--concurrency", "1"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--addr", &node.admin]);
+        let (code, _, err) = troupe(&args, &[], None);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&format!("{} is the admin port", node.admin))
+                && err.contains(&format!("--addr {}", node.client)),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Issue 14: an OS error is printed once, not once per layer of the error chain.
+#[test]
+fn os_errors_are_not_doubled() {
+    let nowhere = format!("127.0.0.1:{}", crate::harness::free_port());
+    for args in [
+        vec!["get", "x"],
+        vec!["put", "x", "v"],
+        vec!["del", "x"],
+        vec!["bench", "--ops", "1", "--concurrency", "1"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--addr", &nowhere]);
+        let (code, _, err) = troupe(&args, &[], None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.matches("os error").count(), 1, "{args:?}: {err}");
+    }
+}
+
+/// Issue 14: `TROUPE_ADDR` is the default `--addr`.
+#[test]
+fn troupe_addr_is_the_default_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let env = [("TROUPE_ADDR", node.client.as_str())];
+    let (code, _, err) = troupe(&["put", "k", "from-env"], &env, None);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = troupe(&["get", "k"], &env, None);
+    assert_eq!((code, out.as_str()), (0, "from-env"));
+}
+
+/// Issue 14: `config check` validates a file and names the problem; exit 2 when bad.
+#[test]
+fn config_check_names_the_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, "[storage]\ndurability = \"relaxed\"\n").unwrap();
+    let (code, out, err) = troupe(&["config", "check", "--config", f], &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
+    let (code, _, err) = troupe(&["config", "check", "--config", f], &[], None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("storage.durability") && err.contains("relaxed") && err.contains(f),
+        "{err}"
+    );
+    std::fs::write(&file, "[storage]\nmemtable_byte = 1\n").unwrap();
+    let (code, _, err) = troupe(&["config", "check", "--config", f], &[], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("storage.memtable_byte"), "{err}");
+}
+
+/// Issue 14: a bad environment value names the variable and the valid values.
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let env = [("TROUPE__STORAGE__DURABILITY", "sometimes")];
+    let (code, _, err) = troupe(&["config", "check"], &env, None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("TROUPE__STORAGE__DURABILITY")
+            && err.contains("sync")
+            && err.contains("relaxed"),
+        "{err}"
+    );
+    let env = [("TROUPE__STORAGE__NO_SUCH_KEY", "1")];
+    let (code, _, err) = troupe(&["config", "check"], &env, None);
+    assert_eq!(code, 2);
+    assert!(err.contains("TROUPE__STORAGE__NO_SUCH_KEY"), "{err}");
+}
+
+/// Issue 14: `config print` shows the effective value and the layer that set it.
+#[test]
+fn config_print_shows_where_each_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, "[net]\nlisten = \"127.0.0.1:9\"\n").unwrap();
+    let env = [("TROUPE__STORAGE__MEMTABLE_BYTES", "1048576")];
+    let (code, out, err) = troupe(&["config", "print", "--config", f], &env, None);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("storage.memtable_bytes"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("1048576") && line.contains("TROUPE__STORAGE__MEMTABLE_BYTES"),
+        "{line}"
+    );
+    let (code, out, err) = troupe(&["config", "print", "--json", "--config", f], &env, None);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keys = &v["keys"];
+    assert_eq!(keys["storage.memtable_bytes"]["value"], 1048576, "{out}");
+    assert_eq!(
+        keys["storage.memtable_bytes"]["source"],
+        "env TROUPE__STORAGE__MEMTABLE_BYTES"
+    );
+    assert_eq!(keys["net.listen"]["value"], "127.0.0.1:9");
+    assert_eq!(keys["net.listen"]["source"], format!("file {f}"));
+    assert_eq!(keys["storage.durability"]["source"], "default");
+}
+
+/// Issue 14: a mixed workload reports each op on its own (latency, hits and misses), and
+/// the workload by the name typed; the fields the bench scripts read stay at the top.
+#[test]
+fn bench_reports_each_op_of_a_mixed_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let common = [
+        "--ops",
+        "400",
+        "--keys",
+        "100",
+        "--concurrency",
+        "2",
+        "--addr",
+        &node.client,
+    ];
+    let mut args = vec!["bench", "--workload", "ycsb-a", "--json"];
+    args.extend(common);
+    let (code, out, err) = troupe(&args, &[], None);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workload"], "ycsb-a");
+    for top in ["ops_per_sec", "ops", "errors"] {
+        assert!(v[top].is_number(), "{top}: {out}");
+    }
+    assert!(v["latency_us"]["p50"].is_number() && v["latency_us"]["p99"].is_number());
+    let get = &v["per_op"]["get"];
+    let put = &v["per_op"]["put"];
+    for (op, s) in [("get", get), ("put", put)] {
+        for f in ["avg", "min", "p50", "p99", "p999", "max"] {
+            assert!(s["latency_us"][f].is_number(), "{op} {f}: {out}");
+        }
+        assert!(s["kb_per_sec"].is_number(), "{op}: {out}");
+    }
+    let gets = get["ops"].as_u64().unwrap();
+    assert_eq!(
+        get["hits"].as_u64().unwrap()
+            + get["misses"].as_u64().unwrap()
+            + get["errors"].as_u64().unwrap(),
+        gets
+    );
+    assert_eq!(
+        gets + put["ops"].as_u64().unwrap(),
+        v["ops"].as_u64().unwrap()
+    );
+    assert_eq!(get["misses"], 0, "every key was prefilled: {out}");
+
+    let mut args = vec!["bench", "--workload", "ycsb-a"];
+    args.extend(common);
+    let (code, out, err) = troupe(&args, &[], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("GET")) && out.lines().any(|l| l.starts_with("PUT")),
+        "{out}"
+    );
+}
+
+/// Issue 14: `--fill sequential` writes keys in order.
+#[test]
+fn bench_fills_keys_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let args = [
+        "bench",
+        "--workload",
+        "put",
+        "--fill",
+        "sequential",
+        "--ops",
+        "50",
+        "--keys",
+        "1000",
+        "--concurrency",
+        "2",
+        "--json",
+        "--addr",
+        &node.client,
+    ];
+    let (code, _, err) = troupe(&args, &[], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(node.cli(&["get", "key000000000049"]).0, 0);
+    assert_eq!(node.cli(&["get", "key000000000050"]).0, 1);
+}
