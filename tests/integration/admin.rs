@@ -101,7 +101,10 @@ fn human_output_is_tables_with_readable_bytes_and_durations() {
     let (code, out, _) = node.cli(&["admin", "status"]);
     assert_eq!(code, 0);
     // uptime as a duration ("3s"), not a bare number of seconds.
-    let uptime = out.lines().find(|l| l.contains("uptime")).unwrap_or_default();
+    let uptime = out
+        .lines()
+        .find(|l| l.contains("uptime"))
+        .unwrap_or_default();
     assert!(uptime.trim_end().ends_with('s'), "{out}");
     let (code, out, _) = node.cli(&["admin", "stats"]);
     assert_eq!(code, 0);
@@ -146,7 +149,11 @@ fn destructive_commands_need_yes_and_fault_needs_the_node_flag() {
     assert!(err.contains("--yes"), "{err}");
     let (code, out, _) = node.cli(&["admin", "members", "--json"]);
     assert_eq!(code, 0);
-    assert_eq!(json(&out)["members"][0]["status"], "alive", "not left: {out}");
+    assert_eq!(
+        json(&out)["members"][0]["status"],
+        "alive",
+        "not left: {out}"
+    );
 
     let (code, _, err) = node.cli(&["admin", "fault", "drop", "all", "--yes"]);
     assert_eq!(code, 2);

@@ -32,7 +32,8 @@ impl Console {
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both fds were just returned by openpty and are owned by nobody else.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let mut cmd = Command::new(BIN);
         cmd.args(["console", "--addr", addr])
             .env("HOME", home)
@@ -95,18 +96,24 @@ fn pasted_lines_all_run() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dir.path().join("d"), &[]);
     let mut console = Console::start(&node.admin, dir.path());
-    console.expect("the greeting", |s| s.contains("connected to node test-node"));
+    console.expect("the greeting", |s| {
+        s.contains("connected to node test-node")
+    });
 
     // Typed ahead / pasted without bracketed-paste markers: four lines in one write.
     console.send("status\nactors\nmembers\nhelp sync\n");
-    let out = console.expect("the answer to the fourth line", |s| s.contains("usage: sync"));
+    let out = console.expect("the answer to the fourth line", |s| {
+        s.contains("usage: sync")
+    });
     assert!(out.contains("node_id"), "{out}");
     assert!(out.contains("memtable"), "{out}");
     assert!(out.contains("alive"), "{out}");
 
     // A bracketed paste (what a terminal sends for a multi-line paste).
     console.send("\x1b[200~ring\nhelp gc\x1b[201~\n");
-    let out = console.expect("the answer to the pasted second line", |s| s.contains("usage: gc"));
+    let out = console.expect("the answer to the pasted second line", |s| {
+        s.contains("usage: gc")
+    });
     assert!(out.contains("digest"), "{out}");
 
     console.send("quit\n");
@@ -118,7 +125,9 @@ fn reconnects_after_the_node_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(&dir.path().join("d"), &[]);
     let mut console = Console::start(&node.admin, dir.path());
-    console.expect("the greeting", |s| s.contains("connected to node test-node"));
+    console.expect("the greeting", |s| {
+        s.contains("connected to node test-node")
+    });
 
     node.kill();
     console.send("status\n");
