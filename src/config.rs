@@ -25,6 +25,8 @@ pub struct NodeSection {
     /// Stable identity of this node in the cluster.
     pub id: String,
     pub data_dir: PathBuf,
+    /// Serve `admin fault` (drop peer traffic): for test clusters only.
+    pub enable_fault_injection: bool,
 }
 
 impl Default for NodeSection {
@@ -32,6 +34,7 @@ impl Default for NodeSection {
         NodeSection {
             id: default_node_id(),
             data_dir: PathBuf::from("./troupe-data"),
+            enable_fault_injection: false,
         }
     }
 }
@@ -233,6 +236,8 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     pub seeds: Option<Vec<String>>,
     pub durability: Option<DurabilityMode>,
+    /// `--enable-fault-injection` (only ever turns it on).
+    pub enable_fault_injection: bool,
 }
 
 impl Config {
@@ -286,6 +291,9 @@ impl Config {
                 DurabilityMode::Relaxed => "relaxed".to_string(),
             }),
         )?;
+        if flags.enable_fault_injection {
+            builder = builder.set_override("node.enable_fault_injection", true)?;
+        }
         if let Some(seeds) = &flags.seeds {
             builder = builder.set_override("net.seeds", seeds.clone())?;
         }

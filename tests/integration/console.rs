@@ -37,7 +37,7 @@ impl Console {
         let mut cmd = Command::new(BIN);
         cmd.args(["console", "--addr", addr])
             .env("HOME", home)
-            .env("TERM", "dumb")
+            .env("TERM", "xterm")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));

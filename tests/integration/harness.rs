@@ -61,7 +61,7 @@ impl NodeProc {
             node_id: node_id.to_string(),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             file_size_limit: None,
-            fault_injection: false,
+            fault_injection: true,
         }
     }
 
