@@ -165,21 +165,29 @@ pub fn run(a: AdminArgs) -> anyhow::Result<Outcome> {
         })
     };
     match result {
-        Ok((v, text)) if a.json => {
-            println!("{}", serde_json::to_string_pretty(&json_answer(v))?);
-            drop(text);
+        Ok((v, _)) if a.json => {
+            print_out(&(serde_json::to_string_pretty(&json_answer(v))? + "\n"))?;
             Ok(Outcome::Ok)
         }
         Ok((v, text)) => {
-            print!("{}", text.unwrap_or_else(|| render(&v)));
+            print_out(&text.unwrap_or_else(|| render(&v)))?;
             Ok(Outcome::Ok)
         }
         Err(e) => {
             if a.json {
                 let answer = json_error(e.code(), &e.message());
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+                print_out(&(serde_json::to_string_pretty(&answer)? + "\n"))?;
             }
             Err(e.into())
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn print_out(s: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(s.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

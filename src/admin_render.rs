@@ -108,7 +108,7 @@ pub fn human_duration(micros: u128) -> String {
     }
     let secs = micros / 1_000_000;
     if secs < 60 {
-        return if micros % 1_000_000 == 0 {
+        return if micros.is_multiple_of(1_000_000) {
             format!("{secs}s")
         } else {
             format!("{:.1}s", micros as f64 / 1e6)
@@ -226,9 +226,9 @@ mod tests {
         ];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "id          bytes  status");
-        assert_eq!(lines[1], "n1           10 B  alive");
-        assert_eq!(lines[2], "node-22   4.0 KiB  dead");
+        assert_eq!(lines[0], "id         bytes  status");
+        assert_eq!(lines[1], "n1          10 B  alive");
+        assert_eq!(lines[2], "node-22  4.0 KiB  dead");
     }
 
     #[test]

@@ -118,8 +118,8 @@ pub const COMMANDS: &[Spec] = &[
     ),
     cmd(
         "log-level",
-        "log-level [error|warn|info|debug|trace|off]",
-        "show or set the node's log level at run time",
+        "log-level [LEVEL]",
+        "show or set the log level at run time: error, warn, info, debug, trace or off",
         Needs::Node,
     ),
     destructive(cmd(
@@ -130,7 +130,7 @@ pub const COMMANDS: &[Spec] = &[
     )),
     destructive(cmd(
         "fault",
-        "fault drop all|NODE... --yes | fault heal --yes",
+        "fault drop all|NODE...|heal --yes",
         "drop peer traffic (test clusters; needs --enable-fault-injection)",
         Needs::FaultInjection,
     )),

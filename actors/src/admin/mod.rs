@@ -222,8 +222,8 @@ impl Admin {
         }
         (spec.destructive && !confirmed).then(|| {
             format!(
-                "{} is destructive ({}); refused without --yes: run `{} --yes` to confirm",
-                spec.name, spec.summary, spec.name
+                "refused: {} is destructive ({}); run it again with --yes to confirm",
+                spec.name, spec.summary
             )
         })
     }
