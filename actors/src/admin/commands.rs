@@ -130,7 +130,7 @@ pub const COMMANDS: &[Spec] = &[
     )),
     destructive(cmd(
         "fault",
-        "fault drop all|NODE...|heal --yes",
+        "fault drop all|NODE|heal|status --yes",
         "drop peer traffic (test clusters; needs --enable-fault-injection)",
         Needs::FaultInjection,
     )),
