@@ -50,6 +50,11 @@ fn is_block(v: &Value) -> bool {
 
 /// A field's label and human value, units decided by its name.
 pub fn field(key: &str, v: &Value) -> (String, String) {
+    // `last_change_ms_ago`: the unit sits before `_ago`.
+    if let Some(base) = key.strip_suffix("_ago") {
+        let (label, value) = field(base, v);
+        return (format!("{label}_ago"), value);
+    }
     let n = v.as_u64();
     let duration = [("_secs", 1_000_000u64), ("_ms", 1_000), ("_micros", 1)]
         .into_iter()
@@ -211,6 +216,10 @@ mod tests {
         assert_eq!(
             field("uptime_secs", &json!(75)),
             ("uptime".into(), "1m15s".into())
+        );
+        assert_eq!(
+            field("last_change_ms_ago", &json!(1500)),
+            ("last_change_ago".into(), "1.5s".into())
         );
         assert_eq!(
             field("flush_bytes", &json!(2048)),

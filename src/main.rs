@@ -2,8 +2,9 @@
 //! (`put`, `get`, `del`, `bench`, `admin`, `console`), and the offline `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
-//! [`repair_wal`] the offline WAL repair.
+//! Prometheus text, [`cli`] holds the client commands, [`admin_cli`] the admin command (its
+//! human rendering in [`admin_render`]), [`console`] the interactive console, [`bench`] the
+//! load generator, [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
 /// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
