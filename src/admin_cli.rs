@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use troupe_actors::admin::commands;
 use troupe_protocol::admin::AdminResponse;
-use troupe_protocol::Client;
+use troupe_protocol::{Client, ClientError};
 
 /// The version of the JSON answers' shape; bumped when a field changes meaning or goes.
 pub const JSON_FORMAT: u64 = 1;
@@ -56,6 +56,10 @@ pub enum CallError {
     /// may not have run.
     #[error("{0}")]
     Transport(String),
+    /// No answer in time on a working connection; the command may or may not have run
+    /// (and may still be running: `compact` on a large node takes a while).
+    #[error("timeout: {0}")]
+    Timeout(String),
 }
 
 impl CallError {
@@ -63,24 +67,31 @@ impl CallError {
         match self {
             CallError::Node { code, .. } => code,
             CallError::Transport(_) => "not_connected",
+            CallError::Timeout(_) => "timeout",
         }
     }
 
     pub fn message(&self) -> String {
         match self {
             CallError::Node { message, .. } => message.clone(),
-            CallError::Transport(m) => m.clone(),
+            CallError::Transport(m) | CallError::Timeout(m) => m.clone(),
         }
     }
 }
 
-pub async fn connect(addr: &str, timeout: Duration) -> Result<Client, CallError> {
+/// Connects within `timeout`; each request then waits up to `request_timeout`.
+pub async fn connect(
+    addr: &str,
+    timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Client, CallError> {
     let cannot = |e: String| {
         CallError::Transport(format!(
             "cannot reach the admin port at {addr} (is the node running? pass --addr): {e}"
         ))
     };
-    match tokio::time::timeout(timeout, Client::connect_raw(addr, Some(timeout))).await {
+    let connecting = Client::connect_raw(addr, Some(request_timeout));
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(cannot(e.to_string())),
         Err(_) => Err(cannot(format!("no answer within {timeout:?}"))),
@@ -88,10 +99,10 @@ pub async fn connect(addr: &str, timeout: Duration) -> Result<Client, CallError>
 }
 
 pub async fn call(client: &Client, command: &str, args: Vec<String>) -> Result<Value, CallError> {
-    let frame = client
-        .admin(command, args)
-        .await
-        .map_err(|e| CallError::Transport(e.to_string()))?;
+    let frame = client.admin(command, args).await.map_err(|e| match e {
+        ClientError::Timeout(_) => CallError::Timeout(e.to_string()),
+        e => CallError::Transport(e.to_string()),
+    })?;
     let resp: AdminResponse<Value> = rmp_serde::from_slice(&frame).map_err(|e| {
         CallError::Transport(format!(
             "the node sent an admin reply this CLI cannot read: {e}"
@@ -160,7 +171,8 @@ pub fn run(a: AdminArgs) -> anyhow::Result<Outcome> {
             .enable_all()
             .build()?;
         rt.block_on(async {
-            let client = connect(&a.addr, Duration::from_secs(a.timeout)).await?;
+            let timeout = Duration::from_secs(a.timeout);
+            let client = connect(&a.addr, timeout, timeout).await?;
             call(&client, &command, args).await.map(|v| (v, None))
         })
     };

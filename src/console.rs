@@ -5,9 +5,10 @@
 //! bracketed paste comes back from rustyline as one string with newlines, and bytes typed
 //! ahead while a command runs stay in rustyline's buffer for the next read.
 //!
-//! Like redis-cli, the console outlives the node: a command that fails on the connection
-//! (not one the node refuses) reconnects and is retried once, printing `reconnected`, or
-//! prints `not connected: ...` and the next command tries again.
+//! Like redis-cli, the console outlives the node: a command that finds the connection broken
+//! (not one the node refuses, nor one that timed out and may still be running) reconnects
+//! and is retried once, printing `reconnected`, or prints `not connected: ...` and the next
+//! command tries again.
 
 use crate::admin_cli::{self, CallError};
 use crate::admin_render::render;
@@ -32,6 +33,10 @@ Tab completes command names; Up/Down recall history.";
 
 /// How long a (re)connection may take before the console says it is not connected.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a command may run: `compact` or `flush` on a large node take a while, and a
+/// timeout is reported, never retried (the command may still be running).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(rustyline::Helper, rustyline::Hinter, rustyline::Highlighter, rustyline::Validator)]
 struct ConsoleHelper;
@@ -74,7 +79,7 @@ impl Conn {
                 answer => return answer,
             }
         }
-        let client = admin_cli::connect(&self.addr, CONNECT_TIMEOUT).await?;
+        let client = admin_cli::connect(&self.addr, CONNECT_TIMEOUT, REQUEST_TIMEOUT).await?;
         println!("reconnected to {}", self.addr);
         let answer = admin_cli::call(&client, cmd, args.to_vec()).await;
         if !matches!(answer, Err(CallError::Transport(_))) {
@@ -106,7 +111,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             addr: args.addr.clone(),
             client: None,
         };
-        match admin_cli::connect(&args.addr, CONNECT_TIMEOUT).await {
+        match admin_cli::connect(&args.addr, CONNECT_TIMEOUT, REQUEST_TIMEOUT).await {
             Ok(client) => {
                 let status = admin_cli::call(&client, "status", vec![]).await;
                 let id = status

@@ -63,6 +63,25 @@ fn help_lists_every_command_and_typos_get_did_you_mean() {
         assert!(names.contains(cmd), "{cmd} not in {names:?}");
     }
 
+    // The node answers `help` from the same table, for tools that speak the admin protocol.
+    let reply = crate::harness::rt().block_on(async {
+        let c = troupe_protocol::Client::connect_raw(
+            node.admin.as_str(),
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        c.admin("help", vec![]).await.unwrap()
+    });
+    let reply: troupe_protocol::admin::AdminResponse<serde_json::Value> =
+        rmp_serde::from_slice(&reply).unwrap();
+    let listed = reply.ok.unwrap()["commands"].as_array().unwrap().len();
+    assert_eq!(
+        listed,
+        COMMANDS.len(),
+        "the node's table and this list agree"
+    );
+
     // `help CMD`: its usage.
     let (code, out, _) = node.cli(&["admin", "help", "preflist"]);
     assert_eq!(code, 0);

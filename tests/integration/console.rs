@@ -134,6 +134,8 @@ fn reconnects_after_the_node_restarts() {
     console.expect("the node-down answer", |s| s.contains("not connected:"));
 
     node.restart();
+    // The client port listens before the admin actor answers: wait for an admin answer.
+    assert_eq!(node.cli(&["admin", "status"]).0, 0, "{}", node.log_text());
     console.send("status\n");
     let out = console.expect("the status after reconnecting", |s| s.contains("node_id"));
     assert!(out.contains("reconnected"), "{out}");
