@@ -26,6 +26,8 @@ pub struct NodeSection {
     /// Stable identity of this node in the cluster.
     pub id: String,
     pub data_dir: PathBuf,
+    /// Serve `admin fault` (drop peer traffic): for test clusters only.
+    pub enable_fault_injection: bool,
 }
 
 impl Default for NodeSection {
@@ -33,6 +35,7 @@ impl Default for NodeSection {
         NodeSection {
             id: default_node_id(),
             data_dir: PathBuf::from("./troupe-data"),
+            enable_fault_injection: false,
         }
     }
 }
@@ -234,6 +237,8 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     pub seeds: Option<Vec<String>>,
     pub durability: Option<DurabilityMode>,
+    /// `--enable-fault-injection` (only ever turns it on).
+    pub enable_fault_injection: bool,
 }
 
 impl Config {

@@ -281,6 +281,11 @@ fn flag_entries(f: &Overrides) -> Vec<(&'static str, Value, &'static str)> {
             "--seeds",
         ),
         ("storage.durability", durability, "--durability"),
+        (
+            "node.enable_fault_injection",
+            f.enable_fault_injection.then_some(Value::Bool(true)),
+            "--enable-fault-injection",
+        ),
     ]
     .into_iter()
     .filter_map(|(k, v, flag)| Some((k, v?, flag)))

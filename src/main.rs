@@ -3,8 +3,9 @@
 //! `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`bench`] the load generator,
-//! [`repair_wal`] the offline WAL repair.
+//! Prometheus text, [`cli`] holds the client commands, [`admin_cli`] the admin command (its
+//! human rendering in [`admin_render`]), [`console`] the interactive console, [`bench`] the
+//! load generator, [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
 /// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
@@ -14,11 +15,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin_cli;
+mod admin_render;
 mod bench;
 mod cli;
 mod config;
 mod config_cmd;
 mod config_layers;
+mod console;
 mod engine_bench;
 mod metrics;
 mod node;
@@ -85,19 +89,9 @@ enum Cmd {
     },
     /// Generate load over the client protocol and report throughput and latency.
     Bench(bench::BenchArgs),
-    /// Run one admin console command (status, actors, sync, ...) and exit.
-    Admin {
-        /// The command, e.g. `status`.
-        command: String,
-        /// Its arguments.
-        args: Vec<String>,
-        /// The node's admin address.
-        #[arg(long, default_value = "127.0.0.1:7402")]
-        addr: String,
-        /// Print the reply as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Run one admin command (status, members, stats, ...) and exit; `admin help` lists them.
+    #[command(after_help = admin_cli::after_help())]
+    Admin(admin_cli::AdminArgs),
     /// Benchmark the storage engine without the network (db_bench-style workloads).
     EngineBench(engine_bench::EngineBenchArgs),
     /// Cut a damaged WAL segment at an offset, keeping a copy (the node must be stopped).
@@ -109,12 +103,8 @@ enum Cmd {
     /// (`print`).
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
-    /// Interactive admin console (type `help`).
-    Console {
-        /// The node's admin address.
-        #[arg(long, default_value = "127.0.0.1:7402")]
-        admin: String,
-    },
+    /// Interactive admin console (type `help`); reconnects when the node restarts.
+    Console(console::ConsoleArgs),
 }
 
 #[derive(clap::Args)]
@@ -144,15 +134,34 @@ struct NodeArgs {
     /// `sync` (acknowledge after fdatasync) or `relaxed` (sync on an interval).
     #[arg(long)]
     durability: Option<String>,
+    /// Serve `troupe admin fault` (drop peer traffic): for test clusters only.
+    #[arg(long)]
+    enable_fault_injection: bool,
 }
 
+/// `RUST_LOG` sets the initial level. `troupe admin log-level` changes it at run time
+/// through `log::set_max_level`, which gates every record before the logger sees it, while
+/// env_logger's own filter is fixed at init: so when `RUST_LOG` is one bare level (or unset:
+/// `info`) the logger passes everything and that level becomes the gate. `RUST_LOG` with
+/// per-module directives is kept as given; `log-level` can then only lower it.
 fn init_logging() {
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let bare = match spec.trim() {
+        "" => Some(log::LevelFilter::Info),
+        s => s.parse::<log::LevelFilter>().ok(),
+    };
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if bare.is_some() {
+        b.filter_level(log::LevelFilter::Trace);
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         // journald stamps each line itself.
         b.format(|f, r| writeln!(f, "{} {}: {}", r.level(), r.target(), r.args()));
     }
     b.init();
+    if let Some(level) = bare {
+        log::set_max_level(level);
+    }
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
@@ -171,6 +180,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         seeds: args.seeds,
         durability,
+        enable_fault_injection: args.enable_fault_injection,
     };
     let cfg = config::Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     node::run(cfg)
@@ -204,15 +214,10 @@ fn main() -> ExitCode {
         } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
-        Cmd::Admin {
-            command,
-            args,
-            addr,
-            json,
-        } => cli::admin(&addr, &command, args, json),
+        Cmd::Admin(args) => admin_cli::run(args),
         Cmd::Config(cmd) => config_cmd::run(cmd).map(|()| cli::Outcome::Ok),
         Cmd::RepairWal(args) => repair_wal::run(args).map(|()| cli::Outcome::Ok),
-        Cmd::Console { admin } => cli::console(&admin).map(|()| cli::Outcome::Ok),
+        Cmd::Console(args) => console::run(args).map(|()| cli::Outcome::Ok),
     };
     match result {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,

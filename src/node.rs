@@ -215,6 +215,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
             .with_membership(membership.clone())
+            .with_fault_injection(cfg.node.enable_fault_injection)
             .with_coordinator(admin::CoordinatorHandles {
                 ring: coordinator.clone().recipient(),
                 preflist: coordinator.clone().recipient(),

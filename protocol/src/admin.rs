@@ -68,6 +68,9 @@ pub struct StatusReply {
     pub durability: String,
     /// `"ok"`, or why the node refuses writes (for example a failed fsync).
     pub health: String,
+    /// The log level now (`admin log-level` changes it at run time).
+    #[serde(default)]
+    pub log_level: String,
     pub connections: u64,
     /// `"ok"`, or why data is under-replicated (fewer ring members than `cluster.n`).
     #[serde(default)]

@@ -121,7 +121,11 @@ fn console_runs_commands_from_stdin_and_keeps_history() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("node_id: test-node"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("node_id:") && l.ends_with("test-node")),
+        "{text}"
+    );
     assert!(text.contains("memtable"), "{text}");
     assert!(text.contains("error: bad_request"), "{text}");
     let history = std::fs::read_to_string(dir.path().join(".troupe_history")).unwrap();

@@ -188,13 +188,13 @@ fn five_nodes_detect_crash_pause_and_partition() {
     }
 
     // 4. Cut n4 off with the fault hook: declared dead by the rest, alive after the heal.
-    let (code, _, err) = nodes[3].cli(&["admin", "fault", "drop", "all"]);
+    let (code, _, err) = nodes[3].cli(&["admin", "fault", "drop", "all", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let rest: Vec<&NodeProc> = [0, 1, 2, 4].iter().map(|&i| &nodes[i]).collect();
     wait_for("isolated n4 marked dead by the rest", dead_bound(), || {
         all_see(&rest, "n4", "dead")
     });
-    let (code, _, err) = nodes[3].cli(&["admin", "fault", "heal"]);
+    let (code, _, err) = nodes[3].cli(&["admin", "fault", "heal", "--yes"]);
     assert_eq!(code, 0, "{err}");
     wait_for(
         "healed n4 alive everywhere",

@@ -31,6 +31,9 @@ pub struct NodeProc {
     /// RLIMIT_FSIZE for the next (re)start, with SIGXFSZ ignored: the kernel then fails any
     /// write that would grow a file past it with EFBIG, a real I/O error for the node.
     pub file_size_limit: Option<u64>,
+    /// Start with `--enable-fault-injection` (so `admin fault` works); on by default for
+    /// tests, which cut nodes off with it.
+    pub fault_injection: bool,
 }
 
 impl NodeProc {
@@ -58,6 +61,7 @@ impl NodeProc {
             node_id: node_id.to_string(),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             file_size_limit: None,
+            fault_injection: true,
         }
     }
 
@@ -86,6 +90,7 @@ impl NodeProc {
                 &self.peer,
             ])
             .args(&self.extra_args)
+            .args(self.fault_injection.then_some("--enable-fault-injection"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log.try_clone().expect("cloning log handle"));

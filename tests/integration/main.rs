@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod admin;
 mod backpressure;
 mod cli;
 mod cluster;
+mod console;
 mod crash_recovery;
 mod deploy;
 mod malformed_input;

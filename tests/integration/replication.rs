@@ -134,13 +134,13 @@ fn three_replicas_quorums_siblings_repair_and_failures() {
     });
 
     // 4. n3 misses a write while its link to n1 is cut, then a quorum read repairs it.
-    let (code, _, err) = nodes[2].cli(&["admin", "fault", "drop", "n1"]);
+    let (code, _, err) = nodes[2].cli(&["admin", "fault", "drop", "n1", "--yes"]);
     assert_eq!(code, 0, "{err}");
     rt.block_on(c1.put(b"rr", b"repaired", None))
         .expect("w=2 from n1 and n2");
     let object = admin_json(&nodes[2], &["object", "rr"]);
     assert_eq!(object["found"], false, "n3 must have missed it: {object}");
-    let (code, _, err) = nodes[2].cli(&["admin", "fault", "heal"]);
+    let (code, _, err) = nodes[2].cli(&["admin", "fault", "heal", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let got = rt.block_on(c2.get(b"rr")).unwrap();
     assert_eq!(got.values, vec![b"repaired".to_vec()]);
@@ -271,7 +271,7 @@ fn a_forward_the_first_primary_cannot_take_goes_to_the_next() {
             p["primaries"][0]["id"] == "b" && p["primaries"][1]["id"] == "c"
         })
         .expect("some key has primaries b, c");
-    let (code, _, err) = a.cli(&["admin", "fault", "drop", "b"]);
+    let (code, _, err) = a.cli(&["admin", "fault", "drop", "b", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let rt = rt_mt();
     let ca = rt

@@ -4,14 +4,19 @@
 //! its arguments per request. Each admin connection is a task that reads a request, asks the
 //! Admin actor, and writes the answer before reading the next (operators do not pipeline).
 //!
-//! Commands: `status`, `actors`, `sync`; with storage attached (`with_storage`) also
-//! `stats`, `flush`, `compact`, `gc` (see `storage.rs`); with membership attached
-//! (`with_membership`) also `members`, `leave`, `fault`; with the coordinator
-//! (`with_coordinator`) also `ring`, `preflist KEY`, `object KEY`.
+//! Every command is in one table, [`commands::COMMANDS`]: a request is looked up there
+//! first (an unknown name is answered with "did you mean"), refused when what it needs is
+//! not attached (storage: `with_storage`, see `storage.rs`; membership: `with_membership`;
+//! the coordinator: `with_coordinator`, see `replication.rs`), refused when destructive
+//! (`leave`, `fault`) without a `--yes` argument, and `fault` refused unless the node runs
+//! with fault injection enabled (`with_fault_injection`). `log-level` sets the process-wide
+//! `log::max_level` (the logger is initialised permissive, so this gate decides).
 
+pub mod commands;
 mod replication;
 mod storage;
 
+use commands::Needs;
 pub use replication::CoordinatorHandles;
 
 use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
@@ -52,6 +57,8 @@ pub struct Admin {
     storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
     coordinator: Option<CoordinatorHandles>,
+    /// `fault` is served only when the node was started with `--enable-fault-injection`.
+    fault_injection: bool,
 }
 
 impl Admin {
@@ -71,7 +78,14 @@ impl Admin {
             storage: None,
             membership: None,
             coordinator: None,
+            fault_injection: false,
         }
+    }
+
+    /// Serves `fault` (with membership attached): set from `--enable-fault-injection`.
+    pub fn with_fault_injection(mut self, enabled: bool) -> Admin {
+        self.fault_injection = enabled;
+        self
     }
 
     /// Serves `ring`, `preflist` and `object`, and adds replication health to `status`.
@@ -109,6 +123,7 @@ impl Admin {
             data_dir: self.info.data_dir.clone(),
             durability: self.info.durability.clone(),
             health,
+            log_level: log_level(),
             connections: self.connections.instances(),
             replication: self.coordinator.as_ref().map_or_else(
                 || "off".to_string(),
@@ -165,13 +180,88 @@ struct FaultReply {
     dropping: Vec<String>,
 }
 
+#[derive(Serialize)]
+struct LogLevelReply {
+    log_level: String,
+}
+
+#[derive(Serialize)]
+struct HelpReply {
+    commands: &'static [commands::Spec],
+}
+
+/// The process-wide log level as `status` and `log-level` show it.
+fn log_level() -> String {
+    log::max_level().to_string().to_lowercase()
+}
+
+impl Admin {
+    /// Why `spec` may not run here, if it may not: something it needs is not attached, or
+    /// it is destructive and not confirmed.
+    fn refusal(&self, spec: &commands::Spec, confirmed: bool) -> Option<String> {
+        let missing = match spec.needs {
+            Needs::Node => None,
+            Needs::Storage => self.storage.is_none().then_some("the storage engine"),
+            Needs::Membership => self.membership.is_none().then_some("membership"),
+            Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
+            Needs::FaultInjection => {
+                if !self.fault_injection {
+                    return Some(format!(
+                        "fault injection is off on this node; start it with --enable-fault-injection (config node.enable_fault_injection = true) to use {}",
+                        spec.name
+                    ));
+                }
+                self.membership.is_none().then_some("membership")
+            }
+        };
+        if let Some(what) = missing {
+            return Some(format!(
+                "{} is not available: {what} is not running on this node",
+                spec.name
+            ));
+        }
+        (spec.destructive && !confirmed).then(|| {
+            format!(
+                "refused: {} is destructive ({}); run it again with --yes to confirm",
+                spec.name, spec.summary
+            )
+        })
+    }
+}
+
 impl Handler<Command> for Admin {
     type Result = ResponseFuture<Vec<u8>>;
 
     fn handle(&mut self, Command(req): Command, _: &mut Context<Self>) -> Self::Result {
         self.counters.handled();
         let id = req.id;
-        let reply = match req.op.as_str() {
+        log::debug!("admin command {} {:?}", req.op, req.args);
+        let Some(spec) = commands::find(&req.op) else {
+            self.counters.error();
+            let reply = err(id, ErrorCode::BadRequest, commands::unknown(&req.op));
+            return Box::pin(async move { reply });
+        };
+        // `--yes` confirms a destructive command; it is no argument of the command itself.
+        let confirmed = req.args.iter().any(|a| a == "--yes");
+        let args: Vec<String> = req.args.into_iter().filter(|a| a != "--yes").collect();
+        if let Some(why) = self.refusal(spec, confirmed) {
+            self.counters.error();
+            let reply = err(id, ErrorCode::BadRequest, why);
+            return Box::pin(async move { reply });
+        }
+        let reply = match spec.name {
+            "help" => match args.first() {
+                None => ok(
+                    id,
+                    HelpReply {
+                        commands: commands::COMMANDS,
+                    },
+                ),
+                Some(name) => match commands::find(name) {
+                    Some(spec) => ok(id, spec),
+                    None => err(id, ErrorCode::BadRequest, commands::unknown(name)),
+                },
+            },
             "status" => ok(id, self.status()),
             "actors" => ok(
                 id,
@@ -179,6 +269,32 @@ impl Handler<Command> for Admin {
                     actors: self.registry.snapshot(),
                 },
             ),
+            "log-level" => match args.first().map(|l| l.parse::<log::LevelFilter>()) {
+                None => ok(
+                    id,
+                    LogLevelReply {
+                        log_level: log_level(),
+                    },
+                ),
+                Some(Ok(level)) => {
+                    log::set_max_level(level);
+                    log::info!("log level set to {} by an admin command", log_level());
+                    ok(
+                        id,
+                        LogLevelReply {
+                            log_level: log_level(),
+                        },
+                    )
+                }
+                Some(Err(_)) => err(
+                    id,
+                    ErrorCode::BadRequest,
+                    format!(
+                        "log level must be one of off, error, warn, info, debug, trace, not {:?}",
+                        args[0]
+                    ),
+                ),
+            },
             "sync" => {
                 let sync = self.memtable.send(SyncWal);
                 return Box::pin(async move {
@@ -189,7 +305,7 @@ impl Handler<Command> for Admin {
                     }
                 });
             }
-            op if self.storage.is_some() && storage::command_names().contains(&op) => {
+            op if spec.needs == Needs::Storage => {
                 match self
                     .storage
                     .as_ref()
@@ -199,9 +315,9 @@ impl Handler<Command> for Admin {
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }
             }
-            op if self.coordinator.is_some() && replication::command_names().contains(&op) => {
+            op if spec.needs == Needs::Coordinator => {
                 if let Some(c) = &self.coordinator {
-                    return replication::run(c, id, op, &req.args);
+                    return replication::run(c, id, op, &args);
                 }
                 err(
                     id,
@@ -209,16 +325,15 @@ impl Handler<Command> for Admin {
                     "BUG: replication command not handled",
                 )
             }
-            "members" | "leave" | "fault" => {
+            op @ ("members" | "leave" | "fault") => {
                 let Some(m) = self.membership.clone() else {
                     return Box::pin(async move {
-                        err(id, ErrorCode::Internal, "membership is not running")
+                        err(id, ErrorCode::Internal, "BUG: membership checked above")
                     });
                 };
-                let op = req.op.clone();
                 return Box::pin(async move {
                     let failed = |e: MailboxError| err(id, ErrorCode::Internal, e.to_string());
-                    match op.as_str() {
+                    match op {
                         "members" => match m.send(ListMembers).await {
                             Ok(members) => ok(id, MembersReply { members }),
                             Err(e) => failed(e),
@@ -227,7 +342,7 @@ impl Handler<Command> for Admin {
                             Ok(()) => ok(id, Done { done: true }),
                             Err(e) => failed(e),
                         },
-                        _ => match m.send(Fault(req.args)).await {
+                        _ => match m.send(Fault(args)).await {
                             Ok(Ok(dropping)) => ok(id, FaultReply { dropping }),
                             Ok(Err(usage)) => err(id, ErrorCode::BadRequest, usage),
                             Err(e) => failed(e),
@@ -235,14 +350,11 @@ impl Handler<Command> for Admin {
                     }
                 });
             }
-            other => {
-                self.counters.error();
-                err(
-                    id,
-                    ErrorCode::BadRequest,
-                    format!("unknown admin command {other:?}; try: status, actors, sync, members, leave, fault"),
-                )
-            }
+            other => err(
+                id,
+                ErrorCode::Internal,
+                format!("BUG: {other} is in the command table but not dispatched"),
+            ),
         };
         Box::pin(async move { reply })
     }

@@ -17,10 +17,6 @@ pub struct CoordinatorHandles {
     pub note: Arc<Mutex<String>>,
 }
 
-pub fn command_names() -> &'static [&'static str] {
-    &["ring", "preflist", "object"]
-}
-
 /// Runs one replication command; the reply is the encoded admin response.
 pub fn run(
     h: &CoordinatorHandles,

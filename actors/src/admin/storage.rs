@@ -116,10 +116,6 @@ struct Flushed {
     flushed: bool,
 }
 
-pub(super) fn command_names() -> &'static [&'static str] {
-    &["stats", "flush", "compact", "gc"]
-}
-
 /// Runs one storage command; `None` if `op` is not one.
 pub(super) fn command(
     s: &Storage,
