@@ -23,7 +23,7 @@ use troupe_actors::flusher::FlusherSnapshot;
 use troupe_actors::membership::actor::{ListMembers, MembershipActor};
 use troupe_actors::memtable::wal::Health;
 use troupe_actors::memtable::{GetMemtableStats, MemtableStats};
-use troupe_actors::stats::Registry;
+use troupe_actors::stats::{HistogramSnapshot, Registry, BUCKETS};
 use troupe_actors::storage::Storage;
 
 const MAX_SCRAPES: usize = 4;
@@ -96,6 +96,26 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
+/// Writes one histogram family: per series the cumulative `_bucket`s (`le` ending at
+/// `+Inf`), `_sum` and `_count`.
+fn histogram(out: &mut String, name: &str, help: &str, series: &[(String, HistogramSnapshot)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in series {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, n) in h.cumulative.iter().enumerate() {
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braced} {}", h.count());
+    }
+}
+
 fn one(v: u64) -> Vec<(String, f64)> {
     vec![(String::new(), v as f64)]
 }
@@ -158,6 +178,19 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
             .collect();
         family(&mut out, metric, kind, help, &samples);
     }
+    let requests: Vec<_> = src
+        .registry
+        .requests()
+        .snapshot()
+        .into_iter()
+        .map(|(op, result, h)| (format!("op=\"{op}\",result=\"{result}\""), h))
+        .collect();
+    histogram(
+        &mut out,
+        "troupe_request_duration_seconds",
+        "Client requests by op and result (ok or the error code), from frame read to response queued; its _count is the number of requests, and of errors by code.",
+        &requests,
+    );
     storage_metrics(&mut out, g);
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());

@@ -178,6 +178,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator_write: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),
+            requests: registry.requests(),
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
             shutdown: shutdown.clone(),

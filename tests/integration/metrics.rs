@@ -1,5 +1,6 @@
 //! The Prometheus endpoint as a scraper meets it: well-formed text exposition with the
-//! actor, storage, WAL and membership families, 404 for other paths.
+//! actor, storage, WAL, membership, request-latency and process families, histograms whose
+//! buckets are cumulative, 404 for other paths.
 
 use crate::harness::NodeProc;
 use std::collections::HashMap;
@@ -19,17 +20,18 @@ pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
 }
 
 /// Parses the exposition format strictly enough to catch a malformed line: every sample
-/// `name{labels} value` has a numeric value and a `# TYPE` line before it.
-fn samples(body: &str) -> HashMap<String, f64> {
-    let mut typed = std::collections::HashSet::new();
+/// `name{labels} value` has a numeric value and a `# TYPE` line before it (a histogram's
+/// samples are its name with `_bucket`, `_sum` or `_count`).
+pub(crate) fn samples(body: &str) -> HashMap<String, f64> {
+    let mut typed = HashMap::new();
     let mut out = HashMap::new();
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let name = parts.next().unwrap();
             let kind = parts.next().unwrap();
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
-            typed.insert(name.to_string());
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string(), kind.to_string());
             continue;
         }
         if line.starts_with("# HELP ") || line.is_empty() {
@@ -37,13 +39,72 @@ fn samples(body: &str) -> HashMap<String, f64> {
         }
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
         let name = series.split('{').next().unwrap();
-        assert!(typed.contains(name), "sample before its TYPE: {line}");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|f| typed.get(*f).map(String::as_str) == Some("histogram"))
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "sample before its TYPE: {line}");
         let v: f64 = value
             .parse()
             .unwrap_or_else(|_| panic!("bad value: {line}"));
         out.insert(series.to_string(), v);
     }
     out
+}
+
+/// Family names in a scrape (a histogram's under its own name).
+pub(crate) fn families(body: &str) -> std::collections::BTreeSet<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks every series of histogram `name`: buckets in increasing `le`, cumulative, ending at
+/// `+Inf` equal to `_count`. Returns `_count` per series labels (without `le`).
+fn check_histogram(body: &str, name: &str) -> HashMap<String, f64> {
+    let mut buckets: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    let prefix = format!("{name}_bucket{{");
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let (series, le) = labels.rsplit_once("le=\"").unwrap();
+        let le = le.trim_end_matches('"');
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        let series = series.trim_end_matches(',').to_string();
+        buckets
+            .entry(series)
+            .or_default()
+            .push((le, value.parse().unwrap()));
+    }
+    assert!(!buckets.is_empty(), "no {name} buckets in:\n{body}");
+    let m = samples(body);
+    let mut counts = HashMap::new();
+    for (series, b) in buckets {
+        assert!(
+            b.windows(2).all(|w| w[0].0 < w[1].0),
+            "{name}{{{series}}}: le increases: {b:?}"
+        );
+        assert!(
+            b.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name}{{{series}}}: cumulative: {b:?}"
+        );
+        let last = b.last().unwrap();
+        assert_eq!(last.0, f64::INFINITY, "{name}{{{series}}} ends at +Inf");
+        let count = m[&format!("{name}_count{{{series}}}")];
+        assert_eq!(last.1, count, "{name}{{{series}}}: +Inf bucket == _count");
+        assert!(m[&format!("{name}_sum{{{series}}}")] >= 0.0);
+        counts.insert(series, count);
+    }
+    counts
 }
 
 #[test]
@@ -59,6 +120,8 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     for k in ["k0", "k0", "k1", "k19"] {
         assert_eq!(node.cli(&["get", k]).0, 0);
     }
+    // A miss is an answer (no values, the CLI exits 1), not an error of the request.
+    assert_eq!(node.cli(&["get", "absent"]).0, 1);
 
     let (status, body) = http_get(&node.metrics, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -91,6 +154,19 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         "every put went through it"
     );
     assert_eq!(get("troupe_coordinator_unavailable_total"), 0.0);
+
+    let requests = check_histogram(&body, "troupe_request_duration_seconds");
+    let count = |series: &str| {
+        *requests
+            .get(series)
+            .unwrap_or_else(|| panic!("no {series} in {requests:?}"))
+    };
+    assert_eq!(count("op=\"put\",result=\"ok\""), 20.0);
+    assert_eq!(count("op=\"get\",result=\"ok\""), 5.0);
+    assert!(
+        count("op=\"hello\",result=\"ok\"") >= 25.0,
+        "one per CLI call"
+    );
 
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
