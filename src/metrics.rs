@@ -5,7 +5,11 @@
 //! `MAX_SCRAPES` scrapes gather at once (more are answered 503 at once). A scrape asks the
 //! Memtable and Membership actors by message and reads the engine's counters on the
 //! blocking pool (`Tables::stats` may wait for a commit's MANIFEST fsync), so it never
-//! blocks an event loop; `render` itself is a pure function of what was gathered.
+//! blocks an event loop; `render` itself is a pure function of what was gathered. The
+//! process figures (`/proc/self`) and the WAL and table bytes on disk are read in that same
+//! blocking task (see [`process`]).
+
+mod process;
 
 use actix::Addr;
 use std::collections::BTreeMap;
@@ -51,19 +55,30 @@ pub struct Gathered {
     pub gc_tables_deleted: Option<u64>,
     /// Members by status (`alive`, `suspect`, `dead`, `left`), this node included.
     pub members: Option<BTreeMap<String, u64>>,
+    pub process: Option<process::ProcessStats>,
+    pub disk: Option<process::DiskBytes>,
 }
 
 /// `permit` is this scrape's slot; the blocking read of the engine's counters keeps it until
 /// that read returns, even if the scrape times out first, so stuck reads cannot pile up.
 async fn gather(src: &Sources, permit: OwnedSemaphorePermit) -> Gathered {
     let mut g = Gathered::default();
+    let tables = src.storage.as_ref().map(|s| s.tables.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let engine = tables
+            .as_ref()
+            .map(|t| (t.stats(), process::read_disk(t.dir())));
+        (engine, process::read_process())
+    });
+    if let Ok((engine, proc_stats)) = read.await {
+        g.process = proc_stats;
+        if let Some((engine, disk)) = engine {
+            g.engine = Some(engine);
+            g.disk = Some(disk);
+        }
+    }
     if let Some(s) = &src.storage {
-        let tables = s.tables.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            tables.stats()
-        });
-        g.engine = read.await.ok();
         g.memtable = s.memtable.send(GetMemtableStats).await.ok();
         g.flusher = Some(s.flusher_stats.snapshot());
         g.compactor = Some(s.compactor_stats.snapshot());
@@ -141,7 +156,36 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         "Seconds since the node started.",
         &one(src.started.elapsed().as_secs()),
     );
+    family(
+        &mut out,
+        "troupe_build_info",
+        "gauge",
+        "Always 1; the labels say which build runs.",
+        &[(
+            format!(
+                "version=\"{}\",profile=\"{}\"",
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            ),
+            1.0,
+        )],
+    );
     let actors = src.registry.snapshot();
+    let connections = actors
+        .iter()
+        .find(|a| a.name == "connection")
+        .map_or(0, |a| a.instances);
+    family(
+        &mut out,
+        "troupe_connections_open",
+        "gauge",
+        "Open client connections.",
+        &one(connections),
+    );
     for (metric, kind, help) in [
         (
             "troupe_actor_messages_handled_total",
@@ -192,6 +236,7 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         &requests,
     );
     storage_metrics(&mut out, g);
+    process_metrics(&mut out, g);
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());
     }
@@ -209,6 +254,21 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         );
     }
     out
+}
+
+#[rustfmt::skip] // one metric per line reads better than rustfmt's five
+fn process_metrics(out: &mut String, g: &Gathered) {
+    if let Some(d) = &g.disk {
+        family(out, "troupe_wal_bytes", "gauge", "Bytes of the WAL segment files on disk.", &one(d.wal));
+        family(out, "troupe_data_bytes", "gauge", "Bytes of the files in the tables directory (SSTables and MANIFEST).", &one(d.data));
+    }
+    if let Some(p) = &g.process {
+        let f = |v: f64| vec![(String::new(), v)];
+        family(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.", &f(p.cpu_seconds));
+        family(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &one(p.resident_bytes));
+        family(out, "process_open_fds", "gauge", "Number of open file descriptors.", &one(p.open_fds));
+        family(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", &f(p.start_time_seconds));
+    }
 }
 
 #[rustfmt::skip] // one metric per line reads better than rustfmt's five

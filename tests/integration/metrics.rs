@@ -123,8 +123,18 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     // A miss is an answer (no values, the CLI exits 1), not an error of the request.
     assert_eq!(node.cli(&["get", "absent"]).0, 1);
 
+    // One connection held open across the scrape: its hello was answered, so it is counted.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt
+        .block_on(troupe_protocol::Client::connect(
+            node.client.as_str(),
+            "held",
+        ))
+        .unwrap();
+
     let (status, body) = http_get(&node.metrics, "/metrics");
     assert!(status.contains("200"), "{status}");
+    drop(held);
     let m = samples(&body);
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{body}"));
     assert_eq!(get("troupe_up"), 1.0);
@@ -167,6 +177,21 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         count("op=\"hello\",result=\"ok\"") >= 25.0,
         "one per CLI call"
     );
+
+    // CLI connections may still be closing; the held one is surely open.
+    assert!(get("troupe_connections_open") >= 1.0);
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("troupe_build_info{") && k.contains(&version) && *v == 1.0),
+        "build info with {version}:\n{body}"
+    );
+    assert!(get("troupe_wal_bytes") > 0.0, "20 puts are in the WAL");
+    assert!(get("troupe_data_bytes") >= get("troupe_storage_table_bytes{level=\"0\"}"));
+    assert!(get("process_cpu_seconds_total") > 0.0);
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_open_fds") >= 4.0, "listeners and files");
+    assert!(get("process_start_time_seconds") > 1.6e9);
 
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
