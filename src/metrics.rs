@@ -239,6 +239,7 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     process_metrics(&mut out, g);
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());
+        peer_rpc_metrics(&mut out, c);
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -446,6 +447,37 @@ fn coordinator_metrics(out: &mut String, c: &troupe_actors::coordinator::Coordin
     }
 }
 
+fn peer_rpc_metrics(out: &mut String, c: &troupe_actors::coordinator::CoordinatorStats) {
+    let (counts, latency) = c.peer_rpcs.snapshot();
+    let counts: Vec<_> = counts
+        .into_iter()
+        .map(|((peer, kind, result), n)| {
+            let peer = peer.replace('\\', "\\\\").replace('"', "\\\"");
+            (
+                format!("peer=\"{peer}\",kind=\"{kind}\",result=\"{result}\""),
+                n as f64,
+            )
+        })
+        .collect();
+    family(
+        out,
+        "troupe_peer_rpcs_total",
+        "counter",
+        "Replication RPCs this node sent, by peer, kind (get, put, coordinate) and result: ok or the replica's error code when answered, timeout when the request's deadline passed first, abandoned when the request finished (quorum met) before this replica answered.",
+        &counts,
+    );
+    let latency: Vec<_> = latency
+        .into_iter()
+        .map(|(kind, h)| (format!("kind=\"{kind}\""), h))
+        .collect();
+    histogram(
+        out,
+        "troupe_peer_rpc_duration_seconds",
+        "Time from sending a replication RPC to its answer, by kind (answered RPCs only).",
+        &latency,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +548,28 @@ mod tests {
             "\ntroupe_background_failing{work=\"compaction\"} 1\n",
             "\ntroupe_background_failing{work=\"flush\"} 0\n",
             "\ntroupe_background_consecutive_failures{work=\"compaction\"} 3\n",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
+    }
+
+    #[test]
+    fn peer_rpcs_render_as_counts_and_a_cumulative_histogram() {
+        let src = sources();
+        let c = src.coordinator.clone().expect("set");
+        let b = troupe_protocol::swim::NodeId::new("b");
+        c.peer_rpcs
+            .ended(&b, 1, "ok", Some(Duration::from_millis(3)));
+        c.peer_rpcs.ended(&b, 1, "timeout", None);
+        let body = render(&src, &Gathered::default());
+        for line in [
+            "\ntroupe_peer_rpcs_total{peer=\"b\",kind=\"put\",result=\"ok\"} 1\n",
+            "\ntroupe_peer_rpcs_total{peer=\"b\",kind=\"put\",result=\"timeout\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"0.0025\"} 0\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"0.005\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"+Inf\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_count{kind=\"put\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_count{kind=\"get\"} 0\n",
         ] {
             assert!(body.contains(line), "missing {line:?} in\n{body}");
         }

@@ -193,6 +193,13 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     assert!(get("process_open_fds") >= 4.0, "listeners and files");
     assert!(get("process_start_time_seconds") > 1.6e9);
 
+    // Alone, the node sends no peer RPCs, but the families are there for dashboards.
+    let names = families(&body);
+    for f in ["troupe_peer_rpcs_total", "troupe_peer_rpc_duration_seconds"] {
+        assert!(names.contains(f), "no family {f}");
+    }
+    check_histogram(&body, "troupe_peer_rpc_duration_seconds");
+
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
 }

@@ -34,6 +34,7 @@ mod get;
 pub mod keylocks;
 mod local;
 pub use local::{LocalResult, Stored};
+pub mod peer_stats;
 pub mod placement;
 pub mod quorum;
 mod replica;
@@ -184,6 +185,8 @@ pub struct CoordinatorStats {
     pub read_repairs_skipped: AtomicU64,
     pub replica_requests: AtomicU64,
     pub responses_dropped: AtomicU64,
+    /// Our RPCs to peers by peer, kind and result, and their latency.
+    pub peer_rpcs: peer_stats::PeerRpcStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,8 +237,8 @@ pub struct Coordinator {
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
-    /// Our outstanding peer RPCs: rpc id -> (request id, replica).
-    rpcs: HashMap<u64, (u64, NodeId)>,
+    /// Our outstanding peer RPCs by rpc id.
+    rpcs: HashMap<u64, requests::OutRpc>,
     /// Data messages waiting for this turn's flush, per destination.
     outbox: HashMap<NodeId, Vec<DataMsg>>,
     flush_scheduled: bool,
