@@ -222,6 +222,19 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
             .collect();
         family(&mut out, metric, kind, help, &samples);
     }
+    let sent: Vec<_> = src
+        .registry
+        .sent_handled()
+        .into_iter()
+        .map(|(name, sent, _)| (format!("actor=\"{name}\""), sent as f64))
+        .collect();
+    family(
+        &mut out,
+        "troupe_actor_messages_sent_total",
+        "counter",
+        "Messages sent to an actor (at rest equal to those handled).",
+        &sent,
+    );
     let requests: Vec<_> = src
         .registry
         .requests()

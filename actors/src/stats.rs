@@ -6,6 +6,21 @@
 //! messages waiting in (or being handled from) the mailbox. Per-connection actors share one
 //! entry and count `instances`.
 //!
+//! Actix does not expose a mailbox's length, and many messages come from places that do not
+//! hold the receiver's counters (timers, `Recipient`s handed to other subsystems, the peer
+//! transport, admin queries). So each message kind is counted one of two ways:
+//! - **by its sender** (`sent()` before `do_send`/`send`, then `handled()` in the handler):
+//!   these are what `mailbox` shows waiting. Client frames to a connection, client requests
+//!   to the coordinator, WAL batches to the memtable, and the failure detector's and
+//!   membership's exchanges are counted so;
+//! - **on arrival** ([`ActorCounters::received`] in the handler, bumping both): every other
+//!   kind. Such a message is not seen while it waits, but it no longer makes `handled`
+//!   exceed `sent`, which used to hide every counted message behind a depth of 0.
+//!
+//! Invariant: every handler calls exactly one of `handled()` or `received()`, and `sent` is
+//! bumped before the message can be handled, so `sent >= handled` at any instant (a scrape
+//! reads `handled` first) and `sent == handled` once the node is idle.
+//!
 //! Histograms are fixed arrays of relaxed atomics chosen by index, so recording a sample
 //! takes no lock and allocates nothing; a scrape reads them without stopping writers (a
 //! scrape may see a sample in `count` but not yet in `sum`: statistics, not accounting).
@@ -33,6 +48,11 @@ impl ActorCounters {
     pub fn handled(&self) {
         self.handled.fetch_add(1, Relaxed);
     }
+    /// A message whose sender did not count it: counted as sent and handled at once.
+    pub fn received(&self) {
+        self.sent.fetch_add(1, Relaxed);
+        self.handled.fetch_add(1, Relaxed);
+    }
     pub fn error(&self) {
         self.errors.fetch_add(1, Relaxed);
     }
@@ -46,8 +66,10 @@ impl ActorCounters {
         self.instances.load(Relaxed)
     }
     pub fn snapshot(&self) -> ActorStat {
-        let sent = self.sent.load(Relaxed);
+        // `handled` first: a message counted between the loads cannot show as handled
+        // before it was sent.
         let handled = self.handled.load(Relaxed);
+        let sent = self.sent.load(Relaxed);
         ActorStat {
             name: self.name.clone(),
             instances: self.instances.load(Relaxed),
@@ -88,6 +110,19 @@ impl Registry {
     pub fn snapshot(&self) -> Vec<ActorStat> {
         let actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
         actors.iter().map(|a| a.snapshot()).collect()
+    }
+
+    /// `(name, sent, handled)` per actor, raw (no saturation), for the metrics endpoint:
+    /// `sent >= handled` always holds if every message is counted as sent.
+    pub fn sent_handled(&self) -> Vec<(String, u64, u64)> {
+        let actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
+        actors
+            .iter()
+            .map(|a| {
+                let handled = a.handled.load(Relaxed);
+                (a.name.clone(), a.sent.load(Relaxed), handled)
+            })
+            .collect()
     }
 }
 
@@ -229,6 +264,18 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &reg.actor("memtable")));
         let s = &reg.snapshot()[0];
         assert_eq!((s.instances, s.mailbox, s.handled, s.errors), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn a_message_counted_on_arrival_leaves_the_counted_ones_visible() {
+        let reg = Registry::default();
+        let a = reg.actor("coordinator");
+        a.sent(); // a client request waiting
+        a.received(); // a peer batch its sender could not count
+        a.received();
+        assert_eq!(reg.snapshot()[0].mailbox, 1, "the waiting request shows");
+        a.handled();
+        assert_eq!(reg.sent_handled(), [("coordinator".to_string(), 3, 3)]);
     }
 
     #[test]

@@ -200,6 +200,20 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     }
     check_histogram(&body, "troupe_peer_rpc_duration_seconds");
 
+    // Every message an actor handled was counted as sent (else its mailbox depth would
+    // read 0 while messages wait). `handled` is read before `sent` in a scrape.
+    for (series, handled) in m
+        .iter()
+        .filter(|(k, _)| k.starts_with("troupe_actor_messages_handled_total{"))
+    {
+        let labels = series.trim_start_matches("troupe_actor_messages_handled_total");
+        let sent = get(&format!("troupe_actor_messages_sent_total{labels}"));
+        assert!(
+            sent >= *handled,
+            "{labels}: sent {sent} < handled {handled}"
+        );
+    }
+
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
 }

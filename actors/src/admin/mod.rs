@@ -169,7 +169,7 @@ impl Handler<Command> for Admin {
     type Result = ResponseFuture<Vec<u8>>;
 
     fn handle(&mut self, Command(req): Command, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let id = req.id;
         let reply = match req.op.as_str() {
             "status" => ok(id, self.status()),

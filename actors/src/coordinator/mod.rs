@@ -575,7 +575,7 @@ impl Handler<DataInbound> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.placement(); // follow membership even when no client talks to this node
         for m in msg.batch {
             match m {

@@ -70,7 +70,7 @@ impl<T: Send + 'static> Handler<Update<T>> for MemtableActor {
     type Result = ResponseFuture<Result<T, StorageError>>;
 
     fn handle(&mut self, msg: Update<T>, ctx: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let (stage, staged) = oneshot::channel();
         match self.lookup(&msg.key) {
             Lookup::Memory(v) => self.apply_update(msg, v, stage),
@@ -95,7 +95,7 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: Loaded<T>, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         let Loaded { update, got, stage } = msg;
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
