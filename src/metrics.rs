@@ -1,4 +1,7 @@
-//! A minimal Prometheus text endpoint (`GET /metrics`) on the metrics port.
+//! A minimal Prometheus text endpoint (`GET /metrics`) on the metrics port, and `GET
+//! /health` for load balancers: `200 ok` while the node is up and its storage is not
+//! poisoned (what `troupe_up` says), `503` with the reason otherwise. A health check reads
+//! one flag and takes no scrape slot.
 //!
 //! Each connection gets one response and is closed; a request is read up to 8 KiB within
 //! 5 s, so a slow or hostile scraper costs one small task at most, and at most
@@ -135,13 +138,14 @@ fn one(v: u64) -> Vec<(String, f64)> {
     vec![(String::new(), v as f64)]
 }
 
+/// Why the node is unhealthy (its storage poison), or `None` when it is healthy.
+fn unhealthy(src: &Sources) -> Option<String> {
+    src.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 pub fn render(src: &Sources, g: &Gathered) -> String {
     let mut out = String::new();
-    let healthy = src
-        .health
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_none();
+    let healthy = unhealthy(src).is_none();
     family(
         &mut out,
         "troupe_up",
@@ -364,8 +368,8 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
     }
 }
 
-/// Reads the request head and answers: the metrics, 404 for another path, or 503 when
-/// `MAX_SCRAPES` scrapes are already gathering.
+/// Reads the request head and answers: the health, the metrics, 404 for another path, or
+/// 503 when `MAX_SCRAPES` scrapes are already gathering.
 async fn answer(
     mut stream: TcpStream,
     src: &Sources,
@@ -384,8 +388,19 @@ async fn answer(
         }
     }
     let head = String::from_utf8_lossy(&buf[..n]);
-    let (status, body) = if !(head.starts_with("GET /metrics") || head.starts_with("GET / ")) {
-        ("404 Not Found", "try GET /metrics\n".to_string())
+    let (status, body) = if head.starts_with("GET /health ") || head.starts_with("GET /health?") {
+        match unhealthy(src) {
+            None => ("200 OK", "ok\n".to_string()),
+            Some(why) => (
+                "503 Service Unavailable",
+                format!("storage is poisoned (the node refuses writes): {why}\n"),
+            ),
+        }
+    } else if !(head.starts_with("GET /metrics") || head.starts_with("GET / ")) {
+        (
+            "404 Not Found",
+            "try GET /metrics or GET /health\n".to_string(),
+        )
     } else if let Ok(permit) = scrapes.clone().try_acquire_owned() {
         ("200 OK", render(src, &gather(src, permit).await))
     } else {
@@ -509,6 +524,12 @@ mod tests {
 
     /// Serves one connection with `permits` free scrape slots; returns the status line.
     async fn scrape_with(permits: usize, path: &str) -> String {
+        let resp = request(&sources(), permits, path).await;
+        resp.lines().next().unwrap_or("").to_string()
+    }
+
+    /// Serves one request for `path` from `src`; returns the whole response.
+    async fn request(src: &Sources, permits: usize, path: &str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let path = path.to_string();
@@ -523,14 +544,26 @@ mod tests {
         });
         let (stream, _) = listener.accept().await.unwrap();
         let scrapes = Arc::new(Semaphore::new(permits));
-        answer(stream, &sources(), &scrapes).await.unwrap();
+        answer(stream, src, &scrapes).await.unwrap();
         let resp = client.await.unwrap();
         assert_eq!(
             scrapes.available_permits(),
             permits,
             "the slot is given back"
         );
-        resp.lines().next().unwrap_or("").to_string()
+        resp
+    }
+
+    #[tokio::test]
+    async fn health_is_ok_until_storage_is_poisoned_and_needs_no_scrape_slot() {
+        let src = sources();
+        let resp = request(&src, 0, "/health").await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+        assert!(resp.ends_with("\r\n\r\nok\n"), "{resp}");
+        *src.health.lock().unwrap() = Some("WAL fsync failed".into());
+        let resp = request(&src, 0, "/health").await;
+        assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+        assert!(resp.contains("WAL fsync failed"), "{resp}");
     }
 
     #[tokio::test]

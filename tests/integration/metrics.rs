@@ -214,6 +214,10 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         );
     }
 
+    let (status, body) = http_get(&node.metrics, "/health");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "ok\n");
+
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
 }
