@@ -107,6 +107,74 @@ fn check_histogram(body: &str, name: &str) -> HashMap<String, f64> {
     counts
 }
 
+fn grafana_file(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/grafana")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every `troupe_*` and `process_*` family named in `text`; a histogram's `_bucket`,
+/// `_count` and `_sum` series count as the histogram.
+fn referenced_metrics(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts = (i == 0 || !word(bytes[i - 1]))
+            && (text[i..].starts_with("troupe_") || text[i..].starts_with("process_"));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let end = (i..bytes.len())
+            .find(|&j| !word(bytes[j]))
+            .unwrap_or(bytes.len());
+        let name = &text[i..end];
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| b.ends_with("_seconds")))
+            .unwrap_or(name);
+        out.insert(base.to_string());
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_and_alert_rules_parse() {
+    let dash: serde_json::Value = serde_json::from_str(&grafana_file("troupe-dashboard.json"))
+        .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 12, "{} panels", panels.len());
+    for p in panels {
+        let targets = p["targets"].as_array().expect("every panel has targets");
+        assert!(
+            targets.iter().all(|t| t["expr"].is_string()),
+            "{}",
+            p["title"]
+        );
+    }
+    let alerts = grafana_file("alerts.yml");
+    assert!(!alerts.contains('\t'), "YAML does not allow tabs");
+    assert!(alerts.lines().any(|l| l == "groups:"));
+    assert!(referenced_metrics(&alerts).contains("troupe_up"));
+    // A full YAML parse where python3 with PyYAML is installed (dev machines and CI).
+    let parsed = std::process::Command::new("python3")
+        .args(["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); assert all('expr' in r and 'alert' in r for g in d['groups'] for r in g['rules'])"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/alerts.yml"))
+        .output();
+    match parsed {
+        Ok(out) if out.status.success() => {}
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
+            eprintln!("PyYAML missing: alerts.yml checked only minimally")
+        }
+        Ok(out) => panic!("alerts.yml: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => eprintln!("python3 missing: alerts.yml checked only minimally"),
+    }
+}
+
 #[test]
 fn metrics_cover_actors_storage_wal_and_membership() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +280,16 @@ fn metrics_cover_actors_storage_wal_and_membership() {
             sent >= *handled,
             "{labels}: sent {sent} < handled {handled}"
         );
+    }
+
+    // The dashboard and the alert rules chart and alert only on families a node serves.
+    for file in ["troupe-dashboard.json", "alerts.yml"] {
+        for name in referenced_metrics(&grafana_file(file)) {
+            assert!(
+                names.contains(&name),
+                "{file} uses {name}, which no scrape has"
+            );
+        }
     }
 
     let (status, body) = http_get(&node.metrics, "/health");
