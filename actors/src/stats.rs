@@ -201,7 +201,8 @@ pub fn op_index(op: &str) -> usize {
     OPS.iter().position(|o| *o == op).unwrap_or(OPS.len() - 1)
 }
 
-fn result_index(err: Option<&ErrorCode>) -> usize {
+/// The index in [`RESULTS`] of an answer with error `err` (`None`: `ok`).
+pub fn result_index(err: Option<&ErrorCode>) -> usize {
     match err {
         None => 0,
         Some(code) => RESULTS
@@ -231,7 +232,12 @@ impl RequestStats {
     /// Records one answered request: `op` an index from [`op_index`], `err` its error code
     /// (`None` when it succeeded).
     pub fn record(&self, op: usize, err: Option<&ErrorCode>, took: Duration) {
-        let i = op.min(OPS.len() - 1) * RESULTS.len() + result_index(err);
+        self.record_index(op, result_index(err), took);
+    }
+
+    /// As [`RequestStats::record`] with the result as an index from [`result_index`].
+    pub fn record_index(&self, op: usize, result: usize, took: Duration) {
+        let i = op.min(OPS.len() - 1) * RESULTS.len() + result.min(RESULTS.len() - 1);
         self.by[i].record(took);
     }
 

@@ -199,6 +199,12 @@ fn metrics_cover_actors_storage_wal_and_membership() {
             "held",
         ))
         .unwrap();
+    // An error answer is counted by its code.
+    let long_key = vec![b'k'; 70_000];
+    assert!(
+        rt.block_on(held.get(&long_key)).is_err(),
+        "keys are limited to 64 KiB"
+    );
 
     let (status, body) = http_get(&node.metrics, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -241,6 +247,7 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     };
     assert_eq!(count("op=\"put\",result=\"ok\""), 20.0);
     assert_eq!(count("op=\"get\",result=\"ok\""), 5.0);
+    assert_eq!(count("op=\"get\",result=\"too_large\""), 1.0);
     assert!(
         count("op=\"hello\",result=\"ok\"") >= 25.0,
         "one per CLI call"

@@ -17,15 +17,17 @@
 //! longer in sync); an undecodable or invalid request gets `bad_request` and the connection
 //! stays open.
 //!
-//! Every answered request is timed, from the frame read to its response queued for the
-//! writer, into the node's [`RequestStats`] by op and result (lock-free atomics).
+//! Every answered request is timed, from the frame read to its response handed to the
+//! socket's writer (recorded just before the flush, so a client that saw the answer can also
+//! see it counted), into the node's [`RequestStats`] by op and result: lock-free atomics,
+//! recorded by the writer task, which holds the connection's one reference to them.
 
 mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
 use crate::coordinator::{ClientGet, ClientWrite};
-use crate::stats::{op_index, ActorCounters, RequestStats};
+use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -69,16 +71,27 @@ struct Incoming {
 }
 
 /// A request being timed: its op (an index into `stats::OPS`) and when it was read.
+#[derive(Clone, Copy)]
 struct Timed {
-    stats: Arc<RequestStats>,
     op: usize,
     at: Instant,
 }
 
+/// A timed request's answer: op, result (an index into `stats::RESULTS`), read time.
+#[derive(Clone, Copy)]
+struct Sample {
+    op: usize,
+    result: usize,
+    at: Instant,
+}
+
 impl Timed {
-    fn done(self, resp: &Response) {
-        let err = resp.err.as_ref().map(|e| &e.code);
-        self.stats.record(self.op, err, self.at.elapsed());
+    fn answered(self, resp: &Response) -> Sample {
+        Sample {
+            op: self.op,
+            result: result_index(resp.err.as_ref().map(|e| &e.code)),
+            at: self.at,
+        }
     }
 }
 
@@ -94,6 +107,7 @@ struct ReaderStopped {
 struct Outgoing {
     frame: Bytes,
     permit: Option<OwnedSemaphorePermit>,
+    sample: Option<Sample>,
 }
 
 pub struct Connection {
@@ -138,15 +152,14 @@ impl Connection {
     }
 
     fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>, t: Option<Timed>) {
-        if let Some(t) = t {
-            t.done(&resp);
-        }
+        let sample = t.map(|t| t.answered(&resp));
         let out = self.out.clone();
         actix::spawn(async move {
             let _ = out
                 .send(Outgoing {
                     frame: Bytes::from(resp.encode()),
                     permit,
+                    sample,
                 })
                 .await;
         });
@@ -154,7 +167,6 @@ impl Connection {
 
     fn dispatch(&mut self, id: u64, req: Request, permit: OwnedSemaphorePermit, at: Instant) {
         let t = Some(Timed {
-            stats: self.shared.requests.clone(),
             op: op_index(req.op()),
             at,
         });
@@ -263,13 +275,12 @@ impl Connection {
         let out = self.out.clone();
         actix::spawn(async move {
             let resp = fut.await;
-            if let Some(t) = t {
-                t.done(&resp);
-            }
+            let sample = t.map(|t| t.answered(&resp));
             let _ = out
                 .send(Outgoing {
                     frame: Bytes::from(resp.encode()),
                     permit: Some(permit),
+                    sample,
                 })
                 .await;
         });
@@ -288,7 +299,8 @@ impl Actor for Connection {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let codec = FrameCodec::new(self.shared.max_frame_bytes);
-        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx));
+        let stats = self.shared.requests.clone();
+        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
         let permits = Arc::new(Semaphore::new(self.shared.max_inflight));
         actix::spawn(read_loop(
             FramedRead::new(rd, codec),
@@ -321,7 +333,6 @@ impl Handler<Incoming> for Connection {
                     err: Some(e.error),
                 };
                 let t = Timed {
-                    stats: self.shared.requests.clone(),
                     op: op_index("unknown"),
                     at: msg.at,
                 };
@@ -396,6 +407,7 @@ async fn read_loop(
 async fn write_loop(
     mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
     mut rx: mpsc::Receiver<Outgoing>,
+    stats: Arc<RequestStats>,
 ) {
     let mut done = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -404,6 +416,9 @@ async fn write_loop(
         while let Some(item) = next.take() {
             if sink.feed(item.frame).await.is_err() {
                 return;
+            }
+            if let Some(s) = item.sample {
+                stats.record_index(s.op, s.result, s.at.elapsed());
             }
             done.push(item.permit);
             if done.len() < 128 {
