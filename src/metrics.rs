@@ -249,7 +249,7 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     histogram(
         &mut out,
         "troupe_request_duration_seconds",
-        "Client requests by op and result (ok or the error code), from frame read to response queued; its _count is the number of requests, and of errors by code.",
+        "Client requests by op and result (ok or the error code), from frame read to response handed to the socket writer; its _count is the number of requests, and of errors by code.",
         &requests,
     );
     storage_metrics(&mut out, g);

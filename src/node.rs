@@ -165,6 +165,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             Some(transport),
             ring_rx,
             coordinator_counters.clone(),
+            registry.actor("memtable"),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
         let replication_note = coord.replication_note();

@@ -251,6 +251,9 @@ pub struct Coordinator {
     repairs_inflight: usize,
     stats: Arc<CoordinatorStats>,
     counters: Arc<ActorCounters>,
+    /// The Memtable's counters: our `Get`s and `Update`s are counted as sent to it here, so
+    /// its mailbox depth shows the reads and writes waiting for it.
+    storage_counters: Arc<ActorCounters>,
     /// "ok" or why data is under-replicated, for `admin status`.
     replication_note: Arc<std::sync::Mutex<String>>,
 }
@@ -276,6 +279,7 @@ impl Coordinator {
         transport: Option<PeerTransport>,
         ring_rx: watch::Receiver<RingMembers>,
         counters: Arc<ActorCounters>,
+        storage_counters: Arc<ActorCounters>,
     ) -> Result<Coordinator, String> {
         let view = ring_rx.borrow().clone();
         let placement = Arc::new(Placement::new(&view, partition_config(&cfg))?);
@@ -301,6 +305,7 @@ impl Coordinator {
             repairs_inflight: 0,
             stats: Arc::default(),
             counters,
+            storage_counters,
         })
     }
 

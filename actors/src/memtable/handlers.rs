@@ -396,7 +396,8 @@ impl Handler<Get> for MemtableActor {
     /// Memory first (active, closing, sealed; newest first); on a miss the SSTables, through
     /// the disk-read queue (see [`GetResponse`]).
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> GetResponse {
-        self.counters.received();
+        // Counted as sent by the coordinator, its one sender.
+        self.counters.handled();
         match self.lookup_versioned(&msg.key) {
             Lookup::Memory(v) => GetResponse::Ready(v),
             Lookup::Disk => GetResponse::Disk {

@@ -70,7 +70,8 @@ impl<T: Send + 'static> Handler<Update<T>> for MemtableActor {
     type Result = ResponseFuture<Result<T, StorageError>>;
 
     fn handle(&mut self, msg: Update<T>, ctx: &mut Context<Self>) -> Self::Result {
-        self.counters.received();
+        // Counted as sent by the coordinator, its one sender.
+        self.counters.handled();
         let (stage, staged) = oneshot::channel();
         match self.lookup(&msg.key) {
             Lookup::Memory(v) => self.apply_update(msg, v, stage),
