@@ -299,6 +299,23 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         }
     }
 
+    // Every request was answered, so nothing waits for these two: their depth is exact.
+    for actor in ["memtable", "coordinator"] {
+        let labels = format!("{{actor=\"{actor}\"}}");
+        let sent = get(&format!("troupe_actor_messages_sent_total{labels}"));
+        assert!(sent >= 20.0, "{actor} got the puts");
+        assert_eq!(
+            sent,
+            get(&format!("troupe_actor_messages_handled_total{labels}")),
+            "{actor}"
+        );
+        assert_eq!(
+            get(&format!("troupe_actor_mailbox{labels}")),
+            0.0,
+            "{actor}"
+        );
+    }
+
     let (status, body) = http_get(&node.metrics, "/health");
     assert!(status.contains("200"), "{status}");
     assert_eq!(body, "ok\n");
