@@ -142,6 +142,42 @@ fn referenced_metrics(text: &str) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// Parses `body` with the Prometheus Python client's parser where it is installed
+/// (`pip install prometheus-client`); returns its `name type` lines, or `None` without it.
+fn prometheus_parse(body: &str) -> Option<Vec<String>> {
+    use std::process::{Command, Stdio};
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor f in parse(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No module named") {
+        eprintln!("prometheus_client missing: /metrics checked by our own parser only");
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused /metrics: {err}"
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 #[test]
 fn grafana_dashboard_and_alert_rules_parse() {
     let dash: serde_json::Value = serde_json::from_str(&grafana_file("troupe-dashboard.json"))
@@ -314,6 +350,16 @@ fn metrics_cover_actors_storage_wal_and_membership() {
             0.0,
             "{actor}"
         );
+    }
+
+    if let Some(parsed) = prometheus_parse(&body) {
+        assert!(
+            parsed
+                .iter()
+                .any(|l| l.starts_with("troupe_request_duration_seconds histogram ")),
+            "{parsed:?}"
+        );
+        assert_eq!(parsed.len(), names.len(), "every family parsed: {parsed:?}");
     }
 
     let (status, body) = http_get(&node.metrics, "/health");
