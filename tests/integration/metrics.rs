@@ -369,3 +369,46 @@ fn metrics_cover_actors_storage_wal_and_membership() {
     let (status, _) = http_get(&node.metrics, "/nope");
     assert!(status.contains("404"), "{status}");
 }
+
+/// Two nodes replicating every key (n = w = r = 2): each put and get through `a` asks `b`,
+/// and `a` counts and times those RPCs by peer, kind and result.
+#[test]
+fn peer_rpcs_are_counted_by_peer_kind_and_result_and_timed() {
+    use crate::cluster::{start, wait_for};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TROUPE__CLUSTER__N", "2".to_string())];
+    let a = start(dir.path(), "a", None, &env);
+    let b = start(dir.path(), "b", Some(&a.peer), &env);
+    let ring_of_two = |n: &NodeProc| {
+        let (code, out, _) = n.cli(&["admin", "ring", "--json"]);
+        code == 0
+            && serde_json::from_str::<serde_json::Value>(&out)
+                .ok()
+                .and_then(|v| v["members"].as_array().map(Vec::len))
+                == Some(2)
+    };
+    wait_for("a and b see a ring of two", Duration::from_secs(20), || {
+        ring_of_two(&a) && ring_of_two(&b)
+    });
+    for i in 0..5 {
+        assert_eq!(a.cli(&["put", &format!("p{i}"), "v"]).0, 0);
+    }
+    assert_eq!(a.cli(&["get", "p0"]).0, 0);
+
+    let (_, body) = http_get(&a.metrics, "/metrics");
+    let m = samples(&body);
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in:\n{body}"));
+    assert_eq!(
+        get("troupe_peer_rpcs_total{peer=\"b\",kind=\"put\",result=\"ok\"}"),
+        5.0,
+        "w = 2: every put waited for b"
+    );
+    assert_eq!(
+        get("troupe_peer_rpcs_total{peer=\"b\",kind=\"get\",result=\"ok\"}"),
+        1.0
+    );
+    let timed = check_histogram(&body, "troupe_peer_rpc_duration_seconds");
+    assert_eq!(timed["kind=\"put\""], 5.0);
+    assert_eq!(timed["kind=\"get\""], 1.0);
+}
