@@ -1,6 +1,7 @@
 //! The Prometheus endpoint as a scraper meets it: well-formed text exposition with the
 //! actor, storage, WAL, membership, request-latency and process families, histograms whose
-//! buckets are cumulative, 404 for other paths.
+//! buckets are cumulative, `/health`, 404 for other paths; the Grafana dashboard and alert
+//! rules parse and use only served families; with two nodes, peer RPCs counted and timed.
 
 use crate::harness::NodeProc;
 use std::collections::HashMap;
