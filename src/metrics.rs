@@ -1,11 +1,18 @@
-//! A minimal Prometheus text endpoint (`GET /metrics`) on the metrics port.
+//! A minimal Prometheus text endpoint (`GET /metrics`) on the metrics port, and `GET
+//! /health` for load balancers: `200 ok` while the node is up and its storage is not
+//! poisoned (what `troupe_up` says), `503` with the reason otherwise. A health check reads
+//! one flag and takes no scrape slot.
 //!
 //! Each connection gets one response and is closed; a request is read up to 8 KiB within
 //! 5 s, so a slow or hostile scraper costs one small task at most, and at most
 //! `MAX_SCRAPES` scrapes gather at once (more are answered 503 at once). A scrape asks the
 //! Memtable and Membership actors by message and reads the engine's counters on the
 //! blocking pool (`Tables::stats` may wait for a commit's MANIFEST fsync), so it never
-//! blocks an event loop; `render` itself is a pure function of what was gathered.
+//! blocks an event loop; `render` itself is a pure function of what was gathered. The
+//! process figures (`/proc/self`) and the WAL and table bytes on disk are read in that same
+//! blocking task (see [`process`]).
+
+mod process;
 
 use actix::Addr;
 use std::collections::BTreeMap;
@@ -23,7 +30,7 @@ use troupe_actors::flusher::FlusherSnapshot;
 use troupe_actors::membership::actor::{ListMembers, MembershipActor};
 use troupe_actors::memtable::wal::Health;
 use troupe_actors::memtable::{GetMemtableStats, MemtableStats};
-use troupe_actors::stats::Registry;
+use troupe_actors::stats::{HistogramSnapshot, Registry, BUCKETS};
 use troupe_actors::storage::Storage;
 
 const MAX_SCRAPES: usize = 4;
@@ -51,19 +58,30 @@ pub struct Gathered {
     pub gc_tables_deleted: Option<u64>,
     /// Members by status (`alive`, `suspect`, `dead`, `left`), this node included.
     pub members: Option<BTreeMap<String, u64>>,
+    pub process: Option<process::ProcessStats>,
+    pub disk: Option<process::DiskBytes>,
 }
 
 /// `permit` is this scrape's slot; the blocking read of the engine's counters keeps it until
 /// that read returns, even if the scrape times out first, so stuck reads cannot pile up.
 async fn gather(src: &Sources, permit: OwnedSemaphorePermit) -> Gathered {
     let mut g = Gathered::default();
+    let tables = src.storage.as_ref().map(|s| s.tables.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let engine = tables
+            .as_ref()
+            .map(|t| (t.stats(), process::read_disk(t.dir())));
+        (engine, process::read_process())
+    });
+    if let Ok((engine, proc_stats)) = read.await {
+        g.process = proc_stats;
+        if let Some((engine, disk)) = engine {
+            g.engine = Some(engine);
+            g.disk = Some(disk);
+        }
+    }
     if let Some(s) = &src.storage {
-        let tables = s.tables.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            tables.stats()
-        });
-        g.engine = read.await.ok();
         g.memtable = s.memtable.send(GetMemtableStats).await.ok();
         g.flusher = Some(s.flusher_stats.snapshot());
         g.compactor = Some(s.compactor_stats.snapshot());
@@ -96,17 +114,38 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
+/// Writes one histogram family: per series the cumulative `_bucket`s (`le` ending at
+/// `+Inf`), `_sum` and `_count`.
+fn histogram(out: &mut String, name: &str, help: &str, series: &[(String, HistogramSnapshot)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in series {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, n) in h.cumulative.iter().enumerate() {
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braced} {}", h.count());
+    }
+}
+
 fn one(v: u64) -> Vec<(String, f64)> {
     vec![(String::new(), v as f64)]
 }
 
+/// Why the node is unhealthy (its storage poison), or `None` when it is healthy.
+fn unhealthy(src: &Sources) -> Option<String> {
+    src.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 pub fn render(src: &Sources, g: &Gathered) -> String {
     let mut out = String::new();
-    let healthy = src
-        .health
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_none();
+    let healthy = unhealthy(src).is_none();
     family(
         &mut out,
         "troupe_up",
@@ -121,7 +160,36 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         "Seconds since the node started.",
         &one(src.started.elapsed().as_secs()),
     );
+    family(
+        &mut out,
+        "troupe_build_info",
+        "gauge",
+        "Always 1; the labels say which build runs.",
+        &[(
+            format!(
+                "version=\"{}\",profile=\"{}\"",
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            ),
+            1.0,
+        )],
+    );
     let actors = src.registry.snapshot();
+    let connections = actors
+        .iter()
+        .find(|a| a.name == "connection")
+        .map_or(0, |a| a.instances);
+    family(
+        &mut out,
+        "troupe_connections_open",
+        "gauge",
+        "Open client connections.",
+        &one(connections),
+    );
     for (metric, kind, help) in [
         (
             "troupe_actor_messages_handled_total",
@@ -158,9 +226,37 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
             .collect();
         family(&mut out, metric, kind, help, &samples);
     }
+    let sent: Vec<_> = src
+        .registry
+        .sent_handled()
+        .into_iter()
+        .map(|(name, sent, _)| (format!("actor=\"{name}\""), sent as f64))
+        .collect();
+    family(
+        &mut out,
+        "troupe_actor_messages_sent_total",
+        "counter",
+        "Messages sent to an actor (at rest equal to those handled).",
+        &sent,
+    );
+    let requests: Vec<_> = src
+        .registry
+        .requests()
+        .snapshot()
+        .into_iter()
+        .map(|(op, result, h)| (format!("op=\"{op}\",result=\"{result}\""), h))
+        .collect();
+    histogram(
+        &mut out,
+        "troupe_request_duration_seconds",
+        "Client requests by op and result (ok or the error code), from frame read to response handed to the socket writer; its _count is the number of requests, and of errors by code.",
+        &requests,
+    );
     storage_metrics(&mut out, g);
+    process_metrics(&mut out, g);
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());
+        peer_rpc_metrics(&mut out, c);
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -176,6 +272,21 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
         );
     }
     out
+}
+
+#[rustfmt::skip] // one metric per line reads better than rustfmt's five
+fn process_metrics(out: &mut String, g: &Gathered) {
+    if let Some(d) = &g.disk {
+        family(out, "troupe_wal_bytes", "gauge", "Bytes of the WAL segment files on disk.", &one(d.wal));
+        family(out, "troupe_data_bytes", "gauge", "Bytes of the files in the tables directory (SSTables and MANIFEST).", &one(d.data));
+    }
+    if let Some(p) = &g.process {
+        let f = |v: f64| vec![(String::new(), v)];
+        family(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.", &f(p.cpu_seconds));
+        family(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &one(p.resident_bytes));
+        family(out, "process_open_fds", "gauge", "Number of open file descriptors.", &one(p.open_fds));
+        family(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", &f(p.start_time_seconds));
+    }
 }
 
 #[rustfmt::skip] // one metric per line reads better than rustfmt's five
@@ -257,8 +368,8 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
     }
 }
 
-/// Reads the request head and answers: the metrics, 404 for another path, or 503 when
-/// `MAX_SCRAPES` scrapes are already gathering.
+/// Reads the request head and answers: the health, the metrics, 404 for another path, or
+/// 503 when `MAX_SCRAPES` scrapes are already gathering.
 async fn answer(
     mut stream: TcpStream,
     src: &Sources,
@@ -277,8 +388,19 @@ async fn answer(
         }
     }
     let head = String::from_utf8_lossy(&buf[..n]);
-    let (status, body) = if !(head.starts_with("GET /metrics") || head.starts_with("GET / ")) {
-        ("404 Not Found", "try GET /metrics\n".to_string())
+    let (status, body) = if head.starts_with("GET /health ") || head.starts_with("GET /health?") {
+        match unhealthy(src) {
+            None => ("200 OK", "ok\n".to_string()),
+            Some(why) => (
+                "503 Service Unavailable",
+                format!("storage is poisoned (the node refuses writes): {why}\n"),
+            ),
+        }
+    } else if !(head.starts_with("GET /metrics") || head.starts_with("GET / ")) {
+        (
+            "404 Not Found",
+            "try GET /metrics or GET /health\n".to_string(),
+        )
     } else if let Ok(permit) = scrapes.clone().try_acquire_owned() {
         ("200 OK", render(src, &gather(src, permit).await))
     } else {
@@ -353,6 +475,37 @@ fn coordinator_metrics(out: &mut String, c: &troupe_actors::coordinator::Coordin
     }
 }
 
+fn peer_rpc_metrics(out: &mut String, c: &troupe_actors::coordinator::CoordinatorStats) {
+    let (counts, latency) = c.peer_rpcs.snapshot();
+    let counts: Vec<_> = counts
+        .into_iter()
+        .map(|((peer, kind, result), n)| {
+            let peer = peer.replace('\\', "\\\\").replace('"', "\\\"");
+            (
+                format!("peer=\"{peer}\",kind=\"{kind}\",result=\"{result}\""),
+                n as f64,
+            )
+        })
+        .collect();
+    family(
+        out,
+        "troupe_peer_rpcs_total",
+        "counter",
+        "Replication RPCs this node sent, by peer, kind (get, put, coordinate) and result: ok or the replica's error code when answered, timeout when the request's deadline passed first, abandoned when the request finished (quorum met) before this replica answered.",
+        &counts,
+    );
+    let latency: Vec<_> = latency
+        .into_iter()
+        .map(|(kind, h)| (format!("kind=\"{kind}\""), h))
+        .collect();
+    histogram(
+        out,
+        "troupe_peer_rpc_duration_seconds",
+        "Time from sending a replication RPC to its answer, by kind (answered RPCs only).",
+        &latency,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +524,12 @@ mod tests {
 
     /// Serves one connection with `permits` free scrape slots; returns the status line.
     async fn scrape_with(permits: usize, path: &str) -> String {
+        let resp = request(&sources(), permits, path).await;
+        resp.lines().next().unwrap_or("").to_string()
+    }
+
+    /// Serves one request for `path` from `src`; returns the whole response.
+    async fn request(src: &Sources, permits: usize, path: &str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let path = path.to_string();
@@ -385,14 +544,26 @@ mod tests {
         });
         let (stream, _) = listener.accept().await.unwrap();
         let scrapes = Arc::new(Semaphore::new(permits));
-        answer(stream, &sources(), &scrapes).await.unwrap();
+        answer(stream, src, &scrapes).await.unwrap();
         let resp = client.await.unwrap();
         assert_eq!(
             scrapes.available_permits(),
             permits,
             "the slot is given back"
         );
-        resp.lines().next().unwrap_or("").to_string()
+        resp
+    }
+
+    #[tokio::test]
+    async fn health_is_ok_until_storage_is_poisoned_and_needs_no_scrape_slot() {
+        let src = sources();
+        let resp = request(&src, 0, "/health").await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+        assert!(resp.ends_with("\r\n\r\nok\n"), "{resp}");
+        *src.health.lock().unwrap() = Some("WAL fsync failed".into());
+        let resp = request(&src, 0, "/health").await;
+        assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+        assert!(resp.contains("WAL fsync failed"), "{resp}");
     }
 
     #[tokio::test]
@@ -423,6 +594,28 @@ mod tests {
             "\ntroupe_background_failing{work=\"compaction\"} 1\n",
             "\ntroupe_background_failing{work=\"flush\"} 0\n",
             "\ntroupe_background_consecutive_failures{work=\"compaction\"} 3\n",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
+    }
+
+    #[test]
+    fn peer_rpcs_render_as_counts_and_a_cumulative_histogram() {
+        let src = sources();
+        let c = src.coordinator.clone().expect("set");
+        let b = troupe_protocol::swim::NodeId::new("b");
+        c.peer_rpcs
+            .ended(&b, 1, "ok", Some(Duration::from_millis(3)));
+        c.peer_rpcs.ended(&b, 1, "timeout", None);
+        let body = render(&src, &Gathered::default());
+        for line in [
+            "\ntroupe_peer_rpcs_total{peer=\"b\",kind=\"put\",result=\"ok\"} 1\n",
+            "\ntroupe_peer_rpcs_total{peer=\"b\",kind=\"put\",result=\"timeout\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"0.0025\"} 0\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"0.005\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"+Inf\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_count{kind=\"put\"} 1\n",
+            "\ntroupe_peer_rpc_duration_seconds_count{kind=\"get\"} 0\n",
         ] {
             assert!(body.contains(line), "missing {line:?} in\n{body}");
         }

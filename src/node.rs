@@ -167,6 +167,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             Some(transport),
             ring_rx,
             coordinator_counters.clone(),
+            registry.actor("memtable"),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
         let replication_note = coord.replication_note();
@@ -180,6 +181,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator_write: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),
+            requests: registry.requests(),
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
             shutdown: shutdown.clone(),

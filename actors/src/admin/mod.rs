@@ -233,7 +233,7 @@ impl Handler<Command> for Admin {
     type Result = ResponseFuture<Vec<u8>>;
 
     fn handle(&mut self, Command(req): Command, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let id = req.id;
         log::debug!("admin command {} {:?}", req.op, req.args);
         let Some(spec) = commands::find(&req.op) else {

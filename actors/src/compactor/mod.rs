@@ -223,7 +223,7 @@ impl Handler<TablesChanged> for Compactor {
     type Result = ();
 
     fn handle(&mut self, _: TablesChanged, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.trigger(ctx);
     }
 }
@@ -232,7 +232,7 @@ impl Handler<CompactAll> for Compactor {
     type Result = ResponseFuture<Result<u64, String>>;
 
     fn handle(&mut self, _: CompactAll, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let tables = self.tables.clone();
         let gc = self.gc.clone();
         Box::pin(async move {

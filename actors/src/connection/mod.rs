@@ -16,17 +16,23 @@
 //! A frame over the maximum gets `too_large` and the connection is closed (the stream is no
 //! longer in sync); an undecodable or invalid request gets `bad_request` and the connection
 //! stays open.
+//!
+//! Every answered request is timed, from the frame read to its response handed to the
+//! socket's writer (recorded just before the flush, so a client that saw the answer can also
+//! see it counted), into the node's [`RequestStats`] by op and result: lock-free atomics,
+//! recorded by the writer task, which holds the connection's one reference to them.
 
 mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
 use crate::coordinator::{ClientGet, ClientWrite};
-use crate::stats::ActorCounters;
+use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -46,6 +52,8 @@ pub struct ConnectionShared {
     pub coordinator_write: Recipient<ClientWrite>,
     pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
+    /// Latency by op and result, for `troupe_request_duration_seconds`.
+    pub requests: Arc<RequestStats>,
     pub max_inflight: usize,
     pub max_frame_bytes: usize,
     /// Cancelled at shutdown: readers stop reading, in-flight requests finish.
@@ -58,6 +66,33 @@ pub struct ConnectionShared {
 struct Incoming {
     body: BytesMut,
     permit: OwnedSemaphorePermit,
+    /// When the frame was read: the request's latency starts here, mailbox wait included.
+    at: Instant,
+}
+
+/// A request being timed: its op (an index into `stats::OPS`) and when it was read.
+#[derive(Clone, Copy)]
+struct Timed {
+    op: usize,
+    at: Instant,
+}
+
+/// A timed request's answer: op, result (an index into `stats::RESULTS`), read time.
+#[derive(Clone, Copy)]
+struct Sample {
+    op: usize,
+    result: usize,
+    at: Instant,
+}
+
+impl Timed {
+    fn answered(self, resp: &Response) -> Sample {
+        Sample {
+            op: self.op,
+            result: result_index(resp.err.as_ref().map(|e| &e.code)),
+            at: self.at,
+        }
+    }
 }
 
 /// The reader stopped: the peer closed, the node is shutting down, or the stream broke.
@@ -72,6 +107,7 @@ struct ReaderStopped {
 struct Outgoing {
     frame: Bytes,
     permit: Option<OwnedSemaphorePermit>,
+    sample: Option<Sample>,
 }
 
 pub struct Connection {
@@ -115,19 +151,25 @@ impl Connection {
         }
     }
 
-    fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>) {
+    fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>, t: Option<Timed>) {
+        let sample = t.map(|t| t.answered(&resp));
         let out = self.out.clone();
         actix::spawn(async move {
             let _ = out
                 .send(Outgoing {
                     frame: Bytes::from(resp.encode()),
                     permit,
+                    sample,
                 })
                 .await;
         });
     }
 
-    fn dispatch(&mut self, id: u64, req: Request, permit: OwnedSemaphorePermit) {
+    fn dispatch(&mut self, id: u64, req: Request, permit: OwnedSemaphorePermit, at: Instant) {
+        let t = Some(Timed {
+            op: op_index(req.op()),
+            at,
+        });
         let key_too_long = match &req {
             Request::Get { key, .. } | Request::Put { key, .. } | Request::Delete { key, .. } => {
                 key.len() > MAX_KEY_BYTES
@@ -136,30 +178,38 @@ impl Connection {
         };
         if key_too_long {
             let msg = format!("keys are limited to {MAX_KEY_BYTES} bytes");
-            return self.respond(Response::err(id, ErrorCode::TooLarge, msg), Some(permit));
+            return self.respond(Response::err(id, ErrorCode::TooLarge, msg), Some(permit), t);
         }
         match req {
             Request::Hello { version, .. } if version != PROTOCOL_VERSION => {
                 let msg = format!("protocol version {version} is not supported; this node speaks {PROTOCOL_VERSION}");
-                self.respond(Response::err(id, ErrorCode::BadRequest, msg), Some(permit));
+                self.respond(
+                    Response::err(id, ErrorCode::BadRequest, msg),
+                    Some(permit),
+                    t,
+                );
             }
             Request::Hello { .. } => {
                 self.said_hello = true;
                 let reply = Reply::hello(self.shared.node_id.to_string());
-                self.respond(Response::ok(id, reply), Some(permit));
+                self.respond(Response::ok(id, reply), Some(permit), t);
             }
             _ if !self.said_hello => {
                 let msg = "the first request on a connection must be hello";
-                self.respond(Response::err(id, ErrorCode::BadRequest, msg), Some(permit));
+                self.respond(
+                    Response::err(id, ErrorCode::BadRequest, msg),
+                    Some(permit),
+                    t,
+                );
             }
-            Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit)),
+            Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit), t),
             Request::Get { key, r, after } => {
                 self.shared.coordinator_counters.sent();
                 let read = self
                     .shared
                     .coordinator_get
                     .send(ClientGet { key, r, after });
-                self.reply_later(permit, async move {
+                self.reply_later(permit, t, async move {
                     match read.await {
                         Ok(Ok(got)) => Response::ok(id, Reply::get(got.values, got.context)),
                         Ok(Err(e)) => Response::err(id, e.code, e.msg),
@@ -176,8 +226,10 @@ impl Connection {
                 value,
                 context,
                 w,
-            } => self.write(id, key, Some(value), context, w, permit),
-            Request::Delete { key, context, w } => self.write(id, key, None, context, w, permit),
+            } => self.write(id, key, Some(value), context, w, (permit, t)),
+            Request::Delete { key, context, w } => {
+                self.write(id, key, None, context, w, (permit, t))
+            }
         }
     }
 
@@ -188,7 +240,7 @@ impl Connection {
         value: Option<Vec<u8>>,
         context: Option<Vec<u8>>,
         w: Option<troupe_protocol::Quorum>,
-        permit: OwnedSemaphorePermit,
+        (permit, t): (OwnedSemaphorePermit, Option<Timed>),
     ) {
         let is_put = value.is_some();
         self.shared.coordinator_counters.sent();
@@ -198,7 +250,7 @@ impl Connection {
             context,
             w,
         });
-        self.reply_later(permit, async move {
+        self.reply_later(permit, t, async move {
             match write.await {
                 Ok(Ok(w)) if is_put => Response::ok(id, Reply::put_with_values(w.context, w.values)),
                 Ok(Ok(_)) => Response::ok(id, Reply::empty()),
@@ -217,15 +269,18 @@ impl Connection {
     fn reply_later(
         &self,
         permit: OwnedSemaphorePermit,
+        t: Option<Timed>,
         fut: impl std::future::Future<Output = Response> + 'static,
     ) {
         let out = self.out.clone();
         actix::spawn(async move {
             let resp = fut.await;
+            let sample = t.map(|t| t.answered(&resp));
             let _ = out
                 .send(Outgoing {
                     frame: Bytes::from(resp.encode()),
                     permit: Some(permit),
+                    sample,
                 })
                 .await;
         });
@@ -244,7 +299,8 @@ impl Actor for Connection {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let codec = FrameCodec::new(self.shared.max_frame_bytes);
-        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx));
+        let stats = self.shared.requests.clone();
+        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
         let permits = Arc::new(Semaphore::new(self.shared.max_inflight));
         actix::spawn(read_loop(
             FramedRead::new(rd, codec),
@@ -268,7 +324,7 @@ impl Handler<Incoming> for Connection {
     fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) {
         self.shared.counters.handled();
         match decode_request(&msg.body) {
-            Ok((id, req)) => self.dispatch(id, req, msg.permit),
+            Ok((id, req)) => self.dispatch(id, req, msg.permit, msg.at),
             Err(e) => {
                 self.shared.counters.error();
                 let resp = Response {
@@ -276,7 +332,11 @@ impl Handler<Incoming> for Connection {
                     ok: None,
                     err: Some(e.error),
                 };
-                self.respond(resp, Some(msg.permit));
+                let t = Timed {
+                    op: op_index("unknown"),
+                    at: msg.at,
+                };
+                self.respond(resp, Some(msg.permit), Some(t));
             }
         }
     }
@@ -290,7 +350,7 @@ impl Handler<ReaderStopped> for Connection {
         if let Some(why) = msg.too_large {
             self.shared.counters.error();
             log::debug!("connection from {}: {why}; closing", self.peer);
-            self.respond(Response::err(0, ErrorCode::TooLarge, why), None);
+            self.respond(Response::err(0, ErrorCode::TooLarge, why), None, None);
         }
         // Stopping drops our sender; the writer ends once in-flight responses are written.
         ctx.stop();
@@ -325,7 +385,11 @@ async fn read_loop(
                 if !conn.connected() {
                     return;
                 }
-                conn.do_send(Incoming { body, permit });
+                conn.do_send(Incoming {
+                    body,
+                    permit,
+                    at: Instant::now(),
+                });
             }
             Some(Err(FrameError::TooLarge { len, max })) => {
                 too_large = Some(format!(
@@ -343,6 +407,7 @@ async fn read_loop(
 async fn write_loop(
     mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
     mut rx: mpsc::Receiver<Outgoing>,
+    stats: Arc<RequestStats>,
 ) {
     let mut done = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -351,6 +416,9 @@ async fn write_loop(
         while let Some(item) = next.take() {
             if sink.feed(item.frame).await.is_err() {
                 return;
+            }
+            if let Some(s) = item.sample {
+                stats.record_index(s.op, s.result, s.at.elapsed());
             }
             done.push(item.permit);
             if done.len() < 128 {

@@ -132,7 +132,7 @@ impl Handler<DescribeRing> for Coordinator {
     type Result = MessageResult<DescribeRing>;
 
     fn handle(&mut self, _: DescribeRing, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let p = self.placement();
         let shares = p.table.shares();
         let members = p
@@ -162,7 +162,7 @@ impl Handler<DescribePreflist> for Coordinator {
     type Result = MessageResult<DescribePreflist>;
 
     fn handle(&mut self, msg: DescribePreflist, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let p = self.placement();
         let partition = p.table.partition_of(&msg.key);
         let entry = |id: &NodeId| PreflistEntry {
@@ -182,7 +182,7 @@ impl Handler<DescribeObject> for Coordinator {
     type Result = ResponseFuture<Result<ObjectReply, ClientError>>;
 
     fn handle(&mut self, msg: DescribeObject, ctx: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let (tx, rx) = oneshot::channel();
         let key = msg.key.clone();
         self.read_local(msg.key, ctx, move |_, res, _| {

@@ -238,6 +238,7 @@ impl Coordinator {
             + 'static,
     ) {
         self.local_ops += 1;
+        self.storage_counters.sent();
         let fut = read_stored(self.storage_get.send(Get { key }));
         finish_on_actor(ctx, fut, move |act, res, ctx| {
             act.local_ops -= 1;
@@ -278,6 +279,7 @@ impl Coordinator {
                     },
                 },
             );
+        self.storage_counters.sent();
         let update = self.storage_update.send(Update {
             key: key.clone(),
             apply: compute,

@@ -34,6 +34,7 @@ mod get;
 pub mod keylocks;
 mod local;
 pub use local::{LocalResult, Stored};
+pub mod peer_stats;
 pub mod placement;
 pub mod quorum;
 mod replica;
@@ -184,6 +185,8 @@ pub struct CoordinatorStats {
     pub read_repairs_skipped: AtomicU64,
     pub replica_requests: AtomicU64,
     pub responses_dropped: AtomicU64,
+    /// Our RPCs to peers by peer, kind and result, and their latency.
+    pub peer_rpcs: peer_stats::PeerRpcStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,8 +237,8 @@ pub struct Coordinator {
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
-    /// Our outstanding peer RPCs: rpc id -> (request id, replica).
-    rpcs: HashMap<u64, (u64, NodeId)>,
+    /// Our outstanding peer RPCs by rpc id.
+    rpcs: HashMap<u64, requests::OutRpc>,
     /// Data messages waiting for this turn's flush, per destination.
     outbox: HashMap<NodeId, Vec<DataMsg>>,
     flush_scheduled: bool,
@@ -248,6 +251,9 @@ pub struct Coordinator {
     repairs_inflight: usize,
     stats: Arc<CoordinatorStats>,
     counters: Arc<ActorCounters>,
+    /// The Memtable's counters: our `Get`s and `Update`s are counted as sent to it here, so
+    /// its mailbox depth shows the reads and writes waiting for it.
+    storage_counters: Arc<ActorCounters>,
     /// "ok" or why data is under-replicated, for `admin status`.
     replication_note: Arc<std::sync::Mutex<String>>,
 }
@@ -273,6 +279,7 @@ impl Coordinator {
         transport: Option<PeerTransport>,
         ring_rx: watch::Receiver<RingMembers>,
         counters: Arc<ActorCounters>,
+        storage_counters: Arc<ActorCounters>,
     ) -> Result<Coordinator, String> {
         let view = ring_rx.borrow().clone();
         let placement = Arc::new(Placement::new(&view, partition_config(&cfg))?);
@@ -298,6 +305,7 @@ impl Coordinator {
             repairs_inflight: 0,
             stats: Arc::default(),
             counters,
+            storage_counters,
         })
     }
 
@@ -572,7 +580,7 @@ impl Handler<DataInbound> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.placement(); // follow membership even when no client talks to this node
         for m in msg.batch {
             match m {

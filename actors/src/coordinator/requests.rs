@@ -4,12 +4,22 @@
 //!
 //! Each flow is a [`Request`] in the coordinator's table with a deadline (one heap, one
 //! tick); its quorum state is a pure tracker from [`super::quorum`], fed with answers.
+//! Every RPC's end (answer, timeout, abandoned) is counted in `CoordinatorStats::peer_rpcs`.
 
 use super::local::{show_key, Apply, LocalDone, LocalOp};
 use super::quorum::{self, GetTracker, Progress, PutOutcome, PutTracker};
 use super::*;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::object::{Object, Value, VersionVector};
+
+/// One outstanding peer RPC: its request, the replica asked, what it asked, and when.
+pub(crate) struct OutRpc {
+    req: u64,
+    node: NodeId,
+    /// An index into `peer_stats::KINDS`.
+    kind: usize,
+    sent: std::time::Instant,
+}
 
 pub(crate) enum Request {
     Get(GetState),
@@ -296,7 +306,13 @@ impl Coordinator {
     /// Sends one request of flow `req` to `node`.
     pub(super) fn rpc(&mut self, req: u64, node: &NodeId, body: DataReq, ctx: &mut Context<Self>) {
         let id = self.next_id();
-        self.rpcs.insert(id, (req, node.clone()));
+        let rpc = OutRpc {
+            req,
+            node: node.clone(),
+            kind: super::peer_stats::kind_of(&body),
+            sent: std::time::Instant::now(),
+        };
+        self.rpcs.insert(id, rpc);
         if let Some(r) = self.requests.get_mut(&req) {
             r.rpcs().push(id);
         }
@@ -322,13 +338,34 @@ impl Coordinator {
         }
     }
 
-    /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped).
+    /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped;
+    /// such an RPC is counted `abandoned`).
     pub(super) fn forget(&mut self, req: u64) -> Option<Request> {
         let mut r = self.requests.remove(&req)?;
         for id in r.rpcs().drain(..) {
-            self.rpcs.remove(&id);
+            if let Some(rpc) = self.rpcs.remove(&id) {
+                self.stats
+                    .peer_rpcs
+                    .ended(&rpc.node, rpc.kind, "abandoned", None);
+            }
         }
         Some(r)
+    }
+
+    /// Request `req`'s deadline passed: its RPCs still outstanding are counted `timeout` and
+    /// dropped (what follows forgets the request or, for a put still writing locally, has
+    /// sent none yet).
+    fn expire_rpcs(&mut self, req: u64) {
+        let Some(r) = self.requests.get_mut(&req) else {
+            return;
+        };
+        for id in r.rpcs().iter() {
+            if let Some(rpc) = self.rpcs.remove(id) {
+                self.stats
+                    .peer_rpcs
+                    .ended(&rpc.node, rpc.kind, "timeout", None);
+            }
+        }
     }
 
     /// A replica answered one of our RPCs (or it failed to leave this node).
@@ -340,12 +377,26 @@ impl Coordinator {
         ctx: &mut Context<Self>,
     ) {
         // Only the node asked may answer (an id is never matched across nodes).
-        if self.rpcs.get(&rpc).is_none_or(|(_, node)| node != from) {
+        if self.rpcs.get(&rpc).is_none_or(|r| &r.node != from) {
             return; // its request already finished, or a stranger's answer
         }
-        let Some((req, node)) = self.rpcs.remove(&rpc) else {
+        let Some(OutRpc {
+            req,
+            node,
+            kind,
+            sent,
+        }) = self.rpcs.remove(&rpc)
+        else {
             return;
         };
+        let code = match &resp {
+            DataResp::Failed { code, .. } => Some(code.as_str()),
+            _ => None,
+        };
+        let result = super::peer_stats::result_label(code);
+        self.stats
+            .peer_rpcs
+            .ended(&node, kind, result, Some(sent.elapsed()));
         let failed = |resp: &DataResp| match resp {
             DataResp::Failed { code, msg } => Some(format!("{code}: {msg}")),
             _ => None,
@@ -462,6 +513,7 @@ impl Coordinator {
 
     /// A request's deadline passed: answer what is still unanswered, then forget it.
     pub(super) fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
+        self.expire_rpcs(req);
         match self.requests.get_mut(&req) {
             Some(Request::Get(st)) => {
                 let progress = st.tracker.timed_out();

@@ -88,6 +88,7 @@ fn single_node() -> Addr<Coordinator> {
         None,
         rx,
         Arc::default(),
+        Arc::default(),
     )
     .expect("one member places every key")
     .start()

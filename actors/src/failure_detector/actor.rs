@@ -126,7 +126,7 @@ impl Handler<GetHealth> for FailureDetectorActor {
     type Result = u32;
 
     fn handle(&mut self, _: GetHealth, _: &mut Context<Self>) -> u32 {
-        self.counters.handled();
+        self.counters.received();
         self.det.lhm()
     }
 }

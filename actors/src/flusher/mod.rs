@@ -310,7 +310,7 @@ impl Handler<FlushMemtable> for Flusher {
     type Result = ();
 
     fn handle(&mut self, msg: FlushMemtable, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.queue.push_back(msg);
         self.stats.queued.store(self.queue.len() as u64, Relaxed);
         self.start_next(ctx);

@@ -92,7 +92,7 @@ impl Handler<TablesCompacted> for Gc {
     type Result = ();
 
     fn handle(&mut self, _: TablesCompacted, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.collect(ctx);
     }
 }
@@ -101,7 +101,7 @@ impl Handler<CollectNow> for Gc {
     type Result = ResponseFuture<Result<Vec<u64>, String>>;
 
     fn handle(&mut self, _: CollectNow, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let tables = self.tables.clone();
         let deleted = self.deleted.clone();
         Box::pin(async move {

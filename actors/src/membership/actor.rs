@@ -231,7 +231,7 @@ impl Handler<Join> for MembershipActor {
     type Result = ();
 
     fn handle(&mut self, _: Join, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         if !self.seeds.is_empty() {
             log::info!("joining the cluster through seeds {:?}", self.seeds);
         }
@@ -244,7 +244,7 @@ impl Handler<PeerInbound> for MembershipActor {
     type Result = ();
 
     fn handle(&mut self, PeerInbound { from, msg }: PeerInbound, ctx: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         let now = self.now();
         let fx = self.core.handle_message(&from, msg, now);
         self.apply(fx, ctx);
@@ -269,7 +269,7 @@ impl Handler<Subscribe> for MembershipActor {
     type Result = ();
 
     fn handle(&mut self, Subscribe(r): Subscribe, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.subscribers.push(r);
     }
 }
@@ -278,7 +278,7 @@ impl Handler<WatchRing> for MembershipActor {
     type Result = MessageResult<WatchRing>;
 
     fn handle(&mut self, _: WatchRing, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         MessageResult(self.ring_tx.subscribe())
     }
 }
@@ -296,7 +296,7 @@ impl Handler<ListMembers> for MembershipActor {
     type Result = MessageResult<ListMembers>;
 
     fn handle(&mut self, _: ListMembers, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let now = self.now();
         let me = self.core.id().clone();
         let rows = self
@@ -323,7 +323,7 @@ impl Handler<Leave> for MembershipActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Leave, ctx: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let peers = self.core.live_peers().len();
         let fx = self.core.leave();
         self.apply(fx, ctx);
@@ -347,7 +347,7 @@ impl Handler<Fault> for MembershipActor {
     type Result = Result<Vec<String>, String>;
 
     fn handle(&mut self, Fault(args): Fault, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         match args
             .iter()
             .map(String::as_str)

@@ -189,7 +189,7 @@ impl Handler<Write> for MemtableActor {
     type Result = ResponseFuture<Result<u64, StorageError>>;
 
     fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let (tx, rx) = oneshot::channel();
         self.accept(msg, tx);
         Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
@@ -238,7 +238,7 @@ impl Handler<WalRotated> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: WalRotated, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         let new_segment = match msg.result {
             Ok(segment) => Some(segment),
             Err(e) => {
@@ -259,7 +259,7 @@ impl Handler<TableFlushed> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: TableFlushed, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         let fx = self.pipe.flush_completed(msg.segment);
         self.carry_out(fx);
     }
@@ -269,7 +269,7 @@ impl Handler<FlushFailed> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: FlushFailed, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         self.counters.error();
         log::error!("flush failed, refusing writes from now on: {}", msg.reason);
         lock(&self.engine_poison).get_or_insert(msg.reason.clone());
@@ -396,6 +396,7 @@ impl Handler<Get> for MemtableActor {
     /// Memory first (active, closing, sealed; newest first); on a miss the SSTables, through
     /// the disk-read queue (see [`GetResponse`]).
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> GetResponse {
+        // Counted as sent by the coordinator, its one sender.
         self.counters.handled();
         match self.lookup_versioned(&msg.key) {
             Lookup::Memory(v) => GetResponse::Ready(v),
@@ -470,7 +471,7 @@ impl Handler<Scan> for MemtableActor {
     type Result = ResponseFuture<Result<ScanResult, StorageError>>;
 
     fn handle(&mut self, msg: Scan, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let limit = msg.limit.max(1);
         // Take at most `limit` entries from each memory source, then bound the page.
         let ranges = self
@@ -511,7 +512,7 @@ impl Handler<Seal> for MemtableActor {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, _: Seal, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         if let Some(reason) = self.poisoned() {
             return Box::pin(async move { Err(StorageError::Poisoned(reason)) });
         }
@@ -528,7 +529,7 @@ impl Handler<SyncWal> for MemtableActor {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, _: SyncWal, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         let (tx, rx) = oneshot::channel();
         let queued = self.wal.sync(Box::new(move |r| {
             let _ = tx.send(r.map_err(|e| StorageError::Poisoned(e.to_string())));
@@ -546,7 +547,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
     type Result = MessageResult<GetMemtableStats>;
 
     fn handle(&mut self, _: GetMemtableStats, _: &mut Context<Self>) -> Self::Result {
-        self.counters.handled();
+        self.counters.received();
         MessageResult(MemtableStats {
             active_bytes: self.pipe.active().bytes(),
             active_keys: self.pipe.active().len(),

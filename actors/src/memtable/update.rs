@@ -70,6 +70,7 @@ impl<T: Send + 'static> Handler<Update<T>> for MemtableActor {
     type Result = ResponseFuture<Result<T, StorageError>>;
 
     fn handle(&mut self, msg: Update<T>, ctx: &mut Context<Self>) -> Self::Result {
+        // Counted as sent by the coordinator, its one sender.
         self.counters.handled();
         let (stage, staged) = oneshot::channel();
         match self.lookup(&msg.key) {
@@ -95,7 +96,7 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: Loaded<T>, _: &mut Context<Self>) {
-        self.counters.handled();
+        self.counters.received();
         let Loaded { update, got, stage } = msg;
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
