@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== installing test dependencies (PyPI: msgpack, pytest)"
-python3 -m pip install --quiet --disable-pip-version-check msgpack pytest 2>/dev/null \
-  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages msgpack pytest
+python3 -m pip install --quiet --disable-pip-version-check msgpack pytest prometheus-client 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages msgpack pytest prometheus-client
 
 # tests/integration/deploy.rs verifies and scores the systemd units with systemd-analyze
 # (Debian package `systemd`; it is only installed, not booted). Without it that test skips.
