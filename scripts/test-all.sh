@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== installing test dependencies (PyPI: msgpack, pytest)"
+echo "== installing test dependencies (PyPI: msgpack, pytest, prometheus-client)"
 python3 -m pip install --quiet --disable-pip-version-check msgpack pytest prometheus-client 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages msgpack pytest prometheus-client
 
