@@ -321,7 +321,10 @@ fn start_membership(
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
     let sinks = peer::Sinks {
         swim: mem.clone().recipient(),
-        data: Some(data_sink),
+        data: Some(peer::DataSink {
+            to: data_sink,
+            counters: registry.actor("coordinator"),
+        }),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

@@ -11,8 +11,10 @@
 //! transport, admin queries). So each message kind is counted one of two ways:
 //! - **by its sender** (`sent()` before `do_send`/`send`, then `handled()` in the handler):
 //!   these are what `mailbox` shows waiting. Client frames to a connection, client requests
-//!   to the coordinator, the coordinator's reads and updates and the WAL's batches to the
-//!   memtable, and the failure detector's and membership's exchanges are counted so;
+//!   and peer data batches to the coordinator (the peer reader holds its counters through
+//!   `peer::DataSink`), the coordinator's reads and updates and the WAL's batches to the
+//!   memtable, and the failure detector's and membership's exchanges are counted so: the
+//!   traffic that can queue under load;
 //! - **on arrival** ([`ActorCounters::received`] in the handler, bumping both): every other
 //!   kind. Such a message is not seen while it waits, but it no longer makes `handled`
 //!   exceed `sent`, which used to hide every counted message behind a depth of 0.

@@ -580,7 +580,7 @@ impl Handler<DataInbound> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
-        self.counters.received();
+        self.counters.handled(); // counted as sent by the peer reader (`peer::DataSink`)
         self.placement(); // follow membership even when no client talks to this node
         for m in msg.batch {
             match m {

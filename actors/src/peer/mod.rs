@@ -56,7 +56,15 @@ pub struct DataInbound {
 #[derive(Clone)]
 pub struct Sinks {
     pub swim: Recipient<PeerInbound>,
-    pub data: Option<Recipient<DataInbound>>,
+    pub data: Option<DataSink>,
+}
+
+/// The coordinator, and its counters: a data batch is counted as sent when the reader
+/// hands it over, so the coordinator's mailbox depth shows batches waiting for it.
+#[derive(Clone)]
+pub struct DataSink {
+    pub to: Recipient<DataInbound>,
+    pub counters: std::sync::Arc<crate::stats::ActorCounters>,
 }
 
 /// Transport settings.
@@ -325,9 +333,10 @@ async fn serve_one(
                     from: from.clone(),
                     batch,
                 };
+                data.counters.sent();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    sent = data.send(msg) => if sent.is_err() { return },
+                    sent = data.to.send(msg) => if sent.is_err() { return },
                 }
                 continue;
             }
