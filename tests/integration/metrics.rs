@@ -412,4 +412,21 @@ fn peer_rpcs_are_counted_by_peer_kind_and_result_and_timed() {
     let timed = check_histogram(&body, "troupe_peer_rpc_duration_seconds");
     assert_eq!(timed["kind=\"put\""], 5.0);
     assert_eq!(timed["kind=\"get\""], 1.0);
+
+    // b's coordinator got every one of those as peer data batches, counted as sent by the
+    // peer reader: at rest its sent and handled totals agree, and they are not zero.
+    let coordinator = |n: &NodeProc| {
+        let (_, body) = http_get(&n.metrics, "/metrics");
+        let m = samples(&body);
+        let k = "{actor=\"coordinator\"}";
+        (
+            m[&format!("troupe_actor_messages_sent_total{k}")],
+            m[&format!("troupe_actor_messages_handled_total{k}")],
+        )
+    };
+    wait_for("b's coordinator at rest", Duration::from_secs(10), || {
+        let (sent, handled) = coordinator(&b);
+        sent == handled
+    });
+    assert!(coordinator(&b).0 >= 6.0, "{:?}", coordinator(&b));
 }
