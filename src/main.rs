@@ -18,8 +18,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc keeps freed memory committed for a while, and commits arenas eagerly; for a node
 /// that bounds its memory by design (a stalled client holds at most its in-flight
 /// responses) that showed as RSS: 58-66 MiB of growth for the backpressure test's stalled
-/// client against 21-27 MiB with glibc malloc. Returning freed pages at once and committing
-/// arenas on demand brings it back to 22 MiB. Set first thing in `main`; the
+/// client against 21-27 MiB with glibc malloc. Purging freed pages at once brings it to
+/// 40-45 MiB at the same throughput (docs/BENCHMARKS.md). Lazy arena commit applies only to
+/// arenas created after this runs (the first one exists before `main`); with
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0` in the environment the growth is 22 MiB. The
 /// `MIMALLOC_*` environment variables, when set, win.
 fn tune_allocator() {
     use libmimalloc_sys as mi;
