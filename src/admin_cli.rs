@@ -109,6 +109,14 @@ pub async fn call(client: &Client, command: &str, args: Vec<String>) -> Result<V
         ))
     })?;
     match (resp.ok, resp.err) {
+        // The client port answers admin commands as unknown ops: say where the admin is.
+        (_, Some(e)) if e.msg.starts_with("unknown op") => Err(CallError::Node {
+            code: e.code.to_string(),
+            message: format!(
+                "this is a client port, not the admin port ({}); pass the node's admin address with --addr (net.admin_listen, default 127.0.0.1:7402)",
+                e.msg
+            ),
+        }),
         (_, Some(e)) => Err(CallError::Node {
             code: e.code.to_string(),
             message: e.msg,

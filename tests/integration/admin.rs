@@ -178,3 +178,19 @@ fn destructive_commands_need_yes_and_fault_needs_the_node_flag() {
     assert_eq!(code, 2);
     assert!(err.contains("--enable-fault-injection"), "{err}");
 }
+
+#[test]
+fn admin_pointed_at_the_client_port_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let out = std::process::Command::new(BIN)
+        .args(["admin", "status", "--addr", &node.client])
+        .output()
+        .expect("running troupe CLI");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("client port") && err.contains("admin port"),
+        "no hint that this is the client port: {err}"
+    );
+}
