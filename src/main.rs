@@ -25,7 +25,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `MIMALLOC_*` environment variables, when set, win.
 fn tune_allocator() {
     use libmimalloc_sys as mi;
-    // Option indices of mimalloc 2.x (`mi_option_e` in mimalloc.h).
+    // Option indices of `mi_option_e` in mimalloc.h: the same in v3 (what libmimalloc-sys
+    // builds by default) and v2. The old names `MIMALLOC_RESET_DELAY` and
+    // `MIMALLOC_EAGER_REGION_COMMIT` are not looked at here.
     const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
     const PURGE_DELAY: mi::mi_option_t = 15;
     for (option, env) in [

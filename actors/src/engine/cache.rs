@@ -97,6 +97,20 @@ impl BlockCache {
     }
 
     pub fn get(&self, key: BlockKey) -> Option<Arc<Block>> {
+        let block = self.peek(key);
+        let counter = if block.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        block
+    }
+
+    /// [`get`](Self::get) without counting a hit or a miss (the LRU is still touched): for
+    /// a lookup that may be abandoned and redone through `get`, which then counts it once.
+    /// Count a hit it made final with [`record_hit`](Self::record_hit).
+    pub fn peek(&self, key: BlockKey) -> Option<Arc<Block>> {
         let mut g = self.shard(key);
         let shard = &mut *g;
         let tick = shard.next_tick;
@@ -106,14 +120,14 @@ impl BlockCache {
                 slot.tick = tick;
                 shard.lru.insert(tick, key);
                 shard.next_tick += 1;
-                self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(slot.block.clone())
             }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+            None => None,
         }
+    }
+
+    pub fn record_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn insert(&self, key: BlockKey, block: Arc<Block>) {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::engine::entry::Entry;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::sstable::bloom::key_hash;
-use crate::engine::sstable::{TableIter, TableMeta, TableReader};
+use crate::engine::sstable::{Probe, TableIter, TableMeta, TableReader};
 use crate::engine::version::Version;
 
 /// A sorted stream of entries (key asc, seq desc) from one source.
@@ -59,36 +59,37 @@ pub fn get(version: &Version, tables: &dyn TableSource, key: &[u8]) -> Result<Op
 }
 
 /// [`get`] from memory alone (bloom filters and the block cache): `None` when it would
-/// need to read a data block from a file, so the caller reads off the event loop instead.
+/// need to read a data block from a file, so the caller reads off the event loop instead
+/// (and that read counts the lookup). Counters are bumped only for an answer given here.
 pub fn get_cached(
     version: &Version,
     tables: &dyn TableSource,
     key: &[u8],
 ) -> Option<Result<Option<Entry>>> {
     let hash = key_hash(key);
-    let probe = |t: &TableMeta| -> Option<Result<Option<Entry>>> {
-        match tables.table(t.id) {
-            Ok(r) => r.get_cached(key, hash).map(Ok),
-            Err(e) => Some(Err(e)),
-        }
-    };
-    for t in version.level(0) {
-        if t.may_contain_key(key) {
-            match probe(t)? {
-                Ok(None) => {}
-                found => return Some(found),
-            }
-        }
-    }
-    for level in 1..version.num_levels() {
-        if let Some(t) = version.table_for_key(level, key) {
-            match probe(t)? {
-                Ok(None) => {}
-                found => return Some(found),
-            }
+    let mut probed: Vec<(Arc<TableReader>, Probe)> = Vec::new();
+    let candidates = version
+        .level(0)
+        .iter()
+        .filter(|t| t.may_contain_key(key))
+        .chain((1..version.num_levels()).filter_map(|level| version.table_for_key(level, key)));
+    let mut answer = None;
+    for t in candidates {
+        let reader = match tables.table(t.id) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let (found, probe) = reader.get_cached(key, hash)?;
+        probed.push((reader, probe));
+        if found.is_some() {
+            answer = found;
+            break;
         }
     }
-    Some(Ok(None))
+    for (reader, probe) in probed {
+        reader.count(probe);
+    }
+    Some(Ok(answer))
 }
 
 /// Sources over `version` for `[start, end)`: one per L0 table (newest first), then one

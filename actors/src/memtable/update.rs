@@ -322,4 +322,34 @@ mod tests {
             "cached block read again from disk"
         );
     }
+
+    /// A lookup tried from memory and then read from disk is counted once: the probe that
+    /// found the block missing from the cache counts nothing, the disk read counts it.
+    #[actix_rt::test]
+    async fn a_lookup_redone_on_disk_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, tables) = over_tables(dir.path());
+        let counts = || {
+            let st = tables.stats();
+            let c = st.cache.expect("a block cache");
+            (c.hits, c.misses, st.bloom_useful, st.bloom_useless)
+        };
+        let before = counts();
+        // Not cached: one miss (the disk read), no hit.
+        assert_eq!(get(&addr, "k0100").await.as_deref(), Some(&b"v100"[..]));
+        let (h, m, _, _) = counts();
+        assert_eq!(
+            (h - before.0, m - before.1),
+            (0, 1),
+            "one miss for one read"
+        );
+        // Same block, now cached: one hit, answered in memory.
+        assert_eq!(get(&addr, "k0101").await.as_deref(), Some(&b"v101"[..]));
+        let (h, m, _, _) = counts();
+        assert_eq!((h - before.0, m - before.1), (1, 1));
+        // Ruled out by the filter: one useful probe.
+        assert_eq!(get(&addr, "k0100-absent-0").await, None);
+        let (_, _, useful, useless) = counts();
+        assert_eq!((useful - before.2, useless - before.3), (1, 0));
+    }
 }

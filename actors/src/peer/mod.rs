@@ -335,8 +335,14 @@ async fn serve_one(
                 };
                 data.counters.sent();
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    sent = data.to.send(msg) => if sent.is_err() { return },
+                    _ = shutdown.cancelled() => {
+                        data.counters.handled(); // never delivered: keep the depth true
+                        return;
+                    }
+                    sent = data.to.send(msg) => if sent.is_err() {
+                        data.counters.handled(); // the coordinator is gone: not delivered
+                        return;
+                    },
                 }
                 continue;
             }

@@ -27,7 +27,7 @@ pub mod format;
 pub mod reader;
 pub mod writer;
 
-pub use reader::{ReadCounters, TableIter, TableReader};
+pub use reader::{Probe, ReadCounters, TableIter, TableReader};
 pub use writer::{TableWriter, TableWriterOptions};
 
 use std::path::{Path, PathBuf};

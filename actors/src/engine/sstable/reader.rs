@@ -31,6 +31,25 @@ pub struct ReadCounters {
     pub bloom_useless: AtomicU64,
 }
 
+/// What one table's probe adds to the read counters (see [`TableReader::count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The bloom filter said absent.
+    BloomUseful,
+    /// The filter said maybe and the table had nothing; `cached`: its block came from the
+    /// cache.
+    BloomUseless { cached: bool },
+    /// The key was there.
+    Found { cached: bool },
+}
+
+/// Where a key could be in one table.
+enum Located {
+    RuledOut,
+    NotHere,
+    Block(usize),
+}
+
 pub struct TableReader {
     id: u64,
     path: PathBuf,
@@ -167,43 +186,77 @@ impl TableReader {
     /// `get` with the key's bloom hash computed once by the caller (one hash per lookup,
     /// however many tables it probes).
     pub fn get_hashed(&self, key: &[u8], hash: (u64, u64)) -> Result<Option<Entry>> {
-        self.get_with(key, hash, |idx| self.read_block(idx, true))
-    }
-
-    /// `get_hashed` from memory alone: `None` when the answer needs a data block that is
-    /// not in the block cache (the caller then reads it off the event loop).
-    pub fn get_cached(&self, key: &[u8], hash: (u64, u64)) -> Option<Option<Entry>> {
-        self.get_with(key, hash, |idx| {
-            self.cache
-                .as_ref()
-                .and_then(|c| c.get((self.id, self.index[idx].offset)))
-                .ok_or(())
-        })
-        .ok()
-    }
-
-    /// The bloom probe, then the one block that can hold `key`, from `block`.
-    fn get_with<E>(
-        &self,
-        key: &[u8],
-        hash: (u64, u64),
-        block: impl FnOnce(usize) -> std::result::Result<Arc<Block>, E>,
-    ) -> std::result::Result<Option<Entry>, E> {
-        if !self.filter.may_contain_hash(hash) {
-            self.counters.bloom_useful.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
-        }
-        // The first block whose last key >= key is the only one that can hold the newest
-        // version: entries are sorted (key asc, seq desc) across blocks.
-        let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
-        let found = match self.index.get(idx) {
-            Some(h) if h.first_key.as_slice() <= key => block(idx)?.find(key),
-            _ => None,
+        let (found, probe) = match self.locate(key, hash) {
+            Located::RuledOut => (None, Probe::BloomUseful),
+            Located::NotHere => (None, Probe::BloomUseless { cached: false }),
+            Located::Block(idx) => {
+                let found = self.read_block(idx, true)?.find(key);
+                let probe = match found {
+                    Some(_) => Probe::Found { cached: false },
+                    None => Probe::BloomUseless { cached: false },
+                };
+                (found, probe)
+            }
         };
-        if found.is_none() {
-            self.counters.bloom_useless.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count(probe);
         Ok(found)
+    }
+
+    /// `get_hashed` from memory alone, counting nothing yet: `None` when the answer needs
+    /// a data block that is not in the block cache (the caller then redoes the lookup off
+    /// the event loop with `get_hashed`, which counts it). Otherwise the entry and what the
+    /// probe adds to the read counters, for [`count`](Self::count) once the lookup is final.
+    pub fn get_cached(&self, key: &[u8], hash: (u64, u64)) -> Option<(Option<Entry>, Probe)> {
+        Some(match self.locate(key, hash) {
+            Located::RuledOut => (None, Probe::BloomUseful),
+            Located::NotHere => (None, Probe::BloomUseless { cached: false }),
+            Located::Block(idx) => {
+                let block = self
+                    .cache
+                    .as_ref()?
+                    .peek((self.id, self.index[idx].offset))?;
+                let found = block.find(key);
+                let probe = match found {
+                    Some(_) => Probe::Found { cached: true },
+                    None => Probe::BloomUseless { cached: true },
+                };
+                (found, probe)
+            }
+        })
+    }
+
+    /// Adds a finished probe to the read counters (and a block it took from the cache to
+    /// the cache's hits).
+    pub fn count(&self, probe: Probe) {
+        let cached = match probe {
+            Probe::BloomUseful => {
+                self.counters.bloom_useful.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Probe::BloomUseless { cached } => {
+                self.counters.bloom_useless.fetch_add(1, Ordering::Relaxed);
+                cached
+            }
+            Probe::Found { cached } => cached,
+        };
+        if cached {
+            if let Some(c) = &self.cache {
+                c.record_hit();
+            }
+        }
+    }
+
+    /// The bloom probe, then the one block that can hold `key`: entries are sorted (key
+    /// asc, seq desc) across blocks, so it is the first block whose last key >= key.
+    fn locate(&self, key: &[u8], hash: (u64, u64)) -> Located {
+        if !self.filter.may_contain_hash(hash) {
+            return Located::RuledOut;
+        }
+        let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
+        match self.index.get(idx) {
+            Some(h) if h.first_key.as_slice() <= key => Located::Block(idx),
+            _ => Located::NotHere,
+        }
     }
 
     /// Read block `idx`, via the cache when present. `fill_cache` is false for scans and
