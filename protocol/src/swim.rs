@@ -223,6 +223,8 @@ pub enum PeerMsg {
     Swim(SwimMsg),
     /// A batch of replication requests and responses for one peer.
     Data(Vec<crate::data::DataMsg>),
+    /// Ring layout gossip ([`crate::layout`]), on the bulk lane.
+    Layout(crate::layout::LayoutMsg),
 }
 
 macro_rules! codec_impl {

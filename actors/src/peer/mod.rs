@@ -321,6 +321,7 @@ async fn serve_one(
         }
         let msg = match PeerMsg::decode(&body) {
             Ok(PeerMsg::Swim(m)) => m,
+            Ok(PeerMsg::Layout(_)) => continue, // routed to the layout actor: not wired yet
             Ok(PeerMsg::Data(batch)) => {
                 let Some(data) = &sinks.data else {
                     continue; // no coordinator (yet): the requests time out at the sender

@@ -65,14 +65,18 @@
 //! - Fewer members than N: `effective_n() = members`, and [`PartitionTable::under_replicated`]
 //!   says so; one member alone holds every partition.
 
+pub mod layout;
+mod rebalance;
 mod table;
 
 #[cfg(test)]
 mod measure_tests;
 #[cfg(test)]
+mod rebalance_tests;
+#[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+pub use layout::Layout;
 pub use table::PartitionTable;
 
 /// Default `cluster.partitions`.
@@ -126,6 +130,9 @@ pub enum RingError {
     /// The member set is empty (a node is always a member of its own ring).
     #[error("a partition table needs at least one ring member")]
     NoMembers,
+    /// A layout (received or read back) whose assignment is not a valid table.
+    #[error("invalid layout: {0}")]
+    BadLayout(String),
 }
 
 /// The partition of `key` among `2^bits` partitions: the top `bits` bits of the first 8 bytes
@@ -140,22 +147,4 @@ pub fn partition_for(key: &[u8], bits: u32) -> u32 {
         .try_into()
         .expect("a blake3 hash has 32 bytes");
     (u64::from_be_bytes(first) >> (64 - bits)) as u32
-}
-
-/// A table with the membership version it was computed from. The coordinator holds the
-/// latest one; a newer version replaces it whole (cheap to clone: the table is shared).
-#[derive(Clone, Debug)]
-pub struct RingSnapshot {
-    /// Increases with every membership change that altered the ring members.
-    pub version: u64,
-    pub table: Arc<PartitionTable>,
-}
-
-impl RingSnapshot {
-    pub fn new(version: u64, table: PartitionTable) -> Self {
-        RingSnapshot {
-            version,
-            table: Arc::new(table),
-        }
-    }
 }

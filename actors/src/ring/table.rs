@@ -59,18 +59,85 @@ impl PartitionTable {
             return Err(RingError::NoMembers);
         }
         let q = cfg.partitions as usize;
-        let s = members.len();
-        let n_eff = cfg.n.min(s);
+        let n_eff = cfg.n.min(members.len());
         let placement = place(&members, q, n_eff);
+        Ok(Self::assemble(
+            members,
+            cfg,
+            bits,
+            &placement.held,
+            &placement.ranked,
+        ))
+    }
 
+    /// The table whose partitions have the primaries `held` (`partitions * min(n, members)`
+    /// indices into `members`, partition-major, any order within a partition): the
+    /// constructor for a layout computed elsewhere (a rebalance, or one received from a peer).
+    /// Primaries and fallbacks are ordered by placement score, as in [`new`](Self::new).
+    ///
+    /// Errors: `cfg` invalid, no members, members not sorted and distinct, or `held` of the
+    /// wrong length, with an index out of range or a member twice in one partition
+    /// ([`RingError::BadLayout`]).
+    pub fn from_held(
+        members: Vec<NodeId>,
+        cfg: PartitionConfig,
+        held: &[u32],
+    ) -> Result<Self, RingError> {
+        let bits = cfg.validate()?;
+        if members.is_empty() {
+            return Err(RingError::NoMembers);
+        }
+        if members.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(RingError::BadLayout(
+                "members not sorted and distinct".into(),
+            ));
+        }
+        let (q, s) = (cfg.partitions as usize, members.len());
+        let n_eff = cfg.n.min(s);
+        if held.len() != q * n_eff {
+            return Err(RingError::BadLayout(format!(
+                "{} primaries for {q} partitions of {n_eff}",
+                held.len()
+            )));
+        }
+        for (p, slots) in held.chunks(n_eff.max(1)).enumerate() {
+            for (i, &m) in slots.iter().enumerate() {
+                if m as usize >= s {
+                    return Err(RingError::BadLayout(format!(
+                        "partition {p}: member index {m} of {s}"
+                    )));
+                }
+                if slots[..i].contains(&m) {
+                    return Err(RingError::BadLayout(format!(
+                        "partition {p}: member {} twice",
+                        members[m as usize]
+                    )));
+                }
+            }
+        }
+        let ranked = rank(&members, q);
+        Ok(Self::assemble(members, cfg, bits, held, &ranked))
+    }
+
+    /// Builds the table from each partition's primaries (`held`, any order) and its
+    /// members by descending score (`ranked`, `q * s`).
+    fn assemble(
+        members: Vec<NodeId>,
+        cfg: PartitionConfig,
+        bits: u32,
+        held: &[u32],
+        ranked: &[u32],
+    ) -> Self {
+        let (q, s) = (cfg.partitions as usize, members.len());
+        let n_eff = cfg.n.min(s);
         let mut primaries = Vec::with_capacity(q * n_eff);
         let mut fallbacks = Vec::with_capacity(q * (s - n_eff));
         let mut counts = vec![0usize; s];
         for p in 0..q {
-            let held = &placement.held[p * n_eff..(p + 1) * n_eff];
+            let held = &held[p * n_eff..(p + 1) * n_eff];
             // `ranked` is the partition's members by descending score; primaries keep that
             // order, so do the fallbacks.
-            for &m in &placement.ranked[p * s..(p + 1) * s] {
+            for &m in &ranked[p * s..(p + 1) * s] {
                 if held.contains(&m) {
                     primaries.push(members[m as usize].clone());
                     counts[m as usize] += 1;
@@ -91,7 +158,27 @@ impl PartitionTable {
             digest: [0; 32],
         };
         table.digest = table.compute_digest();
-        Ok(table)
+        table
+    }
+
+    /// Each partition's primaries as indices into [`members`](Self::members), partition-major
+    /// (the `held` of [`from_held`](Self::from_held)).
+    pub fn held(&self) -> Vec<u32> {
+        let index: BTreeMap<&NodeId, u32> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m, i as u32))
+            .collect();
+        self.primaries.iter().map(|m| index[m]).collect()
+    }
+
+    /// The configuration the table was computed for.
+    pub fn config(&self) -> PartitionConfig {
+        PartitionConfig {
+            partitions: self.partitions,
+            n: self.n,
+        }
     }
 
     /// The configured number of partitions (Q).
@@ -277,6 +364,25 @@ pub(super) fn score(member_key: u64, partition: u32) -> u64 {
     mix64(member_key ^ mix64(u64::from(partition)))
 }
 
+/// Each partition's members by descending score (ties: lower index first), `q * s` member
+/// indices, partition-major.
+pub(super) fn rank(members: &[NodeId], q: usize) -> Vec<u32> {
+    let keys: Vec<u64> = members.iter().map(member_key).collect();
+    let mut ranked = Vec::with_capacity(q * members.len());
+    let mut row: Vec<(u64, u32)> = Vec::with_capacity(members.len());
+    for p in 0..q as u32 {
+        row.clear();
+        row.extend(
+            keys.iter()
+                .enumerate()
+                .map(|(m, &k)| (score(k, p), m as u32)),
+        );
+        row.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.extend(row.iter().map(|&(_, m)| m));
+    }
+    ranked
+}
+
 /// The placement result, in member indices.
 struct Placement {
     /// `q * n_eff`: each partition's primaries (in no particular order).
@@ -313,9 +419,9 @@ fn place(members: &[NodeId], q: usize, n_eff: usize) -> Placement {
     let mut count = vec![0usize; s];
     for &(_, m, p) in &pairs {
         let slot = &mut held[p as usize];
-        if slot.len() < n_eff && quota.has_room(count[m as usize]) {
+        if slot.len() < n_eff && quota.has_room(m, count[m as usize]) {
             slot.push(m);
-            quota.take(&mut count[m as usize]);
+            quota.take(m, &mut count[m as usize]);
         }
     }
     drop(pairs);
@@ -348,12 +454,23 @@ impl Quota {
             extra_left: replicas % members,
         }
     }
+}
 
-    fn has_room(&self, count: usize) -> bool {
+/// How many more replicas a member may take: [`Quota`] for a fresh table, fixed per-member
+/// quotas for a rebalance (`rebalance.rs`).
+pub(super) trait Room {
+    /// Whether member `m`, holding `count` replicas, may take one more.
+    fn has_room(&self, m: u32, count: usize) -> bool;
+    /// Member `m` takes one (its count is `*count`).
+    fn take(&mut self, m: u32, count: &mut usize);
+}
+
+impl Room for Quota {
+    fn has_room(&self, _m: u32, count: usize) -> bool {
         count < self.floor || (count == self.floor && self.extra_left > 0)
     }
 
-    fn take(&mut self, count: &mut usize) {
+    fn take(&mut self, _m: u32, count: &mut usize) {
         if *count == self.floor {
             self.extra_left = self.extra_left.saturating_sub(1);
         }
@@ -372,27 +489,27 @@ impl Quota {
 /// are tried in the partitions' score order, so this is as deterministic as the pass.
 /// Should that argument ever fail, the best-scoring member not in `p` is added beyond its
 /// quota: the table stays valid (distinct primaries) and the balance tests would show it.
-fn fill_one(
+pub(super) fn fill_one<R: Room>(
     p: usize,
     held: &mut [Vec<u32>],
     count: &mut [usize],
-    quota: &mut Quota,
+    quota: &mut R,
     ranked: &[u32],
     s: usize,
 ) {
     let order = &ranked[p * s..(p + 1) * s];
     if let Some(&m) = order
         .iter()
-        .find(|&&m| quota.has_room(count[m as usize]) && !held[p].contains(&m))
+        .find(|&&m| quota.has_room(m, count[m as usize]) && !held[p].contains(&m))
     {
         held[p].push(m);
-        quota.take(&mut count[m as usize]);
+        quota.take(m, &mut count[m as usize]);
         return;
     }
     let with_room: Vec<u32> = order
         .iter()
         .copied()
-        .filter(|&m| quota.has_room(count[m as usize]))
+        .filter(|&m| quota.has_room(m, count[m as usize]))
         .collect();
     for &x in order.iter().filter(|&&x| !held[p].contains(&x)) {
         for p2 in (0..held.len()).filter(|&p2| p2 != p && held[p2].contains(&x)) {
@@ -407,7 +524,7 @@ fn fill_one(
                 .position(|&m| m == x)
                 .expect("x was found in p2 just above");
             held[p2][slot] = u;
-            quota.take(&mut count[u as usize]);
+            quota.take(u, &mut count[u as usize]);
             held[p].push(x);
             return;
         }
