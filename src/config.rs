@@ -152,6 +152,8 @@ pub struct ClusterSection {
     pub secret: String,
     /// How long a coordinator waits for replicas ("500ms", "5s").
     pub request_timeout: String,
+    /// How often a node compares its ring layout with one random peer ("1s").
+    pub layout_gossip_interval: String,
 }
 
 impl Default for ClusterSection {
@@ -164,6 +166,7 @@ impl Default for ClusterSection {
             vnodes: 64,
             secret: String::new(),
             request_timeout: "5s".into(),
+            layout_gossip_interval: "1s".into(),
         }
     }
 }

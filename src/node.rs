@@ -2,9 +2,9 @@
 //!
 //! Start-up, in order: take the data-directory lock, replay the WAL (blocking, before anything
 //! is served), bind every listener (so a port conflict fails fast), start the actors, tell
-//! systemd we are ready. Shutdown on SIGTERM/SIGINT: leave the cluster gracefully (`left` is
-//! gossiped first), stop accepting, let in-flight requests finish (up to a grace period), sync
-//! the WAL, exit 0.
+//! systemd we are ready. Shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests
+//! finish (up to a grace period), sync the WAL, exit 0. A stop is not a departure: the node
+//! stays a ring member (`troupe admin leave` departs).
 
 use crate::config::{Config, DurabilityMode};
 use crate::metrics;
@@ -19,13 +19,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
+use troupe_actors::layout::{store as layout_store, LayoutActor, LayoutConfig, WatchLayout};
 use troupe_actors::membership::actor::WatchRing;
-use troupe_actors::membership::{self, actor::Join, actor::Leave, config::SwimConfig};
+use troupe_actors::membership::{self, actor::Join, config::SwimConfig};
 use troupe_actors::memtable::wal::Durability;
 use troupe_actors::memtable::{MemtableConfig, SyncWal};
 use troupe_actors::peer::{self, PeerConfig, PeerTransport};
+use troupe_actors::ring::{Layout, PartitionConfig};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig};
 use troupe_protocol::admin::Addresses;
@@ -56,6 +59,40 @@ pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
+fn partition_config(cfg: &Config) -> PartitionConfig {
+    PartitionConfig {
+        partitions: cfg.cluster.partitions,
+        n: cfg.cluster.n,
+    }
+}
+
+/// The layout the data directory holds, or a fresh one with this node alone. A stored
+/// layout with another partition count is refused: partitions are fixed for a cluster. One
+/// with another `cluster.n` is kept; the layout actor then computes the next one with the
+/// configured N.
+fn load_layout(cfg: &Config) -> anyhow::Result<Layout> {
+    let want = partition_config(cfg);
+    want.validate()?;
+    match layout_store::load(&cfg.node.data_dir)? {
+        Some(l) if l.table.partitions() != want.partitions => anyhow::bail!(
+            "cluster.partitions is {} but {} holds a ring layout of {} partitions: the partition count is fixed when a cluster is created; set cluster.partitions = {}",
+            want.partitions,
+            cfg.node.data_dir.join(layout_store::FILE).display(),
+            l.table.partitions(),
+            l.table.partitions()
+        ),
+        Some(l) => {
+            log::info!(
+                "ring layout {} from the data directory: {} member(s)",
+                l.version,
+                l.table.members().len()
+            );
+            Ok(l)
+        }
+        None => Ok(Layout::initial([NodeId(cfg.node.id.clone())], want)?),
+    }
+}
+
 async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -65,6 +102,7 @@ async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener>
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&cfg.node.data_dir)?;
     let actor_id = troupe_actors::storage::actor_id::load_or_create(&cfg.node.data_dir)?;
+    let layout = load_layout(&cfg)?;
     let registry = Registry::default();
     let durability = match cfg.storage.durability {
         DurabilityMode::Sync => Durability::Sync,
@@ -133,17 +171,37 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         // with membership) hands it inbound data batches.
         let coord_ctx = Context::<Coordinator>::new();
         let coordinator = coord_ctx.address();
+        let layout_ctx = Context::<LayoutActor>::new();
         let (membership, transport) = start_membership(
             &cfg,
             peer_listener,
             &registry,
             coordinator.clone().recipient(),
+            layout_ctx.address().recipient(),
             shutdown.clone(),
         );
         let ring_rx = membership
             .send(WatchRing)
             .await
             .context("membership actor stopped at start-up")?;
+        let layout_cfg = LayoutConfig {
+            me: NodeId(cfg.node.id.clone()),
+            partitions: partition_config(&cfg),
+            data_dir: cfg.node.data_dir.clone(),
+            gossip_interval: crate::config::parse_duration(&cfg.cluster.layout_gossip_interval)?,
+            push_fanout: 4,
+            mailbox: 1024,
+        };
+        let layout_addr = layout_ctx.run(LayoutActor::new(
+            layout_cfg,
+            layout,
+            Some(transport.clone()),
+            ring_rx.clone(),
+        ));
+        let layout_rx = layout_addr
+            .send(WatchLayout)
+            .await
+            .context("layout actor stopped at start-up")?;
         let coord_cfg = CoordinatorConfig {
             me: NodeId(cfg.node.id.clone()),
             actor: ActorId(actor_id),
@@ -165,7 +223,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             memtable.clone().recipient(),
             memtable.clone().recipient(),
             Some(transport),
-            ring_rx,
+            RingInputs {
+                members: ring_rx,
+                layout: layout_rx,
+            },
             coordinator_counters.clone(),
             registry.actor("memtable"),
         )
@@ -246,9 +307,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
         signals.wait().await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        if tokio::time::timeout(SHUTDOWN_GRACE, membership.send(Leave)).await.is_err() {
-            log::warn!("graceful leave did not finish in {SHUTDOWN_GRACE:?}");
-        }
+        // No `Leave`: a stop is a restart, not a departure. Peers see this node go down (and
+        // route around it); it stays in the ring layout, so nothing moves while it is away.
+        // Departing is `troupe admin leave`.
+        drop(membership);
         log::info!("shutting down: no new requests; finishing {} connection(s)", connections.instances());
         shutdown.cancel();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -281,6 +343,7 @@ fn start_membership(
     listener: TcpListener,
     registry: &Registry,
     data_sink: Recipient<peer::DataInbound>,
+    layout_sink: Recipient<peer::LayoutInbound>,
     shutdown: CancellationToken,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
@@ -325,6 +388,7 @@ fn start_membership(
             to: data_sink,
             counters: registry.actor("coordinator"),
         }),
+        layout: Some(layout_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

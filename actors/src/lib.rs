@@ -10,7 +10,9 @@
 //! - [`membership`]: the Membership actor and its pure member table (SWIM gossip, merge).
 //! - [`failure_detector`]: the FailureDetector actor and its pure SWIM/Lifeguard prober.
 //! - [`peer`]: the peer transport: authenticated per-peer connections on the peer port.
-//! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas.
+//! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas, and
+//!   the layout (a versioned table, each computed from the previous one).
+//! - [`layout`]: the Layout actor: the layout the nodes agree on, gossiped and persisted.
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - `crash_sim` (tests only): records the storage's file-system operations and rebuilds
 //!   the states a power cut could leave, for the crash-consistency test.
@@ -32,6 +34,7 @@ pub mod engine;
 pub mod failure_detector;
 pub mod flusher;
 pub mod gc;
+pub mod layout;
 pub mod membership;
 pub mod memtable;
 pub mod net;

@@ -10,6 +10,7 @@ mod cluster;
 mod console;
 mod crash_recovery;
 mod deploy;
+mod layout;
 mod malformed_input;
 mod many_connections;
 mod metrics;

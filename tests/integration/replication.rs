@@ -33,10 +33,28 @@ fn three_nodes(dir: &std::path::Path) -> Vec<NodeProc> {
     let n2 = start(dir, "n2", Some(&seed), &extra());
     let n3 = start(dir, "n3", Some(&seed), &extra());
     let nodes = vec![n1, n2, n3];
-    // Wait on membership only: nothing here may nudge a coordinator into looking at the
-    // ring (a replica that serves only peers must still follow membership by itself).
     all_alive(&nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]);
+    same_layout(&nodes.iter().collect::<Vec<_>>(), 3);
     nodes
+}
+
+/// Waits until every node holds one layout (version and digest) of `members` members.
+fn same_layout(nodes: &[&NodeProc], members: usize) -> Value {
+    let mut last = Value::Null;
+    wait_for(
+        "every node holds the same ring layout",
+        Duration::from_secs(20),
+        || {
+            let rings: Vec<Value> = nodes.iter().map(|n| admin_json(n, &["ring"])).collect();
+            last = rings[0].clone();
+            rings.iter().all(|r| {
+                r["members"].as_array().map(Vec::len) == Some(members)
+                    && r["digest"] == rings[0]["digest"]
+                    && r["version"] == rings[0]["version"]
+            })
+        },
+    );
+    last
 }
 
 /// Waits until every node sees every id alive (membership only; see `three_nodes`).

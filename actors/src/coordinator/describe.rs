@@ -7,14 +7,14 @@ use super::local::show_key;
 use super::*;
 use troupe_protocol::object::{Object, Value};
 
-/// `admin ring`: the members, the table's digest and each member's share.
+/// `admin ring`: the layout's version, members, digest and each member's share.
 #[derive(Message)]
 #[rtype(result = "RingReply")]
 pub struct DescribeRing;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RingReply {
-    /// The membership view the table was computed from.
+    /// The layout's version (it grows with every change of the ring the nodes agreed on).
     pub version: u64,
     pub partitions: u32,
     /// `cluster.n` and the replicas per key now (fewer while the ring is smaller).
@@ -135,15 +135,23 @@ impl Handler<DescribeRing> for Coordinator {
         self.counters.received();
         let p = self.placement();
         let shares = p.table.shares();
+        // The layout's members; membership says where each is and whether it is up (a
+        // member it has not heard of yet shows as `unknown`).
         let members = p
-            .members
-            .values()
-            .map(|m| RingMember {
-                id: m.id.0.clone(),
-                status: status_name(m.status).to_string(),
-                peer: m.peer_addr.clone(),
-                replicas: shares.get(&m.id).copied().unwrap_or(0),
-                this_node: m.id == self.cfg.me,
+            .table
+            .members()
+            .iter()
+            .map(|id| {
+                let info = p.members.get(id);
+                RingMember {
+                    id: id.0.clone(),
+                    status: info
+                        .map_or("unknown", |m| status_name(m.status))
+                        .to_string(),
+                    peer: info.map(|m| m.peer_addr.clone()).unwrap_or_default(),
+                    replicas: shares.get(id).copied().unwrap_or(0),
+                    this_node: *id == self.cfg.me,
+                }
             })
             .collect();
         MessageResult(RingReply {

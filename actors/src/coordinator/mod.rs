@@ -50,19 +50,17 @@ use crate::ring::PartitionConfig;
 use crate::stats::ActorCounters;
 use actix::prelude::*;
 use keylocks::KeyLocks;
-use placement::Placement;
+use placement::{Placement, RingInputs};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use troupe_protocol::data::{DataMsg, DataResp};
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::NodeId;
 use troupe_protocol::{ErrorCode, Quorum};
-
-use crate::membership::actor::RingMembers;
 
 /// Where the outcome of a flow goes: a local client, or a peer that asked us.
 pub(crate) enum ReplyTo<T> {
@@ -75,7 +73,7 @@ pub struct Coordinator {
     storage_get: Recipient<Get>,
     storage_update: Recipient<Update<local::LocalResult>>,
     transport: Option<PeerTransport>,
-    ring_rx: watch::Receiver<RingMembers>,
+    ring: RingInputs,
     placement: Arc<Placement>,
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
@@ -105,7 +103,7 @@ fn replication_note(p: &Placement) -> String {
     if p.table.under_replicated() {
         format!(
             "under-replicated: {} ring member(s) for cluster.n = {}, so each key has {} replica(s)",
-            p.members.len(),
+            p.table.members().len(),
             p.table.n(),
             p.n()
         )
@@ -120,12 +118,19 @@ impl Coordinator {
         storage_get: Recipient<Get>,
         storage_update: Recipient<Update<local::LocalResult>>,
         transport: Option<PeerTransport>,
-        ring_rx: watch::Receiver<RingMembers>,
+        mut ring: RingInputs,
         counters: Arc<ActorCounters>,
         storage_counters: Arc<ActorCounters>,
     ) -> Result<Coordinator, String> {
-        let view = ring_rx.borrow().clone();
-        let placement = Arc::new(Placement::new(&view, partition_config(&cfg))?);
+        let placement = Arc::new(ring.placement());
+        let want = partition_config(&cfg);
+        if placement.table.partitions() != want.partitions {
+            return Err(format!(
+                "the layout has {} partitions, cluster.partitions is {}",
+                placement.table.partitions(),
+                want.partitions
+            ));
+        }
         let note = replication_note(&placement);
         Ok(Coordinator {
             replication_note: Arc::new(std::sync::Mutex::new(note)),
@@ -133,7 +138,7 @@ impl Coordinator {
             storage_get,
             storage_update,
             transport,
-            ring_rx,
+            ring,
             placement,
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
@@ -161,26 +166,24 @@ impl Coordinator {
         self.replication_note.clone()
     }
 
-    /// The placement for a new request: rebuilt if membership changed since the last one.
+    /// The placement for a new request: rebuilt if the layout or membership changed since
+    /// the last one.
     fn placement(&mut self) -> Arc<Placement> {
-        if self.ring_rx.has_changed().unwrap_or(false) {
-            let view = self.ring_rx.borrow_and_update().clone();
-            match Placement::new(&view, partition_config(&self.cfg)) {
-                Ok(p) => {
-                    log::info!(
-                        "ring view {}: {} member(s), {} replica(s) per key",
-                        p.version,
-                        p.members.len(),
-                        p.n()
-                    );
-                    *self
-                        .replication_note
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = replication_note(&p);
-                    self.placement = Arc::new(p);
-                }
-                Err(e) => log::error!("BUG: cannot place keys over the ring members: {e}"),
+        if self.ring.has_changed() {
+            let p = self.ring.placement();
+            if p.version != self.placement.version {
+                log::info!(
+                    "ring layout {}: {} member(s), {} replica(s) per key",
+                    p.version,
+                    p.table.members().len(),
+                    p.n()
+                );
             }
+            *self
+                .replication_note
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = replication_note(&p);
+            self.placement = Arc::new(p);
         }
         self.placement.clone()
     }

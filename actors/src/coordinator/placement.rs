@@ -1,33 +1,55 @@
-//! The coordinator's view of the ring: the partition table computed from the ring members
-//! membership publishes, with each member's address and status.
+//! The coordinator's view of the ring: the layout's partition table (what the nodes agreed
+//! on, `crate::layout`), with each member's address and status from membership.
 //!
-//! Rebuilt only when the members' view changes (its `version` moved); a request uses the
-//! placement current when it starts.
+//! Rebuilt only when the layout or the members' view changes; a request uses the placement
+//! current when it starts. A layout member membership does not know (yet) has no address:
+//! it counts as down.
 
 use crate::membership::actor::RingMembers;
-use crate::ring::{PartitionConfig, PartitionTable};
+use crate::ring::{Layout, PartitionTable};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
+/// What the coordinator follows: membership's view (addresses, status) and the layout.
+pub struct RingInputs {
+    pub members: watch::Receiver<RingMembers>,
+    pub layout: watch::Receiver<Layout>,
+}
+
+impl RingInputs {
+    /// Whether either changed since the last [`RingInputs::placement`].
+    pub fn has_changed(&self) -> bool {
+        self.members.has_changed().unwrap_or(false) || self.layout.has_changed().unwrap_or(false)
+    }
+
+    /// The current placement, marking both inputs seen.
+    pub fn placement(&mut self) -> Placement {
+        let view = self.members.borrow_and_update().clone();
+        let layout = self.layout.borrow_and_update().clone();
+        Placement::new(&view, &layout)
+    }
+}
+
 pub struct Placement {
+    /// The layout's version.
     pub version: u64,
-    pub table: PartitionTable,
+    pub table: Arc<PartitionTable>,
     pub members: BTreeMap<NodeId, MemberInfo>,
 }
 
 impl Placement {
-    pub fn new(view: &RingMembers, cfg: PartitionConfig) -> Result<Placement, String> {
-        let ids: Vec<NodeId> = view.members.iter().map(|m| m.id.clone()).collect();
-        let table = PartitionTable::new(ids, cfg).map_err(|e| e.to_string())?;
-        Ok(Placement {
-            version: view.version,
-            table,
+    pub fn new(view: &RingMembers, layout: &Layout) -> Placement {
+        Placement {
+            version: layout.version,
+            table: layout.table.clone(),
             members: view
                 .members
                 .iter()
                 .map(|m| (m.id.clone(), m.clone()))
                 .collect(),
-        })
+        }
     }
 
     /// The primaries of `key`'s partition, in preference order.

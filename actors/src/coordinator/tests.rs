@@ -3,9 +3,11 @@
 //! that nothing stays in flight after the requests finish.
 
 use super::*;
+use crate::membership::actor::RingMembers;
 use crate::memtable::table::Versioned;
 use crate::memtable::StorageError;
 use std::collections::BTreeMap;
+use tokio::sync::watch;
 use troupe_protocol::object::VersionVector;
 use troupe_protocol::swim::{MemberInfo, Status};
 
@@ -61,11 +63,23 @@ fn single_node() -> Addr<Coordinator> {
         status: Status::Alive,
         run_id: 1,
     };
+    let layout = crate::ring::Layout::initial(
+        [info.id.clone()],
+        crate::ring::PartitionConfig {
+            partitions: 16,
+            n: 3,
+        },
+    )
+    .expect("one member");
     let (tx, rx) = watch::channel(RingMembers {
         version: 1,
         members: vec![info],
+        departed: Vec::new(),
     });
-    std::mem::forget(tx); // the view never changes in these tests
+    let (layout_tx, layout_rx) = watch::channel(layout);
+    // The view and the layout never change in these tests.
+    std::mem::forget(tx);
+    std::mem::forget(layout_tx);
     let store = FakeStore::default().start();
     let cfg = CoordinatorConfig {
         me,
@@ -86,7 +100,10 @@ fn single_node() -> Addr<Coordinator> {
         store.clone().recipient(),
         store.recipient(),
         None,
-        rx,
+        super::placement::RingInputs {
+            members: rx,
+            layout: layout_rx,
+        },
         Arc::default(),
         Arc::default(),
     )

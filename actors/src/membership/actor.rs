@@ -45,6 +45,9 @@ pub struct RingMembers {
     pub version: u64,
     /// Sorted by id; includes this node.
     pub members: Vec<MemberInfo>,
+    /// Members known to have left (gossiped `left`), sorted; a member that comes back is
+    /// taken out. The layout drops these, and only these (see `crate::layout`).
+    pub departed: Vec<NodeId>,
 }
 
 /// Returns a receiver of the ring-members view (see [`RingMembers`]).
@@ -85,6 +88,7 @@ pub struct MembershipActor {
     subscribers: Vec<Recipient<MemberChanged>>,
     /// Ring members by id (see [`RingMembers`]) and the channel that publishes them.
     ring: std::collections::BTreeMap<NodeId, MemberInfo>,
+    departed: std::collections::BTreeSet<NodeId>,
     ring_tx: tokio::sync::watch::Sender<RingMembers>,
     epoch: Instant,
     counters: Arc<ActorCounters>,
@@ -108,9 +112,11 @@ impl MembershipActor {
         let (ring_tx, _) = tokio::sync::watch::channel(RingMembers {
             version: 1,
             members: ring.values().cloned().collect(),
+            departed: Vec::new(),
         });
         MembershipActor {
             ring,
+            departed: Default::default(),
             ring_tx,
             seeds: seeds
                 .iter()
@@ -190,19 +196,25 @@ impl MembershipActor {
         let mut changed = false;
         for ev in events {
             match ev {
-                MemberEvent::MemberLeft(m) => changed |= self.ring.remove(&m.id).is_some(),
+                MemberEvent::MemberLeft(m) => {
+                    changed |= self.ring.remove(&m.id).is_some();
+                    changed |= self.departed.insert(m.id.clone());
+                }
                 MemberEvent::MemberUp(m)
                 | MemberEvent::MemberSuspect(m)
                 | MemberEvent::MemberDown(m) => {
+                    changed |= self.departed.remove(&m.id);
                     changed |= self.ring.insert(m.id.clone(), m.clone()).as_ref() != Some(m)
                 }
             }
         }
         if changed {
             let members = self.ring.values().cloned().collect();
+            let departed = self.departed.iter().cloned().collect();
             self.ring_tx.send_modify(|v| {
                 v.version += 1;
                 v.members = members;
+                v.departed = departed;
             });
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Owns: one outbound [`lane::LaneQueue`] and task per (peer address, [`Lane`]), the inbound
 //! listener, and the fault hook. Replication batches ([`PeerMsg::Data`]) travel on their own
-//! data lane and reach the coordinator as [`DataInbound`]. Receives [`PeerTransport::send`] calls (from the Membership
+//! data lane and reach the coordinator as [`DataInbound`]; layout gossip ([`PeerMsg::Layout`])
+//! travels on the bulk lane and reaches the layout actor as [`LayoutInbound`]. Receives [`PeerTransport::send`] calls (from the Membership
 //! actor; later the replication coordinator) and inbound connections; emits every inbound
 //! SWIM message to a `Recipient<PeerInbound>` with the authenticated sender's id.
 //!
@@ -33,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::data::DataMsg;
+use troupe_protocol::layout::LayoutMsg;
 use troupe_protocol::swim::{Lane, NodeId, PeerMsg, SwimMsg};
 use troupe_protocol::FrameCodec;
 
@@ -52,11 +54,21 @@ pub struct DataInbound {
     pub batch: Vec<DataMsg>,
 }
 
-/// Where inbound frames go: SWIM to membership, replication to the coordinator.
+/// A layout gossip message received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LayoutInbound {
+    pub from: NodeId,
+    pub msg: LayoutMsg,
+}
+
+/// Where inbound frames go: SWIM to membership, replication to the coordinator, layout
+/// gossip to the layout actor.
 #[derive(Clone)]
 pub struct Sinks {
     pub swim: Recipient<PeerInbound>,
     pub data: Option<DataSink>,
+    pub layout: Option<Recipient<LayoutInbound>>,
 }
 
 /// The coordinator, and its counters: a data batch is counted as sent when the reader
@@ -202,6 +214,25 @@ impl PeerTransport {
         self.lane(addr, Lane::Data).push(frame)
     }
 
+    /// Queues a layout gossip message for `to` at `addr` on the bulk lane; dropped (and
+    /// logged) when the lane is full or the frame too large: gossip repeats.
+    pub fn send_layout(&self, to: &NodeId, addr: &str, msg: LayoutMsg) {
+        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
+            return;
+        }
+        let frame = Bytes::from(PeerMsg::Layout(msg).encode());
+        if frame.len() > self.inner.cfg.max_frame_bytes {
+            log::warn!(
+                "layout frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                frame.len()
+            );
+            return;
+        }
+        if !self.lane(addr, Lane::Bulk).push(frame) {
+            log::debug!("peer {to} (bulk lane) queue full; a layout message was dropped");
+        }
+    }
+
     fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = lanes.get(&(addr.to_string(), lane)) {
@@ -321,7 +352,16 @@ async fn serve_one(
         }
         let msg = match PeerMsg::decode(&body) {
             Ok(PeerMsg::Swim(m)) => m,
-            Ok(PeerMsg::Layout(_)) => continue, // routed to the layout actor: not wired yet
+            Ok(PeerMsg::Layout(m)) => {
+                // Gossip repeats: a full mailbox drops this one, as for SWIM below.
+                if let Some(layout) = &sinks.layout {
+                    let _ = layout.try_send(LayoutInbound {
+                        from: from.clone(),
+                        msg: m,
+                    });
+                }
+                continue;
+            }
             Ok(PeerMsg::Data(batch)) => {
                 let Some(data) = &sinks.data else {
                     continue; // no coordinator (yet): the requests time out at the sender
