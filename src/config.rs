@@ -18,6 +18,23 @@ pub struct Config {
     pub storage: StorageSection,
     pub cluster: ClusterSection,
     pub membership: MembershipSection,
+    pub limits: LimitsSection,
+}
+
+/// Bounds on what one key may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Members a set may hold; adds past it are refused with `too_large`.
+    pub max_set_members: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_set_members: troupe_protocol::crdt::DEFAULT_MAX_SET_MEMBERS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

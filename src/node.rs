@@ -216,6 +216,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_batch_bytes: cfg.net.max_frame_bytes / 2,
             max_object_bytes: (cfg.net.max_frame_bytes / 2).saturating_sub(64 * 1024).max(512),
             mailbox: 16384,
+            max_set_members: cfg.limits.max_set_members,
         };
         let coordinator_counters = registry.actor("coordinator");
         let coord = Coordinator::new(

@@ -53,6 +53,10 @@ pub enum DataReq {
         context: Option<Vec<u8>>,
         #[serde(default)]
         w: Option<Quorum>,
+        /// An operation on a typed key (`value` and `context` are then unused). Left out
+        /// when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        typed: Option<crate::crdt::TypedOp>,
     },
 }
 
@@ -76,6 +80,10 @@ pub enum DataResp {
         context: Vec<u8>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         values: Option<Vec<serde_bytes::ByteBuf>>,
+        /// For an operation on a typed key: the coordinator's state after it, encoded as in
+        /// an object value (`crate::crdt`).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+        typed: Option<Vec<u8>>,
     },
     /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
     /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.
@@ -103,6 +111,7 @@ mod tests {
                     value: None,
                     context: Some(vec![9]),
                     w: Some(Quorum::All),
+                    typed: None,
                 },
             },
             DataMsg::Resp {
@@ -121,6 +130,7 @@ mod tests {
                 resp: DataResp::Written {
                     context: vec![1],
                     values: None,
+                    typed: Some(vec![0x10, 0, 0]),
                 },
             },
             DataMsg::Resp {
@@ -128,6 +138,7 @@ mod tests {
                 resp: DataResp::Written {
                     context: vec![2],
                     values: Some(vec![b"a".to_vec().into(), b"".to_vec().into()]),
+                    typed: None,
                 },
             },
             DataMsg::Resp {
@@ -158,6 +169,7 @@ mod tests {
         let new = DataResp::Written {
             context: vec![1, 2],
             values: None,
+            typed: None,
         };
         assert_eq!(rmp_serde::to_vec_named(&new).unwrap(), old);
         assert_eq!(crate::codec::decode_one::<DataResp>(&old).unwrap(), new);

@@ -134,7 +134,49 @@ pub enum Request {
         context: Option<Vec<u8>>,
         w: Option<Quorum>,
     },
+    /// Counter: add `by` (negative subtracts); answers the coordinator's value after it.
+    Incr {
+        key: Vec<u8>,
+        by: i64,
+        w: Option<Quorum>,
+    },
+    /// Counter: read the value (0 for a key that holds none).
+    Counter {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    /// Set: add members.
+    Sadd {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+    /// Set: remove members (those the coordinator has seen; a concurrent add wins).
+    Srem {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+    /// Set: read the members, in ascending byte order.
+    Smembers {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    /// Register: write the value (last writer wins).
+    RegPut {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        w: Option<Quorum>,
+    },
+    /// Register: read the value (nil for a key that holds none).
+    RegGet {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
 }
+
+/// Most members one `sadd` or `srem` may carry.
+pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
 
 impl Request {
     /// The `op` string of this request.
@@ -145,6 +187,30 @@ impl Request {
             Request::Get { .. } => "get",
             Request::Put { .. } => "put",
             Request::Delete { .. } => "delete",
+            Request::Incr { .. } => "incr",
+            Request::Counter { .. } => "counter",
+            Request::Sadd { .. } => "sadd",
+            Request::Srem { .. } => "srem",
+            Request::Smembers { .. } => "smembers",
+            Request::RegPut { .. } => "reg_put",
+            Request::RegGet { .. } => "reg_get",
+        }
+    }
+
+    /// The key the request names, if it names one.
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Request::Hello { .. } | Request::Ping => None,
+            Request::Get { key, .. }
+            | Request::Put { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Incr { key, .. }
+            | Request::Counter { key, .. }
+            | Request::Sadd { key, .. }
+            | Request::Srem { key, .. }
+            | Request::Smembers { key, .. }
+            | Request::RegPut { key, .. }
+            | Request::RegGet { key, .. } => Some(key),
         }
     }
 }
@@ -174,6 +240,10 @@ struct WireRequest {
     after: Option<ByteBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     w: Option<Quorum>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<ByteBuf>>,
 }
 
 /// Only the id, for answering a request whose other fields did not decode.
@@ -240,6 +310,34 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w.key = bin(key);
             w.context = context.as_ref().and_then(bin);
             w.w = *wq;
+        }
+        Request::Incr { key, by, w: wq } => {
+            w.key = bin(key);
+            w.by = Some(*by);
+            w.w = *wq;
+        }
+        Request::Sadd {
+            key,
+            members,
+            w: wq,
+        }
+        | Request::Srem {
+            key,
+            members,
+            w: wq,
+        } => {
+            w.key = bin(key);
+            w.members = Some(members.iter().map(|m| ByteBuf::from(m.clone())).collect());
+            w.w = *wq;
+        }
+        Request::RegPut { key, value, w: wq } => {
+            w.key = bin(key);
+            w.value = bin(value);
+            w.w = *wq;
+        }
+        Request::Counter { key, r } | Request::Smembers { key, r } | Request::RegGet { key, r } => {
+            w.key = bin(key);
+            w.r = *r;
         }
     }
     rmp_serde::to_vec_named(&w).expect("BUG: encoding a request into a Vec cannot fail")
@@ -309,6 +407,69 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
             context: w.context.map(ByteBuf::into_vec),
             w: w.w,
         },
+        "incr" => Request::Incr {
+            key: need(w.key, "key")?,
+            by: w.by.ok_or_else(|| {
+                bad(
+                    Some(id),
+                    "op \"incr\" needs field \"by\" (a signed 64-bit integer)".into(),
+                )
+            })?,
+            w: w.w,
+        },
+        "sadd" | "srem" => {
+            let members: Vec<Vec<u8>> = w
+                .members
+                .ok_or_else(|| {
+                    bad(
+                        Some(id),
+                        format!("op {op:?} needs field \"members\" (an array of bin)"),
+                    )
+                })?
+                .into_iter()
+                .map(ByteBuf::into_vec)
+                .collect();
+            if members.len() > MAX_MEMBERS_PER_REQUEST {
+                return Err(bad(
+                    Some(id),
+                    format!(
+                        "op {op:?} carries {} members, more than {MAX_MEMBERS_PER_REQUEST} in one request; split it",
+                        members.len()
+                    ),
+                ));
+            }
+            let key = need(w.key, "key")?;
+            if op == "sadd" {
+                Request::Sadd {
+                    key,
+                    members,
+                    w: w.w,
+                }
+            } else {
+                Request::Srem {
+                    key,
+                    members,
+                    w: w.w,
+                }
+            }
+        }
+        "reg_put" => Request::RegPut {
+            key: need(w.key, "key")?,
+            value: need(w.value, "value")?,
+            w: w.w,
+        },
+        "counter" => Request::Counter {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "smembers" => Request::Smembers {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "reg_get" => Request::RegGet {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
         other => return Err(bad(Some(id), format!("unknown op {other:?}"))),
     };
     Ok((id, req))
@@ -328,6 +489,21 @@ pub struct Reply {
     pub values: Option<Vec<ByteBuf>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ByteBuf>,
+    /// `incr` and `counter`: an integer; `reg_get`: bin, or nil when the key holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ReplyValue>,
+    /// `smembers`: the set's members in ascending byte order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<ByteBuf>>,
+}
+
+/// The `value` of a typed reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplyValue {
+    Int(i64),
+    Bytes(ByteBuf),
+    Nil,
 }
 
 impl Reply {
@@ -347,6 +523,30 @@ impl Reply {
         Reply {
             values: Some(values.into_iter().map(ByteBuf::from).collect()),
             context: Some(ByteBuf::from(context)),
+            ..Reply::default()
+        }
+    }
+
+    /// `incr` and `counter`.
+    pub fn counter(value: i64) -> Reply {
+        Reply {
+            value: Some(ReplyValue::Int(value)),
+            ..Reply::default()
+        }
+    }
+
+    /// `reg_get` (`None`: nil).
+    pub fn register(value: Option<Vec<u8>>) -> Reply {
+        Reply {
+            value: Some(value.map_or(ReplyValue::Nil, |v| ReplyValue::Bytes(ByteBuf::from(v)))),
+            ..Reply::default()
+        }
+    }
+
+    /// `smembers`.
+    pub fn members(members: Vec<Vec<u8>>) -> Reply {
+        Reply {
+            members: Some(members.into_iter().map(ByteBuf::from).collect()),
             ..Reply::default()
         }
     }

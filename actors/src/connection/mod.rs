@@ -37,6 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
+use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
 use troupe_protocol::{ErrorCode, FrameCodec, FrameError};
 
@@ -170,12 +171,7 @@ impl Connection {
             op: op_index(req.op()),
             at,
         });
-        let key_too_long = match &req {
-            Request::Get { key, .. } | Request::Put { key, .. } | Request::Delete { key, .. } => {
-                key.len() > MAX_KEY_BYTES
-            }
-            _ => false,
-        };
+        let key_too_long = req.key().is_some_and(|k| k.len() > MAX_KEY_BYTES);
         if key_too_long {
             let msg = format!("keys are limited to {MAX_KEY_BYTES} bytes");
             return self.respond(Response::err(id, ErrorCode::TooLarge, msg), Some(permit), t);
@@ -204,56 +200,135 @@ impl Connection {
             }
             Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit), t),
             Request::Get { key, r, after } => {
-                self.shared.coordinator_counters.sent();
-                let read = self
-                    .shared
-                    .coordinator_get
-                    .send(ClientGet { key, r, after });
-                self.reply_later(permit, t, async move {
-                    match read.await {
-                        Ok(Ok(got)) => Response::ok(id, Reply::get(got.values, got.context)),
-                        Ok(Err(e)) => Response::err(id, e.code, e.msg),
-                        Err(e) => Response::err(
-                            id,
-                            ErrorCode::Internal,
-                            format!("the replication coordinator did not answer: {e}"),
-                        ),
-                    }
-                });
+                let get = ClientGet {
+                    key,
+                    r,
+                    after,
+                    as_type: None,
+                };
+                self.read(id, get, |g| Reply::get(g.values, g.context), (permit, t))
+            }
+            Request::Counter { key, r } => {
+                let get = typed_get(key, r, TypeKind::Counter);
+                self.read(
+                    id,
+                    get,
+                    |g| Reply::counter(counter_value(g.typed.as_ref())),
+                    (permit, t),
+                )
+            }
+            Request::Smembers { key, r } => {
+                let get = typed_get(key, r, TypeKind::Set);
+                self.read(
+                    id,
+                    get,
+                    |g| match g.typed {
+                        Some(Typed::Set(s)) => {
+                            Reply::members(s.members().map(<[u8]>::to_vec).collect())
+                        }
+                        _ => Reply::members(Vec::new()),
+                    },
+                    (permit, t),
+                )
+            }
+            Request::RegGet { key, r } => {
+                let get = typed_get(key, r, TypeKind::Register);
+                self.read(
+                    id,
+                    get,
+                    |g| match g.typed {
+                        Some(Typed::Register(reg)) => Reply::register(Some(reg.value)),
+                        _ => Reply::register(None),
+                    },
+                    (permit, t),
+                )
             }
             Request::Put {
                 key,
                 value,
                 context,
                 w,
-            } => self.write(id, key, Some(value), context, w, (permit, t)),
+            } => {
+                let write = plain_write(key, Some(value), context, w);
+                self.write(
+                    id,
+                    write,
+                    |w| Reply::put_with_values(w.context, w.values),
+                    (permit, t),
+                )
+            }
             Request::Delete { key, context, w } => {
-                self.write(id, key, None, context, w, (permit, t))
+                let write = plain_write(key, None, context, w);
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Incr { key, by, w } => {
+                let write = typed_write(key, w, TypedOp::Incr { by });
+                self.write(
+                    id,
+                    write,
+                    |w| Reply::counter(counter_value(w.typed.as_ref())),
+                    (permit, t),
+                )
+            }
+            Request::Sadd { key, members, w } => {
+                let members = members
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect();
+                let write = typed_write(key, w, TypedOp::SetAdd { members });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Srem { key, members, w } => {
+                let members = members
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect();
+                let write = typed_write(key, w, TypedOp::SetRemove { members });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::RegPut { key, value, w } => {
+                let write = typed_write(key, w, TypedOp::RegPut { value });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
             }
         }
     }
 
+    /// Sends a read to the coordinator; its reply becomes the response through `ok`.
+    fn read(
+        &mut self,
+        id: u64,
+        get: ClientGet,
+        ok: fn(crate::coordinator::GetReply) -> Reply,
+        (permit, t): (OwnedSemaphorePermit, Option<Timed>),
+    ) {
+        self.shared.coordinator_counters.sent();
+        let read = self.shared.coordinator_get.send(get);
+        self.reply_later(permit, t, async move {
+            match read.await {
+                Ok(Ok(got)) => Response::ok(id, ok(got)),
+                Ok(Err(e)) => Response::err(id, e.code, e.msg),
+                Err(e) => Response::err(
+                    id,
+                    ErrorCode::Internal,
+                    format!("the replication coordinator did not answer: {e}"),
+                ),
+            }
+        });
+    }
+
+    /// Sends a write to the coordinator; its reply becomes the response through `ok`.
     fn write(
         &mut self,
         id: u64,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<Vec<u8>>,
-        w: Option<troupe_protocol::Quorum>,
+        write: ClientWrite,
+        ok: fn(crate::coordinator::WriteReply) -> Reply,
         (permit, t): (OwnedSemaphorePermit, Option<Timed>),
     ) {
-        let is_put = value.is_some();
         self.shared.coordinator_counters.sent();
-        let write = self.shared.coordinator_write.send(ClientWrite {
-            key,
-            value,
-            context,
-            w,
-        });
+        let write = self.shared.coordinator_write.send(write);
         self.reply_later(permit, t, async move {
             match write.await {
-                Ok(Ok(w)) if is_put => Response::ok(id, Reply::put_with_values(w.context, w.values)),
-                Ok(Ok(_)) => Response::ok(id, Reply::empty()),
+                Ok(Ok(w)) => Response::ok(id, ok(w)),
                 Ok(Err(e)) => Response::err(id, e.code, e.msg),
                 // The coordinator is gone with the write: its outcome is unknown.
                 Err(e) => Response::err(
@@ -284,6 +359,48 @@ impl Connection {
                 })
                 .await;
         });
+    }
+}
+
+fn typed_get(key: Vec<u8>, r: Option<troupe_protocol::Quorum>, kind: TypeKind) -> ClientGet {
+    ClientGet {
+        key,
+        r,
+        after: None,
+        as_type: Some(kind),
+    }
+}
+
+fn plain_write(
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    context: Option<Vec<u8>>,
+    w: Option<troupe_protocol::Quorum>,
+) -> ClientWrite {
+    ClientWrite {
+        key,
+        value,
+        context,
+        w,
+        typed: None,
+    }
+}
+
+fn typed_write(key: Vec<u8>, w: Option<troupe_protocol::Quorum>, op: TypedOp) -> ClientWrite {
+    ClientWrite {
+        key,
+        value: None,
+        context: None,
+        w,
+        typed: Some(op),
+    }
+}
+
+/// A counter's value (0 for a key that holds none yet).
+fn counter_value(t: Option<&Typed>) -> i64 {
+    match t {
+        Some(Typed::Counter(c)) => c.value(),
+        _ => 0,
     }
 }
 

@@ -9,17 +9,81 @@
 
 use super::*;
 use crate::memtable::{Change, StorageError, Update, UpdateFn};
+use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{Object, SiblingCheck, Value, VersionVector};
 
 /// How a local write changes the key's object.
 pub(crate) enum Apply {
     /// A replica receiving a coordinator's object (or a read repair): join it in.
     Join(Object),
-    /// The coordinator issuing a new version for a client write.
+    /// The coordinator issuing a new version for a client write: `value` with the client's
+    /// `context`, or, for an operation on a typed key, the state `typed` computes from the
+    /// stored one, with the stored object's whole context (it replaces every version seen).
     Update {
         context: VersionVector,
         value: Value,
+        typed: Option<TypedWrite>,
     },
+}
+
+/// An operation on a typed key, with what it needs besides the stored state.
+pub(crate) struct TypedWrite {
+    pub op: TypedOp,
+    /// Hybrid logical time at the coordinator (registers).
+    pub now: u64,
+    pub max_set_members: usize,
+}
+
+/// The type a key's object holds (`None`: plain values, delete markers, or nothing), or why
+/// it cannot say: concurrent writes of two types.
+pub(crate) fn kind_of(key: &[u8], o: &Object) -> Result<Option<TypeKind>, ClientError> {
+    let mut kind = None;
+    for t in o.typed_values() {
+        match kind {
+            Some(k) if k != t.kind() => {
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "key {} holds both a {k} and a {} from concurrent writes; delete the key to start again",
+                        show_key(key),
+                        t.kind()
+                    ),
+                ))
+            }
+            _ => kind = Some(t.kind()),
+        }
+    }
+    Ok(kind)
+}
+
+/// The key's typed state for an operation of type `wanted`: the join of its typed siblings
+/// (`None`: no state yet). A key with plain values or another type is a `bad_request`
+/// naming what it holds.
+pub(crate) fn typed_state(
+    key: &[u8],
+    o: &Object,
+    wanted: TypeKind,
+) -> Result<Option<Typed>, ClientError> {
+    match kind_of(key, o)? {
+        Some(k) if k != wanted => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "key {} holds a {k}, not a {wanted}: use {}",
+                show_key(key),
+                k.ops()
+            ),
+        )),
+        Some(_) => Typed::join_all(o.typed_values())
+            .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string())),
+        None if !o.live_values().is_empty() => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "key {} holds a plain value, not a {wanted}: use get, put and delete",
+                show_key(key)
+            ),
+        )),
+        None => Ok(None),
+    }
 }
 
 /// What to do with the outcome of a local write.
@@ -138,7 +202,43 @@ fn next_object(
             }
             current.join(&incoming)
         }
-        Apply::Update { context, value } => {
+        Apply::Update {
+            context,
+            value,
+            typed,
+        } => {
+            let (context, value) = match typed {
+                Some(t) => {
+                    let state = typed_state(key, &current, t.op.kind())?;
+                    let new =
+                        t.op.apply(state.as_ref(), actor, t.now, t.max_set_members)
+                            .map_err(|e| {
+                                let code = match e {
+                                    TypedError::SetTooLarge { .. } => ErrorCode::TooLarge,
+                                    _ => ErrorCode::BadRequest,
+                                };
+                                ClientError::new(code, format!("key {}: {e}", show_key(key)))
+                            })?;
+                    (current.context(), Value::Typed(new))
+                }
+                None => match kind_of(key, &current)? {
+                    Some(k) if !value.is_deleted() => {
+                        return Err(ClientError::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "key {} holds a {k}: use {} (or delete it first)",
+                                show_key(key),
+                                k.ops()
+                            ),
+                        ))
+                    }
+                    // A delete of a typed key without a context removes what this replica
+                    // holds (typed clients never see contexts); a concurrent operation
+                    // elsewhere survives it, as an add survives a remove.
+                    Some(_) if context.is_empty() => (current.context(), value),
+                    _ => (context, value),
+                },
+            };
             let next = current
                 .update(&context, value, actor)
                 .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;

@@ -90,6 +90,8 @@ pub struct Coordinator {
     /// Local operations (reads, joins) running or waiting.
     local_ops: usize,
     repairs_inflight: usize,
+    /// The last hybrid logical time issued to a register write (see `crdt::hlc_now`).
+    hlc: u64,
     stats: Arc<CoordinatorStats>,
     counters: Arc<ActorCounters>,
     /// The Memtable's counters: our `Get`s and `Update`s are counted as sent to it here, so
@@ -151,6 +153,7 @@ impl Coordinator {
             locks: KeyLocks::default(),
             local_ops: 0,
             repairs_inflight: 0,
+            hlc: 0,
             stats: Arc::default(),
             counters,
             storage_counters,
@@ -319,8 +322,14 @@ fn size_estimate(m: &DataMsg) -> usize {
         },
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object { object } => object.as_ref().map_or(0, Vec::len),
-            DataResp::Written { context, values } => {
-                context.len() + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
+            DataResp::Written {
+                context,
+                values,
+                typed,
+            } => {
+                context.len()
+                    + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
+                    + typed.as_ref().map_or(0, Vec::len)
             }
             DataResp::Failed { code, msg } => code.len() + msg.len(),
             DataResp::Stored => 0,

@@ -61,12 +61,14 @@ impl Coordinator {
                 value,
                 context,
                 w,
+                typed,
             } => {
                 let msg = ClientWrite {
                     key,
                     value,
                     context,
                     w,
+                    typed,
                 };
                 self.start_write(msg, ReplyTo::Peer { to: from, id }, ctx);
             }

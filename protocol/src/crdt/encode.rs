@@ -53,6 +53,14 @@ impl Typed {
         out
     }
 
+    /// Decodes a whole typed state (as `encode` wrote it; no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Typed, DecodeError> {
+        let mut r = Reader::new(bytes, crate::object::Kind::Object);
+        let t = Typed::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(t)
+    }
+
     /// Decodes a typed state read from `r` (which must hold exactly one).
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Typed, DecodeError> {
         let at = r.pos();
