@@ -16,4 +16,5 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod types;
 mod wal_repair;
