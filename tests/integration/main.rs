@@ -5,6 +5,7 @@ mod harness;
 
 mod admin;
 mod backpressure;
+mod check;
 mod cli;
 mod cluster;
 mod console;
