@@ -43,7 +43,8 @@ pub struct CheckArgs {
     /// How long the workload runs ("20s").
     #[arg(long, default_value = "20s")]
     pub duration: String,
-    /// Faults to draw from (comma-separated: kill, pause, partition); none for a calm run.
+    /// Faults to draw from (comma-separated: kill, pause, partition, split, oneway); none for
+    /// a calm run.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub faults: Vec<Fault>,
     /// Time between faults.
@@ -147,14 +148,18 @@ fn run_live(a: &CheckArgs) -> anyhow::Result<History> {
                     !a.addr.is_empty(),
                     "pass --local N to start nodes, or --addr with a running cluster's client addresses"
                 );
-                let needs_admin = plan.faults.contains(&Fault::Partition);
+                let needs_admin = plan.faults.contains(&Fault::Partition)
+                    || plan.faults.contains(&Fault::Oneway);
                 anyhow::ensure!(
                     !needs_admin || a.admin.len() == a.addr.len(),
                     "partitions need --admin with each node's admin address, in --addr's order"
                 );
                 anyhow::ensure!(
-                    !plan.faults.iter().any(|f| *f != Fault::Partition),
-                    "kill and pause need --local (this process must own the nodes)"
+                    !plan
+                        .faults
+                        .iter()
+                        .any(|f| matches!(f, Fault::Kill | Fault::Pause | Fault::Split)),
+                    "kill, pause and split need --local (this process must own the nodes and know their ids)"
                 );
                 Target {
                     clients: a.addr.clone(),

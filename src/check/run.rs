@@ -21,6 +21,10 @@ pub enum Fault {
     Pause,
     /// Cut one node off from all others (`admin fault drop all`), heal after.
     Partition,
+    /// Split the cluster into a minority and a majority (each side drops the other's ids).
+    Split,
+    /// One node stops hearing the others, while they still hear it (`drop all in`).
+    Oneway,
 }
 
 pub struct Plan {
@@ -260,15 +264,42 @@ async fn admin(addr: &str, command: &str, args: &[&str]) -> anyhow::Result<serde
         .map_err(|e| anyhow::anyhow!("admin {command} on {addr}: {}", e.message()))
 }
 
-/// Injects one fault on node `i`, holds it, undoes it.
+/// Injects one fault on node `i` (for a split: a minority starting at `i`), holds it, undoes
+/// it. Returns the nodes it touched.
 async fn fault(
     target: &Mutex<Target>,
     kind: Fault,
     i: usize,
     hold: Duration,
-) -> anyhow::Result<()> {
-    let admin_addr = target.lock().unwrap_or_else(|p| p.into_inner()).admins[i].clone();
+) -> anyhow::Result<Vec<usize>> {
+    let (admins, names) = {
+        let t = target.lock().unwrap_or_else(|p| p.into_inner());
+        (t.admins.clone(), t.names.clone())
+    };
+    let admin_addr = admins[i].clone();
+    let n = names.len();
     match kind {
+        Fault::Split => {
+            let minority: Vec<usize> = (0..((n - 1) / 2).max(1)).map(|k| (i + k) % n).collect();
+            let majority: Vec<usize> = (0..n).filter(|j| !minority.contains(j)).collect();
+            for (side, other) in [(&minority, &majority), (&majority, &minority)] {
+                for &a in side {
+                    for &b in other {
+                        admin(&admins[a], "fault", &["drop", &names[b], "--yes"]).await?;
+                    }
+                }
+            }
+            tokio::time::sleep(hold).await;
+            for a in &admins {
+                admin(a, "fault", &["heal", "--yes"]).await?;
+            }
+            return Ok(minority);
+        }
+        Fault::Oneway => {
+            admin(&admin_addr, "fault", &["drop", "all", "in", "--yes"]).await?;
+            tokio::time::sleep(hold).await;
+            admin(&admin_addr, "fault", &["heal", "--yes"]).await?;
+        }
         Fault::Kill => {
             with_local(target, i, |n| {
                 n.kill();
@@ -294,7 +325,7 @@ async fn fault(
             admin(&admin_addr, "fault", &["heal", "--yes"]).await?;
         }
     }
-    Ok(())
+    Ok(vec![i])
 }
 
 fn with_local(
@@ -352,10 +383,10 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
             let kind = plan.faults[rng.random_range(0..plan.faults.len())];
             let i = rng.random_range(0..names.len());
             let start_us = rec.now();
-            fault(&target, kind, i, plan.fault_for).await?;
+            let hit = fault(&target, kind, i, plan.fault_for).await?;
             faults.push(FaultEvent {
                 kind: format!("{kind:?}").to_lowercase(),
-                nodes: vec![names[i].clone()],
+                nodes: hit.iter().map(|&j| names[j].clone()).collect(),
                 start_us,
                 end_us: rec.now(),
             });

@@ -36,7 +36,7 @@ fn every_workload_survives_faults_and_planted_bugs_are_caught() {
             "--duration",
             "6s",
             "--faults",
-            "kill,pause,partition",
+            "kill,pause,partition,split,oneway",
             "--fault-every",
             "1500ms",
             "--fault-for",
