@@ -1,11 +1,12 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`), `config check|print`, and the offline
-//! `repair-wal`.
+//! (`put`, `get`, `del`, the data-type commands `incr` ... `reg-get`, `bench`, `admin`,
+//! `console`), `config check|print`, and the offline `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`admin_cli`] the admin command (its
-//! human rendering in [`admin_render`]), [`console`] the interactive console, [`bench`] the
-//! load generator, [`repair_wal`] the offline WAL repair.
+//! Prometheus text, [`cli`] holds the client commands ([`cli_types`] those of the data
+//! types), [`admin_cli`] the admin command (its human rendering in [`admin_render`]),
+//! [`console`] the interactive console, [`bench`] the load generator, [`repair_wal`] the
+//! offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error.
 
 /// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
@@ -45,6 +46,7 @@ mod admin_cli;
 mod admin_render;
 mod bench;
 mod cli;
+mod cli_types;
 mod config;
 mod config_cmd;
 mod config_layers;
@@ -113,6 +115,8 @@ enum Cmd {
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
+    #[command(flatten)]
+    Types(cli_types::TypeCmd),
     /// Generate load over the client protocol and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Run one admin command (status, members, stats, ...) and exit; `admin help` lists them.
@@ -239,6 +243,7 @@ fn main() -> ExitCode {
             w,
             conn,
         } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
+        Cmd::Types(cmd) => cli_types::run(cmd),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Admin(args) => admin_cli::run(args),
