@@ -531,3 +531,54 @@ fn data_type_commands_print_values_and_exit_codes() {
     assert_eq!(node.cli(&["sadd", "hits", "now-a-set"]).0, 0);
     assert_eq!(node.cli(&["smembers", "hits"]).1, "now-a-set");
 }
+
+/// Issue 10: `bench --workload incr|sadd` writes counters and sets under their own keys
+/// (never a put workload's, which would refuse them) and reports them by op name; every
+/// acknowledged increment is counted.
+#[test]
+fn bench_writes_counters_and_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    for workload in ["put", "incr", "sadd"] {
+        let args = [
+            "bench",
+            "--workload",
+            workload,
+            "--ops",
+            "200",
+            "--keys",
+            "10",
+            "--concurrency",
+            "4",
+            "--pipeline",
+            "4",
+            "--value-size",
+            "8",
+            "--json",
+            "--addr",
+            &node.client,
+        ];
+        let (code, out, err) = troupe(&args, &[], None);
+        assert_eq!(code, 0, "{workload}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["workload"], workload);
+        assert_eq!(
+            (v["ops"].as_u64(), v["errors"].as_u64()),
+            (Some(200), Some(0))
+        );
+        assert_eq!(v["per_op"][workload]["ops"], 200, "{out}");
+    }
+    let counted: i64 = (0..10)
+        .map(|i| {
+            let (code, out, err) = node.cli(&["counter", &format!("ctr{i:012}")]);
+            assert_eq!(code, 0, "{err}");
+            out.trim().parse::<i64>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted, 200);
+    // A set gets one of 16 members per key: never more, however many adds.
+    let (_, out, _) = node.cli(&["smembers", "set000000000000", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n = v["members"].as_array().unwrap().len();
+    assert!((1..=16).contains(&n), "{out}");
+}
