@@ -1,11 +1,13 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`), the history checker (`check`),
-//! `config check|print`, and the offline `repair-wal`.
+//! (`put`, `get`, `del`, the data-type commands `incr` ... `reg-get`, `bench`, `admin`,
+//! `console`), the history checker (`check`), `config check|print`, and the offline
+//! `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`admin_cli`] the admin command (its
-//! human rendering in [`admin_render`]), [`console`] the interactive console, [`bench`] the
-//! load generator, [`check`] the history checker, [`repair_wal`] the offline WAL repair.
+//! Prometheus text, [`cli`] holds the client commands ([`cli_types`] those of the data
+//! types), [`admin_cli`] the admin command (its human rendering in [`admin_render`]),
+//! [`console`] the interactive console, [`bench`] the load generator, [`check`] the history
+//! checker, [`repair_wal`] the offline WAL repair.
 //! Exit codes: 0 success, 1 key not found, 2 error, 4 `check` found a violation.
 
 /// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
@@ -46,6 +48,7 @@ mod admin_render;
 mod bench;
 mod check;
 mod cli;
+mod cli_types;
 mod config;
 mod config_cmd;
 mod config_layers;
@@ -114,6 +117,8 @@ enum Cmd {
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
+    #[command(flatten)]
+    Types(cli_types::TypeCmd),
     /// Generate load over the client protocol and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Run a workload under injected faults, record the history and check it: lost writes,
@@ -253,6 +258,7 @@ fn main() -> ExitCode {
             w,
             conn,
         } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
+        Cmd::Types(cmd) => cli_types::run(cmd),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Check(_) => unreachable!("handled above"),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),

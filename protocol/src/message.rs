@@ -489,8 +489,13 @@ pub struct Reply {
     pub values: Option<Vec<ByteBuf>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ByteBuf>,
-    /// `incr` and `counter`: an integer; `reg_get`: bin, or nil when the key holds none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `incr` and `counter`: an integer; `reg_get`: bin, or nil when the key holds none
+    /// (decoded as `Some(ReplyValue::Nil)`, so a reply round-trips; absent is `None`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
     pub value: Option<ReplyValue>,
     /// `smembers`: the set's members in ascending byte order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -504,6 +509,11 @@ pub enum ReplyValue {
     Int(i64),
     Bytes(ByteBuf),
     Nil,
+}
+
+/// A `value` field that is there, nil included (serde's `Option` would read nil as absent).
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReplyValue>, D::Error> {
+    ReplyValue::deserialize(d).map(Some)
 }
 
 impl Reply {
@@ -783,5 +793,21 @@ mod tests {
         assert_eq!(Quorum::All.required(3), 3);
         assert_eq!(Quorum::N(5).required(3), 3);
         assert_eq!(Quorum::parse("2"), Some(Quorum::N(2)));
+    }
+
+    /// Every typed reply decodes to what was encoded: `reg_get`'s nil included (a decoder
+    /// that reads nil as a missing field could not tell "no register" from "no answer").
+    #[test]
+    fn typed_replies_round_trip() {
+        for reply in [
+            Reply::counter(-7),
+            Reply::register(Some(b"v".to_vec())),
+            Reply::register(None),
+            Reply::members(vec![b"a".to_vec(), b"b".to_vec()]),
+            Reply::members(Vec::new()),
+        ] {
+            let resp = Response::ok(9, reply);
+            assert_eq!(Response::decode(&resp.encode()).unwrap(), resp);
+        }
     }
 }
