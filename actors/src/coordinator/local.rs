@@ -221,8 +221,19 @@ fn next_object(
                             })?;
                     (current.context(), Value::Typed(new))
                 }
+                // A delete works on any key, one left holding two types included (its error
+                // says to delete it). Without a context on a typed key it removes what this
+                // replica holds (typed clients never see contexts); a concurrent operation
+                // elsewhere survives it, as an add survives a remove.
+                None if value.is_deleted() => {
+                    if context.is_empty() && !current.typed_values().is_empty() {
+                        (current.context(), value)
+                    } else {
+                        (context, value)
+                    }
+                }
                 None => match kind_of(key, &current)? {
-                    Some(k) if !value.is_deleted() => {
+                    Some(k) => {
                         return Err(ClientError::new(
                             ErrorCode::BadRequest,
                             format!(
@@ -232,11 +243,7 @@ fn next_object(
                             ),
                         ))
                     }
-                    // A delete of a typed key without a context removes what this replica
-                    // holds (typed clients never see contexts); a concurrent operation
-                    // elsewhere survives it, as an add survives a remove.
-                    Some(_) if context.is_empty() => (current.context(), value),
-                    _ => (context, value),
+                    None => (context, value),
                 },
             };
             let next = current
@@ -425,5 +432,39 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_protocol::crdt::{OrSet, PnCounter};
+
+    /// A key left holding two types by concurrent writes (a counter through one node, a set
+    /// through another) refuses reads and typed writes naming both, and a delete without a
+    /// context clears it, as the error says.
+    #[test]
+    fn a_key_holding_two_types_can_be_deleted() {
+        let counter = Value::Typed(Typed::Counter(PnCounter::default()));
+        let set = Value::Typed(Typed::Set(OrSet::default()));
+        let none = VersionVector::new();
+        let o = Object::new()
+            .update(&none, counter, ActorId(1))
+            .unwrap()
+            .join(&Object::new().update(&none, set, ActorId(2)).unwrap());
+        let e = kind_of(b"k", &o).unwrap_err();
+        assert!(e.msg.contains("holds both"), "{}", e.msg);
+        let delete = Apply::Update {
+            context: none.clone(),
+            value: Value::Deleted,
+            typed: None,
+        };
+        let Next::Write(s) = next_object(b"k", Some(o.encode()), delete, ActorId(1), 1 << 20)
+            .expect("a delete clears any key")
+        else {
+            panic!("the delete writes")
+        };
+        assert!(s.object.typed_values().is_empty());
+        assert_eq!(kind_of(b"k", &s.object).unwrap(), None);
     }
 }
