@@ -48,6 +48,7 @@ mod admin_render;
 mod bench;
 mod check;
 mod cli;
+mod cli_keys;
 mod cli_types;
 mod config;
 mod config_cmd;
@@ -119,6 +120,8 @@ enum Cmd {
     },
     #[command(flatten)]
     Types(cli_types::TypeCmd),
+    /// List live keys in byte order (all of them, or those starting with PREFIX).
+    Keys(cli_keys::KeysArgs),
     /// Generate load over the client protocol and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Run a workload under injected faults, record the history and check it: lost writes,
@@ -259,6 +262,7 @@ fn main() -> ExitCode {
             conn,
         } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
         Cmd::Types(cmd) => cli_types::run(cmd),
+        Cmd::Keys(args) => cli_keys::run(args),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Check(_) => unreachable!("handled above"),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),

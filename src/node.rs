@@ -231,7 +231,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator_counters.clone(),
             registry.actor("memtable"),
         )
-        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
+        .with_scan(memtable.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
@@ -241,6 +242,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             node_id: Arc::from(cfg.node.id.as_str()),
             coordinator_get: coordinator.clone().recipient(),
             coordinator_write: coordinator.clone().recipient(),
+            coordinator_keys: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),
             requests: registry.requests(),

@@ -206,6 +206,22 @@ class TroupeClient:
         """A register's value (bytes), or None when the key holds none."""
         return self.call("reg_get", **_read_fields(key, r)).get("value")
 
+    def keys(self, prefix=None, page=1000):
+        """Every live key (bytes) starting with `prefix`, in byte order: a generator that
+        asks for `page` keys at a time and follows the server's cursor."""
+        after = None
+        while True:
+            fields = {"limit": page}
+            if prefix is not None:
+                fields["prefix"] = _bin(prefix)
+            if after is not None:
+                fields["after"] = after
+            reply = self.call("keys", **fields)
+            yield from reply["keys"]
+            if not reply.get("more"):
+                return
+            after = reply["cursor"]
+
 
 class PutContext(bytes):
     """The context a put returns: bytes (pass it back unchanged), plus `values`: None, or

@@ -478,6 +478,31 @@ impl Client {
         .map(|_| ())
     }
 
+    /// One page of live keys in byte order (`keys` op): those starting with `prefix`, after
+    /// `after`, at most `limit` (server default 1000). Returns the keys and, when more may
+    /// follow, the cursor to pass as `after` for the next page.
+    pub async fn keys(
+        &self,
+        prefix: Option<&[u8]>,
+        limit: Option<u32>,
+        after: Option<&[u8]>,
+    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError> {
+        let reply = self
+            .call(&Request::Keys {
+                prefix: prefix.map(<[u8]>::to_vec),
+                limit,
+                after: after.map(<[u8]>::to_vec),
+            })
+            .await?;
+        let keys = reply
+            .keys
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| k.into_vec())
+            .collect();
+        Ok((keys, reply.cursor.map(|c| c.into_vec())))
+    }
+
     /// Register: its value, `None` when the key holds none.
     pub async fn reg_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
         self.reg_get_with(key, None).await

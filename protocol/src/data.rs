@@ -58,6 +58,27 @@ pub enum DataReq {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         typed: Option<crate::crdt::TypedOp>,
     },
+    /// List this replica's keys of `partitions` after `after` (exclusive) that start with
+    /// `prefix`, in byte order, at most `limit`, delete markers included (marked dead).
+    Keys {
+        #[serde(default, with = "serde_bytes")]
+        prefix: Option<Vec<u8>>,
+        #[serde(default, with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+        limit: u32,
+        partitions: Vec<u32>,
+    },
+}
+
+/// One key of a replica's listing: whether its object holds a live value, and its clock
+/// (the context encoding) so that a coordinator can tell which of two replicas is newer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub live: bool,
+    #[serde(with = "serde_bytes")]
+    pub clock: Vec<u8>,
 }
 
 /// A replica's answer.
@@ -84,6 +105,14 @@ pub enum DataResp {
         /// an object value (`crate::crdt`).
         #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
         typed: Option<Vec<u8>>,
+    },
+    /// To `Keys`: the entries, and `last`, the last key examined: every key of the asked
+    /// partitions after `after` up to `last` is in `entries`. `last: None`: the range is
+    /// exhausted.
+    Keys {
+        entries: Vec<KeyEntry>,
+        #[serde(default, with = "serde_bytes")]
+        last: Option<Vec<u8>>,
     },
     /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
     /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.

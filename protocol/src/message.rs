@@ -173,7 +173,20 @@ pub enum Request {
         key: Vec<u8>,
         r: Option<Quorum>,
     },
+    /// Live keys in byte order across the ring: those starting with `prefix`, after the
+    /// cursor `after`, at most `limit` (default [`DEFAULT_KEYS_LIMIT`], at most
+    /// [`MAX_KEYS_LIMIT`]).
+    Keys {
+        prefix: Option<Vec<u8>>,
+        limit: Option<u32>,
+        after: Option<Vec<u8>>,
+    },
 }
+
+/// `keys` without `limit`.
+pub const DEFAULT_KEYS_LIMIT: u32 = 1000;
+/// The largest `limit` a `keys` request may ask for.
+pub const MAX_KEYS_LIMIT: u32 = 10_000;
 
 /// Most members one `sadd` or `srem` may carry.
 pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
@@ -194,13 +207,14 @@ impl Request {
             Request::Smembers { .. } => "smembers",
             Request::RegPut { .. } => "reg_put",
             Request::RegGet { .. } => "reg_get",
+            Request::Keys { .. } => "keys",
         }
     }
 
     /// The key the request names, if it names one.
     pub fn key(&self) -> Option<&[u8]> {
         match self {
-            Request::Hello { .. } | Request::Ping => None,
+            Request::Hello { .. } | Request::Ping | Request::Keys { .. } => None,
             Request::Get { key, .. }
             | Request::Put { key, .. }
             | Request::Delete { key, .. }
@@ -244,6 +258,10 @@ struct WireRequest {
     by: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     members: Option<Vec<ByteBuf>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
 }
 
 /// Only the id, for answering a request whose other fields did not decode.
@@ -338,6 +356,15 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
         Request::Counter { key, r } | Request::Smembers { key, r } | Request::RegGet { key, r } => {
             w.key = bin(key);
             w.r = *r;
+        }
+        Request::Keys {
+            prefix,
+            limit,
+            after,
+        } => {
+            w.prefix = prefix.as_ref().and_then(bin);
+            w.limit = *limit;
+            w.after = after.as_ref().and_then(bin);
         }
     }
     rmp_serde::to_vec_named(&w).expect("BUG: encoding a request into a Vec cannot fail")
@@ -470,6 +497,19 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
             key: need(w.key, "key")?,
             r: w.r,
         },
+        "keys" => {
+            if w.limit.is_some_and(|l| l == 0 || l > MAX_KEYS_LIMIT) {
+                return Err(bad(
+                    Some(id),
+                    format!("op \"keys\": limit must be 1 to {MAX_KEYS_LIMIT}"),
+                ));
+            }
+            Request::Keys {
+                prefix: w.prefix.map(ByteBuf::into_vec),
+                limit: w.limit,
+                after: w.after.map(ByteBuf::into_vec),
+            }
+        }
         other => return Err(bad(Some(id), format!("unknown op {other:?}"))),
     };
     Ok((id, req))
@@ -500,6 +540,17 @@ pub struct Reply {
     /// `smembers`: the set's members in ascending byte order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<ByteBuf>>,
+    /// `keys`: live keys in byte order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<ByteBuf>>,
+    /// `keys`: whether more keys may follow (ask again with `after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+    /// `keys`: where to continue (pass it as `after`): the last key examined, which can be
+    /// past the last key returned when the keys after it were deleted. Absent when `more`
+    /// is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<ByteBuf>,
 }
 
 /// The `value` of a typed reply.
@@ -549,6 +600,16 @@ impl Reply {
     pub fn register(value: Option<Vec<u8>>) -> Reply {
         Reply {
             value: Some(value.map_or(ReplyValue::Nil, |v| ReplyValue::Bytes(ByteBuf::from(v)))),
+            ..Reply::default()
+        }
+    }
+
+    /// `keys`.
+    pub fn keys(keys: Vec<Vec<u8>>, cursor: Option<Vec<u8>>) -> Reply {
+        Reply {
+            keys: Some(keys.into_iter().map(ByteBuf::from).collect()),
+            more: Some(cursor.is_some()),
+            cursor: cursor.map(ByteBuf::from),
             ..Reply::default()
         }
     }

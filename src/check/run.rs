@@ -365,7 +365,16 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
             let (workload, keys) = (plan.workload, plan.keys);
             tokio::spawn(async move {
                 while Instant::now() < deadline {
+                    let before = rec.ops.lock().map_or(0, |o| o.len());
                     s.step(&rec, workload, keys).await;
+                    // A client that fails fast (no quorum on its side of a partition) backs
+                    // off a little instead of filling the history with refusals.
+                    let failed = rec.ops.lock().map_or(false, |o| {
+                        o.len() > before && o[before..].iter().all(|op| op.outcome == Outcome::Fail)
+                    });
+                    if failed {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
             })
         })

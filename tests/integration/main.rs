@@ -11,6 +11,7 @@ mod cluster;
 mod console;
 mod crash_recovery;
 mod deploy;
+mod keys;
 mod layout;
 mod malformed_input;
 mod many_connections;

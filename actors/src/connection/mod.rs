@@ -26,6 +26,7 @@ mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
+use crate::coordinator::keys::ClientKeys;
 use crate::coordinator::{ClientGet, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use actix::prelude::*;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
+use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
 use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
 use troupe_protocol::{ErrorCode, FrameCodec, FrameError};
 
@@ -51,6 +53,7 @@ pub struct ConnectionShared {
     /// Every get, put and delete goes through the replication coordinator.
     pub coordinator_get: Recipient<ClientGet>,
     pub coordinator_write: Recipient<ClientWrite>,
+    pub coordinator_keys: Recipient<ClientKeys>,
     pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
     /// Latency by op and result, for `troupe_request_duration_seconds`.
@@ -285,6 +288,29 @@ impl Connection {
                     .collect();
                 let write = typed_write(key, w, TypedOp::SetRemove { members });
                 self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Keys {
+                prefix,
+                limit,
+                after,
+            } => {
+                self.shared.coordinator_counters.sent();
+                let list = self.shared.coordinator_keys.send(ClientKeys {
+                    prefix,
+                    limit: limit.unwrap_or(DEFAULT_KEYS_LIMIT) as usize,
+                    after,
+                });
+                self.reply_later(permit, t, async move {
+                    match list.await {
+                        Ok(Ok(page)) => Response::ok(id, Reply::keys(page.keys, page.cursor)),
+                        Ok(Err(e)) => Response::err(id, e.code, e.msg),
+                        Err(e) => Response::err(
+                            id,
+                            ErrorCode::Internal,
+                            format!("the replication coordinator did not answer: {e}"),
+                        ),
+                    }
+                });
             }
             Request::RegPut { key, value, w } => {
                 let write = typed_write(key, w, TypedOp::RegPut { value });

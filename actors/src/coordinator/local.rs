@@ -304,7 +304,7 @@ impl Handler<LocalFinished> for Coordinator {
 /// polls (a profile showed three quarters of a node's CPU there). A task is polled only
 /// when its own I/O is ready; `do_send` to ourselves cannot be refused by a full mailbox,
 /// so no completion is ever lost (their number is bounded by `max_inflight`).
-fn finish_on_actor<T: Send + 'static>(
+pub(super) fn finish_on_actor<T: Send + 'static>(
     ctx: &mut Context<Coordinator>,
     fut: impl std::future::Future<Output = T> + 'static,
     then: impl FnOnce(&mut Coordinator, T, &mut Context<Coordinator>) + Send + 'static,

@@ -38,6 +38,7 @@ mod get;
 pub mod keylocks;
 mod local;
 pub use local::{LocalResult, Stored};
+pub mod keys;
 pub mod peer_stats;
 pub mod placement;
 pub mod quorum;
@@ -75,6 +76,8 @@ pub struct Coordinator {
     transport: Option<PeerTransport>,
     ring: RingInputs,
     placement: Arc<Placement>,
+    /// The Memtable's scans, for key listing (`with_scan`); `None`: `keys` is refused.
+    storage_scan: Option<Recipient<crate::memtable::Scan>>,
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
@@ -142,6 +145,7 @@ impl Coordinator {
             transport,
             ring,
             placement,
+            storage_scan: None,
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
             next_id: rand::random::<u64>() >> 1,
@@ -158,6 +162,12 @@ impl Coordinator {
             counters,
             storage_counters,
         })
+    }
+
+    /// Lets this coordinator list keys: the storage actor's scans.
+    pub fn with_scan(mut self, scan: Recipient<crate::memtable::Scan>) -> Coordinator {
+        self.storage_scan = Some(scan);
+        self
     }
 
     pub fn stats(&self) -> Arc<CoordinatorStats> {
@@ -309,6 +319,16 @@ fn size_estimate(m: &DataMsg) -> usize {
         DataMsg::Req { req, .. } => match req {
             DataReq::Get { key } => key.len(),
             DataReq::Put { key, object } => key.len() + object.len(),
+            DataReq::Keys {
+                prefix,
+                after,
+                partitions,
+                ..
+            } => {
+                prefix.as_ref().map_or(0, Vec::len)
+                    + after.as_ref().map_or(0, Vec::len)
+                    + partitions.len() * 5
+            }
             DataReq::Coordinate {
                 key,
                 value,
@@ -333,6 +353,13 @@ fn size_estimate(m: &DataMsg) -> usize {
             }
             DataResp::Failed { code, msg } => code.len() + msg.len(),
             DataResp::Stored => 0,
+            DataResp::Keys { entries, last } => {
+                entries
+                    .iter()
+                    .map(|e| e.key.len() + e.clock.len() + 8)
+                    .sum::<usize>()
+                    + last.as_ref().map_or(0, Vec::len)
+            }
         },
     }
 }

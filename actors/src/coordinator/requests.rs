@@ -26,6 +26,7 @@ pub(crate) enum Request {
     Put(PutState),
     Forward(ForwardState),
     Repair { pending: usize, rpcs: Vec<u64> },
+    Keys(super::keys::KeysState),
 }
 
 impl Request {
@@ -36,6 +37,7 @@ impl Request {
             Request::Put(st) => &mut st.rpcs,
             Request::Forward(st) => &mut st.rpcs,
             Request::Repair { rpcs, .. } => rpcs,
+            Request::Keys(st) => &mut st.rpcs,
         }
     }
 }
@@ -417,6 +419,13 @@ impl Coordinator {
             _ => None,
         };
         match self.requests.get_mut(&req) {
+            Some(Request::Keys(_)) => {
+                let ans = match resp {
+                    DataResp::Keys { entries, last } => Ok((entries, last)),
+                    other => Err(failed(&other).unwrap_or_else(|| "unexpected answer".into())),
+                };
+                self.keys_answer(req, &node, ans, ctx);
+            }
             Some(Request::Get(_)) => {
                 let ans = match resp {
                     DataResp::Object { object: None } => Ok(None),
@@ -534,6 +543,7 @@ impl Coordinator {
     pub(super) fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
         self.expire_rpcs(req);
         match self.requests.get_mut(&req) {
+            Some(Request::Keys(_)) => self.finish_keys(req, ctx),
             Some(Request::Get(st)) => {
                 let progress = st.tracker.timed_out();
                 self.get_progress(req, progress, ctx);
