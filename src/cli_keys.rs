@@ -46,7 +46,7 @@ pub fn run(a: KeysArgs) -> anyhow::Result<Outcome> {
                 all.push(k);
             }
             match cursor {
-                Some(cur) if !a.limit.is_some_and(|l| all.len() >= l) => after = Some(cur),
+                Some(cur) if a.limit.is_none_or(|l| all.len() < l) => after = Some(cur),
                 _ => break,
             }
         }

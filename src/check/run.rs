@@ -369,7 +369,7 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
                     s.step(&rec, workload, keys).await;
                     // A client that fails fast (no quorum on its side of a partition) backs
                     // off a little instead of filling the history with refusals.
-                    let failed = rec.ops.lock().map_or(false, |o| {
+                    let failed = rec.ops.lock().is_ok_and(|o| {
                         o.len() > before && o[before..].iter().all(|op| op.outcome == Outcome::Fail)
                     });
                     if failed {
