@@ -3,11 +3,10 @@
 //! different nodes for several prefixes: exactly the live keys with the prefix, in order,
 //! no duplicates across pages.
 
-use crate::cluster::{start, wait_for};
+use crate::cluster::{agreed_ring, start};
 use crate::harness::{rt_mt, Rng};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 use troupe_protocol::Client;
 
 #[test]
@@ -21,18 +20,7 @@ fn pages_of_keys_match_the_model() {
     let n2 = start(dir.path(), "n2", Some(&n1.peer), &env);
     let n3 = start(dir.path(), "n3", Some(&n1.peer), &env);
     let nodes = [&n1, &n2, &n3];
-    wait_for("one layout of three", Duration::from_secs(30), || {
-        let rings: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|n| {
-                let (_, out, _) = n.cli(&["admin", "ring", "--json"]);
-                serde_json::from_str(&out).unwrap_or_default()
-            })
-            .collect();
-        rings.iter().all(|r| {
-            r["members"].as_array().map(Vec::len) == Some(3) && r["digest"] == rings[0]["digest"]
-        })
-    });
+    agreed_ring(&nodes, 3);
     let rt = rt_mt();
     let clients: Vec<Arc<Client>> = nodes
         .iter()

@@ -4,7 +4,7 @@
 //! two sides of a partition settle to add-wins on every node; register writes on both sides
 //! settle to one value everywhere.
 
-use crate::cluster::{start, status_of, wait_for};
+use crate::cluster::{agreed_ring, start, status_of, wait_for};
 use crate::harness::{rt_mt, NodeProc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,24 +23,18 @@ fn env() -> Vec<(&'static str, String)> {
 }
 
 fn ring_of_three(nodes: &[&NodeProc]) {
-    wait_for("one layout of three", Duration::from_secs(30), || {
-        let rings: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|n| {
-                let (_, out, _) = n.cli(&["admin", "ring", "--json"]);
-                serde_json::from_str(&out).unwrap_or_default()
+    agreed_ring(nodes, 3);
+    wait_for(
+        "every node sees every node alive",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                ["n1", "n2", "n3"]
+                    .iter()
+                    .all(|id| status_of(n, id).as_deref() == Some("alive"))
             })
-            .collect();
-        rings.iter().all(|r| {
-            r["members"].as_array().map(Vec::len) == Some(3)
-                && r["digest"] == rings[0]["digest"]
-                && nodes.iter().all(|n| {
-                    ["n1", "n2", "n3"]
-                        .iter()
-                        .all(|id| status_of(n, id).as_deref() == Some("alive"))
-                })
-        })
-    });
+        },
+    );
 }
 
 fn int(v: &Option<ReplyValue>) -> i64 {
