@@ -106,6 +106,7 @@ pub fn main(a: CheckArgs) -> anyhow::Result<u8> {
 
 fn run_live(a: &CheckArgs) -> anyhow::Result<History> {
     let plan = Plan {
+        progress: !a.json,
         workload: a.workload,
         seed: a.seed,
         sessions: a.sessions.max(1),

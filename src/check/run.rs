@@ -28,6 +28,8 @@ pub enum Fault {
 }
 
 pub struct Plan {
+    /// Show a progress bar on stderr (not with `--json`).
+    pub progress: bool,
     pub workload: Workload,
     pub seed: u64,
     pub sessions: u32,
@@ -380,6 +382,28 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
         })
         .collect();
 
+    // Progress: time through the run, operations so far, faults so far.
+    let bar = if plan.progress {
+        indicatif::ProgressBar::new(plan.duration.as_millis() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("   check [{bar:40}] {msg}")
+            .expect("valid progress template")
+            .progress_chars("=> "),
+    );
+    let ticker = {
+        let (bar, rec) = (bar.clone(), rec.clone());
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                bar.set_position(rec.start.elapsed().as_millis() as u64);
+                let n = rec.ops.lock().map_or(0, |o| o.len());
+                bar.set_message(format!("{n} ops"));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
     // The nemesis: one fault at a time, on a schedule drawn from the seed.
     let mut faults = Vec::new();
     let mut rng = SmallRng::seed_from_u64(plan.seed);
@@ -404,8 +428,11 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
     for s in sessions {
         s.await?;
     }
+    ticker.abort();
+    bar.set_message("reading every key back with r=all");
     let healed = Instant::now();
     let (final_reads, converged) = read_back(plan, &clients, &rec).await?;
+    bar.finish_and_clear();
     let ops = std::mem::take(&mut *rec.ops.lock().unwrap_or_else(|p| p.into_inner()));
     drop(target);
     Ok(History {
