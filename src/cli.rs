@@ -27,6 +27,9 @@ pub struct ConnArgs {
     /// Seconds to wait for the node.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// A client token, for a node that requires one (`auth.client_tokens`).
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -40,12 +43,28 @@ pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     let timeout = Duration::from_secs(args.timeout);
     let connected = tokio::time::timeout(
         timeout,
-        Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)),
+        Client::connect_with(
+            args.addr.as_str(),
+            "troupe-cli",
+            args.token.clone(),
+            Some(timeout),
+        ),
     )
     .await
     .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?;
     match connected {
         Ok(client) => Ok(client),
+        Err(ClientError::Server(e)) if e.code == troupe_protocol::ErrorCode::Unauthorized => {
+            anyhow::bail!(
+                "{} refused this client ({}): pass --token or set TROUPE_TOKEN",
+                args.addr,
+                if args.token.is_some() {
+                    "wrong token"
+                } else {
+                    "no token"
+                }
+            )
+        }
         Err(e) => {
             // Something answered hello with an error: perhaps the admin port, which speaks
             // the same framing but not hello.

@@ -19,6 +19,16 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub membership: MembershipSection,
     pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+/// Who may talk to this node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Tokens a client's `hello` must carry one of (several, to rotate without downtime;
+    /// comma-separated in `TROUPE__AUTH__CLIENT_TOKENS`). Empty: the client port is open.
+    pub client_tokens: Vec<String>,
 }
 
 /// Bounds on what one key may hold.

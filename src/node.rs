@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
-use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
@@ -249,7 +249,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
             shutdown: shutdown.clone(),
+            tokens: Arc::new(ClientTokens::new(cfg.auth.client_tokens.iter().map(String::as_str))),
         };
+        if shared.tokens.open() {
+            log::warn!(
+                "the client port {} is open: any client may read and write (set auth.client_tokens to require a token)",
+                cfg.net.listen
+            );
+        } else {
+            log::info!(
+                "clients need one of {} token(s) in hello",
+                cfg.auth.client_tokens.len()
+            );
+        }
         let connections = shared.counters.clone();
         let listener_config = ListenerConfig {
             max_connections: cfg.net.max_connections,

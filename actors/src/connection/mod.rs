@@ -62,6 +62,42 @@ pub struct ConnectionShared {
     pub max_frame_bytes: usize,
     /// Cancelled at shutdown: readers stop reading, in-flight requests finish.
     pub shutdown: CancellationToken,
+    /// `auth.client_tokens` (empty: the port is open).
+    pub tokens: Arc<ClientTokens>,
+}
+
+/// The client tokens a `hello` must carry one of. Kept as blake3 hashes and compared as
+/// such (blake3's `Hash` equality is constant-time), so neither a token's bytes nor its
+/// length leak through timing; never logged.
+#[derive(Default)]
+pub struct ClientTokens(Vec<blake3::Hash>);
+
+impl ClientTokens {
+    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> ClientTokens {
+        ClientTokens(
+            tokens
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| blake3::hash(t.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// No tokens configured: every client is let in.
+    pub fn open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `token` is one of them (always, when none are configured).
+    pub fn admits(&self, token: Option<&str>) -> bool {
+        if self.open() {
+            return true;
+        }
+        let Some(t) = token else { return false };
+        let h = blake3::hash(t.as_bytes());
+        // Check every one, not stopping at a match.
+        self.0.iter().fold(false, |ok, k| ok | (*k == h))
+    }
 }
 
 /// One frame from the reader task, with the permit that counts it as in flight.
@@ -464,9 +500,34 @@ impl Actor for Connection {
 impl Handler<Incoming> for Connection {
     type Result = ();
 
-    fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
         self.shared.counters.handled();
         match decode_request(&msg.body) {
+            Ok((id, Request::Hello { token, .. }))
+                if !self.shared.tokens.admits(token.as_deref()) =>
+            {
+                // Logged with the peer's address, never with the token; counted in
+                // /metrics as `op="hello", result="unauthorized"`.
+                self.shared.counters.error();
+                let why = if token.is_none() {
+                    "no token"
+                } else {
+                    "a wrong token"
+                };
+                log::warn!("client {} sent hello with {why}; closing", self.peer);
+                let t = Timed {
+                    op: op_index("hello"),
+                    at: msg.at,
+                };
+                let resp = Response::err(
+                    id,
+                    ErrorCode::Unauthorized,
+                    "this node needs a client token in hello (auth.client_tokens); the connection is closed",
+                );
+                self.respond(resp, Some(msg.permit), Some(t));
+                // Stopping drops our sender; the writer ends once that answer is written.
+                ctx.stop();
+            }
             Ok((id, req)) => self.dispatch(id, req, msg.permit, msg.at),
             Err(e) => {
                 self.shared.counters.error();
