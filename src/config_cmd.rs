@@ -30,7 +30,7 @@ pub enum ConfigCmd {
 }
 
 /// Keys whose value is never printed.
-const SECRET_KEYS: &[&str] = &["cluster.secret", "auth.client_tokens"];
+const SECRET_KEYS: &[&str] = &["cluster.secret", "auth.client_tokens", "auth.admin_token"];
 
 pub fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
     match cmd {

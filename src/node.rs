@@ -289,6 +289,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
+            token: (!cfg.auth.admin_token.is_empty())
+                .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
@@ -301,7 +303,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 note: replication_note,
             })
             .start();
-        actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
+        let admin_token = (!cfg.auth.admin_token.is_empty())
+            .then(|| blake3::hash(cfg.auth.admin_token.as_bytes()));
+        actix::spawn(admin::serve(
+            admin_listener,
+            admin,
+            cfg.net.max_frame_bytes,
+            admin_token,
+            shutdown.clone(),
+        ));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
 
         log::info!(

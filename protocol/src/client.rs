@@ -532,11 +532,22 @@ impl Client {
     /// Runs one admin command (on an admin-port connection) and returns the raw `ok` body
     /// bytes' owner: the whole response frame.
     pub async fn admin(&self, op: &str, args: Vec<String>) -> Result<bytes::BytesMut, ClientError> {
+        self.admin_with_token(op, args, None).await
+    }
+
+    /// [`Client::admin`] with the node's admin token (`auth.admin_token`).
+    pub async fn admin_with_token(
+        &self,
+        op: &str,
+        args: Vec<String>,
+        token: Option<String>,
+    ) -> Result<bytes::BytesMut, ClientError> {
         let id = self.next_id();
         let req = AdminRequest {
             id,
             op: op.to_string(),
             args,
+            token,
         };
         self.call_raw(id, req.encode()).await
     }

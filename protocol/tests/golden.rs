@@ -200,6 +200,7 @@ fn vectors() -> Vec<(&'static str, Golden)> {
                 id: 1,
                 op: "status".into(),
                 args: vec![],
+                token: None,
             }),
         ),
     ]

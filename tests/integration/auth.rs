@@ -86,3 +86,69 @@ fn client_tokens_are_required_and_rotate() {
         "{printed}"
     );
 }
+
+fn http_get(addr: &str, auth: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let header = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n{header}\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+/// `auth.admin_token`: admin commands and /metrics need it (the CLI's `--token`, a bearer
+/// token), /health does not; and a node whose admin or metrics port listens beyond loopback
+/// without one refuses to start, saying what to set.
+#[test]
+fn the_admin_token_guards_the_admin_and_metrics_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[("TROUPE__AUTH__ADMIN_TOKEN", "adm-token")]);
+    let (code, _, err) = node.cli(&["admin", "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("admin token") && err.contains("--token"),
+        "{err}"
+    );
+    let (code, out, err) = node.cli(&["admin", "status", "--token", "adm-token", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("node_id") || out.contains("node"), "{out}");
+    let (code, _, _) = node.cli(&["admin", "status", "--token", "wrong"]);
+    assert_eq!(code, 2);
+    assert!(http_get(&node.metrics, None).contains("401"));
+    assert!(http_get(&node.metrics, Some("wrong")).contains("401"));
+    assert!(http_get(&node.metrics, Some("adm-token")).contains("200"));
+    assert!(
+        !node.log_text().contains("adm-token"),
+        "the token is never logged"
+    );
+
+    // Beyond loopback without a token: refused at start, naming the setting.
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["node", "--node-id", "open", "--data-dir"])
+        .arg(dir.path().join("open"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args([
+            "--peer-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .args([
+            "--admin-listen",
+            &format!("0.0.0.0:{}", crate::harness::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth.admin_token") && err.contains("net.admin_listen"),
+        "{err}"
+    );
+}
