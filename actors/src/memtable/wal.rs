@@ -68,9 +68,10 @@ pub use format::{encode_record, parse_segment, Damage, SegmentReplay, WalRecord}
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// The writer grows a segment by zeros to a multiple of this ahead of the log (see
-/// `WriterThread::preallocate`).
-const PREALLOC_BYTES: u64 = 1 << 20;
+/// The writer grows a segment by zeros ahead of the log by its own size, at least
+/// `PREALLOC_MIN` and at most `PREALLOC_MAX` at a time (see `WriterThread::preallocate`).
+const PREALLOC_MIN: u64 = 64 << 10;
+const PREALLOC_MAX: u64 = 1 << 20;
 
 /// Why the log could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +341,7 @@ impl<T: Send + 'static> WalWriter<T> {
             salt,
             end: len,
             alloc: len,
+            prealloc: true,
             synced: len,
             durability,
             health: health.clone(),
@@ -524,7 +526,7 @@ mod tests {
         let data = fs::read(&last).unwrap();
         let seg = parse_segment(&last, 2, &data, true).unwrap();
         assert!(
-            data.len() as u64 >= PREALLOC_BYTES && seg.valid_len < data.len() as u64,
+            data.len() as u64 >= PREALLOC_MIN && seg.valid_len < data.len() as u64,
             "the last segment is preallocated: {} bytes, {} of them log",
             data.len(),
             seg.valid_len
