@@ -36,8 +36,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// No violation, and the nodes' read-backs agreed (with `r=all` every node answers the
+    /// join of all replicas: disagreeing answers are a bug too).
     pub fn ok(&self) -> bool {
-        self.lost.is_empty()
+        self.convergence_ms.is_some()
+            && self.lost.is_empty()
             && self.resurrected.is_empty()
             && self.unexpected.is_empty()
             && self.sibling_violations.is_empty()
@@ -226,8 +229,19 @@ mod tests {
             ops,
             faults: Vec::new(),
             final_reads: finals,
-            convergence_us: None,
+            convergence_us: Some(1000),
         }
+    }
+
+    #[test]
+    fn read_backs_that_never_agreed_are_a_violation() {
+        let mut h = history(Workload::Set, vec![], vec![]);
+        assert!(check(&h).ok());
+        h.convergence_us = None;
+        assert!(
+            !check(&h).ok(),
+            "nodes answering r=all differently is a bug"
+        );
     }
 
     fn fin(key: &str, values: &[&str]) -> FinalRead {

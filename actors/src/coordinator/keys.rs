@@ -63,6 +63,7 @@ pub(crate) struct KeysState {
     pub(super) answers: Vec<Page>,
     pub(super) failed: Vec<String>,
     pub(super) limit: usize,
+    pub(super) max_bytes: usize,
     pub(super) rpcs: Vec<u64>,
 }
 
@@ -74,6 +75,7 @@ pub(super) async fn scan_keys(
     prefix: Option<Vec<u8>>,
     after: Option<Vec<u8>>,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Page, ClientError> {
     let prefix = prefix.unwrap_or_default();
     // The smallest key after `after`: `after` with a zero byte appended.
@@ -87,6 +89,7 @@ pub(super) async fn scan_keys(
     let end = prefix_end(&prefix);
     let mut entries = Vec::new();
     let mut examined = 0usize;
+    let mut bytes = 0usize;
     loop {
         let page = scan
             .send(Scan {
@@ -112,12 +115,15 @@ pub(super) async fn scan_keys(
             let Ok(o) = Object::decode(value) else {
                 continue;
             };
-            entries.push(KeyEntry {
+            let entry = KeyEntry {
                 key: e.key.clone(),
-                live: !o.live_values().is_empty() || !o.typed_values().is_empty(),
+                live: is_live(&o),
                 clock: o.context().encode(),
-            });
-            if entries.len() >= limit {
+            };
+            bytes += entry.key.len() + entry.clock.len() + 16;
+            entries.push(entry);
+            // Bounded in count and in bytes (an answer must fit in one peer frame).
+            if entries.len() >= limit || bytes >= max_bytes {
                 return Ok((entries, Some(e.key.clone())));
             }
         }
@@ -133,6 +139,20 @@ pub(super) async fn scan_keys(
     }
 }
 
+/// Whether a listing shows the key: a plain value, or a typed state that reads as something
+/// (a set with members, a counter other than 0, a register). A deleted counter or set keeps
+/// its state (its replicas' counters must not be reused) but reads as absent, so it is not
+/// listed.
+fn is_live(o: &Object) -> bool {
+    use troupe_protocol::crdt::Typed;
+    !o.live_values().is_empty()
+        || o.typed_values().iter().any(|t| match t {
+            Typed::Counter(c) => c.value() != 0,
+            Typed::Set(s) => !s.is_empty(),
+            Typed::Register(_) => true,
+        })
+}
+
 /// The first key after every key that starts with `prefix` (`None`: no bound).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -146,7 +166,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Step 3: the merged page.
-pub(super) fn merge(answers: &[Page], limit: usize) -> KeysReply {
+pub(super) fn merge(answers: &[Page], limit: usize, max_bytes: usize) -> KeysReply {
     let cutoff = answers
         .iter()
         .filter_map(|(_, last)| last.as_ref())
@@ -167,7 +187,8 @@ pub(super) fn merge(answers: &[Page], limit: usize) -> KeysReply {
                 .push((e.live, VersionVector::decode(&e.clock).ok()));
         }
     }
-    let mut keys = Vec::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0usize;
     for (key, views) in by_key {
         let newest = views.iter().find(|(_, c)| {
             c.as_ref().is_some_and(|c| {
@@ -181,10 +202,12 @@ pub(super) fn merge(answers: &[Page], limit: usize) -> KeysReply {
             None => views.iter().any(|(live, _)| *live),
         };
         if live {
-            if keys.len() == limit {
+            // Full in count or in bytes (the reply must fit in one client frame).
+            if keys.len() == limit || (bytes + key.len() > max_bytes && !keys.is_empty()) {
                 let cursor = keys.last().cloned();
                 return KeysReply { keys, cursor };
             }
+            bytes += key.len() + 5;
             keys.push(key.to_vec());
         }
     }
@@ -195,6 +218,11 @@ pub(super) fn merge(answers: &[Page], limit: usize) -> KeysReply {
 }
 
 impl Coordinator {
+    /// Bytes of keys one listing answer or reply may carry: half a peer frame.
+    pub(super) fn keys_bytes(&self) -> usize {
+        (self.cfg.max_batch_bytes / 2).max(64 * 1024)
+    }
+
     /// Step 1: the plan, node -> partitions it lists.
     fn keys_plan(&mut self) -> Result<(Arc<PartitionTable>, Plan), ClientError> {
         let p = self.placement();
@@ -258,7 +286,7 @@ impl Coordinator {
             .collect();
         missing.append(&mut st.failed);
         let result = if missing.is_empty() {
-            Ok(merge(&st.answers, st.limit))
+            Ok(merge(&st.answers, st.limit, st.max_bytes))
         } else {
             Err(ClientError::new(
                 ErrorCode::Unavailable,
@@ -301,6 +329,7 @@ impl Handler<ClientKeys> for Coordinator {
                 answers: Vec::new(),
                 failed: Vec::new(),
                 limit: msg.limit,
+                max_bytes: self.keys_bytes(),
                 rpcs: Vec::new(),
             }),
         );
@@ -314,9 +343,12 @@ impl Handler<ClientKeys> for Coordinator {
                     msg.prefix.clone(),
                     msg.after.clone(),
                     msg.limit,
+                    self.keys_bytes(),
                 );
                 let me = node.clone();
+                self.local_ops += 1;
                 super::local::finish_on_actor(ctx, fut, move |act, res, ctx| {
+                    act.local_ops -= 1;
                     act.keys_answer(req, &me, res.map_err(|e| e.msg), ctx);
                 });
             } else {
@@ -381,7 +413,7 @@ mod tests {
             ],
             None,
         );
-        let page = merge(&[a, b], 10);
+        let page = merge(&[a, b], 10, 1 << 20);
         assert_eq!(page.keys, vec![b"k1".to_vec(), b"k3".to_vec()]);
         assert_eq!(page.cursor, Some(b"k3".to_vec()));
     }
@@ -396,11 +428,16 @@ mod tests {
             ],
             None,
         );
-        let page = merge(&[a], 2);
+        let page = merge(&[a], 2, 1 << 20);
         assert_eq!(page.keys, vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(page.cursor, Some(b"b".to_vec()));
         let a = (vec![entry("a", true, 1)], None);
-        assert_eq!(merge(&[a], 2).cursor, None, "exhausted: no cursor");
+        assert_eq!(merge(&[a], 2, 1 << 20).cursor, None, "exhausted: no cursor");
+        // Full in bytes: the page stops early with a cursor (never empty).
+        let a = (vec![entry("aaaa", true, 1), entry("bbbb", true, 1)], None);
+        let page = merge(&[a], 10, 6);
+        assert_eq!(page.keys, vec![b"aaaa".to_vec()]);
+        assert_eq!(page.cursor, Some(b"aaaa".to_vec()));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use super::*;
 use crate::memtable::{Change, StorageError, Update, UpdateFn};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
-use troupe_protocol::object::{Object, SiblingCheck, Value, VersionVector};
+use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
 
 /// How a local write changes the key's object.
 pub(crate) enum Apply {
@@ -53,7 +53,44 @@ pub(crate) fn kind_of(key: &[u8], o: &Object) -> Result<Option<TypeKind>, Client
             _ => kind = Some(t.kind()),
         }
     }
+    // A plain value written concurrently with a typed operation: neither reading it as the
+    // type (which would hide the value) nor writing over it (which would drop an
+    // acknowledged put) is right, so it is a conflict to resolve by a delete.
+    if let Some(k) = kind {
+        if !o.live_values().is_empty() {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "key {} holds both a {k} and a plain value from concurrent writes; delete the key to start again",
+                    show_key(key)
+                ),
+            ));
+        }
+    }
     Ok(kind)
+}
+
+/// What a delete without a context leaves of a typed key: a state that keeps every
+/// replica's counters, so that later operations never reuse them (a counter's entries and a
+/// set's dots must only grow, or joins drop what comes after). A counter is reset to 0 by
+/// subtracting its value for this replica; a set keeps its clock and no members; a register
+/// (no per-replica counters) gets a delete marker. `None`: write a delete marker.
+fn typed_delete(o: &Object, actor: ActorId) -> Option<Value> {
+    let kinds: std::collections::BTreeSet<TypeKind> =
+        o.typed_values().iter().map(|t| t.kind()).collect();
+    if kinds.len() != 1 {
+        return None; // nothing typed, or two types: the marker clears it
+    }
+    match Typed::join_all(o.typed_values()).ok().flatten()? {
+        Typed::Counter(mut c) => {
+            let v = c.value();
+            let by = v.checked_neg()?;
+            c.incr(actor, by).ok()?;
+            Some(Value::Typed(Typed::Counter(c)))
+        }
+        Typed::Set(s) => Some(Value::Typed(Typed::Set(s.cleared()))),
+        Typed::Register(_) => None,
+    }
 }
 
 /// The key's typed state for an operation of type `wanted`: the join of its typed siblings
@@ -227,7 +264,8 @@ fn next_object(
                 // elsewhere survives it, as an add survives a remove.
                 None if value.is_deleted() => {
                     if context.is_empty() && !current.typed_values().is_empty() {
-                        (current.context(), value)
+                        let cleared = typed_delete(&current, actor).unwrap_or(value);
+                        (current.context(), cleared)
                     } else {
                         (context, value)
                     }
@@ -438,7 +476,7 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use troupe_protocol::crdt::{OrSet, PnCounter};
+    use troupe_protocol::crdt::{OrSet, PnCounter, TypedOp};
 
     /// A key left holding two types by concurrent writes (a counter through one node, a set
     /// through another) refuses reads and typed writes naming both, and a delete without a
@@ -466,5 +504,88 @@ mod tests {
         };
         assert!(s.object.typed_values().is_empty());
         assert_eq!(kind_of(b"k", &s.object).unwrap(), None);
+    }
+
+    fn apply(o: &Object, apply: Apply, actor: u64) -> Object {
+        match next_object(b"k", Some(o.encode()), apply, ActorId(actor), 1 << 20) {
+            Ok(Next::Write(s)) | Ok(Next::Unchanged(s)) => s.object,
+            Err(e) => panic!("{}", e.msg),
+        }
+    }
+
+    fn op(op: TypedOp) -> Apply {
+        Apply::Update {
+            context: VersionVector::new(),
+            value: Value::Deleted,
+            typed: Some(TypedWrite {
+                op,
+                now: 1,
+                max_set_members: 100,
+            }),
+        }
+    }
+
+    fn delete() -> Apply {
+        Apply::Update {
+            context: VersionVector::new(),
+            value: Value::Deleted,
+            typed: None,
+        }
+    }
+
+    fn joined(a: &Object, b: &Object) -> Typed {
+        let o = a.join(b);
+        Typed::join_all(o.typed_values()).unwrap().unwrap()
+    }
+
+    /// Review finding: a delete of a typed key used to leave a plain delete marker, so the
+    /// next operation through the same replica restarted its counters at 1 and the join
+    /// with a concurrent state dropped it. A delete now keeps every replica's counters.
+    #[test]
+    fn operations_after_a_typed_delete_are_not_lost() {
+        // Counter: A holds +5; A deletes (resets) and adds 3; B concurrently adds 1 to +5.
+        let base = apply(&Object::new(), op(TypedOp::Incr { by: 5 }), 1);
+        let b = apply(&base, op(TypedOp::Incr { by: 1 }), 2);
+        let a = apply(&apply(&base, delete(), 1), op(TypedOp::Incr { by: 3 }), 1);
+        let Typed::Counter(c) = joined(&a, &b) else {
+            panic!("a counter")
+        };
+        assert_eq!(c.value(), 4, "reset to 0, then +3 here and +1 there");
+
+        // Set: A holds x; A deletes and adds y; B concurrently adds z.
+        let m = |s: &str| vec![serde_bytes::ByteBuf::from(s.as_bytes().to_vec())];
+        let base = apply(&Object::new(), op(TypedOp::SetAdd { members: m("x") }), 1);
+        let b = apply(&base, op(TypedOp::SetAdd { members: m("z") }), 2);
+        let a = apply(
+            &apply(&base, delete(), 1),
+            op(TypedOp::SetAdd { members: m("y") }),
+            1,
+        );
+        let Typed::Set(s) = joined(&a, &b) else {
+            panic!("a set")
+        };
+        assert_eq!(s.members().collect::<Vec<_>>(), [b"y".as_slice(), b"z"]);
+    }
+
+    /// Review finding: a plain put concurrent with a typed op used to be hidden by typed
+    /// reads and dropped by the next typed write; it is now a conflict named as such.
+    #[test]
+    fn a_plain_value_beside_a_typed_one_is_a_conflict() {
+        let none = VersionVector::new();
+        let counter = apply(&Object::new(), op(TypedOp::Incr { by: 1 }), 1);
+        let plain = Object::new()
+            .update(&none, Value::data("v"), ActorId(2))
+            .unwrap();
+        let both = counter.join(&plain);
+        let e = kind_of(b"k", &both).unwrap_err();
+        assert!(e.msg.contains("a counter and a plain value"), "{}", e.msg);
+        assert!(next_object(
+            b"k",
+            Some(both.encode()),
+            op(TypedOp::Incr { by: 1 }),
+            ActorId(1),
+            1 << 20
+        )
+        .is_err());
     }
 }

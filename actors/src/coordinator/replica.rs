@@ -31,6 +31,12 @@ impl Coordinator {
                     let resp = fail(ErrorCode::Internal, "this node cannot list keys".into());
                     return self.send(&from, DataMsg::Resp { id, resp }, ctx);
                 };
+                // Scans count as local operations: bounded with everything in flight.
+                if let Some(e) = self.overloaded() {
+                    let resp = fail(e.code, e.msg);
+                    return self.send(&from, DataMsg::Resp { id, resp }, ctx);
+                }
+                self.local_ops += 1;
                 let limit =
                     (limit as usize).clamp(1, troupe_protocol::message::MAX_KEYS_LIMIT as usize);
                 let table = self.placement().table.clone();
@@ -41,8 +47,10 @@ impl Coordinator {
                     prefix,
                     after,
                     limit,
+                    self.keys_bytes(),
                 );
                 super::local::finish_on_actor(ctx, fut, move |act, res, ctx| {
+                    act.local_ops -= 1;
                     let resp = match res {
                         Ok((entries, last)) => DataResp::Keys { entries, last },
                         Err(e) => fail(e.code, e.msg),

@@ -30,6 +30,8 @@ use troupe_protocol::swim::NodeId;
 pub const FILE_MAGIC: &[u8; 4] = b"TLAY";
 /// The layout file's format byte.
 pub const FILE_FORMAT: u8 = 1;
+/// The highest version a layout may have (a change a second for 292 billion years).
+pub const MAX_VERSION: u64 = u64::MAX / 2;
 
 /// A partition table and its version. Cheap to clone: the table is shared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +75,12 @@ impl Layout {
         I: IntoIterator,
         I::Item: Into<NodeId>,
     {
+        if self.version >= MAX_VERSION {
+            return Err(RingError::BadLayout(format!(
+                "version {} cannot be followed",
+                self.version
+            )));
+        }
         Ok(Layout {
             version: self.version + 1,
             table: Arc::new(self.table.next(members, cfg)?),
@@ -102,8 +110,12 @@ impl Layout {
 
     /// Checks and rebuilds a layout that arrived or was read back.
     pub fn from_wire(w: WireLayout) -> Result<Layout, RingError> {
-        if w.version == 0 {
-            return Err(RingError::BadLayout("version 0".into()));
+        // A version near the top could not be followed (`next` adds one): refused.
+        if w.version == 0 || w.version > MAX_VERSION {
+            return Err(RingError::BadLayout(format!(
+                "version {} (valid: 1 to {MAX_VERSION})",
+                w.version
+            )));
         }
         let cfg = PartitionConfig {
             partitions: w.partitions,

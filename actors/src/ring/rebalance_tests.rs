@@ -347,6 +347,13 @@ fn invalid_wire_layouts_are_refused_with_the_reason() {
     );
     refuse(
         WireLayout {
+            version: u64::MAX,
+            ..good()
+        },
+        "valid: 1 to",
+    );
+    refuse(
+        WireLayout {
             partitions: 3,
             ..good()
         },

@@ -60,7 +60,7 @@ use thiserror::Error;
 pub const DEFAULT_MAX_SET_MEMBERS: usize = 100_000;
 
 /// Which type a key holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TypeKind {
     Counter,

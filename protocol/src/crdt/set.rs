@@ -84,6 +84,15 @@ impl OrSet {
         OrSet { clock, entries }
     }
 
+    /// The set with no members and the same clock: every member this state saw removed
+    /// (a concurrent add it has not seen survives a join with it).
+    pub fn cleared(&self) -> OrSet {
+        OrSet {
+            clock: self.clock.clone(),
+            entries: Default::default(),
+        }
+    }
+
     /// The members, in ascending byte order.
     pub fn members(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.entries.keys().map(Vec::as_slice)
