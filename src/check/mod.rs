@@ -245,7 +245,7 @@ fn summary(h: &History, v: &verdict::Verdict) -> String {
     s.push_str(&format!(
         "converged        {}\n",
         v.convergence_ms.map_or(
-            "no (read-backs disagreed for 60 s)".to_string(),
+            "NO: the r=all read-backs still disagreed after 60 s (a violation)".to_string(),
             |ms| format!("{ms:.0} ms after the last heal")
         )
     ));
