@@ -1,5 +1,5 @@
 //! The fuzz harnesses behind `fuzz_targets/*.rs`, one module per target, and the seed
-//! corpus generator (`seeds`, written out by `src/bin/seed.rs`).
+//! corpus generator (`seeds`, written out by `examples/seed.rs`).
 //!
 //! Each `run(data)` feeds arbitrary bytes to one of troupe's decoders of untrusted input and
 //! checks what must hold for *any* input: no panic, no unbounded allocation (libFuzzer's

@@ -1,7 +1,7 @@
 //! The seed corpus: the golden frames of `protocol/PROTOCOL.md` (the ones
 //! `protocol/tests/golden.rs` checks byte for byte) and encodings made by the real
 //! encoders, each prefixed with the mode bytes its target's harness reads. Deterministic:
-//! the same build writes the same files. `src/bin/seed.rs` writes them to
+//! the same build writes the same files. `examples/seed.rs` writes them to
 //! `corpus/<target>/`; `tests/seeds.rs` runs every harness over them.
 
 use troupe_actors::engine::io::real;

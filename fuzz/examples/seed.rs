@@ -1,6 +1,6 @@
 //! Writes the seed corpus (`troupe_fuzz::seeds`) to `fuzz/corpus/<target>/seed-<name>`,
 //! the directory `cargo fuzz run <target>` reads and grows. Run from the repository root:
-//! `cargo run --manifest-path fuzz/Cargo.toml --bin seed` (stable is fine).
+//! `cargo run --manifest-path fuzz/Cargo.toml --example seed` (stable is fine).
 
 use std::path::PathBuf;
 
