@@ -93,7 +93,10 @@ fn combined(b: &mut Bytes<'_>) {
     if let Ok(u) = a.update(&ctx, value, actor) {
         assert_eq!(Object::decode(&u.encode()).as_ref(), Ok(&u));
         assert!(u.context().descends(&ctx), "an update forgot its context");
-        assert!(u.context().descends(&a.context()), "an update forgot the object");
+        assert!(
+            u.context().descends(&a.context()),
+            "an update forgot the object"
+        );
     }
     if let Some(other) = other {
         let j = a.join(&other);

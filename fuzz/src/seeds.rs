@@ -18,8 +18,8 @@ use troupe_protocol::layout::LayoutMsg;
 use troupe_protocol::message::{encode_request, Quorum, Reply, Request, Response};
 use troupe_protocol::object::{ActorId, Object, Value, VersionVector};
 use troupe_protocol::swim::{
-    Ack, IndirectPing, Lane, MemberInfo, Nack, PeerHello, PeerMsg, PeerProof, PeerWelcome,
-    Ping, StateExchange, Status, SwimMsg, Update,
+    Ack, IndirectPing, Lane, MemberInfo, Nack, PeerHello, PeerMsg, PeerProof, PeerWelcome, Ping,
+    StateExchange, Status, SwimMsg, Update,
 };
 use troupe_protocol::ErrorCode;
 
@@ -72,8 +72,12 @@ fn framed(body: &[u8]) -> Vec<u8> {
 fn objects() -> Vec<(String, Object)> {
     let (a, b, c) = (ActorId(0xA), ActorId(0xB), ActorId(u64::MAX));
     let none = VersionVector::new();
-    let a1 = Object::new().update(&none, Value::data("x"), a).expect("fresh");
-    let a2 = a1.update(&a1.context(), Value::data("hi"), a).expect("fresh");
+    let a1 = Object::new()
+        .update(&none, Value::data("x"), a)
+        .expect("fresh");
+    let a2 = a1
+        .update(&a1.context(), Value::data("hi"), a)
+        .expect("fresh");
     let b1 = a1.update(&a1.context(), Value::Deleted, b).expect("fresh");
     let sib = a2.join(&b1);
     let many = (0..30).fold(sib.clone(), |o, i| {
@@ -331,19 +335,39 @@ fn serde_bytes_buf(b: &[u8]) -> serde_bytes::ByteBuf {
 
 fn object(out: &mut Vec<Seed>) {
     for (name, bytes) in protocol_md_blocks("object") {
-        out.push(("object", format!("md-object-{name}"), [&[0], &bytes[..]].concat()));
+        out.push((
+            "object",
+            format!("md-object-{name}"),
+            [&[0], &bytes[..]].concat(),
+        ));
     }
     for (name, bytes) in protocol_md_blocks("context") {
-        out.push(("object", format!("md-context-{name}"), [&[1], &bytes[..]].concat()));
+        out.push((
+            "object",
+            format!("md-context-{name}"),
+            [&[1], &bytes[..]].concat(),
+        ));
     }
     let objs = objects();
     for (name, o) in &objs {
         let enc = o.encode();
         let ctx = o.context().encode();
-        out.push(("object", format!("object-{name}"), [&[0], &enc[..]].concat()));
-        out.push(("object", format!("context-{name}"), [&[1], &ctx[..]].concat()));
+        out.push((
+            "object",
+            format!("object-{name}"),
+            [&[0], &enc[..]].concat(),
+        ));
+        out.push((
+            "object",
+            format!("context-{name}"),
+            [&[1], &ctx[..]].concat(),
+        ));
         let mp = rmp_serde::to_vec(o).expect("encodes");
-        out.push(("object", format!("msgpack-{name}"), [&[3], &mp[..]].concat()));
+        out.push((
+            "object",
+            format!("msgpack-{name}"),
+            [&[3], &mp[..]].concat(),
+        ));
     }
     // Mode 2: actor, object, context, object.
     for (i, w) in objs.windows(2).enumerate() {
@@ -423,18 +447,32 @@ fn sstable(out: &mut Vec<Seed>) {
         let mut b = BlockBuilder::new(pc);
         entries().iter().take(4).for_each(|e| b.add(e));
         let raw = b.finish();
-        out.push(("sstable", format!("block-pc{pc}"), [&[0], &raw[..]].concat()));
-        out.push(("sstable", format!("block-pc{pc}-fix"), [&[4], &raw[..]].concat()));
+        out.push((
+            "sstable",
+            format!("block-pc{pc}"),
+            [&[0], &raw[..]].concat(),
+        ));
+        out.push((
+            "sstable",
+            format!("block-pc{pc}-fix"),
+            [&[4], &raw[..]].concat(),
+        ));
     }
     let dir = tempfile::tempdir().expect("a temp dir");
-    for (i, (n, block_size)) in [(1usize, 4096usize), (4, 4096), (204, 512)].iter().enumerate() {
+    for (i, (n, block_size)) in [(1usize, 4096usize), (4, 4096), (204, 512)]
+        .iter()
+        .enumerate()
+    {
         let opts = TableWriterOptions {
             block_size: *block_size,
             ..TableWriterOptions::default()
         };
         let mut w = TableWriter::create(real(), dir.path(), i as u64 + 1, 0, opts, None)
             .expect("a table writer");
-        entries().iter().take(*n).for_each(|e| w.add(e).expect("adds"));
+        entries()
+            .iter()
+            .take(*n)
+            .for_each(|e| w.add(e).expect("adds"));
         w.finish().expect("finishes");
         let path = troupe_actors::engine::sstable::table_path(dir.path(), i as u64 + 1);
         let bytes = std::fs::read(path).expect("reads the table back");
@@ -452,7 +490,11 @@ fn sstable(out: &mut Vec<Seed>) {
         index_len: 30,
         index_checksum: 2,
     };
-    out.push(("sstable", "footer".into(), [&[2], &footer.encode()[..]].concat()));
+    out.push((
+        "sstable",
+        "footer".into(),
+        [&[2], &footer.encode()[..]].concat(),
+    ));
     let index = encode_index(
         &TableProps {
             entry_count: 2,

@@ -3,8 +3,8 @@
 //! [`TableReader`] on a whole table file (opened, scanned, probed), as a node does with
 //! every table it finds at start-up.
 //!
-//! The first byte picks the mode (`% 3`): 0 a data block, 1 a table file, 2 the footer,
-//! index and filter decoders on the raw bytes. Bit 2 of it (`FIX`) recomputes the
+//! The first byte picks the mode (its low two bits): 0 a data block, 1 a table file, 2 or 3
+//! the footer, index and filter decoders on the raw bytes. Bit 2 of it (`FIX`) recomputes the
 //! checksums first: the block's CRC (mode 0); in a table, every data block the index names,
 //! the filter's and index's checksums and the footer's own (mode 1), so that the structure
 //! behind them is fuzzed. Bit 3 gives the table reader a block cache.
@@ -31,7 +31,7 @@ pub fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
     let mode = b.u8();
     let rest = b.rest();
-    match mode % 3 {
+    match mode & 3 {
         0 => block(rest, mode & FIX != 0),
         1 => table(rest, mode),
         _ => parts(rest),
@@ -100,9 +100,8 @@ pub fn fix_table(t: &mut [u8]) {
             t[at..at + 8].copy_from_slice(&sum.to_le_bytes());
         }
     }
-    t[footer_off + 48..footer_off + 52].copy_from_slice(
-        &troupe_actors::engine::sstable::format::FORMAT_VERSION.to_le_bytes(),
-    );
+    t[footer_off + 48..footer_off + 52]
+        .copy_from_slice(&troupe_actors::engine::sstable::format::FORMAT_VERSION.to_le_bytes());
     let sum = checksum8(&t[footer_off..footer_off + 52]);
     t[footer_off + 52..footer_off + 60].copy_from_slice(&sum.to_le_bytes());
     t[footer_off + 60..].copy_from_slice(&TABLE_MAGIC.to_le_bytes());

@@ -19,7 +19,10 @@ fn run(target: &str, data: &[u8]) {
 fn every_harness_accepts_its_seeds() {
     let seeds = all();
     for t in TARGETS {
-        assert!(seeds.iter().filter(|s| s.0 == t).count() >= 3, "{t}: few seeds");
+        assert!(
+            seeds.iter().filter(|s| s.0 == t).count() >= 3,
+            "{t}: few seeds"
+        );
     }
     for (target, name, bytes) in &seeds {
         run(target, bytes);
@@ -34,5 +37,9 @@ fn every_harness_accepts_its_seeds() {
 #[test]
 fn the_golden_frames_are_seeds() {
     let golden = troupe_fuzz::seeds::protocol_md_blocks("golden");
-    assert!(golden.len() >= 10, "PROTOCOL.md golden blocks: {}", golden.len());
+    assert!(
+        golden.len() >= 10,
+        "PROTOCOL.md golden blocks: {}",
+        golden.len()
+    );
 }
