@@ -11,8 +11,8 @@
 //!
 //! Checked for any input: no panic, no hang, no allocation beyond what the file's bytes
 //! justify (libFuzzer's malloc limit), and a decoded block's entries agree with its keys.
-//! A table file is written to a temporary file (in `/dev/shm` when there is one) because
-//! the reader reads with `pread`.
+//! A table file is written to a temporary file (in `/dev/shm` when there is one, removed
+//! once opened) because the reader reads with `pread`.
 
 use crate::Bytes;
 use std::path::PathBuf;
@@ -129,7 +129,10 @@ fn table(raw: &[u8], mode: u8) {
     FILE.with(|path| {
         std::fs::write(path, &bytes).expect("writing the fuzz table file");
         let cache = (mode & CACHE != 0).then(|| Arc::new(BlockCache::new(1 << 20)));
-        let Ok(t) = TableReader::open(path, 1, cache, Arc::new(ReadCounters::default())) else {
+        let opened = TableReader::open(path, 1, cache, Arc::new(ReadCounters::default()));
+        // The reader keeps the file open; unlinked now, it leaves nothing behind.
+        let _ = std::fs::remove_file(path);
+        let Ok(t) = opened else {
             return;
         };
         let t = Arc::new(t);
