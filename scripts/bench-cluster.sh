@@ -22,31 +22,8 @@ fi
 cargo build --release --quiet
 T=target/release/troupe
 
-node_pids=()
-for i in 0 1 2; do
-  p=$((BASE + 10 * i))
-  seeds=()
-  [ "$i" -gt 0 ] && seeds=(--seeds "127.0.0.1:$((BASE + 1))")
-  "$T" node --node-id "n$i" --data-dir "$work/n$i" --durability sync --listen 127.0.0.1:$p \
-    --peer-listen 127.0.0.1:$((p + 1)) --admin-listen 127.0.0.1:$((p + 2)) \
-    --metrics-listen 127.0.0.1:$((p + 3)) "${seeds[@]}" >"$work/n$i.log" 2>&1 &
-  node_pids+=($!); pids+=($!)
-  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
-done
-# Wait until every node places keys over three members.
-for _ in $(seq 200); do
-  n=0
-  for i in 0 1 2; do
-    "$T" admin ring --json --addr 127.0.0.1:$((BASE + 10 * i + 2)) | grep -Ec '"effective_n": ?3' >/dev/null && n=$((n + 1))
-  done
-  [ "$n" -eq 3 ] && break
-  sleep 0.1
-done
-[ "$n" -eq 3 ] || { echo "the three nodes never agreed on a ring of three" >&2; exit 2; }
-ADDRS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 20))"
-
-cpu_ticks() { local t=0; for p in "${node_pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
-hz=$(getconf CLK_TCK)
+source scripts/lib/three-nodes.sh
+start_three_nodes "$BASE"
 
 troupe_run() { # workload pipeline extra... -> "ops/s p50_us p99_us cpu_s_per_kop"
   local w=$1 pl=$2; shift 2

@@ -36,6 +36,25 @@ pub struct AdminArgs {
     /// Seconds to wait for the node.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// The node's admin token (`auth.admin_token`).
+    #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The admin token every call sends (`--token`, or `TROUPE_ADMIN_TOKEN`).
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the admin token for this process's admin calls (the first call wins).
+pub fn set_token(token: Option<String>) {
+    let _ = TOKEN.set(token);
+}
+
+fn token() -> Option<String> {
+    TOKEN
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::var("TROUPE_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty())
 }
 
 /// `troupe admin --help`'s list of commands, from the command table.
@@ -99,10 +118,13 @@ pub async fn connect(
 }
 
 pub async fn call(client: &Client, command: &str, args: Vec<String>) -> Result<Value, CallError> {
-    let frame = client.admin(command, args).await.map_err(|e| match e {
-        ClientError::Timeout(_) => CallError::Timeout(e.to_string()),
-        e => CallError::Transport(e.to_string()),
-    })?;
+    let frame = client
+        .admin_with_token(command, args, token())
+        .await
+        .map_err(|e| match e {
+            ClientError::Timeout(_) => CallError::Timeout(e.to_string()),
+            e => CallError::Transport(e.to_string()),
+        })?;
     let resp: AdminResponse<Value> = rmp_serde::from_slice(&frame).map_err(|e| {
         CallError::Transport(format!(
             "the node sent an admin reply this CLI cannot read: {e}"
@@ -163,6 +185,7 @@ pub fn help(args: &[String]) -> Result<(Value, String), CallError> {
 }
 
 pub fn run(a: AdminArgs) -> anyhow::Result<Outcome> {
+    set_token(a.token.clone());
     let Some(command) = a.command else {
         print!("{}", after_help());
         println!();

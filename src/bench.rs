@@ -5,7 +5,9 @@
 //! always stops by itself, and the progress line's time left is whichever bound comes first.
 //! Latency is recorded per request in microseconds (hdrhistogram), separately per op, so a
 //! mixed workload reports gets (with hits and misses) and puts each on its own line, as
-//! memtier_benchmark does.
+//! memtier_benchmark does. The `incr` and `sadd` workloads write the data types (a counter
+//! or a set per key, under their own key prefixes so they never meet a key the put
+//! workloads wrote: a key holds one type), to set their cost beside a put's.
 
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
@@ -32,19 +34,64 @@ pub enum Workload {
     YcsbA,
     YcsbB,
     YcsbC,
+    /// `incr` by 1 of a counter per key.
+    Incr,
+    /// `sadd` of one --value-size member (one of 16 per key, so sets stay small) to a set
+    /// per key.
+    Sadd,
 }
 
 impl Workload {
     /// Fraction of operations that are reads.
     fn read_fraction(self) -> f64 {
         match self {
-            Workload::Put => 0.0,
+            Workload::Put | Workload::Incr | Workload::Sadd => 0.0,
             Workload::Get | Workload::YcsbC => 1.0,
             Workload::Mixed | Workload::YcsbA => 0.5,
             Workload::YcsbB => 0.95,
         }
     }
+
+    /// The write this workload issues.
+    fn write_op(self) -> WriteOp {
+        match self {
+            Workload::Incr => WriteOp::Incr,
+            Workload::Sadd => WriteOp::Sadd,
+            _ => WriteOp::Put,
+        }
+    }
 }
+
+/// The write a workload issues, and the op name its figures are reported under.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum WriteOp {
+    Put,
+    Incr,
+    Sadd,
+}
+
+impl WriteOp {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            WriteOp::Put => "put",
+            WriteOp::Incr => "incr",
+            WriteOp::Sadd => "sadd",
+        }
+    }
+
+    /// Each op's keys are its own: a counter or set key is never a plain value's.
+    fn key(self, i: u64) -> Vec<u8> {
+        match self {
+            WriteOp::Put => key(i),
+            WriteOp::Incr => format!("ctr{i:012}").into_bytes(),
+            WriteOp::Sadd => format!("set{i:012}").into_bytes(),
+        }
+    }
+}
+
+/// Members a `sadd` workload adds per key: a bound, so a set's size (and so the cost of
+/// its state, which each add rewrites) stays the same however long the run.
+const SADD_MEMBERS_PER_KEY: u64 = 16;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
 pub enum Distribution {
@@ -199,6 +246,7 @@ struct Plan {
     keys: u64,
     /// Prefill: write key `i` for the i-th operation instead of a random one.
     sequential: bool,
+    write: WriteOp,
 }
 
 /// One connection's closed loop: keeps up to `pipeline` requests in flight, writes every
@@ -243,12 +291,7 @@ async fn conn_worker(
                     after: None,
                 }
             } else {
-                Request::Put {
-                    key: key(k),
-                    value: value.clone(),
-                    context: shared.context(k),
-                    w: None,
-                }
+                write_request(plan.write, k, n, &value, &shared)
             };
             let id = next_id;
             next_id += 1;
@@ -300,6 +343,36 @@ async fn conn_worker(
             }
             if stream.read_buf(&mut rbuf).await? == 0 {
                 anyhow::bail!("the node closed the connection");
+            }
+        }
+    }
+}
+
+/// The `n`-th request's write of key `k`.
+fn write_request(op: WriteOp, k: u64, n: u64, value: &[u8], shared: &Shared) -> Request {
+    match op {
+        WriteOp::Put => Request::Put {
+            key: key(k),
+            value: value.to_vec(),
+            context: shared.context(k),
+            w: None,
+        },
+        WriteOp::Incr => Request::Incr {
+            key: op.key(k),
+            by: 1,
+            w: None,
+        },
+        WriteOp::Sadd => {
+            let mut member = value.to_vec();
+            let tag = (n % SADD_MEMBERS_PER_KEY) as u8;
+            match member.first_mut() {
+                Some(b) => *b = tag,
+                None => member.push(tag),
+            }
+            Request::Sadd {
+                key: op.key(k),
+                members: vec![member],
+                w: None,
             }
         }
     }
@@ -466,6 +539,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 zipf: None,
                 keys: args.keys,
                 sequential: true,
+                write: WriteOp::Put,
             };
             let r = run_phase(&addrs, &contexts, &args, plan, args.keys, "prefill").await?;
             if !args.json {
@@ -480,6 +554,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             zipf: (args.distribution == Distribution::Zipfian).then(|| Zipf::new(args.keys)),
             keys: args.keys,
             sequential: args.fill == Fill::Sequential,
+            write: args.workload.write_op(),
         };
         let r = run_phase(&addrs, &contexts, &args, plan, args.ops, "bench").await?;
         report(&args, &r)

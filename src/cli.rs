@@ -1,5 +1,5 @@
-//! Client commands: `put`, `get`, `del` (`admin` is in `admin_cli.rs`, the console in
-//! `console.rs`).
+//! Client commands: `put`, `get`, `del` (the data-type commands are in `cli_types.rs`,
+//! `admin` in `admin_cli.rs`, the console in `console.rs`).
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use troupe_actors::connection::MAX_KEY_BYTES;
 use troupe_protocol::admin::AdminResponse;
 use troupe_protocol::message::{encode_request, Request};
-use troupe_protocol::{Client, ClientError, Quorum, DEFAULT_MAX_FRAME_BYTES};
+use troupe_protocol::{Client, ClientError, ErrorCode, Quorum, DEFAULT_MAX_FRAME_BYTES};
 
 /// How a command ended, when it did not fail.
 pub enum Outcome {
@@ -27,25 +27,44 @@ pub struct ConnArgs {
     /// Seconds to wait for the node.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// A client token, for a node that requires one (`auth.client_tokens`).
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
+pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     let timeout = Duration::from_secs(args.timeout);
     let connected = tokio::time::timeout(
         timeout,
-        Client::connect_with(args.addr.as_str(), "troupe-cli", None, Some(timeout)),
+        Client::connect_with(
+            args.addr.as_str(),
+            "troupe-cli",
+            args.token.clone(),
+            Some(timeout),
+        ),
     )
     .await
     .map_err(|_| anyhow::anyhow!("no answer from {} within {timeout:?}", args.addr))?;
     match connected {
         Ok(client) => Ok(client),
+        Err(ClientError::Server(e)) if e.code == troupe_protocol::ErrorCode::Unauthorized => {
+            anyhow::bail!(
+                "{} refused this client ({}): pass --token or set TROUPE_TOKEN",
+                args.addr,
+                if args.token.is_some() {
+                    "wrong token"
+                } else {
+                    "no token"
+                }
+            )
+        }
         Err(e) => {
             // Something answered hello with an error: perhaps the admin port, which speaks
             // the same framing but not hello.
@@ -88,20 +107,17 @@ pub async fn admin_port_hint(addr: &str, timeout: Duration) -> Option<String> {
 
 /// Refuses a request the node could not take, before sending it: a frame over the
 /// protocol's limit (the node would drop the connection), or a key over the key limit.
-fn check_request(req: &Request) -> anyhow::Result<()> {
-    let key_len = match req {
-        Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => {
-            key.len()
-        }
-        _ => 0,
-    };
+pub(crate) fn check_request(req: &Request) -> anyhow::Result<()> {
+    let key_len = req.key().map_or(0, <[u8]>::len);
     if key_len > MAX_KEY_BYTES {
         anyhow::bail!("the key is {key_len} bytes; keys are limited to {MAX_KEY_BYTES} bytes");
     }
     let frame = encode_request(1, req).len();
     if frame > DEFAULT_MAX_FRAME_BYTES {
         let value = match req {
-            Request::Put { value, .. } => format!(" (value {} bytes)", value.len()),
+            Request::Put { value, .. } | Request::RegPut { value, .. } => {
+                format!(" (value {} bytes)", value.len())
+            }
             _ => String::new(),
         };
         anyhow::bail!(
@@ -117,7 +133,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// A value for JSON output: a string when it is UTF-8, else `{"hex": ...}`.
-fn json_value(b: &[u8]) -> Value {
+pub(crate) fn json_value(b: &[u8]) -> Value {
     match std::str::from_utf8(b) {
         Ok(s) => Value::String(s.to_string()),
         Err(_) => json!({ "hex": hex(b) }),
@@ -138,7 +154,7 @@ fn unhex(what: &str, s: &str) -> anyhow::Result<Vec<u8>> {
         .collect()
 }
 
-fn quorum(what: &str, s: Option<&str>) -> anyhow::Result<Option<Quorum>> {
+pub(crate) fn quorum(what: &str, s: Option<&str>) -> anyhow::Result<Option<Quorum>> {
     s.map(|s| {
         Quorum::parse(s).with_context(|| format!("{what} must be one, quorum, all or a number"))
     })
@@ -197,7 +213,7 @@ pub fn put(
 
 /// Values one per line (siblings), as `get` and `put` print them; a final newline only
 /// on a terminal, so one value round-trips byte for byte through a pipe.
-fn print_values(values: &[Vec<u8>]) -> anyhow::Result<()> {
+pub(crate) fn print_values(values: &[Vec<u8>]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
@@ -264,10 +280,17 @@ pub fn del(
         // A delete removes the versions its context names: without one, delete what a
         // read sees now (a context-free delete would only add a marker beside them).
         let context = match context {
-            Some(c) => c,
-            None => client.get(key.as_bytes()).await?.context,
+            Some(c) => Some(c),
+            None => match client.get(key.as_bytes()).await {
+                Ok(got) => Some(got.context),
+                // A typed key refuses `get` (bad_request naming its type): a delete
+                // without a context removes the state the coordinator holds
+                // (PROTOCOL.md §10), which is what a typed key's client has seen.
+                Err(ClientError::Server(e)) if e.code == ErrorCode::BadRequest => None,
+                Err(e) => return Err(e.into()),
+            },
         };
-        client.delete_with(key.as_bytes(), Some(context), w).await?;
+        client.delete_with(key.as_bytes(), context, w).await?;
         if args.json {
             println!("{}", json!({ "key": key, "deleted": true }));
         }

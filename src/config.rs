@@ -18,6 +18,37 @@ pub struct Config {
     pub storage: StorageSection,
     pub cluster: ClusterSection,
     pub membership: MembershipSection,
+    pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+/// Who may talk to this node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Tokens a client's `hello` must carry one of (several, to rotate without downtime;
+    /// comma-separated in `TROUPE__AUTH__CLIENT_TOKENS`). Empty: the client port is open.
+    pub client_tokens: Vec<String>,
+    /// The token every admin request and every /metrics scrape must carry
+    /// (`Authorization: Bearer ...`). Required when the admin or metrics port listens
+    /// beyond loopback. Empty: none.
+    pub admin_token: String,
+}
+
+/// Bounds on what one key may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Members a set may hold; adds past it are refused with `too_large`.
+    pub max_set_members: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_set_members: troupe_protocol::crdt::DEFAULT_MAX_SET_MEMBERS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +202,16 @@ impl Default for ClusterSection {
     }
 }
 
+/// Whether `addr` (host:port) listens on a loopback address only.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Parses a duration written as a number and a unit: "250ms", "5s", "2m", "1h".
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
@@ -281,6 +322,18 @@ impl Config {
                 "cluster.partitions must be a power of two up to 65536 (got {})",
                 c.partitions
             );
+        }
+        if self.auth.admin_token.is_empty() {
+            for (what, addr) in [
+                ("net.admin_listen", &self.net.admin_listen),
+                ("net.metrics_listen", &self.net.metrics_listen),
+            ] {
+                if !is_loopback(addr) {
+                    bail!(
+                        "{what} is {addr}, beyond loopback, and auth.admin_token is not set: anyone who reaches it could run admin commands or read metrics; set auth.admin_token (TROUPE__AUTH__ADMIN_TOKEN) or listen on 127.0.0.1"
+                    );
+                }
+            }
         }
         let t = parse_duration(&c.request_timeout)
             .map_err(|e| anyhow::anyhow!("cluster.request_timeout: {e}"))?;

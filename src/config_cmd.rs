@@ -30,7 +30,7 @@ pub enum ConfigCmd {
 }
 
 /// Keys whose value is never printed.
-const SECRET_KEYS: &[&str] = &["cluster.secret"];
+const SECRET_KEYS: &[&str] = &["cluster.secret", "auth.client_tokens", "auth.admin_token"];
 
 pub fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
     match cmd {
@@ -64,7 +64,9 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
 }
 
 fn shown(key: &str, value: &Value) -> Value {
-    let secret = SECRET_KEYS.contains(&key) && value.as_str().is_some_and(|s| !s.is_empty());
+    let secret = SECRET_KEYS.contains(&key)
+        && (value.as_str().is_some_and(|s| !s.is_empty())
+            || value.as_array().is_some_and(|a| !a.is_empty()));
     if secret {
         Value::String("<redacted>".into())
     } else {

@@ -23,6 +23,9 @@ pub struct ConsoleArgs {
     /// The node's admin address.
     #[arg(long, alias = "admin", default_value = "127.0.0.1:7402")]
     pub addr: String,
+    /// The node's admin token (`auth.admin_token`).
+    #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Console-only words, after the node's commands in `help`.
@@ -94,6 +97,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 }
 
 pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
+    crate::admin_cli::set_token(args.token.clone());
     use rustyline::error::ReadlineError;
     let mut rl: rustyline::Editor<ConsoleHelper, rustyline::history::FileHistory> =
         rustyline::Editor::new().context("starting the line editor")?;

@@ -1,12 +1,14 @@
 //! The `troupe` binary: runs a node (`troupe node`) and is the command-line client
-//! (`put`, `get`, `del`, `bench`, `admin`, `console`), `config check|print`, and the offline
+//! (`put`, `get`, `del`, the data-type commands `incr` ... `reg-get`, `bench`, `admin`,
+//! `console`), the history checker (`check`), `config check|print`, and the offline
 //! `repair-wal`.
 //!
 //! Layout: [`config`] loads layered settings, [`node`] wires the actors, [`metrics`] serves
-//! Prometheus text, [`cli`] holds the client commands, [`admin_cli`] the admin command (its
-//! human rendering in [`admin_render`]), [`console`] the interactive console, [`bench`] the
-//! load generator, [`repair_wal`] the offline WAL repair.
-//! Exit codes: 0 success, 1 key not found, 2 error.
+//! Prometheus text, [`cli`] holds the client commands ([`cli_types`] those of the data
+//! types), [`admin_cli`] the admin command (its human rendering in [`admin_render`]),
+//! [`console`] the interactive console, [`bench`] the load generator, [`check`] the history
+//! checker, [`repair_wal`] the offline WAL repair.
+//! Exit codes: 0 success, 1 key not found, 2 error, 4 `check` found a violation.
 
 /// mimalloc instead of glibc malloc: a node allocates and frees small buffers on several
 /// threads per request (frames, keys, objects, replies), and glibc's arena locking and
@@ -44,7 +46,10 @@ fn tune_allocator() {
 mod admin_cli;
 mod admin_render;
 mod bench;
+mod check;
 mod cli;
+mod cli_keys;
+mod cli_types;
 mod config;
 mod config_cmd;
 mod config_layers;
@@ -113,8 +118,15 @@ enum Cmd {
         #[command(flatten)]
         conn: cli::ConnArgs,
     },
+    #[command(flatten)]
+    Types(cli_types::TypeCmd),
+    /// List live keys in byte order (all of them, or those starting with PREFIX).
+    Keys(cli_keys::KeysArgs),
     /// Generate load over the client protocol and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Run a workload under injected faults, record the history and check it: lost writes,
+    /// resurrections, counter bounds, session guarantees. Exit 4 on a violation.
+    Check(check::CheckArgs),
     /// Run one admin command (status, members, stats, ...) and exit; `admin help` lists them.
     #[command(after_help = admin_cli::after_help())]
     Admin(admin_cli::AdminArgs),
@@ -215,6 +227,16 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    if let Cmd::Check(args) = cli.cmd {
+        // Exit codes of its own: 4 when a violation was found.
+        return match check::main(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {}", error_text(&e));
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.cmd {
         Cmd::Node(args) => {
             init_logging();
@@ -239,7 +261,10 @@ fn main() -> ExitCode {
             w,
             conn,
         } => cli::del(&conn, &key, context.as_deref(), w.as_deref()),
+        Cmd::Types(cmd) => cli_types::run(cmd),
+        Cmd::Keys(args) => cli_keys::run(args),
         Cmd::Bench(args) => bench::run(args).map(|()| cli::Outcome::Ok),
+        Cmd::Check(_) => unreachable!("handled above"),
         Cmd::EngineBench(args) => engine_bench::run(args).map(|()| cli::Outcome::Ok),
         Cmd::Admin(args) => admin_cli::run(args),
         Cmd::Config(cmd) => config_cmd::run(cmd).map(|()| cli::Outcome::Ok),

@@ -45,6 +45,9 @@ pub struct Sources {
     pub membership: Option<Addr<MembershipActor>>,
     /// The replication coordinator's counters (relaxed atomics, read without a message).
     pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
+    /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
+    /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
+    pub token: Option<blake3::Hash>,
 }
 
 /// One scrape's figures beyond the actor registry; a part is `None` if its source did
@@ -368,6 +371,17 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header in a request head.
+fn bearer(head: &str) -> Option<&str> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        value.trim().strip_prefix("Bearer ").map(str::trim)
+    })
+}
+
 /// Reads the request head and answers: the health, the metrics, 404 for another path, or
 /// 503 when `MAX_SCRAPES` scrapes are already gathering.
 async fn answer(
@@ -400,6 +414,15 @@ async fn answer(
         (
             "404 Not Found",
             "try GET /metrics or GET /health\n".to_string(),
+        )
+    } else if src
+        .token
+        .is_some_and(|t| bearer(&head).map(|b| blake3::hash(b.as_bytes())) != Some(t))
+    {
+        (
+            "401 Unauthorized",
+            "this node needs its admin token: Authorization: Bearer <auth.admin_token>\n"
+                .to_string(),
         )
     } else if let Ok(permit) = scrapes.clone().try_acquire_owned() {
         ("200 OK", render(src, &gather(src, permit).await))
@@ -519,6 +542,7 @@ mod tests {
             storage: None,
             membership: None,
             coordinator: Some(Arc::default()),
+            token: None,
         }
     }
 

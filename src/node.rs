@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
-use troupe_actors::connection::{ConnectionShared, Listener, ListenerConfig};
+use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
@@ -216,6 +216,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_batch_bytes: cfg.net.max_frame_bytes / 2,
             max_object_bytes: (cfg.net.max_frame_bytes / 2).saturating_sub(64 * 1024).max(512),
             mailbox: 16384,
+            max_set_members: cfg.limits.max_set_members,
         };
         let coordinator_counters = registry.actor("coordinator");
         let coord = Coordinator::new(
@@ -230,7 +231,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator_counters.clone(),
             registry.actor("memtable"),
         )
-        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
+        .with_scan(memtable.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
@@ -240,13 +242,26 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             node_id: Arc::from(cfg.node.id.as_str()),
             coordinator_get: coordinator.clone().recipient(),
             coordinator_write: coordinator.clone().recipient(),
+            coordinator_keys: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),
             requests: registry.requests(),
             max_inflight,
             max_frame_bytes: cfg.net.max_frame_bytes,
             shutdown: shutdown.clone(),
+            tokens: Arc::new(ClientTokens::new(cfg.auth.client_tokens.iter().map(String::as_str))),
         };
+        if shared.tokens.open() {
+            log::warn!(
+                "the client port {} is open: any client may read and write (set auth.client_tokens to require a token)",
+                cfg.net.listen
+            );
+        } else {
+            log::info!(
+                "clients need one of {} token(s) in hello",
+                cfg.auth.client_tokens.len()
+            );
+        }
         let connections = shared.counters.clone();
         let listener_config = ListenerConfig {
             max_connections: cfg.net.max_connections,
@@ -274,6 +289,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
+            token: (!cfg.auth.admin_token.is_empty())
+                .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
         let admin = Admin::new(info, registry.clone(), health.clone(), memtable.clone())
             .with_storage(storage)
@@ -286,7 +303,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 note: replication_note,
             })
             .start();
-        actix::spawn(admin::serve(admin_listener, admin, cfg.net.max_frame_bytes, shutdown.clone()));
+        let admin_token = (!cfg.auth.admin_token.is_empty())
+            .then(|| blake3::hash(cfg.auth.admin_token.as_bytes()));
+        actix::spawn(admin::serve(
+            admin_listener,
+            admin,
+            cfg.net.max_frame_bytes,
+            admin_token,
+            shutdown.clone(),
+        ));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
 
         log::info!(

@@ -183,7 +183,10 @@ impl Histogram {
 }
 
 /// Client request ops as labelled; `unknown` is a frame that did not decode to a request.
-pub const OPS: [&str; 6] = ["hello", "ping", "get", "put", "delete", "unknown"];
+pub const OPS: [&str; 14] = [
+    "hello", "ping", "get", "put", "delete", "incr", "counter", "sadd", "srem", "smembers",
+    "reg_put", "reg_get", "keys", "unknown",
+];
 /// Request results as labelled: `ok` or the error code (`other` for a code not listed).
 pub const RESULTS: [&str; 10] = [
     "ok",

@@ -136,3 +136,46 @@ def test_put_returns_the_siblings_its_context_covers(node):
         merged = c.put(b"py-putsib", b"merged", second)
         assert merged.values is None
         assert c.get(b"py-putsib", after=merged)[0] == [b"merged"]
+
+
+def test_counter_set_and_register(node):
+    # Issue 10: the data types. incr answers the value after it; counter reads 0 when the
+    # key holds none; smembers is in byte order; reg_get is None for a key without one.
+    with TroupeClient(port=node) as c:
+        assert c.counter(b"py-hits") == 0
+        assert c.incr(b"py-hits") == 1
+        assert c.incr(b"py-hits", 41) == 42
+        assert c.incr("py-hits", -50) == -8
+        assert c.counter(b"py-hits", r="one") == -8
+
+        assert c.smembers(b"py-set") == []
+        c.sadd(b"py-set", [b"pear", "apple", b"\xff"])
+        c.srem(b"py-set", [b"pear", b"kiwi"], w="one")
+        assert c.smembers(b"py-set") == [b"apple", b"\xff"]
+
+        assert c.reg_get(b"py-reg") is None
+        c.reg_put(b"py-reg", b"red")
+        c.reg_put(b"py-reg", "blue")
+        assert c.reg_get(b"py-reg") == b"blue"
+
+
+def test_a_key_holds_one_type(node):
+    with TroupeClient(port=node) as c:
+        c.incr(b"py-typed")
+        for call in (lambda: c.sadd(b"py-typed", [b"x"]), lambda: c.get(b"py-typed")):
+            with pytest.raises(TroupeError) as e:
+                call()
+            assert e.value.code == "bad_request" and "counter" in e.value.msg
+        # A delete without a context removes the state the node saw; the key is free again.
+        c.delete(b"py-typed")
+        c.reg_put(b"py-typed", b"now a register")
+        assert c.reg_get(b"py-typed") == b"now a register"
+
+
+def test_keys_pages_through_live_keys(node):
+    # Issue 13: key listing follows the server's cursor across pages and hides deletes.
+    with TroupeClient(port=node) as c:
+        for k in ["lk/1", "lk/2", "lk/3", "lk/4", "other"]:
+            c.put(k, b"v")
+        c.delete("lk/2", c.get("lk/2")[1])  # with the read's context: replaces the value
+        assert list(c.keys(prefix="lk/", page=2)) == [b"lk/1", b"lk/3", b"lk/4"]

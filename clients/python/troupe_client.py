@@ -7,6 +7,14 @@ Depends only on the `msgpack` package from PyPI.
     values, context = c.get(b"k")
     c.delete(b"k", context)
 
+Data types (conflict-free, PROTOCOL.md §10): `incr`/`counter`, `sadd`/`srem`/`smembers`,
+`reg_put`/`reg_get`. A key holds one type; another op on it raises TroupeError
+`bad_request` naming the type.
+
+    c.incr(b"hits", 5)         # -> the value after the increment
+    c.sadd(b"tags", [b"a", b"b"]); c.smembers(b"tags")   # -> [b"a", b"b"]
+    c.reg_put(b"color", b"red"); c.reg_get(b"color")     # -> b"red" (None: no register)
+
 Pipelining: `c.pipeline([("put", {"key": b"a", "value": b"1"}), ("get", {"key": b"b"})])`
 sends every request before reading any response and returns the results in request order,
 matching responses (which may arrive out of order) by id.
@@ -158,6 +166,62 @@ class TroupeClient:
             fields["w"] = w
         self.call("delete", **fields)
 
+    # -- data types (PROTOCOL.md §10) ------------------------------------------------------
+
+    def incr(self, key, by=1, w=None):
+        """Adds `by` (negative subtracts) to a counter and returns the value the node saw
+        right after it. NOT idempotent: after a `timeout` error the increment may or may not
+        have counted, so retrying may count it twice."""
+        fields = {"key": _bin(key), "by": int(by)}
+        if w is not None:
+            fields["w"] = w
+        return self.call("incr", **fields)["value"]
+
+    def counter(self, key, r=None):
+        """A counter's value (0 when the key holds none)."""
+        return self.call("counter", **_read_fields(key, r))["value"]
+
+    def sadd(self, key, members, w=None):
+        """Adds members (bytes or str) to a set. Safe to retry after a timeout."""
+        self.call("sadd", **_members_fields(key, members, w))
+
+    def srem(self, key, members, w=None):
+        """Removes members the node has seen; an add it has not seen (a concurrent one
+        through another node) survives: add wins. Safe to retry after a timeout."""
+        self.call("srem", **_members_fields(key, members, w))
+
+    def smembers(self, key, r=None):
+        """A set's members as a list of bytes in ascending byte order ([] when none)."""
+        return list(self.call("smembers", **_read_fields(key, r))["members"])
+
+    def reg_put(self, key, value, w=None):
+        """Writes a last-writer-wins register. Safe to retry after a timeout (a retry is a
+        newer write of the same value)."""
+        fields = {"key": _bin(key), "value": _bin(value)}
+        if w is not None:
+            fields["w"] = w
+        self.call("reg_put", **fields)
+
+    def reg_get(self, key, r=None):
+        """A register's value (bytes), or None when the key holds none."""
+        return self.call("reg_get", **_read_fields(key, r)).get("value")
+
+    def keys(self, prefix=None, page=1000):
+        """Every live key (bytes) starting with `prefix`, in byte order: a generator that
+        asks for `page` keys at a time and follows the server's cursor."""
+        after = None
+        while True:
+            fields = {"limit": page}
+            if prefix is not None:
+                fields["prefix"] = _bin(prefix)
+            if after is not None:
+                fields["after"] = after
+            reply = self.call("keys", **fields)
+            yield from reply["keys"]
+            if not reply.get("more"):
+                return
+            after = reply["cursor"]
+
 
 class PutContext(bytes):
     """The context a put returns: bytes (pass it back unchanged), plus `values`: None, or
@@ -171,3 +235,19 @@ class PutContext(bytes):
 
 def _bin(b):
     return b.encode() if isinstance(b, str) else bytes(b)
+
+
+def _read_fields(key, r):
+    fields = {"key": _bin(key)}
+    if r is not None:
+        fields["r"] = r
+    return fields
+
+
+def _members_fields(key, members, w):
+    if isinstance(members, (bytes, bytearray, str)):
+        raise TypeError("members must be a list of bytes or str, not one value")
+    fields = {"key": _bin(key), "members": [_bin(m) for m in members]}
+    if w is not None:
+        fields["w"] = w
+    return fields

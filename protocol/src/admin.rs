@@ -15,6 +15,9 @@ pub struct AdminRequest {
     pub op: String,
     #[serde(default)]
     pub args: Vec<String>,
+    /// The admin token, required when the node has `auth.admin_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl AdminRequest {
@@ -134,6 +137,7 @@ mod tests {
             id: 3,
             op: "status".into(),
             args: vec![],
+            token: None,
         };
         let mut body = req.encode();
         assert!(AdminRequest::decode(&body).is_ok());

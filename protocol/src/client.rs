@@ -22,7 +22,9 @@
 use crate::admin::AdminRequest;
 use crate::codec::{FrameCodec, DEFAULT_MAX_FRAME_BYTES};
 use crate::error::ErrorBody;
-use crate::message::{encode_request, Quorum, Reply, Request, Response, PROTOCOL_VERSION};
+use crate::message::{
+    encode_request, Quorum, Reply, ReplyValue, Request, Response, PROTOCOL_VERSION,
+};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -345,17 +347,224 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Counter: adds `by` (negative subtracts) and returns the value the coordinating node
+    /// saw right after it (other nodes may have counted increments it has not seen yet).
+    /// **Not idempotent**: after a `timeout` the increment may or may not have happened, so
+    /// a retry may count it twice (PROTOCOL.md §10).
+    pub async fn incr(&self, key: &[u8], by: i64) -> Result<i64, ClientError> {
+        self.incr_with(key, by, None).await
+    }
+
+    /// [`Client::incr`] with write quorum `w`.
+    pub async fn incr_with(
+        &self,
+        key: &[u8],
+        by: i64,
+        w: Option<Quorum>,
+    ) -> Result<i64, ClientError> {
+        let reply = self
+            .call(&Request::Incr {
+                key: key.to_vec(),
+                by,
+                w,
+            })
+            .await?;
+        int_value("incr", reply)
+    }
+
+    /// Counter: its value (0 for a key that holds none).
+    pub async fn counter(&self, key: &[u8]) -> Result<i64, ClientError> {
+        self.counter_with(key, None).await
+    }
+
+    /// [`Client::counter`] with read quorum `r`.
+    pub async fn counter_with(&self, key: &[u8], r: Option<Quorum>) -> Result<i64, ClientError> {
+        let reply = self
+            .call(&Request::Counter {
+                key: key.to_vec(),
+                r,
+            })
+            .await?;
+        int_value("counter", reply)
+    }
+
+    /// Set: adds `members` (safe to retry after a `timeout`).
+    pub async fn sadd<M: AsRef<[u8]>>(&self, key: &[u8], members: &[M]) -> Result<(), ClientError> {
+        self.sadd_with(key, members, None).await
+    }
+
+    /// [`Client::sadd`] with write quorum `w`.
+    pub async fn sadd_with<M: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        members: &[M],
+        w: Option<Quorum>,
+    ) -> Result<(), ClientError> {
+        self.call(&Request::Sadd {
+            key: key.to_vec(),
+            members: owned(members),
+            w,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Set: removes `members` as far as the coordinating node has seen them; an add it has
+    /// not seen (a concurrent one) survives (add wins).
+    pub async fn srem<M: AsRef<[u8]>>(&self, key: &[u8], members: &[M]) -> Result<(), ClientError> {
+        self.srem_with(key, members, None).await
+    }
+
+    /// [`Client::srem`] with write quorum `w`.
+    pub async fn srem_with<M: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        members: &[M],
+        w: Option<Quorum>,
+    ) -> Result<(), ClientError> {
+        self.call(&Request::Srem {
+            key: key.to_vec(),
+            members: owned(members),
+            w,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Set: its members in ascending byte order (none for a key that holds no set).
+    pub async fn smembers(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
+        self.smembers_with(key, None).await
+    }
+
+    /// [`Client::smembers`] with read quorum `r`.
+    pub async fn smembers_with(
+        &self,
+        key: &[u8],
+        r: Option<Quorum>,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let reply = self
+            .call(&Request::Smembers {
+                key: key.to_vec(),
+                r,
+            })
+            .await?;
+        match reply.members {
+            Some(m) => Ok(m.into_iter().map(|b| b.into_vec()).collect()),
+            None => Err(ClientError::Protocol(
+                "the smembers reply has no \"members\"".into(),
+            )),
+        }
+    }
+
+    /// Register: writes `value` (last writer wins, by the coordinator's hybrid clock, then
+    /// its actor id).
+    pub async fn reg_put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        self.reg_put_with(key, value, None).await
+    }
+
+    /// [`Client::reg_put`] with write quorum `w`.
+    pub async fn reg_put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        w: Option<Quorum>,
+    ) -> Result<(), ClientError> {
+        self.call(&Request::RegPut {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            w,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// One page of live keys in byte order (`keys` op): those starting with `prefix`, after
+    /// `after`, at most `limit` (server default 1000). Returns the keys and, when more may
+    /// follow, the cursor to pass as `after` for the next page.
+    pub async fn keys(
+        &self,
+        prefix: Option<&[u8]>,
+        limit: Option<u32>,
+        after: Option<&[u8]>,
+    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError> {
+        let reply = self
+            .call(&Request::Keys {
+                prefix: prefix.map(<[u8]>::to_vec),
+                limit,
+                after: after.map(<[u8]>::to_vec),
+            })
+            .await?;
+        let keys = reply
+            .keys
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| k.into_vec())
+            .collect();
+        Ok((keys, reply.cursor.map(|c| c.into_vec())))
+    }
+
+    /// Register: its value, `None` when the key holds none.
+    pub async fn reg_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+        self.reg_get_with(key, None).await
+    }
+
+    /// [`Client::reg_get`] with read quorum `r`.
+    pub async fn reg_get_with(
+        &self,
+        key: &[u8],
+        r: Option<Quorum>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let reply = self
+            .call(&Request::RegGet {
+                key: key.to_vec(),
+                r,
+            })
+            .await?;
+        match reply.value {
+            None | Some(ReplyValue::Nil) => Ok(None),
+            Some(ReplyValue::Bytes(b)) => Ok(Some(b.into_vec())),
+            Some(ReplyValue::Int(i)) => Err(ClientError::Protocol(format!(
+                "the reg_get reply's value is the integer {i}, not bin or nil"
+            ))),
+        }
+    }
+
     /// Runs one admin command (on an admin-port connection) and returns the raw `ok` body
     /// bytes' owner: the whole response frame.
     pub async fn admin(&self, op: &str, args: Vec<String>) -> Result<bytes::BytesMut, ClientError> {
+        self.admin_with_token(op, args, None).await
+    }
+
+    /// [`Client::admin`] with the node's admin token (`auth.admin_token`).
+    pub async fn admin_with_token(
+        &self,
+        op: &str,
+        args: Vec<String>,
+        token: Option<String>,
+    ) -> Result<bytes::BytesMut, ClientError> {
         let id = self.next_id();
         let req = AdminRequest {
             id,
             op: op.to_string(),
             args,
+            token,
         };
         self.call_raw(id, req.encode()).await
     }
+}
+
+/// The integer `value` of an `incr` or `counter` reply.
+fn int_value(op: &str, reply: Reply) -> Result<i64, ClientError> {
+    match reply.value {
+        Some(ReplyValue::Int(v)) => Ok(v),
+        other => Err(ClientError::Protocol(format!(
+            "the {op} reply's value is {other:?}, not an integer"
+        ))),
+    }
+}
+
+fn owned<M: AsRef<[u8]>>(members: &[M]) -> Vec<Vec<u8>> {
+    members.iter().map(|m| m.as_ref().to_vec()).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -384,5 +593,50 @@ mod tests {
             let r = tokio::time::timeout(Duration::from_secs(5), client.ping()).await;
             assert!(matches!(r, Ok(Err(ClientError::Closed))), "{r:?}");
         }
+    }
+
+    /// The typed calls read their replies as PROTOCOL.md §10 shows them: a canned server
+    /// answers each op the way a node does (nil for a missing register).
+    #[tokio::test]
+    async fn typed_calls_read_their_replies() {
+        use crate::message::decode_request;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (rd, wr) = s.into_split();
+            let codec = FrameCodec::new(DEFAULT_MAX_FRAME_BYTES);
+            let mut frames = FramedRead::new(rd, codec);
+            let mut out = FramedWrite::new(wr, codec);
+            while let Some(Ok(frame)) = frames.next().await {
+                let (id, req) = decode_request(&frame).unwrap();
+                let reply = match req {
+                    Request::Incr { by, .. } => Reply::counter(10 + by),
+                    Request::Counter { .. } => Reply::counter(-3),
+                    Request::Smembers { .. } => Reply::members(vec![b"a".to_vec(), vec![0xff]]),
+                    Request::RegGet { key, .. } if key == b"none" => Reply::register(None),
+                    Request::RegGet { .. } => Reply::register(Some(b"v".to_vec())),
+                    _ => Reply::empty(),
+                };
+                let body = Response::ok(id, reply).encode();
+                out.send(Bytes::from(body)).await.unwrap();
+            }
+        });
+        let c = Client::connect_raw(addr, Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(c.incr(b"c", -4).await.unwrap(), 6);
+        assert_eq!(c.counter_with(b"c", Some(Quorum::One)).await.unwrap(), -3);
+        c.sadd(b"s", &[b"a".as_slice()]).await.unwrap();
+        c.srem(b"s", &[vec![1u8]]).await.unwrap();
+        assert_eq!(
+            c.smembers(b"s").await.unwrap(),
+            vec![b"a".to_vec(), vec![0xff]]
+        );
+        c.reg_put(b"r", b"v").await.unwrap();
+        assert_eq!(c.reg_get(b"r").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(c.reg_get(b"none").await.unwrap(), None);
+        drop(c);
+        server.await.unwrap();
     }
 }

@@ -53,7 +53,32 @@ pub enum DataReq {
         context: Option<Vec<u8>>,
         #[serde(default)]
         w: Option<Quorum>,
+        /// An operation on a typed key (`value` and `context` are then unused). Left out
+        /// when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        typed: Option<crate::crdt::TypedOp>,
     },
+    /// List this replica's keys of `partitions` after `after` (exclusive) that start with
+    /// `prefix`, in byte order, at most `limit`, delete markers included (marked dead).
+    Keys {
+        #[serde(default, with = "serde_bytes")]
+        prefix: Option<Vec<u8>>,
+        #[serde(default, with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+        limit: u32,
+        partitions: Vec<u32>,
+    },
+}
+
+/// One key of a replica's listing: whether its object holds a live value, and its clock
+/// (the context encoding) so that a coordinator can tell which of two replicas is newer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub live: bool,
+    #[serde(with = "serde_bytes")]
+    pub clock: Vec<u8>,
 }
 
 /// A replica's answer.
@@ -76,6 +101,18 @@ pub enum DataResp {
         context: Vec<u8>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         values: Option<Vec<serde_bytes::ByteBuf>>,
+        /// For an operation on a typed key: the coordinator's state after it, encoded as in
+        /// an object value (`crate::crdt`).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+        typed: Option<Vec<u8>>,
+    },
+    /// To `Keys`: the entries, and `last`, the last key examined: every key of the asked
+    /// partitions after `after` up to `last` is in `entries`. `last: None`: the range is
+    /// exhausted.
+    Keys {
+        entries: Vec<KeyEntry>,
+        #[serde(default, with = "serde_bytes")]
+        last: Option<Vec<u8>>,
     },
     /// The request failed; `code` is a client error code (`unavailable`, `timeout`,
     /// `overloaded`, `internal`, `bad_request`, `too_large`) the coordinator passes on.
@@ -103,6 +140,7 @@ mod tests {
                     value: None,
                     context: Some(vec![9]),
                     w: Some(Quorum::All),
+                    typed: None,
                 },
             },
             DataMsg::Resp {
@@ -121,6 +159,7 @@ mod tests {
                 resp: DataResp::Written {
                     context: vec![1],
                     values: None,
+                    typed: Some(vec![0x10, 0, 0]),
                 },
             },
             DataMsg::Resp {
@@ -128,6 +167,7 @@ mod tests {
                 resp: DataResp::Written {
                     context: vec![2],
                     values: Some(vec![b"a".to_vec().into(), b"".to_vec().into()]),
+                    typed: None,
                 },
             },
             DataMsg::Resp {
@@ -158,6 +198,7 @@ mod tests {
         let new = DataResp::Written {
             context: vec![1, 2],
             values: None,
+            typed: None,
         };
         assert_eq!(rmp_serde::to_vec_named(&new).unwrap(), old);
         assert_eq!(crate::codec::decode_one::<DataResp>(&old).unwrap(), new);

@@ -9,6 +9,7 @@
 //! - [`object`]: the replicated object (a dotted version vector set of values and delete
 //!   markers), the client's opaque causal context ([`object::VersionVector`]) and their
 //!   versioned byte encodings. Pure: no I/O.
+//! - [`crdt`]: conflict-free data types (counter, set, register) stored in objects.
 //! - [`layout`]: the ring layout nodes agree on, as gossiped and stored.
 //! - [`swim`]: peer-port types: the peer handshake and SWIM membership messages.
 //! - [`client`]: an async pipelining client.
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod client;
 pub mod codec;
+pub mod crdt;
 pub mod data;
 pub mod error;
 pub mod layout;

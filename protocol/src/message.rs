@@ -134,7 +134,62 @@ pub enum Request {
         context: Option<Vec<u8>>,
         w: Option<Quorum>,
     },
+    /// Counter: add `by` (negative subtracts); answers the coordinator's value after it.
+    Incr {
+        key: Vec<u8>,
+        by: i64,
+        w: Option<Quorum>,
+    },
+    /// Counter: read the value (0 for a key that holds none).
+    Counter {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    /// Set: add members.
+    Sadd {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+    /// Set: remove members (those the coordinator has seen; a concurrent add wins).
+    Srem {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+        w: Option<Quorum>,
+    },
+    /// Set: read the members, in ascending byte order.
+    Smembers {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    /// Register: write the value (last writer wins).
+    RegPut {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        w: Option<Quorum>,
+    },
+    /// Register: read the value (nil for a key that holds none).
+    RegGet {
+        key: Vec<u8>,
+        r: Option<Quorum>,
+    },
+    /// Live keys in byte order across the ring: those starting with `prefix`, after the
+    /// cursor `after`, at most `limit` (default [`DEFAULT_KEYS_LIMIT`], at most
+    /// [`MAX_KEYS_LIMIT`]).
+    Keys {
+        prefix: Option<Vec<u8>>,
+        limit: Option<u32>,
+        after: Option<Vec<u8>>,
+    },
 }
+
+/// `keys` without `limit`.
+pub const DEFAULT_KEYS_LIMIT: u32 = 1000;
+/// The largest `limit` a `keys` request may ask for.
+pub const MAX_KEYS_LIMIT: u32 = 10_000;
+
+/// Most members one `sadd` or `srem` may carry.
+pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
 
 impl Request {
     /// The `op` string of this request.
@@ -145,6 +200,31 @@ impl Request {
             Request::Get { .. } => "get",
             Request::Put { .. } => "put",
             Request::Delete { .. } => "delete",
+            Request::Incr { .. } => "incr",
+            Request::Counter { .. } => "counter",
+            Request::Sadd { .. } => "sadd",
+            Request::Srem { .. } => "srem",
+            Request::Smembers { .. } => "smembers",
+            Request::RegPut { .. } => "reg_put",
+            Request::RegGet { .. } => "reg_get",
+            Request::Keys { .. } => "keys",
+        }
+    }
+
+    /// The key the request names, if it names one.
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Request::Hello { .. } | Request::Ping | Request::Keys { .. } => None,
+            Request::Get { key, .. }
+            | Request::Put { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Incr { key, .. }
+            | Request::Counter { key, .. }
+            | Request::Sadd { key, .. }
+            | Request::Srem { key, .. }
+            | Request::Smembers { key, .. }
+            | Request::RegPut { key, .. }
+            | Request::RegGet { key, .. } => Some(key),
         }
     }
 }
@@ -174,6 +254,14 @@ struct WireRequest {
     after: Option<ByteBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     w: Option<Quorum>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<ByteBuf>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
 }
 
 /// Only the id, for answering a request whose other fields did not decode.
@@ -240,6 +328,43 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w.key = bin(key);
             w.context = context.as_ref().and_then(bin);
             w.w = *wq;
+        }
+        Request::Incr { key, by, w: wq } => {
+            w.key = bin(key);
+            w.by = Some(*by);
+            w.w = *wq;
+        }
+        Request::Sadd {
+            key,
+            members,
+            w: wq,
+        }
+        | Request::Srem {
+            key,
+            members,
+            w: wq,
+        } => {
+            w.key = bin(key);
+            w.members = Some(members.iter().map(|m| ByteBuf::from(m.clone())).collect());
+            w.w = *wq;
+        }
+        Request::RegPut { key, value, w: wq } => {
+            w.key = bin(key);
+            w.value = bin(value);
+            w.w = *wq;
+        }
+        Request::Counter { key, r } | Request::Smembers { key, r } | Request::RegGet { key, r } => {
+            w.key = bin(key);
+            w.r = *r;
+        }
+        Request::Keys {
+            prefix,
+            limit,
+            after,
+        } => {
+            w.prefix = prefix.as_ref().and_then(bin);
+            w.limit = *limit;
+            w.after = after.as_ref().and_then(bin);
         }
     }
     rmp_serde::to_vec_named(&w).expect("BUG: encoding a request into a Vec cannot fail")
@@ -309,6 +434,82 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
             context: w.context.map(ByteBuf::into_vec),
             w: w.w,
         },
+        "incr" => Request::Incr {
+            key: need(w.key, "key")?,
+            by: w.by.ok_or_else(|| {
+                bad(
+                    Some(id),
+                    "op \"incr\" needs field \"by\" (a signed 64-bit integer)".into(),
+                )
+            })?,
+            w: w.w,
+        },
+        "sadd" | "srem" => {
+            let members: Vec<Vec<u8>> = w
+                .members
+                .ok_or_else(|| {
+                    bad(
+                        Some(id),
+                        format!("op {op:?} needs field \"members\" (an array of bin)"),
+                    )
+                })?
+                .into_iter()
+                .map(ByteBuf::into_vec)
+                .collect();
+            if members.len() > MAX_MEMBERS_PER_REQUEST {
+                return Err(bad(
+                    Some(id),
+                    format!(
+                        "op {op:?} carries {} members, more than {MAX_MEMBERS_PER_REQUEST} in one request; split it",
+                        members.len()
+                    ),
+                ));
+            }
+            let key = need(w.key, "key")?;
+            if op == "sadd" {
+                Request::Sadd {
+                    key,
+                    members,
+                    w: w.w,
+                }
+            } else {
+                Request::Srem {
+                    key,
+                    members,
+                    w: w.w,
+                }
+            }
+        }
+        "reg_put" => Request::RegPut {
+            key: need(w.key, "key")?,
+            value: need(w.value, "value")?,
+            w: w.w,
+        },
+        "counter" => Request::Counter {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "smembers" => Request::Smembers {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "reg_get" => Request::RegGet {
+            key: need(w.key, "key")?,
+            r: w.r,
+        },
+        "keys" => {
+            if w.limit.is_some_and(|l| l == 0 || l > MAX_KEYS_LIMIT) {
+                return Err(bad(
+                    Some(id),
+                    format!("op \"keys\": limit must be 1 to {MAX_KEYS_LIMIT}"),
+                ));
+            }
+            Request::Keys {
+                prefix: w.prefix.map(ByteBuf::into_vec),
+                limit: w.limit,
+                after: w.after.map(ByteBuf::into_vec),
+            }
+        }
         other => return Err(bad(Some(id), format!("unknown op {other:?}"))),
     };
     Ok((id, req))
@@ -328,6 +529,42 @@ pub struct Reply {
     pub values: Option<Vec<ByteBuf>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ByteBuf>,
+    /// `incr` and `counter`: an integer; `reg_get`: bin, or nil when the key holds none
+    /// (decoded as `Some(ReplyValue::Nil)`, so a reply round-trips; absent is `None`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
+    pub value: Option<ReplyValue>,
+    /// `smembers`: the set's members in ascending byte order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<ByteBuf>>,
+    /// `keys`: live keys in byte order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<ByteBuf>>,
+    /// `keys`: whether more keys may follow (ask again with `after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+    /// `keys`: where to continue (pass it as `after`): the last key examined, which can be
+    /// past the last key returned when the keys after it were deleted. Absent when `more`
+    /// is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<ByteBuf>,
+}
+
+/// The `value` of a typed reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplyValue {
+    Int(i64),
+    Bytes(ByteBuf),
+    Nil,
+}
+
+/// A `value` field that is there, nil included (serde's `Option` would read nil as absent).
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReplyValue>, D::Error> {
+    ReplyValue::deserialize(d).map(Some)
 }
 
 impl Reply {
@@ -347,6 +584,40 @@ impl Reply {
         Reply {
             values: Some(values.into_iter().map(ByteBuf::from).collect()),
             context: Some(ByteBuf::from(context)),
+            ..Reply::default()
+        }
+    }
+
+    /// `incr` and `counter`.
+    pub fn counter(value: i64) -> Reply {
+        Reply {
+            value: Some(ReplyValue::Int(value)),
+            ..Reply::default()
+        }
+    }
+
+    /// `reg_get` (`None`: nil).
+    pub fn register(value: Option<Vec<u8>>) -> Reply {
+        Reply {
+            value: Some(value.map_or(ReplyValue::Nil, |v| ReplyValue::Bytes(ByteBuf::from(v)))),
+            ..Reply::default()
+        }
+    }
+
+    /// `keys`.
+    pub fn keys(keys: Vec<Vec<u8>>, cursor: Option<Vec<u8>>) -> Reply {
+        Reply {
+            keys: Some(keys.into_iter().map(ByteBuf::from).collect()),
+            more: Some(cursor.is_some()),
+            cursor: cursor.map(ByteBuf::from),
+            ..Reply::default()
+        }
+    }
+
+    /// `smembers`.
+    pub fn members(members: Vec<Vec<u8>>) -> Reply {
+        Reply {
+            members: Some(members.into_iter().map(ByteBuf::from).collect()),
             ..Reply::default()
         }
     }
@@ -583,5 +854,21 @@ mod tests {
         assert_eq!(Quorum::All.required(3), 3);
         assert_eq!(Quorum::N(5).required(3), 3);
         assert_eq!(Quorum::parse("2"), Some(Quorum::N(2)));
+    }
+
+    /// Every typed reply decodes to what was encoded: `reg_get`'s nil included (a decoder
+    /// that reads nil as a missing field could not tell "no register" from "no answer").
+    #[test]
+    fn typed_replies_round_trip() {
+        for reply in [
+            Reply::counter(-7),
+            Reply::register(Some(b"v".to_vec())),
+            Reply::register(None),
+            Reply::members(vec![b"a".to_vec(), b"b".to_vec()]),
+            Reply::members(Vec::new()),
+        ] {
+            let resp = Response::ok(9, reply);
+            assert_eq!(Response::decode(&resp.encode()).unwrap(), resp);
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! Run with `TROUPE_PRINT_GOLDEN=1` to print the current encodings.
 
 use troupe_protocol::admin::AdminRequest;
+use troupe_protocol::crdt::{hlc_now, Typed, TypedOp};
 use troupe_protocol::message::{decode_request, encode_request, Quorum, Reply, Request, Response};
+use troupe_protocol::object::{ActorId, Object, Value, VersionVector};
 use troupe_protocol::ErrorCode;
 
 enum Golden {
@@ -138,11 +140,67 @@ fn vectors() -> Vec<(&'static str, Golden)> {
             Golden::Resp(Response::err(4, ErrorCode::BadRequest, "unknown op \"x\"")),
         ),
         (
+            "incr",
+            Golden::Req(
+                8,
+                Request::Incr {
+                    key: b"hits".to_vec(),
+                    by: 5,
+                    w: None,
+                },
+            ),
+        ),
+        (
+            "incr-response",
+            Golden::Resp(Response::ok(8, Reply::counter(12))),
+        ),
+        (
+            "sadd",
+            Golden::Req(
+                9,
+                Request::Sadd {
+                    key: b"tags".to_vec(),
+                    members: vec![b"a".to_vec(), b"b".to_vec()],
+                    w: None,
+                },
+            ),
+        ),
+        (
+            "smembers-response",
+            Golden::Resp(Response::ok(
+                10,
+                Reply::members(vec![b"a".to_vec(), b"b".to_vec()]),
+            )),
+        ),
+        (
+            "reg-get",
+            Golden::Req(
+                11,
+                Request::RegGet {
+                    key: b"color".to_vec(),
+                    r: None,
+                },
+            ),
+        ),
+        (
+            "reg-get-nil-response",
+            Golden::Resp(Response::ok(11, Reply::register(None))),
+        ),
+        (
+            "wrong-type-response",
+            Golden::Resp(Response::err(
+                12,
+                ErrorCode::BadRequest,
+                "key \"tags\" holds a set, not a counter: use sadd, srem and smembers",
+            )),
+        ),
+        (
             "admin-status",
             Golden::Admin(AdminRequest {
                 id: 1,
                 op: "status".into(),
                 args: vec![],
+                token: None,
             }),
         ),
     ]
@@ -230,4 +288,107 @@ fn protocol_md_examples_match_the_encoder_byte_for_byte() {
         vectors().len(),
         "PROTOCOL.md has golden blocks this test does not know"
     );
+}
+
+/// The typed states of PROTOCOL.md Appendix A (`hex typed:NAME`, and an object holding one,
+/// `hex object:counter`), built through the operations a coordinator applies.
+fn typed_examples() -> Vec<(&'static str, Vec<u8>)> {
+    let (a, b) = (ActorId(0xa), ActorId(0xb));
+    let max = troupe_protocol::crdt::DEFAULT_MAX_SET_MEMBERS;
+    let apply = |op: TypedOp, on: Option<&Typed>, actor, now| {
+        op.apply(on, actor, now, max).expect("a valid operation")
+    };
+    // Actor 0xa added 5, actor 0xb subtracted 2: the value is 3.
+    let c = apply(TypedOp::Incr { by: 5 }, None, a, 0);
+    let counter = apply(TypedOp::Incr { by: -2 }, Some(&c), b, 0);
+    // Actor 0xa added "x" and "y"; actor 0xb, concurrently, "y": "y" holds both dots.
+    let members = |m: &[&str]| m.iter().map(|m| m.as_bytes().to_vec().into()).collect();
+    let by_a = apply(
+        TypedOp::SetAdd {
+            members: members(&["x", "y"]),
+        },
+        None,
+        a,
+        0,
+    );
+    let by_b = apply(
+        TypedOp::SetAdd {
+            members: members(&["y"]),
+        },
+        None,
+        b,
+        0,
+    );
+    let set = by_a.join(&by_b).expect("two sets join");
+    // Actor 0xa wrote "red" at 2026-01-01T00:00:00Z (hybrid time: milliseconds << 16).
+    let now = hlc_now(1_767_225_600_000, 0);
+    let register = apply(
+        TypedOp::RegPut {
+            value: b"red".to_vec(),
+        },
+        None,
+        a,
+        now,
+    );
+    let object = Object::new()
+        .update(&VersionVector::new(), Value::Typed(counter.clone()), a)
+        .expect("a first write");
+    vec![
+        ("typed:counter", counter.encode()),
+        ("typed:set", set.encode()),
+        ("typed:register", register.encode()),
+        ("object:counter", object.encode()),
+    ]
+}
+
+/// Blocks of PROTOCOL.md tagged `hex TAG:NAME`, keyed `TAG:NAME`.
+fn tagged_blocks(tags: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md")).unwrap();
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line.trim().strip_prefix("```hex ") else {
+            continue;
+        };
+        let body: Vec<u8> = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "```")
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .map(|t| u8::from_str_radix(t, 16).unwrap())
+            })
+            .collect();
+        if tags.iter().any(|t| name.starts_with(&format!("{t}:"))) {
+            out.push((name.trim().to_string(), body));
+        }
+    }
+    out
+}
+
+#[test]
+fn protocol_md_typed_states_match_the_encoder_byte_for_byte() {
+    if std::env::var_os("TROUPE_PRINT_GOLDEN").is_some() {
+        for (name, bytes) in typed_examples() {
+            println!("```hex {name}\n{}\n```\n", hex_lines(&bytes));
+        }
+    }
+    let blocks = tagged_blocks(&["typed", "object"]);
+    for (name, ours) in typed_examples() {
+        let (_, doc) = blocks
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("PROTOCOL.md has no `hex {name}` block"));
+        assert_eq!(
+            hex_lines(doc),
+            hex_lines(&ours),
+            "{name} differs from the encoder"
+        );
+        // And the documented bytes decode back to the same state.
+        if let Some(t) = name.strip_prefix("typed:") {
+            let back = Typed::decode(doc).unwrap_or_else(|e| panic!("typed:{t}: {e}"));
+            assert_eq!(back.encode(), ours);
+        } else {
+            assert_eq!(Object::decode(doc).unwrap().encode(), ours);
+        }
+    }
 }

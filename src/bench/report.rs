@@ -44,6 +44,7 @@ impl OpStats {
 /// A connection's (or a run's) figures per op.
 pub(super) struct Stats {
     pub(super) get: OpStats,
+    /// The workload's writes: puts, or `incr`s or `sadd`s.
     pub(super) put: OpStats,
 }
 
@@ -103,7 +104,7 @@ fn ops_of<'a>(args: &BenchArgs, s: &'a Stats) -> Vec<(&'static str, &'a OpStats,
         out.push(("get", &s.get, true));
     }
     if f < 1.0 {
-        out.push(("put", &s.put, false));
+        out.push((args.workload.write_op().name(), &s.put, false));
     }
     out
 }

@@ -416,3 +416,169 @@ fn bench_fills_keys_in_order() {
     assert_eq!(node.cli(&["get", "key000000000049"]).0, 0);
     assert_eq!(node.cli(&["get", "key000000000050"]).0, 1);
 }
+
+/// Issue 10: the data-type commands against one real node: output plain and `--json`,
+/// a negative `incr`, `reg-get`'s not found (exit 1, like `get`), and a wrong type's
+/// `bad_request` naming the type (exit 2).
+#[test]
+fn data_type_commands_print_values_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    let json = |args: &[&str]| -> (i32, serde_json::Value) {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let (code, out, err) = node.cli(&args);
+        let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}{err}"));
+        (code, v)
+    };
+
+    // Counter: BY defaults to 1, may be negative, and incr prints the value after it.
+    assert_eq!(
+        node.cli(&["incr", "hits"]),
+        (0, "1\n".into(), String::new())
+    );
+    assert_eq!(node.cli(&["incr", "hits", "5"]).1, "6\n");
+    assert_eq!(node.cli(&["incr", "hits", "-10"]).1, "-4\n");
+    assert_eq!(
+        node.cli(&["counter", "hits"]),
+        (0, "-4\n".into(), String::new())
+    );
+    let (code, v) = json(&["incr", "hits", "2"]);
+    assert_eq!(
+        (code, v),
+        (0, serde_json::json!({"key": "hits", "value": -2}))
+    );
+    let (code, v) = json(&["counter", "hits"]);
+    assert_eq!(
+        (code, v),
+        (0, serde_json::json!({"key": "hits", "value": -2}))
+    );
+    assert_eq!(
+        node.cli(&["counter", "no-counter"]).1,
+        "0\n",
+        "no counter yet: 0"
+    );
+
+    // Set: members one per line in byte order.
+    assert_eq!(node.cli(&["sadd", "fruit", "pear", "apple", "fig"]).0, 0);
+    assert_eq!(node.cli(&["srem", "fruit", "fig", "kiwi"]).0, 0);
+    assert_eq!(node.cli(&["smembers", "fruit"]).1, "apple\npear");
+    let (code, v) = json(&["smembers", "fruit"]);
+    assert_eq!(
+        (code, v),
+        (
+            0,
+            serde_json::json!({"key": "fruit", "members": ["apple", "pear"]})
+        )
+    );
+    let (code, v) = json(&["sadd", "fruit", "plum"]);
+    assert_eq!(
+        (code, v),
+        (0, serde_json::json!({"key": "fruit", "ok": true}))
+    );
+    assert_eq!(
+        node.cli(&["smembers", "no-set"]),
+        (0, String::new(), String::new())
+    );
+
+    // Register: not found is exit 1, like get.
+    let (code, _, err) = node.cli(&["reg-get", "color"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found: color"), "{err}");
+    let (code, v) = json(&["reg-get", "color"]);
+    assert_eq!(
+        (code, v),
+        (
+            1,
+            serde_json::json!({"key": "color", "found": false, "value": null})
+        )
+    );
+    assert_eq!(node.cli(&["reg-put", "color", "red"]).0, 0);
+    assert_eq!(node.cli(&["reg-put", "color", "blue"]).0, 0);
+    assert_eq!(
+        node.cli(&["reg-get", "color"]),
+        (0, "blue".into(), String::new())
+    );
+    let (code, v) = json(&["reg-get", "color"]);
+    assert_eq!(
+        (code, v),
+        (
+            0,
+            serde_json::json!({"key": "color", "found": true, "value": "blue"})
+        )
+    );
+
+    // A key holds one type: anything else is bad_request naming it, exit 2.
+    assert_eq!(node.cli(&["put", "greeting-plain", "hi"]).0, 0);
+    for (args, holds) in [
+        (vec!["sadd", "hits", "x"], "holds a counter"),
+        (vec!["incr", "fruit"], "holds a set"),
+        (vec!["get", "color"], "holds a register"),
+        (vec!["put", "hits", "v"], "holds a counter"),
+        (vec!["reg-get", "greeting-plain"], "holds a plain value"),
+    ] {
+        let (code, out, err) = node.cli(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("bad_request") && err.contains(holds),
+            "{args:?}: {err}"
+        );
+    }
+
+    // `del` of a typed key (no context to read) removes it; it can then take another type.
+    assert_eq!(node.cli(&["del", "hits"]).0, 0);
+    assert_eq!(node.cli(&["counter", "hits"]).1, "0\n");
+    assert_eq!(node.cli(&["sadd", "hits", "now-a-set"]).0, 0);
+    assert_eq!(node.cli(&["smembers", "hits"]).1, "now-a-set");
+}
+
+/// Issue 10: `bench --workload incr|sadd` writes counters and sets under their own keys
+/// (never a put workload's, which would refuse them) and reports them by op name; every
+/// acknowledged increment is counted.
+#[test]
+fn bench_writes_counters_and_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dir.path().join("d"), &[]);
+    for workload in ["put", "incr", "sadd"] {
+        let args = [
+            "bench",
+            "--workload",
+            workload,
+            "--ops",
+            "200",
+            "--keys",
+            "10",
+            "--concurrency",
+            "4",
+            "--pipeline",
+            "4",
+            "--value-size",
+            "8",
+            "--json",
+            "--addr",
+            &node.client,
+        ];
+        let (code, out, err) = troupe(&args, &[], None);
+        assert_eq!(code, 0, "{workload}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["workload"], workload);
+        assert_eq!(
+            (v["ops"].as_u64(), v["errors"].as_u64()),
+            (Some(200), Some(0))
+        );
+        assert_eq!(v["per_op"][workload]["ops"], 200, "{out}");
+    }
+    let counted: i64 = (0..10)
+        .map(|i| {
+            let (code, out, err) = node.cli(&["counter", &format!("ctr{i:012}")]);
+            assert_eq!(code, 0, "{err}");
+            out.trim().parse::<i64>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted, 200);
+    // A set gets one of 16 members per key: never more, however many adds.
+    let (_, out, _) = node.cli(&["smembers", "set000000000000", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n = v["members"].as_array().unwrap().len();
+    assert!((1..=16).contains(&n), "{out}");
+}

@@ -93,6 +93,32 @@ pub(crate) fn status_of(node: &NodeProc, id: &str) -> Option<String> {
     view(node).into_iter().find(|m| m.0 == id).map(|m| m.1)
 }
 
+/// Waits until every node of `nodes` holds one ring layout (version and digest) of
+/// `members` members; returns node 0's `admin ring` then.
+pub(crate) fn agreed_ring(nodes: &[&NodeProc], members: usize) -> Value {
+    let mut last = Value::Null;
+    wait_for(
+        &format!("every node holds one layout of {members} members"),
+        Duration::from_secs(30),
+        || {
+            let rings: Vec<Value> = nodes
+                .iter()
+                .map(|n| {
+                    let (_, out, _) = n.cli(&["admin", "ring", "--json"]);
+                    serde_json::from_str(&out).unwrap_or_default()
+                })
+                .collect();
+            last = rings[0].clone();
+            rings.iter().all(|r| {
+                r["members"].as_array().map(Vec::len) == Some(members)
+                    && r["digest"] == rings[0]["digest"]
+                    && r["version"] == rings[0]["version"]
+            })
+        },
+    );
+    last
+}
+
 pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {

@@ -4,35 +4,10 @@
 //! SIGTERMed one stays a member (a stop is not a departure), so neither changes the layout;
 //! `admin leave` is a departure, and the others drop the member in one step.
 
-use crate::cluster::{start, wait_for};
+use crate::cluster::{agreed_ring, start, wait_for};
 use crate::harness::NodeProc;
 use serde_json::Value;
 use std::time::Duration;
-
-fn ring(node: &NodeProc) -> Value {
-    let (code, out, err) = node.cli(&["admin", "ring", "--json"]);
-    assert_eq!(code, 0, "admin ring: {err}");
-    serde_json::from_str(&out).expect("admin ring --json is JSON")
-}
-
-/// Waits until every node holds one layout of `members` members; returns it.
-fn agreed(nodes: &[&NodeProc], members: usize) -> Value {
-    let mut last = Value::Null;
-    wait_for(
-        &format!("every node holds one layout of {members} members"),
-        Duration::from_secs(30),
-        || {
-            let rings: Vec<Value> = nodes.iter().map(|n| ring(n)).collect();
-            last = rings[0].clone();
-            rings.iter().all(|r| {
-                r["members"].as_array().map(Vec::len) == Some(members)
-                    && r["digest"] == rings[0]["digest"]
-                    && r["version"] == rings[0]["version"]
-            })
-        },
-    );
-    last
-}
 
 fn version(r: &Value) -> u64 {
     r["version"].as_u64().expect("ring version")
@@ -71,12 +46,12 @@ fn joins_restarts_and_leaves_change_the_layout_only_as_they_must() {
     let seed = n1.peer.clone();
     let mut n2 = start(dir.path(), "n2", Some(&seed), &env);
     let mut n3 = start(dir.path(), "n3", Some(&seed), &env);
-    let three = agreed(&[&n1, &n2, &n3], 3);
+    let three = agreed_ring(&[&n1, &n2, &n3], 3);
     assert_eq!(three["effective_n"], 3);
 
     // A fourth node: one step from the three-member layout, moving its share and no more.
     let n4 = start(dir.path(), "n4", Some(&seed), &env);
-    let four = agreed(&[&n1, &n2, &n3, &n4], 4);
+    let four = agreed_ring(&[&n1, &n2, &n3, &n4], 4);
     let v4 = version(&four);
     assert_eq!(v4, version(&three) + 1, "one change: {four}");
     for id in ["n1", "n2", "n3", "n4"] {
@@ -99,23 +74,23 @@ fn joins_restarts_and_leaves_change_the_layout_only_as_they_must() {
             "ring layout {v4} from the data directory: 4 member(s)"
         ))
     });
-    let again = agreed(&[&n1, &n2, &n3, &n4], 4);
+    let again = agreed_ring(&[&n1, &n2, &n3, &n4], 4);
     assert_eq!(again["digest"], four["digest"]);
     assert_eq!(version(&again), v4, "a crash is not a ring change");
 
     // SIGTERM: the node stays a member while it is away.
     n3.signal(libc::SIGTERM);
     n3.wait_exit(Duration::from_secs(20));
-    let away = agreed(&[&n1, &n2, &n4], 4);
+    let away = agreed_ring(&[&n1, &n2, &n4], 4);
     assert_eq!(version(&away), v4, "a stop is not a departure");
     n3.restart();
-    let back = agreed(&[&n1, &n2, &n3, &n4], 4);
+    let back = agreed_ring(&[&n1, &n2, &n3, &n4], 4);
     assert_eq!(version(&back), v4);
 
     // `admin leave` departs: one step to a layout of the other three.
     let (code, _, err) = n4.cli(&["admin", "leave", "--yes"]);
     assert_eq!(code, 0, "admin leave: {err}");
-    let after = agreed(&[&n1, &n2, &n3], 3);
+    let after = agreed_ring(&[&n1, &n2, &n3], 3);
     assert_eq!(version(&after), v4 + 1, "one change: {after}");
     assert_eq!(
         moved_to(&n1, v4 + 1),

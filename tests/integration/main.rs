@@ -4,16 +4,20 @@
 mod harness;
 
 mod admin;
+mod auth;
 mod backpressure;
+mod check;
 mod cli;
 mod cluster;
 mod console;
 mod crash_recovery;
 mod deploy;
+mod keys;
 mod layout;
 mod malformed_input;
 mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod types;
 mod wal_repair;

@@ -6,7 +6,7 @@
 //! with one node SIGKILLed quorum operations succeed; with two down they are `unavailable`
 //! with the details while `r=one` reads still answer.
 
-use crate::cluster::{start, status_of, wait_for};
+use crate::cluster::{agreed_ring, start, status_of, wait_for};
 use crate::harness::{rt_mt, NodeProc};
 use serde_json::Value;
 use std::sync::Arc;
@@ -34,27 +34,8 @@ fn three_nodes(dir: &std::path::Path) -> Vec<NodeProc> {
     let n3 = start(dir, "n3", Some(&seed), &extra());
     let nodes = vec![n1, n2, n3];
     all_alive(&nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]);
-    same_layout(&nodes.iter().collect::<Vec<_>>(), 3);
+    agreed_ring(&nodes.iter().collect::<Vec<_>>(), 3);
     nodes
-}
-
-/// Waits until every node holds one layout (version and digest) of `members` members.
-fn same_layout(nodes: &[&NodeProc], members: usize) -> Value {
-    let mut last = Value::Null;
-    wait_for(
-        "every node holds the same ring layout",
-        Duration::from_secs(20),
-        || {
-            let rings: Vec<Value> = nodes.iter().map(|n| admin_json(n, &["ring"])).collect();
-            last = rings[0].clone();
-            rings.iter().all(|r| {
-                r["members"].as_array().map(Vec::len) == Some(members)
-                    && r["digest"] == rings[0]["digest"]
-                    && r["version"] == rings[0]["version"]
-            })
-        },
-    );
-    last
 }
 
 /// Waits until every node sees every id alive (membership only; see `three_nodes`).

@@ -130,8 +130,8 @@ pub const COMMANDS: &[Spec] = &[
     )),
     destructive(cmd(
         "fault",
-        "fault drop all|NODE|heal|status --yes",
-        "drop peer traffic (test clusters; needs --enable-fault-injection)",
+        "fault drop all|NODE [in|out]|heal|status --yes",
+        "drop peer traffic, both ways or one (test clusters; needs --enable-fault-injection)",
         Needs::FaultInjection,
     )),
     cmd(

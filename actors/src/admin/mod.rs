@@ -361,17 +361,23 @@ impl Handler<Command> for Admin {
 }
 
 /// Accepts admin connections until `shutdown` is cancelled.
+/// `token`: the hash of `auth.admin_token` (`None`: no token needed). A request without it
+/// gets `unauthorized` and the connection is closed; tokens are compared as blake3 hashes
+/// (constant time) and never logged.
 pub async fn serve(
     listener: TcpListener,
     admin: Addr<Admin>,
     max_frame_bytes: usize,
+    token: Option<blake3::Hash>,
     shutdown: CancellationToken,
 ) {
-    while let Some((stream, _)) = crate::net::accept(&listener, &shutdown, "admin").await {
+    while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "admin").await {
         actix::spawn(serve_one(
             stream,
+            addr.to_string(),
             admin.clone(),
             max_frame_bytes,
+            token,
             shutdown.clone(),
         ));
     }
@@ -379,8 +385,10 @@ pub async fn serve(
 
 async fn serve_one(
     stream: TcpStream,
+    peer: String,
     admin: Addr<Admin>,
     max_frame_bytes: usize,
+    token: Option<blake3::Hash>,
     shutdown: CancellationToken,
 ) {
     let mut framed = Framed::new(stream, FrameCodec::new(max_frame_bytes));
@@ -391,6 +399,28 @@ async fn serve_one(
         };
         let Some(Ok(body)) = frame else { return };
         let reply = match AdminRequest::decode(&body) {
+            Ok(req)
+                if token.is_some_and(|t| {
+                    req.token.as_deref().map(|g| blake3::hash(g.as_bytes())) != Some(t)
+                }) =>
+            {
+                log::warn!(
+                    "admin client {peer} sent {} with {}; closing",
+                    req.op,
+                    if req.token.is_some() {
+                        "a wrong token"
+                    } else {
+                        "no token"
+                    }
+                );
+                let reply = err(
+                    req.id,
+                    ErrorCode::Unauthorized,
+                    "this node needs its admin token (auth.admin_token): pass --token or set TROUPE_ADMIN_TOKEN",
+                );
+                let _ = framed.send(Bytes::from(reply)).await;
+                return;
+            }
             Ok(req) => match admin.send(Command(req)).await {
                 Ok(bytes) => bytes,
                 Err(_) => return,

@@ -26,6 +26,7 @@ mod listener;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
+use crate::coordinator::keys::ClientKeys;
 use crate::coordinator::{ClientGet, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use actix::prelude::*;
@@ -37,6 +38,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
+use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
+use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
 use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
 use troupe_protocol::{ErrorCode, FrameCodec, FrameError};
 
@@ -50,6 +53,7 @@ pub struct ConnectionShared {
     /// Every get, put and delete goes through the replication coordinator.
     pub coordinator_get: Recipient<ClientGet>,
     pub coordinator_write: Recipient<ClientWrite>,
+    pub coordinator_keys: Recipient<ClientKeys>,
     pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
     /// Latency by op and result, for `troupe_request_duration_seconds`.
@@ -58,6 +62,42 @@ pub struct ConnectionShared {
     pub max_frame_bytes: usize,
     /// Cancelled at shutdown: readers stop reading, in-flight requests finish.
     pub shutdown: CancellationToken,
+    /// `auth.client_tokens` (empty: the port is open).
+    pub tokens: Arc<ClientTokens>,
+}
+
+/// The client tokens a `hello` must carry one of. Kept as blake3 hashes and compared as
+/// such (blake3's `Hash` equality is constant-time), so neither a token's bytes nor its
+/// length leak through timing; never logged.
+#[derive(Default)]
+pub struct ClientTokens(Vec<blake3::Hash>);
+
+impl ClientTokens {
+    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> ClientTokens {
+        ClientTokens(
+            tokens
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| blake3::hash(t.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// No tokens configured: every client is let in.
+    pub fn open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `token` is one of them (always, when none are configured).
+    pub fn admits(&self, token: Option<&str>) -> bool {
+        if self.open() {
+            return true;
+        }
+        let Some(t) = token else { return false };
+        let h = blake3::hash(t.as_bytes());
+        // Check every one, not stopping at a match.
+        self.0.iter().fold(false, |ok, k| ok | (*k == h))
+    }
 }
 
 /// One frame from the reader task, with the permit that counts it as in flight.
@@ -170,12 +210,7 @@ impl Connection {
             op: op_index(req.op()),
             at,
         });
-        let key_too_long = match &req {
-            Request::Get { key, .. } | Request::Put { key, .. } | Request::Delete { key, .. } => {
-                key.len() > MAX_KEY_BYTES
-            }
-            _ => false,
-        };
+        let key_too_long = req.key().is_some_and(|k| k.len() > MAX_KEY_BYTES);
         if key_too_long {
             let msg = format!("keys are limited to {MAX_KEY_BYTES} bytes");
             return self.respond(Response::err(id, ErrorCode::TooLarge, msg), Some(permit), t);
@@ -204,14 +239,106 @@ impl Connection {
             }
             Request::Ping => self.respond(Response::ok(id, Reply::empty()), Some(permit), t),
             Request::Get { key, r, after } => {
+                let get = ClientGet {
+                    key,
+                    r,
+                    after,
+                    as_type: None,
+                };
+                self.read(id, get, |g| Reply::get(g.values, g.context), (permit, t))
+            }
+            Request::Counter { key, r } => {
+                let get = typed_get(key, r, TypeKind::Counter);
+                self.read(
+                    id,
+                    get,
+                    |g| Reply::counter(counter_value(g.typed.as_ref())),
+                    (permit, t),
+                )
+            }
+            Request::Smembers { key, r } => {
+                let get = typed_get(key, r, TypeKind::Set);
+                self.read(
+                    id,
+                    get,
+                    |g| match g.typed {
+                        Some(Typed::Set(s)) => {
+                            Reply::members(s.members().map(<[u8]>::to_vec).collect())
+                        }
+                        _ => Reply::members(Vec::new()),
+                    },
+                    (permit, t),
+                )
+            }
+            Request::RegGet { key, r } => {
+                let get = typed_get(key, r, TypeKind::Register);
+                self.read(
+                    id,
+                    get,
+                    |g| match g.typed {
+                        Some(Typed::Register(reg)) => Reply::register(Some(reg.value)),
+                        _ => Reply::register(None),
+                    },
+                    (permit, t),
+                )
+            }
+            Request::Put {
+                key,
+                value,
+                context,
+                w,
+            } => {
+                let write = plain_write(key, Some(value), context, w);
+                self.write(
+                    id,
+                    write,
+                    |w| Reply::put_with_values(w.context, w.values),
+                    (permit, t),
+                )
+            }
+            Request::Delete { key, context, w } => {
+                let write = plain_write(key, None, context, w);
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Incr { key, by, w } => {
+                let write = typed_write(key, w, TypedOp::Incr { by });
+                self.write(
+                    id,
+                    write,
+                    |w| Reply::counter(counter_value(w.typed.as_ref())),
+                    (permit, t),
+                )
+            }
+            Request::Sadd { key, members, w } => {
+                let members = members
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect();
+                let write = typed_write(key, w, TypedOp::SetAdd { members });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Srem { key, members, w } => {
+                let members = members
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect();
+                let write = typed_write(key, w, TypedOp::SetRemove { members });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
+            }
+            Request::Keys {
+                prefix,
+                limit,
+                after,
+            } => {
                 self.shared.coordinator_counters.sent();
-                let read = self
-                    .shared
-                    .coordinator_get
-                    .send(ClientGet { key, r, after });
+                let list = self.shared.coordinator_keys.send(ClientKeys {
+                    prefix,
+                    limit: limit.unwrap_or(DEFAULT_KEYS_LIMIT) as usize,
+                    after,
+                });
                 self.reply_later(permit, t, async move {
-                    match read.await {
-                        Ok(Ok(got)) => Response::ok(id, Reply::get(got.values, got.context)),
+                    match list.await {
+                        Ok(Ok(page)) => Response::ok(id, Reply::keys(page.keys, page.cursor)),
                         Ok(Err(e)) => Response::err(id, e.code, e.msg),
                         Err(e) => Response::err(
                             id,
@@ -221,39 +348,49 @@ impl Connection {
                     }
                 });
             }
-            Request::Put {
-                key,
-                value,
-                context,
-                w,
-            } => self.write(id, key, Some(value), context, w, (permit, t)),
-            Request::Delete { key, context, w } => {
-                self.write(id, key, None, context, w, (permit, t))
+            Request::RegPut { key, value, w } => {
+                let write = typed_write(key, w, TypedOp::RegPut { value });
+                self.write(id, write, |_| Reply::empty(), (permit, t))
             }
         }
     }
 
+    /// Sends a read to the coordinator; its reply becomes the response through `ok`.
+    fn read(
+        &mut self,
+        id: u64,
+        get: ClientGet,
+        ok: fn(crate::coordinator::GetReply) -> Reply,
+        (permit, t): (OwnedSemaphorePermit, Option<Timed>),
+    ) {
+        self.shared.coordinator_counters.sent();
+        let read = self.shared.coordinator_get.send(get);
+        self.reply_later(permit, t, async move {
+            match read.await {
+                Ok(Ok(got)) => Response::ok(id, ok(got)),
+                Ok(Err(e)) => Response::err(id, e.code, e.msg),
+                Err(e) => Response::err(
+                    id,
+                    ErrorCode::Internal,
+                    format!("the replication coordinator did not answer: {e}"),
+                ),
+            }
+        });
+    }
+
+    /// Sends a write to the coordinator; its reply becomes the response through `ok`.
     fn write(
         &mut self,
         id: u64,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<Vec<u8>>,
-        w: Option<troupe_protocol::Quorum>,
+        write: ClientWrite,
+        ok: fn(crate::coordinator::WriteReply) -> Reply,
         (permit, t): (OwnedSemaphorePermit, Option<Timed>),
     ) {
-        let is_put = value.is_some();
         self.shared.coordinator_counters.sent();
-        let write = self.shared.coordinator_write.send(ClientWrite {
-            key,
-            value,
-            context,
-            w,
-        });
+        let write = self.shared.coordinator_write.send(write);
         self.reply_later(permit, t, async move {
             match write.await {
-                Ok(Ok(w)) if is_put => Response::ok(id, Reply::put_with_values(w.context, w.values)),
-                Ok(Ok(_)) => Response::ok(id, Reply::empty()),
+                Ok(Ok(w)) => Response::ok(id, ok(w)),
                 Ok(Err(e)) => Response::err(id, e.code, e.msg),
                 // The coordinator is gone with the write: its outcome is unknown.
                 Err(e) => Response::err(
@@ -284,6 +421,48 @@ impl Connection {
                 })
                 .await;
         });
+    }
+}
+
+fn typed_get(key: Vec<u8>, r: Option<troupe_protocol::Quorum>, kind: TypeKind) -> ClientGet {
+    ClientGet {
+        key,
+        r,
+        after: None,
+        as_type: Some(kind),
+    }
+}
+
+fn plain_write(
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    context: Option<Vec<u8>>,
+    w: Option<troupe_protocol::Quorum>,
+) -> ClientWrite {
+    ClientWrite {
+        key,
+        value,
+        context,
+        w,
+        typed: None,
+    }
+}
+
+fn typed_write(key: Vec<u8>, w: Option<troupe_protocol::Quorum>, op: TypedOp) -> ClientWrite {
+    ClientWrite {
+        key,
+        value: None,
+        context: None,
+        w,
+        typed: Some(op),
+    }
+}
+
+/// A counter's value (0 for a key that holds none yet).
+fn counter_value(t: Option<&Typed>) -> i64 {
+    match t {
+        Some(Typed::Counter(c)) => c.value(),
+        _ => 0,
     }
 }
 
@@ -321,9 +500,34 @@ impl Actor for Connection {
 impl Handler<Incoming> for Connection {
     type Result = ();
 
-    fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
         self.shared.counters.handled();
         match decode_request(&msg.body) {
+            Ok((id, Request::Hello { token, .. }))
+                if !self.shared.tokens.admits(token.as_deref()) =>
+            {
+                // Logged with the peer's address, never with the token; counted in
+                // /metrics as `op="hello", result="unauthorized"`.
+                self.shared.counters.error();
+                let why = if token.is_none() {
+                    "no token"
+                } else {
+                    "a wrong token"
+                };
+                log::warn!("client {} sent hello with {why}; closing", self.peer);
+                let t = Timed {
+                    op: op_index("hello"),
+                    at: msg.at,
+                };
+                let resp = Response::err(
+                    id,
+                    ErrorCode::Unauthorized,
+                    "this node needs a client token in hello (auth.client_tokens); the connection is closed",
+                );
+                self.respond(resp, Some(msg.permit), Some(t));
+                // Stopping drops our sender; the writer ends once that answer is written.
+                ctx.stop();
+            }
             Ok((id, req)) => self.dispatch(id, req, msg.permit, msg.at),
             Err(e) => {
                 self.shared.counters.error();

@@ -4,6 +4,7 @@
 //! ([`CoordinatorStats`]). No behaviour beyond small conversions lives here.
 
 use super::*;
+use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 /// A client error: the protocol's code and a message saying what happened and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientError {
@@ -25,6 +26,9 @@ impl ClientError {
 pub struct GetReply {
     pub values: Vec<Vec<u8>>,
     pub context: Vec<u8>,
+    /// For a typed read (`ClientGet::as_type`): the join of the replicas' states (`None`:
+    /// the key holds none yet).
+    pub typed: Option<Typed>,
 }
 
 /// `get key [r] [after]`.
@@ -35,6 +39,9 @@ pub struct ClientGet {
     pub r: Option<Quorum>,
     /// A context the answer must cover (read your writes).
     pub after: Option<Vec<u8>>,
+    /// A typed read (`counter`, `smembers`, `reg_get`): the key must hold this type or
+    /// nothing. `None`: a plain `get`, refused on a typed key.
+    pub as_type: Option<TypeKind>,
 }
 
 /// What a successful write returns: the object the coordinator wrote, as far as the
@@ -48,6 +55,9 @@ pub struct WriteReply {
     /// context covers more than the new version, so the client must see what it covers or
     /// its next write with that context would drop siblings it never saw.
     pub values: Option<Vec<Vec<u8>>>,
+    /// For an operation on a typed key: the coordinator's state after it (`incr` answers
+    /// its counter's value).
+    pub typed: Option<Typed>,
 }
 
 impl WriteReply {
@@ -65,6 +75,7 @@ impl WriteReply {
         WriteReply {
             context: object.context().encode(),
             values,
+            typed: Typed::join_all(object.typed_values()).ok().flatten(),
         }
     }
 }
@@ -78,6 +89,9 @@ pub struct ClientWrite {
     pub value: Option<Vec<u8>>,
     pub context: Option<Vec<u8>>,
     pub w: Option<Quorum>,
+    /// An operation on a typed key (`incr`, `sadd`, `srem`, `reg_put`); `value` and
+    /// `context` are then unused.
+    pub typed: Option<TypedOp>,
 }
 
 /// What the coordinator holds in flight, for `admin stats` and tests.
@@ -114,6 +128,8 @@ pub struct CoordinatorConfig {
     /// Largest encoded object a write may leave (it must fit in one peer frame).
     pub max_object_bytes: usize,
     pub mailbox: usize,
+    /// `limits.max_set_members`: adds that would grow a set past it are refused.
+    pub max_set_members: usize,
 }
 
 /// Counters for `admin stats` and /metrics.

@@ -5,6 +5,7 @@
 
 use super::local::show_key;
 use super::*;
+use troupe_protocol::crdt::Typed;
 use troupe_protocol::object::{Object, Value};
 
 /// `admin ring`: the layout's version, members, digest and each member's share.
@@ -80,7 +81,12 @@ pub struct SiblingRow {
     /// "actor:counter".
     pub dot: String,
     pub deleted: bool,
-    /// The value as text when it is UTF-8, else hex; empty for a delete marker.
+    /// "data", "deleted", or the type of a typed key's state ("counter", "set", "register").
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value as text when it is UTF-8, else hex; empty for a delete marker. A typed
+    /// state is shown whole: a counter's value and per-actor sums, a set's members with
+    /// their dots and its clock, a register's value, timestamp and writer.
     pub value: String,
     pub value_bytes: usize,
 }
@@ -92,6 +98,44 @@ fn status_name(s: troupe_protocol::swim::Status) -> &'static str {
         Status::Suspect => "suspect",
         Status::Dead => "dead",
         Status::Left => "left",
+    }
+}
+
+fn show_bytes(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    }
+}
+
+/// A typed state as an operator reads it.
+fn show_typed(t: &Typed) -> String {
+    match t {
+        Typed::Counter(c) => {
+            let parts: Vec<String> = c
+                .entries()
+                .iter()
+                .map(|(a, p, n)| format!("{a}: +{p} -{n}"))
+                .collect();
+            format!("{} ({})", c.value(), parts.join(", "))
+        }
+        Typed::Set(s) => {
+            let members: Vec<String> = s
+                .dots()
+                .map(|(m, dots)| {
+                    let d: Vec<String> = dots.iter().map(|(a, n)| format!("{a}:{n}")).collect();
+                    format!("{} [{}]", show_bytes(m), d.join(" "))
+                })
+                .collect();
+            let clock: Vec<String> = s.clock().map(|(a, n)| format!("{a}:{n}")).collect();
+            format!("{{{}}} clock {{{}}}", members.join(", "), clock.join(", "))
+        }
+        Typed::Register(r) => format!(
+            "{} (timestamp {}, written by {})",
+            show_bytes(&r.value),
+            r.ts,
+            r.actor
+        ),
     }
 }
 
@@ -111,17 +155,23 @@ pub(super) fn object_reply(key: &[u8], o: &Object) -> ObjectReply {
                 Value::Deleted => SiblingRow {
                     dot: dot.to_string(),
                     deleted: true,
+                    kind: "deleted".into(),
                     value: String::new(),
                     value_bytes: 0,
                 },
                 Value::Data(b) => SiblingRow {
                     dot: dot.to_string(),
                     deleted: false,
-                    value: match std::str::from_utf8(b) {
-                        Ok(s) => s.to_string(),
-                        Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
-                    },
+                    kind: "data".into(),
+                    value: show_bytes(b),
                     value_bytes: b.len(),
+                },
+                Value::Typed(t) => SiblingRow {
+                    dot: dot.to_string(),
+                    deleted: false,
+                    kind: t.kind().to_string(),
+                    value: show_typed(t),
+                    value_bytes: t.encode().len(),
                 },
             })
             .collect(),

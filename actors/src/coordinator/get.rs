@@ -1,12 +1,42 @@
 //! The get flow: ask every primary, answer at `r` with the join, then read repair the
 //! replicas that answered older versions (see ARCHITECTURE.md, "Get — a quorum read").
 
-use super::local::{Apply, LocalDone, LocalOp};
+use super::local::{show_key, Apply, LocalDone, LocalOp};
 use super::quorum::{GetOutcome, GetTracker, Progress};
 use super::requests::{decode_context, get_resp, GetState, Request};
 use super::*;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::object::Object;
+
+/// What a read of `o` answers: a plain get's live values (refused on a typed key), or a
+/// typed read's joined state (refused on a key of plain values or another type).
+fn read_reply(
+    key: &[u8],
+    o: &Object,
+    as_type: Option<troupe_protocol::crdt::TypeKind>,
+) -> Result<GetReply, ClientError> {
+    let typed = match as_type {
+        Some(t) => super::local::typed_state(key, o, t)?,
+        None => {
+            if let Some(k) = super::local::kind_of(key, o)? {
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "key {} holds a {k}, not a plain value: use {}",
+                        show_key(key),
+                        k.ops()
+                    ),
+                ));
+            }
+            None
+        }
+    };
+    Ok(GetReply {
+        values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
+        context: o.context().encode(),
+        typed,
+    })
+}
 
 impl Coordinator {
     pub(super) fn start_get(
@@ -39,6 +69,7 @@ impl Coordinator {
                 tracker: GetTracker::new(names, r, after.filter(|a| !a.is_empty())),
                 reply: Some(reply),
                 rpcs: Vec::new(),
+                as_type: msg.as_type,
             }),
         );
         for node in primaries {
@@ -95,11 +126,9 @@ impl Coordinator {
             GetOutcome::Found(None) => Ok(GetReply {
                 values: Vec::new(),
                 context: Vec::new(),
+                typed: None,
             }),
-            GetOutcome::Found(Some(o)) => Ok(GetReply {
-                values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
-                context: o.context().encode(),
-            }),
+            GetOutcome::Found(Some(o)) => read_reply(&st.key, &o, st.as_type),
             GetOutcome::Unavailable(f) => Err(ClientError::new(
                 ErrorCode::Unavailable,
                 f.describe(n),

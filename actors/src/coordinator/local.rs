@@ -9,17 +9,81 @@
 
 use super::*;
 use crate::memtable::{Change, StorageError, Update, UpdateFn};
+use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{Object, SiblingCheck, Value, VersionVector};
 
 /// How a local write changes the key's object.
 pub(crate) enum Apply {
     /// A replica receiving a coordinator's object (or a read repair): join it in.
     Join(Object),
-    /// The coordinator issuing a new version for a client write.
+    /// The coordinator issuing a new version for a client write: `value` with the client's
+    /// `context`, or, for an operation on a typed key, the state `typed` computes from the
+    /// stored one, with the stored object's whole context (it replaces every version seen).
     Update {
         context: VersionVector,
         value: Value,
+        typed: Option<TypedWrite>,
     },
+}
+
+/// An operation on a typed key, with what it needs besides the stored state.
+pub(crate) struct TypedWrite {
+    pub op: TypedOp,
+    /// Hybrid logical time at the coordinator (registers).
+    pub now: u64,
+    pub max_set_members: usize,
+}
+
+/// The type a key's object holds (`None`: plain values, delete markers, or nothing), or why
+/// it cannot say: concurrent writes of two types.
+pub(crate) fn kind_of(key: &[u8], o: &Object) -> Result<Option<TypeKind>, ClientError> {
+    let mut kind = None;
+    for t in o.typed_values() {
+        match kind {
+            Some(k) if k != t.kind() => {
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "key {} holds both a {k} and a {} from concurrent writes; delete the key to start again",
+                        show_key(key),
+                        t.kind()
+                    ),
+                ))
+            }
+            _ => kind = Some(t.kind()),
+        }
+    }
+    Ok(kind)
+}
+
+/// The key's typed state for an operation of type `wanted`: the join of its typed siblings
+/// (`None`: no state yet). A key with plain values or another type is a `bad_request`
+/// naming what it holds.
+pub(crate) fn typed_state(
+    key: &[u8],
+    o: &Object,
+    wanted: TypeKind,
+) -> Result<Option<Typed>, ClientError> {
+    match kind_of(key, o)? {
+        Some(k) if k != wanted => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "key {} holds a {k}, not a {wanted}: use {}",
+                show_key(key),
+                k.ops()
+            ),
+        )),
+        Some(_) => Typed::join_all(o.typed_values())
+            .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string())),
+        None if !o.live_values().is_empty() => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "key {} holds a plain value, not a {wanted}: use get, put and delete",
+                show_key(key)
+            ),
+        )),
+        None => Ok(None),
+    }
 }
 
 /// What to do with the outcome of a local write.
@@ -138,7 +202,50 @@ fn next_object(
             }
             current.join(&incoming)
         }
-        Apply::Update { context, value } => {
+        Apply::Update {
+            context,
+            value,
+            typed,
+        } => {
+            let (context, value) = match typed {
+                Some(t) => {
+                    let state = typed_state(key, &current, t.op.kind())?;
+                    let new =
+                        t.op.apply(state.as_ref(), actor, t.now, t.max_set_members)
+                            .map_err(|e| {
+                                let code = match e {
+                                    TypedError::SetTooLarge { .. } => ErrorCode::TooLarge,
+                                    _ => ErrorCode::BadRequest,
+                                };
+                                ClientError::new(code, format!("key {}: {e}", show_key(key)))
+                            })?;
+                    (current.context(), Value::Typed(new))
+                }
+                // A delete works on any key, one left holding two types included (its error
+                // says to delete it). Without a context on a typed key it removes what this
+                // replica holds (typed clients never see contexts); a concurrent operation
+                // elsewhere survives it, as an add survives a remove.
+                None if value.is_deleted() => {
+                    if context.is_empty() && !current.typed_values().is_empty() {
+                        (current.context(), value)
+                    } else {
+                        (context, value)
+                    }
+                }
+                None => match kind_of(key, &current)? {
+                    Some(k) => {
+                        return Err(ClientError::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "key {} holds a {k}: use {} (or delete it first)",
+                                show_key(key),
+                                k.ops()
+                            ),
+                        ))
+                    }
+                    None => (context, value),
+                },
+            };
             let next = current
                 .update(&context, value, actor)
                 .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;
@@ -197,7 +304,7 @@ impl Handler<LocalFinished> for Coordinator {
 /// polls (a profile showed three quarters of a node's CPU there). A task is polled only
 /// when its own I/O is ready; `do_send` to ourselves cannot be refused by a full mailbox,
 /// so no completion is ever lost (their number is bounded by `max_inflight`).
-fn finish_on_actor<T: Send + 'static>(
+pub(super) fn finish_on_actor<T: Send + 'static>(
     ctx: &mut Context<Coordinator>,
     fut: impl std::future::Future<Output = T> + 'static,
     then: impl FnOnce(&mut Coordinator, T, &mut Context<Coordinator>) + Send + 'static,
@@ -325,5 +432,39 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_protocol::crdt::{OrSet, PnCounter};
+
+    /// A key left holding two types by concurrent writes (a counter through one node, a set
+    /// through another) refuses reads and typed writes naming both, and a delete without a
+    /// context clears it, as the error says.
+    #[test]
+    fn a_key_holding_two_types_can_be_deleted() {
+        let counter = Value::Typed(Typed::Counter(PnCounter::default()));
+        let set = Value::Typed(Typed::Set(OrSet::default()));
+        let none = VersionVector::new();
+        let o = Object::new()
+            .update(&none, counter, ActorId(1))
+            .unwrap()
+            .join(&Object::new().update(&none, set, ActorId(2)).unwrap());
+        let e = kind_of(b"k", &o).unwrap_err();
+        assert!(e.msg.contains("holds both"), "{}", e.msg);
+        let delete = Apply::Update {
+            context: none.clone(),
+            value: Value::Deleted,
+            typed: None,
+        };
+        let Next::Write(s) = next_object(b"k", Some(o.encode()), delete, ActorId(1), 1 << 20)
+            .expect("a delete clears any key")
+        else {
+            panic!("the delete writes")
+        };
+        assert!(s.object.typed_values().is_empty());
+        assert_eq!(kind_of(b"k", &s.object).unwrap(), None);
     }
 }

@@ -38,6 +38,7 @@ mod get;
 pub mod keylocks;
 mod local;
 pub use local::{LocalResult, Stored};
+pub mod keys;
 pub mod peer_stats;
 pub mod placement;
 pub mod quorum;
@@ -75,6 +76,8 @@ pub struct Coordinator {
     transport: Option<PeerTransport>,
     ring: RingInputs,
     placement: Arc<Placement>,
+    /// The Memtable's scans, for key listing (`with_scan`); `None`: `keys` is refused.
+    storage_scan: Option<Recipient<crate::memtable::Scan>>,
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
@@ -90,6 +93,8 @@ pub struct Coordinator {
     /// Local operations (reads, joins) running or waiting.
     local_ops: usize,
     repairs_inflight: usize,
+    /// The last hybrid logical time issued to a register write (see `crdt::hlc_now`).
+    hlc: u64,
     stats: Arc<CoordinatorStats>,
     counters: Arc<ActorCounters>,
     /// The Memtable's counters: our `Get`s and `Update`s are counted as sent to it here, so
@@ -140,6 +145,7 @@ impl Coordinator {
             transport,
             ring,
             placement,
+            storage_scan: None,
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
             next_id: rand::random::<u64>() >> 1,
@@ -151,10 +157,17 @@ impl Coordinator {
             locks: KeyLocks::default(),
             local_ops: 0,
             repairs_inflight: 0,
+            hlc: 0,
             stats: Arc::default(),
             counters,
             storage_counters,
         })
+    }
+
+    /// Lets this coordinator list keys: the storage actor's scans.
+    pub fn with_scan(mut self, scan: Recipient<crate::memtable::Scan>) -> Coordinator {
+        self.storage_scan = Some(scan);
+        self
     }
 
     pub fn stats(&self) -> Arc<CoordinatorStats> {
@@ -306,6 +319,16 @@ fn size_estimate(m: &DataMsg) -> usize {
         DataMsg::Req { req, .. } => match req {
             DataReq::Get { key } => key.len(),
             DataReq::Put { key, object } => key.len() + object.len(),
+            DataReq::Keys {
+                prefix,
+                after,
+                partitions,
+                ..
+            } => {
+                prefix.as_ref().map_or(0, Vec::len)
+                    + after.as_ref().map_or(0, Vec::len)
+                    + partitions.len() * 5
+            }
             DataReq::Coordinate {
                 key,
                 value,
@@ -319,11 +342,24 @@ fn size_estimate(m: &DataMsg) -> usize {
         },
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object { object } => object.as_ref().map_or(0, Vec::len),
-            DataResp::Written { context, values } => {
-                context.len() + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
+            DataResp::Written {
+                context,
+                values,
+                typed,
+            } => {
+                context.len()
+                    + values.iter().flatten().map(|v| v.len() + 5).sum::<usize>()
+                    + typed.as_ref().map_or(0, Vec::len)
             }
             DataResp::Failed { code, msg } => code.len() + msg.len(),
             DataResp::Stored => 0,
+            DataResp::Keys { entries, last } => {
+                entries
+                    .iter()
+                    .map(|e| e.key.len() + e.clock.len() + 8)
+                    .sum::<usize>()
+                    + last.as_ref().map_or(0, Vec::len)
+            }
         },
     }
 }

@@ -15,8 +15,9 @@ use std::time::Duration;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::swim::NodeId;
 
-/// RPC kinds as labelled: a replica read, a replica write, a write forwarded to a primary.
-pub const KINDS: [&str; 3] = ["get", "put", "coordinate"];
+/// RPC kinds as labelled: a replica read, a replica write, a write forwarded to a primary,
+/// a replica's key listing.
+pub const KINDS: [&str; 4] = ["get", "put", "coordinate", "keys"];
 
 /// The index of `req`'s kind in [`KINDS`].
 pub fn kind_of(req: &DataReq) -> usize {
@@ -24,6 +25,7 @@ pub fn kind_of(req: &DataReq) -> usize {
         DataReq::Get { .. } => 0,
         DataReq::Put { .. } => 1,
         DataReq::Coordinate { .. } => 2,
+        DataReq::Keys { .. } => 3,
     }
 }
 

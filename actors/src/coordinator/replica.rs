@@ -17,6 +17,39 @@ impl Coordinator {
         ctx: &mut Context<Self>,
     ) {
         match req {
+            DataReq::Keys {
+                prefix,
+                after,
+                limit,
+                partitions,
+            } => {
+                let fail = |code: ErrorCode, msg: String| DataResp::Failed {
+                    code: code.as_str().to_string(),
+                    msg,
+                };
+                let Some(scan) = self.storage_scan.clone() else {
+                    let resp = fail(ErrorCode::Internal, "this node cannot list keys".into());
+                    return self.send(&from, DataMsg::Resp { id, resp }, ctx);
+                };
+                let limit =
+                    (limit as usize).clamp(1, troupe_protocol::message::MAX_KEYS_LIMIT as usize);
+                let table = self.placement().table.clone();
+                let fut = super::keys::scan_keys(
+                    scan,
+                    table,
+                    partitions.into_iter().collect(),
+                    prefix,
+                    after,
+                    limit,
+                );
+                super::local::finish_on_actor(ctx, fut, move |act, res, ctx| {
+                    let resp = match res {
+                        Ok((entries, last)) => DataResp::Keys { entries, last },
+                        Err(e) => fail(e.code, e.msg),
+                    };
+                    act.send(&from, DataMsg::Resp { id, resp }, ctx);
+                });
+            }
             DataReq::Get { key } => {
                 if let Some(e) = self.overloaded() {
                     return self.reply(ReplyTo::Peer { to: from, id }, Err(e), get_resp, ctx);
@@ -61,12 +94,14 @@ impl Coordinator {
                 value,
                 context,
                 w,
+                typed,
             } => {
                 let msg = ClientWrite {
                     key,
                     value,
                     context,
                     w,
+                    typed,
                 };
                 self.start_write(msg, ReplyTo::Peer { to: from, id }, ctx);
             }

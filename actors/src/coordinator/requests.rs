@@ -26,6 +26,7 @@ pub(crate) enum Request {
     Put(PutState),
     Forward(ForwardState),
     Repair { pending: usize, rpcs: Vec<u64> },
+    Keys(super::keys::KeysState),
 }
 
 impl Request {
@@ -36,6 +37,7 @@ impl Request {
             Request::Put(st) => &mut st.rpcs,
             Request::Forward(st) => &mut st.rpcs,
             Request::Repair { rpcs, .. } => rpcs,
+            Request::Keys(st) => &mut st.rpcs,
         }
     }
 }
@@ -46,6 +48,8 @@ pub(crate) struct GetState {
     pub(super) tracker: GetTracker<Object>,
     pub(super) reply: Option<ReplyTo<GetReply>>,
     pub(super) rpcs: Vec<u64>,
+    /// A typed read's type (`ClientGet::as_type`).
+    pub(super) as_type: Option<troupe_protocol::crdt::TypeKind>,
 }
 
 pub(crate) struct PutState {
@@ -167,6 +171,17 @@ impl Coordinator {
             Some(v) => Value::Data(v),
             None => Value::Deleted,
         };
+        let typed = msg.typed.map(|op| {
+            let wall_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.hlc = troupe_protocol::crdt::hlc_now(wall_ms, self.hlc);
+            super::local::TypedWrite {
+                op,
+                now: self.hlc,
+                max_set_members: self.cfg.max_set_members,
+            }
+        });
         let req = self.next_id();
         self.requests.insert(
             req,
@@ -190,6 +205,7 @@ impl Coordinator {
                 apply: Apply::Update {
                     context: context.unwrap_or_default(),
                     value,
+                    typed,
                 },
                 done: LocalDone::Coordinated(req),
             },
@@ -226,6 +242,7 @@ impl Coordinator {
             value: msg.value.clone(),
             context: msg.context.clone(),
             w: msg.w,
+            typed: msg.typed.clone(),
         };
         self.requests.insert(
             req,
@@ -402,6 +419,13 @@ impl Coordinator {
             _ => None,
         };
         match self.requests.get_mut(&req) {
+            Some(Request::Keys(_)) => {
+                let ans = match resp {
+                    DataResp::Keys { entries, last } => Ok((entries, last)),
+                    other => Err(failed(&other).unwrap_or_else(|| "unexpected answer".into())),
+                };
+                self.keys_answer(req, &node, ans, ctx);
+            }
             Some(Request::Get(_)) => {
                 let ans = match resp {
                     DataResp::Object { object: None } => Ok(None),
@@ -434,7 +458,11 @@ impl Coordinator {
                     }
                 }
                 let result = match resp {
-                    DataResp::Written { context, values } => Ok(written_reply(context, values)),
+                    DataResp::Written {
+                        context,
+                        values,
+                        typed,
+                    } => Ok(written_reply(context, values, typed)),
                     DataResp::Failed { code, msg } => Err(ClientError::new(
                         ErrorCode::parse(&code),
                         format!("{msg} (coordinated by {})", st.to),
@@ -515,6 +543,7 @@ impl Coordinator {
     pub(super) fn deadline(&mut self, req: u64, ctx: &mut Context<Self>) {
         self.expire_rpcs(req);
         match self.requests.get_mut(&req) {
+            Some(Request::Keys(_)) => self.finish_keys(req, ctx),
             Some(Request::Get(st)) => {
                 let progress = st.tracker.timed_out();
                 self.get_progress(req, progress, ctx);
@@ -571,6 +600,7 @@ pub(super) fn get_resp(r: GetReply) -> DataResp {
     DataResp::Written {
         context: r.context,
         values: None,
+        typed: None,
     }
 }
 
@@ -578,10 +608,13 @@ pub(super) fn get_resp(r: GetReply) -> DataResp {
 pub(super) fn written_reply(
     context: Vec<u8>,
     values: Option<Vec<serde_bytes::ByteBuf>>,
+    typed: Option<Vec<u8>>,
 ) -> WriteReply {
     WriteReply {
         context,
         values: values.map(|vs| vs.into_iter().map(|v| v.into_vec()).collect()),
+        // A state that does not decode (a newer peer) reads as none: the write happened.
+        typed: typed.and_then(|b| troupe_protocol::crdt::Typed::decode(&b).ok()),
     }
 }
 
@@ -592,5 +625,6 @@ pub(super) fn put_resp(w: WriteReply) -> DataResp {
         values: w
             .values
             .map(|vs| vs.into_iter().map(serde_bytes::ByteBuf::from).collect()),
+        typed: w.typed.map(|t| t.encode()),
     }
 }

@@ -94,6 +94,7 @@ fn single_node() -> Addr<Coordinator> {
         max_batch_bytes: 1 << 20,
         max_object_bytes: 1 << 20,
         mailbox: 1000,
+        max_set_members: 100,
     };
     Coordinator::new(
         cfg,
@@ -117,6 +118,7 @@ fn put(k: &str, v: &str, ctx: Option<Vec<u8>>) -> ClientWrite {
         value: Some(v.into()),
         context: ctx,
         w: None,
+        typed: None,
     }
 }
 
@@ -125,6 +127,7 @@ fn get(k: &str) -> ClientGet {
         key: k.into(),
         r: None,
         after: None,
+        as_type: None,
     }
 }
 
@@ -218,6 +221,7 @@ async fn a_delete_removes_what_its_context_saw_and_nothing_else() {
         value: None,
         context: ctx,
         w: None,
+        typed: None,
     };
     c.send(del(None)).await.unwrap().unwrap();
     assert_eq!(
@@ -281,6 +285,7 @@ async fn impossible_quorums_and_foreign_contexts_are_bad_requests() {
             key: b"k".to_vec(),
             r: Some(Quorum::N(2)),
             after: None,
+            as_type: None,
         })
         .await
         .unwrap()
@@ -362,10 +367,12 @@ fn a_forwarded_write_relays_the_values_with_the_context() {
         WriteReply {
             context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2],
             values: Some(vec![b"a".to_vec(), Vec::new()]),
+            typed: None,
         },
         WriteReply {
             context: vec![0xc1, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1],
             values: None,
+            typed: None,
         },
     ] {
         let msg = DataMsg::Resp {
@@ -375,13 +382,18 @@ fn a_forwarded_write_relays_the_values_with_the_context() {
         let bytes = rmp_serde::to_vec_named(&msg).unwrap();
         let back: DataMsg = troupe_protocol::codec::decode_one(&bytes).unwrap();
         let DataMsg::Resp {
-            resp: DataResp::Written { context, values },
+            resp:
+                DataResp::Written {
+                    context,
+                    values,
+                    typed,
+                },
             ..
         } = back
         else {
             panic!("not a Written answer: {back:?}");
         };
-        assert_eq!(written_reply(context, values), reply);
+        assert_eq!(written_reply(context, values, typed), reply);
     }
 }
 
@@ -409,4 +421,144 @@ fn batches_are_split_to_fit_a_frame_and_keep_their_order() {
         })
         .collect();
     assert_eq!(ids, vec![vec![1, 2], vec![3], vec![4]]);
+}
+
+fn typed(k: &str, op: troupe_protocol::crdt::TypedOp) -> ClientWrite {
+    ClientWrite {
+        key: k.into(),
+        value: None,
+        context: None,
+        w: None,
+        typed: Some(op),
+    }
+}
+
+fn typed_get(k: &str, kind: troupe_protocol::crdt::TypeKind) -> ClientGet {
+    ClientGet {
+        as_type: Some(kind),
+        ..get(k)
+    }
+}
+
+/// Issue 10: typed ops through the coordinator: values, type checks that name the key's
+/// type, the set limit, and a delete of a typed key.
+#[actix_rt::test]
+async fn typed_keys_hold_one_type_and_say_which() {
+    use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
+    let c = single_node();
+    let incr = |by| typed("n", TypedOp::Incr { by });
+    let w = c.send(incr(5)).await.unwrap().unwrap();
+    assert!(matches!(w.typed, Some(Typed::Counter(ref x)) if x.value() == 5));
+    let w = c.send(incr(-7)).await.unwrap().unwrap();
+    assert!(matches!(w.typed, Some(Typed::Counter(ref x)) if x.value() == -2));
+    let got = c
+        .send(typed_get("n", TypeKind::Counter))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(got.typed, Some(Typed::Counter(ref x)) if x.value() == -2));
+
+    // Other ops on the counter, and typed ops on a plain key, are refused by name.
+    let e = c.send(get("n")).await.unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(
+        e.msg.contains("holds a counter") && e.msg.contains("incr"),
+        "{}",
+        e.msg
+    );
+    let e = c.send(put("n", "x", None)).await.unwrap().unwrap_err();
+    assert!(e.msg.contains("holds a counter"), "{}", e.msg);
+    let m = |s: &str| vec![serde_bytes::ByteBuf::from(s.as_bytes().to_vec())];
+    let e = c
+        .send(typed("n", TypedOp::SetAdd { members: m("a") }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.msg.contains("holds a counter, not a set"), "{}", e.msg);
+    c.send(put("plain", "x", None)).await.unwrap().unwrap();
+    let e = c.send(incr(1)).await.unwrap().unwrap();
+    assert!(e.typed.is_some());
+    let e = c
+        .send(typed("plain", TypedOp::Incr { by: 1 }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.msg.contains("holds a plain value"), "{}", e.msg);
+
+    // Overflow is an error that changes nothing.
+    c.send(incr(i64::MAX)).await.unwrap().unwrap(); // -1 + MAX: in range
+    let e = c.send(incr(2)).await.unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(e.msg.contains("64-bit"), "{}", e.msg);
+    let got = c
+        .send(typed_get("n", TypeKind::Counter))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(got.typed, Some(Typed::Counter(ref x)) if x.value() == i64::MAX - 1));
+
+    // A delete without a context removes the counter; it starts again from zero.
+    c.send(ClientWrite {
+        value: None,
+        ..put("n", "", None)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let w = c.send(incr(3)).await.unwrap().unwrap();
+    assert!(matches!(w.typed, Some(Typed::Counter(ref x)) if x.value() == 3));
+
+    // Sets: members in order, removes, and the limit (100 in this config).
+    c.send(typed("s", TypedOp::SetAdd { members: m("b") }))
+        .await
+        .unwrap()
+        .unwrap();
+    c.send(typed("s", TypedOp::SetAdd { members: m("a") }))
+        .await
+        .unwrap()
+        .unwrap();
+    c.send(typed("s", TypedOp::SetRemove { members: m("b") }))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = c
+        .send(typed_get("s", TypeKind::Set))
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(Typed::Set(s)) = got.typed else {
+        panic!("a set")
+    };
+    assert_eq!(s.members().collect::<Vec<_>>(), [b"a".as_slice()]);
+    let many: Vec<_> = (0..100)
+        .map(|i| serde_bytes::ByteBuf::from(format!("m{i}").into_bytes()))
+        .collect();
+    let e = c
+        .send(typed("s", TypedOp::SetAdd { members: many }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooLarge);
+    assert!(e.msg.contains("max_set_members = 100"), "{}", e.msg);
+
+    // Registers: the last write wins.
+    for v in ["1", "2"] {
+        c.send(typed("r", TypedOp::RegPut { value: v.into() }))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let got = c
+        .send(typed_get("r", TypeKind::Register))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(got.typed, Some(Typed::Register(ref r)) if r.value == b"2"));
+    let got = c
+        .send(typed_get("none", TypeKind::Register))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.typed, None);
+    settled(&c).await;
 }

@@ -18,6 +18,8 @@ enum Node {
 #[derive(Debug, Clone)]
 enum FileOp {
     Append(Vec<u8>),
+    /// Bytes written at an offset.
+    WriteAt(u64, Vec<u8>),
     SetLen(u64),
 }
 
@@ -75,8 +77,17 @@ fn slot<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
 fn apply_file_op(content: &mut Vec<u8>, op: &FileOp) {
     match op {
         FileOp::Append(b) => content.extend_from_slice(b),
+        FileOp::WriteAt(at, b) => write_at(content, *at as usize, b),
         FileOp::SetLen(n) => content.resize(*n as usize, 0),
     }
+}
+
+/// `pwrite`: `b` over `content` at `at`, growing it (a hole reads as zeros) if needed.
+fn write_at(content: &mut Vec<u8>, at: usize, b: &[u8]) {
+    if content.len() < at + b.len() {
+        content.resize(at + b.len(), 0);
+    }
+    content[at..at + b.len()].copy_from_slice(b);
 }
 
 fn apply_dir_op(entries: &mut BTreeMap<String, Node>, op: &DirOp) {
@@ -135,6 +146,10 @@ impl CrashModel {
             }
             Op::Append { ino, bytes } => {
                 let op = FileOp::Append(bytes.clone());
+                slot(&mut self.files, *ino).pending.push(op);
+            }
+            Op::WriteAt { ino, offset, bytes } => {
+                let op = FileOp::WriteAt(*offset, bytes.clone());
                 slot(&mut self.files, *ino).pending.push(op);
             }
             Op::SetLen { ino, len } => {
@@ -196,13 +211,16 @@ impl CrashModel {
     /// as zeros up to a random length (the size reached the disk, the data did not).
     fn file_content(&self, rng: &mut impl Rng, ino: Ino) -> Vec<u8> {
         let f = &self.files[ino];
-        let appends_only = f.pending.iter().all(|op| matches!(op, FileOp::Append(_)));
-        if self.reorder_pages && appends_only && !f.pending.is_empty() && rng.random_bool(0.25) {
+        let writes_only = f
+            .pending
+            .iter()
+            .all(|op| matches!(op, FileOp::Append(_) | FileOp::WriteAt(..)));
+        if self.reorder_pages && writes_only && !f.pending.is_empty() && rng.random_bool(0.25) {
             return reordered_pages(rng, f);
         }
         let mut content = f.synced.clone();
         let steps = |op: &FileOp| match op {
-            FileOp::Append(b) => b.len(),
+            FileOp::Append(b) | FileOp::WriteAt(_, b) => b.len(),
             FileOp::SetLen(_) => 1,
         };
         let total: usize = f.pending.iter().map(steps).sum();
@@ -216,6 +234,9 @@ impl CrashModel {
                 content.extend_from_slice(&b[..budget]);
                 lost_appended += b.len() - budget;
                 budget = 0;
+            } else if let FileOp::WriteAt(at, b) = op {
+                write_at(&mut content, *at as usize, &b[..budget]);
+                budget = 0;
             }
         }
         if lost_appended > 0 && rng.random_range(0..4u8) == 0 {
@@ -226,21 +247,39 @@ impl CrashModel {
     }
 }
 
-/// The synced bytes, then a random length of the appended ones in which each 512-byte
-/// sector (by file offset) either reached the disk or reads as zeros.
+/// The synced bytes with the unsynced writes applied, cut at a random length if they grew
+/// the file, in which each 512-byte sector (by file offset) from the first unsynced write on
+/// either reached the disk or still holds its synced bytes (zeros past the synced length).
 fn reordered_pages(rng: &mut impl Rng, f: &FileState) -> Vec<u8> {
     const PAGE: usize = 512;
-    let mut content = f.synced.clone();
+    let old = &f.synced;
+    let mut content = old.clone();
     f.pending
         .iter()
         .for_each(|op| apply_file_op(&mut content, op));
-    let start = f.synced.len();
-    let len = start + survivors(rng, content.len() - start);
+    let start = f
+        .pending
+        .iter()
+        .map(|op| match op {
+            FileOp::WriteAt(at, _) => *at as usize,
+            _ => old.len(),
+        })
+        .min()
+        .unwrap_or(old.len())
+        .min(old.len());
+    let len = match content.len() > old.len() {
+        true => old.len() + survivors(rng, content.len() - old.len()),
+        false => content.len(),
+    };
     content.truncate(len);
     let mut page = start / PAGE * PAGE;
     while page < len {
         if rng.random_bool(0.5) {
-            content[page.max(start)..(page + PAGE).min(len)].fill(0);
+            let from = page.max(start);
+            let to = (page + PAGE).min(len);
+            for (i, b) in content[from..to].iter_mut().enumerate() {
+                *b = old.get(from + i).copied().unwrap_or(0);
+            }
         }
         page += PAGE;
     }
@@ -348,6 +387,45 @@ mod tests {
         assert!(hole_then_data(model_of(&io).reorder_pages(true)));
         for files in outcomes(&model_of(&io).reorder_pages(true)) {
             assert!(files[0].1.starts_with(&[1u8; 100]), "synced bytes stay");
+        }
+    }
+
+    /// A write at an offset over synced bytes (the WAL writes its batches over preallocated
+    /// zeros): a cut keeps the size, and each unsynced sector holds its synced bytes or
+    /// the new ones, in any order when sectors reorder.
+    #[test]
+    fn an_unsynced_write_at_an_offset_leaves_each_sector_old_or_new() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let io = RecordingIo::new(root.path());
+        let path = root.path().join("f");
+        let mut f = io.open_write(&path, true).expect("open");
+        io.sync_dir(root.path()).expect("sync root");
+        f.write_at(&[0u8; 2048], 0).expect("zeros");
+        f.write_at(&[1u8; 100], 0).expect("write");
+        f.sync_data().expect("sync");
+        f.write_at(&[2u8; 1000], 100).expect("write"); // unsynced, over sectors 0..2
+        let old = |i: usize| if i < 100 { 1u8 } else { 0 };
+        let mut hole_then_data = false;
+        for files in outcomes(&model_of(&io).reorder_pages(true)) {
+            let c = &files[0].1;
+            assert_eq!(c.len(), 2048, "the size was synced");
+            for (i, &b) in c.iter().enumerate() {
+                let new = if (100..1100).contains(&i) { 2 } else { old(i) };
+                assert!(b == old(i) || b == new, "byte {i} is {b}");
+            }
+            hole_then_data |= c[100] == 0 && c[512] == 2;
+        }
+        assert!(
+            hole_then_data,
+            "a later sector may land without an earlier one"
+        );
+        for files in outcomes(&model_of(&io)) {
+            let c = &files[0].1;
+            let written = c[100..1100].iter().take_while(|&&b| b == 2).count();
+            assert!(
+                c[100 + written..].iter().all(|&b| b == 0),
+                "a prefix by default"
+            );
         }
     }
 

@@ -36,6 +36,12 @@ pub enum Op {
         ino: Ino,
         bytes: Vec<u8>,
     },
+    /// Bytes written at an offset (over old bytes, or past the end with a hole of zeros).
+    WriteAt {
+        ino: Ino,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     SetLen {
         ino: Ino,
         len: u64,
@@ -199,6 +205,27 @@ impl RecordingIo {
         ino
     }
 
+    /// Opens an existing (or, with `create`, new) file for appending or for writing at
+    /// offsets.
+    fn open(&self, path: &Path, create: bool, append: bool) -> io::Result<Box<dyn IoFile>> {
+        let mut log = lock(&self.0.log);
+        let file = OpenOptions::new()
+            .append(append)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        let ino = match self.node(&log, path) {
+            Some(Node::File(ino)) => ino,
+            Some(Node::Dir(_)) => panic!("crash_sim: {} is a directory", path.display()),
+            None if create => self.new_file(&mut log, path),
+            None => panic!(
+                "crash_sim: {} exists but was not created through the recorder",
+                path.display()
+            ),
+        };
+        Ok(self.file(file, ino))
+    }
+
     fn file(&self, file: File, ino: Ino) -> Box<dyn IoFile> {
         Box::new(RecFile {
             file,
@@ -223,18 +250,11 @@ impl Io for RecordingIo {
     }
 
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
-        let mut log = lock(&self.0.log);
-        let file = OpenOptions::new().append(true).create(create).open(path)?;
-        let ino = match self.node(&log, path) {
-            Some(Node::File(ino)) => ino,
-            Some(Node::Dir(_)) => panic!("crash_sim: {} is a directory", path.display()),
-            None if create => self.new_file(&mut log, path),
-            None => panic!(
-                "crash_sim: {} exists but was not created through the recorder",
-                path.display()
-            ),
-        };
-        Ok(self.file(file, ino))
+        self.open(path, create, true)
+    }
+
+    fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+        self.open(path, create, false)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -318,6 +338,15 @@ impl Write for RecFile {
 }
 
 impl IoFile for RecFile {
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let ino = self.ino;
+        self.record(|f| {
+            std::os::unix::fs::FileExt::write_all_at(f, buf, offset)?;
+            let bytes = buf.to_vec();
+            Ok(((), Op::WriteAt { ino, offset, bytes }))
+        })
+    }
+
     fn sync_data(&mut self) -> io::Result<()> {
         let ino = self.ino;
         self.record(|f| f.sync_data().map(|()| ((), Op::SyncFile { ino })))

@@ -17,8 +17,12 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-/// A file opened for writing. Writes are sequential (append or fresh file).
+/// A file opened for writing. `Write` writes are sequential (append, or from the start of a
+/// file opened with [`Io::open_write`]); [`IoFile::write_at`] writes at an offset.
 pub trait IoFile: Write + Send {
+    /// `pwrite` of all of `buf` at `offset`, leaving the file position alone. Only for a file
+    /// opened with [`Io::open_write`] (on an append-mode file Linux appends instead).
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// `fdatasync`: the file's data and size are durable.
     fn sync_data(&mut self) -> io::Result<()>;
     /// `fsync`: as `sync_data`, plus the rest of the inode's metadata.
@@ -35,6 +39,9 @@ pub trait Io: Send + Sync + Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>>;
     /// Opens `path` for appending; creates it if missing and `create` is set.
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>>;
+    /// Opens `path` for writing at offsets (position 0, not truncated, not append mode);
+    /// creates it if missing and `create` is set.
+    fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>>;
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
@@ -54,6 +61,9 @@ pub fn real() -> Arc<dyn Io> {
 }
 
 impl IoFile for File {
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
+    }
     fn sync_data(&mut self) -> io::Result<()> {
         File::sync_data(self)
     }
@@ -74,6 +84,10 @@ impl Io for RealIo {
     }
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
         let f = OpenOptions::new().append(true).create(create).open(path)?;
+        Ok(Box::new(f))
+    }
+    fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+        let f = OpenOptions::new().write(true).create(create).open(path)?;
         Ok(Box::new(f))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -24,11 +24,15 @@
 //!    the data. Fresh nodes starting together still converge: each takes the newest of
 //!    the one-member layouts it hears of, whose owner does not compute either, and adds
 //!    itself to it; the owner then takes that.
+//! 6. A node that held a layout with others and receives a newer one without itself was
+//!    dropped by them (`admin leave`, or removed): it takes that layout and computes nothing
+//!    more, so it never puts itself back (which they would undo, and so on). If it comes
+//!    back, the others add it when membership says it is up again.
 //!
 //! # Invariants
 //! - The held layout only ever gets newer; every node that has heard of the same layouts
 //!   holds the same one (the order is total).
-//! - This node is always a member of the layout it holds.
+//! - This node is a member of the layout it holds, unless the others dropped it (rule 6).
 
 use crate::ring::{Layout, PartitionConfig};
 use troupe_protocol::swim::NodeId;
@@ -70,12 +74,20 @@ pub struct LayoutBook {
     me: NodeId,
     cfg: PartitionConfig,
     current: Layout,
+    /// The others dropped this node (rule 6): it proposes nothing until a layout that
+    /// includes it again arrives.
+    dropped: bool,
 }
 
 impl LayoutBook {
     /// `current` is what the data directory held (or a fresh one-member layout).
     pub fn new(me: NodeId, cfg: PartitionConfig, current: Layout) -> LayoutBook {
-        LayoutBook { me, cfg, current }
+        LayoutBook {
+            me,
+            cfg,
+            current,
+            dropped: false,
+        }
     }
 
     pub fn current(&self) -> &Layout {
@@ -90,6 +102,9 @@ impl LayoutBook {
 
     /// Rules 1 and 2: the layout to hold after membership said `view`, if it changes.
     pub fn on_view(&mut self, view: &MembersView) -> Option<Layout> {
+        if self.dropped || view.departed.contains(&self.me) {
+            return None; // rule 6
+        }
         let wanted = self.wanted(view);
         let table = &self.current.table;
         if wanted == table.members() && table.config() == self.cfg {
@@ -127,9 +142,13 @@ impl LayoutBook {
         if !layout.is_newer_than(&self.current) {
             return Received::Same;
         }
+        // Rule 6: a member the others dropped (it left, or was removed) takes their layout
+        // as it is; putting itself back would undo their change, and they undo that again.
+        let removed = !self.is_standalone() && !layout.table.members().contains(&self.me);
+        self.dropped = removed;
         self.current = layout;
         Received::Adopted {
-            follow_up: self.on_view(view),
+            follow_up: if removed { None } else { self.on_view(view) },
         }
     }
 
@@ -265,6 +284,25 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_node_takes_the_layout_without_it_and_stays_out() {
+        let base = Layout::initial([id("a"), id("b"), id("x")], cfg()).unwrap();
+        let mut x = LayoutBook::new(id("x"), cfg(), base.clone());
+        let without = base.next([id("a"), id("b")], cfg()).unwrap();
+        // x's own view still lists itself (it has not heard that it left).
+        let v = view(&["a", "b", "x"], &[]);
+        assert_eq!(
+            x.on_received(without.clone(), &v),
+            Received::Adopted { follow_up: None }
+        );
+        assert_eq!(x.current(), &without);
+        assert_eq!(x.on_view(&v), None, "it does not put itself back");
+        // The others add it again when it comes back: x takes that.
+        let back = without.next([id("a"), id("b"), id("x")], cfg()).unwrap();
+        assert!(matches!(x.on_received(back, &v), Received::Adopted { .. }));
+        assert_eq!(members(x.current()), vec!["a", "b", "x"]);
+    }
+
+    #[test]
     fn a_lone_node_still_follows_a_change_of_n() {
         let one = PartitionConfig {
             partitions: 64,
@@ -277,8 +315,8 @@ mod tests {
 
     #[test]
     fn concurrent_changes_converge_on_one_layout_with_both() {
-        // a and c both start from the same v2 {a, b}; a sees x join, c sees y.
-        let base = Layout::initial([id("a"), id("b")], cfg()).unwrap();
+        // a and c both start from the same v1 {a, b, c}; a sees x join, c sees y.
+        let base = Layout::initial([id("a"), id("b"), id("c")], cfg()).unwrap();
         let mut a = LayoutBook::new(id("a"), cfg(), base.clone());
         let mut c = LayoutBook::new(id("c"), cfg(), base);
         let va = view(&["a", "b", "c", "x"], &[]);

@@ -22,7 +22,7 @@ use super::driver::{MEffect, MembershipCore, MembershipTimer};
 use crate::failure_detector::actor::{
     DetectorInputs, DetectorOutputs, FailureDetectorActor, MAILBOX,
 };
-use crate::peer::{PeerInbound, PeerTransport};
+use crate::peer::{Direction, PeerInbound, PeerTransport};
 use crate::stats::ActorCounters;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -366,10 +366,16 @@ impl Handler<Fault> for MembershipActor {
             .collect::<Vec<_>>()
             .as_slice()
         {
-            ["drop", target] => self.transport.fault_drop(target),
+            ["drop", target] => self.transport.fault_drop(target, Direction::Both),
+            ["drop", target, "in"] => self.transport.fault_drop(target, Direction::In),
+            ["drop", target, "out"] => self.transport.fault_drop(target, Direction::Out),
             ["heal"] => self.transport.fault_heal(),
             ["status"] | [] => {}
-            _ => return Err("usage: fault drop <node-id|all> | fault heal | fault status".into()),
+            _ => {
+                return Err(
+                    "usage: fault drop <node-id|all> [in|out] | fault heal | fault status".into(),
+                )
+            }
         }
         Ok(self.transport.fault_status())
     }

@@ -4,7 +4,7 @@
 //! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 3 (all integers little-endian):
 //!
 //! ```text
-//! segment = [segment header: 32 bytes] [batch]*
+//! segment = [segment header: 32 bytes] [batch]* [zeros]*   (zeros: preallocation, below)
 //! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 3][segment number: u64]
 //!                  [salt: u64, random per segment][crc32 of the 28 bytes before it: u32]
 //! batch   = [batch header: 20 bytes] [record]*   (one group commit: one write(2))
@@ -42,10 +42,15 @@
 //!   segment, is [`WalError::Corrupt`] naming file and offset, and recovery changes nothing
 //!   on disk.
 //! - Segments are numbered; `rotate` starts a new one so the flusher can retire old ones.
+//! - The writer keeps the segment preallocated with zeros past the log's end (batches are
+//!   written at the end with `pwrite`), so a group commit's fdatasync writes data blocks
+//!   only. Only the last segment has such a tail: `rotate` cuts it off durably before the
+//!   next segment exists, and recovery cuts it off quietly (an all-zero tail after the
+//!   last batch is not counted as torn).
 
 use crate::engine::io::{self as fsio, Io, IoFile};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -62,6 +67,11 @@ pub use format::{encode_record, parse_segment, Damage, SegmentReplay, WalRecord}
 
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The writer grows a segment by zeros ahead of the log by its own size, at least
+/// `PREALLOC_MIN` and at most `PREALLOC_MAX` at a time (see `WriterThread::preallocate`).
+const PREALLOC_MIN: u64 = 64 << 10;
+const PREALLOC_MAX: u64 = 1 << 20;
 
 /// Why the log could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +179,21 @@ pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(&path))?;
         let seg = parse_segment(&path, n, &data, Some(n) == last)?;
-        if seg.torn_bytes > 0 {
+        // Zeros after the last batch: the writer's preallocation (or a batch none of whose
+        // bytes reached the disk, so none of it was acknowledged). Cut off like a torn
+        // tail, without a warning.
+        let zero_tail = data[seg.valid_len as usize..].iter().all(|&b| b == 0);
+        if seg.torn_bytes > 0 && zero_tail {
+            log::debug!(
+                "WAL {}: cutting {} preallocated bytes at offset {}",
+                path.display(),
+                seg.torn_bytes,
+                seg.valid_len
+            );
+            let mut f = io.open_append(&path, false).map_err(io_err(&path))?;
+            f.set_len(seg.valid_len).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        } else if seg.torn_bytes > 0 {
             log::warn!(
                 "WAL {}: dropping a torn tail of {} bytes at offset {} (crash during a write)",
                 path.display(),
@@ -180,7 +204,9 @@ pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
             f.set_len(seg.valid_len).map_err(io_err(&path))?;
             f.sync_all().map_err(io_err(&path))?;
         }
-        out.torn_bytes += seg.torn_bytes;
+        if !zero_tail {
+            out.torn_bytes += seg.torn_bytes;
+        }
         out.records.extend(seg.records);
     }
     Ok(out)
@@ -194,16 +220,16 @@ struct OpenSegment {
     len: u64,
 }
 
-/// Opens segment `n` at `path` for appending. A new or empty file (recovery truncates a
+/// Opens segment `n` at `path` for writing at its end (`len`). A new or empty file (recovery truncates a
 /// torn segment header to nothing) first gets its segment header, so that a segment that is
 /// not the last always starts with a complete header. The file is synced either way: a
 /// process killed before its last fdatasync leaves bytes in the page cache that recovery
 /// replayed, and the next batch's `synced_before` will claim them.
 fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<OpenSegment, WalError> {
-    let mut file = io.open_append(path, true).map_err(io_err(path))?;
+    let mut file = io.open_write(path, true).map_err(io_err(path))?;
     let salt = if file.size().map_err(io_err(path))? == 0 {
         let salt = format::new_salt();
-        file.write_all(&format::segment_header(n, salt))
+        file.write_at(&format::segment_header(n, salt), 0)
             .map_err(io_err(path))?;
         salt
     } else {
@@ -314,6 +340,8 @@ impl<T: Send + 'static> WalWriter<T> {
             file,
             salt,
             end: len,
+            alloc: len,
+            prealloc: true,
             synced: len,
             durability,
             health: health.clone(),
@@ -481,6 +509,34 @@ mod tests {
     }
 
     use format::record_offsets;
+
+    /// Segments are preallocated (zeros past the log's end) so that a group commit's
+    /// fdatasync finds no file size or block allocation to write; a rotation cuts the old
+    /// segment back to its end (only the last segment may end in a torn tail), and recovery
+    /// takes the last segment's zero tail as no damage.
+    #[test]
+    fn segments_are_preallocated_and_their_zero_tail_is_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = write_segments(dir.path(), &[3, 4]);
+        let first = segment_path(dir.path(), 1);
+        let data = fs::read(&first).unwrap();
+        let seg = parse_segment(&first, 1, &data, false).expect("a rotated segment is whole");
+        assert_eq!(seg.valid_len, data.len() as u64, "rotation cut the zeros");
+        let last = segment_path(dir.path(), 2);
+        let data = fs::read(&last).unwrap();
+        let seg = parse_segment(&last, 2, &data, true).unwrap();
+        assert!(
+            data.len() as u64 >= PREALLOC_MIN && seg.valid_len < data.len() as u64,
+            "the last segment is preallocated: {} bytes, {} of them log",
+            data.len(),
+            seg.valid_len
+        );
+        assert!(data[seg.valid_len as usize..].iter().all(|&b| b == 0));
+        let r = recover(&fsio::RealIo, dir.path()).unwrap();
+        assert_eq!(r.records, all);
+        assert_eq!(r.torn_bytes, 0, "a zero tail is not reported as torn");
+        assert_eq!(fs::metadata(&last).unwrap().len(), seg.valid_len);
+    }
 
     fn expect_corrupt(r: Result<Recovered, WalError>, want_path: &Path, want_offset: usize) {
         match r {

@@ -132,11 +132,24 @@ impl PeerConfig {
     }
 }
 
-/// Which traffic the fault hook drops.
+/// What the fault hook drops, per direction: traffic this node sends (`out`) and traffic it
+/// reads (`in`), for every peer (`all`) or for some (node ids or addresses).
 #[derive(Debug, Default, Clone)]
 struct Fault {
-    all: bool,
-    nodes: BTreeSet<String>,
+    all_in: bool,
+    all_out: bool,
+    nodes_in: BTreeSet<String>,
+    nodes_out: BTreeSet<String>,
+}
+
+/// Which traffic `fault drop` cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    /// What this node reads from the peer.
+    In,
+    /// What this node sends to the peer.
+    Out,
 }
 
 struct Inner {
@@ -266,14 +279,25 @@ impl PeerTransport {
 
     /// Fault hook: drop all peer traffic to and from `target` (a node id, a peer address,
     /// or `all`).
-    pub fn fault_drop(&self, target: &str) {
+    pub fn fault_drop(&self, target: &str, dir: Direction) {
         let mut f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        let (cut_in, cut_out) = match dir {
+            Direction::Both => (true, true),
+            Direction::In => (true, false),
+            Direction::Out => (false, true),
+        };
         if target == "all" {
-            f.all = true;
+            f.all_in |= cut_in;
+            f.all_out |= cut_out;
         } else {
-            f.nodes.insert(target.to_string());
+            if cut_in {
+                f.nodes_in.insert(target.to_string());
+            }
+            if cut_out {
+                f.nodes_out.insert(target.to_string());
+            }
         }
-        log::warn!("fault injection: dropping peer traffic for {target}");
+        log::warn!("fault injection: dropping peer traffic for {target} ({dir:?})");
     }
 
     /// Fault hook: stop dropping anything.
@@ -283,19 +307,35 @@ impl PeerTransport {
         log::warn!("fault injection: healed");
     }
 
-    /// What the fault hook drops now (`all` or node ids).
+    /// What the fault hook drops now: `all`, node ids, each with ` in` or ` out` when only
+    /// one direction is cut.
     pub fn fault_status(&self) -> Vec<String> {
         let f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
-        if f.all {
-            vec!["all".to_string()]
-        } else {
-            f.nodes.iter().cloned().collect()
+        let mut out = Vec::new();
+        let mut add = |name: &str, i: bool, o: bool| match (i, o) {
+            (true, true) => out.push(name.to_string()),
+            (true, false) => out.push(format!("{name} in")),
+            (false, true) => out.push(format!("{name} out")),
+            (false, false) => {}
+        };
+        add("all", f.all_in, f.all_out);
+        let names: BTreeSet<&String> = f.nodes_in.iter().chain(&f.nodes_out).collect();
+        for n in names {
+            add(n, f.nodes_in.contains(n), f.nodes_out.contains(n));
         }
+        out
     }
 
+    /// Whether traffic to `node` is cut.
     fn is_dropped(&self, node: &str) -> bool {
         let f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
-        f.all || f.nodes.contains(node)
+        f.all_out || f.nodes_out.contains(node)
+    }
+
+    /// Whether traffic from `node` is cut.
+    fn is_dropped_in(&self, node: &str) -> bool {
+        let f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        f.all_in || f.nodes_in.contains(node)
     }
 }
 
@@ -347,7 +387,7 @@ async fn serve_one(
             }
             None => return,
         };
-        if transport.is_dropped(from.as_str()) {
+        if transport.is_dropped_in(from.as_str()) {
             continue;
         }
         let msg = match PeerMsg::decode(&body) {
@@ -402,5 +442,31 @@ async fn serve_one(
             }
             Err(SendError::Closed(_)) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fault drop NODE in|out` cuts one direction only (the checker's one-way partition),
+    /// and `all` or a node without a direction cuts both; `heal` restores everything.
+    #[test]
+    fn the_fault_hook_cuts_one_direction_or_both() {
+        let cfg = PeerConfig::new(NodeId("n1".into()), "", 1 << 20, 1000, 500);
+        let t = PeerTransport::new(cfg, CancellationToken::new());
+        t.fault_drop("n2", Direction::In);
+        assert!(t.is_dropped_in("n2") && !t.is_dropped("n2"));
+        t.fault_drop("n3", Direction::Out);
+        assert!(!t.is_dropped_in("n3") && t.is_dropped("n3"));
+        t.fault_drop("n4", Direction::Both);
+        assert!(t.is_dropped_in("n4") && t.is_dropped("n4"));
+        assert_eq!(t.fault_status(), ["n2 in", "n3 out", "n4"]);
+        assert!(!t.is_dropped("n5") && !t.is_dropped_in("n5"));
+        t.fault_drop("all", Direction::In);
+        assert!(t.is_dropped_in("n5") && !t.is_dropped("n5"));
+        t.fault_heal();
+        assert!(t.fault_status().is_empty());
+        assert!(!t.is_dropped_in("n2") && !t.is_dropped("n4"));
     }
 }

@@ -164,13 +164,17 @@ impl PartitionTable {
     /// Each partition's primaries as indices into [`members`](Self::members), partition-major
     /// (the `held` of [`from_held`](Self::from_held)).
     pub fn held(&self) -> Vec<u32> {
-        let index: BTreeMap<&NodeId, u32> = self
-            .members
+        let index = self.index();
+        self.primaries.iter().map(|m| index[m]).collect()
+    }
+
+    /// Member -> its index in [`members`](Self::members).
+    fn index(&self) -> BTreeMap<&NodeId, u32> {
+        self.members
             .iter()
             .enumerate()
             .map(|(i, m)| (m, i as u32))
-            .collect();
-        self.primaries.iter().map(|m| index[m]).collect()
+            .collect()
     }
 
     /// The configuration the table was computed for.
@@ -297,12 +301,7 @@ impl PartitionTable {
             h.update(&u32le(m.0.len()));
             h.update(m.0.as_bytes());
         }
-        let index: BTreeMap<&NodeId, u32> = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m, i as u32))
-            .collect();
+        let index = self.index();
         for p in 0..self.partitions {
             for m in self.primaries(p) {
                 h.update(&index[m].to_le_bytes());

@@ -381,6 +381,11 @@ fn describe(ops: &[Op], cut: usize) -> String {
                 from + i,
                 bytes.len()
             ),
+            Op::WriteAt { ino, offset, bytes } => format!(
+                "{}: WriteAt {{ ino: {ino}, offset: {offset}, {} bytes }}",
+                from + i,
+                bytes.len()
+            ),
             other => format!("{}: {other:?}", from + i),
         })
         .collect();

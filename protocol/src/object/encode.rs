@@ -25,6 +25,8 @@ pub const CONTEXT_FORMAT_V1: u8 = 0xC1;
 const TAG_DATA: u8 = 0x00;
 /// Value tag: a delete marker, nothing follows.
 const TAG_DELETED: u8 = 0x01;
+/// Value tag: a typed state (`crate::crdt`): varint length, then the state's bytes.
+const TAG_TYPED: u8 = 0x02;
 
 /// Which encoding a [`DecodeError`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +95,10 @@ pub enum DecodeError {
         values: u64,
         counter: u64,
     },
-    /// A value tag other than data (0x00) or delete marker (0x01).
+    /// A typed state (value tag 0x02) that is not canonical.
+    #[error("object has an invalid typed state at byte {at}: {why}")]
+    BadTyped { at: usize, why: &'static str },
+    /// A value tag other than data (0x00), delete marker (0x01) or typed state (0x02).
     #[error("object has unknown value tag 0x{tag:02x} at byte {at}")]
     BadValueTag { tag: u8, at: usize },
     /// Bytes after the last field.
@@ -244,6 +249,12 @@ pub(super) fn encode_object(obj: &Object) -> Vec<u8> {
                     out.extend_from_slice(bytes);
                 }
                 Value::Deleted => out.push(TAG_DELETED),
+                Value::Typed(t) => {
+                    let bytes = t.encode();
+                    out.push(TAG_TYPED);
+                    put_varint(&mut out, bytes.len() as u64);
+                    out.extend_from_slice(&bytes);
+                }
             }
         }
     }
@@ -301,6 +312,20 @@ pub(super) fn decode_object(bytes: &[u8]) -> Result<Object, DecodeError> {
                     values.push(Value::Data(r.bytes(len, "the value's bytes")?.to_vec()));
                 }
                 TAG_DELETED => values.push(Value::Deleted),
+                TAG_TYPED => {
+                    let len = r.varint("a typed state's length")?;
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    let body = r.bytes(len, "the typed state's bytes")?;
+                    let mut sub = Reader::new(body, kind);
+                    let typed = crate::crdt::Typed::decode_from(&mut sub).map_err(|e| match e {
+                        DecodeError::BadTyped { at: a, why } => {
+                            DecodeError::BadTyped { at: at + a, why }
+                        }
+                        other => other,
+                    })?;
+                    sub.finish()?;
+                    values.push(Value::Typed(typed));
+                }
                 tag => return Err(DecodeError::BadValueTag { tag, at }),
             }
         }

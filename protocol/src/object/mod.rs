@@ -45,6 +45,7 @@
 //!   K times:
 //!     0x00 varint(len) bytes    a value
 //!     0x01                      a delete marker
+//!     0x02 varint(len) bytes    a typed state (`crate::crdt`, its own type byte first)
 //! ```
 //!
 //! Varints are unsigned LEB128 in their shortest form. Any other leading byte is refused
@@ -65,7 +66,7 @@
 //! assert_eq!(Object::decode(&z.encode()).unwrap(), z);
 //! ```
 
-mod encode;
+pub(crate) mod encode;
 mod vv;
 
 #[cfg(test)]
@@ -130,6 +131,8 @@ impl fmt::Display for Dot {
 pub enum Value {
     Data(Vec<u8>),
     Deleted,
+    /// The state of a conflict-free type (`crate::crdt`).
+    Typed(crate::crdt::Typed),
 }
 
 impl Value {
@@ -162,7 +165,7 @@ impl Value {
     pub fn as_data(&self) -> Option<&[u8]> {
         match self {
             Value::Data(b) => Some(b),
-            Value::Deleted => None,
+            Value::Deleted | Value::Typed(_) => None,
         }
     }
 }
@@ -419,6 +422,16 @@ impl Object {
     /// ```
     pub fn live_values(&self) -> Vec<&[u8]> {
         self.siblings().filter_map(|(_, v)| v.as_data()).collect()
+    }
+
+    /// The typed states among the siblings (a typed key's concurrent states).
+    pub fn typed_values(&self) -> Vec<&crate::crdt::Typed> {
+        self.siblings()
+            .filter_map(|(_, v)| match v {
+                Value::Typed(t) => Some(t),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of siblings, delete markers included.
