@@ -1,7 +1,7 @@
 //! Target `peer_msg`: the peer port's decoders. A frame body goes to [`PeerMsg::decode`]
 //! (SWIM messages, replication data batches, layout gossip) and to the three handshake
-//! frames' decoders; what a node decodes further from a message is decoded too: the objects
-//! and contexts inside a data batch (`crate::object`), and a gossiped layout's table
+//! frames' decoders; what a node decodes further from a message is decoded too: the objects,
+//! contexts, typed states and key clocks inside a data batch (`crate::object`), and a gossiped layout's table
 //! ([`Layout::from_wire`], the receiver's validation). The same bytes wrapped as a layout
 //! file (magic, format byte, body, blake3) go to [`Layout::decode_file`].
 //!
@@ -65,6 +65,7 @@ fn data_msg(m: &DataMsg) {
                     crate::object::context(c);
                 }
             }
+            DataReq::Keys { .. } => {}
         },
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object {
@@ -72,8 +73,16 @@ fn data_msg(m: &DataMsg) {
             } => {
                 crate::object::object(object);
             }
-            DataResp::Written { context, .. } => {
+            DataResp::Written { context, typed, .. } => {
                 crate::object::context(context);
+                if let Some(t) = typed {
+                    crate::object::typed(t);
+                }
+            }
+            DataResp::Keys { entries, .. } => {
+                for e in entries {
+                    crate::object::context(&e.clock);
+                }
             }
             _ => {}
         },

@@ -13,7 +13,8 @@ use troupe_actors::engine::Entry;
 use troupe_actors::memtable::wal::format::{encode_segment, WalRecord};
 use troupe_actors::ring::{Layout, PartitionConfig};
 use troupe_protocol::admin::AdminRequest;
-use troupe_protocol::data::{DataMsg, DataReq, DataResp};
+use troupe_protocol::crdt::{Typed, TypedOp};
+use troupe_protocol::data::{DataMsg, DataReq, DataResp, KeyEntry};
 use troupe_protocol::layout::LayoutMsg;
 use troupe_protocol::message::{encode_request, Quorum, Reply, Request, Response};
 use troupe_protocol::object::{ActorId, Object, Value, VersionVector};
@@ -85,7 +86,11 @@ fn objects() -> Vec<(String, Object)> {
             .expect("fresh")
     });
     let big = c_update(&sib, c);
+    let typed = typed_states().into_iter().fold(Object::new(), |o, (_, t)| {
+        o.update(&none, Value::Typed(t), a).expect("fresh")
+    });
     vec![
+        ("typed".into(), typed),
         ("empty".into(), Object::new()),
         ("one".into(), a1),
         ("two".into(), a2),
@@ -93,6 +98,52 @@ fn objects() -> Vec<(String, Object)> {
         ("siblings".into(), sib),
         ("many".into(), many),
         ("max-actor".into(), big),
+    ]
+}
+
+/// Typed states made by the real operations: a counter, a set, a register.
+fn typed_states() -> Vec<(String, Typed)> {
+    let (a, b) = (ActorId(0xA), ActorId(0xB));
+    let apply = |op: TypedOp, cur: Option<&Typed>, actor| {
+        op.apply(cur, actor, 1_700_000_000_000 << 16, 1000)
+            .expect("a valid op")
+    };
+    let c1 = apply(TypedOp::Incr { by: 5 }, None, a);
+    let c2 = apply(TypedOp::Incr { by: -7 }, Some(&c1), b);
+    let members = |m: &[&str]| m.iter().map(|x| serde_bytes_buf(x.as_bytes())).collect();
+    let s1 = apply(
+        TypedOp::SetAdd {
+            members: members(&["x", "y"]),
+        },
+        None,
+        a,
+    );
+    let s2 = apply(
+        TypedOp::SetAdd {
+            members: members(&["z"]),
+        },
+        Some(&s1),
+        b,
+    );
+    let s3 = apply(
+        TypedOp::SetRemove {
+            members: members(&["x"]),
+        },
+        Some(&s2),
+        a,
+    );
+    let r1 = apply(
+        TypedOp::RegPut {
+            value: b"v".to_vec(),
+        },
+        None,
+        a,
+    );
+    let r2 = apply(TypedOp::RegPut { value: vec![9; 40] }, Some(&r1), b);
+    vec![
+        ("counter".into(), c2),
+        ("set".into(), s3),
+        ("register".into(), r2),
     ]
 }
 
@@ -141,6 +192,43 @@ fn client_frame(out: &mut Vec<Seed>) {
             context: Some(ctx.clone()),
             w: Some(Quorum::One),
         },
+        Request::Incr {
+            key: b"c".to_vec(),
+            by: -3,
+            w: None,
+        },
+        Request::Counter {
+            key: b"c".to_vec(),
+            r: Some(Quorum::All),
+        },
+        Request::Sadd {
+            key: b"s".to_vec(),
+            members: vec![b"a".to_vec(), vec![]],
+            w: None,
+        },
+        Request::Srem {
+            key: b"s".to_vec(),
+            members: vec![b"a".to_vec()],
+            w: Some(Quorum::One),
+        },
+        Request::Smembers {
+            key: b"s".to_vec(),
+            r: None,
+        },
+        Request::RegPut {
+            key: b"r".to_vec(),
+            value: b"v".to_vec(),
+            w: None,
+        },
+        Request::RegGet {
+            key: b"r".to_vec(),
+            r: None,
+        },
+        Request::Keys {
+            prefix: Some(b"k".to_vec()),
+            limit: Some(10),
+            after: Some(b"k1".to_vec()),
+        },
     ];
     for (i, r) in reqs.iter().enumerate() {
         let mut s = prefix(4096, 255);
@@ -161,6 +249,7 @@ fn client_frame(out: &mut Vec<Seed>) {
         id: 9,
         op: "status".into(),
         args: vec!["--json".into()],
+        token: Some("admin-token".into()),
     };
     let mut s = prefix(4096, 255);
     s.extend(framed(&admin.encode()));
@@ -260,6 +349,28 @@ fn peer_msg(out: &mut Vec<Seed>) {
                         value: Some(b"v".to_vec()),
                         context: Some(ctx.clone()),
                         w: Some(Quorum::Quorum),
+                        typed: None,
+                    },
+                },
+                DataMsg::Req {
+                    id: 4,
+                    req: DataReq::Coordinate {
+                        key: b"c".to_vec(),
+                        value: None,
+                        context: None,
+                        w: None,
+                        typed: Some(TypedOp::SetAdd {
+                            members: vec![serde_bytes_buf(b"m")],
+                        }),
+                    },
+                },
+                DataMsg::Req {
+                    id: 5,
+                    req: DataReq::Keys {
+                        prefix: Some(b"k".to_vec()),
+                        after: Some(b"k1".to_vec()),
+                        limit: 100,
+                        partitions: vec![0, 3, 15],
                     },
                 },
             ]),
@@ -280,6 +391,18 @@ fn peer_msg(out: &mut Vec<Seed>) {
                     resp: DataResp::Written {
                         context: ctx,
                         values: Some(vec![serde_bytes_buf(b"a"), serde_bytes_buf(b"b")]),
+                        typed: Some(typed_states()[1].1.encode()),
+                    },
+                },
+                DataMsg::Resp {
+                    id: 5,
+                    resp: DataResp::Keys {
+                        entries: vec![KeyEntry {
+                            key: b"k2".to_vec(),
+                            live: true,
+                            clock: objs[4].1.context().encode(),
+                        }],
+                        last: Some(b"k2".to_vec()),
                     },
                 },
                 DataMsg::Resp {
@@ -367,6 +490,13 @@ fn object(out: &mut Vec<Seed>) {
             "object",
             format!("msgpack-{name}"),
             [&[3], &mp[..]].concat(),
+        ));
+    }
+    for (name, t) in typed_states() {
+        out.push((
+            "object",
+            format!("typed-{name}"),
+            [&[4], &t.encode()[..]].concat(),
         ));
     }
     // Mode 2: actor, object, context, object.
