@@ -1,7 +1,8 @@
 //! `troupe check` end to end: one short seeded run per workload on three local nodes with
 //! kills, pauses and partitions finds no violation (exit 0, a history and a plot written);
 //! the saved history replays to the same verdict; and the same history with a planted lost
-//! write, resurrection or session violation replays to exit 4 naming it.
+//! write (set), resurrection (register), counter out of bounds or session violation replays
+//! to exit 4 naming it.
 
 use crate::harness::BIN;
 use serde_json::Value;
@@ -58,7 +59,31 @@ fn every_workload_survives_faults_and_planted_bugs_are_caught() {
         // Plant a bug in the recorded history and replay it.
         let mut h: Value = serde_json::from_slice(&std::fs::read(&history).unwrap()).unwrap();
         let planted = match *workload {
-            "set" | "register" => {
+            "register" => {
+                // Bring back a value an acknowledged write replaced: a resurrection.
+                let ops = h["ops"].as_array().unwrap().clone();
+                let (key, back) = ops
+                    .iter()
+                    .filter(|o| o["kind"] == "put" && o["outcome"] == "ok")
+                    .find_map(|o| {
+                        let from = &ops[o["context_from"].as_u64()? as usize];
+                        let v = from["values_returned"]
+                            .as_array()?
+                            .iter()
+                            .find(|v| **v != o["value"])?;
+                        Some((o["key"].clone(), v.clone()))
+                    })
+                    .expect("a write that replaced a value it had read");
+                for f in h["final_reads"].as_array_mut().unwrap() {
+                    if f["key"] == key {
+                        let vals = f["values"].as_array_mut().unwrap();
+                        vals.retain(|x| *x != back);
+                        vals.push(back.clone());
+                    }
+                }
+                "resurrected"
+            }
+            "set" => {
                 // Drop an acknowledged value that the final read holds: a lost write.
                 let finals = h["final_reads"].clone();
                 let held = |o: &Value| {
