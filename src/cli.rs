@@ -32,6 +32,20 @@ pub struct ConnArgs {
     pub token: Option<String>,
 }
 
+/// The value given on the command line, or, when it was left out, all of stdin.
+pub(crate) fn value_or_stdin(value: Option<String>) -> anyhow::Result<Vec<u8>> {
+    Ok(match value {
+        Some(v) => v.into_bytes(),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the value from stdin")?;
+            buf
+        }
+    })
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,16 +184,7 @@ pub fn put(
 ) -> anyhow::Result<Outcome> {
     let context = context.map(|c| unhex("--context", c)).transpose()?;
     let w = quorum("--w", w)?;
-    let value = match value {
-        Some(v) => v.into_bytes(),
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the value from stdin")?;
-            buf
-        }
-    };
+    let value = value_or_stdin(value)?;
     // A copy of the value for the size check: the CLI sends one request, so simple wins.
     check_request(&Request::Put {
         key: key.as_bytes().to_vec(),

@@ -7,10 +7,8 @@
 use crate::cli::{
     check_request, connect, json_value, print_values, quorum, runtime, ConnArgs, Outcome,
 };
-use anyhow::Context as _;
 use serde_json::json;
 use std::future::Future;
-use std::io::Read;
 use troupe_protocol::message::Request;
 use troupe_protocol::{Client, ClientError};
 
@@ -152,16 +150,7 @@ pub fn run(cmd: TypeCmd) -> anyhow::Result<Outcome> {
             conn,
         } => {
             let w = quorum("--w", w.as_deref())?;
-            let value = match value {
-                Some(v) => v.into_bytes(),
-                None => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .context("reading the value from stdin")?;
-                    buf
-                }
-            };
+            let value = crate::cli::value_or_stdin(value)?;
             // A copy of the value for the size check, as `put` does: one request, simple wins.
             check_request(&Request::RegPut {
                 key: key.clone().into_bytes(),

@@ -525,11 +525,12 @@ fn data_type_commands_print_values_and_exit_codes() {
         );
     }
 
-    // `del` of a typed key (no context to read) removes it; it can then take another type.
+    // `del` of a typed key (no context to read) resets it: a counter reads 0 again and stays
+    // a counter (its replicas' counters are kept, so later increments are never lost).
     assert_eq!(node.cli(&["del", "hits"]).0, 0);
     assert_eq!(node.cli(&["counter", "hits"]).1, "0\n");
-    assert_eq!(node.cli(&["sadd", "hits", "now-a-set"]).0, 0);
-    assert_eq!(node.cli(&["smembers", "hits"]).1, "now-a-set");
+    assert_eq!(node.cli(&["sadd", "hits", "now-a-set"]).0, 2);
+    assert_eq!(node.cli(&["incr", "hits"]).1, "1\n");
 }
 
 /// Issue 10: `bench --workload incr|sadd` writes counters and sets under their own keys

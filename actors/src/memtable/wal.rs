@@ -183,23 +183,22 @@ pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
         // bytes reached the disk, so none of it was acknowledged). Cut off like a torn
         // tail, without a warning.
         let zero_tail = data[seg.valid_len as usize..].iter().all(|&b| b == 0);
-        if seg.torn_bytes > 0 && zero_tail {
-            log::debug!(
-                "WAL {}: cutting {} preallocated bytes at offset {}",
-                path.display(),
-                seg.torn_bytes,
-                seg.valid_len
-            );
-            let mut f = io.open_append(&path, false).map_err(io_err(&path))?;
-            f.set_len(seg.valid_len).map_err(io_err(&path))?;
-            f.sync_all().map_err(io_err(&path))?;
-        } else if seg.torn_bytes > 0 {
-            log::warn!(
-                "WAL {}: dropping a torn tail of {} bytes at offset {} (crash during a write)",
-                path.display(),
-                seg.torn_bytes,
-                seg.valid_len
-            );
+        if seg.torn_bytes > 0 {
+            if zero_tail {
+                log::debug!(
+                    "WAL {}: cutting {} preallocated bytes at offset {}",
+                    path.display(),
+                    seg.torn_bytes,
+                    seg.valid_len
+                );
+            } else {
+                log::warn!(
+                    "WAL {}: dropping a torn tail of {} bytes at offset {} (crash during a write)",
+                    path.display(),
+                    seg.torn_bytes,
+                    seg.valid_len
+                );
+            }
             let mut f = io.open_append(&path, false).map_err(io_err(&path))?;
             f.set_len(seg.valid_len).map_err(io_err(&path))?;
             f.sync_all().map_err(io_err(&path))?;
