@@ -166,10 +166,16 @@ def test_a_key_holds_one_type(node):
             with pytest.raises(TroupeError) as e:
                 call()
             assert e.value.code == "bad_request" and "counter" in e.value.msg
-        # A delete without a context removes the state the node saw; the key is free again.
+        # A delete without a context resets what the node saw: a counter reads 0 and stays a
+        # counter (each replica's counters are kept, so later increments are never lost).
         c.delete(b"py-typed")
-        c.reg_put(b"py-typed", b"now a register")
-        assert c.reg_get(b"py-typed") == b"now a register"
+        assert c.counter(b"py-typed") == 0
+        assert c.incr(b"py-typed") == 1
+        # A register is deleted outright; the key is then free to hold another type.
+        c.reg_put(b"py-reg", b"v")
+        c.delete(b"py-reg")
+        assert c.reg_get(b"py-reg") is None
+        c.incr(b"py-reg")
 
 
 def test_keys_pages_through_live_keys(node):
