@@ -85,6 +85,8 @@ struct Session {
     at: usize,
     client: Option<Client>,
     n: u64,
+    /// The last operation was refused outright (the loop then backs off a little).
+    refused: bool,
 }
 
 impl Session {
@@ -122,6 +124,7 @@ impl Session {
             op.complete_us = rec.now();
             op.outcome = Outcome::Fail;
             op.error = Some("no node reachable".into());
+            self.refused = true;
             return (rec.push(op), None);
         }
         op.node = self.node();
@@ -161,6 +164,7 @@ impl Session {
                 op.values_returned = op.value.iter().cloned().collect();
             }
         }
+        self.refused = op.outcome == Outcome::Fail;
         (rec.push(op), reply)
     }
 
@@ -363,18 +367,15 @@ pub async fn run(plan: &Plan, target: Target) -> anyhow::Result<History> {
                 clients: clients.clone(),
                 client: None,
                 n: 0,
+                refused: false,
             };
             let (workload, keys) = (plan.workload, plan.keys);
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let before = rec.ops.lock().map_or(0, |o| o.len());
                     s.step(&rec, workload, keys).await;
                     // A client that fails fast (no quorum on its side of a partition) backs
                     // off a little instead of filling the history with refusals.
-                    let failed = rec.ops.lock().is_ok_and(|o| {
-                        o.len() > before && o[before..].iter().all(|op| op.outcome == Outcome::Fail)
-                    });
-                    if failed {
+                    if s.refused {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }

@@ -245,12 +245,19 @@ impl Connection {
                     after,
                     as_type: None,
                 };
-                self.read(id, get, |g| Reply::get(g.values, g.context), (permit, t))
+                self.read(
+                    id,
+                    &self.shared.coordinator_get,
+                    get,
+                    |g| Reply::get(g.values, g.context),
+                    (permit, t),
+                )
             }
             Request::Counter { key, r } => {
                 let get = typed_get(key, r, TypeKind::Counter);
                 self.read(
                     id,
+                    &self.shared.coordinator_get,
                     get,
                     |g| Reply::counter(counter_value(g.typed.as_ref())),
                     (permit, t),
@@ -260,6 +267,7 @@ impl Connection {
                 let get = typed_get(key, r, TypeKind::Set);
                 self.read(
                     id,
+                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Set(s)) => {
@@ -274,6 +282,7 @@ impl Connection {
                 let get = typed_get(key, r, TypeKind::Register);
                 self.read(
                     id,
+                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Register(reg)) => Reply::register(Some(reg.value)),
@@ -330,23 +339,13 @@ impl Connection {
                 limit,
                 after,
             } => {
-                self.shared.coordinator_counters.sent();
-                let list = self.shared.coordinator_keys.send(ClientKeys {
+                let list = ClientKeys {
                     prefix,
                     limit: limit.unwrap_or(DEFAULT_KEYS_LIMIT) as usize,
                     after,
-                });
-                self.reply_later(permit, t, async move {
-                    match list.await {
-                        Ok(Ok(page)) => Response::ok(id, Reply::keys(page.keys, page.cursor)),
-                        Ok(Err(e)) => Response::err(id, e.code, e.msg),
-                        Err(e) => Response::err(
-                            id,
-                            ErrorCode::Internal,
-                            format!("the replication coordinator did not answer: {e}"),
-                        ),
-                    }
-                });
+                };
+                let to = &self.shared.coordinator_keys;
+                self.read(id, to, list, |p| Reply::keys(p.keys, p.cursor), (permit, t))
             }
             Request::RegPut { key, value, w } => {
                 let write = typed_write(key, w, TypedOp::RegPut { value });
@@ -355,16 +354,23 @@ impl Connection {
         }
     }
 
-    /// Sends a read to the coordinator; its reply becomes the response through `ok`.
-    fn read(
-        &mut self,
+    /// Sends a read (`ClientGet`, `ClientKeys`) to the coordinator at `to`; its reply
+    /// becomes the response through `ok`. Nothing was written, so a coordinator that did
+    /// not answer is `internal`.
+    fn read<M, R>(
+        &self,
         id: u64,
-        get: ClientGet,
-        ok: fn(crate::coordinator::GetReply) -> Reply,
+        to: &Recipient<M>,
+        msg: M,
+        ok: fn(R) -> Reply,
         (permit, t): (OwnedSemaphorePermit, Option<Timed>),
-    ) {
+    ) where
+        M: Message<Result = Result<R, crate::coordinator::ClientError>> + Send + 'static,
+        M::Result: Send,
+        R: 'static,
+    {
         self.shared.coordinator_counters.sent();
-        let read = self.shared.coordinator_get.send(get);
+        let read = to.send(msg);
         self.reply_later(permit, t, async move {
             match read.await {
                 Ok(Ok(got)) => Response::ok(id, ok(got)),
