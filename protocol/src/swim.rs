@@ -225,6 +225,8 @@ pub enum PeerMsg {
     Data(Vec<crate::data::DataMsg>),
     /// Ring layout gossip ([`crate::layout`]), on the bulk lane.
     Layout(crate::layout::LayoutMsg),
+    /// Tombstone GC rounds ([`crate::tomb`]), on the bulk lane.
+    Tomb(crate::tomb::TombMsg),
 }
 
 macro_rules! codec_impl {
