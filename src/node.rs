@@ -31,6 +31,7 @@ use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::ring::{Layout, PartitionConfig};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig};
+use troupe_actors::tombstones::{TombstoneActor, TombstoneConfig, TombstoneLinks};
 use troupe_protocol::admin::Addresses;
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
@@ -172,12 +173,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let coord_ctx = Context::<Coordinator>::new();
         let coordinator = coord_ctx.address();
         let layout_ctx = Context::<LayoutActor>::new();
+        let tomb_ctx = Context::<TombstoneActor>::new();
         let (membership, transport) = start_membership(
             &cfg,
             peer_listener,
             &registry,
             coordinator.clone().recipient(),
             layout_ctx.address().recipient(),
+            tomb_ctx.address().recipient(),
             shutdown.clone(),
         );
         let ring_rx = membership
@@ -219,6 +222,23 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_set_members: cfg.limits.max_set_members,
         };
         let coordinator_counters = registry.actor("coordinator");
+        let tomb_actor = TombstoneActor::new(
+            TombstoneConfig::new(
+                NodeId(cfg.node.id.clone()),
+                crate::config::parse_duration(&cfg.cluster.tombstone_grace)?,
+            ),
+            TombstoneLinks {
+                transport: Some(transport.clone()),
+                members: ring_rx.clone(),
+                layout: layout_rx.clone(),
+                get: memtable.clone().recipient(),
+                scan: memtable.clone().recipient(),
+                purge: coordinator.clone().recipient(),
+                hints: None,
+            },
+        );
+        let tomb_stats = tomb_actor.stats();
+        let tombstones = tomb_ctx.run(tomb_actor);
         let coord = Coordinator::new(
             coord_cfg,
             memtable.clone().recipient(),
@@ -232,7 +252,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             registry.actor("memtable"),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
-        .with_scan(memtable.clone().recipient());
+        .with_scan(memtable.clone().recipient())
+        .with_tombstones(tombstones.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
@@ -289,6 +310,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
+            tombstones: Some(tomb_stats.clone()),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
@@ -296,6 +318,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .with_storage(storage)
             .with_membership(membership.clone())
             .with_fault_injection(cfg.node.enable_fault_injection)
+            .with_stats_section("tombstones", Arc::new(move || tomb_stats.named()))
             .with_coordinator(admin::CoordinatorHandles {
                 ring: coordinator.clone().recipient(),
                 preflist: coordinator.clone().recipient(),
@@ -369,6 +392,7 @@ fn start_membership(
     registry: &Registry,
     data_sink: Recipient<peer::DataInbound>,
     layout_sink: Recipient<peer::LayoutInbound>,
+    tomb_sink: Recipient<peer::TombInbound>,
     shutdown: CancellationToken,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
@@ -414,6 +438,7 @@ fn start_membership(
             counters: registry.actor("coordinator"),
         }),
         layout: Some(layout_sink),
+        tomb: Some(tomb_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

@@ -71,6 +71,8 @@ mod tests {
             }],
         });
         let back = PeerMsg::decode(&m.encode()).unwrap();
-        assert!(matches!(back, PeerMsg::Tomb(TombMsg::Check { id: 7, ref entries }) if entries.len() == 1 && entries[0].must_hold));
+        assert!(
+            matches!(back, PeerMsg::Tomb(TombMsg::Check { id: 7, ref entries }) if entries.len() == 1 && entries[0].must_hold)
+        );
     }
 }

@@ -19,5 +19,6 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod tombstones;
 mod types;
 mod wal_repair;

@@ -62,6 +62,10 @@ struct StatsReply {
     compactor: CompactorSnapshot,
     gc: GcReply,
     engine: EngineReply,
+    /// Sections of other actors (tombstones, ...), by name.
+    #[serde(flatten)]
+    sections:
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 fn engine_reply(s: &Storage) -> EngineReply {
@@ -121,6 +125,10 @@ pub(super) fn command(
     s: &Storage,
     id: u64,
     op: &str,
+    sections: std::collections::BTreeMap<
+        &'static str,
+        std::collections::BTreeMap<&'static str, u64>,
+    >,
 ) -> Option<Pin<Box<dyn Future<Output = Vec<u8>>>>> {
     let s = s.clone();
     Some(match op {
@@ -147,6 +155,7 @@ pub(super) fn command(
                             Ok(e) => e,
                             Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
                         },
+                        sections,
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),

@@ -239,8 +239,8 @@ fn next_object(
     };
     let next = match apply {
         Apply::Purge { hash } => {
-            let exact = current.is_tombstone_only()
-                && troupe_protocol::tomb::clock_hash(&current) == hash;
+            let exact =
+                current.is_tombstone_only() && troupe_protocol::tomb::clock_hash(&current) == hash;
             return Ok(if exact {
                 Next::Delete
             } else {
