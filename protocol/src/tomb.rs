@@ -39,6 +39,7 @@ pub struct TombEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
 pub enum TombMsg {
     Check { id: u64, entries: Vec<TombEntry> },
     Verdict { id: u64, ok: Vec<bool> },
