@@ -92,6 +92,11 @@ pub struct NetSection {
     pub max_connections: usize,
     /// Requests in flight per connection; past it the node stops reading that socket.
     pub max_inflight_per_connection: usize,
+    /// Bytes of client requests read but not yet answered, node-wide; at the limit the node
+    /// stops reading sockets (requests up to 64 KiB are not held back).
+    pub max_inflight_bytes: usize,
+    /// A client frame begun must complete within this ("30s"), or the connection closes.
+    pub read_timeout: String,
 }
 
 impl Default for NetSection {
@@ -105,6 +110,8 @@ impl Default for NetSection {
             max_frame_bytes: troupe_protocol::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 4096,
             max_inflight_per_connection: 256,
+            max_inflight_bytes: 256 << 20,
+            read_timeout: "30s".into(),
         }
     }
 }
@@ -339,10 +346,22 @@ impl Config {
                 }
             }
         }
-        let t = parse_duration(&c.request_timeout)
-            .map_err(|e| anyhow::anyhow!("cluster.request_timeout: {e}"))?;
-        if t.is_zero() {
-            bail!("cluster.request_timeout must be more than 0");
+        for (what, d) in [
+            ("cluster.request_timeout", &c.request_timeout),
+            ("cluster.tombstone_grace", &c.tombstone_grace),
+            ("net.read_timeout", &self.net.read_timeout),
+        ] {
+            let t = parse_duration(d).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            if t.is_zero() {
+                bail!("{what} must be more than 0");
+            }
+        }
+        if self.net.max_inflight_bytes < self.net.max_frame_bytes {
+            bail!(
+                "net.max_inflight_bytes ({}) must be at least net.max_frame_bytes ({}): a request of the maximum size must fit",
+                self.net.max_inflight_bytes,
+                self.net.max_frame_bytes
+            );
         }
         let s = &self.storage;
         if s.memtable_bytes < 4096

@@ -46,6 +46,8 @@ pub struct Sources {
     /// The replication coordinator's counters (relaxed atomics, read without a message).
     pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
     pub tombstones: Option<Arc<troupe_actors::tombstones::TombStats>>,
+    /// The client request byte budget (`net.max_inflight_bytes`).
+    pub budget: Option<troupe_actors::connection::reader::ByteBudget>,
     /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
     /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
     pub token: Option<blake3::Hash>,
@@ -264,6 +266,22 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     }
     if let Some(t) = &src.tombstones {
         tombstone_metrics(&mut out, &t.snapshot());
+    }
+    if let Some(b) = &src.budget {
+        family(
+            &mut out,
+            "troupe_inflight_request_bytes",
+            "gauge",
+            "Bytes of client requests read but not yet answered (beyond 64 KiB per frame); at net.max_inflight_bytes readers wait.",
+            &one(b.in_use() as u64),
+        );
+        family(
+            &mut out,
+            "troupe_client_read_stalls_total",
+            "counter",
+            "Client connections closed because a frame did not complete within net.read_timeout.",
+            &one(b.stalls()),
+        );
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -589,6 +607,7 @@ mod tests {
             membership: None,
             coordinator: Some(Arc::default()),
             tombstones: Some(Arc::default()),
+            budget: Some(troupe_actors::connection::reader::ByteBudget::new(1 << 20)),
             token: None,
         }
     }

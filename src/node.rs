@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
+use troupe_actors::connection::reader::ByteBudget;
 use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
@@ -259,6 +260,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         coord_ctx.run(coord);
         log::info!("replica actor id {actor_id:016x}");
 
+        let budget = ByteBudget::new(cfg.net.max_inflight_bytes);
         let shared = ConnectionShared {
             node_id: Arc::from(cfg.node.id.as_str()),
             coordinator_get: coordinator.clone().recipient(),
@@ -271,6 +273,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_frame_bytes: cfg.net.max_frame_bytes,
             shutdown: shutdown.clone(),
             tokens: Arc::new(ClientTokens::new(cfg.auth.client_tokens.iter().map(String::as_str))),
+            budget: budget.clone(),
+            read_timeout: crate::config::parse_duration(&cfg.net.read_timeout)?,
         };
         if shared.tokens.open() {
             log::warn!(
@@ -311,6 +315,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
             tombstones: Some(tomb_stats.clone()),
+            budget: Some(budget),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };

@@ -12,6 +12,7 @@ mod cluster;
 mod console;
 mod crash_recovery;
 mod deploy;
+mod flood;
 mod keys;
 mod layout;
 mod malformed_input;

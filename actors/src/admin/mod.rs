@@ -377,6 +377,9 @@ impl Handler<Command> for Admin {
 /// `token`: the hash of `auth.admin_token` (`None`: no token needed). A request without it
 /// gets `unauthorized` and the connection is closed; tokens are compared as blake3 hashes
 /// (constant time) and never logged.
+/// Admin connections open at once; more are closed at accept.
+pub const MAX_ADMIN_CONNECTIONS: usize = 32;
+
 pub async fn serve(
     listener: TcpListener,
     admin: Addr<Admin>,
@@ -384,15 +387,28 @@ pub async fn serve(
     token: Option<blake3::Hash>,
     shutdown: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "admin").await {
-        actix::spawn(serve_one(
-            stream,
-            addr.to_string(),
-            admin.clone(),
-            max_frame_bytes,
-            token,
-            shutdown.clone(),
-        ));
+        // Bounded: each connection may buffer a frame of up to `max_frame_bytes`.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            log::warn!(
+                "admin connection from {addr} refused: {MAX_ADMIN_CONNECTIONS} already open"
+            );
+            continue; // dropping the stream closes it
+        };
+        let (admin, shutdown) = (admin.clone(), shutdown.clone());
+        actix::spawn(async move {
+            serve_one(
+                stream,
+                addr.to_string(),
+                admin,
+                max_frame_bytes,
+                token,
+                shutdown,
+            )
+            .await;
+            drop(slot);
+        });
     }
 }
 

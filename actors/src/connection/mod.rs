@@ -23,6 +23,7 @@
 //! recorded by the writer task, which holds the connection's one reference to them.
 
 mod listener;
+pub mod reader;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
@@ -31,17 +32,18 @@ use crate::coordinator::{ClientGet, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+use reader::{read_frame, ByteBudget, ReadError};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
 use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
-use troupe_protocol::{ErrorCode, FrameCodec, FrameError};
+use troupe_protocol::{ErrorCode, FrameCodec};
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
@@ -64,6 +66,10 @@ pub struct ConnectionShared {
     pub shutdown: CancellationToken,
     /// `auth.client_tokens` (empty: the port is open).
     pub tokens: Arc<ClientTokens>,
+    /// `net.max_inflight_bytes`: request bytes read but not answered, node-wide.
+    pub budget: ByteBudget,
+    /// `net.read_timeout`: a frame begun must complete within it.
+    pub read_timeout: std::time::Duration,
 }
 
 /// The client tokens a `hello` must carry one of. Kept as blake3 hashes and compared as
@@ -100,12 +106,19 @@ impl ClientTokens {
     }
 }
 
-/// One frame from the reader task, with the permit that counts it as in flight.
+/// What a request holds until its response is written: its slot among the connection's
+/// `max_inflight`, and the bytes it took from the node's [`ByteBudget`].
+pub(crate) struct Held {
+    _slot: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+/// One frame from the reader task, with what counts it as in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Incoming {
     body: BytesMut,
-    permit: OwnedSemaphorePermit,
+    permit: Held,
     /// When the frame was read: the request's latency starts here, mailbox wait included.
     at: Instant,
 }
@@ -146,7 +159,7 @@ struct ReaderStopped {
 /// A response on its way to the socket, and the permit it releases once written.
 struct Outgoing {
     frame: Bytes,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Held>,
     sample: Option<Sample>,
 }
 
@@ -191,7 +204,7 @@ impl Connection {
         }
     }
 
-    fn respond(&self, resp: Response, permit: Option<OwnedSemaphorePermit>, t: Option<Timed>) {
+    fn respond(&self, resp: Response, permit: Option<Held>, t: Option<Timed>) {
         let sample = t.map(|t| t.answered(&resp));
         let out = self.out.clone();
         actix::spawn(async move {
@@ -205,7 +218,7 @@ impl Connection {
         });
     }
 
-    fn dispatch(&mut self, id: u64, req: Request, permit: OwnedSemaphorePermit, at: Instant) {
+    fn dispatch(&mut self, id: u64, req: Request, permit: Held, at: Instant) {
         let t = Some(Timed {
             op: op_index(req.op()),
             at,
@@ -363,7 +376,7 @@ impl Connection {
         to: &Recipient<M>,
         msg: M,
         ok: fn(R) -> Reply,
-        (permit, t): (OwnedSemaphorePermit, Option<Timed>),
+        (permit, t): (Held, Option<Timed>),
     ) where
         M: Message<Result = Result<R, crate::coordinator::ClientError>> + Send + 'static,
         M::Result: Send,
@@ -390,7 +403,7 @@ impl Connection {
         id: u64,
         write: ClientWrite,
         ok: fn(crate::coordinator::WriteReply) -> Reply,
-        (permit, t): (OwnedSemaphorePermit, Option<Timed>),
+        (permit, t): (Held, Option<Timed>),
     ) {
         self.shared.coordinator_counters.sent();
         let write = self.shared.coordinator_write.send(write);
@@ -411,7 +424,7 @@ impl Connection {
     /// Runs `fut` on this arbiter and queues its response; does not block the actor.
     fn reply_later(
         &self,
-        permit: OwnedSemaphorePermit,
+        permit: Held,
         t: Option<Timed>,
         fut: impl std::future::Future<Output = Response> + 'static,
     ) {
@@ -488,11 +501,11 @@ impl Actor for Connection {
         actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
         let permits = Arc::new(Semaphore::new(self.shared.max_inflight));
         actix::spawn(read_loop(
-            FramedRead::new(rd, codec),
+            rd,
             permits,
             ctx.address(),
-            self.shared.shutdown.clone(),
-            self.shared.counters.clone(),
+            self.shared.clone(),
+            self.peer.clone(),
         ));
         log::debug!("connection from {} opened", self.peer);
     }
@@ -568,49 +581,60 @@ impl Handler<ReaderStopped> for Connection {
 }
 
 async fn read_loop(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
     permits: Arc<Semaphore>,
     conn: Addr<Connection>,
-    shutdown: CancellationToken,
-    counters: Arc<ActorCounters>,
+    shared: ConnectionShared,
+    peer: String,
 ) {
     let mut too_large = None;
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
+        let slot = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let frame = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            f = frames.next() => f,
+            _ = shared.shutdown.cancelled() => break,
+            f = read_frame(&mut rd, shared.max_frame_bytes, &shared.budget, shared.read_timeout) => f,
         };
         match frame {
-            Some(Ok(body)) => {
-                counters.sent();
-                // `do_send` skips the mailbox limit, but the permit already bounds what this
+            Ok(Some(frame)) => {
+                shared.counters.sent();
+                // `do_send` skips the mailbox limit, but the slot already bounds what this
                 // connection can have queued to `max_inflight`.
                 if !conn.connected() {
                     return;
                 }
                 conn.do_send(Incoming {
-                    body,
-                    permit,
+                    body: frame.body,
+                    permit: Held {
+                        _slot: slot,
+                        _bytes: frame.budget,
+                    },
                     at: Instant::now(),
                 });
             }
-            Some(Err(FrameError::TooLarge { len, max })) => {
+            Err(ReadError::TooLarge { len, max }) => {
                 too_large = Some(format!(
                     "frame of {len} bytes exceeds the maximum of {max} bytes"
                 ));
                 break;
             }
-            Some(Err(FrameError::Io(_))) | None => break,
+            Err(ReadError::Stalled { got, len }) => {
+                shared.budget.stalled();
+                log::warn!(
+                    "client {peer} sent {got} of a {len}-byte frame and stalled for net.read_timeout ({:?}); closing",
+                    shared.read_timeout
+                );
+                break;
+            }
+            Ok(None) | Err(ReadError::Io) => break,
         }
     }
-    counters.sent();
+    shared.counters.sent();
     conn.do_send(ReaderStopped { too_large });
 }
 

@@ -360,13 +360,25 @@ impl PeerTransport {
 }
 
 /// Accepts peer connections until `shutdown` is cancelled.
+/// Peer connections still in their handshake (not yet authenticated), at most.
+pub const MAX_PEER_HANDSHAKES: usize = 64;
+/// Largest frame accepted before a peer is authenticated (hello and proof are < 200 bytes).
+const HANDSHAKE_MAX_FRAME: usize = 4096;
+
 pub async fn serve(
     listener: TcpListener,
     transport: PeerTransport,
     sinks: Sinks,
     shutdown: CancellationToken,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PEER_HANDSHAKES));
     while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "peer").await {
+        // Unauthenticated connections are bounded: each handshake holds a slot until it
+        // succeeds, fails or times out.
+        let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+            log::warn!("peer connection from {addr} refused: {MAX_PEER_HANDSHAKES} handshakes already in progress");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         actix::spawn(serve_one(
             stream,
@@ -374,6 +386,7 @@ pub async fn serve(
             transport.clone(),
             sinks.clone(),
             shutdown.clone(),
+            slot,
         ));
     }
 }
@@ -384,9 +397,11 @@ async fn serve_one(
     transport: PeerTransport,
     sinks: Sinks,
     shutdown: CancellationToken,
+    handshake_slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let cfg = &transport.inner.cfg;
-    let mut framed = Framed::new(stream, FrameCodec::new(cfg.max_frame_bytes));
+    // Handshake frames are small: an unauthenticated stranger cannot make us buffer more.
+    let mut framed = Framed::new(stream, FrameCodec::new(HANDSHAKE_MAX_FRAME));
     let from = match handshake::accept(&mut framed, &cfg.key, &cfg.me).await {
         Ok((from, _lane)) => from,
         Err(e) => {
@@ -394,6 +409,8 @@ async fn serve_one(
             return;
         }
     };
+    drop(handshake_slot);
+    *framed.codec_mut() = FrameCodec::new(cfg.max_frame_bytes);
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return,
