@@ -29,6 +29,13 @@
 //!    more, so it never puts itself back (which they would undo, and so on). If it comes
 //!    back, the others add it when membership says it is up again.
 //!
+//! 7. A member that this node's layout had and a newer layout from a peer does not is not put
+//!    back by this node: the peer most likely knows it left while membership here has not
+//!    heard yet, and putting it back would make the two undo each other until membership
+//!    converged (a version per round). Once membership here says it left, a return is a new
+//!    join and is added. If the peer had simply not heard of a new member yet (two joins at
+//!    once), that peer adds it itself when its membership does.
+//!
 //! # Invariants
 //! - The held layout only ever gets newer; every node that has heard of the same layouts
 //!   holds the same one (the order is total).
@@ -77,6 +84,10 @@ pub struct LayoutBook {
     /// The others dropped this node (rule 6): it proposes nothing until a layout that
     /// includes it again arrives.
     dropped: bool,
+    /// Members a newer layout from a peer no longer had (rule 7): not put back by this node
+    /// until membership here says they left (after which a return is a new join), or a
+    /// layout that has them arrives.
+    removed: std::collections::BTreeSet<NodeId>,
 }
 
 impl LayoutBook {
@@ -87,6 +98,7 @@ impl LayoutBook {
             cfg,
             current,
             dropped: false,
+            removed: Default::default(),
         }
     }
 
@@ -102,6 +114,9 @@ impl LayoutBook {
 
     /// Rules 1 and 2: the layout to hold after membership said `view`, if it changes.
     pub fn on_view(&mut self, view: &MembersView) -> Option<Layout> {
+        for m in &view.departed {
+            self.removed.remove(m); // rule 7: caught up with the departure
+        }
         if self.dropped || view.departed.contains(&self.me) {
             return None; // rule 6
         }
@@ -146,6 +161,14 @@ impl LayoutBook {
         // as it is; putting itself back would undo their change, and they undo that again.
         let removed = !self.is_standalone() && !layout.table.members().contains(&self.me);
         self.dropped = removed;
+        // Rule 7.
+        let theirs = layout.table.members();
+        for m in self.current.table.members() {
+            if !theirs.contains(m) && *m != self.me {
+                self.removed.insert(m.clone());
+            }
+        }
+        self.removed.retain(|m| !theirs.contains(m));
         self.current = layout;
         Received::Adopted {
             follow_up: if removed { None } else { self.on_view(view) },
@@ -172,7 +195,7 @@ impl LayoutBook {
             .iter()
             .chain(&view.members)
             .chain(std::iter::once(&self.me))
-            .filter(|m| **m == self.me || !view.departed.contains(m))
+            .filter(|m| **m == self.me || !(view.departed.contains(m) || self.removed.contains(m)))
             .cloned()
             .collect();
         out.sort();
@@ -303,6 +326,25 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_has_not_heard_of_a_leave_does_not_put_the_leaver_back() {
+        let base = Layout::initial([id("a"), id("b"), id("x")], cfg()).unwrap();
+        let mut b = LayoutBook::new(id("b"), cfg(), base.clone());
+        // a saw x leave and dropped it; b's membership still lists x as a member.
+        let without = base.next([id("a"), id("b")], cfg()).unwrap();
+        let stale = view(&["a", "b", "x"], &[]);
+        assert_eq!(
+            b.on_received(without.clone(), &stale),
+            Received::Adopted { follow_up: None },
+            "b must not re-add x: a and b would undo each other until membership converged"
+        );
+        assert_eq!(b.on_view(&stale), None);
+        // b hears of the leave, then x comes back (a new join): now b adds it.
+        assert_eq!(b.on_view(&view(&["a", "b"], &["x"])), None);
+        let l = b.on_view(&view(&["a", "b", "x"], &[])).expect("x rejoined");
+        assert_eq!(members(&l), vec!["a", "b", "x"]);
+    }
+
+    #[test]
     fn a_lone_node_still_follows_a_change_of_n() {
         let one = PartitionConfig {
             partitions: 64,
@@ -324,25 +366,26 @@ mod tests {
         let la = a.on_view(&va).unwrap();
         let lc = c.on_view(&vc).unwrap();
         assert_eq!(la.version, lc.version);
-        // Each receives the other's: exactly one adopts (the other's is older by digest)
-        // and adds on top what it knew; the other then adopts that, with nothing to add.
+        // Each receives the other's: exactly one adopts (the other's is older by digest).
+        // It does not put back the member the newer layout lacks (rule 7: it cannot tell
+        // a join the other has not heard of from a leave it has not heard of); the other
+        // side adds it when its membership hears of it, and everyone converges on both.
         let ra = a.on_received(lc.clone(), &va);
         let rc = c.on_received(la.clone(), &vc);
-        let follow = match (ra, rc) {
-            (Received::Adopted { follow_up }, Received::Older) => {
-                let f = follow_up.expect("a knew x, which c's layout lacks");
-                let r = c.on_received(f.clone(), &vc);
-                assert_eq!(r, Received::Adopted { follow_up: None });
-                f
-            }
-            (Received::Older, Received::Adopted { follow_up }) => {
-                let f = follow_up.expect("c knew y, which a's layout lacks");
-                let r = a.on_received(f.clone(), &va);
-                assert_eq!(r, Received::Adopted { follow_up: None });
-                f
-            }
-            other => panic!("expected one adoption, got {other:?}"),
+        let (winner, loser, lv) = match (ra, rc) {
+            (Received::Adopted { follow_up: None }, Received::Older) => (&mut c, &mut a, va),
+            (Received::Older, Received::Adopted { follow_up: None }) => (&mut a, &mut c, vc),
+            other => panic!("expected one adoption with nothing added, got {other:?}"),
         };
+        assert_eq!(loser.on_view(&lv), None, "rule 7");
+        let both = view(&["a", "b", "c", "x", "y"], &[]);
+        let follow = winner
+            .on_view(&both)
+            .expect("the winner hears of the other join");
+        assert_eq!(
+            loser.on_received(follow.clone(), &both),
+            Received::Adopted { follow_up: None }
+        );
         assert_eq!(follow.version, la.version + 1);
         assert_eq!(a.current(), c.current(), "both hold one layout");
         assert_eq!(members(a.current()), vec!["a", "b", "c", "x", "y"]);

@@ -359,11 +359,12 @@ impl PeerTransport {
     }
 }
 
-/// Accepts peer connections until `shutdown` is cancelled.
 /// Peer connections still in their handshake (not yet authenticated), at most.
 pub const MAX_PEER_HANDSHAKES: usize = 64;
 /// Largest frame accepted before a peer is authenticated (hello and proof are < 200 bytes).
 const HANDSHAKE_MAX_FRAME: usize = 4096;
+
+/// Accepts peer connections until `shutdown` is cancelled.
 
 pub async fn serve(
     listener: TcpListener,
