@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
+use troupe_actors::antientropy::{self, AntiEntropy, AntiEntropyConfig};
 use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
@@ -172,12 +173,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let coord_ctx = Context::<Coordinator>::new();
         let coordinator = coord_ctx.address();
         let layout_ctx = Context::<LayoutActor>::new();
+        let ae_ctx = Context::<AntiEntropy>::new();
+        let ae_addr = ae_ctx.address();
         let (membership, transport) = start_membership(
             &cfg,
             peer_listener,
             &registry,
             coordinator.clone().recipient(),
             layout_ctx.address().recipient(),
+            ae_addr.clone().recipient(),
             shutdown.clone(),
         );
         let ring_rx = membership
@@ -223,19 +227,48 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coord_cfg,
             memtable.clone().recipient(),
             memtable.clone().recipient(),
-            Some(transport),
+            Some(transport.clone()),
             RingInputs {
-                members: ring_rx,
-                layout: layout_rx,
+                members: ring_rx.clone(),
+                layout: layout_rx.clone(),
             },
             coordinator_counters.clone(),
             registry.actor("memtable"),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
-        .with_scan(memtable.clone().recipient());
+        .with_scan(memtable.clone().recipient())
+        .with_antientropy(ae_addr.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
+        let ae = &cfg.anti_entropy;
+        let ae_cfg = AntiEntropyConfig {
+            me: NodeId(cfg.node.id.clone()),
+            enabled: ae.enabled,
+            interval: crate::config::parse_duration(&ae.interval)?,
+            max_bytes_per_sec: ae.max_bytes_per_sec,
+            request_timeout: crate::config::parse_duration(&ae.request_timeout)?,
+            partitions: cfg.cluster.partitions,
+            shape: antientropy::tree::DEFAULT_SHAPE,
+            mailbox: 4096,
+        };
+        let trees = antientropy::tree::Trees::new(ae_cfg.shape, cfg.cluster.partitions)
+            .map_err(|e| anyhow::anyhow!("cannot start anti-entropy: {e}"))?;
+        let ae_actor = AntiEntropy::new(
+            ae_cfg,
+            trees,
+            memtable.clone().recipient(),
+            memtable.clone().recipient(),
+            coordinator.clone().recipient(),
+            Some(transport),
+            RingInputs {
+                members: ring_rx,
+                layout: layout_rx,
+            },
+            registry.actor("anti_entropy"),
+        );
+        let antientropy_stats = ae_actor.stats();
+        ae_ctx.run(ae_actor);
         log::info!("replica actor id {actor_id:016x}");
 
         let shared = ConnectionShared {
@@ -289,6 +322,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
+            antientropy: Some(antientropy_stats.clone()),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
@@ -296,6 +330,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .with_storage(storage)
             .with_membership(membership.clone())
             .with_fault_injection(cfg.node.enable_fault_injection)
+            .with_antientropy(admin::AntiEntropyHandles {
+                start: ae_addr.clone().recipient(),
+                status: ae_addr.clone().recipient(),
+                stats: antientropy_stats,
+            })
             .with_coordinator(admin::CoordinatorHandles {
                 ring: coordinator.clone().recipient(),
                 preflist: coordinator.clone().recipient(),
@@ -369,6 +408,7 @@ fn start_membership(
     registry: &Registry,
     data_sink: Recipient<peer::DataInbound>,
     layout_sink: Recipient<peer::LayoutInbound>,
+    antientropy_sink: Recipient<peer::AntiEntropyInbound>,
     shutdown: CancellationToken,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
@@ -414,6 +454,7 @@ fn start_membership(
             counters: registry.actor("coordinator"),
         }),
         layout: Some(layout_sink),
+        antientropy: Some(antientropy_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

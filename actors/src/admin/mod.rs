@@ -12,11 +12,13 @@
 //! with fault injection enabled (`with_fault_injection`). `log-level` sets the process-wide
 //! `log::max_level` (the logger is initialised permissive, so this gate decides).
 
+mod antientropy;
 pub mod commands;
 mod replication;
 mod storage;
 
 use commands::Needs;
+pub use antientropy::AntiEntropyHandles;
 pub use replication::CoordinatorHandles;
 
 use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
@@ -57,6 +59,7 @@ pub struct Admin {
     storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
     coordinator: Option<CoordinatorHandles>,
+    antientropy: Option<AntiEntropyHandles>,
     /// `fault` is served only when the node was started with `--enable-fault-injection`.
     fault_injection: bool,
 }
@@ -78,6 +81,7 @@ impl Admin {
             storage: None,
             membership: None,
             coordinator: None,
+            antientropy: None,
             fault_injection: false,
         }
     }
@@ -91,6 +95,12 @@ impl Admin {
     /// Serves `ring`, `preflist` and `object`, and adds replication health to `status`.
     pub fn with_coordinator(mut self, handles: CoordinatorHandles) -> Admin {
         self.coordinator = Some(handles);
+        self
+    }
+
+    /// Serves `repair` and adds anti-entropy's counters to `stats`.
+    pub fn with_antientropy(mut self, handles: AntiEntropyHandles) -> Admin {
+        self.antientropy = Some(handles);
         self
     }
 
@@ -204,6 +214,7 @@ impl Admin {
             Needs::Storage => self.storage.is_none().then_some("the storage engine"),
             Needs::Membership => self.membership.is_none().then_some("membership"),
             Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
+            Needs::AntiEntropy => self.antientropy.is_none().then_some("anti-entropy"),
             Needs::FaultInjection => {
                 if !self.fault_injection {
                     return Some(format!(
@@ -306,10 +317,11 @@ impl Handler<Command> for Admin {
                 });
             }
             op if spec.needs == Needs::Storage => {
+                let ae = self.antientropy.as_ref().map(|a| a.stats.clone());
                 match self
                     .storage
                     .as_ref()
-                    .and_then(|s| storage::command(s, id, op))
+                    .and_then(|s| storage::command(s, id, op, ae))
                 {
                     Some(fut) => return fut,
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
@@ -325,6 +337,10 @@ impl Handler<Command> for Admin {
                     "BUG: replication command not handled",
                 )
             }
+            "repair" => match &self.antientropy {
+                Some(a) => return antientropy::run(a, id, &args),
+                None => err(id, ErrorCode::Internal, "BUG: anti-entropy checked above"),
+            },
             op @ ("members" | "leave" | "fault") => {
                 let Some(m) = self.membership.clone() else {
                     return Box::pin(async move {

@@ -62,6 +62,8 @@ struct StatsReply {
     compactor: CompactorSnapshot,
     gc: GcReply,
     engine: EngineReply,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anti_entropy: Option<crate::antientropy::AntiEntropySnapshot>,
 }
 
 fn engine_reply(s: &Storage) -> EngineReply {
@@ -121,6 +123,7 @@ pub(super) fn command(
     s: &Storage,
     id: u64,
     op: &str,
+    ae: Option<std::sync::Arc<crate::antientropy::AntiEntropyStats>>,
 ) -> Option<Pin<Box<dyn Future<Output = Vec<u8>>>>> {
     let s = s.clone();
     Some(match op {
@@ -147,6 +150,7 @@ pub(super) fn command(
                             Ok(e) => e,
                             Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
                         },
+                        anti_entropy: ae.map(|a| a.snapshot()),
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),
