@@ -8,12 +8,14 @@
 use super::actor::{hash_entries, AntiEntropy, Ask, Feed, RebuildPage, RoundEnded};
 use super::exchange::{DiffKey, Exchange, Step};
 use super::pacer::Pacer;
+use super::tree::tree_hash;
 use super::{AntiEntropyStats, RepairReport};
 use crate::coordinator::JoinLocal;
 use crate::memtable::{Get, Scan};
 use actix::prelude::*;
 use futures_util::future::join_all;
 use serde_bytes::ByteBuf;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -123,13 +125,17 @@ impl RoundCtx {
     }
 
     /// Joins both sides' objects of `keys`: the peer's into ours, then ours (now holding
-    /// both) into the peer's. Returns the keys repaired.
+    /// both) into the peer's, unless the peer already holds exactly that. Returns the keys
+    /// repaired: those whose every join worked.
     async fn repair(
         &self,
         pacer: &mut Pacer,
         peer: &NodeId,
         keys: Vec<DiffKey>,
     ) -> Result<u64, String> {
+        let remote_hash: HashMap<&[u8], Option<u64>> =
+            keys.iter().map(|d| (d.key.as_slice(), d.remote)).collect();
+        let mut failed = 0u64;
         let mut push: Vec<(ByteBuf, ByteBuf)> = Vec::new();
         // The peer's objects, joined here.
         let mut want: Vec<Vec<u8>> = keys
@@ -155,11 +161,18 @@ impl RoundCtx {
             // The rest of the chunk goes back to the front of the queue.
             let answered = objects.len().min(asked);
             want.splice(0..0, chunk[answered..].iter().map(|k| k.to_vec()));
-            let joins = objects.into_iter().filter_map(|(k, o)| {
+            let joins = objects.into_iter().map(|(k, o)| async move {
                 let object = Object::decode(&o?).ok()?;
-                Some(self.join_local(k.into_vec(), object))
+                self.join_local(k.into_vec(), object).await
             });
-            push.extend(join_all(joins).await.into_iter().flatten());
+            for joined in join_all(joins).await {
+                match joined {
+                    // The peer holds what we hold now: nothing to send back.
+                    Some((k, _, hash)) if remote_hash.get(k.as_slice()) == Some(&hash) => {}
+                    Some((k, bytes, _)) => push.push((k, bytes)),
+                    None => failed += 1,
+                }
+            }
         }
         // Ours that the peer lacks entirely.
         let mine: Vec<Vec<u8>> = keys
@@ -170,31 +183,34 @@ impl RoundCtx {
         for chunk in mine.chunks(REPAIR_CHUNK) {
             let reads = chunk.iter().map(|k| read_bytes(&self.get, k.clone()));
             for (k, v) in chunk.iter().zip(join_all(reads).await) {
-                if let Some(v) = v {
-                    push.push((ByteBuf::from(k.clone()), ByteBuf::from(v)));
+                match v {
+                    Some(v) => push.push((ByteBuf::from(k.clone()), ByteBuf::from(v))),
+                    None => failed += 1,
                 }
             }
         }
-        let mut repaired = 0u64;
         for batch in by_bytes(push) {
-            let n = batch.len();
+            let n = batch.len() as u32;
             match self.ask(pacer, peer, AeReq::Push { objects: batch }).await? {
                 AeResp::Pushed { joined } => {
-                    repaired += u64::from(joined);
-                    if (joined as usize) < n {
+                    if joined < n {
                         log::warn!("{peer} joined {joined} of {n} pushed objects");
                     }
+                    failed += u64::from(n.saturating_sub(joined));
                 }
                 _ => return Err(format!("{peer} answered a push with something else")),
             }
         }
-        // Keys only the peer held are repaired by our join alone.
-        let fetched_only = keys.iter().filter(|d| d.local.is_none()).count() as u64;
-        Ok(repaired.max(fetched_only))
+        Ok((keys.len() as u64).saturating_sub(failed))
     }
 
-    /// Joins `object` into our copy; the stored result to push back, if the join worked.
-    async fn join_local(&self, key: Vec<u8>, object: Object) -> Option<(ByteBuf, ByteBuf)> {
+    /// Joins `object` into our copy; the stored result (bytes and tree hash) if the join
+    /// worked.
+    async fn join_local(
+        &self,
+        key: Vec<u8>,
+        object: Object,
+    ) -> Option<(ByteBuf, ByteBuf, Option<u64>)> {
         match self
             .join
             .send(JoinLocal {
@@ -203,7 +219,11 @@ impl RoundCtx {
             })
             .await
         {
-            Ok(Ok(stored)) => Some((ByteBuf::from(key), ByteBuf::from(stored.bytes))),
+            Ok(Ok(stored)) => Some((
+                ByteBuf::from(key),
+                ByteBuf::from(stored.bytes),
+                tree_hash(&stored.object),
+            )),
             Ok(Err(e)) => {
                 log::warn!("anti-entropy join failed: {}", e.msg);
                 None
