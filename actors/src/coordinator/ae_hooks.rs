@@ -80,3 +80,88 @@ impl Handler<JoinLocal> for Coordinator {
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_protocol::object::{ActorId, Value, VersionVector};
+
+    /// The next notification; a bound, not a synchronisation: a missing one fails the test
+    /// instead of hanging it.
+    async fn next(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, Option<u64>)>,
+    ) -> (Vec<u8>, Option<u64>) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("the collector is alive")
+    }
+
+    /// Forwards every notification to the test.
+    struct Collector(tokio::sync::mpsc::UnboundedSender<(Vec<u8>, Option<u64>)>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LocalWrites> for Collector {
+        type Result = ();
+        fn handle(&mut self, m: LocalWrites, _: &mut Context<Self>) {
+            for w in m.0 {
+                let _ = self.0.send(w);
+            }
+        }
+    }
+
+    /// A `JoinLocal` joins (a concurrent version stays beside the stored one, an older one
+    /// changes nothing), and every local write, client or join, is notified with the tree
+    /// hash of the object it left.
+    #[actix_rt::test]
+    async fn joins_never_overwrite_and_every_local_write_is_notified() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let c = super::super::tests::single_node_coordinator()
+            .with_antientropy(Collector(tx).start().recipient())
+            .start();
+        let put = ClientWrite {
+            key: b"k".to_vec(),
+            value: Some(b"a".to_vec()),
+            context: None,
+            w: None,
+            typed: None,
+        };
+        c.send(put).await.unwrap().unwrap();
+        let (key, first) = next(&mut rx).await;
+        assert_eq!(key, b"k");
+
+        let other = Object::new()
+            .update(&VersionVector::new(), Value::data("b"), ActorId(99))
+            .unwrap();
+        let joined = c
+            .send(JoinLocal {
+                key: b"k".to_vec(),
+                object: other.clone(),
+            })
+            .await
+            .unwrap()
+            .expect("join");
+        let mut values = joined.object.live_values();
+        values.sort();
+        assert_eq!(values, vec![b"a".as_slice(), b"b"], "joined, not overwritten");
+        let (_, second) = next(&mut rx).await;
+        assert_eq!(second, tree_hash(&joined.object));
+        assert_ne!(second, first);
+
+        // What the stored object already descends from changes nothing.
+        let again = c
+            .send(JoinLocal {
+                key: b"k".to_vec(),
+                object: other,
+            })
+            .await
+            .unwrap()
+            .expect("join");
+        assert_eq!(again.object, joined.object);
+        let (_, third) = next(&mut rx).await;
+        assert_eq!(third, second);
+    }
+}
