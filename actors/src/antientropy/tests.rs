@@ -159,3 +159,33 @@ fn anti_entropy_cost_grows_with_the_difference_not_the_data() {
         assert!(bytes < full_listing / 3, "{bytes} vs a listing of {full_listing}");
     }
 }
+
+/// docs/BENCHMARKS.md, "Anti-entropy bytes per round": the bytes of one exchange between two
+/// replicas of 100k and 1M keys at 0%, 0.1% and 1% divergence, from the pure core (the
+/// frames the actor sends, encoded; no objects). Run:
+/// `cargo test -p troupe-actors antientropy::tests::bytes_per_round -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement for docs/BENCHMARKS.md (a few seconds at 1M keys)"]
+fn bytes_per_round() {
+    let q = 256;
+    println!("| keys | divergence | differing keys | requests | bytes | bytes per differing key |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [100_000, 1_000_000] {
+        let a = keys(n);
+        let ta = build(DEFAULT_SHAPE, q, &a);
+        for (label, every) in [("0%", None), ("0.1%", Some(1000)), ("1%", Some(100))] {
+            let b = every.map_or_else(|| a.clone(), |e| diverge(&a, e));
+            let tb = build(DEFAULT_SHAPE, q, &b);
+            let (found, bytes, asks) = run(&ta, &tb, (0..q).collect());
+            let per = if found.is_empty() {
+                "-".to_string()
+            } else {
+                (bytes / found.len()).to_string()
+            };
+            println!(
+                "| {n} | {label} | {} | {asks} | {bytes} | {per} |",
+                found.len()
+            );
+        }
+    }
+}
