@@ -77,8 +77,14 @@ mod tests {
         let r = serde_json::json!({"partitions": 4, "partitions_done": 2, "keys_compared": 10,
             "keys_differing": 3, "keys_repaired": 3, "bytes": 2048, "current": "n2"});
         let line = progress_line(&r);
-        assert!(line.starts_with(&format!("[{}{}]", "#".repeat(15), " ".repeat(15))), "{line}");
-        assert!(line.contains("2/4 partitions, 10 keys compared, 3 differing, 3 repaired"), "{line}");
+        assert!(
+            line.starts_with(&format!("[{}{}]", "#".repeat(15), " ".repeat(15))),
+            "{line}"
+        );
+        assert!(
+            line.contains("2/4 partitions, 10 keys compared, 3 differing, 3 repaired"),
+            "{line}"
+        );
         assert!(line.ends_with("(with n2)"), "{line}");
     }
 }

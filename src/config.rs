@@ -370,7 +370,10 @@ impl Config {
         }
         for (what, v) in [
             ("anti_entropy.interval", &self.anti_entropy.interval),
-            ("anti_entropy.request_timeout", &self.anti_entropy.request_timeout),
+            (
+                "anti_entropy.request_timeout",
+                &self.anti_entropy.request_timeout,
+            ),
         ] {
             if parse_duration(v)
                 .map_err(|e| anyhow::anyhow!("{what}: {e}"))?

@@ -49,17 +49,21 @@ fn all_alive(nodes: &[&NodeProc], ids: &[&str]) {
 /// (the node refuses while its trees are being built; a peer may refuse likewise).
 fn repair(node: &NodeProc) -> Value {
     let mut last = Value::Null;
-    wait_for("a clean anti-entropy round", Duration::from_secs(40), || {
-        let (code, out, err) = node.cli(&["admin", "repair", "--json"]);
-        last = serde_json::from_str(&out).unwrap_or(Value::Null);
-        if code != 0 {
-            eprintln!("admin repair: {err} {out}");
-            return false;
-        }
-        last["running"] == false
-            && last["errors"].as_array().is_some_and(Vec::is_empty)
-            && last["exchanges_done"] == last["exchanges"]
-    });
+    wait_for(
+        "a clean anti-entropy round",
+        Duration::from_secs(40),
+        || {
+            let (code, out, err) = node.cli(&["admin", "repair", "--json"]);
+            last = serde_json::from_str(&out).unwrap_or(Value::Null);
+            if code != 0 {
+                eprintln!("admin repair: {err} {out}");
+                return false;
+            }
+            last["running"] == false
+                && last["errors"].as_array().is_some_and(Vec::is_empty)
+                && last["exchanges_done"] == last["exchanges"]
+        },
+    );
     last
 }
 
@@ -74,7 +78,8 @@ fn a_wiped_replica_gets_every_key_back_from_anti_entropy() {
     agreed_ring(&[&n1, &n2, &n3], 3);
 
     let rt = rt_mt();
-    let c1 = Arc::new(rt.block_on(async { Client::connect(n1.client.as_str(), "ae").await.unwrap() }));
+    let c1 =
+        Arc::new(rt.block_on(async { Client::connect(n1.client.as_str(), "ae").await.unwrap() }));
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let write = |keys: Vec<String>| {
         rt.block_on(async {
@@ -82,9 +87,9 @@ fn a_wiped_replica_gets_every_key_back_from_anti_entropy() {
                 .into_iter()
                 .map(|k| {
                     let c = c1.clone();
-                    tokio::spawn(async move {
-                        c.put(k.as_bytes(), k.as_bytes(), None).await.map(|_| k)
-                    })
+                    tokio::spawn(
+                        async move { c.put(k.as_bytes(), k.as_bytes(), None).await.map(|_| k) },
+                    )
                 })
                 .collect();
             for p in puts {
@@ -144,7 +149,10 @@ fn a_wiped_replica_gets_every_key_back_from_anti_entropy() {
         (code, serde_json::from_str::<Value>(&out).unwrap())
     };
     assert!(
-        metrics["anti_entropy"]["keys_repaired"].as_u64().unwrap_or(0) >= 400,
+        metrics["anti_entropy"]["keys_repaired"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 400,
         "admin stats: {}",
         metrics["anti_entropy"]
     );

@@ -17,8 +17,8 @@ pub mod commands;
 mod replication;
 mod storage;
 
-use commands::Needs;
 pub use antientropy::AntiEntropyHandles;
+use commands::Needs;
 pub use replication::CoordinatorHandles;
 
 use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};

@@ -363,9 +363,15 @@ impl Handler<AntiEntropyInbound> for AntiEntropy {
         self.counters.received();
         match m.msg {
             AeMsg::Req { id, req } => {
-                self.stats
-                    .bytes_received
-                    .fetch_add(AeMsg::Req { id, req: req.clone() }.encode().len() as u64, Relaxed);
+                self.stats.bytes_received.fetch_add(
+                    AeMsg::Req {
+                        id,
+                        req: req.clone(),
+                    }
+                    .encode()
+                    .len() as u64,
+                    Relaxed,
+                );
                 self.on_request(m.from, id, req, ctx)
             }
             AeMsg::Resp { id, resp } => {

@@ -42,7 +42,7 @@ pub struct DiffKey {
 pub enum Step {
     /// Send this request; feed its answer to [`Exchange::on_answer`].
     Ask(AeReq),
-    /// Join these keys on both sides, then call [`Exchange::next`] again.
+    /// Join these keys on both sides, then call [`Exchange::next_step`] again.
     Repair(Vec<DiffKey>),
     Done,
 }
@@ -97,8 +97,8 @@ impl Exchange {
     }
 
     /// The next thing to do. Must not be called while a request is unanswered.
-    pub fn next(&mut self) -> Step {
-        debug_assert!(self.waiting.is_none(), "BUG: next() before the answer");
+    pub fn next_step(&mut self) -> Step {
+        debug_assert!(self.waiting.is_none(), "BUG: next_step() before the answer");
         let shape = self.shape;
         let req = if !self.repair.is_empty() {
             return Step::Repair(std::mem::take(&mut self.repair));
@@ -143,7 +143,7 @@ impl Exchange {
         }
     }
 
-    /// The peer's answer to the request [`Exchange::next`] gave, compared with `local` as it
+    /// The peer's answer to the request [`Exchange::next_step`] gave, compared with `local` as it
     /// is now (a write landing in between shows as a difference; the join is harmless).
     pub fn on_answer(&mut self, local: &Trees, resp: AeResp) -> Result<(), ExchangeError> {
         let asked = self.waiting.take();
@@ -175,10 +175,8 @@ impl Exchange {
                 }
             }
             (Some(AeReq::Segments { segments, .. }), AeResp::Keys { keys }) => {
-                let mut remote: BTreeMap<Vec<u8>, u64> = keys
-                    .into_iter()
-                    .map(|(k, h)| (k.into_vec(), h))
-                    .collect();
+                let mut remote: BTreeMap<Vec<u8>, u64> =
+                    keys.into_iter().map(|(k, h)| (k.into_vec(), h)).collect();
                 for (p, s) in segments.iter().copied() {
                     self.counts.segments_compared += 1;
                     for (k, h) in local.segment(p, s) {

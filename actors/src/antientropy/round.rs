@@ -50,7 +50,12 @@ impl RoundCtx {
 
     /// One request to `peer`, paced; the answer, or why there is none.
     async fn ask(&self, pacer: &mut Pacer, peer: &NodeId, req: AeReq) -> Result<AeResp, String> {
-        let sent = AeMsg::Req { id: 0, req: req.clone() }.encode().len() as u64;
+        let sent = AeMsg::Req {
+            id: 0,
+            req: req.clone(),
+        }
+        .encode()
+        .len() as u64;
         let (tx, rx) = oneshot::channel();
         self.addr
             .send(Ask {
@@ -91,7 +96,7 @@ impl RoundCtx {
         let mut ex = Box::new(Exchange::new(self.shape, partitions));
         let mut seen = ex.counts;
         loop {
-            match ex.next() {
+            match ex.next_step() {
                 Step::Ask(req) => {
                     let resp = self.ask(pacer, peer, req).await?;
                     let (back, res) = self
@@ -150,7 +155,13 @@ impl RoundCtx {
                 .collect();
             let asked = chunk.len();
             let AeResp::Objects { objects } = self
-                .ask(pacer, peer, AeReq::Fetch { keys: chunk.clone() })
+                .ask(
+                    pacer,
+                    peer,
+                    AeReq::Fetch {
+                        keys: chunk.clone(),
+                    },
+                )
                 .await?
             else {
                 return Err(format!("{peer} answered a fetch with something else"));
@@ -191,7 +202,10 @@ impl RoundCtx {
         }
         for batch in by_bytes(push) {
             let n = batch.len() as u32;
-            match self.ask(pacer, peer, AeReq::Push { objects: batch }).await? {
+            match self
+                .ask(pacer, peer, AeReq::Push { objects: batch })
+                .await?
+            {
                 AeResp::Pushed { joined } => {
                     if joined < n {
                         log::warn!("{peer} joined {joined} of {n} pushed objects");

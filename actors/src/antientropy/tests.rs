@@ -21,7 +21,7 @@ fn run(a: &Trees, b: &Trees, partitions: Vec<u32>) -> (Vec<DiffKey>, usize, usiz
     let mut ex = Exchange::new(a.shape(), partitions);
     let (mut found, mut bytes, mut asks) = (Vec::new(), 0, 0);
     loop {
-        match ex.next() {
+        match ex.next_step() {
             Step::Ask(req) => {
                 asks += 1;
                 let resp = answer(b, &req).expect("tree request");
@@ -52,7 +52,12 @@ fn model_diff(a: &BTreeMap<Vec<u8>, u64>, b: &BTreeMap<Vec<u8>, u64>) -> BTreeSe
 
 fn keys(n: usize) -> BTreeMap<Vec<u8>, u64> {
     (0..n as u64)
-        .map(|i| (format!("key-{i:08}").into_bytes(), i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .map(|i| {
+            (
+                format!("key-{i:08}").into_bytes(),
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            )
+        })
         .collect()
 }
 
@@ -139,7 +144,10 @@ fn anti_entropy_cost_grows_with_the_difference_not_the_data() {
     println!("identical: {bytes} bytes in {asks} request(s)");
     assert!(found.is_empty());
     assert_eq!(asks, 1, "only the roots are asked");
-    assert!(bytes <= 12 * q as usize + 200, "{bytes} bytes for identical replicas");
+    assert!(
+        bytes <= 12 * q as usize + 200,
+        "{bytes} bytes for identical replicas"
+    );
 
     let full_listing: usize = a.keys().map(|k| k.len() + 10).sum();
     for every in [1000, 100] {
@@ -156,7 +164,10 @@ fn anti_entropy_cost_grows_with_the_difference_not_the_data() {
             bytes <= 700 * differing,
             "{bytes} bytes for {differing} differing keys"
         );
-        assert!(bytes < full_listing / 3, "{bytes} vs a listing of {full_listing}");
+        assert!(
+            bytes < full_listing / 3,
+            "{bytes} vs a listing of {full_listing}"
+        );
     }
 }
 

@@ -52,7 +52,11 @@ pub fn leaf(key: &[u8], hash: u64) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(key);
     h.update(&hash.to_be_bytes());
-    u64::from_be_bytes(h.finalize().as_bytes()[..8].try_into().expect("32-byte hash"))
+    u64::from_be_bytes(
+        h.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("32-byte hash"),
+    )
 }
 
 /// One partition's tree.
@@ -235,8 +239,9 @@ mod tests {
             partitions: 16,
             n: 1,
         };
-        let table = crate::ring::PartitionTable::new([troupe_protocol::swim::NodeId::from("a")], cfg)
-            .expect("a table");
+        let table =
+            crate::ring::PartitionTable::new([troupe_protocol::swim::NodeId::from("a")], cfg)
+                .expect("a table");
         for i in 0..200 {
             let k = format!("k{i}");
             assert_eq!(t.place(k.as_bytes()).0, table.partition_of(k.as_bytes()));

@@ -146,7 +146,11 @@ mod tests {
             .expect("join");
         let mut values = joined.object.live_values();
         values.sort();
-        assert_eq!(values, vec![b"a".as_slice(), b"b"], "joined, not overwritten");
+        assert_eq!(
+            values,
+            vec![b"a".as_slice(), b"b"],
+            "joined, not overwritten"
+        );
         let (_, second) = next(&mut rx).await;
         assert_eq!(second, tree_hash(&joined.object));
         assert_ne!(second, first);
