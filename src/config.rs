@@ -35,7 +35,7 @@ pub struct AntiEntropySection {
     /// Bytes a second a round exchanges with peers and the start-up rebuild scans (0: no
     /// limit), so client traffic keeps its latency.
     pub max_bytes_per_sec: u64,
-    /// How long one exchange request waits for the peer's answer ("30s").
+    /// How long one exchange request waits for the peer's answer ("10s"; asked twice).
     pub request_timeout: String,
 }
 
@@ -45,7 +45,7 @@ impl Default for AntiEntropySection {
             enabled: true,
             interval: "10m".into(),
             max_bytes_per_sec: 8 << 20,
-            request_timeout: "30s".into(),
+            request_timeout: "10s".into(),
         }
     }
 }

@@ -10,10 +10,11 @@
 //! 4. `troupe admin repair --json` on n3 (retried until n3's trees are built and the round
 //!    ends without errors), then once more after the writer stopped, so writes racing with
 //!    the restart are covered too.
-//! 5. n1 and n2 are stopped; n3 alone serves every acknowledged key with `r=one`, with the
+//! 5. n2 restarts (its trees rebuilt from its data) and finds no difference with the others.
+//! 6. n1 and n2 are stopped; n3 alone serves every acknowledged key with `r=one`, with the
 //!    value written. Its /metrics and `admin stats` show the repair.
 //!
-//! No read repair can help: nothing is read from n3 before step 5, and in step 5 it is alone.
+//! No read repair can help: nothing is read from n3 before step 6, and in step 6 it is alone.
 
 use crate::cluster::{agreed_ring, start, status_of, wait_for};
 use crate::harness::{rt_mt, NodeProc};
@@ -29,6 +30,8 @@ fn extra() -> Vec<(&'static str, String)> {
         ("TROUPE__CLUSTER__PARTITIONS", "64".to_string()),
         // Rounds only when asked: the test triggers them with `admin repair`.
         ("TROUPE__ANTI_ENTROPY__INTERVAL", "1h".to_string()),
+        // A frame lost to a peer's restart costs one request timeout.
+        ("TROUPE__ANTI_ENTROPY__REQUEST_TIMEOUT", "3s".to_string()),
     ]
 }
 
@@ -166,8 +169,24 @@ fn a_wiped_replica_gets_every_key_back_from_anti_entropy() {
         "metrics: {scrape}"
     );
 
-    // 5. n3 alone serves everything with r=one.
+    // The trees a restart rebuilds from the data are the ones writes kept: a restarted n2
+    // finds no difference with the others.
     let (mut n1, mut n2) = (n1, n2);
+    n2.kill();
+    n2.restart();
+    all_alive(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    let after_restart = repair(&n2);
+    eprintln!("n2 after its restart: {after_restart}");
+    for l in n2.log_text().lines().filter(|l| l.contains("anti-entropy")) {
+        eprintln!("n2 log: {l}");
+    }
+    assert_eq!(after_restart["keys_differing"], 0, "{after_restart}");
+    assert!(
+        after_restart["keys_compared"].as_u64().unwrap_or(0) >= 2 * written.len() as u64,
+        "{after_restart}"
+    );
+
+    // 5. n3 alone serves everything with r=one.
     n1.kill();
     n2.kill();
     let c3 = rt.block_on(async { Client::connect(n3.client.as_str(), "ae").await.unwrap() });

@@ -49,6 +49,10 @@ impl RoundCtx {
     }
 
     /// One request to `peer`, paced; the answer, or why there is none.
+    ///
+    /// Asked again once when unanswered: a frame written just as a peer's connection died
+    /// (the peer restarted) is lost without an error, and every request is idempotent
+    /// (questions, reads, joins).
     async fn ask(&self, pacer: &mut Pacer, peer: &NodeId, req: AeReq) -> Result<AeResp, String> {
         let sent = AeMsg::Req {
             id: 0,
@@ -56,18 +60,26 @@ impl RoundCtx {
         }
         .encode()
         .len() as u64;
-        let (tx, rx) = oneshot::channel();
-        self.addr
-            .send(Ask {
-                peer: peer.clone(),
-                req,
-                reply: tx,
-            })
-            .await
-            .map_err(|e| format!("anti-entropy actor: {e}"))?;
-        let resp = rx
-            .await
-            .map_err(|_| format!("{peer} did not answer in time"))??;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let (tx, rx) = oneshot::channel();
+            self.addr
+                .send(Ask {
+                    peer: peer.clone(),
+                    req: req.clone(),
+                    reply: tx,
+                })
+                .await
+                .map_err(|e| format!("anti-entropy actor: {e}"))?;
+            match rx.await {
+                Ok(answer) => break answer?,
+                Err(_) if attempt < 2 => {
+                    log::debug!("{peer} did not answer an anti-entropy request; asking again");
+                }
+                Err(_) => return Err(format!("{peer} did not answer in time ({attempt} tries)")),
+            }
+        };
         let received = AeMsg::Resp {
             id: 0,
             resp: resp.clone(),
