@@ -2,7 +2,7 @@
 //! now; the answer is its report so far) and `repair status` (the running or last round).
 
 use super::{err, ok};
-use crate::antientropy::{AntiEntropyStats, RepairStatus, StartRepair};
+use crate::antientropy::{AntiEntropyStats, RepairRefused, RepairStatus, StartRepair};
 use actix::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
@@ -61,7 +61,10 @@ pub(super) fn run(
             Box::pin(async move {
                 match r.await {
                     Ok(Ok(report)) => ok(id, report),
-                    Ok(Err(why)) => err(id, ErrorCode::Unavailable, why),
+                    Ok(Err(why @ RepairRefused::NotReady { .. })) => {
+                        err(id, ErrorCode::Unavailable, why.to_string())
+                    }
+                    Ok(Err(why)) => err(id, ErrorCode::BadRequest, why.to_string()),
                     Err(e) => failed(e),
                 }
             })

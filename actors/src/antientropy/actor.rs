@@ -36,10 +36,19 @@ use tokio::sync::oneshot;
 use troupe_protocol::antientropy::{AeMsg, AeReq, AeResp};
 use troupe_protocol::swim::NodeId;
 
+/// Why a round cannot start; nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepairRefused {
+    #[error("the anti-entropy trees are still being built from the data ({keys} keys so far); try again shortly")]
+    NotReady { keys: usize },
+    #[error("partition {partition} does not exist (cluster.partitions = {partitions})")]
+    NoSuchPartition { partition: u32, partitions: u32 },
+}
+
 /// Run a round now (admin `repair [PARTITION]`): the report of the round started, or of
 /// the one already running.
 #[derive(Message)]
-#[rtype(result = "Result<RepairReport, String>")]
+#[rtype(result = "Result<RepairReport, RepairRefused>")]
 pub struct StartRepair {
     pub partition: Option<u32>,
 }
@@ -49,10 +58,16 @@ pub struct StartRepair {
 #[rtype(result = "Option<RepairReport>")]
 pub struct RepairStatus;
 
+/// The hash this node's trees hold for a key (`None`: absent), and whether the start-up
+/// rebuild has finished.
+#[derive(Message)]
+#[rtype(result = "(Option<u64>, bool)")]
+pub struct TreeHashOf(pub Vec<u8>);
+
 /// A page of the start-up rebuild: keys with their tree hashes.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct RebuildPage {
+pub struct RebuildPage {
     pub entries: Vec<(Vec<u8>, Option<u64>)>,
     pub done: bool,
 }
@@ -175,19 +190,18 @@ impl AntiEntropy {
         &mut self,
         only: Option<u32>,
         ctx: &mut Context<Self>,
-    ) -> Result<Arc<Mutex<RepairReport>>, String> {
+    ) -> Result<Arc<Mutex<RepairReport>>, RepairRefused> {
         if !self.ready {
-            return Err(format!(
-                "the anti-entropy trees are still being built from the data ({} keys so far); try again shortly",
-                self.trees.len()
-            ));
+            return Err(RepairRefused::NotReady {
+                keys: self.trees.len(),
+            });
         }
         if let Some(p) = only {
             if p >= self.cfg.partitions {
-                return Err(format!(
-                    "partition {p} does not exist (cluster.partitions = {})",
-                    self.cfg.partitions
-                ));
+                return Err(RepairRefused::NoSuchPartition {
+                    partition: p,
+                    partitions: self.cfg.partitions,
+                });
             }
         }
         if self.running {
@@ -432,7 +446,7 @@ impl Handler<RoundEnded> for AntiEntropy {
 }
 
 impl Handler<StartRepair> for AntiEntropy {
-    type Result = Result<RepairReport, String>;
+    type Result = Result<RepairReport, RepairRefused>;
 
     fn handle(&mut self, m: StartRepair, ctx: &mut Context<Self>) -> Self::Result {
         self.counters.received();
@@ -450,6 +464,15 @@ impl Handler<RepairStatus> for AntiEntropy {
         let r = self.round.as_ref()?;
         let report = r.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(report)
+    }
+}
+
+impl Handler<TreeHashOf> for AntiEntropy {
+    type Result = MessageResult<TreeHashOf>;
+
+    fn handle(&mut self, m: TreeHashOf, _: &mut Context<Self>) -> Self::Result {
+        self.counters.received();
+        MessageResult((self.trees.get(&m.0), self.ready))
     }
 }
 

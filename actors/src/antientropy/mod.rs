@@ -18,7 +18,7 @@ pub mod pacer;
 mod round;
 pub mod tree;
 
-pub use actor::{AntiEntropy, RepairStatus, StartRepair};
+pub use actor::{AntiEntropy, RepairRefused, RepairStatus, StartRepair, TreeHashOf};
 
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;
@@ -141,5 +141,7 @@ impl RepairReport {
     }
 }
 
+#[cfg(test)]
+mod actor_tests;
 #[cfg(test)]
 mod tests;
