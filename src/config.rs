@@ -213,6 +213,9 @@ pub struct ClusterSection {
     pub request_timeout: String,
     /// How often a node compares its ring layout with one random peer ("1s").
     pub layout_gossip_interval: String,
+    /// How long a delete marker is kept at least, after which tombstone GC may drop it
+    /// once every primary holds it and no hint for its key is pending ("1h").
+    pub tombstone_grace: String,
 }
 
 impl Default for ClusterSection {
@@ -226,6 +229,7 @@ impl Default for ClusterSection {
             secret: String::new(),
             request_timeout: "5s".into(),
             layout_gossip_interval: "1s".into(),
+            tombstone_grace: "1h".into(),
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Sources {
     pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
     /// Anti-entropy's counters (relaxed atomics).
     pub antientropy: Option<Arc<troupe_actors::antientropy::AntiEntropyStats>>,
+    pub tombstones: Option<Arc<troupe_actors::tombstones::TombStats>>,
     /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
     /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
     pub token: Option<blake3::Hash>,
@@ -266,6 +267,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     }
     if let Some(a) = &src.antientropy {
         antientropy::render(&mut out, a);
+    }
+    if let Some(t) = &src.tombstones {
+        tombstone_metrics(&mut out, &t.snapshot());
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -504,6 +508,48 @@ fn coordinator_metrics(out: &mut String, c: &troupe_actors::coordinator::Coordin
     }
 }
 
+fn tombstone_metrics(out: &mut String, t: &troupe_actors::tombstones::TombSnapshot) {
+    let held: Vec<_> = [
+        ("in_grace", t.held_in_grace),
+        ("past_grace", t.held_past_grace),
+    ]
+    .into_iter()
+    .map(|(s, n)| (format!("state=\"{s}\""), n as f64))
+    .collect();
+    family(
+        out,
+        "troupe_tombstones_held",
+        "gauge",
+        "Delete markers this replica holds, within cluster.tombstone_grace or past it (waiting for a GC round).",
+        &held,
+    );
+    let rows = [
+        (
+            "troupe_tombstones_dropped_total",
+            "Delete markers purged by tombstone GC (every primary held them, no hint pending).",
+            t.dropped,
+        ),
+        (
+            "troupe_tombstone_gc_rounds_total",
+            "Tombstone GC rounds this node ran as a partition's first primary.",
+            t.rounds,
+        ),
+        (
+            "troupe_tombstone_gc_rounds_blocked_total",
+            "Rounds not run because a member was down or unknown (it may hold hints).",
+            t.rounds_blocked,
+        ),
+        (
+            "troupe_tombstones_kept_total",
+            "Markers a round kept: a hint pending, or a primary without the marker.",
+            t.kept,
+        ),
+    ];
+    for (name, help, v) in rows {
+        family(out, name, "counter", help, &one(v));
+    }
+}
+
 fn peer_rpc_metrics(out: &mut String, c: &troupe_actors::coordinator::CoordinatorStats) {
     let (counts, latency) = c.peer_rpcs.snapshot();
     let counts: Vec<_> = counts
@@ -549,6 +595,7 @@ mod tests {
             membership: None,
             coordinator: Some(Arc::default()),
             antientropy: Some(Arc::default()),
+            tombstones: Some(Arc::default()),
             token: None,
         }
     }

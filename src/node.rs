@@ -32,6 +32,7 @@ use troupe_actors::peer::{self, PeerConfig, PeerTransport};
 use troupe_actors::ring::{Layout, PartitionConfig};
 use troupe_actors::stats::Registry;
 use troupe_actors::storage::{self, EngineConfig};
+use troupe_actors::tombstones::{TombstoneActor, TombstoneConfig, TombstoneLinks};
 use troupe_protocol::admin::Addresses;
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
@@ -175,6 +176,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let layout_ctx = Context::<LayoutActor>::new();
         let ae_ctx = Context::<AntiEntropy>::new();
         let ae_addr = ae_ctx.address();
+        let tomb_ctx = Context::<TombstoneActor>::new();
         let (membership, transport) = start_membership(
             &cfg,
             peer_listener,
@@ -182,6 +184,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coordinator.clone().recipient(),
             layout_ctx.address().recipient(),
             ae_addr.clone().recipient(),
+            tomb_ctx.address().recipient(),
             shutdown.clone(),
         );
         let ring_rx = membership
@@ -223,6 +226,23 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             max_set_members: cfg.limits.max_set_members,
         };
         let coordinator_counters = registry.actor("coordinator");
+        let tomb_actor = TombstoneActor::new(
+            TombstoneConfig::new(
+                NodeId(cfg.node.id.clone()),
+                crate::config::parse_duration(&cfg.cluster.tombstone_grace)?,
+            ),
+            TombstoneLinks {
+                transport: Some(transport.clone()),
+                members: ring_rx.clone(),
+                layout: layout_rx.clone(),
+                get: memtable.clone().recipient(),
+                scan: memtable.clone().recipient(),
+                purge: coordinator.clone().recipient(),
+                hints: None,
+            },
+        );
+        let tomb_stats = tomb_actor.stats();
+        let tombstones = tomb_ctx.run(tomb_actor);
         let coord = Coordinator::new(
             coord_cfg,
             memtable.clone().recipient(),
@@ -237,7 +257,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
         .with_scan(memtable.clone().recipient())
-        .with_antientropy(ae_addr.clone().recipient());
+        .with_antientropy(ae_addr.clone().recipient())
+        .with_tombstones(tombstones.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
@@ -323,6 +344,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
             antientropy: Some(antientropy_stats.clone()),
+            tombstones: Some(tomb_stats.clone()),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
@@ -333,8 +355,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .with_antientropy(admin::AntiEntropyHandles {
                 start: ae_addr.clone().recipient(),
                 status: ae_addr.clone().recipient(),
-                stats: antientropy_stats,
             })
+            .with_stats_section("anti_entropy", Arc::new(move || antientropy_stats.named()))
+            .with_stats_section("tombstones", Arc::new(move || tomb_stats.named()))
             .with_coordinator(admin::CoordinatorHandles {
                 ring: coordinator.clone().recipient(),
                 preflist: coordinator.clone().recipient(),
@@ -402,6 +425,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Starts the peer transport, the Membership and FailureDetector actors, and the peer
 /// listener; joins through the seeds.
+#[allow(clippy::too_many_arguments)] // one recipient per inbound peer message family
 fn start_membership(
     cfg: &Config,
     listener: TcpListener,
@@ -409,6 +433,7 @@ fn start_membership(
     data_sink: Recipient<peer::DataInbound>,
     layout_sink: Recipient<peer::LayoutInbound>,
     antientropy_sink: Recipient<peer::AntiEntropyInbound>,
+    tomb_sink: Recipient<peer::TombInbound>,
     shutdown: CancellationToken,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
@@ -455,6 +480,7 @@ fn start_membership(
         }),
         layout: Some(layout_sink),
         antientropy: Some(antientropy_sink),
+        tomb: Some(tomb_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

@@ -44,3 +44,4 @@ pub mod ring;
 pub mod sim;
 pub mod stats;
 pub mod storage;
+pub mod tombstones;

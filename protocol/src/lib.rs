@@ -28,6 +28,7 @@ pub mod layout;
 pub mod message;
 pub mod object;
 pub mod swim;
+pub mod tomb;
 
 pub use client::{Client, ClientError, GetResult, PutResult};
 pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};

@@ -229,6 +229,8 @@ pub enum PeerMsg {
     /// lane.
     #[serde(rename = "ae")]
     AntiEntropy(crate::antientropy::AeMsg),
+    /// Tombstone GC rounds ([`crate::tomb`]), on the bulk lane.
+    Tomb(crate::tomb::TombMsg),
 }
 
 macro_rules! codec_impl {

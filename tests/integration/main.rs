@@ -20,5 +20,6 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod tombstones;
 mod types;
 mod wal_repair;

@@ -17,7 +17,7 @@ fn extra() -> Vec<(&'static str, String)> {
     vec![("TROUPE__CLUSTER__REQUEST_TIMEOUT", "2s".to_string())]
 }
 
-fn admin_json(node: &NodeProc, args: &[&str]) -> Value {
+pub(crate) fn admin_json(node: &NodeProc, args: &[&str]) -> Value {
     let mut full = vec!["admin"];
     full.extend_from_slice(args);
     full.push("--json");

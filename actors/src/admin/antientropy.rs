@@ -2,10 +2,9 @@
 //! now; the answer is its report so far) and `repair status` (the running or last round).
 
 use super::{err, ok};
-use crate::antientropy::{AntiEntropyStats, RepairRefused, RepairStatus, StartRepair};
+use crate::antientropy::{RepairRefused, RepairStatus, StartRepair};
 use actix::prelude::*;
 use serde::Serialize;
-use std::sync::Arc;
 use troupe_protocol::ErrorCode;
 
 /// What the Admin actor holds of anti-entropy (recipients, never its concrete type).
@@ -13,7 +12,6 @@ use troupe_protocol::ErrorCode;
 pub struct AntiEntropyHandles {
     pub start: Recipient<StartRepair>,
     pub status: Recipient<RepairStatus>,
-    pub stats: Arc<AntiEntropyStats>,
 }
 
 #[derive(Serialize)]

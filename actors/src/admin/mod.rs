@@ -49,6 +49,11 @@ pub struct NodeInfo {
     pub durability: String,
 }
 
+/// A section of `admin stats` another actor shares: its counters by name, read without a
+/// message.
+pub type StatsSection =
+    Arc<dyn Fn() -> std::collections::BTreeMap<&'static str, u64> + Send + Sync>;
+
 pub struct Admin {
     info: NodeInfo,
     registry: Registry,
@@ -60,6 +65,8 @@ pub struct Admin {
     membership: Option<Addr<MembershipActor>>,
     coordinator: Option<CoordinatorHandles>,
     antientropy: Option<AntiEntropyHandles>,
+    /// Sections other actors add to `stats` (`with_stats_section`).
+    sections: Vec<(&'static str, StatsSection)>,
     /// `fault` is served only when the node was started with `--enable-fault-injection`.
     fault_injection: bool,
 }
@@ -82,8 +89,15 @@ impl Admin {
             membership: None,
             coordinator: None,
             antientropy: None,
+            sections: Vec::new(),
             fault_injection: false,
         }
+    }
+
+    /// Adds a section to `stats`: counters `read` takes from shared atomics (no message).
+    pub fn with_stats_section(mut self, name: &'static str, read: StatsSection) -> Admin {
+        self.sections.push((name, read));
+        self
     }
 
     /// Serves `fault` (with membership attached): set from `--enable-fault-injection`.
@@ -317,12 +331,10 @@ impl Handler<Command> for Admin {
                 });
             }
             op if spec.needs == Needs::Storage => {
-                let ae = self.antientropy.as_ref().map(|a| a.stats.clone());
-                match self
-                    .storage
-                    .as_ref()
-                    .and_then(|s| storage::command(s, id, op, ae))
-                {
+                match self.storage.as_ref().and_then(|s| {
+                    let sections = self.sections.iter().map(|(n, f)| (*n, f())).collect();
+                    storage::command(s, id, op, sections)
+                }) {
                     Some(fut) => return fut,
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }

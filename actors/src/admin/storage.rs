@@ -62,8 +62,10 @@ struct StatsReply {
     compactor: CompactorSnapshot,
     gc: GcReply,
     engine: EngineReply,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    anti_entropy: Option<crate::antientropy::AntiEntropySnapshot>,
+    /// Sections of other actors (tombstones, ...), by name.
+    #[serde(flatten)]
+    sections:
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 fn engine_reply(s: &Storage) -> EngineReply {
@@ -123,7 +125,10 @@ pub(super) fn command(
     s: &Storage,
     id: u64,
     op: &str,
-    ae: Option<std::sync::Arc<crate::antientropy::AntiEntropyStats>>,
+    sections: std::collections::BTreeMap<
+        &'static str,
+        std::collections::BTreeMap<&'static str, u64>,
+    >,
 ) -> Option<Pin<Box<dyn Future<Output = Vec<u8>>>>> {
     let s = s.clone();
     Some(match op {
@@ -150,7 +155,7 @@ pub(super) fn command(
                             Ok(e) => e,
                             Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
                         },
-                        anti_entropy: ae.map(|a| a.snapshot()),
+                        sections,
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),

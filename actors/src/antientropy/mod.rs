@@ -62,38 +62,23 @@ pub struct AntiEntropyStats {
     pub ready: AtomicU64,
 }
 
-/// The counters as `admin stats` shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct AntiEntropySnapshot {
-    pub rounds: u64,
-    pub rounds_failed: u64,
-    pub exchanges: u64,
-    pub exchanges_failed: u64,
-    pub keys_compared: u64,
-    pub keys_differing: u64,
-    pub keys_repaired: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub tree_keys: u64,
-    pub ready: bool,
-}
-
 impl AntiEntropyStats {
-    pub fn snapshot(&self) -> AntiEntropySnapshot {
+    /// The counters by name (`admin stats` section `anti_entropy`).
+    pub fn named(&self) -> std::collections::BTreeMap<&'static str, u64> {
         use std::sync::atomic::Ordering::Relaxed;
-        AntiEntropySnapshot {
-            rounds: self.rounds.load(Relaxed),
-            rounds_failed: self.rounds_failed.load(Relaxed),
-            exchanges: self.exchanges.load(Relaxed),
-            exchanges_failed: self.exchanges_failed.load(Relaxed),
-            keys_compared: self.keys_compared.load(Relaxed),
-            keys_differing: self.keys_differing.load(Relaxed),
-            keys_repaired: self.keys_repaired.load(Relaxed),
-            bytes_sent: self.bytes_sent.load(Relaxed),
-            bytes_received: self.bytes_received.load(Relaxed),
-            tree_keys: self.tree_keys.load(Relaxed),
-            ready: self.ready.load(Relaxed) == 1,
-        }
+        std::collections::BTreeMap::from([
+            ("rounds", self.rounds.load(Relaxed)),
+            ("rounds_failed", self.rounds_failed.load(Relaxed)),
+            ("exchanges", self.exchanges.load(Relaxed)),
+            ("exchanges_failed", self.exchanges_failed.load(Relaxed)),
+            ("keys_compared", self.keys_compared.load(Relaxed)),
+            ("keys_differing", self.keys_differing.load(Relaxed)),
+            ("keys_repaired", self.keys_repaired.load(Relaxed)),
+            ("bytes_sent", self.bytes_sent.load(Relaxed)),
+            ("bytes_received", self.bytes_received.load(Relaxed)),
+            ("tree_keys", self.tree_keys.load(Relaxed)),
+            ("ready", self.ready.load(Relaxed)),
+        ])
     }
 }
 

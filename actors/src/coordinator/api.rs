@@ -145,6 +145,8 @@ pub struct CoordinatorStats {
     pub read_repairs_skipped: AtomicU64,
     pub replica_requests: AtomicU64,
     pub responses_dropped: AtomicU64,
+    /// Delete markers not reported to tombstone GC (its mailbox was full).
+    pub tombstone_reports_dropped: AtomicU64,
     /// Our RPCs to peers by peer, kind and result, and their latency.
     pub peer_rpcs: peer_stats::PeerRpcStats,
 }

@@ -8,7 +8,7 @@
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
-use crate::memtable::{Change, StorageError, Update, UpdateFn};
+use crate::memtable::{Change, NewValue, StorageError, Update, UpdateFn};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
 
@@ -24,6 +24,10 @@ pub(crate) enum Apply {
         value: Value,
         typed: Option<TypedWrite>,
     },
+    /// Tombstone GC: delete the key from storage if it holds exactly the delete marker
+    /// with this clock hash (`troupe_protocol::tomb::clock_hash`); anything else (a newer
+    /// write, a different marker) stays.
+    Purge { hash: [u8; 16] },
 }
 
 /// An operation on a typed key, with what it needs besides the stored state.
@@ -133,6 +137,8 @@ pub(crate) enum LocalDone {
     Repair,
     /// An anti-entropy join (`JoinLocal`): answer the stored object.
     AntiEntropy(oneshot::Sender<LocalResult>),
+    /// A tombstone GC purge: answers whether the marker was deleted.
+    Purge(oneshot::Sender<bool>),
 }
 
 pub(crate) struct LocalOp {
@@ -215,6 +221,8 @@ enum Next {
     /// The stored object already descends what was joined in: nothing to write.
     Unchanged(Stored),
     Write(Stored),
+    /// A purge: delete the key (what is left is the empty object).
+    Delete,
 }
 
 /// The key's next object from its stored bytes: the join or update of `apply`, checked
@@ -232,6 +240,18 @@ fn next_object(
         Some(bytes) => decode_stored(key, bytes)?,
     };
     let next = match apply {
+        Apply::Purge { hash } => {
+            let exact =
+                current.is_tombstone_only() && troupe_protocol::tomb::clock_hash(&current) == hash;
+            return Ok(if exact {
+                Next::Delete
+            } else {
+                Next::Unchanged(Stored {
+                    object: current,
+                    bytes: stored.unwrap_or_default(),
+                })
+            });
+        }
         Apply::Join(incoming) => {
             if current.descends(&incoming) {
                 return Ok(Next::Unchanged(Stored {
@@ -417,8 +437,15 @@ impl Coordinator {
                         out: Ok(s),
                     },
                     Ok(Next::Write(s)) => Change {
-                        write: Some(s.bytes.clone()),
+                        write: Some(NewValue::Put(s.bytes.clone())),
                         out: Ok(s),
+                    },
+                    Ok(Next::Delete) => Change {
+                        write: Some(NewValue::Delete),
+                        out: Ok(Stored {
+                            object: Object::new(),
+                            bytes: Vec::new(),
+                        }),
                     },
                     Err(e) => Change {
                         write: None,
@@ -444,17 +471,24 @@ impl Coordinator {
                 act.run_locked(next, ctx);
             }
             act.note_local_write(&key, &res, ctx);
-            act.local_write_done(done, res, ctx);
+            act.local_write_done(key, done, res, ctx);
         });
     }
 
     fn local_write_done(
         &mut self,
+        key: Vec<u8>,
         done: LocalDone,
         res: Result<Stored, ClientError>,
         ctx: &mut Context<Self>,
     ) {
+        if let Ok(stored) = &res {
+            self.note_tombstone(&key, &stored.object);
+        }
         match done {
+            LocalDone::Purge(tx) => {
+                let _ = tx.send(res.is_ok_and(|s| s.object.is_empty()));
+            }
             LocalDone::Coordinated(req) => self.coordinated_local_done(req, res, ctx),
             LocalDone::ReplicaPut { to, id } => {
                 let resp = match res {
@@ -515,6 +549,7 @@ mod tests {
     fn apply(o: &Object, apply: Apply, actor: u64) -> Object {
         match next_object(b"k", Some(o.encode()), apply, ActorId(actor), 1 << 20) {
             Ok(Next::Write(s)) | Ok(Next::Unchanged(s)) => s.object,
+            Ok(Next::Delete) => Object::new(),
             Err(e) => panic!("{}", e.msg),
         }
     }

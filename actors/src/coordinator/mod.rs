@@ -16,6 +16,7 @@
 //! - `local`: this replica's object reads and joins through the Memtable (`Update`).
 //! - `api`: the messages, replies, settings and shared counters (re-exported here).
 //! - [`peer_stats`]: peer RPC counts and latencies for the metrics endpoint.
+//! - `purge`: delete markers reported to tombstone GC, and its purges.
 //!
 //! Invariants:
 //! - Only a primary issues a dot: a node that is not a primary for the key forwards the
@@ -43,6 +44,8 @@ pub use local::{LocalResult, Stored};
 pub mod keys;
 pub mod peer_stats;
 pub mod placement;
+mod purge;
+pub use purge::{PurgeTombstones, TombstoneWritten};
 pub mod quorum;
 mod replica;
 mod requests;
@@ -80,6 +83,8 @@ pub struct Coordinator {
     placement: Arc<Placement>,
     /// The Memtable's scans, for key listing (`with_scan`); `None`: `keys` is refused.
     storage_scan: Option<Recipient<crate::memtable::Scan>>,
+    /// Where delete markers this replica stores are reported (tombstone GC).
+    tombstones: Option<Recipient<TombstoneWritten>>,
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
@@ -151,6 +156,7 @@ impl Coordinator {
             ring,
             placement,
             storage_scan: None,
+            tombstones: None,
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
             next_id: rand::random::<u64>() >> 1,

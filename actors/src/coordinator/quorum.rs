@@ -14,7 +14,8 @@
 //!   is left.
 //! - Once every replica answered or the deadline passed, the replicas whose answer does
 //!   not descend from the join of all answers (older, missing, not found) are the read
-//!   repair targets.
+//!   repair targets; but a join that is only a delete marker is not sent to replicas that
+//!   answered "not found" (tombstone GC may have purged it there).
 //! - A put counts the coordinator's own durable write as its first acknowledgement. It
 //!   succeeds at `w` acknowledgements. It cannot be `unavailable` once the coordinator has
 //!   written (the value exists on one replica and will spread): too few acknowledgements
@@ -34,6 +35,10 @@ pub trait Lattice: Clone {
     fn descends(&self, other: &Self) -> bool;
     /// True when `self` has seen every version `context` names.
     fn covers(&self, context: &Self::Context) -> bool;
+    /// True when the version is only a delete marker (reads as not found).
+    fn is_tombstone(&self) -> bool {
+        false
+    }
 }
 
 impl Lattice for troupe_protocol::object::Object {
@@ -46,6 +51,9 @@ impl Lattice for troupe_protocol::object::Object {
     }
     fn covers(&self, context: &Self::Context) -> bool {
         troupe_protocol::object::Object::covers(self, context)
+    }
+    fn is_tombstone(&self) -> bool {
+        self.is_tombstone_only()
     }
 }
 
@@ -225,11 +233,17 @@ impl<O: Lattice> GetTracker<O> {
     /// repair sent to a node that is down would only time out.
     pub fn repair(&self) -> Option<(O, Vec<String>)> {
         let joined = self.joined()?;
+        // A delete marker is not sent to a replica that answered "not found": that may be
+        // a replica whose marker tombstone GC purged, and sending it back would undo the
+        // purge. It reads the same, and a replica still holding an older value is sent
+        // the marker (its answer is `Some`).
+        let deleted = joined.is_tombstone();
         let stale: Vec<String> = self
             .answers
             .iter()
             .filter_map(|(n, a)| match a {
                 Ok(Some(o)) if o.descends(&joined) => None,
+                Ok(None) if deleted => None,
                 Ok(_) => Some(n.clone()),
                 Err(_) => None,
             })

@@ -40,9 +40,16 @@ impl<T: Send + 'static> Handler<Update<T>> for FakeStore {
     type Result = ResponseFuture<Result<T, StorageError>>;
     fn handle(&mut self, m: Update<T>, _: &mut Context<Self>) -> Self::Result {
         let change = (m.apply)(self.map.get(&m.key).cloned());
-        if let Some(v) = change.write {
-            self.seq += 1;
-            self.map.insert(m.key, v);
+        match change.write {
+            Some(crate::memtable::NewValue::Put(v)) => {
+                self.seq += 1;
+                self.map.insert(m.key, v);
+            }
+            Some(crate::memtable::NewValue::Delete) => {
+                self.seq += 1;
+                self.map.remove(&m.key);
+            }
+            None => {}
         }
         let out = change.out;
         Box::pin(async move {

@@ -52,7 +52,7 @@ use table::{MemTable, Versioned};
 use tokio::sync::{oneshot, Semaphore};
 use wal::{Durability, WalError, WalRecord, WalWriter};
 
-pub use update::{Change, Update, UpdateFn};
+pub use update::{Change, NewValue, Update, UpdateFn};
 
 /// Why a write was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

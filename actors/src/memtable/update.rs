@@ -23,11 +23,17 @@ use super::handlers::{lookup_error, Lookup};
 use super::*;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// What an update does: the bytes to store for the key (`None`: store nothing) and what
-/// to answer the caller once they are durable.
+/// What an update does: what to store for the key (`None`: store nothing) and what to
+/// answer the caller once it is durable.
 pub struct Change<T> {
-    pub write: Option<Vec<u8>>,
+    pub write: Option<NewValue>,
     pub out: T,
+}
+
+/// The key's next value: bytes, or the engine's delete (a tombstone GC purge).
+pub enum NewValue {
+    Put(Vec<u8>),
+    Delete,
 }
 
 /// Computes the change from the key's current value (`None`: absent or deleted). Runs on
@@ -120,12 +126,16 @@ impl MemtableActor {
         let Change { write, out } = (update.apply)(value);
         let applied = match write {
             None => Applied::Done(out),
-            Some(bytes) => {
+            Some(next) => {
                 let (tx, rx) = oneshot::channel();
+                let value = match next {
+                    NewValue::Put(bytes) => Some(bytes),
+                    NewValue::Delete => None,
+                };
                 self.accept(
                     Write {
                         key: update.key,
-                        value: Some(bytes),
+                        value,
                     },
                     tx,
                 );
@@ -227,7 +237,7 @@ mod tests {
                 let mut next = v.clone().unwrap_or_else(|| b"none".to_vec());
                 next.extend_from_slice(suffix.as_bytes());
                 Change {
-                    write: Some(next),
+                    write: Some(NewValue::Put(next)),
                     out: v,
                 }
             }),
@@ -269,6 +279,20 @@ mod tests {
         let saw = addr.send(read_only).await.unwrap().unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v7"[..]));
         assert_eq!(get(&addr, "k0007").await.as_deref(), Some(&b"v7"[..]));
+        // A delete (a tombstone GC purge): the key reads as absent, and the next update
+        // sees nothing.
+        let purge = Update {
+            key: b"k0002".to_vec(),
+            apply: Box::new(|v: Option<Vec<u8>>| Change {
+                write: Some(NewValue::Delete),
+                out: v,
+            }),
+        };
+        let saw = addr.send(purge).await.unwrap().unwrap();
+        assert_eq!(saw.as_deref(), Some(&b"v2+a+b"[..]));
+        assert_eq!(get(&addr, "k0002").await, None);
+        let saw = addr.send(append("k0002", "+d")).await.unwrap().unwrap();
+        assert_eq!(saw, None);
     }
 
     #[actix_rt::test]

@@ -73,14 +73,24 @@ pub struct AntiEntropyInbound {
     pub msg: AeMsg,
 }
 
+/// A tombstone GC message received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TombInbound {
+    pub from: NodeId,
+    pub msg: troupe_protocol::tomb::TombMsg,
+}
+
 /// Where inbound frames go: SWIM to membership, replication to the coordinator, layout
-/// gossip to the layout actor, anti-entropy to the AntiEntropy actor.
+/// gossip to the layout actor, anti-entropy to the AntiEntropy actor, tombstone GC rounds
+/// to the tombstone actor.
 #[derive(Clone)]
 pub struct Sinks {
     pub swim: Recipient<PeerInbound>,
     pub data: Option<DataSink>,
     pub layout: Option<Recipient<LayoutInbound>>,
     pub antientropy: Option<Recipient<AntiEntropyInbound>>,
+    pub tomb: Option<Recipient<TombInbound>>,
 }
 
 /// The coordinator, and its counters: a data batch is counted as sent when the reader
@@ -242,19 +252,30 @@ impl PeerTransport {
     /// Queues a layout gossip message for `to` at `addr` on the bulk lane; dropped (and
     /// logged) when the lane is full or the frame too large: gossip repeats.
     pub fn send_layout(&self, to: &NodeId, addr: &str, msg: LayoutMsg) {
+        self.send_bulk(to, addr, PeerMsg::Layout(msg), "layout");
+    }
+
+    /// Queues a tombstone GC message for `to` at `addr` on the bulk lane; dropped (and
+    /// logged) like layout gossip: an unanswered round times out and runs again.
+    pub fn send_tomb(&self, to: &NodeId, addr: &str, msg: troupe_protocol::tomb::TombMsg) {
+        self.send_bulk(to, addr, PeerMsg::Tomb(msg), "tombstone");
+    }
+
+    /// Queues `msg` on the bulk lane, or drops it: `what` names it in the log.
+    fn send_bulk(&self, to: &NodeId, addr: &str, msg: PeerMsg, what: &str) {
         if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
             return;
         }
-        let frame = Bytes::from(PeerMsg::Layout(msg).encode());
+        let frame = Bytes::from(msg.encode());
         if frame.len() > self.inner.cfg.max_frame_bytes {
             log::warn!(
-                "layout frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                "{what} frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
                 frame.len()
             );
             return;
         }
         if !self.lane(addr, Lane::Bulk).push(frame) {
-            log::debug!("peer {to} (bulk lane) queue full; a layout message was dropped");
+            log::debug!("peer {to} (bulk lane) queue full; a {what} message was dropped");
         }
     }
 
@@ -444,6 +465,16 @@ async fn serve_one(
                     {
                         log::debug!("anti-entropy mailbox full; a frame from {from} was dropped");
                     }
+                }
+                continue;
+            }
+            Ok(PeerMsg::Tomb(m)) => {
+                // A dropped GC message costs one round (it times out and runs again).
+                if let Some(tomb) = &sinks.tomb {
+                    let _ = tomb.try_send(TombInbound {
+                        from: from.clone(),
+                        msg: m,
+                    });
                 }
                 continue;
             }

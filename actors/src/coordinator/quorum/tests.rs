@@ -19,6 +19,9 @@ impl Lattice for Set {
     fn descends(&self, o: &Self) -> bool {
         self.0.is_superset(&o.0)
     }
+    fn is_tombstone(&self) -> bool {
+        self.0.contains(&TOMB)
+    }
 }
 
 fn set(xs: &[u32]) -> Option<Set> {
@@ -198,4 +201,21 @@ proptest! {
             GetOutcome::NotCaughtUp(_) => prop_assert!(false, "no after context"),
         }
     }
+}
+
+/// In the toy lattice, a set holding `TOMB` is a delete marker.
+const TOMB: u32 = u32::MAX;
+
+#[test]
+fn read_repair_does_not_recreate_a_purged_delete_marker() {
+    // a still holds the marker, b purged it (tombstone GC), c holds an older value.
+    let mut t = GetTracker::new(three(), 3, None);
+    t.add_answer("a", Ok(set(&[1, TOMB])));
+    t.add_answer("b", Ok(None));
+    t.add_answer("c", Ok(set(&[1])));
+    let (joined, stale) = t.repair().unwrap();
+    assert_eq!(Some(joined), set(&[1, TOMB]));
+    // The older value is repaired (it must not outlive the delete); "not found" is the
+    // same answer as the marker and gets nothing, or every purge would be undone.
+    assert_eq!(stale, vec!["c".to_string()]);
 }
