@@ -204,6 +204,11 @@ pub fn run(a: AdminArgs) -> anyhow::Result<Outcome> {
         rt.block_on(async {
             let timeout = Duration::from_secs(a.timeout);
             let client = connect(&a.addr, timeout, timeout).await?;
+            if command == "repair" && args.first().map(String::as_str) != Some("status") {
+                return crate::admin_repair::run(&client, args, a.json)
+                    .await
+                    .map(|v| (v, None));
+            }
             call(&client, &command, args).await.map(|v| (v, None))
         })
     };

@@ -20,6 +20,34 @@ pub struct Config {
     pub membership: MembershipSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub anti_entropy: AntiEntropySection,
+}
+
+/// Anti-entropy: replicas comparing trees and joining what differs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntiEntropySection {
+    /// Run rounds on `interval` (off: trees are still kept, peers answered, and
+    /// `troupe admin repair` runs a round on demand).
+    pub enabled: bool,
+    /// How often a node compares every partition it holds with the other replicas ("10m").
+    pub interval: String,
+    /// Bytes a second a round exchanges with peers and the start-up rebuild scans (0: no
+    /// limit), so client traffic keeps its latency.
+    pub max_bytes_per_sec: u64,
+    /// How long one exchange request waits for the peer's answer ("10s"; asked twice).
+    pub request_timeout: String,
+}
+
+impl Default for AntiEntropySection {
+    fn default() -> Self {
+        AntiEntropySection {
+            enabled: true,
+            interval: "10m".into(),
+            max_bytes_per_sec: 8 << 20,
+            request_timeout: "10s".into(),
+        }
+    }
 }
 
 /// Who may talk to this node.
@@ -362,6 +390,20 @@ impl Config {
                 self.net.max_inflight_bytes,
                 self.net.max_frame_bytes
             );
+        }
+        for (what, v) in [
+            ("anti_entropy.interval", &self.anti_entropy.interval),
+            (
+                "anti_entropy.request_timeout",
+                &self.anti_entropy.request_timeout,
+            ),
+        ] {
+            if parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+                .is_zero()
+            {
+                bail!("{what} must be more than 0");
+            }
         }
         let s = &self.storage;
         if s.memtable_bytes < 4096

@@ -45,6 +45,7 @@ fn tune_allocator() {
 
 mod admin_cli;
 mod admin_render;
+mod admin_repair;
 mod bench;
 mod check;
 mod cli;

@@ -12,6 +12,7 @@
 //! process figures (`/proc/self`) and the WAL and table bytes on disk are read in that same
 //! blocking task (see [`process`]).
 
+mod antientropy;
 mod process;
 
 use actix::Addr;
@@ -45,6 +46,8 @@ pub struct Sources {
     pub membership: Option<Addr<MembershipActor>>,
     /// The replication coordinator's counters (relaxed atomics, read without a message).
     pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
+    /// Anti-entropy's counters (relaxed atomics).
+    pub antientropy: Option<Arc<troupe_actors::antientropy::AntiEntropyStats>>,
     pub tombstones: Option<Arc<troupe_actors::tombstones::TombStats>>,
     /// The client request byte budget (`net.max_inflight_bytes`).
     pub budget: Option<troupe_actors::connection::reader::ByteBudget>,
@@ -263,6 +266,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());
         peer_rpc_metrics(&mut out, c);
+    }
+    if let Some(a) = &src.antientropy {
+        antientropy::render(&mut out, a);
     }
     if let Some(t) = &src.tombstones {
         tombstone_metrics(&mut out, &t.snapshot());
@@ -606,6 +612,7 @@ mod tests {
             storage: None,
             membership: None,
             coordinator: Some(Arc::default()),
+            antientropy: Some(Arc::default()),
             tombstones: Some(Arc::default()),
             budget: Some(troupe_actors::connection::reader::ByteBudget::new(1 << 20)),
             token: None,

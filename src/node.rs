@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::admin::{self, Admin, NodeInfo};
+use troupe_actors::antientropy::{self, AntiEntropy, AntiEntropyConfig};
 use troupe_actors::connection::reader::ByteBudget;
 use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
@@ -174,6 +175,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let coord_ctx = Context::<Coordinator>::new();
         let coordinator = coord_ctx.address();
         let layout_ctx = Context::<LayoutActor>::new();
+        let ae_ctx = Context::<AntiEntropy>::new();
+        let ae_addr = ae_ctx.address();
         let tomb_ctx = Context::<TombstoneActor>::new();
         let (membership, transport) = start_membership(
             &cfg,
@@ -181,6 +184,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             &registry,
             coordinator.clone().recipient(),
             layout_ctx.address().recipient(),
+            ae_addr.clone().recipient(),
             tomb_ctx.address().recipient(),
             shutdown.clone(),
         );
@@ -244,20 +248,49 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             coord_cfg,
             memtable.clone().recipient(),
             memtable.clone().recipient(),
-            Some(transport),
+            Some(transport.clone()),
             RingInputs {
-                members: ring_rx,
-                layout: layout_rx,
+                members: ring_rx.clone(),
+                layout: layout_rx.clone(),
             },
             coordinator_counters.clone(),
             registry.actor("memtable"),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
         .with_scan(memtable.clone().recipient())
+        .with_antientropy(ae_addr.clone().recipient())
         .with_tombstones(tombstones.clone().recipient());
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
+        let ae = &cfg.anti_entropy;
+        let ae_cfg = AntiEntropyConfig {
+            me: NodeId(cfg.node.id.clone()),
+            enabled: ae.enabled,
+            interval: crate::config::parse_duration(&ae.interval)?,
+            max_bytes_per_sec: ae.max_bytes_per_sec,
+            request_timeout: crate::config::parse_duration(&ae.request_timeout)?,
+            partitions: cfg.cluster.partitions,
+            shape: antientropy::tree::DEFAULT_SHAPE,
+            mailbox: 4096,
+        };
+        let trees = antientropy::tree::Trees::new(ae_cfg.shape, cfg.cluster.partitions)
+            .map_err(|e| anyhow::anyhow!("cannot start anti-entropy: {e}"))?;
+        let ae_actor = AntiEntropy::new(
+            ae_cfg,
+            trees,
+            memtable.clone().recipient(),
+            memtable.clone().recipient(),
+            coordinator.clone().recipient(),
+            Some(transport),
+            RingInputs {
+                members: ring_rx,
+                layout: layout_rx,
+            },
+            registry.actor("anti_entropy"),
+        );
+        let antientropy_stats = ae_actor.stats();
+        ae_ctx.run(ae_actor);
         log::info!("replica actor id {actor_id:016x}");
 
         let budget = ByteBudget::new(cfg.net.max_inflight_bytes);
@@ -314,6 +347,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             storage: Some(storage.clone()),
             membership: Some(membership.clone()),
             coordinator: Some(coordinator_stats),
+            antientropy: Some(antientropy_stats.clone()),
             tombstones: Some(tomb_stats.clone()),
             budget: Some(budget),
             token: (!cfg.auth.admin_token.is_empty())
@@ -323,6 +357,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .with_storage(storage)
             .with_membership(membership.clone())
             .with_fault_injection(cfg.node.enable_fault_injection)
+            .with_antientropy(admin::AntiEntropyHandles {
+                start: ae_addr.clone().recipient(),
+                status: ae_addr.clone().recipient(),
+            })
+            .with_stats_section("anti_entropy", Arc::new(move || antientropy_stats.named()))
             .with_stats_section("tombstones", Arc::new(move || tomb_stats.named()))
             .with_coordinator(admin::CoordinatorHandles {
                 ring: coordinator.clone().recipient(),
@@ -391,12 +430,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Starts the peer transport, the Membership and FailureDetector actors, and the peer
 /// listener; joins through the seeds.
+#[allow(clippy::too_many_arguments)] // one recipient per inbound peer message family
 fn start_membership(
     cfg: &Config,
     listener: TcpListener,
     registry: &Registry,
     data_sink: Recipient<peer::DataInbound>,
     layout_sink: Recipient<peer::LayoutInbound>,
+    antientropy_sink: Recipient<peer::AntiEntropyInbound>,
     tomb_sink: Recipient<peer::TombInbound>,
     shutdown: CancellationToken,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
@@ -443,6 +484,7 @@ fn start_membership(
             counters: registry.actor("coordinator"),
         }),
         layout: Some(layout_sink),
+        antientropy: Some(antientropy_sink),
         tomb: Some(tomb_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));

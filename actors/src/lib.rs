@@ -24,6 +24,7 @@
 //! the WAL has its own writer thread.
 
 pub mod admin;
+pub mod antientropy;
 pub mod backoff;
 pub mod compactor;
 pub mod connection;

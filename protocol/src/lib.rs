@@ -18,6 +18,7 @@
 //! from; its example frames are checked byte for byte by `tests/golden.rs`.
 
 pub mod admin;
+pub mod antientropy;
 pub mod client;
 pub mod codec;
 pub mod crdt;

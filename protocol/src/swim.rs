@@ -225,6 +225,10 @@ pub enum PeerMsg {
     Data(Vec<crate::data::DataMsg>),
     /// Ring layout gossip ([`crate::layout`]), on the bulk lane.
     Layout(crate::layout::LayoutMsg),
+    /// Anti-entropy tree exchanges and object repair ([`crate::antientropy`]), on the bulk
+    /// lane.
+    #[serde(rename = "ae")]
+    AntiEntropy(crate::antientropy::AeMsg),
     /// Tombstone GC rounds ([`crate::tomb`]), on the bulk lane.
     Tomb(crate::tomb::TombMsg),
 }

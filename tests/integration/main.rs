@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod antientropy;
 mod auth;
 mod backpressure;
 mod check;

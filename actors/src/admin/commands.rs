@@ -21,6 +21,8 @@ pub enum Needs {
     FaultInjection,
     /// The replication coordinator (`Admin::with_coordinator`).
     Coordinator,
+    /// The AntiEntropy actor (`Admin::with_antientropy`).
+    AntiEntropy,
 }
 
 /// One admin command.
@@ -96,6 +98,12 @@ pub const COMMANDS: &[Spec] = &[
         "object KEY",
         "this replica's copy of a key: clock, siblings, delete markers",
         Needs::Coordinator,
+    ),
+    cmd(
+        "repair",
+        "repair [PARTITION|status]",
+        "run an anti-entropy round now (every partition held, or one); `status`: its progress",
+        Needs::AntiEntropy,
     ),
     cmd("sync", "sync", "fsync the write-ahead log now", Needs::Node),
     cmd(

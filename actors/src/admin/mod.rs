@@ -12,10 +12,12 @@
 //! with fault injection enabled (`with_fault_injection`). `log-level` sets the process-wide
 //! `log::max_level` (the logger is initialised permissive, so this gate decides).
 
+mod antientropy;
 pub mod commands;
 mod replication;
 mod storage;
 
+pub use antientropy::AntiEntropyHandles;
 use commands::Needs;
 pub use replication::CoordinatorHandles;
 
@@ -62,6 +64,7 @@ pub struct Admin {
     storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
     coordinator: Option<CoordinatorHandles>,
+    antientropy: Option<AntiEntropyHandles>,
     /// Sections other actors add to `stats` (`with_stats_section`).
     sections: Vec<(&'static str, StatsSection)>,
     /// `fault` is served only when the node was started with `--enable-fault-injection`.
@@ -85,6 +88,7 @@ impl Admin {
             storage: None,
             membership: None,
             coordinator: None,
+            antientropy: None,
             sections: Vec::new(),
             fault_injection: false,
         }
@@ -105,6 +109,12 @@ impl Admin {
     /// Serves `ring`, `preflist` and `object`, and adds replication health to `status`.
     pub fn with_coordinator(mut self, handles: CoordinatorHandles) -> Admin {
         self.coordinator = Some(handles);
+        self
+    }
+
+    /// Serves `repair` and adds anti-entropy's counters to `stats`.
+    pub fn with_antientropy(mut self, handles: AntiEntropyHandles) -> Admin {
+        self.antientropy = Some(handles);
         self
     }
 
@@ -218,6 +228,7 @@ impl Admin {
             Needs::Storage => self.storage.is_none().then_some("the storage engine"),
             Needs::Membership => self.membership.is_none().then_some("membership"),
             Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
+            Needs::AntiEntropy => self.antientropy.is_none().then_some("anti-entropy"),
             Needs::FaultInjection => {
                 if !self.fault_injection {
                     return Some(format!(
@@ -338,6 +349,10 @@ impl Handler<Command> for Admin {
                     "BUG: replication command not handled",
                 )
             }
+            "repair" => match &self.antientropy {
+                Some(a) => return antientropy::run(a, id, &args),
+                None => err(id, ErrorCode::Internal, "BUG: anti-entropy checked above"),
+            },
             op @ ("members" | "leave" | "fault") => {
                 let Some(m) = self.membership.clone() else {
                     return Box::pin(async move {

@@ -135,6 +135,8 @@ pub(crate) enum LocalDone {
     ReplicaPut { to: NodeId, id: u64 },
     /// A read repair of our own copy: nothing to answer.
     Repair,
+    /// An anti-entropy join (`JoinLocal`): answer the stored object.
+    AntiEntropy(oneshot::Sender<LocalResult>),
     /// A tombstone GC purge: answers whether the marker was deleted.
     Purge(oneshot::Sender<bool>),
 }
@@ -468,6 +470,7 @@ impl Coordinator {
             if let Some(next) = act.locks.release(&key) {
                 act.run_locked(next, ctx);
             }
+            act.note_local_write(&key, &res, ctx);
             act.local_write_done(key, done, res, ctx);
         });
     }
@@ -502,6 +505,9 @@ impl Coordinator {
                 if let Err(e) = res {
                     log::debug!("read repair of the local copy failed: {}", e.msg);
                 }
+            }
+            LocalDone::AntiEntropy(tx) => {
+                let _ = tx.send(res);
             }
         }
     }

@@ -32,7 +32,9 @@
 //! - Every peer RPC belongs to a request with a deadline; answers that arrive after it are
 //!   dropped.
 
+mod ae_hooks;
 mod api;
+pub use ae_hooks::{JoinLocal, LocalWrites};
 pub use api::*;
 pub mod describe;
 mod get;
@@ -107,6 +109,9 @@ pub struct Coordinator {
     storage_counters: Arc<ActorCounters>,
     /// "ok" or why data is under-replicated, for `admin status`.
     replication_note: Arc<std::sync::Mutex<String>>,
+    /// The AntiEntropy actor, told of every local write (`ae_hooks`), and this turn's.
+    ae_notify: Option<Recipient<LocalWrites>>,
+    ae_pending: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 fn replication_note(p: &Placement) -> String {
@@ -167,6 +172,8 @@ impl Coordinator {
             stats: Arc::default(),
             counters,
             storage_counters,
+            ae_notify: None,
+            ae_pending: Vec::new(),
         })
     }
 
@@ -246,6 +253,7 @@ impl Coordinator {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
+        self.flush_local_writes();
         // The view may have moved since the last client request: a node that only serves
         // replica traffic must still find the peers that ask it.
         let placement = self.placement();

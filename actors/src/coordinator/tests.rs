@@ -60,6 +60,11 @@ impl<T: Send + 'static> Handler<Update<T>> for FakeStore {
 }
 
 fn single_node() -> Addr<Coordinator> {
+    single_node_coordinator().start()
+}
+
+/// The coordinator of `single_node`, not started (to attach more to it first).
+pub(super) fn single_node_coordinator() -> Coordinator {
     let me = NodeId("n1".into());
     let info = MemberInfo {
         id: me.clone(),
@@ -116,7 +121,6 @@ fn single_node() -> Addr<Coordinator> {
         Arc::default(),
     )
     .expect("one member places every key")
-    .start()
 }
 
 fn put(k: &str, v: &str, ctx: Option<Vec<u8>>) -> ClientWrite {

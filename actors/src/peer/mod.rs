@@ -3,7 +3,9 @@
 //! Owns: one outbound [`lane::LaneQueue`] and task per (peer address, [`Lane`]), the inbound
 //! listener, and the fault hook. Replication batches ([`PeerMsg::Data`]) travel on their own
 //! data lane and reach the coordinator as [`DataInbound`]; layout gossip ([`PeerMsg::Layout`])
-//! travels on the bulk lane and reaches the layout actor as [`LayoutInbound`]. Receives [`PeerTransport::send`] calls (from the Membership
+//! travels on the bulk lane and reaches the layout actor as [`LayoutInbound`]; anti-entropy
+//! exchanges ([`PeerMsg::AntiEntropy`]) too, reaching the AntiEntropy actor as
+//! [`AntiEntropyInbound`]. Receives [`PeerTransport::send`] calls (from the Membership
 //! actor; later the replication coordinator) and inbound connections; emits every inbound
 //! SWIM message to a `Recipient<PeerInbound>` with the authenticated sender's id.
 //!
@@ -33,6 +35,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
+use troupe_protocol::antientropy::AeMsg;
 use troupe_protocol::data::DataMsg;
 use troupe_protocol::layout::LayoutMsg;
 use troupe_protocol::swim::{Lane, NodeId, PeerMsg, SwimMsg};
@@ -62,6 +65,14 @@ pub struct LayoutInbound {
     pub msg: LayoutMsg,
 }
 
+/// An anti-entropy frame received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AntiEntropyInbound {
+    pub from: NodeId,
+    pub msg: AeMsg,
+}
+
 /// A tombstone GC message received from an authenticated peer.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -71,12 +82,14 @@ pub struct TombInbound {
 }
 
 /// Where inbound frames go: SWIM to membership, replication to the coordinator, layout
-/// gossip to the layout actor, tombstone GC rounds to the tombstone actor.
+/// gossip to the layout actor, anti-entropy to the AntiEntropy actor, tombstone GC rounds
+/// to the tombstone actor.
 #[derive(Clone)]
 pub struct Sinks {
     pub swim: Recipient<PeerInbound>,
     pub data: Option<DataSink>,
     pub layout: Option<Recipient<LayoutInbound>>,
+    pub antientropy: Option<Recipient<AntiEntropyInbound>>,
     pub tomb: Option<Recipient<TombInbound>>,
 }
 
@@ -266,6 +279,24 @@ impl PeerTransport {
         }
     }
 
+    /// Queues an anti-entropy frame for `to` at `addr` on the bulk lane. Returns false when
+    /// it was not queued (lane full, frame too large, fault hook): the caller's request
+    /// then fails at once instead of waiting for its timeout.
+    pub fn send_antientropy(&self, to: &NodeId, addr: &str, msg: AeMsg) -> bool {
+        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
+            return false;
+        }
+        let frame = Bytes::from(PeerMsg::AntiEntropy(msg).encode());
+        if frame.len() > self.inner.cfg.max_frame_bytes {
+            log::warn!(
+                "anti-entropy frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                frame.len()
+            );
+            return false;
+        }
+        self.lane(addr, Lane::Bulk).push(frame)
+    }
+
     fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = lanes.get(&(addr.to_string(), lane)) {
@@ -437,6 +468,21 @@ async fn serve_one(
                         from: from.clone(),
                         msg: m,
                     });
+                }
+                continue;
+            }
+            Ok(PeerMsg::AntiEntropy(m)) => {
+                // A dropped frame costs the sender one request timeout; exchanges repeat.
+                if let Some(ae) = &sinks.antientropy {
+                    if ae
+                        .try_send(AntiEntropyInbound {
+                            from: from.clone(),
+                            msg: m,
+                        })
+                        .is_err()
+                    {
+                        log::debug!("anti-entropy mailbox full; a frame from {from} was dropped");
+                    }
                 }
                 continue;
             }
