@@ -97,6 +97,18 @@ impl Coordinator {
                     }
                 }
             }
+            DataReq::Hint {
+                primary,
+                key,
+                object,
+            } => {
+                let msg = crate::hints::StoreHint {
+                    primary,
+                    key,
+                    object,
+                };
+                self.on_hint_request(from, id, msg, ctx);
+            }
             DataReq::Coordinate {
                 key,
                 value,
