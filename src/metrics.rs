@@ -12,6 +12,7 @@
 //! process figures (`/proc/self`) and the WAL and table bytes on disk are read in that same
 //! blocking task (see [`process`]).
 
+mod hints;
 mod process;
 
 use actix::Addr;
@@ -45,6 +46,8 @@ pub struct Sources {
     pub membership: Option<Addr<MembershipActor>>,
     /// The replication coordinator's counters (relaxed atomics, read without a message).
     pub coordinator: Option<Arc<troupe_actors::coordinator::CoordinatorStats>>,
+    /// Hinted handoff's counters (relaxed atomics).
+    pub hints: Option<Arc<troupe_actors::hints::HintStats>>,
     /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
     /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
     pub token: Option<blake3::Hash>,
@@ -260,6 +263,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     if let Some(c) = &src.coordinator {
         coordinator_metrics(&mut out, &c.snapshot());
         peer_rpc_metrics(&mut out, c);
+    }
+    if let Some(h) = &src.hints {
+        hints::render(&mut out, &h.snapshot());
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -542,6 +548,7 @@ mod tests {
             storage: None,
             membership: None,
             coordinator: Some(Arc::default()),
+            hints: Some(Arc::default()),
             token: None,
         }
     }

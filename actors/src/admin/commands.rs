@@ -21,6 +21,8 @@ pub enum Needs {
     FaultInjection,
     /// The replication coordinator (`Admin::with_coordinator`).
     Coordinator,
+    /// The HintedHandoff actor (`Admin::with_hints`).
+    Hints,
 }
 
 /// One admin command.
@@ -96,6 +98,12 @@ pub const COMMANDS: &[Spec] = &[
         "object KEY",
         "this replica's copy of a key: clock, siblings, delete markers",
         Needs::Coordinator,
+    ),
+    cmd(
+        "hints",
+        "hints",
+        "hints kept for down primaries: per primary count, bytes, oldest, delivery rate",
+        Needs::Hints,
     ),
     cmd("sync", "sync", "fsync the write-ahead log now", Needs::Node),
     cmd(

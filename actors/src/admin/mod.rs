@@ -57,6 +57,11 @@ pub struct Admin {
     storage: Option<crate::storage::Storage>,
     membership: Option<Addr<MembershipActor>>,
     coordinator: Option<CoordinatorHandles>,
+    /// The HintedHandoff actor (`hints`) and its counters (in `stats`).
+    hints: Option<(
+        Recipient<crate::hints::ListHints>,
+        Arc<crate::hints::HintStats>,
+    )>,
     /// `fault` is served only when the node was started with `--enable-fault-injection`.
     fault_injection: bool,
 }
@@ -78,6 +83,7 @@ impl Admin {
             storage: None,
             membership: None,
             coordinator: None,
+            hints: None,
             fault_injection: false,
         }
     }
@@ -91,6 +97,16 @@ impl Admin {
     /// Serves `ring`, `preflist` and `object`, and adds replication health to `status`.
     pub fn with_coordinator(mut self, handles: CoordinatorHandles) -> Admin {
         self.coordinator = Some(handles);
+        self
+    }
+
+    /// Serves `hints`, and adds the hint counters to `stats`.
+    pub fn with_hints(
+        mut self,
+        list: Recipient<crate::hints::ListHints>,
+        stats: Arc<crate::hints::HintStats>,
+    ) -> Admin {
+        self.hints = Some((list, stats));
         self
     }
 
@@ -204,6 +220,7 @@ impl Admin {
             Needs::Storage => self.storage.is_none().then_some("the storage engine"),
             Needs::Membership => self.membership.is_none().then_some("membership"),
             Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
+            Needs::Hints => self.hints.is_none().then_some("hinted handoff"),
             Needs::FaultInjection => {
                 if !self.fault_injection {
                     return Some(format!(
@@ -306,14 +323,25 @@ impl Handler<Command> for Admin {
                 });
             }
             op if spec.needs == Needs::Storage => {
+                let hints = self.hints.as_ref().map(|(_, s)| s.snapshot());
                 match self
                     .storage
                     .as_ref()
-                    .and_then(|s| storage::command(s, id, op))
+                    .and_then(|s| storage::command(s, id, op, hints))
                 {
                     Some(fut) => return fut,
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }
+            }
+            "hints" => {
+                let Some((list, _)) = &self.hints else {
+                    return Box::pin(async move { err(id, ErrorCode::Internal, "BUG: hints not attached") });
+                };
+                let r = list.send(crate::hints::ListHints);
+                return Box::pin(async move {
+                    r.await
+                        .map_or_else(|e| err(id, ErrorCode::Internal, e.to_string()), |v| ok(id, v))
+                });
             }
             op if spec.needs == Needs::Coordinator => {
                 if let Some(c) = &self.coordinator {

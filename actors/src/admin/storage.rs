@@ -62,6 +62,9 @@ struct StatsReply {
     compactor: CompactorSnapshot,
     gc: GcReply,
     engine: EngineReply,
+    /// Hinted handoff's counters, when the node runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hints: Option<crate::hints::HintSnapshot>,
 }
 
 fn engine_reply(s: &Storage) -> EngineReply {
@@ -121,6 +124,7 @@ pub(super) fn command(
     s: &Storage,
     id: u64,
     op: &str,
+    hints: Option<crate::hints::HintSnapshot>,
 ) -> Option<Pin<Box<dyn Future<Output = Vec<u8>>>>> {
     let s = s.clone();
     Some(match op {
@@ -147,6 +151,7 @@ pub(super) fn command(
                             Ok(e) => e,
                             Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
                         },
+                        hints,
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),
