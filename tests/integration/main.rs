@@ -12,6 +12,7 @@ mod cluster;
 mod console;
 mod crash_recovery;
 mod deploy;
+mod handoff;
 mod keys;
 mod layout;
 mod malformed_input;
