@@ -209,3 +209,79 @@ fn reqwest_metrics(node: &NodeProc) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Four nodes, N=3, one down: a write with `w=all` still succeeds, because the down
+/// primary's copy goes to the partition's fallback as a hint and that acknowledgement
+/// counts (sloppy quorum). Once the node is back the fallbacks hand the hints off and it
+/// holds its keys.
+#[test]
+fn with_a_fallback_a_hint_counts_toward_w() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = vec![("TROUPE__CLUSTER__REQUEST_TIMEOUT", "2s".to_string())];
+    let n1 = start(dir.path(), "n1", None, &extra);
+    let seed = n1.peer.clone();
+    let mut nodes = vec![n1];
+    for id in ["n2", "n3", "n4"] {
+        nodes.push(start(dir.path(), id, Some(&seed), &extra));
+    }
+    let ids = ["n1", "n2", "n3", "n4"];
+    {
+        let refs: Vec<&NodeProc> = nodes.iter().collect();
+        wait_for("every node sees every member alive", Duration::from_secs(30), || {
+            refs.iter()
+                .all(|n| ids.iter().all(|id| status_of(n, id).as_deref() == Some("alive")))
+        });
+        agreed_ring(&refs, 4);
+    }
+    nodes[3].kill();
+    wait_for("the others see n4 dead", dead_bound() * 2, || {
+        nodes[..3]
+            .iter()
+            .all(|n| status_of(n, "n4").as_deref() == Some("dead"))
+    });
+    let rt = rt_mt();
+    let addr = nodes[0].client.clone();
+    let c1 = rt.block_on(async move { Client::connect(addr.as_str(), "hints").await.unwrap() });
+    const KEYS: usize = 100;
+    rt.block_on(async {
+        for i in 0..KEYS {
+            let k = format!("f{i:03}");
+            c1.put_with(k.as_bytes(), b"v", None, Some(Quorum::All))
+                .await
+                .unwrap_or_else(|e| panic!("w=all with n4 down, {k}: {e:?}"));
+        }
+    });
+    let pending = |n: &NodeProc| hints_json(n)["count"].as_u64().unwrap_or(0);
+    let held: u64 = nodes[..3].iter().map(pending).sum();
+    assert!(held > 0, "some keys have n4 as a primary");
+
+    nodes[3].restart();
+    wait_for("the fallbacks hand every hint to n4", Duration::from_secs(40), || {
+        nodes[..3].iter().all(|n| pending(n) == 0)
+    });
+    // Every key n4 is a primary of is on n4 now.
+    let mut checked = 0;
+    for i in 0..KEYS {
+        let k = format!("f{i:03}");
+        let (code, out, err) = nodes[3].cli(&["admin", "preflist", &k, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let pl: Value = serde_json::from_str(&out).unwrap();
+        let primary = pl["primaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "n4");
+        if !primary {
+            continue;
+        }
+        let (code, out, err) = nodes[3].cli(&["admin", "object", &k, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let obj: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(obj["found"], true, "{k} on n4: {obj}");
+        checked += 1;
+        if checked == 10 {
+            break;
+        }
+    }
+    assert!(checked > 0, "n4 is a primary of some of {KEYS} keys");
+}
