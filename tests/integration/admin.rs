@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "ring",
     "preflist",
     "object",
+    "hints",
     "log-level",
     "help",
 ];
