@@ -407,7 +407,8 @@ impl Config {
             bail!("storage.relaxed_sync_ms must be at least 1");
         }
         let h = &self.handoff;
-        parse_duration(&h.max_hint_age).map_err(|e| anyhow::anyhow!("handoff.max_hint_age: {e}"))?;
+        parse_duration(&h.max_hint_age)
+            .map_err(|e| anyhow::anyhow!("handoff.max_hint_age: {e}"))?;
         if h.max_hint_bytes < 4096 || h.max_bytes_per_sec < 1024 {
             bail!(
                 "handoff: need max_hint_bytes >= 4096 and max_bytes_per_sec >= 1024 (got {} and {})",

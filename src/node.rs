@@ -21,8 +21,8 @@ use troupe_actors::admin::{self, Admin, NodeInfo};
 use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, ListenerConfig};
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
-use troupe_actors::hints;
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
+use troupe_actors::hints;
 use troupe_actors::layout::{store as layout_store, LayoutActor, LayoutConfig, WatchLayout};
 use troupe_actors::membership::actor::WatchRing;
 use troupe_actors::membership::{self, actor::Join, config::SwimConfig};
@@ -157,7 +157,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let hints_dir = cfg.node.data_dir.join("hints");
     let hints_recovered = hints::disk::recover(&hints_dir)
         .with_context(|| format!("cannot recover hints from {}", hints_dir.display()))?;
-    let hints_disk = hints::disk::Disk::start(hints_dir).context("cannot start the hints disk thread")?;
+    let hints_disk =
+        hints::disk::Disk::start(hints_dir).context("cannot start the hints disk thread")?;
 
     let system = System::new();
     let result = system.block_on(async move {

@@ -27,13 +27,17 @@ fn three_nodes(dir: &std::path::Path, extra: &[(&'static str, String)]) -> Vec<N
     let n3 = start(dir, "n3", Some(&seed), extra);
     let nodes = vec![n1, n2, n3];
     let refs: Vec<&NodeProc> = nodes.iter().collect();
-    wait_for("every node sees every member alive", Duration::from_secs(20), || {
-        refs.iter().all(|n| {
-            ["n1", "n2", "n3"]
-                .iter()
-                .all(|id| status_of(n, id).as_deref() == Some("alive"))
-        })
-    });
+    wait_for(
+        "every node sees every member alive",
+        Duration::from_secs(20),
+        || {
+            refs.iter().all(|n| {
+                ["n1", "n2", "n3"]
+                    .iter()
+                    .all(|id| status_of(n, id).as_deref() == Some("alive"))
+            })
+        },
+    );
     agreed_ring(&refs, 3);
     nodes
 }
@@ -71,7 +75,9 @@ fn write_keys(
                 })
                 .collect();
             for p in puts {
-                p.await.unwrap().expect("w=quorum put with one of three down");
+                p.await
+                    .unwrap()
+                    .expect("w=quorum put with one of three down");
             }
         }
     });
@@ -94,23 +100,31 @@ fn a_restarted_node_gets_its_missed_writes_from_hints() {
     write_keys(&rt, &clients, "k", KEYS, 16);
 
     // Every write's coordinator keeps one hint for n3 (three nodes: no fallback is left).
-    wait_for("n1 and n2 stored a hint per write", Duration::from_secs(20), || {
-        let stored: u64 = nodes[..2]
-            .iter()
-            .map(|n| hints_json(n)["stored"].as_u64().unwrap_or(0))
-            .sum();
-        stored >= KEYS as u64
-    });
+    wait_for(
+        "n1 and n2 stored a hint per write",
+        Duration::from_secs(20),
+        || {
+            let stored: u64 = nodes[..2]
+                .iter()
+                .map(|n| hints_json(n)["stored"].as_u64().unwrap_or(0))
+                .sum();
+            stored >= KEYS as u64
+        },
+    );
     let before = hints_json(&nodes[0]);
     assert_eq!(before["primaries"][0]["primary"], "n3", "{before}");
     assert_eq!(before["primaries"][0]["alive"], false, "{before}");
 
     nodes[2].restart();
-    let took = wait_for("every hint is handed off to n3", Duration::from_secs(40), || {
-        nodes[..2]
-            .iter()
-            .all(|n| hints_json(n)["count"].as_u64() == Some(0))
-    });
+    let took = wait_for(
+        "every hint is handed off to n3",
+        Duration::from_secs(40),
+        || {
+            nodes[..2]
+                .iter()
+                .all(|n| hints_json(n)["count"].as_u64() == Some(0))
+        },
+    );
     eprintln!("hand-off of {KEYS} hints took {took:?} after the restart");
     let delivered: u64 = nodes[..2]
         .iter()
@@ -118,7 +132,10 @@ fn a_restarted_node_gets_its_missed_writes_from_hints() {
         .sum();
     assert_eq!(delivered, KEYS as u64);
     let (_, metrics, _) = nodes[0].cli(&["admin", "stats", "--json"]);
-    assert!(metrics.contains("\"hints\""), "admin stats carries hints: {metrics}");
+    assert!(
+        metrics.contains("\"hints\""),
+        "admin stats carries hints: {metrics}"
+    );
 
     // n3 alone: every key is there, read with r=one.
     nodes[0].kill();
@@ -171,7 +188,9 @@ fn hints_for_a_down_primary_stay_within_max_hint_bytes() {
     let mut nodes = three_nodes(dir.path(), &extra);
     let rt = rt_mt();
     let addr = nodes[0].client.clone();
-    let c1 = Arc::new(rt.block_on(async move { Client::connect(addr.as_str(), "hints").await.unwrap() }));
+    let c1 = Arc::new(
+        rt.block_on(async move { Client::connect(addr.as_str(), "hints").await.unwrap() }),
+    );
 
     kill_third(&mut nodes);
     // About 1,000 hints of ~300 bytes: four to five times the bound.
@@ -179,17 +198,30 @@ fn hints_for_a_down_primary_stay_within_max_hint_bytes() {
     write_keys(&rt, &[c1], "b", KEYS, 200);
 
     let mut last = Value::Null;
-    wait_for("n1 accounted for a hint per write", Duration::from_secs(20), || {
-        last = hints_json(&nodes[0]);
-        last["stored"].as_u64().unwrap_or(0) + last["dropped_full"].as_u64().unwrap_or(0)
-            >= KEYS as u64
-    });
+    wait_for(
+        "n1 accounted for a hint per write",
+        Duration::from_secs(20),
+        || {
+            last = hints_json(&nodes[0]);
+            last["stored"].as_u64().unwrap_or(0) + last["dropped_full"].as_u64().unwrap_or(0)
+                >= KEYS as u64
+        },
+    );
     let dropped = last["dropped_full"].as_u64().unwrap_or(0);
-    assert!(dropped > 0, "hints past the bound are dropped and counted: {last}");
-    let on_disk = dir_bytes(&nodes[0].data_dir.join("hints"));
-    assert!(on_disk <= MAX, "hint files hold {on_disk} bytes, bound {MAX}: {last}");
     assert!(
-        last["primaries"][0]["disk_bytes"].as_u64().unwrap_or(u64::MAX) <= MAX,
+        dropped > 0,
+        "hints past the bound are dropped and counted: {last}"
+    );
+    let on_disk = dir_bytes(&nodes[0].data_dir.join("hints"));
+    assert!(
+        on_disk <= MAX,
+        "hint files hold {on_disk} bytes, bound {MAX}: {last}"
+    );
+    assert!(
+        last["primaries"][0]["disk_bytes"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            <= MAX,
         "{last}"
     );
     let metrics = reqwest_metrics(&nodes[0]);
@@ -197,7 +229,11 @@ fn hints_for_a_down_primary_stay_within_max_hint_bytes() {
         .lines()
         .find(|l| l.starts_with("troupe_hints_dropped_total{reason=\"full\"}"))
         .unwrap_or_else(|| panic!("no dropped counter in /metrics:\n{metrics}"));
-    assert_eq!(line.rsplit(' ').next(), Some(dropped.to_string().as_str()), "{line}");
+    assert_eq!(
+        line.rsplit(' ').next(),
+        Some(dropped.to_string().as_str()),
+        "{line}"
+    );
 }
 
 /// The node's /metrics text (a plain HTTP/1.0 GET).
@@ -227,10 +263,16 @@ fn with_a_fallback_a_hint_counts_toward_w() {
     let ids = ["n1", "n2", "n3", "n4"];
     {
         let refs: Vec<&NodeProc> = nodes.iter().collect();
-        wait_for("every node sees every member alive", Duration::from_secs(30), || {
-            refs.iter()
-                .all(|n| ids.iter().all(|id| status_of(n, id).as_deref() == Some("alive")))
-        });
+        wait_for(
+            "every node sees every member alive",
+            Duration::from_secs(30),
+            || {
+                refs.iter().all(|n| {
+                    ids.iter()
+                        .all(|id| status_of(n, id).as_deref() == Some("alive"))
+                })
+            },
+        );
         agreed_ring(&refs, 4);
     }
     nodes[3].kill();
@@ -256,9 +298,11 @@ fn with_a_fallback_a_hint_counts_toward_w() {
     assert!(held > 0, "some keys have n4 as a primary");
 
     nodes[3].restart();
-    wait_for("the fallbacks hand every hint to n4", Duration::from_secs(40), || {
-        nodes[..3].iter().all(|n| pending(n) == 0)
-    });
+    wait_for(
+        "the fallbacks hand every hint to n4",
+        Duration::from_secs(40),
+        || nodes[..3].iter().all(|n| pending(n) == 0),
+    );
     // Every key n4 is a primary of is on n4 now.
     let mut checked = 0;
     for i in 0..KEYS {

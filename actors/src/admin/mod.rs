@@ -335,12 +335,16 @@ impl Handler<Command> for Admin {
             }
             "hints" => {
                 let Some((list, _)) = &self.hints else {
-                    return Box::pin(async move { err(id, ErrorCode::Internal, "BUG: hints not attached") });
+                    return Box::pin(async move {
+                        err(id, ErrorCode::Internal, "BUG: hints not attached")
+                    });
                 };
                 let r = list.send(crate::hints::ListHints);
                 return Box::pin(async move {
-                    r.await
-                        .map_or_else(|e| err(id, ErrorCode::Internal, e.to_string()), |v| ok(id, v))
+                    r.await.map_or_else(
+                        |e| err(id, ErrorCode::Internal, e.to_string()),
+                        |v| ok(id, v),
+                    )
                 });
             }
             op if spec.needs == Needs::Coordinator => {

@@ -304,8 +304,7 @@ impl PutTracker {
     /// asked: the caller then keeps the hint itself, uncounted, and answers for the
     /// primary with its error.
     pub fn reroute(&mut self, primary: &str, fallback: &str, why: &str) -> bool {
-        if self.targets.iter().any(|t| t.node == fallback) || self.answers.contains_key(primary)
-        {
+        if self.targets.iter().any(|t| t.node == fallback) || self.answers.contains_key(primary) {
             return false;
         }
         let Some(t) = self

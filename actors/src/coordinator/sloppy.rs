@@ -141,7 +141,8 @@ impl Coordinator {
         };
         st.pending -= 1;
         if let DataResp::Failed { code, msg } = resp {
-            st.failed.get_or_insert_with(|| format!("{node}: {code}: {msg}"));
+            st.failed
+                .get_or_insert_with(|| format!("{node}: {code}: {msg}"));
         }
         if st.pending == 0 {
             if let Some(Request::Handoff(mut st)) = self.forget(req) {

@@ -107,9 +107,7 @@ impl HintedHandoff {
     }
 
     fn publish(&self) {
-        self.stats
-            .pending
-            .store(self.book.count() as u64, Relaxed);
+        self.stats.pending.store(self.book.count() as u64, Relaxed);
         self.stats
             .pending_bytes
             .store(self.book.pending_bytes(), Relaxed);
@@ -131,8 +129,14 @@ impl HintedHandoff {
     fn log_drops(&mut self) {
         for ((primary, reason), n) in self.unlogged_drops.drain() {
             let why = match reason {
-                DropReason::Full => format!("its hints reached handoff.max_hint_bytes = {}", self.cfg.max_hint_bytes),
-                DropReason::Age => format!("older than handoff.max_hint_age = {:?}", self.cfg.max_hint_age),
+                DropReason::Full => format!(
+                    "its hints reached handoff.max_hint_bytes = {}",
+                    self.cfg.max_hint_bytes
+                ),
+                DropReason::Age => format!(
+                    "older than handoff.max_hint_age = {:?}",
+                    self.cfg.max_hint_age
+                ),
                 DropReason::Io => "writing the hint failed".to_string(),
             };
             log::warn!("hints: dropped {n} hint(s) for {primary}: {why}; anti-entropy repairs it");
@@ -173,7 +177,11 @@ impl HintedHandoff {
             if primary == self.cfg.me || !alive.contains(&primary) {
                 continue;
             }
-            if self.retry_at.get(&primary).is_some_and(|t| Instant::now() < *t) {
+            if self
+                .retry_at
+                .get(&primary)
+                .is_some_and(|t| Instant::now() < *t)
+            {
                 continue;
             }
             let allowance = self.throttle.allowance(now);
@@ -239,12 +247,19 @@ impl HintedHandoff {
                     }
                     act.delete(&primary, gone);
                     act.retry_at.remove(&primary);
-                    if act.book.figures(now).iter().all(|f| f.primary != primary || f.count == 0) {
+                    if act
+                        .book
+                        .figures(now)
+                        .iter()
+                        .all(|f| f.primary != primary || f.count == 0)
+                    {
                         log::info!("hints: every hint for {primary} delivered");
                     }
                 }
                 Err(e) => {
-                    log::debug!("hints: a batch for {primary} failed ({e}); retrying in {RETRY_AFTER:?}");
+                    log::debug!(
+                        "hints: a batch for {primary} failed ({e}); retrying in {RETRY_AFTER:?}"
+                    );
                     act.book.failed(&primary);
                     act.retry_at.insert(primary, Instant::now() + RETRY_AFTER);
                 }
@@ -275,7 +290,10 @@ impl Handler<StoreHint> for HintedHandoff {
             Ok(r) => r,
             Err(reason) => {
                 self.dropped(&primary, reason, 1);
-                let e = format!("hints for {primary} are full (handoff.max_hint_bytes = {}); dropped", self.cfg.max_hint_bytes);
+                let e = format!(
+                    "hints for {primary} are full (handoff.max_hint_bytes = {}); dropped",
+                    self.cfg.max_hint_bytes
+                );
                 return Box::pin(fut::ready(Err(e)));
             }
         };
@@ -287,7 +305,11 @@ impl Handler<StoreHint> for HintedHandoff {
             bytes,
             done: tx,
         });
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the hints disk thread stopped".into())) }
+        Box::pin(
+            async move {
+                rx.await
+                    .unwrap_or_else(|_| Err("the hints disk thread stopped".into()))
+            }
             .into_actor(self)
             .map(move |res, act, _| {
                 match &res {
@@ -304,7 +326,8 @@ impl Handler<StoreHint> for HintedHandoff {
                 }
                 act.publish();
                 res
-            }))
+            }),
+        )
     }
 }
 

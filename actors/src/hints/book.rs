@@ -154,7 +154,13 @@ impl HintBook {
             return Err(DropReason::Full);
         }
         let seq = match q.active {
-            Some(s) if q.segments.get(&s).is_some_and(|g| g.bytes < limits.segment_bytes) => s,
+            Some(s)
+                if q.segments
+                    .get(&s)
+                    .is_some_and(|g| g.bytes < limits.segment_bytes) =>
+            {
+                s
+            }
             _ => {
                 let s = q.next_seq;
                 q.next_seq += 1;

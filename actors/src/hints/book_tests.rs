@@ -41,13 +41,20 @@ fn delivery_takes_front_batches_and_deletes_emptied_segments() {
     let batch = b.take_batch("n3", 250, 100).expect("hints");
     assert_eq!(batch.records.len(), 2, "250 bytes hold two of 100");
     assert_eq!(batch.records[0], (0, 0, 100));
-    assert!(b.take_batch("n3", 250, 100).is_none(), "one batch in flight");
+    assert!(
+        b.take_batch("n3", 250, 100).is_none(),
+        "one batch in flight"
+    );
     assert!(b.deliverable().is_empty());
     b.failed("n3");
     let batch = b.take_batch("n3", 350, 100).unwrap();
     assert_eq!(batch.records.len(), 3);
     let (n, gone) = b.delivered("n3");
-    assert_eq!((n, gone.clone()), (3, vec![0]), "segment 0 held exactly those three");
+    assert_eq!(
+        (n, gone.clone()),
+        (3, vec![0]),
+        "segment 0 held exactly those three"
+    );
     b.deleted("n3", &gone);
     assert!(!b.is_pending(&key_hash(b"k0")));
     assert!(b.is_pending(&key_hash(b"k3")));
@@ -67,7 +74,11 @@ fn draining_everything_closes_the_active_segment() {
     assert_eq!(gone, vec![0]);
     b.deleted("n3", &gone);
     let r = add(&mut b, "n3", b"b", 100, 1).unwrap();
-    assert_eq!((r.segment, r.offset), (1, 0), "a new file, not the deleted one");
+    assert_eq!(
+        (r.segment, r.offset),
+        (1, 0),
+        "a new file, not the deleted one"
+    );
 }
 
 #[test]
@@ -125,7 +136,10 @@ fn recovered_hints_count_and_appends_start_a_new_segment() {
     };
     b.recover("n3", vec![(4, vec![meta(0, 1), meta(100, 2)], 200)]);
     let f = &b.figures(10)[0];
-    assert_eq!((f.count, f.bytes, f.disk_bytes, f.oldest_ms), (2, 200, 200, Some(9)));
+    assert_eq!(
+        (f.count, f.bytes, f.disk_bytes, f.oldest_ms),
+        (2, 200, 200, Some(9))
+    );
     assert!(b.is_pending(&key_hash(b"r")));
     assert_eq!(b.reserve("n3", 100).unwrap().segment, 5);
 }

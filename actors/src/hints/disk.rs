@@ -25,11 +25,14 @@ use tokio::sync::oneshot;
 /// Jobs taken per group commit at most.
 const MAX_GROUP: usize = 1024;
 
-/// What recovery found: per primary, its segments in order (seq, intact records, intact
-/// length), and how many torn bytes were cut.
+/// One recovered segment: its sequence number, intact records and intact length.
+pub type RecoveredSegment = (u64, Vec<RecordMeta>, u64);
+
+/// What recovery found: per primary, its segments in order, and how many torn bytes were
+/// cut.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    pub primaries: Vec<(String, Vec<(u64, Vec<RecordMeta>, u64)>)>,
+    pub primaries: Vec<(String, Vec<RecoveredSegment>)>,
     pub torn_bytes: u64,
 }
 
@@ -38,7 +41,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -75,7 +78,10 @@ pub fn recover(root: &Path) -> io::Result<Recovered> {
         let dir = dir?;
         let name = dir.file_name().to_string_lossy().to_string();
         let Some(primary) = unhex(&name) else {
-            log::warn!("hints: ignoring {} (not a primary's directory)", dir.path().display());
+            log::warn!(
+                "hints: ignoring {} (not a primary's directory)",
+                dir.path().display()
+            );
             continue;
         };
         let mut segs: Vec<(u64, PathBuf)> = fs::read_dir(dir.path())?
@@ -156,6 +162,8 @@ impl Disk {
     }
 }
 
+type AppendDone = oneshot::Sender<Result<(), String>>;
+
 fn run(root: &Path, rx: &mpsc::Receiver<Job>) {
     let mut open: HashMap<PathBuf, File> = HashMap::new();
     while let Ok(first) = rx.recv() {
@@ -166,8 +174,8 @@ fn run(root: &Path, rx: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut acks: Vec<(PathBuf, oneshot::Sender<Result<(), String>>, Option<String>)> =
-            Vec::new();
+        // (file, whom to answer, the write's own error): answered after the fsyncs.
+        let mut acks: Vec<(PathBuf, AppendDone, Option<String>)> = Vec::new();
         let mut new_dirs: HashSet<PathBuf> = HashSet::new();
         for job in jobs {
             match job {
@@ -179,7 +187,15 @@ fn run(root: &Path, rx: &mpsc::Receiver<Job>) {
                     done,
                 } => {
                     let path = segment_path(root, &primary, segment);
-                    let res = append(root, &primary, &path, offset, &bytes, &mut open, &mut new_dirs);
+                    let res = append(
+                        root,
+                        &primary,
+                        &path,
+                        offset,
+                        &bytes,
+                        &mut open,
+                        &mut new_dirs,
+                    );
                     acks.push((path, done, res.err().map(|e| e.to_string())));
                 }
                 Job::Read {
@@ -250,13 +266,20 @@ fn append(
             new_dirs.insert(root.to_path_buf());
         }
         let existed = path.exists();
-        let f = OpenOptions::new().create(true).write(true).open(path)?;
+        // Never truncated: appends write at the offsets the book reserved.
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         if !existed {
             new_dirs.insert(dir);
         }
         open.insert(path.to_path_buf(), f);
     }
-    let f = open.get(path).ok_or_else(|| io::Error::other("BUG: file just opened is gone"))?;
+    let f = open
+        .get(path)
+        .ok_or_else(|| io::Error::other("BUG: file just opened is gone"))?;
     f.write_all_at(bytes, offset)
 }
 
@@ -265,13 +288,14 @@ fn read(root: &Path, primary: &str, records: &[(u64, u64, u64)]) -> Result<Vec<H
     let mut out = Vec::with_capacity(records.len());
     for &(seq, offset, len) in records {
         let path = segment_path(root, primary, seq);
-        if !files.contains_key(&seq) {
-            let f = File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-            files.insert(seq, f);
-        }
+        let f = match files.entry(seq) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?)
+            }
+        };
         let mut buf = vec![0u8; len as usize];
-        files[&seq]
-            .read_exact_at(&mut buf, offset)
+        f.read_exact_at(&mut buf, offset)
             .map_err(|e| format!("read {} at {offset}: {e}", path.display()))?;
         let hint = record::decode(&buf)
             .ok_or_else(|| format!("{} at {offset}: checksum mismatch", path.display()))?;
@@ -329,7 +353,10 @@ mod tests {
 
         // A crash mid-append: half a record at the end of the newest segment.
         let pdir = primary_dir(&root, "n3");
-        let mut segs: Vec<PathBuf> = fs::read_dir(&pdir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut segs: Vec<PathBuf> = fs::read_dir(&pdir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         segs.sort();
         assert!(segs.len() > 1, "segments rolled at 200 bytes");
         let last = segs.last().unwrap();
@@ -359,7 +386,10 @@ mod tests {
             done: tx,
         });
         let hints = rx.blocking_recv().unwrap().unwrap();
-        let got: Vec<String> = hints.iter().map(|h| String::from_utf8(h.key.clone()).unwrap()).collect();
+        let got: Vec<String> = hints
+            .iter()
+            .map(|h| String::from_utf8(h.key.clone()).unwrap())
+            .collect();
         assert_eq!(got, keys);
         let (n, gone) = book.delivered("n3");
         assert_eq!(n, 10);

@@ -140,7 +140,11 @@ mod tests {
             let mut bad = seg.clone();
             bad[flip] ^= 0x40;
             let (recs, good) = scan(&bad);
-            assert_eq!((recs.len(), good), (1, first.len() as u64), "flip at {flip}");
+            assert_eq!(
+                (recs.len(), good),
+                (1, first.len() as u64),
+                "flip at {flip}"
+            );
         }
     }
 }

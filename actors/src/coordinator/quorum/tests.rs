@@ -207,7 +207,11 @@ fn a_hint_on_a_fallback_counts_toward_w() {
     let mut t = PutTracker::new(vec!["b".into(), "c".into()], 3);
     assert!(t.reroute("c", "d", "down (membership)"));
     assert_eq!(t.start(), Progress::Pending);
-    assert_eq!(t.add_answer("c", Ok(())), Progress::Pending, "c was not asked");
+    assert_eq!(
+        t.add_answer("c", Ok(())),
+        Progress::Pending,
+        "c was not asked"
+    );
     assert_eq!(t.add_answer("b", Ok(())), Progress::Pending);
     assert_eq!(
         t.add_answer("d", Ok(())),
@@ -247,7 +251,10 @@ fn failed_hints_are_described_and_left_unacknowledged() {
         Progress::Reply(PutOutcome::Indeterminate(f)) => {
             assert_eq!(f.got, 1);
             let c = f.errors.get("c").expect("c is named");
-            assert!(c.contains("unavailable") && c.contains("hint on d: timed out"), "{c}");
+            assert!(
+                c.contains("unavailable") && c.contains("hint on d: timed out"),
+                "{c}"
+            );
         }
         other => panic!("{other:?}"),
     }
