@@ -39,9 +39,11 @@ pub struct HandoffSection {
     /// max_hint_window): a primary away longer is better rebuilt by anti-entropy than fed
     /// hours of stale writes.
     pub max_hint_age: String,
-    /// Delivery's average rate over every primary. Default 8 MiB/s: a node back from a
-    /// minute away at 5k writes/s of small values catches up in seconds, while using a
-    /// small share of a 1 Gbit/s link, so client traffic keeps its latency (scylla#7886).
+    /// Delivery's average rate over every primary. Default 1 MiB/s, about 5,000 hints/s of
+    /// 100-byte values: a hint costs the primary a replica write like a client's, and on
+    /// the 2-core bench machine 8 MiB/s tripled the client p99 during catch-up while
+    /// 256 KiB/s doubled it and took twice as long (docs/BENCHMARKS.md, "Hinted handoff");
+    /// a delivery storm must not starve client traffic (scylla#7886).
     pub max_bytes_per_sec: u64,
 }
 
@@ -51,7 +53,7 @@ impl Default for HandoffSection {
             enabled: true,
             max_hint_bytes: 256 << 20,
             max_hint_age: "3h".into(),
-            max_bytes_per_sec: 8 << 20,
+            max_bytes_per_sec: 1 << 20,
         }
     }
 }
