@@ -62,8 +62,8 @@ pub enum DataReq {
     /// this node (a fallback of the key's partition) and hand it to `primary` once it is
     /// alive again. Answered `Stored` once the hint is on disk (fsynced); `Failed` when
     /// this node keeps no hints (handoff off, or the primary's hints are full). A node
-    /// that predates hints fails to decode the batch; the coordinator counts that as a
-    /// failed answer.
+    /// that predates hints cannot decode a frame holding one, so every request of that
+    /// frame times out at the sender: upgrade every node before turning handoff on.
     Hint {
         primary: String,
         #[serde(with = "serde_bytes")]
