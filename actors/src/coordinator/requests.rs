@@ -58,7 +58,7 @@ pub(crate) struct PutState {
     pub(super) key: Vec<u8>,
     n: usize,
     w: usize,
-    primaries: Vec<NodeId>,
+    pub(super) primaries: Vec<NodeId>,
     /// The object as written locally (storage encoding), kept for hints.
     pub(super) object: Vec<u8>,
     /// Fallbacks of the key's partition that are up and not asked yet, in order: the next

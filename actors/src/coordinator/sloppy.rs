@@ -62,6 +62,11 @@ impl Coordinator {
         let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
             return false;
         };
+        // Only a primary is stood in for (a fallback that fails is not replaced in turn:
+        // the primary then gets this node's hint when the put ends).
+        if !st.primaries.contains(primary) {
+            return false;
+        }
         let Some(tracker) = st.tracker.as_mut() else {
             return false;
         };
