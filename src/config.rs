@@ -21,6 +21,7 @@ pub struct Config {
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub anti_entropy: AntiEntropySection,
+    pub handoff: HandoffSection,
 }
 
 /// Anti-entropy: replicas comparing trees and joining what differs.
@@ -46,6 +47,42 @@ impl Default for AntiEntropySection {
             interval: "10m".into(),
             max_bytes_per_sec: 8 << 20,
             request_timeout: "10s".into(),
+        }
+    }
+}
+
+/// Hinted handoff (sloppy quorum): writes for a down primary kept as durable hints by a
+/// fallback (or the coordinator) and delivered when the primary is back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandoffSection {
+    /// Off: writes use primaries only (a down primary is a failed answer), as before hints.
+    pub enabled: bool,
+    /// Bytes of hint files kept per down primary; past it new hints for it are dropped
+    /// (counted; anti-entropy repairs that primary). Default 256 MiB: over the default
+    /// 3 h that is a steady 24 KiB/s of writes for one down primary, and ten down
+    /// primaries cost at most 2.5 GiB of disk.
+    pub max_hint_bytes: u64,
+    /// Hints older than this are dropped, not delivered ("3h", as Cassandra's
+    /// max_hint_window): a primary away longer is better rebuilt by anti-entropy than fed
+    /// hours of stale writes.
+    pub max_hint_age: String,
+    /// Delivery's average rate over every primary. Default 1 MiB/s, about 4,500 hints of
+    /// 100-byte values a second: a hint costs the primary a replica write like a client's,
+    /// and that is about what the 2-core bench machine delivered beside its client load
+    /// (8 MiB/s was no faster there; docs/BENCHMARKS.md, "Hinted handoff"), so a bigger
+    /// machine does not turn a restart into a delivery storm that starves client traffic
+    /// (scylla#7886).
+    pub max_bytes_per_sec: u64,
+}
+
+impl Default for HandoffSection {
+    fn default() -> Self {
+        HandoffSection {
+            enabled: true,
+            max_hint_bytes: 256 << 20,
+            max_hint_age: "3h".into(),
+            max_bytes_per_sec: 1 << 20,
         }
     }
 }
@@ -436,6 +473,16 @@ impl Config {
         }
         if self.storage.relaxed_sync_ms == 0 {
             bail!("storage.relaxed_sync_ms must be at least 1");
+        }
+        let h = &self.handoff;
+        parse_duration(&h.max_hint_age)
+            .map_err(|e| anyhow::anyhow!("handoff.max_hint_age: {e}"))?;
+        if h.max_hint_bytes < 4096 || h.max_bytes_per_sec < 1024 {
+            bail!(
+                "handoff: need max_hint_bytes >= 4096 and max_bytes_per_sec >= 1024 (got {} and {})",
+                h.max_hint_bytes,
+                h.max_bytes_per_sec
+            );
         }
         Ok(())
     }

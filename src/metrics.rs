@@ -13,6 +13,7 @@
 //! blocking task (see [`process`]).
 
 mod antientropy;
+mod hints;
 mod process;
 
 use actix::Addr;
@@ -51,6 +52,8 @@ pub struct Sources {
     pub tombstones: Option<Arc<troupe_actors::tombstones::TombStats>>,
     /// The client request byte budget (`net.max_inflight_bytes`).
     pub budget: Option<troupe_actors::connection::reader::ByteBudget>,
+    /// Hinted handoff's counters (relaxed atomics).
+    pub hints: Option<Arc<troupe_actors::hints::HintStats>>,
     /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
     /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
     pub token: Option<blake3::Hash>,
@@ -288,6 +291,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
             "Client connections closed because a frame did not complete within net.read_timeout.",
             &one(b.stalls()),
         );
+    }
+    if let Some(h) = &src.hints {
+        hints::render(&mut out, &h.snapshot());
     }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
@@ -615,6 +621,7 @@ mod tests {
             antientropy: Some(Arc::default()),
             tombstones: Some(Arc::default()),
             budget: Some(troupe_actors::connection::reader::ByteBudget::new(1 << 20)),
+            hints: Some(Arc::default()),
             token: None,
         }
     }

@@ -24,6 +24,7 @@ use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, Listen
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
+use troupe_actors::hints;
 use troupe_actors::layout::{store as layout_store, LayoutActor, LayoutConfig, WatchLayout};
 use troupe_actors::membership::actor::WatchRing;
 use troupe_actors::membership::{self, actor::Join, config::SwimConfig};
@@ -155,6 +156,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         }
     );
 
+    // Hints recovered before anything is served, like the WAL (torn tails cut here).
+    let hints_dir = cfg.node.data_dir.join("hints");
+    let hints_recovered = hints::disk::recover(&hints_dir)
+        .with_context(|| format!("cannot recover hints from {}", hints_dir.display()))?;
+    let hints_disk =
+        hints::disk::Disk::start(hints_dir).context("cannot start the hints disk thread")?;
+
     let system = System::new();
     let result = system.block_on(async move {
         let client_listener = bind(&cfg.net.listen, "clients", "--listen").await?;
@@ -210,6 +218,25 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .send(WatchLayout)
             .await
             .context("layout actor stopped at start-up")?;
+        // The HintedHandoff actor runs even with handoff off: it still delivers hints kept
+        // from an earlier run, and tombstone GC asks it (`HintsPending`) either way.
+        let handoff_cfg = hints::HandoffConfig {
+            me: cfg.node.id.clone(),
+            max_hint_bytes: cfg.handoff.max_hint_bytes,
+            max_hint_age: crate::config::parse_duration(&cfg.handoff.max_hint_age)?,
+            max_bytes_per_sec: cfg.handoff.max_bytes_per_sec,
+            mailbox: 16384,
+        };
+        let handoff = hints::HintedHandoff::new(
+            handoff_cfg,
+            hints_recovered,
+            hints_disk,
+            coordinator.clone().recipient(),
+            ring_rx.clone(),
+        );
+        let hint_stats = handoff.stats();
+        // Tombstone GC takes `hints_addr.clone().recipient::<hints::HintsPending>()` from here.
+        let hints_addr: Addr<hints::HintedHandoff> = handoff.start();
         let coord_cfg = CoordinatorConfig {
             me: NodeId(cfg.node.id.clone()),
             actor: ActorId(actor_id),
@@ -260,6 +287,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         .with_scan(memtable.clone().recipient())
         .with_antientropy(ae_addr.clone().recipient())
         .with_tombstones(tombstones.clone().recipient());
+        let coord = if cfg.handoff.enabled {
+            coord.with_hints(hints_addr.clone().recipient())
+        } else {
+            coord
+        };
         let replication_note = coord.replication_note();
         let coordinator_stats = coord.stats();
         coord_ctx.run(coord);
@@ -350,6 +382,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             antientropy: Some(antientropy_stats.clone()),
             tombstones: Some(tomb_stats.clone()),
             budget: Some(budget),
+            hints: Some(hint_stats.clone()),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };
@@ -369,6 +402,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 object: coordinator.clone().recipient(),
                 note: replication_note,
             })
+            .with_hints(hints_addr.clone().recipient(), hint_stats.clone())
             .start();
         let admin_token = (!cfg.auth.admin_token.is_empty())
             .then(|| blake3::hash(cfg.auth.admin_token.as_bytes()));

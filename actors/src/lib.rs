@@ -13,6 +13,8 @@
 //! - [`ring`]: the partition table (pure): keys to partitions, partitions to replicas, and
 //!   the layout (a versioned table, each computed from the previous one).
 //! - [`layout`]: the Layout actor: the layout the nodes agree on, gossiped and persisted.
+//! - [`hints`]: the HintedHandoff actor: durable hints for down primaries, delivered when
+//!   they are back (sloppy quorum).
 //! - [`sim`]: a deterministic in-process simulator of the membership cores (no sockets).
 //! - `crash_sim` (tests only): records the storage's file-system operations and rebuilds
 //!   the states a power cut could leave, for the crash-consistency test.
@@ -35,6 +37,7 @@ pub mod engine;
 pub mod failure_detector;
 pub mod flusher;
 pub mod gc;
+pub mod hints;
 pub mod layout;
 pub mod membership;
 pub mod memtable;

@@ -58,6 +58,19 @@ pub enum DataReq {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         typed: Option<crate::crdt::TypedOp>,
     },
+    /// Sloppy quorum: `primary` is down, so keep `object` for `key` as a durable hint on
+    /// this node (a fallback of the key's partition) and hand it to `primary` once it is
+    /// alive again. Answered `Stored` once the hint is on disk (fsynced); `Failed` when
+    /// this node keeps no hints (handoff off, or the primary's hints are full). A node
+    /// that predates hints cannot decode a frame holding one, so every request of that
+    /// frame times out at the sender: upgrade every node before turning handoff on.
+    Hint {
+        primary: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        object: Vec<u8>,
+    },
     /// List this replica's keys of `partitions` after `after` (exclusive) that start with
     /// `prefix`, in byte order, at most `limit`, delete markers included (marked dead).
     Keys {
@@ -141,6 +154,14 @@ mod tests {
                     context: Some(vec![9]),
                     w: Some(Quorum::All),
                     typed: None,
+                },
+            },
+            DataMsg::Req {
+                id: 9,
+                req: DataReq::Hint {
+                    primary: "n3".into(),
+                    key: b"k".to_vec(),
+                    object: vec![4, 5],
                 },
             },
             DataMsg::Resp {

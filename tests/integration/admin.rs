@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "preflist",
     "object",
     "repair",
+    "hints",
     "log-level",
     "help",
 ];

@@ -14,6 +14,7 @@ mod console;
 mod crash_recovery;
 mod deploy;
 mod flood;
+mod handoff;
 mod keys;
 mod layout;
 mod malformed_input;

@@ -23,6 +23,8 @@ pub enum Needs {
     Coordinator,
     /// The AntiEntropy actor (`Admin::with_antientropy`).
     AntiEntropy,
+    /// The HintedHandoff actor (`Admin::with_hints`).
+    Hints,
 }
 
 /// One admin command.
@@ -104,6 +106,12 @@ pub const COMMANDS: &[Spec] = &[
         "repair [PARTITION|status]",
         "run an anti-entropy round now (every partition held, or one); `status`: its progress",
         Needs::AntiEntropy,
+    ),
+    cmd(
+        "hints",
+        "hints",
+        "hints kept for down primaries: per primary count, bytes, oldest, delivery rate",
+        Needs::Hints,
     ),
     cmd("sync", "sync", "fsync the write-ahead log now", Needs::Node),
     cmd(

@@ -67,6 +67,11 @@ pub struct Admin {
     antientropy: Option<AntiEntropyHandles>,
     /// Sections other actors add to `stats` (`with_stats_section`).
     sections: Vec<(&'static str, StatsSection)>,
+    /// The HintedHandoff actor (`hints`) and its counters (in `stats`).
+    hints: Option<(
+        Recipient<crate::hints::ListHints>,
+        Arc<crate::hints::HintStats>,
+    )>,
     /// `fault` is served only when the node was started with `--enable-fault-injection`.
     fault_injection: bool,
 }
@@ -90,6 +95,7 @@ impl Admin {
             coordinator: None,
             antientropy: None,
             sections: Vec::new(),
+            hints: None,
             fault_injection: false,
         }
     }
@@ -115,6 +121,16 @@ impl Admin {
     /// Serves `repair` and adds anti-entropy's counters to `stats`.
     pub fn with_antientropy(mut self, handles: AntiEntropyHandles) -> Admin {
         self.antientropy = Some(handles);
+        self
+    }
+
+    /// Serves `hints`, and adds the hint counters to `stats`.
+    pub fn with_hints(
+        mut self,
+        list: Recipient<crate::hints::ListHints>,
+        stats: Arc<crate::hints::HintStats>,
+    ) -> Admin {
+        self.hints = Some((list, stats));
         self
     }
 
@@ -229,6 +245,7 @@ impl Admin {
             Needs::Membership => self.membership.is_none().then_some("membership"),
             Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
             Needs::AntiEntropy => self.antientropy.is_none().then_some("anti-entropy"),
+            Needs::Hints => self.hints.is_none().then_some("hinted handoff"),
             Needs::FaultInjection => {
                 if !self.fault_injection {
                     return Some(format!(
@@ -331,13 +348,28 @@ impl Handler<Command> for Admin {
                 });
             }
             op if spec.needs == Needs::Storage => {
+                let hints = self.hints.as_ref().map(|(_, s)| s.snapshot());
                 match self.storage.as_ref().and_then(|s| {
                     let sections = self.sections.iter().map(|(n, f)| (*n, f())).collect();
-                    storage::command(s, id, op, sections)
+                    storage::command(s, id, op, sections, hints)
                 }) {
                     Some(fut) => return fut,
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }
+            }
+            "hints" => {
+                let Some((list, _)) = &self.hints else {
+                    return Box::pin(async move {
+                        err(id, ErrorCode::Internal, "BUG: hints not attached")
+                    });
+                };
+                let r = list.send(crate::hints::ListHints);
+                return Box::pin(async move {
+                    r.await.map_or_else(
+                        |e| err(id, ErrorCode::Internal, e.to_string()),
+                        |v| ok(id, v),
+                    )
+                });
             }
             op if spec.needs == Needs::Coordinator => {
                 if let Some(c) = &self.coordinator {

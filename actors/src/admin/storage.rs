@@ -66,6 +66,9 @@ struct StatsReply {
     #[serde(flatten)]
     sections:
         std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
+    /// Hinted handoff's counters, when the node runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hints: Option<crate::hints::HintSnapshot>,
 }
 
 fn engine_reply(s: &Storage) -> EngineReply {
@@ -129,6 +132,7 @@ pub(super) fn command(
         &'static str,
         std::collections::BTreeMap<&'static str, u64>,
     >,
+    hints: Option<crate::hints::HintSnapshot>,
 ) -> Option<Pin<Box<dyn Future<Output = Vec<u8>>>>> {
     let s = s.clone();
     Some(match op {
@@ -156,6 +160,7 @@ pub(super) fn command(
                             Err(e) => return err(id, ErrorCode::Internal, e.to_string()),
                         },
                         sections,
+                        hints,
                     },
                 ),
                 Err(e) => err(id, ErrorCode::Internal, e.to_string()),

@@ -182,3 +182,14 @@ impl CoordinatorStats {
         }
     }
 }
+
+/// From the HintedHandoff actor: send each hint to `to` as a replica `Put` (a join, so a
+/// hint delivered twice changes nothing) and answer `Ok` once every one was stored, or
+/// the first failure (the batch is then kept and tried again).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct DeliverHints {
+    pub to: NodeId,
+    /// (key, object in its storage encoding), in order.
+    pub hints: Vec<(Vec<u8>, Vec<u8>)>,
+}

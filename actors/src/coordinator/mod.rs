@@ -13,6 +13,7 @@
 //! - `requests`: request bookkeeping, the coordinated and the forwarded write, deadlines.
 //! - `get`: the quorum read and its read repair.
 //! - `replica`: this node's answers to other coordinators.
+//! - `sloppy`: sloppy quorum (hints for down primaries) and hint delivery.
 //! - `local`: this replica's object reads and joins through the Memtable (`Update`).
 //! - `api`: the messages, replies, settings and shared counters (re-exported here).
 //! - [`peer_stats`]: peer RPC counts and latencies for the metrics endpoint.
@@ -22,9 +23,11 @@
 //! - Only a primary issues a dot: a node that is not a primary for the key forwards the
 //!   write to the first primary that is up.
 //! - A write is acknowledged only after `w` replicas (the coordinator first) said durable.
-//!   Before writing anything the coordinator checks that at least `w` primaries are up
+//!   Before writing anything the coordinator checks that at least `w` primaries are up,
+//!   counting a distinct usable fallback for each down primary when hinted handoff is on
 //!   (`unavailable` otherwise: nothing was applied); once it wrote, too few
-//!   acknowledgements is `timeout` (the write may or may not become visible).
+//!   acknowledgements is `timeout` (the write may or may not become visible). A fallback's
+//!   durable hint counts as an acknowledgement; a hint this node keeps itself never does.
 //! - Every request, local operation and peer RPC in flight counts toward
 //!   `max_inflight`; past it a new client request gets `overloaded` at once. Read repairs
 //!   in flight are bounded by `max_repairs`; a repair beyond it is skipped (anti-entropy
@@ -49,6 +52,7 @@ pub use purge::{PurgeTombstones, TombstoneWritten};
 pub mod quorum;
 mod replica;
 mod requests;
+mod sloppy;
 
 use crate::memtable::{Get, Update};
 use crate::peer::{DataInbound, PeerTransport};
@@ -85,6 +89,9 @@ pub struct Coordinator {
     storage_scan: Option<Recipient<crate::memtable::Scan>>,
     /// Where delete markers this replica stores are reported (tombstone GC).
     tombstones: Option<Recipient<TombstoneWritten>>,
+    /// The HintedHandoff actor (`with_hints`); `None`: hinted handoff is off, writes use
+    /// primaries only and `Hint` requests are refused.
+    hints: Option<Recipient<crate::hints::StoreHint>>,
     next_id: u64,
     /// Client-level requests in flight (gets, coordinated writes, forwards).
     requests: HashMap<u64, requests::Request>,
@@ -157,6 +164,7 @@ impl Coordinator {
             placement,
             storage_scan: None,
             tombstones: None,
+            hints: None,
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
             next_id: rand::random::<u64>() >> 1,
@@ -333,6 +341,11 @@ fn size_estimate(m: &DataMsg) -> usize {
         DataMsg::Req { req, .. } => match req {
             DataReq::Get { key } => key.len(),
             DataReq::Put { key, object } => key.len() + object.len(),
+            DataReq::Hint {
+                primary,
+                key,
+                object,
+            } => primary.len() + key.len() + object.len(),
             DataReq::Keys {
                 prefix,
                 after,

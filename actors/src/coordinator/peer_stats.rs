@@ -16,8 +16,8 @@ use troupe_protocol::data::DataReq;
 use troupe_protocol::swim::NodeId;
 
 /// RPC kinds as labelled: a replica read, a replica write, a write forwarded to a primary,
-/// a replica's key listing.
-pub const KINDS: [&str; 4] = ["get", "put", "coordinate", "keys"];
+/// a replica's key listing, a hint kept by a fallback for a down primary.
+pub const KINDS: [&str; 5] = ["get", "put", "coordinate", "keys", "hint"];
 
 /// The index of `req`'s kind in [`KINDS`].
 pub fn kind_of(req: &DataReq) -> usize {
@@ -26,6 +26,7 @@ pub fn kind_of(req: &DataReq) -> usize {
         DataReq::Put { .. } => 1,
         DataReq::Coordinate { .. } => 2,
         DataReq::Keys { .. } => 3,
+        DataReq::Hint { .. } => 4,
     }
 }
 

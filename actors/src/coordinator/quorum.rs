@@ -17,7 +17,8 @@
 //!   repair targets; but a join that is only a delete marker is not sent to replicas that
 //!   answered "not found" (tombstone GC may have purged it there).
 //! - A put counts the coordinator's own durable write as its first acknowledgement. It
-//!   succeeds at `w` acknowledgements. It cannot be `unavailable` once the coordinator has
+//!   succeeds at `w` acknowledgements, each from a distinct node: a primary's, or a
+//!   fallback's durable hint for a primary that is down (sloppy quorum). It cannot be `unavailable` once the coordinator has
 //!   written (the value exists on one replica and will spread): too few acknowledgements
 //!   is `timeout`, "may or may not have been applied", with the details.
 
@@ -262,12 +263,27 @@ pub enum PutOutcome {
     Indeterminate(QuorumFailure),
 }
 
+/// One replica a put waits for: a primary, or a fallback holding a hint for a primary
+/// that is down (sloppy quorum).
+#[derive(Debug, Clone)]
+struct Target {
+    node: String,
+    /// For a hint: the primary it stands for, and why that primary was not asked.
+    hint_for: Option<(String, String)>,
+}
+
 /// One put's quorum state. The coordinator's own durable write is its first
 /// acknowledgement, so this is created after that write.
+///
+/// Sloppy quorum: a primary that is down (or could not be asked) may be replaced by a
+/// fallback that keeps a durable hint for it ([`PutTracker::reroute`]); the fallback's
+/// acknowledgement counts toward `w` like the primary's would. Each node counts at most
+/// once: a fallback already asked (for another primary, or as a primary) cannot stand in
+/// again, because one node's disk is one copy however many hints it holds.
 #[derive(Debug)]
 pub struct PutTracker {
-    /// The other primaries the object was sent to.
-    others: Vec<String>,
+    /// The nodes the object was sent to: other primaries, and fallbacks with a hint.
+    targets: Vec<Target>,
     w: usize,
     acks: usize,
     answers: BTreeMap<String, Result<(), String>>,
@@ -277,7 +293,13 @@ pub struct PutTracker {
 impl PutTracker {
     pub fn new(others: Vec<String>, w: usize) -> Self {
         PutTracker {
-            others,
+            targets: others
+                .into_iter()
+                .map(|node| Target {
+                    node,
+                    hint_for: None,
+                })
+                .collect(),
             w,
             acks: 1,
             answers: BTreeMap::new(),
@@ -290,8 +312,32 @@ impl PutTracker {
         self.check(false)
     }
 
+    /// `primary` is not asked (it is down: `why`); `fallback` gets the object as a hint
+    /// for it instead, and its answer stands for the primary's. `false` (nothing changed)
+    /// if `primary` is not an unanswered primary of this put or `fallback` is already
+    /// asked: the caller then keeps the hint itself, uncounted, and answers for the
+    /// primary with its error.
+    pub fn reroute(&mut self, primary: &str, fallback: &str, why: &str) -> bool {
+        if self.targets.iter().any(|t| t.node == fallback) || self.answers.contains_key(primary) {
+            return false;
+        }
+        let Some(t) = self
+            .targets
+            .iter_mut()
+            .find(|t| t.node == primary && t.hint_for.is_none())
+        else {
+            return false;
+        };
+        *t = Target {
+            node: fallback.to_string(),
+            hint_for: Some((primary.to_string(), why.to_string())),
+        };
+        true
+    }
+
+    /// `node`'s answer: a primary's, or a fallback's to its hint.
     pub fn add_answer(&mut self, node: &str, answer: Result<(), String>) -> Progress<PutOutcome> {
-        if !self.others.iter().any(|n| n == node) || self.answers.contains_key(node) {
+        if !self.targets.iter().any(|t| t.node == node) || self.answers.contains_key(node) {
             return Progress::Pending;
         }
         if answer.is_ok() {
@@ -306,24 +352,43 @@ impl PutTracker {
     }
 
     pub fn all_answered(&self) -> bool {
-        self.answers.len() == self.others.len()
+        self.answers.len() == self.targets.len()
+    }
+
+    /// The primaries that hold neither the write nor an acknowledged hint for it (failed,
+    /// not answered yet, or their fallback failed): the coordinator keeps a hint for each.
+    pub fn unacknowledged(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|t| !matches!(self.answers.get(&t.node), Some(Ok(()))))
+            .map(|t| t.hint_for.as_ref().map_or(&t.node, |(p, _)| p).clone())
+            .collect();
+        out.sort();
+        out
     }
 
     fn check(&mut self, deadline: bool) -> Progress<PutOutcome> {
         if self.replied {
             return Progress::Pending;
         }
-        let outstanding = self.others.len() - self.answers.len();
+        let outstanding = self.targets.len() - self.answers.len();
         let outcome = if self.acks >= self.w {
             PutOutcome::Acknowledged
         } else if deadline || self.acks + outstanding < self.w {
             let errors = self
-                .others
+                .targets
                 .iter()
-                .filter_map(|n| match self.answers.get(n) {
-                    Some(Ok(())) => None,
-                    Some(Err(e)) => Some((n.clone(), e.clone())),
-                    None => Some((n.clone(), "timed out".to_string())),
+                .filter_map(|t| {
+                    let err = match self.answers.get(&t.node) {
+                        Some(Ok(())) => return None,
+                        Some(Err(e)) => e.clone(),
+                        None => "timed out".to_string(),
+                    };
+                    Some(match &t.hint_for {
+                        None => (t.node.clone(), err),
+                        Some((p, why)) => (p.clone(), format!("{why}; hint on {}: {err}", t.node)),
+                    })
                 })
                 .collect();
             PutOutcome::Indeterminate(QuorumFailure {

@@ -97,6 +97,27 @@ impl Coordinator {
                     }
                 }
             }
+            // Views differ while membership converges: a hint for this very node is its
+            // write, joined now (kept as a hint it would never be delivered).
+            DataReq::Hint {
+                primary,
+                key,
+                object,
+            } if primary == self.cfg.me.0 => {
+                self.on_peer_request(from, id, DataReq::Put { key, object }, ctx)
+            }
+            DataReq::Hint {
+                primary,
+                key,
+                object,
+            } => {
+                let msg = crate::hints::StoreHint {
+                    primary,
+                    key,
+                    object,
+                };
+                self.on_hint_request(from, id, msg, ctx);
+            }
             DataReq::Coordinate {
                 key,
                 value,

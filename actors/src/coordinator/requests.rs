@@ -27,6 +27,7 @@ pub(crate) enum Request {
     Forward(ForwardState),
     Repair { pending: usize, rpcs: Vec<u64> },
     Keys(super::keys::KeysState),
+    Handoff(super::sloppy::HandoffState),
 }
 
 impl Request {
@@ -38,6 +39,7 @@ impl Request {
             Request::Forward(st) => &mut st.rpcs,
             Request::Repair { rpcs, .. } => rpcs,
             Request::Keys(st) => &mut st.rpcs,
+            Request::Handoff(st) => &mut st.rpcs,
         }
     }
 }
@@ -53,12 +55,17 @@ pub(crate) struct GetState {
 }
 
 pub(crate) struct PutState {
-    key: Vec<u8>,
+    pub(super) key: Vec<u8>,
     n: usize,
     w: usize,
-    primaries: Vec<NodeId>,
+    pub(super) primaries: Vec<NodeId>,
+    /// The object as written locally (storage encoding), kept for hints.
+    pub(super) object: Vec<u8>,
+    /// Fallbacks of the key's partition that are up and not asked yet, in order: the next
+    /// one takes the hint of a primary that is down (sloppy quorum).
+    pub(super) fallbacks: std::collections::VecDeque<NodeId>,
     /// Set once the local write is durable.
-    tracker: Option<PutTracker>,
+    pub(super) tracker: Option<PutTracker>,
     /// What the client hears on success: the object the local write left.
     written: WriteReply,
     reply: Option<ReplyTo<WriteReply>>,
@@ -148,20 +155,30 @@ impl Coordinator {
             );
             return self.reply(reply, Err(e), put_resp, ctx);
         }
-        // Before writing anything: are enough primaries up to reach w?
+        // Before writing anything: are enough primaries up to reach w? With hinted handoff
+        // on, each down primary may be stood in for by a distinct fallback that is up.
         let up: Vec<&NodeId> = primaries
             .iter()
             .filter(|id| **id == self.cfg.me || p.is_up(id))
             .collect();
-        if up.len() < w {
+        let stand_ins = self
+            .usable_fallbacks(&p, &msg.key)
+            .len()
+            .min(primaries.len() - up.len());
+        if up.len() + stand_ins < w {
             let down: Vec<String> = primaries
                 .iter()
                 .filter(|id| !up.contains(id))
                 .map(|id| format!("{id}: down (membership)"))
                 .collect();
             let msg = format!(
-                "needed {w} of {n} replicas up before writing, {} up; {}; nothing was written",
-                up.len(),
+                "needed {w} of {n} replicas up before writing, {} up{}; {}; nothing was written",
+                up.len() + stand_ins,
+                if stand_ins > 0 {
+                    format!(" ({stand_ins} of them fallbacks for down primaries)")
+                } else {
+                    String::new()
+                },
                 down.join("; ")
             );
             let e = ClientError::new(ErrorCode::Unavailable, msg);
@@ -190,6 +207,8 @@ impl Coordinator {
                 n,
                 w,
                 primaries,
+                object: Vec::new(),
+                fallbacks: Default::default(),
                 tracker: None,
                 written: WriteReply::default(),
                 reply: Some(reply),
@@ -295,6 +314,12 @@ impl Coordinator {
         ));
         let key = st.key.clone();
         let encoded = stored.bytes;
+        st.object = encoded.clone();
+        let fallbacks = self.usable_fallbacks(&p, &key);
+        let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
+            return;
+        };
+        st.fallbacks = fallbacks.into();
         let first = st.tracker.as_mut().map(PutTracker::start);
         if let Some(progress) = first {
             self.put_progress(req, progress, ctx);
@@ -306,14 +331,14 @@ impl Coordinator {
                     object: encoded.clone(),
                 };
                 self.rpc(req, &node, put, ctx);
-            } else {
+            } else if !self.hint_instead(req, &node, "down (membership)", ctx) {
                 self.put_answer(req, &node, Err("down (membership)".into()), ctx);
             }
         }
         // With no other primary (one node), or all of them down, the put is complete now.
         match self.requests.get(&req) {
             Some(Request::Put(st)) if st.tracker.as_ref().is_some_and(PutTracker::all_answered) => {
-                self.forget(req);
+                self.finish_put(req);
             }
             Some(_) => self.arm_deadline(req, self.cfg.request_timeout, ctx),
             None => {}
@@ -483,6 +508,7 @@ impl Coordinator {
                     self.forget(req);
                 }
             }
+            Some(Request::Handoff(_)) => self.handoff_answer(req, &node, resp),
             None => {}
         }
     }
@@ -494,6 +520,13 @@ impl Coordinator {
         ans: Result<(), String>,
         ctx: &mut Context<Self>,
     ) {
+        // A primary that could not be asked at all (nothing was queued to it) may be stood
+        // in for by a fallback, as if membership had said it was down.
+        if let Err(e) = &ans {
+            if e.starts_with("unavailable") && self.hint_instead(req, node, e, ctx) {
+                return;
+            }
+        }
         let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
             return;
         };
@@ -504,7 +537,7 @@ impl Coordinator {
         let done = tracker.all_answered();
         self.put_progress(req, progress, ctx);
         if done {
-            self.forget(req);
+            self.finish_put(req);
         }
     }
 
@@ -569,7 +602,7 @@ impl Coordinator {
                 };
                 let progress = tracker.timed_out();
                 self.put_progress(req, progress, ctx);
-                self.forget(req);
+                self.finish_put(req);
             }
             Some(Request::Forward(_)) => {
                 let Some(Request::Forward(mut st)) = self.forget(req) else {
@@ -590,6 +623,7 @@ impl Coordinator {
                 self.repairs_inflight -= *pending;
                 self.forget(req);
             }
+            Some(Request::Handoff(_)) => self.handoff_deadline(req),
             None => {}
         }
     }

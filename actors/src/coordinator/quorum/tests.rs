@@ -218,4 +218,63 @@ fn read_repair_does_not_recreate_a_purged_delete_marker() {
     // The older value is repaired (it must not outlive the delete); "not found" is the
     // same answer as the marker and gets nothing, or every purge would be undone.
     assert_eq!(stale, vec!["c".to_string()]);
+/// Sloppy quorum: a down primary's write goes to a fallback as a hint, and the fallback's
+/// acknowledgement counts toward w.
+#[test]
+fn a_hint_on_a_fallback_counts_toward_w() {
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 3);
+    assert!(t.reroute("c", "d", "down (membership)"));
+    assert_eq!(t.start(), Progress::Pending);
+    assert_eq!(
+        t.add_answer("c", Ok(())),
+        Progress::Pending,
+        "c was not asked"
+    );
+    assert_eq!(t.add_answer("b", Ok(())), Progress::Pending);
+    assert_eq!(
+        t.add_answer("d", Ok(())),
+        Progress::Reply(PutOutcome::Acknowledged)
+    );
+    assert!(t.all_answered());
+    assert!(t.unacknowledged().is_empty(), "c's write is with d");
+}
+
+/// A node counts once: a fallback already asked (for another primary, or a primary
+/// itself) cannot take a second hint of the same write.
+#[test]
+fn a_fallback_cannot_count_twice() {
+    let mut t = PutTracker::new(vec!["b".into(), "c".into(), "d".into()], 4);
+    assert!(t.reroute("c", "e", "down"));
+    assert!(!t.reroute("d", "e", "down"), "e already holds c's hint");
+    assert!(!t.reroute("d", "b", "down"), "b is a primary asked already");
+    t.start();
+    t.add_answer("b", Ok(()));
+    t.add_answer("e", Ok(()));
+    match t.add_answer("d", Err("down (membership)".into())) {
+        Progress::Reply(PutOutcome::Indeterminate(f)) => assert_eq!((f.needed, f.got), (4, 3)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A failed or missing hint answer names the primary it stood for; that primary and any
+/// other that did not acknowledge are left for a local hint.
+#[test]
+fn failed_hints_are_described_and_left_unacknowledged() {
+    let mut t = PutTracker::new(vec!["b".into(), "c".into()], 3);
+    t.start();
+    // c could not be reached after the start: its write goes to d instead.
+    assert!(t.reroute("c", "d", "unavailable: cannot queue"));
+    // w = 3 is out of reach once b failed: the put is answered, c's hint still pending.
+    match t.add_answer("b", Err("disk full".into())) {
+        Progress::Reply(PutOutcome::Indeterminate(f)) => {
+            assert_eq!(f.got, 1);
+            let c = f.errors.get("c").expect("c is named");
+            assert!(
+                c.contains("unavailable") && c.contains("hint on d: timed out"),
+                "{c}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.unacknowledged(), vec!["b".to_string(), "c".to_string()]);
 }
