@@ -235,7 +235,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             ring_rx.clone(),
         );
         let hint_stats = handoff.stats();
-        // Tombstone GC takes `hints_addr.clone().recipient::<hints::HintsPending>()` from here.
         let hints_addr: Addr<hints::HintedHandoff> = handoff.start();
         let coord_cfg = CoordinatorConfig {
             me: NodeId(cfg.node.id.clone()),
@@ -266,7 +265,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 get: memtable.clone().recipient(),
                 scan: memtable.clone().recipient(),
                 purge: coordinator.clone().recipient(),
-                hints: None,
+                // Asked even with hand-off disabled: hints from an earlier run may remain.
+                hints: Some(hints_addr.clone().recipient()),
             },
         );
         let tomb_stats = tomb_actor.stats();

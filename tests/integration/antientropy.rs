@@ -32,6 +32,8 @@ fn extra() -> Vec<(&'static str, String)> {
         ("TROUPE__ANTI_ENTROPY__INTERVAL", "1h".to_string()),
         // A frame lost to a peer's restart costs one request timeout.
         ("TROUPE__ANTI_ENTROPY__REQUEST_TIMEOUT", "3s".to_string()),
+        // Anti-entropy alone: no hints to hand the missed writes over.
+        ("TROUPE__HANDOFF__ENABLED", "false".to_string()),
     ]
 }
 

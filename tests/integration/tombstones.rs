@@ -1,6 +1,8 @@
 //! Tombstone GC with three real nodes (grace 2 s): delete markers are dropped only once
 //! every primary holds them, never while a replica that missed the delete is down, and a
-//! deleted value never comes back, at any r, before or after each node restarts.
+//! deleted value never comes back, at any r, before or after each node restarts. The
+//! replica that missed the deletes gets them from hinted handoff, or, with hints disabled
+//! (a replica away longer than the hint bound), from anti-entropy.
 
 use crate::cluster::{agreed_ring, dead_bound, start, status_of, wait_for};
 use crate::harness::{rt_mt, NodeProc};
@@ -11,8 +13,9 @@ use troupe_protocol::{Client, ClientError, ErrorCode, Quorum};
 const KEYS: usize = 300;
 const ALL_RS: [Quorum; 3] = [Quorum::One, Quorum::Quorum, Quorum::All];
 
-fn env() -> Vec<(&'static str, String)> {
+fn env(hints: bool) -> Vec<(&'static str, String)> {
     vec![
+        ("TROUPE__HANDOFF__ENABLED", hints.to_string()),
         ("TROUPE__CLUSTER__REQUEST_TIMEOUT", "2s".to_string()),
         ("TROUPE__CLUSTER__TOMBSTONE_GRACE", "2s".to_string()),
         (
@@ -66,12 +69,19 @@ fn all_deleted(nodes: &[&NodeProc], keys: &[String], rs: &[Quorum]) {
     }
 }
 
-#[test]
-fn markers_outlive_a_down_replica_and_then_go_without_resurrecting_anything() {
+/// How the replica that missed the deletes catches up.
+#[derive(Clone, Copy, PartialEq)]
+enum CatchUp {
+    Hints,
+    AntiEntropy,
+}
+
+fn markers_outlive_a_down_replica_and_then_go(how: CatchUp) {
     let dir = tempfile::tempdir().unwrap();
-    let n1 = start(dir.path(), "n1", None, &env());
-    let n2 = start(dir.path(), "n2", Some(&n1.peer), &env());
-    let mut n3 = start(dir.path(), "n3", Some(&n1.peer), &env());
+    let env = env(how == CatchUp::Hints);
+    let n1 = start(dir.path(), "n1", None, &env);
+    let n2 = start(dir.path(), "n2", Some(&n1.peer), &env);
+    let mut n3 = start(dir.path(), "n3", Some(&n1.peer), &env);
     agreed_ring(&[&n1, &n2, &n3], 3);
     let rt = rt_mt();
     let c1 = rt
@@ -104,22 +114,31 @@ fn markers_outlive_a_down_replica_and_then_go_without_resurrecting_anything() {
     assert_eq!(stat(&n1, "dropped") + stat(&n2, "dropped"), 0);
     assert!(found(&n1, &keys[0]) && found(&n2, &keys[0]));
 
-    // n3 is back with the old values: rounds run, but n3 does not hold the markers, so
-    // every round keeps them.
     n3.restart();
-    wait_for(
-        "a round keeps markers n3 lacks",
-        Duration::from_secs(30),
-        || stat(&n1, "kept") + stat(&n2, "kept") + stat(&n3, "kept") > 0,
-    );
-    assert_eq!(stat(&n1, "dropped") + stat(&n2, "dropped"), 0);
-    assert!(found(&n3, &keys[0]), "n3 still holds the old value");
-
-    // A read at r=all reads as deleted and repairs n3 with the markers (r=one could
-    // still read n3's old value here: that is what the repair is for); then GC drops
-    // them everywhere.
-    all_deleted(&[&n1], &keys, &[Quorum::All]);
     let nodes = [&n1, &n2, &n3];
+    match how {
+        CatchUp::Hints => {
+            // The deletes' hints reach n3 (until then, GC keeps the markers: a hint for
+            // each key is pending).
+            wait_for("every hint delivered", Duration::from_secs(60), || {
+                nodes
+                    .iter()
+                    .all(|n| hints_json(n)["count"].as_u64() == Some(0))
+            });
+        }
+        CatchUp::AntiEntropy => {
+            // No hints: n3 still holds the old values, so every round keeps the markers.
+            wait_for(
+                "a round keeps markers n3 lacks",
+                Duration::from_secs(30),
+                || nodes.iter().map(|n| stat(n, "kept")).sum::<u64>() > 0,
+            );
+            assert_eq!(stat(&n1, "dropped") + stat(&n2, "dropped"), 0);
+            assert!(found(&n3, &keys[0]), "n3 still holds the old value");
+            // Anti-entropy brings n3 the deletes, not the old values to the others.
+            repair(&n1);
+        }
+    }
     wait_for(
         "every replica dropped every marker",
         Duration::from_secs(60),
@@ -149,4 +168,34 @@ fn markers_outlive_a_down_replica_and_then_go_without_resurrecting_anything() {
         });
         all_deleted(&refs, &keys, &ALL_RS);
     }
+}
+
+#[test]
+fn markers_outlive_a_down_replica_then_go_once_hints_reach_it() {
+    markers_outlive_a_down_replica_and_then_go(CatchUp::Hints);
+}
+
+#[test]
+fn markers_reach_a_replica_without_hints_by_anti_entropy_and_then_go() {
+    markers_outlive_a_down_replica_and_then_go(CatchUp::AntiEntropy);
+}
+
+fn hints_json(node: &NodeProc) -> serde_json::Value {
+    admin_json(node, &["hints"])
+}
+
+/// Runs `admin repair` on `node` until a round ends with every exchange done and no error.
+fn repair(node: &NodeProc) {
+    wait_for(
+        "a clean anti-entropy round",
+        Duration::from_secs(40),
+        || {
+            let (code, out, _) = node.cli(&["admin", "repair", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            code == 0
+                && v["running"] == false
+                && v["errors"].as_array().is_some_and(Vec::is_empty)
+                && v["exchanges_done"] == v["exchanges"]
+        },
+    );
 }

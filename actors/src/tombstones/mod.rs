@@ -26,6 +26,7 @@
 pub mod book;
 
 use crate::coordinator::{PurgeTombstones, TombstoneWritten};
+use crate::hints::HintsPending;
 use crate::membership::actor::RingMembers;
 use crate::memtable::{Get, Scan};
 use crate::peer::{PeerTransport, TombInbound};
@@ -41,14 +42,6 @@ use tokio::sync::watch;
 use troupe_protocol::object::Object;
 use troupe_protocol::swim::{NodeId, Status};
 use troupe_protocol::tomb::{clock_hash, TombEntry, TombMsg, MAX_ENTRIES};
-
-/// Asks the hinted-handoff actor whether any hint for each key is pending (for any
-/// primary); answers one bool per key, in order.
-#[derive(Message)]
-#[rtype(result = "Vec<bool>")]
-pub struct HintsPending {
-    pub keys: Vec<Vec<u8>>,
-}
 
 /// Settings.
 #[derive(Debug, Clone)]

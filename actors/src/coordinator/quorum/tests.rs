@@ -218,6 +218,8 @@ fn read_repair_does_not_recreate_a_purged_delete_marker() {
     // The older value is repaired (it must not outlive the delete); "not found" is the
     // same answer as the marker and gets nothing, or every purge would be undone.
     assert_eq!(stale, vec!["c".to_string()]);
+}
+
 /// Sloppy quorum: a down primary's write goes to a fallback as a hint, and the fallback's
 /// acknowledgement counts toward w.
 #[test]
