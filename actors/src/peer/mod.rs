@@ -396,7 +396,6 @@ pub const MAX_PEER_HANDSHAKES: usize = 64;
 const HANDSHAKE_MAX_FRAME: usize = 4096;
 
 /// Accepts peer connections until `shutdown` is cancelled.
-
 pub async fn serve(
     listener: TcpListener,
     transport: PeerTransport,
