@@ -28,10 +28,13 @@ impl LwwRegister {
         LwwRegister { ts, actor, value }
     }
 
-    /// The greater of the two by (timestamp, actor). Equal (timestamp, actor) means the same
-    /// write (one coordinator never issues one timestamp twice for a key), so either wins.
+    /// The greater of the two by (timestamp, actor), then by value. Equal (timestamp,
+    /// actor) should mean the same write (one coordinator never issues one timestamp twice
+    /// for a key), but a wall clock that went back across a restart could break that; the
+    /// value decides then, so join stays commutative whatever happens (a property test
+    /// found the pair).
     pub fn join(&self, other: &LwwRegister) -> LwwRegister {
-        if (other.ts, other.actor) > (self.ts, self.actor) {
+        if (other.ts, other.actor, &other.value) > (self.ts, self.actor, &self.value) {
             other.clone()
         } else {
             self.clone()
@@ -43,4 +46,21 @@ impl LwwRegister {
 /// caller's previous reading) by one if the clock did not move or went back.
 pub fn hlc_now(wall_ms: u64, last: u64) -> u64 {
     (wall_ms << 16).max(last.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_is_commutative_even_for_two_values_with_one_timestamp_and_actor() {
+        let r = |v: &str| LwwRegister {
+            ts: 7,
+            actor: ActorId(1),
+            value: v.as_bytes().to_vec(),
+        };
+        let (a, b) = (r("a"), r("b"));
+        assert_eq!(a.join(&b), b.join(&a));
+        assert_eq!(a.join(&b).value, b"b");
+    }
 }
