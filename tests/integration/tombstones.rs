@@ -10,7 +10,7 @@ use crate::replication::admin_json;
 use std::time::Duration;
 use troupe_protocol::{Client, ClientError, ErrorCode, Quorum};
 
-const KEYS: usize = 300;
+const KEYS: usize = 500;
 const ALL_RS: [Quorum; 3] = [Quorum::One, Quorum::Quorum, Quorum::All];
 
 fn env(hints: bool) -> Vec<(&'static str, String)> {
