@@ -6,7 +6,9 @@
 #   2. SIGKILL n2, wait until n0 and n1 see it dead, then DOWN seconds of load (n0 and n1
 #      keep a hint per write for n2: with three nodes there is no fallback);
 #   3. restart n2 and time until `admin hints` counts 0 on n0 and n1 (every hint delivered),
-#      polled every 100 ms; the windows that overlap the catch-up give the p99 "during it".
+#      polled every 100 ms; the windows that overlap the catch-up give the p99 "during it";
+#   4. then one anti-entropy round on n2 (`admin repair`, load still running), timed, with
+#      what it still found different and repaired: consistent again when it ends.
 # Prints the figures as a markdown table for docs/BENCHMARKS.md.
 # Usage: bash scripts/bench-catchup.sh [DOWN_SECONDS] [CONCURRENCY]   (defaults 60, 16)
 set -euo pipefail
@@ -78,20 +80,34 @@ pending_at_restart=$(( $(hints_count 0) + $(hints_count 1) ))
 ) &
 poller=$!
 while kill -0 $poller 2>/dev/null; do window; done
-window # one window after the catch-up
 t_caught=$(cat "$work/caught_up" 2>/dev/null || echo "")
+t_ae0=$(now)
+"$T" admin repair --addr 127.0.0.1:$((BASE + 22)) --json >"$work/repair.json" &
+repair=$!
+while kill -0 $repair 2>/dev/null; do window; done
+t_ae1=$(now)
+window # one window after the catch-up
+python3 - "$work/repair.json" "$t_ae0" "$t_ae1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"anti-entropy round on n2 after the hints: {float(sys.argv[3]) - float(sys.argv[2]):.1f} s, "
+      f"keys compared {r.get('keys_compared')}, differing {r.get('keys_differing')}, repaired {r.get('keys_repaired')}, "
+      f"bytes {r.get('bytes')}")
+PY
 stored=$(( $(admin hints --addr 127.0.0.1:$((BASE + 2)) | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])') \
   + $(admin hints --addr 127.0.0.1:$((BASE + 12)) | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])') ))
 
-python3 - "$work/windows" "$t_base_end" "$t_down" "$t_up" "${t_caught:-0}" "$pending_at_restart" "$stored" "$CONC" <<'PY'
+python3 - "$work/windows" "$t_base_end" "$t_down" "$t_up" "${t_caught:-0}" "$pending_at_restart" "$stored" "$CONC" "$t_ae1" <<'PY'
 import sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
 base_end, down, up, caught = map(float, sys.argv[2:6])
 pending, stored, conc = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+ae_end = float(sys.argv[9])
 base = [r for r in rows if r[1] <= base_end]
 during_down = [r for r in rows if r[0] >= down and r[1] <= up]
 catch = [r for r in rows if r[1] > up and r[0] < caught]
-after = [r for r in rows if r[0] >= caught > 0]
+ae = [r for r in rows if caught > 0 and r[1] > caught and r[0] < ae_end]
+after = [r for r in rows if r[0] >= ae_end]
 def summary(rs):
     if not rs:
         return "-", "-", "-"
@@ -103,7 +119,7 @@ print(f"catch-up (restart to every hint delivered): {caught - up:.1f} s" if caug
 print()
 print("| phase | windows | put ops/s (mean) | p99 us (median window) | p99 us (worst window) |")
 print("|---|---:|---:|---:|---:|")
-for name, rs in [("all up (baseline)", base), ("n2 down (hinting)", during_down), ("catch-up (hints delivered)", catch), ("after catch-up", after)]:
+for name, rs in [("all up (baseline)", base), ("n2 down (hinting)", during_down), ("catch-up (hints delivered)", catch), ("anti-entropy round", ae), ("after", after)]:
     o, m, w = summary(rs)
     print(f"| {name} | {len(rs)} | {o} | {m} | {w} |")
 errors = sum(r[5] for r in rows)
