@@ -235,18 +235,7 @@ impl PeerTransport {
     /// false when it was not queued (the lane is full, the frame too large, or the fault
     /// hook drops it): the caller fails those requests at once instead of waiting.
     pub fn send_data(&self, to: &NodeId, addr: &str, batch: Vec<DataMsg>) -> bool {
-        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
-            return false;
-        }
-        let frame = Bytes::from(PeerMsg::Data(batch).encode());
-        if frame.len() > self.inner.cfg.max_frame_bytes {
-            log::warn!(
-                "data frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
-                frame.len()
-            );
-            return false;
-        }
-        self.lane(addr, Lane::Data).push(frame)
+        self.queue(to, addr, Lane::Data, PeerMsg::Data(batch), "data")
     }
 
     /// Queues a layout gossip message for `to` at `addr` on the bulk lane; dropped (and
@@ -263,19 +252,8 @@ impl PeerTransport {
 
     /// Queues `msg` on the bulk lane, or drops it: `what` names it in the log.
     fn send_bulk(&self, to: &NodeId, addr: &str, msg: PeerMsg, what: &str) {
-        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
-            return;
-        }
-        let frame = Bytes::from(msg.encode());
-        if frame.len() > self.inner.cfg.max_frame_bytes {
-            log::warn!(
-                "{what} frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
-                frame.len()
-            );
-            return;
-        }
-        if !self.lane(addr, Lane::Bulk).push(frame) {
-            log::debug!("peer {to} (bulk lane) queue full; a {what} message was dropped");
+        if !self.queue(to, addr, Lane::Bulk, msg, what) {
+            log::debug!("peer {to}: a {what} message was not queued (bulk lane full, or cut)");
         }
     }
 
@@ -283,18 +261,31 @@ impl PeerTransport {
     /// it was not queued (lane full, frame too large, fault hook): the caller's request
     /// then fails at once instead of waiting for its timeout.
     pub fn send_antientropy(&self, to: &NodeId, addr: &str, msg: AeMsg) -> bool {
+        self.queue(
+            to,
+            addr,
+            Lane::Bulk,
+            PeerMsg::AntiEntropy(msg),
+            "anti-entropy",
+        )
+    }
+
+    /// Encodes `msg` and queues it on `lane` of `addr`; false when it was not queued: the
+    /// fault hook cuts `to`, the frame exceeds `net.max_frame_bytes` (logged), or the lane
+    /// is full.
+    fn queue(&self, to: &NodeId, addr: &str, lane: Lane, msg: PeerMsg, what: &str) -> bool {
         if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
             return false;
         }
-        let frame = Bytes::from(PeerMsg::AntiEntropy(msg).encode());
+        let frame = Bytes::from(msg.encode());
         if frame.len() > self.inner.cfg.max_frame_bytes {
             log::warn!(
-                "anti-entropy frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
+                "{what} frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
                 frame.len()
             );
             return false;
         }
-        self.lane(addr, Lane::Bulk).push(frame)
+        self.lane(addr, lane).push(frame)
     }
 
     fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
