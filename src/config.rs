@@ -20,6 +20,45 @@ pub struct Config {
     pub membership: MembershipSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
+}
+
+/// TLS on the client, admin and peer ports (issue 15). Off while `cert` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// This node's certificate chain (PEM, leaf first). It must name the host peers and
+    /// clients reach the node by (a DNS or IP subject alternative name) and allow both
+    /// server and client authentication: peers present it to each other.
+    pub cert: PathBuf,
+    /// The private key of `cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CA (PEM) peers verify each other against, and clients' certificates too with
+    /// `require_client_cert`. Required when `cert` is set.
+    pub ca: PathBuf,
+    /// Mutual TLS on the client and admin ports: clients must present a certificate from `ca`.
+    pub require_client_cert: bool,
+    /// A TLS handshake not done within it is closed (a plain-TCP client on a TLS port).
+    pub handshake_timeout: String,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            ca: PathBuf::new(),
+            require_client_cert: false,
+            handshake_timeout: "1s".into(),
+        }
+    }
+}
+
+impl TlsSection {
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
+    }
 }
 
 /// Who may talk to this node.
@@ -346,7 +385,16 @@ impl Config {
                 }
             }
         }
+        if self.tls.enabled()
+            && (self.tls.key.as_os_str().is_empty() || self.tls.ca.as_os_str().is_empty())
+        {
+            bail!("tls.cert is set, so tls.key and tls.ca must be too (peers verify each other against tls.ca)");
+        }
+        if !self.tls.enabled() && self.tls.require_client_cert {
+            bail!("tls.require_client_cert needs TLS on: set tls.cert, tls.key and tls.ca");
+        }
         for (what, d) in [
+            ("tls.handshake_timeout", &self.tls.handshake_timeout),
             ("cluster.request_timeout", &c.request_timeout),
             ("cluster.tombstone_grace", &c.tombstone_grace),
             ("net.read_timeout", &self.net.read_timeout),

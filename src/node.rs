@@ -37,6 +37,7 @@ use troupe_protocol::admin::Addresses;
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
+mod tls;
 mod watchdog;
 
 /// How long shutdown waits for in-flight requests.
@@ -161,6 +162,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let metrics_listener = bind(&cfg.net.metrics_listen, "metrics", "--metrics-listen").await?;
         let peer_listener = bind(&cfg.net.peer_listen, "peers", "--peer-listen").await?;
         let shutdown = CancellationToken::new();
+        let tls = tls::load(&cfg)?;
+        if let Some(t) = &tls {
+            tls::reload_on_sighup(t.clone())?;
+        }
 
         let storage_arbiter = Arbiter::new();
         let background_arbiter = Arbiter::new();
@@ -183,6 +188,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             layout_ctx.address().recipient(),
             tomb_ctx.address().recipient(),
             shutdown.clone(),
+            tls.clone(),
         );
         let ring_rx = membership
             .send(WatchRing)
@@ -275,6 +281,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             tokens: Arc::new(ClientTokens::new(cfg.auth.client_tokens.iter().map(String::as_str))),
             budget: budget.clone(),
             read_timeout: crate::config::parse_duration(&cfg.net.read_timeout)?,
+            tls: tls.clone(),
         };
         if shared.tokens.open() {
             log::warn!(
@@ -339,6 +346,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.net.max_frame_bytes,
             admin_token,
             shutdown.clone(),
+            tls,
         ));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
 
@@ -399,6 +407,7 @@ fn start_membership(
     layout_sink: Recipient<peer::LayoutInbound>,
     tomb_sink: Recipient<peer::TombInbound>,
     shutdown: CancellationToken,
+    tls: Option<Arc<troupe_actors::tls::NodeTls>>,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
     let swim = SwimConfig {
@@ -427,13 +436,14 @@ fn start_membership(
         status: Status::Alive,
         run_id,
     };
-    let peer_cfg = PeerConfig::new(
+    let mut peer_cfg = PeerConfig::new(
         me.id.clone(),
         &cfg.cluster.secret,
         cfg.net.max_frame_bytes,
         m.probe_interval_ms,
         m.probe_timeout_ms,
     );
+    peer_cfg.tls = tls;
     let transport = PeerTransport::new(peer_cfg, shutdown.clone());
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
     let sinks = peer::Sinks {
