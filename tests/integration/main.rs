@@ -20,6 +20,7 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod tls;
 mod tombstones;
 mod types;
 mod wal_repair;
