@@ -302,3 +302,43 @@ fn sighup_reloads_the_certificate_and_keeps_existing_connections() {
     );
     connect(&rt, &node.client, Some(&trust2)).expect("the renewed certificate stays in force");
 }
+
+#[test]
+fn require_client_cert_admits_only_clients_with_a_certificate_from_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let other_ca = Ca::new(dir.path(), "other-ca");
+    let id = ca.issue(dir.path(), "n");
+    let mut env = tls_env(&ca.pem, &id);
+    env.push(("TROUPE__TLS__REQUIRE_CLIENT_CERT", "true".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let node = NodeProc::start(&dir.path().join("n"), &env);
+    let rt = rt();
+    let ping =
+        |tls: &ClientTls| connect(&rt, &node.client, Some(tls)).and_then(|c| rt.block_on(c.ping()));
+
+    let anonymous = ClientTls::new(&ca.pem, None).unwrap();
+    assert!(ping(&anonymous).is_err(), "no client certificate: refused");
+    let stranger = other_ca.issue(dir.path(), "stranger");
+    let stranger = ClientTls::new(&ca.pem, Some(&stranger)).unwrap();
+    assert!(
+        ping(&stranger).is_err(),
+        "a certificate from another CA: refused"
+    );
+    let member = ca.issue(dir.path(), "client");
+    let trusted = ClientTls::new(&ca.pem, Some(&member)).unwrap();
+    ping(&trusted).expect("a certificate from the CA is let in");
+
+    // The CLI presents one with --tls-cert and --tls-key.
+    let (cert, key) = (
+        member.cert.display().to_string(),
+        member.key.display().to_string(),
+    );
+    let node = with_cli_ca(node, &ca.pem);
+    let (code, _, err) = node.cli(&["put", "k", "v", "--tls-cert", &cert, "--tls-key", &key]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = node.cli(&["get", "k"]);
+    assert_ne!(code, 0, "the CLI without a certificate is refused");
+    let (code, _, err) = node.cli(&["admin", "status", "--tls-cert", &cert, "--tls-key", &key]);
+    assert_eq!(code, 0, "admin over mutual TLS: {err}");
+}
