@@ -163,9 +163,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let peer_listener = bind(&cfg.net.peer_listen, "peers", "--peer-listen").await?;
         let shutdown = CancellationToken::new();
         let tls = tls::load(&cfg)?;
-        if let Some(t) = &tls {
-            tls::reload_on_sighup(t.clone())?;
-        }
+        tls::reload_on_sighup(tls.clone())?;
 
         let storage_arbiter = Arbiter::new();
         let background_arbiter = Arbiter::new();

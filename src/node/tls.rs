@@ -36,12 +36,17 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<Arc<NodeTls>>> {
     Ok(Some(tls))
 }
 
-/// Reloads the certificates on every SIGHUP, for the life of the process.
-pub fn reload_on_sighup(tls: Arc<NodeTls>) -> anyhow::Result<()> {
+/// Reloads the certificates on every SIGHUP, for the life of the process. Installed with TLS
+/// off too: SIGHUP's default action would end the node (`systemctl reload` sends it).
+pub fn reload_on_sighup(tls: Option<Arc<NodeTls>>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
     actix::spawn(async move {
         while hup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                log::info!("SIGHUP: nothing to reload (TLS is off)");
+                continue;
+            };
             match tls.reload() {
                 Ok(()) => log::info!(
                     "SIGHUP: TLS certificates reloaded from {}; new connections use them",

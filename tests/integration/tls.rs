@@ -342,3 +342,18 @@ fn require_client_cert_admits_only_clients_with_a_certificate_from_the_ca() {
     let (code, _, err) = node.cli(&["admin", "status", "--tls-cert", &cert, "--tls-key", &key]);
     assert_eq!(code, 0, "admin over mutual TLS: {err}");
 }
+
+/// `systemctl reload` sends SIGHUP whether TLS is on or not: it must never end the node.
+#[test]
+fn sighup_without_tls_leaves_the_node_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(&dir.path().join("n"), &[]);
+    node.signal(libc::SIGHUP);
+    wait_for("the node handles SIGHUP", Duration::from_secs(10), || {
+        node.log_text().contains("SIGHUP: nothing to reload")
+            || node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some()
+    });
+    let rt = rt();
+    let c = connect(&rt, &node.client, None).expect("the node still serves");
+    rt.block_on(c.put(b"k", b"v", None)).unwrap();
+}
