@@ -397,6 +397,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Starts the peer transport, the Membership and FailureDetector actors, and the peer
 /// listener; joins through the seeds.
+#[allow(clippy::too_many_arguments)] // the node's wiring: each is one actor's link
 fn start_membership(
     cfg: &Config,
     listener: TcpListener,

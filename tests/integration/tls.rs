@@ -351,7 +351,11 @@ fn sighup_without_tls_leaves_the_node_running() {
     node.signal(libc::SIGHUP);
     wait_for("the node handles SIGHUP", Duration::from_secs(10), || {
         node.log_text().contains("SIGHUP: nothing to reload")
-            || node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some()
+            || node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some()
     });
     let rt = rt();
     let c = connect(&rt, &node.client, None).expect("the node still serves");

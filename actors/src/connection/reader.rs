@@ -227,7 +227,7 @@ mod tests {
         match read_frame(&mut b, 8 << 20, &budget, t).await {
             Err(ReadError::Stalled { got, len }) => {
                 assert_eq!(len, 200_004);
-                assert!(got >= FREE_FRAME_BYTES && got < 100_000, "{got}");
+                assert!((FREE_FRAME_BYTES..100_000).contains(&got), "{got}");
             }
             other => panic!(
                 "expected a stall, got {:?}",
