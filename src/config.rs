@@ -593,4 +593,29 @@ mod tests {
         assert_eq!(l.entries["net.listen"].1, Source::File(file.clone()));
         assert_eq!(l.config().unwrap().net.listen, "127.0.0.1:1");
     }
+    #[test]
+    fn tls_is_off_by_default_and_a_certificate_needs_its_key_and_the_ca() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        assert!(!load(&[]).unwrap().tls.enabled());
+        let err = load(&[("TROUPE__TLS__CERT", "n.crt")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key and tls.ca"), "{err}");
+        let err = load(&[("TROUPE__TLS__REQUIRE_CLIENT_CERT", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs TLS on"), "{err}");
+        let cfg = load(&[
+            ("TROUPE__TLS__CERT", "n.crt"),
+            ("TROUPE__TLS__KEY", "n.key"),
+            ("TROUPE__TLS__CA", "ca.pem"),
+            ("TROUPE__TLS__HANDSHAKE_TIMEOUT", "250ms"),
+        ])
+        .unwrap();
+        assert!(cfg.tls.enabled());
+        assert_eq!(
+            parse_duration(&cfg.tls.handshake_timeout).unwrap(),
+            Duration::from_millis(250)
+        );
+    }
 }
