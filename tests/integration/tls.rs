@@ -216,6 +216,56 @@ fn a_plain_client_on_a_tls_port_is_closed_not_left_hanging() {
         ))
         .unwrap();
     rt.block_on(admin.admin("status", vec![])).unwrap();
+
+    // The console and the bench speak TLS with --tls-ca.
+    let console = run_with_stdin(
+        &[
+            "console",
+            "--admin",
+            &node.admin,
+            "--tls-ca",
+            &ca.pem.display().to_string(),
+        ],
+        dir.path(),
+        b"status\nquit\n",
+    );
+    assert!(console.contains("node_id:"), "{console}");
+    let bench = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "bench",
+            "--addr",
+            &node.client,
+            "--ops",
+            "200",
+            "--concurrency",
+            "4",
+        ])
+        .args(["--keys", "50", "--json", "--tls-ca"])
+        .arg(&ca.pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bench.stdout);
+    assert!(
+        bench.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(text.contains("\"errors\":0"), "{text}");
+}
+
+/// Runs the CLI with `input` on stdin (HOME at `home`); returns its stdout.
+fn run_with_stdin(args: &[&str], home: &Path, input: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(args)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

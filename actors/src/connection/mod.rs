@@ -13,6 +13,10 @@
 //! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
 //! plus one read buffer of at most `max_frame_bytes`.
 //!
+//! With `[tls]` the TLS handshake runs first, on the connection's arbiter (`crate::tls`); the
+//! reader and writer tasks then own the halves of the TLS stream (`tokio::io::split`), plain
+//! sockets' halves otherwise.
+//!
 //! A frame over the maximum gets `too_large` and the connection is closed (the stream is no
 //! longer in sync); an undecodable or invalid request gets `bad_request` and the connection
 //! stays open.
@@ -514,6 +518,7 @@ impl Actor for Connection {
                 }
                 Err(e) => {
                     log::info!("client {peer}: {e}; closing");
+                    shared.counters.sent();
                     conn.do_send(ReaderStopped { too_large: None });
                 }
             }
