@@ -39,6 +39,8 @@ pub struct AdminArgs {
     /// The node's admin token (`auth.admin_token`).
     #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::cli_tls::TlsArgs,
 }
 
 /// The admin token every call sends (`--token`, or `TROUPE_ADMIN_TOKEN`).
@@ -109,7 +111,8 @@ pub async fn connect(
             "cannot reach the admin port at {addr} (is the node running? pass --addr): {e}"
         ))
     };
-    let connecting = Client::connect_raw(addr, Some(request_timeout));
+    let tls = crate::cli_tls::admin_tls();
+    let connecting = Client::connect_raw_tls(addr, Some(request_timeout), tls);
     match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(cannot(e.to_string())),
@@ -186,6 +189,7 @@ pub fn help(args: &[String]) -> Result<(Value, String), CallError> {
 
 pub fn run(a: AdminArgs) -> anyhow::Result<Outcome> {
     set_token(a.token.clone());
+    crate::cli_tls::set_admin_tls(&a.tls)?;
     let Some(command) = a.command else {
         print!("{}", after_help());
         println!();

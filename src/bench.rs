@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
+use troupe_actors::tls::BoxStream;
 use troupe_protocol::message::{encode_request, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::tls::{ClientTls, TlsConnector};
 use troupe_protocol::FrameCodec;
 
 mod report;
@@ -157,6 +159,8 @@ pub struct BenchArgs {
     /// Client threads (1, like redis-benchmark, leaves the most CPU to the node).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    tls: crate::cli_tls::TlsArgs,
 }
 
 /// YCSB-style zipfian (theta 0.99) over `n` items, scrambled so hot keys spread out.
@@ -254,7 +258,7 @@ struct Plan {
 /// the raw framing (not the general-purpose `Client`) so the load generator spends as little
 /// CPU per request as possible on a machine it shares with the node.
 async fn conn_worker(
-    mut stream: TcpStream,
+    mut stream: BoxStream,
     shared: Arc<Shared>,
     plan: Arc<Plan>,
     value: Vec<u8>,
@@ -379,11 +383,23 @@ fn write_request(op: WriteOp, k: u64, n: u64, value: &[u8], shared: &Shared) -> 
 }
 
 /// Opens a connection and says hello.
-async fn open(addr: &str) -> anyhow::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr)
+async fn open(addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<BoxStream> {
+    let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    let mut stream: BoxStream = match tls {
+        Some(tls) => {
+            let name = tls.name_for(addr)?;
+            let connector = TlsConnector::from(tls.config.clone());
+            let s = connector
+                .connect(name, stream)
+                .await
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+            Box::new(s)
+        }
+        None => Box::new(stream),
+    };
     let hello = Request::Hello {
         version: PROTOCOL_VERSION,
         client: "troupe-bench".into(),
@@ -449,9 +465,10 @@ async fn run_phase(
             .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
+    let tls = args.tls.client_tls()?;
     let mut streams = Vec::new();
     for c in 0..args.concurrency {
-        streams.push(open(addrs[c % addrs.len()]).await?);
+        streams.push(open(addrs[c % addrs.len()], tls.as_ref()).await?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();

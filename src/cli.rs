@@ -30,6 +30,8 @@ pub struct ConnArgs {
     /// A client token, for a node that requires one (`auth.client_tokens`).
     #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::cli_tls::TlsArgs,
 }
 
 /// The value given on the command line, or, when it was left out, all of stdin.
@@ -55,13 +57,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
     let timeout = Duration::from_secs(args.timeout);
+    let tls = args.tls.client_tls()?;
     let connected = tokio::time::timeout(
         timeout,
-        Client::connect_with(
+        Client::connect_tls(
             args.addr.as_str(),
             "troupe-cli",
             args.token.clone(),
             Some(timeout),
+            tls.as_ref(),
         ),
     )
     .await
@@ -103,7 +107,10 @@ pub(crate) async fn connect(args: &ConnArgs) -> anyhow::Result<Client> {
 /// `status`; `None` when it is not (or does not answer).
 pub async fn admin_port_hint(addr: &str, timeout: Duration) -> Option<String> {
     let probe = async {
-        let client = Client::connect_raw(addr, Some(timeout)).await.ok()?;
+        let tls = crate::cli_tls::admin_tls();
+        let client = Client::connect_raw_tls(addr, Some(timeout), tls)
+            .await
+            .ok()?;
         let frame = client.admin("status", vec![]).await.ok()?;
         let resp: AdminResponse<Value> = rmp_serde::from_slice(&frame).ok()?;
         let client_addr = resp

@@ -22,6 +22,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub anti_entropy: AntiEntropySection,
     pub handoff: HandoffSection,
+    pub tls: TlsSection,
 }
 
 /// Anti-entropy: replicas comparing trees and joining what differs.
@@ -84,6 +85,44 @@ impl Default for HandoffSection {
             max_hint_age: "3h".into(),
             max_bytes_per_sec: 1 << 20,
         }
+    }
+}
+
+/// TLS on the client, admin and peer ports (issue 15). Off while `cert` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// This node's certificate chain (PEM, leaf first). It must name the host peers and
+    /// clients reach the node by (a DNS or IP subject alternative name) and allow both
+    /// server and client authentication: peers present it to each other.
+    pub cert: PathBuf,
+    /// The private key of `cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CA (PEM) peers verify each other against, and clients' certificates too with
+    /// `require_client_cert`. Required when `cert` is set.
+    pub ca: PathBuf,
+    /// Mutual TLS on the client and admin ports: clients must present a certificate from `ca`.
+    pub require_client_cert: bool,
+    /// A TLS handshake not done within it is closed (a plain-TCP client on a TLS port).
+    pub handshake_timeout: String,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            ca: PathBuf::new(),
+            require_client_cert: false,
+            handshake_timeout: "1s".into(),
+        }
+    }
+}
+
+impl TlsSection {
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
     }
 }
 
@@ -411,7 +450,16 @@ impl Config {
                 }
             }
         }
+        if self.tls.enabled()
+            && (self.tls.key.as_os_str().is_empty() || self.tls.ca.as_os_str().is_empty())
+        {
+            bail!("tls.cert is set, so tls.key and tls.ca must be too (peers verify each other against tls.ca)");
+        }
+        if !self.tls.enabled() && self.tls.require_client_cert {
+            bail!("tls.require_client_cert needs TLS on: set tls.cert, tls.key and tls.ca");
+        }
         for (what, d) in [
+            ("tls.handshake_timeout", &self.tls.handshake_timeout),
             ("cluster.request_timeout", &c.request_timeout),
             ("cluster.tombstone_grace", &c.tombstone_grace),
             ("net.read_timeout", &self.net.read_timeout),
@@ -633,5 +681,30 @@ mod tests {
         let l = Layered::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(l.entries["net.listen"].1, Source::File(file.clone()));
         assert_eq!(l.config().unwrap().net.listen, "127.0.0.1:1");
+    }
+    #[test]
+    fn tls_is_off_by_default_and_a_certificate_needs_its_key_and_the_ca() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        assert!(!load(&[]).unwrap().tls.enabled());
+        let err = load(&[("TROUPE__TLS__CERT", "n.crt")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key and tls.ca"), "{err}");
+        let err = load(&[("TROUPE__TLS__REQUIRE_CLIENT_CERT", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs TLS on"), "{err}");
+        let cfg = load(&[
+            ("TROUPE__TLS__CERT", "n.crt"),
+            ("TROUPE__TLS__KEY", "n.key"),
+            ("TROUPE__TLS__CA", "ca.pem"),
+            ("TROUPE__TLS__HANDSHAKE_TIMEOUT", "250ms"),
+        ])
+        .unwrap();
+        assert!(cfg.tls.enabled());
+        assert_eq!(
+            parse_duration(&cfg.tls.handshake_timeout).unwrap(),
+            Duration::from_millis(250)
+        );
     }
 }

@@ -26,6 +26,8 @@ pub struct ConsoleArgs {
     /// The node's admin token (`auth.admin_token`).
     #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::cli_tls::TlsArgs,
 }
 
 /// Console-only words, after the node's commands in `help`.
@@ -98,6 +100,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 
 pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     crate::admin_cli::set_token(args.token.clone());
+    crate::cli_tls::set_admin_tls(&args.tls)?;
     use rustyline::error::ReadlineError;
     let mut rl: rustyline::Editor<ConsoleHelper, rustyline::history::FileHistory> =
         rustyline::Editor::new().context("starting the line editor")?;

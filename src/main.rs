@@ -50,6 +50,7 @@ mod bench;
 mod check;
 mod cli;
 mod cli_keys;
+mod cli_tls;
 mod cli_types;
 mod config;
 mod config_cmd;

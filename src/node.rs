@@ -39,6 +39,7 @@ use troupe_protocol::admin::Addresses;
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 
+mod tls;
 mod watchdog;
 
 /// How long shutdown waits for in-flight requests.
@@ -170,6 +171,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let metrics_listener = bind(&cfg.net.metrics_listen, "metrics", "--metrics-listen").await?;
         let peer_listener = bind(&cfg.net.peer_listen, "peers", "--peer-listen").await?;
         let shutdown = CancellationToken::new();
+        let tls = tls::load(&cfg)?;
+        tls::reload_on_sighup(tls.clone())?;
 
         let storage_arbiter = Arbiter::new();
         let background_arbiter = Arbiter::new();
@@ -195,6 +198,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             ae_addr.clone().recipient(),
             tomb_ctx.address().recipient(),
             shutdown.clone(),
+            tls.clone(),
         );
         let ring_rx = membership
             .send(WatchRing)
@@ -340,6 +344,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             tokens: Arc::new(ClientTokens::new(cfg.auth.client_tokens.iter().map(String::as_str))),
             budget: budget.clone(),
             read_timeout: crate::config::parse_duration(&cfg.net.read_timeout)?,
+            tls: tls.clone(),
         };
         if shared.tokens.open() {
             log::warn!(
@@ -412,6 +417,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.net.max_frame_bytes,
             admin_token,
             shutdown.clone(),
+            tls,
         ));
         actix::spawn(metrics::serve(metrics_listener, metrics_sources, shutdown.clone()));
 
@@ -464,7 +470,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Starts the peer transport, the Membership and FailureDetector actors, and the peer
 /// listener; joins through the seeds.
-#[allow(clippy::too_many_arguments)] // one recipient per inbound peer message family
+#[allow(clippy::too_many_arguments)] // the node's wiring: each is one actor's link
 fn start_membership(
     cfg: &Config,
     listener: TcpListener,
@@ -474,6 +480,7 @@ fn start_membership(
     antientropy_sink: Recipient<peer::AntiEntropyInbound>,
     tomb_sink: Recipient<peer::TombInbound>,
     shutdown: CancellationToken,
+    tls: Option<Arc<troupe_actors::tls::NodeTls>>,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
     let m = &cfg.membership;
     let swim = SwimConfig {
@@ -502,13 +509,14 @@ fn start_membership(
         status: Status::Alive,
         run_id,
     };
-    let peer_cfg = PeerConfig::new(
+    let mut peer_cfg = PeerConfig::new(
         me.id.clone(),
         &cfg.cluster.secret,
         cfg.net.max_frame_bytes,
         m.probe_interval_ms,
         m.probe_timeout_ms,
     );
+    peer_cfg.tls = tls;
     let transport = PeerTransport::new(peer_cfg, shutdown.clone());
     let (mem, _detector) = membership::start(me, swim, &cfg.net.seeds, transport.clone(), registry);
     let sinks = peer::Sinks {

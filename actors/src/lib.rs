@@ -47,4 +47,5 @@ pub mod ring;
 pub mod sim;
 pub mod stats;
 pub mod storage;
+pub mod tls;
 pub mod tombstones;

@@ -1,6 +1,7 @@
 """Runs the Python client against a live troupe node (started here, stopped by PID)."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import time
 import msgpack
 import pytest
 
-from troupe_client import TroupeClient, TroupeError
+from troupe_client import ConnectionClosed, TroupeClient, TroupeError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("TROUPE_BIN", os.path.join(ROOT, "target", "debug", "troupe"))
@@ -185,3 +186,56 @@ def test_keys_pages_through_live_keys(node):
             c.put(k, b"v")
         c.delete("lk/2", c.get("lk/2")[1])  # with the read's context: replaces the value
         assert list(c.keys(prefix="lk/", page=2)) == [b"lk/1", b"lk/3", b"lk/4"]
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def tls_node():
+    """A node with `[tls]` on, its certificates made here by the openssl CLI (never committed)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is needed to make test certificates")
+    d = tempfile.mkdtemp(prefix="troupe-py-tls-")
+    ca_key, ca, key, csr, crt = (os.path.join(d, n) for n in ("ca.key", "ca.pem", "n.key", "n.csr", "n.crt"))
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=troupe py test CA")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", "/CN=py-tls-node")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", crt, "-days", "1", "-extfile", ext)
+    port = free_port()
+    args = [BIN, "node", "--node-id", "py-tls", "--data-dir", os.path.join(d, "data"), "--listen", f"127.0.0.1:{port}"]
+    for flag in ("--admin-listen", "--metrics-listen", "--peer-listen"):
+        args += [flag, f"127.0.0.1:{free_port()}"]
+    env = dict(os.environ, TROUPE__TLS__CERT=crt, TROUPE__TLS__KEY=key, TROUPE__TLS__CA=ca)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("node did not start: " + proc.stderr.read().decode())
+                time.sleep(0.05)
+        yield port, ca
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_tls_put_get_and_a_plain_client_is_closed(tls_node):
+    port, ca = tls_node
+    with TroupeClient(port=port, tls_ca=ca) as c:
+        assert c.node == "py-tls"
+        c.put(b"py-tls-key", b"secret value")
+        assert c.get(b"py-tls-key")[0] == [b"secret value"]
+    # Plain TCP on the TLS port: the node closes the connection instead of answering.
+    with pytest.raises((ConnectionClosed, OSError)):
+        TroupeClient(port=port, timeout=5.0)

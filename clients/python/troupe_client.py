@@ -7,6 +7,9 @@ Depends only on the `msgpack` package from PyPI.
     values, context = c.get(b"k")
     c.delete(b"k", context)
 
+TLS (a node with `[tls]`): `TroupeClient("127.0.0.1", 7400, tls_ca="ca.pem")`, plus
+`tls_cert=`/`tls_key=` for mutual TLS. Only the standard library's `ssl` module is used.
+
 Data types (conflict-free, PROTOCOL.md §10): `incr`/`counter`, `sadd`/`srem`/`smembers`,
 `reg_put`/`reg_get`. A key holds one type; another op on it raises TroupeError
 `bad_request` naming the type.
@@ -28,6 +31,7 @@ For read-your-writes, wait for the put and pass its context as `after`:
 """
 
 import socket
+import ssl
 import struct
 
 import msgpack
@@ -49,9 +53,29 @@ class ConnectionClosed(Exception):
 
 
 class TroupeClient:
-    def __init__(self, host="127.0.0.1", port=7400, client_name="troupe-python", timeout=10.0, token=None):
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self,
+        host="127.0.0.1",
+        port=7400,
+        client_name="troupe-python",
+        timeout=10.0,
+        token=None,
+        tls_ca=None,
+        tls_cert=None,
+        tls_key=None,
+        server_name=None,
+    ):
+        """With `tls_ca` (a PEM file) the connection is TLS and the node's certificate must
+        be signed by that CA and name `server_name` (default: `host`). `tls_cert` and
+        `tls_key` present a client certificate (nodes with `tls.require_client_cert`)."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls_ca is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_ca)
+            if tls_cert is not None:
+                ctx.load_cert_chain(tls_cert, tls_key)
+            sock = ctx.wrap_socket(sock, server_hostname=server_name or host)
+        self._sock = sock
         self._buf = b""
         self._next_id = 1
         self._early = {}  # responses that arrived before their caller asked

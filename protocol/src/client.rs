@@ -25,6 +25,7 @@ use crate::error::ErrorBody;
 use crate::message::{
     encode_request, Quorum, Reply, ReplyValue, Request, Response, PROTOCOL_VERSION,
 };
+use crate::tls::{ClientTls, TlsConnector};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -32,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -137,6 +139,55 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (rd, wr) = stream.into_split();
+        Ok(Self::start(rd, wr, timeout))
+    }
+
+    /// [`Client::connect_with`] over TLS when `tls` is given (plain TCP otherwise).
+    pub async fn connect_tls(
+        addr: &str,
+        client_name: &str,
+        token: Option<String>,
+        timeout: Option<Duration>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, ClientError> {
+        let mut client = Self::connect_raw_tls(addr, timeout, tls).await?;
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: client_name.to_string(),
+            token,
+        };
+        let reply = client.call_request_with_id(0, &hello).await?;
+        client.node = Arc::new(reply.node.unwrap_or_default());
+        Ok(client)
+    }
+
+    /// [`Client::connect_raw`] over TLS when `tls` is given: the node's certificate must be
+    /// signed by the CA and carry `tls.server_name` (default: the host of `addr`).
+    pub async fn connect_raw_tls(
+        addr: &str,
+        timeout: Option<Duration>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, ClientError> {
+        let Some(tls) = tls else {
+            return Self::connect_raw(addr, timeout).await;
+        };
+        let name = tls
+            .name_for(addr)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let connector = TlsConnector::from(tls.config.clone());
+        let stream = connector.connect(name, stream).await?;
+        let (rd, wr) = tokio::io::split(stream);
+        Ok(Self::start(rd, wr, timeout))
+    }
+
+    /// Runs the writer and reader tasks over a connected stream's halves.
+    fn start<R, W>(rd: R, wr: W, timeout: Option<Duration>) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(Some(HashMap::new())),
@@ -180,12 +231,12 @@ impl Client {
                 let _ = slot.send(Err(ClientError::Closed));
             }
         });
-        Ok(Client {
+        Client {
             shared,
             tx,
             timeout,
             node: Arc::new(String::new()),
-        })
+        }
     }
 
     /// The node id the server gave in its hello reply.

@@ -13,6 +13,7 @@
 //! - [`layout`]: the ring layout nodes agree on, as gossiped and stored.
 //! - [`swim`]: peer-port types: the peer handshake and SWIM membership messages.
 //! - [`client`]: an async pipelining client.
+//! - [`tls`]: TLS configurations (rustls) for the node and its clients, from PEM files.
 //!
 //! `PROTOCOL.md` beside this crate is the specification a third-party client is written
 //! from; its example frames are checked byte for byte by `tests/golden.rs`.
@@ -28,6 +29,7 @@ pub mod layout;
 pub mod message;
 pub mod object;
 pub mod swim;
+pub mod tls;
 pub mod tomb;
 
 pub use client::{Client, ClientError, GetResult, PutResult};

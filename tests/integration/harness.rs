@@ -34,6 +34,8 @@ pub struct NodeProc {
     /// Start with `--enable-fault-injection` (so `admin fault` works); on by default for
     /// tests, which cut nodes off with it.
     pub fault_injection: bool,
+    /// Environment for [`NodeProc::cli`] runs (e.g. `TROUPE_TLS_CA` for a TLS node).
+    pub cli_env: Vec<(String, String)>,
 }
 
 impl NodeProc {
@@ -62,6 +64,7 @@ impl NodeProc {
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             file_size_limit: None,
             fault_injection: true,
+            cli_env: Vec::new(),
         }
     }
 
@@ -199,6 +202,7 @@ impl NodeProc {
         let out = Command::new(BIN)
             .args(args)
             .args(["--addr", addr])
+            .envs(self.cli_env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("running troupe CLI");
         (

@@ -22,6 +22,7 @@ mod many_connections;
 mod metrics;
 mod replication;
 mod storage_engine;
+mod tls;
 mod tombstones;
 mod types;
 mod wal_repair;

@@ -30,7 +30,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::admin::{
@@ -433,6 +433,7 @@ pub async fn serve(
     max_frame_bytes: usize,
     token: Option<blake3::Hash>,
     shutdown: CancellationToken,
+    tls: Option<Arc<crate::tls::NodeTls>>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     while let Some((stream, addr)) = crate::net::accept(&listener, &shutdown, "admin").await {
@@ -443,8 +444,19 @@ pub async fn serve(
             );
             continue; // dropping the stream closes it
         };
-        let (admin, shutdown) = (admin.clone(), shutdown.clone());
+        let (admin, shutdown, tls) = (admin.clone(), shutdown.clone(), tls.clone());
         actix::spawn(async move {
+            // TLS inside the slot: a stalled handshake holds it for tls.handshake_timeout.
+            let stream: crate::tls::BoxStream = match tls {
+                Some(tls) => match tls.accept(stream, crate::tls::Port::Admin).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::info!("admin client {addr}: {e}; closing");
+                        return;
+                    }
+                },
+                None => Box::new(stream),
+            };
             serve_one(
                 stream,
                 addr.to_string(),
@@ -460,7 +472,7 @@ pub async fn serve(
 }
 
 async fn serve_one(
-    stream: TcpStream,
+    stream: crate::tls::BoxStream,
     peer: String,
     admin: Addr<Admin>,
     max_frame_bytes: usize,

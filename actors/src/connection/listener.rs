@@ -2,7 +2,7 @@
 //! round-robin over the worker arbiters.
 //!
 //! At `max_connections` live connections a new socket gets one `overloaded` error frame and
-//! is closed; the existing connections do not notice.
+//! is closed (with TLS on, only closed); the existing connections do not notice.
 
 use super::{Connection, ConnectionShared};
 use actix::prelude::*;
@@ -73,6 +73,10 @@ impl Handler<Accepted> for Listener {
                 "refusing a client connection: {live} open, limit {}",
                 self.config.max_connections
             );
+            if self.shared.tls.is_some() {
+                // A plain frame would be garbage to a TLS client: just close.
+                return;
+            }
             let max = self.shared.max_frame_bytes;
             actix::spawn(async move {
                 let mut sink = FramedWrite::new(stream, FrameCodec::new(max));

@@ -13,6 +13,10 @@
 //! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
 //! plus one read buffer of at most `max_frame_bytes`.
 //!
+//! With `[tls]` the TLS handshake runs first, on the connection's arbiter (`crate::tls`); the
+//! reader and writer tasks then own the halves of the TLS stream (`tokio::io::split`), plain
+//! sockets' halves otherwise.
+//!
 //! A frame over the maximum gets `too_large` and the connection is closed (the stream is no
 //! longer in sync); an undecodable or invalid request gets `bad_request` and the connection
 //! stays open.
@@ -30,6 +34,7 @@ pub use listener::{Accepted, Listener, ListenerConfig};
 use crate::coordinator::keys::ClientKeys;
 use crate::coordinator::{ClientGet, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
+use crate::tls::{BoxRead, BoxWrite, NodeTls, Port};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
@@ -70,6 +75,8 @@ pub struct ConnectionShared {
     pub budget: ByteBudget,
     /// `net.read_timeout`: a frame begun must complete within it.
     pub read_timeout: std::time::Duration,
+    /// `[tls]`: when set, every connection is TLS (handshake on the connection's arbiter).
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 /// The client tokens a `hello` must carry one of. Kept as blake3 hashes and compared as
@@ -495,19 +502,27 @@ impl Actor for Connection {
             return;
         };
         let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
-        let codec = FrameCodec::new(self.shared.max_frame_bytes);
-        let stats = self.shared.requests.clone();
-        actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
-        let permits = Arc::new(Semaphore::new(self.shared.max_inflight));
-        actix::spawn(read_loop(
-            rd,
-            permits,
-            ctx.address(),
-            self.shared.clone(),
-            self.peer.clone(),
-        ));
-        log::debug!("connection from {} opened", self.peer);
+        let (shared, peer, conn) = (self.shared.clone(), self.peer.clone(), ctx.address());
+        let Some(tls) = shared.tls.clone() else {
+            let (rd, wr) = stream.into_split();
+            run_io(Box::new(rd), Box::new(wr), out_rx, conn, shared, peer);
+            return;
+        };
+        // The handshake runs here, on the connection's arbiter, bounded by
+        // tls.handshake_timeout; a failed one closes the socket and stops the actor.
+        actix::spawn(async move {
+            match tls.accept(stream, Port::Client).await {
+                Ok(s) => {
+                    let (rd, wr) = tokio::io::split(s);
+                    run_io(Box::new(rd), Box::new(wr), out_rx, conn, shared, peer);
+                }
+                Err(e) => {
+                    log::info!("client {peer}: {e}; closing");
+                    shared.counters.sent();
+                    conn.do_send(ReaderStopped { too_large: None });
+                }
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -580,8 +595,25 @@ impl Handler<ReaderStopped> for Connection {
     }
 }
 
+/// Starts the writer and reader tasks on the connection's (plain or TLS) stream halves.
+fn run_io(
+    rd: BoxRead,
+    wr: BoxWrite,
+    out_rx: mpsc::Receiver<Outgoing>,
+    conn: Addr<Connection>,
+    shared: ConnectionShared,
+    peer: String,
+) {
+    let codec = FrameCodec::new(shared.max_frame_bytes);
+    let stats = shared.requests.clone();
+    actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
+    let permits = Arc::new(Semaphore::new(shared.max_inflight));
+    log::debug!("connection from {peer} opened");
+    actix::spawn(read_loop(rd, permits, conn, shared, peer));
+}
+
 async fn read_loop(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: BoxRead,
     permits: Arc<Semaphore>,
     conn: Addr<Connection>,
     shared: ConnectionShared,
@@ -639,7 +671,7 @@ async fn read_loop(
 }
 
 async fn write_loop(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut sink: FramedWrite<BoxWrite, FrameCodec>,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<RequestStats>,
 ) {

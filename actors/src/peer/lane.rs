@@ -18,6 +18,7 @@
 //! - Control and bulk are separate connections, so a probe never waits behind a large frame.
 
 use super::handshake::{self, AuthKey};
+use crate::tls::BoxStream;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use std::collections::VecDeque;
@@ -135,6 +136,8 @@ pub struct LaneTask {
     pub me: NodeId,
     pub key: AuthKey,
     pub max_frame_bytes: usize,
+    /// `[tls]`: connect over TLS, verifying the peer against the CA and its address's host.
+    pub tls: Option<Arc<crate::tls::NodeTls>>,
     pub queue: Arc<LaneQueue>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -165,7 +168,7 @@ impl LaneTask {
                         self.addr,
                         self.lane
                     );
-                    if e.contains("authentication") || e.contains("refused") {
+                    if e.contains("authentication") || e.contains("refused") || e.contains("TLS") {
                         log::warn!("peer {}: {e}", self.addr);
                     }
                 }
@@ -178,12 +181,16 @@ impl LaneTask {
         }
     }
 
-    async fn connect(&self) -> Result<Framed<TcpStream, FrameCodec>, String> {
+    async fn connect(&self) -> Result<Framed<BoxStream, FrameCodec>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
+        let stream: BoxStream = match &self.tls {
+            Some(tls) => tls.connect_peer(stream, &self.addr).await?,
+            None => Box::new(stream),
+        };
         let mut framed = Framed::new(stream, FrameCodec::new(self.max_frame_bytes));
         let peer = handshake::connect(&mut framed, &self.key, &self.me, self.lane)
             .await
@@ -192,7 +199,7 @@ impl LaneTask {
         Ok(framed)
     }
 
-    async fn write_loop(&self, framed: &mut Framed<TcpStream, FrameCodec>) -> Result<(), String> {
+    async fn write_loop(&self, framed: &mut Framed<BoxStream, FrameCodec>) -> Result<(), String> {
         loop {
             let frames = self.queue.take_fresh();
             for f in frames {

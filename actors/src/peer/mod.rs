@@ -110,6 +110,8 @@ pub struct PeerConfig {
     pub control: LaneLimits,
     pub bulk: LaneLimits,
     pub data: LaneLimits,
+    /// `[tls]`: peers connect over TLS and verify each other against the CA.
+    pub tls: Option<Arc<crate::tls::NodeTls>>,
 }
 
 impl PeerConfig {
@@ -150,6 +152,7 @@ impl PeerConfig {
                 max_age: Duration::from_secs(5),
                 write_timeout: Duration::from_secs(5),
             },
+            tls: None,
         }
     }
 }
@@ -306,6 +309,7 @@ impl PeerTransport {
             me: self.inner.cfg.me.clone(),
             key: self.inner.cfg.key.clone(),
             max_frame_bytes: self.inner.cfg.max_frame_bytes,
+            tls: self.inner.cfg.tls.clone(),
             queue: queue.clone(),
             shutdown: self.inner.shutdown.clone(),
         };
@@ -422,6 +426,18 @@ async fn serve_one(
     handshake_slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let cfg = &transport.inner.cfg;
+    // TLS first (within tls.handshake_timeout, holding the handshake slot): a peer whose
+    // certificate is not from tls.ca never reaches the cluster-secret handshake.
+    let stream: crate::tls::BoxStream = match &cfg.tls {
+        Some(tls) => match tls.accept(stream, crate::tls::Port::Peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("refused peer connection from {addr}: {e}");
+                return;
+            }
+        },
+        None => Box::new(stream),
+    };
     // Handshake frames are small: an unauthenticated stranger cannot make us buffer more.
     let mut framed = Framed::new(stream, FrameCodec::new(HANDSHAKE_MAX_FRAME));
     let from = match handshake::accept(&mut framed, &cfg.key, &cfg.me).await {
