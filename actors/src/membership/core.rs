@@ -12,8 +12,12 @@
 //!   is commutative and idempotent and every node converges.
 //! - Gossip about us that is not `Alive` at `>=` our incarnation (or comes
 //!   from another run of us) is refuted by raising our incarnation above it.
-//! - An update is retransmitted at most `lambda * ceil(log2(N+1))` times;
-//!   least-sent then newest goes first within the per-message budget.
+//! - An update is retransmitted at most `lambda * ceil(log10(N+1))` times (memberlist's
+//!   `retransmitLimit`); within the per-message byte budget, compact updates (suspect, dead,
+//!   left, and alive refutations of a run the receiver knows) go before every full alive
+//!   record, then least-sent, then newest.
+//! - A compact record (empty addresses) is only applied to a member run we hold; it is
+//!   ignored for an unknown member or another run (the full record arrives on its own).
 //! - Time is never read: callers pass virtual `now` milliseconds.
 
 use crate::membership::config::SwimConfig;
@@ -58,13 +62,32 @@ struct Entry {
 #[derive(Clone, Debug)]
 struct Queued {
     update: Update,
+    /// 0 for compact updates, 1 for full alive records: compact ones always go first.
+    class: u8,
     transmits: u32,
     order: u64,
     size: usize,
 }
 
 type QKey = (NodeId, NodeId);
-type QIndex = (u32, Reverse<u64>, NodeId, NodeId);
+type QIndex = (u8, u32, Reverse<u64>, NodeId, NodeId);
+
+/// Estimated bytes of a Ping/Ack/Gossip without its updates, beyond the sender's id: tags,
+/// field names, sequence number and the Ack's 32-byte digest.
+pub const MESSAGE_HEADER_BYTES: usize = 96;
+
+/// Whether `u` is a compact record (see `troupe_protocol::swim::MemberInfo`).
+pub fn is_compact(u: &Update) -> bool {
+    u.member.peer_addr.is_empty()
+}
+
+/// `u` without its addresses.
+pub fn compact(mut u: Update) -> Update {
+    u.member.client_addr.clear();
+    u.member.peer_addr.clear();
+    u.member.admin_addr.clear();
+    u
+}
 
 /// Retransmit queue: one entry per subject, or per (subject, suspector) for
 /// Suspect records so independent confirmations travel too.
@@ -77,7 +100,13 @@ struct Broadcasts {
 
 impl Broadcasts {
     fn idx(key: &QKey, q: &Queued) -> QIndex {
-        (q.transmits, Reverse(q.order), key.0.clone(), key.1.clone())
+        (
+            q.class,
+            q.transmits,
+            Reverse(q.order),
+            key.0.clone(),
+            key.1.clone(),
+        )
     }
 
     fn remove(&mut self, key: &QKey) {
@@ -86,7 +115,14 @@ impl Broadcasts {
         }
     }
 
-    fn enqueue(&mut self, update: Update) {
+    /// Queue `update` for retransmission, compact when `compact_form` (non-alive records
+    /// are always compact).
+    fn enqueue(&mut self, update: Update, compact_form: bool) {
+        let update = if compact_form || update.member.status != Status::Alive {
+            compact(update)
+        } else {
+            update
+        };
         let subject = update.member.id.clone();
         let rank = update.member.rank();
         let stale: Vec<QKey> = self
@@ -109,6 +145,7 @@ impl Broadcasts {
         self.next_order += 1;
         let q = Queued {
             size: estimate_update_size(&update),
+            class: u8::from(!is_compact(&update)),
             update,
             transmits: 0,
             order: self.next_order,
@@ -140,8 +177,8 @@ impl Broadcasts {
                 }
             }
         }
-        for (_, _, a, b) in self.index.iter() {
-            if picked.len() >= max_updates || left < 64 {
+        for (_, _, _, a, b) in self.index.iter() {
+            if picked.len() >= max_updates || left < MIN_UPDATE_BYTES {
                 break;
             }
             if to == Some(a) {
@@ -172,14 +209,21 @@ impl Broadcasts {
     }
 }
 
-/// Rough MessagePack (named) size of one update, used for the gossip budget.
+/// Smallest possible update estimate (compact, empty ids): below this nothing fits.
+const MIN_UPDATE_BYTES: usize = 84;
+
+/// MessagePack (named) size of one update, an upper bound used for the byte budget: field
+/// names and map headers (84 bytes compact, 120 with the three address fields), integers
+/// at their widest (9 bytes), and each string with its length prefix (2 bytes past 31).
 pub fn estimate_update_size(u: &Update) -> usize {
     let m = &u.member;
-    90 + m.id.0.len()
-        + m.client_addr.len()
-        + m.peer_addr.len()
-        + m.admin_addr.len()
-        + u.origin.0.len()
+    let s = |x: &str| x.len() + if x.len() > 31 { 3 } else { 1 };
+    let base = 80 + s(&m.id.0) + s(&u.origin.0);
+    if is_compact(u) {
+        base
+    } else {
+        base + 36 + s(&m.client_addr) + s(&m.peer_addr) + s(&m.admin_addr)
+    }
 }
 
 /// The member table of one node.
@@ -193,6 +237,8 @@ pub struct MemberList {
     digest_cache: Option<[u8; 32]>,
     /// Cached count of Alive/Suspect entries (including us).
     live: usize,
+    /// Grows whenever an id is added or reaped (callers cache id lists against it).
+    ids_version: u64,
     cfg: SwimConfig,
 }
 
@@ -221,6 +267,7 @@ impl MemberList {
             events: Vec::new(),
             digest_cache: None,
             live: 1,
+            ids_version: 0,
             cfg,
         }
     }
@@ -233,6 +280,7 @@ impl MemberList {
         }
         info.status = Status::Alive;
         self.live += 1;
+        self.ids_version += 1;
         self.digest_cache = None;
         self.members.insert(
             info.id.clone(),
@@ -274,14 +322,41 @@ impl MemberList {
     pub fn pending_broadcasts(&self) -> usize {
         self.queue.entries.len()
     }
+    /// Changes whenever an id is added to or reaped from the table.
+    pub fn ids_version(&self) -> u64 {
+        self.ids_version
+    }
+    /// Number of records (any status, including us).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
 
     /// Merge one gossiped record. `gossip` controls whether an accepted change
     /// is queued for further dissemination.
     pub fn apply(&mut self, update: &Update, now: u64, gossip: bool) -> Merge {
-        let u = &update.member;
-        if u.id == self.me {
-            return self.apply_about_me(u);
+        if update.member.id == self.me {
+            return self.apply_about_me(&update.member);
         }
+        let filled;
+        let update = if is_compact(update) {
+            match self.members.get(&update.member.id) {
+                Some(cur) if cur.info.run_id == update.member.run_id => {
+                    let mut full = update.clone();
+                    full.member.client_addr = cur.info.client_addr.clone();
+                    full.member.peer_addr = cur.info.peer_addr.clone();
+                    full.member.admin_addr = cur.info.admin_addr.clone();
+                    filled = full;
+                    &filled
+                }
+                _ => return Merge::Ignored,
+            }
+        } else {
+            update
+        };
+        let u = &update.member;
         let Some(cur) = self.members.get(&u.id) else {
             if !matches!(u.status, Status::Alive | Status::Suspect) {
                 return Merge::Ignored;
@@ -340,6 +415,11 @@ impl MemberList {
             _ => {}
         }
         let changed = prev != Some(info.status) || rejoined;
+        if prev.is_none() {
+            self.ids_version += 1;
+        }
+        // A known run's news travels compact; a new member or run needs its addresses.
+        let compact_form = prev.is_some() && !rejoined;
         let was = prev.is_some_and(is_live) as usize;
         self.live = self.live + is_live(info.status) as usize - was;
         let entry = self.members.entry(info.id.clone()).or_insert(Entry {
@@ -352,7 +432,7 @@ impl MemberList {
         }
         self.digest_cache = None;
         if gossip {
-            self.queue.enqueue(update.clone());
+            self.queue.enqueue(update.clone(), compact_form);
         }
     }
 
@@ -372,14 +452,15 @@ impl MemberList {
             return Merge::Ignored;
         }
         let incarnation = u.incarnation + 1;
-        self.bump_self(incarnation, Status::Alive);
+        // A refutation is about a run the others know unless they hold another run of us.
+        self.bump_self(incarnation, Status::Alive, !other_run);
         Merge::Refuted {
             incarnation,
             suspected,
         }
     }
 
-    fn bump_self(&mut self, incarnation: u64, status: Status) {
+    fn bump_self(&mut self, incarnation: u64, status: Status, compact_form: bool) {
         let me = self.me.clone();
         let Some(entry) = self.members.get_mut(&me) else {
             return;
@@ -393,14 +474,14 @@ impl MemberList {
             origin: me,
         };
         self.digest_cache = None;
-        self.queue.enqueue(update);
+        self.queue.enqueue(update, compact_form);
     }
 
     /// Gossip our own Alive record again (used on join so seeds spread us).
     pub fn announce_self(&mut self) {
         let inc = self.me().incarnation;
         let status = self.me().status;
-        self.bump_self(inc, status);
+        self.bump_self(inc, status, false);
     }
 
     /// Our detector suspects `id` at `incarnation`.
@@ -432,22 +513,26 @@ impl MemberList {
     /// Leave gracefully: announce `Left` at a fresh incarnation.
     pub fn leave(&mut self) {
         let inc = self.me().incarnation + 1;
-        self.bump_self(inc, Status::Left);
+        self.bump_self(inc, Status::Left, true);
         self.leaving = true;
     }
 
-    /// Retransmit limit for the current cluster size.
+    /// Retransmit limit for the current cluster size: memberlist's
+    /// `retransmitMult * ceil(log10(N+1))`. With the gossip fan-out every member that hears
+    /// an update passes it on this many times, which reaches all N with high probability.
     pub fn retransmit_limit(&self) -> u32 {
         let n = self.live_count() as f64;
-        self.cfg.retransmit_mult * ((n + 1.0).log2().ceil() as u32).max(1)
+        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(1)
     }
 
-    /// Pick updates to piggyback on one outgoing message to `to`.
+    /// Pick updates to piggyback on one outgoing message to `to`, so that the whole
+    /// message stays within `gossip_budget_bytes`.
     pub fn select_gossip(&mut self, to: Option<&NodeId>) -> Vec<Update> {
         let limit = self.retransmit_limit();
+        let header = MESSAGE_HEADER_BYTES + self.me.0.len();
         self.queue.select(
             to,
-            self.cfg.gossip_budget_bytes,
+            self.cfg.gossip_budget_bytes.saturating_sub(header),
             self.cfg.gossip_max_updates,
             limit,
         )
@@ -506,7 +591,7 @@ impl MemberList {
 
     /// Re-queue a Suspect record carrying a new independent confirmation.
     pub fn regossip(&mut self, update: Update) {
-        self.queue.enqueue(update);
+        self.queue.enqueue(update, true);
     }
 
     /// Forget Dead/Left members whose last change is older than `reap_after_ms`.
@@ -524,6 +609,7 @@ impl MemberList {
             .collect();
         for id in &gone {
             self.members.remove(id);
+            self.ids_version += 1;
         }
         // (reaped entries are Dead/Left, so `live` is unchanged)
         if !gone.is_empty() {
