@@ -20,6 +20,14 @@ fn main() {
     if std::env::args().any(|a| a == "scale") {
         return scale(quick);
     }
+    if std::env::args().any(|a| a == "slow") {
+        return slow(quick);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "headline") {
+        let seed = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1);
+        return headline(seed);
+    }
     let sizes: &[usize] = &[10, 100, 1000];
     let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
     let started = Instant::now();
@@ -158,30 +166,66 @@ fn scale(quick: bool) {
     }
     println!("# (elapsed {:.0}s)", started.elapsed().as_secs_f64());
 
+    slow(quick);
+    println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Lifeguard's case: one member handles everything 200-800 ms late. `-- slow [quick]`.
+fn slow(quick: bool) {
+    let cfg = SwimConfig::default();
+    let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
     let plain = SwimConfig {
         awareness_max_multiplier: 0,
         suspicion_max_timeout_mult: 1,
         ..SwimConfig::default()
     };
     let periods = if quick { 50 } else { 200 };
-    println!("\n## One slow member (every message and timer handled 200-800 ms late), N=100, {periods} periods");
-    println!("| lifeguard | loss | seed | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | slow LHM at end |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for loss in [0.0, 0.05] {
-        for &seed in seeds {
-            for (name, c) in [("on", &cfg), ("off", &plain)] {
-                let r = slow_member(100, loss, periods, seed, c.clone(), (200, 800));
-                println!(
-                    "| {name} | {loss} | {seed} | {} | {} | {} | {} | {} | {} |",
-                    r.suspicions_by_slow,
-                    r.deaths_by_slow,
-                    r.suspicions_about_slow,
-                    r.deaths_about_slow,
-                    r.other_deaths,
-                    r.slow_lhm_end
-                );
+    for delay in [(200, 800), (500, 1500), (1000, 3000)] {
+        println!(
+            "\n## One slow member (every message and timer handled {}-{} ms late), N=100, {periods} periods",
+            delay.0, delay.1
+        );
+        println!("| lifeguard | loss | seed | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | slow LHM at end |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for loss in [0.0, 0.05] {
+            for &seed in seeds {
+                for (name, c) in [("on", &cfg), ("off", &plain)] {
+                    let r = slow_member(100, loss, periods, seed, c.clone(), delay);
+                    println!(
+                        "| {name} | {loss} | {seed} | {} | {} | {} | {} | {} | {} |",
+                        r.suspicions_by_slow,
+                        r.deaths_by_slow,
+                        r.suspicions_about_slow,
+                        r.deaths_about_slow,
+                        r.other_deaths,
+                        r.slow_lhm_end
+                    );
+                }
             }
         }
     }
-    println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// The headline for one seed: N=1000, 10% loss, 500 periods, then a crash.
+/// `-- headline SEED` (about 10-20 minutes in release on one core).
+fn headline(seed: u64) {
+    let started = Instant::now();
+    let cfg = SwimConfig::default();
+    let r = false_positives(1000, 0.1, 500, seed, cfg.clone(), false);
+    println!(
+        "seed {seed}: N=1000 loss 0.1 500 periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
+        r.dead_declared,
+        r.suspected,
+        r.msgs_per_member_period,
+        started.elapsed().as_secs_f64()
+    );
+    let c = crash_detection(1000, 0.1, seed, 120);
+    println!(
+        "seed {seed}: crash: first suspect {} periods, all see dead {} periods, suspicion min/max {:.1}/{:.1} ({:.0}s)",
+        fmt(c.first_suspect),
+        fmt(c.all_dead),
+        c.bounds.0,
+        c.bounds.1,
+        started.elapsed().as_secs_f64()
+    );
 }

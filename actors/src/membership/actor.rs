@@ -88,7 +88,7 @@ pub struct SwimSnapshot {
 #[rtype(result = "()")]
 pub struct Leave;
 
-/// Admin fault hook: `drop <node-id|all>`, `heal`, `status`. Replies with what is dropped.
+/// Admin fault hook: `drop <node-id|all>`, `loss <fraction>`, `heal`, `status`. Replies with what is dropped.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<String>, String>")]
 pub struct Fault(pub Vec<String>);
@@ -397,10 +397,14 @@ impl Handler<Fault> for MembershipActor {
             ["drop", target, "in"] => self.transport.fault_drop(target, Direction::In),
             ["drop", target, "out"] => self.transport.fault_drop(target, Direction::Out),
             ["heal"] => self.transport.fault_heal(),
+            ["loss", p] => match p.parse::<f64>() {
+                Ok(p) if (0.0..=1.0).contains(&p) => self.transport.fault_loss(p),
+                _ => return Err(format!("fault loss: {p:?} is not a fraction in 0..=1")),
+            },
             ["status"] | [] => {}
             _ => {
                 return Err(
-                    "usage: fault drop <node-id|all> [in|out] | fault heal | fault status".into(),
+                    "usage: fault drop <node-id|all> [in|out] | fault loss <0..1> | fault heal | fault status".into(),
                 )
             }
         }

@@ -13,8 +13,9 @@
 //!   kernel-buffered packets and late timers).
 //! - Partitions are checked at delivery time; loss at send time.
 //! - A slow node (`set_slow`, a CPU-starved process) handles every message and timer
-//!   200-800 ms (or as configured) after it is due, in the order they were due; its sense
-//!   of `now` is the late time it finally gets to run.
+//!   200-800 ms (or as configured) after it is due; messages keep their order (one inbox),
+//!   timers are late independently of the inbox (so a timeout can overtake the ack that
+//!   arrived in time, as on a starved host); its sense of `now` is the late time it runs.
 
 pub mod node;
 pub mod scenarios;
@@ -423,9 +424,11 @@ impl Sim {
             Ev::Late(inner) => *inner,
             ev => match self.slots[i].slow {
                 Some((lo, hi)) => {
-                    let at =
-                        (self.now + self.rng.random_range(lo..=hi)).max(self.slots[i].slow_until);
-                    self.slots[i].slow_until = at;
+                    let mut at = self.now + self.rng.random_range(lo..=hi);
+                    if matches!(ev, Ev::Deliver { .. }) {
+                        at = at.max(self.slots[i].slow_until);
+                        self.slots[i].slow_until = at;
+                    }
                     self.schedule(at, Ev::Late(Box::new(ev)));
                     return;
                 }

