@@ -29,7 +29,7 @@ use troupe_actors::backoff::FailureSnapshot;
 use troupe_actors::compactor::CompactorSnapshot;
 use troupe_actors::engine::stats::{EngineStats, LevelStats};
 use troupe_actors::flusher::FlusherSnapshot;
-use troupe_actors::membership::actor::{ListMembers, MembershipActor};
+use troupe_actors::membership::actor::{GetSwimStats, ListMembers, MembershipActor, SwimSnapshot};
 use troupe_actors::memtable::wal::Health;
 use troupe_actors::memtable::{GetMemtableStats, MemtableStats};
 use troupe_actors::stats::{HistogramSnapshot, Registry, BUCKETS};
@@ -70,6 +70,8 @@ pub struct Gathered {
     pub gc_tables_deleted: Option<u64>,
     /// Members by status (`alive`, `suspect`, `dead`, `left`), this node included.
     pub members: Option<BTreeMap<String, u64>>,
+    /// SWIM protocol counters and local health.
+    pub swim: Option<SwimSnapshot>,
     pub process: Option<process::ProcessStats>,
     pub disk: Option<process::DiskBytes>,
 }
@@ -110,6 +112,7 @@ async fn gather(src: &Sources, permit: OwnedSemaphorePermit) -> Gathered {
             }
             g.members = Some(by);
         }
+        g.swim = m.send(GetSwimStats).await.ok();
     }
     g
 }
@@ -308,7 +311,39 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
             &samples,
         );
     }
+    if let Some(s) = &g.swim {
+        swim_metrics(&mut out, s);
+    }
     out
+}
+
+/// SWIM failure detection and dissemination (issue 16).
+#[rustfmt::skip] // one metric per line reads better than rustfmt's five
+fn swim_metrics(out: &mut String, s: &SwimSnapshot) {
+    let c = &s.stats;
+    for (name, help, v) in [
+        ("troupe_swim_probes_sent_total", "Direct probes (pings) this node sent, its own and relayed.", c.probes_sent),
+        ("troupe_swim_acks_received_total", "Probe acks received.", c.acks_received),
+        ("troupe_swim_indirect_probes_sent_total", "Indirect probe requests sent to relays after a direct probe went unanswered.", c.indirect_probes_sent),
+        ("troupe_swim_nacks_received_total", "Lifeguard nacks: relays that could not reach our target either.", c.nacks_received),
+        ("troupe_swim_suspicions_raised_total", "Members this node's own probes put under suspicion.", c.suspicions_raised),
+        ("troupe_swim_suspicions_refuted_total", "Suspicions about this node it refuted.", c.suspicions_refuted),
+        ("troupe_swim_suspicions_confirmed_total", "Suspicions that expired into dead on this node's verdict.", c.suspicions_confirmed),
+        ("troupe_swim_gossip_messages_sent_total", "Gossip fan-out messages sent.", c.gossip_msgs_sent),
+        ("troupe_swim_gossip_bytes_sent_total", "Estimated encoded bytes of membership updates sent (gossip and piggyback).", c.gossip_bytes_sent),
+        ("troupe_swim_gossip_bytes_received_total", "Estimated encoded bytes of membership updates received.", c.gossip_bytes_received),
+    ] {
+        family(out, name, "counter", help, &one(v));
+    }
+    if let Some(lhm) = s.local_health {
+        family(
+            out,
+            "troupe_swim_local_health",
+            "gauge",
+            "Lifeguard local health multiplier: 0 healthy; probe periods and timeouts scale by this plus one.",
+            &one(u64::from(lhm)),
+        );
+    }
 }
 
 #[rustfmt::skip] // one metric per line reads better than rustfmt's five
@@ -720,6 +755,39 @@ mod tests {
             "\ntroupe_peer_rpc_duration_seconds_bucket{kind=\"put\",le=\"+Inf\"} 1\n",
             "\ntroupe_peer_rpc_duration_seconds_count{kind=\"put\"} 1\n",
             "\ntroupe_peer_rpc_duration_seconds_count{kind=\"get\"} 0\n",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
+    }
+
+    #[test]
+    fn swim_counters_and_local_health_are_rendered() {
+        use troupe_actors::membership::driver::SwimStats;
+        let g = Gathered {
+            swim: Some(SwimSnapshot {
+                stats: SwimStats {
+                    probes_sent: 7,
+                    nacks_received: 2,
+                    suspicions_refuted: 1,
+                    gossip_bytes_received: 900,
+                    ..SwimStats::default()
+                },
+                local_health: Some(3),
+            }),
+            ..Gathered::default()
+        };
+        let body = render(&sources(), &g);
+        for line in [
+            "\ntroupe_swim_probes_sent_total 7\n",
+            "\ntroupe_swim_acks_received_total 0\n",
+            "\ntroupe_swim_indirect_probes_sent_total 0\n",
+            "\ntroupe_swim_nacks_received_total 2\n",
+            "\ntroupe_swim_suspicions_raised_total 0\n",
+            "\ntroupe_swim_suspicions_refuted_total 1\n",
+            "\ntroupe_swim_suspicions_confirmed_total 0\n",
+            "\ntroupe_swim_gossip_bytes_sent_total 0\n",
+            "\ntroupe_swim_gossip_bytes_received_total 900\n",
+            "\ntroupe_swim_local_health 3\n",
         ] {
             assert!(body.contains(line), "missing {line:?} in\n{body}");
         }

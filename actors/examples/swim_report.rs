@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 use troupe_actors::membership::config::SwimConfig;
-use troupe_actors::sim::scenarios::{crash_detection, false_positives, join_spread, pause_outcome};
+use troupe_actors::sim::scenarios::{
+    crash_detection, false_positives, join_spread, pause_outcome, slow_member,
+};
 
 fn fmt(x: Option<f64>) -> String {
     x.map_or("timeout".to_string(), |v| format!("{v:.2}"))
@@ -15,6 +17,17 @@ fn fmt(x: Option<f64>) -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    if std::env::args().any(|a| a == "scale") {
+        return scale(quick);
+    }
+    if std::env::args().any(|a| a == "slow") {
+        return slow(quick);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "headline") {
+        let seed = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1);
+        return headline(seed);
+    }
     let sizes: &[usize] = &[10, 100, 1000];
     let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
     let started = Instant::now();
@@ -100,4 +113,119 @@ fn main() {
         println!("pause {pause} ms\tdowns {downs}\tall_alive_after {alive}");
     }
     println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Issue 16's figures: traffic against the bound, false deaths and crash detection at
+/// N=1000 with 10% loss, and Lifeguard with a slow member. `-- scale [quick]`.
+fn scale(quick: bool) {
+    let started = Instant::now();
+    let cfg = SwimConfig::default();
+    let bound = cfg.traffic_bound();
+    println!("# Membership at scale (issue 16); defaults {cfg:?}");
+    println!(
+        "# bound per member per period: {} messages, {} bytes, {} bytes per message (state exchanges excepted)\n",
+        bound.messages, bound.bytes, bound.message_bytes
+    );
+    println!("## Traffic per member per period (seed 1)");
+    println!("| N | loss | periods | msgs mean | msgs busiest | bytes mean | bytes busiest | of which state exchange | largest msg | false deaths |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (n, periods) in [(10, 200), (100, 200), (1000, if quick { 20 } else { 50 })] {
+        for loss in [0.0, 0.05, 0.10, 0.20] {
+            let r = false_positives(n, loss, periods, 1, cfg.clone(), true);
+            println!(
+                "| {n} | {loss} | {periods} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                r.msgs_per_member_period,
+                r.max_member_msgs_per_period,
+                r.bytes_per_member_period,
+                r.max_member_bytes_per_period,
+                r.state_bytes_per_member_period,
+                r.max_msg_bytes,
+                r.dead_declared
+            );
+        }
+    }
+    println!("# (elapsed {:.0}s)", started.elapsed().as_secs_f64());
+
+    let periods = if quick { 50 } else { 500 };
+    let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
+    println!("\n## N=1000, 10% loss: false deaths over {periods} periods, then crash detection");
+    println!("| seed | healthy declared dead | suspicions | crash: first suspect | crash: all see dead | suspicion min/max |");
+    println!("|---|---|---|---|---|---|");
+    for &seed in seeds {
+        let r = false_positives(1000, 0.1, periods, seed, cfg.clone(), false);
+        let c = crash_detection(1000, 0.1, seed, 120);
+        println!(
+            "| {seed} | {} | {} | {} | {} | {:.1}/{:.1} |",
+            r.dead_declared,
+            r.suspected,
+            fmt(c.first_suspect),
+            fmt(c.all_dead),
+            c.bounds.0,
+            c.bounds.1
+        );
+    }
+    println!("# (elapsed {:.0}s)", started.elapsed().as_secs_f64());
+
+    slow(quick);
+    println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Lifeguard's case: one member handles everything 200-800 ms late. `-- slow [quick]`.
+fn slow(quick: bool) {
+    let cfg = SwimConfig::default();
+    let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
+    let plain = SwimConfig {
+        awareness_max_multiplier: 0,
+        suspicion_max_timeout_mult: 1,
+        ..SwimConfig::default()
+    };
+    let periods = if quick { 50 } else { 200 };
+    for delay in [(200, 800), (500, 1500), (1000, 3000)] {
+        println!(
+            "\n## One slow member (every message and timer handled {}-{} ms late), N=100, {periods} periods",
+            delay.0, delay.1
+        );
+        println!("| lifeguard | loss | seed | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | slow LHM at end |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for loss in [0.0, 0.05] {
+            for &seed in seeds {
+                for (name, c) in [("on", &cfg), ("off", &plain)] {
+                    let r = slow_member(100, loss, periods, seed, c.clone(), delay);
+                    println!(
+                        "| {name} | {loss} | {seed} | {} | {} | {} | {} | {} | {} |",
+                        r.suspicions_by_slow,
+                        r.deaths_by_slow,
+                        r.suspicions_about_slow,
+                        r.deaths_about_slow,
+                        r.other_deaths,
+                        r.slow_lhm_end
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The issue's headline for one seed: N=1000, 10% loss, 500 periods, then a crash.
+/// `-- headline SEED` (about 10-20 minutes in release on one core).
+fn headline(seed: u64) {
+    let started = Instant::now();
+    let cfg = SwimConfig::default();
+    let r = false_positives(1000, 0.1, 500, seed, cfg.clone(), false);
+    println!(
+        "seed {seed}: N=1000 loss 0.1 500 periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
+        r.dead_declared,
+        r.suspected,
+        r.msgs_per_member_period,
+        started.elapsed().as_secs_f64()
+    );
+    let c = crash_detection(1000, 0.1, seed, 120);
+    println!(
+        "seed {seed}: crash: first suspect {} periods, all see dead {} periods, suspicion min/max {:.1}/{:.1} ({:.0}s)",
+        fmt(c.first_suspect),
+        fmt(c.all_dead),
+        c.bounds.0,
+        c.bounds.1,
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -117,6 +117,10 @@ pub struct MemberRow {
     pub run_id: u64,
     /// Milliseconds since this node saw the member's status last change.
     pub last_change_ms_ago: u64,
+    /// Milliseconds since this node last received any peer message from the member
+    /// (`None`: never, or it is this node).
+    #[serde(default)]
+    pub last_heard_ms_ago: Option<u64>,
     /// True for the node that answered.
     pub this_node: bool,
 }

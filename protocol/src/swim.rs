@@ -74,8 +74,15 @@ impl Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: NodeId,
+    /// The three addresses are empty (and left out of the encoding) in a *compact* record:
+    /// a status change of a member run the receiver already knows (suspect, dead, left, or
+    /// an alive refutation). Receivers fill them from their table and ignore a compact record
+    /// about a member or run they do not know. Full-state exchanges never carry one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_addr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub peer_addr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub admin_addr: String,
     pub incarnation: u64,
     pub status: Status,
@@ -135,6 +142,14 @@ pub struct Nack {
     pub from: NodeId,
 }
 
+/// Gossip fan-out: pending updates pushed to a few random members every gossip interval,
+/// beside the probes. Never answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    pub from: NodeId,
+    pub updates: Vec<Update>,
+}
+
 /// Push-pull anti-entropy: full member table. `reply` asks for the peer's
 /// table back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +168,7 @@ pub enum SwimMsg {
     IndirectPing(IndirectPing),
     Nack(Nack),
     StateExchange(StateExchange),
+    Gossip(Gossip),
 }
 
 impl SwimMsg {
@@ -164,6 +180,7 @@ impl SwimMsg {
             SwimMsg::IndirectPing(_) => "indirect_ping",
             SwimMsg::Nack(_) => "nack",
             SwimMsg::StateExchange(_) => "state_exchange",
+            SwimMsg::Gossip(_) => "gossip",
         }
     }
 }
@@ -301,6 +318,18 @@ mod tests {
                 from: "a".into(),
                 members: vec![info()],
                 reply: true,
+            }),
+            SwimMsg::Gossip(Gossip {
+                from: "a".into(),
+                updates: vec![Update {
+                    member: MemberInfo {
+                        client_addr: String::new(),
+                        peer_addr: String::new(),
+                        admin_addr: String::new(),
+                        ..info()
+                    },
+                    origin: "b".into(),
+                }],
             }),
         ];
         for m in msgs {

@@ -19,6 +19,7 @@ mod keys;
 mod layout;
 mod malformed_input;
 mod many_connections;
+mod membership_loss;
 mod metrics;
 mod replication;
 mod storage_engine;

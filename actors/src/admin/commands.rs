@@ -146,7 +146,7 @@ pub const COMMANDS: &[Spec] = &[
     )),
     destructive(cmd(
         "fault",
-        "fault drop all|NODE [in|out]|heal|status --yes",
+        "fault drop all|NODE [in|out]|loss FRACTION|heal|status --yes",
         "drop peer traffic, both ways or one (test clusters; needs --enable-fault-injection)",
         Needs::FaultInjection,
     )),

@@ -4,7 +4,7 @@
 //! peer transport. Receives: [`PeerInbound`] SWIM messages from the transport,
 //! [`DetectorOutputs`] from the FailureDetector actor, its own timers (`run_later`, each
 //! carrying a [`MembershipTimer`] with its generation), [`Subscribe`], [`ListMembers`],
-//! [`Leave`] and [`Fault`] (admin). Emits: frames through the [`PeerTransport`],
+//! [`Leave`], [`Fault`] (admin) and [`GetSwimStats`] (metrics). Emits: frames through the [`PeerTransport`],
 //! [`DetectorInputs`] to the FailureDetector, and [`MemberChanged`] (MemberUp / MemberSuspect
 //! / MemberDown / MemberLeft) to every subscribed `Recipient`.
 //!
@@ -18,9 +18,9 @@
 //! monotonic clock in ms since the shared `epoch`.
 
 use super::core::MemberEvent;
-use super::driver::{MEffect, MembershipCore, MembershipTimer};
+use super::driver::{MEffect, MembershipCore, MembershipTimer, SwimStats};
 use crate::failure_detector::actor::{
-    DetectorInputs, DetectorOutputs, FailureDetectorActor, MAILBOX,
+    DetectorInputs, DetectorOutputs, FailureDetectorActor, GetHealth, MAILBOX,
 };
 use crate::peer::{Direction, PeerInbound, PeerTransport};
 use crate::stats::ActorCounters;
@@ -70,12 +70,25 @@ pub struct Join;
 #[rtype(result = "Vec<MemberRow>")]
 pub struct ListMembers;
 
+/// The SWIM protocol counters and the detector's local health, for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "SwimSnapshot")]
+pub struct GetSwimStats;
+
+/// Reply to [`GetSwimStats`].
+#[derive(Debug, Clone, Default)]
+pub struct SwimSnapshot {
+    pub stats: SwimStats,
+    /// Lifeguard local health multiplier (0 = healthy); `None` if the detector did not answer.
+    pub local_health: Option<u32>,
+}
+
 /// Leave gracefully: `left` is gossiped, then the reply comes after the grace period.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave;
 
-/// Admin fault hook: `drop <node-id|all>`, `heal`, `status`. Replies with what is dropped.
+/// Admin fault hook: `drop <node-id|all>`, `loss <fraction>`, `heal`, `status`. Replies with what is dropped.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<String>, String>")]
 pub struct Fault(pub Vec<String>);
@@ -324,10 +337,24 @@ impl Handler<ListMembers> for MembershipActor {
                 incarnation: m.incarnation,
                 run_id: m.run_id,
                 last_change_ms_ago: now.saturating_sub(changed),
+                last_heard_ms_ago: self.core.last_heard(&m.id).map(|t| now.saturating_sub(t)),
                 this_node: m.id == me,
             })
             .collect();
         MessageResult(rows)
+    }
+}
+
+impl Handler<GetSwimStats> for MembershipActor {
+    type Result = ResponseActFuture<Self, SwimSnapshot>;
+
+    fn handle(&mut self, _: GetSwimStats, _: &mut Context<Self>) -> Self::Result {
+        self.counters.received();
+        let health = self.detector.send(GetHealth);
+        Box::pin(health.into_actor(self).map(|lhm, act, _| SwimSnapshot {
+            stats: act.core.stats().clone(),
+            local_health: lhm.ok(),
+        }))
     }
 }
 
@@ -370,10 +397,14 @@ impl Handler<Fault> for MembershipActor {
             ["drop", target, "in"] => self.transport.fault_drop(target, Direction::In),
             ["drop", target, "out"] => self.transport.fault_drop(target, Direction::Out),
             ["heal"] => self.transport.fault_heal(),
+            ["loss", p] => match p.parse::<f64>() {
+                Ok(p) if (0.0..=1.0).contains(&p) => self.transport.fault_loss(p),
+                _ => return Err(format!("fault loss: {p:?} is not a fraction in 0..=1")),
+            },
             ["status"] | [] => {}
             _ => {
                 return Err(
-                    "usage: fault drop <node-id|all> [in|out] | fault heal | fault status".into(),
+                    "usage: fault drop <node-id|all> [in|out] | fault loss <0..1> | fault heal | fault status".into(),
                 )
             }
         }

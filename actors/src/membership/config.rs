@@ -24,7 +24,14 @@ pub struct SwimConfig {
     pub awareness_max_multiplier: u32,
     /// lambda: each update is sent lambda * ceil(log2(N+1)) times.
     pub retransmit_mult: u32,
-    /// Byte budget (estimated) of piggybacked updates per Ping/Ack.
+    /// Gossip fan-out period: every this many ms, pending updates go to `gossip_nodes`
+    /// random members in a `Gossip` message (nothing is sent when nothing is pending).
+    pub gossip_interval_ms: u64,
+    /// Fan-out of each gossip round.
+    pub gossip_nodes: usize,
+    /// Byte budget of one whole Ping/Ack/Gossip message (header plus piggybacked updates,
+    /// by the conservative estimate of `core::estimate_update_size`); 1400 fits one UDP
+    /// datagram on a 1500-byte MTU, as memberlist's `UDPBufferSize` does.
     pub gossip_budget_bytes: usize,
     /// Hard cap on piggybacked updates per Ping/Ack.
     pub gossip_max_updates: usize,
@@ -50,6 +57,8 @@ impl Default for SwimConfig {
             suspicion_confirmations: None,
             awareness_max_multiplier: 8,
             retransmit_mult: 4,
+            gossip_interval_ms: 200,
+            gossip_nodes: 3,
             gossip_budget_bytes: 1400,
             gossip_max_updates: 32,
             reap_after_ms: 30_000,
@@ -60,6 +69,22 @@ impl Default for SwimConfig {
     }
 }
 
+/// Largest encoded member record the bound assumes (id and three addresses of up to 64
+/// bytes each are far above what real records carry).
+pub const MAX_RECORD_BYTES: u64 = 400;
+
+/// Per member, per protocol period: what it may send whatever N and the loss rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrafficBound {
+    /// Messages of every kind (full-state exchanges are a few per push-pull interval and
+    /// fit within the probe share; they are counted in `bytes`).
+    pub messages: u64,
+    /// Bytes of every kind, full-state exchanges included (amortised).
+    pub bytes: u64,
+    /// Any single message other than a full-state exchange.
+    pub message_bytes: u64,
+}
+
 impl SwimConfig {
     /// Lifeguard's (min, max) suspicion timeout for a cluster of `n` members.
     pub fn suspicion_bounds_ms(&self, n: usize) -> (u64, u64) {
@@ -68,12 +93,48 @@ impl SwimConfig {
         (min, min * self.suspicion_max_timeout_mult.max(1))
     }
 
-    /// memberlist's push-pull scaling: one extra interval per doubling past 32.
+    /// Upper bound on the messages and bytes one member sends per protocol period, for
+    /// any cluster size and loss rate (see [`TrafficBound`]).
+    pub fn traffic_bound(&self) -> TrafficBound {
+        let period = self.probe_interval_ms.max(1);
+        let k = self.indirect_probes as u64;
+        // Gossip rounds per period, each to `gossip_nodes` members.
+        let gossip = self.gossip_nodes as u64 * period.div_ceil(self.gossip_interval_ms.max(1));
+        // Own probe: 1 ping + k indirect pings. Answering the expected one probe of us: 1 ack.
+        // Relay duty (k indirect requests expected when every probe goes indirect): k pings
+        // plus k acks/nacks back. Being a relay's target: k acks.
+        let probe = 2 + 4 * k;
+        let messages = gossip + probe;
+        // Full-state exchanges: per push-pull interval at most one we start, one we answer
+        // and the same again for digest syncs, reconnects and joins (each rate-limited to
+        // one per `state_sync_gap_ms`). The interval grows linearly with N, so the
+        // amortised cost of a table of N records is constant.
+        // Sent per interval: our table for each exchange we start and for each we answer.
+        let pp = self.push_pull_ms(32).max(1);
+        let per_interval = 2 * (1 + pp / self.state_sync_gap_ms(32).max(1));
+        let state_bytes = per_interval * 32 * MAX_RECORD_BYTES * period / pp;
+        TrafficBound {
+            messages,
+            bytes: messages * self.gossip_budget_bytes as u64 + state_bytes,
+            message_bytes: self.gossip_budget_bytes as u64,
+        }
+    }
+
+    /// Least gap between two full-state exchanges this member starts outside the push-pull
+    /// timer (digest mismatch, reconnect): a sixth of the push-pull interval, at least five
+    /// periods.
+    pub fn state_sync_gap_ms(&self, n: usize) -> u64 {
+        (self.push_pull_ms(n) / 6).max(5 * self.probe_interval_ms)
+    }
+
+    /// Push-pull interval for `n` members: the base up to 32, then growing linearly with N
+    /// (memberlist grows it with log N), so that the bytes a member sends for full-state
+    /// exchanges per period stay constant however large the table is. Gossip, not push-pull,
+    /// is what spreads news; this is the backstop.
     pub fn push_pull_ms(&self, n: usize) -> u64 {
         if n <= 32 {
             return self.push_pull_interval_ms;
         }
-        let mult = ((n as f64).log2() - 32f64.log2()).ceil() as u64 + 1;
-        self.push_pull_interval_ms * mult
+        self.push_pull_interval_ms * n as u64 / 32
     }
 }

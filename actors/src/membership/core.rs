@@ -1,7 +1,7 @@
 //! Membership table, merge rules and infection-style dissemination (sans-IO).
 //!
 //! Owns: `MemberList` — every known member (including ourselves) keyed by
-//! `NodeId`, the gossip retransmit queue, the table digest and the events
+//! `NodeId`, the gossip retransmit queue (a `broadcast::Broadcasts`), the table digest and the events
 //! subscribers are told about.
 //!
 //! Invariants:
@@ -12,13 +12,18 @@
 //!   is commutative and idempotent and every node converges.
 //! - Gossip about us that is not `Alive` at `>=` our incarnation (or comes
 //!   from another run of us) is refuted by raising our incarnation above it.
-//! - An update is retransmitted at most `lambda * ceil(log2(N+1))` times;
-//!   least-sent then newest goes first within the per-message budget.
+//! - An update is retransmitted at most `lambda * ceil(log10(N+1))` times (memberlist's
+//!   `retransmitLimit`); within the per-message byte budget, compact updates (suspect, dead,
+//!   left, and alive refutations of a run the receiver knows) go before every full alive
+//!   record, then least-sent, then newest.
+//! - A compact record (empty addresses) is only applied to a member run we hold; it is
+//!   ignored for an unknown member or another run (the full record arrives on its own).
 //! - Time is never read: callers pass virtual `now` milliseconds.
 
+use super::broadcast::Broadcasts;
+pub use super::broadcast::{compact, estimate_update_size, is_compact, MESSAGE_HEADER_BYTES};
 use crate::membership::config::SwimConfig;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status, Update};
 
 /// What subscribers are told. A rejoin after restart is reported as `MemberUp`.
@@ -55,133 +60,6 @@ struct Entry {
     changed_ms: u64,
 }
 
-#[derive(Clone, Debug)]
-struct Queued {
-    update: Update,
-    transmits: u32,
-    order: u64,
-    size: usize,
-}
-
-type QKey = (NodeId, NodeId);
-type QIndex = (u32, Reverse<u64>, NodeId, NodeId);
-
-/// Retransmit queue: one entry per subject, or per (subject, suspector) for
-/// Suspect records so independent confirmations travel too.
-#[derive(Clone, Debug, Default)]
-struct Broadcasts {
-    entries: BTreeMap<QKey, Queued>,
-    index: BTreeSet<QIndex>,
-    next_order: u64,
-}
-
-impl Broadcasts {
-    fn idx(key: &QKey, q: &Queued) -> QIndex {
-        (q.transmits, Reverse(q.order), key.0.clone(), key.1.clone())
-    }
-
-    fn remove(&mut self, key: &QKey) {
-        if let Some(q) = self.entries.remove(key) {
-            self.index.remove(&Self::idx(key, &q));
-        }
-    }
-
-    fn enqueue(&mut self, update: Update) {
-        let subject = update.member.id.clone();
-        let rank = update.member.rank();
-        let stale: Vec<QKey> = self
-            .entries
-            .range((subject.clone(), NodeId::default())..)
-            .take_while(|(k, _)| k.0 == subject)
-            .filter(|(_, q)| q.update.member.rank() != rank)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            self.remove(&k);
-        }
-        let origin_key = if update.member.status == Status::Suspect {
-            update.origin.clone()
-        } else {
-            NodeId::default()
-        };
-        let key = (subject, origin_key);
-        self.remove(&key);
-        self.next_order += 1;
-        let q = Queued {
-            size: estimate_update_size(&update),
-            update,
-            transmits: 0,
-            order: self.next_order,
-        };
-        self.index.insert(Self::idx(&key, &q));
-        self.entries.insert(key, q);
-    }
-
-    /// Least-sent then newest first; but non-Alive news about the recipient
-    /// itself always goes first so it can refute without delay.
-    fn select(
-        &mut self,
-        to: Option<&NodeId>,
-        budget: usize,
-        max_updates: usize,
-        limit: u32,
-    ) -> Vec<Update> {
-        let mut left = budget;
-        let mut picked: Vec<QKey> = Vec::new();
-        if let Some(to) = to {
-            for (k, q) in self
-                .entries
-                .range((to.clone(), NodeId::default())..)
-                .take_while(|(k, _)| k.0 == *to)
-            {
-                if q.update.member.status != Status::Alive && q.size <= left {
-                    left -= q.size;
-                    picked.push(k.clone());
-                }
-            }
-        }
-        for (_, _, a, b) in self.index.iter() {
-            if picked.len() >= max_updates || left < 64 {
-                break;
-            }
-            if to == Some(a) {
-                continue;
-            }
-            let Some(q) = self.entries.get(&(a.clone(), b.clone())) else {
-                continue;
-            };
-            if q.size <= left {
-                left -= q.size;
-                picked.push((a.clone(), b.clone()));
-            }
-        }
-        let mut out = Vec::with_capacity(picked.len());
-        for key in picked {
-            let Some(mut q) = self.entries.remove(&key) else {
-                continue;
-            };
-            self.index.remove(&Self::idx(&key, &q));
-            out.push(q.update.clone());
-            q.transmits += 1;
-            if q.transmits < limit {
-                self.index.insert(Self::idx(&key, &q));
-                self.entries.insert(key, q);
-            }
-        }
-        out
-    }
-}
-
-/// Rough MessagePack (named) size of one update, used for the gossip budget.
-pub fn estimate_update_size(u: &Update) -> usize {
-    let m = &u.member;
-    90 + m.id.0.len()
-        + m.client_addr.len()
-        + m.peer_addr.len()
-        + m.admin_addr.len()
-        + u.origin.0.len()
-}
-
 /// The member table of one node.
 #[derive(Clone, Debug)]
 pub struct MemberList {
@@ -193,6 +71,8 @@ pub struct MemberList {
     digest_cache: Option<[u8; 32]>,
     /// Cached count of Alive/Suspect entries (including us).
     live: usize,
+    /// Grows whenever an id is added or reaped (callers cache id lists against it).
+    ids_version: u64,
     cfg: SwimConfig,
 }
 
@@ -221,6 +101,7 @@ impl MemberList {
             events: Vec::new(),
             digest_cache: None,
             live: 1,
+            ids_version: 0,
             cfg,
         }
     }
@@ -233,6 +114,7 @@ impl MemberList {
         }
         info.status = Status::Alive;
         self.live += 1;
+        self.ids_version += 1;
         self.digest_cache = None;
         self.members.insert(
             info.id.clone(),
@@ -272,16 +154,43 @@ impl MemberList {
         std::mem::take(&mut self.events)
     }
     pub fn pending_broadcasts(&self) -> usize {
-        self.queue.entries.len()
+        self.queue.len()
+    }
+    /// Changes whenever an id is added to or reaped from the table.
+    pub fn ids_version(&self) -> u64 {
+        self.ids_version
+    }
+    /// Number of records (any status, including us).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 
     /// Merge one gossiped record. `gossip` controls whether an accepted change
     /// is queued for further dissemination.
     pub fn apply(&mut self, update: &Update, now: u64, gossip: bool) -> Merge {
-        let u = &update.member;
-        if u.id == self.me {
-            return self.apply_about_me(u);
+        if update.member.id == self.me {
+            return self.apply_about_me(&update.member);
         }
+        let filled;
+        let update = if is_compact(update) {
+            match self.members.get(&update.member.id) {
+                Some(cur) if cur.info.run_id == update.member.run_id => {
+                    let mut full = update.clone();
+                    full.member.client_addr = cur.info.client_addr.clone();
+                    full.member.peer_addr = cur.info.peer_addr.clone();
+                    full.member.admin_addr = cur.info.admin_addr.clone();
+                    filled = full;
+                    &filled
+                }
+                _ => return Merge::Ignored,
+            }
+        } else {
+            update
+        };
+        let u = &update.member;
         let Some(cur) = self.members.get(&u.id) else {
             if !matches!(u.status, Status::Alive | Status::Suspect) {
                 return Merge::Ignored;
@@ -340,6 +249,11 @@ impl MemberList {
             _ => {}
         }
         let changed = prev != Some(info.status) || rejoined;
+        if prev.is_none() {
+            self.ids_version += 1;
+        }
+        // A known run's news travels compact; a new member or run needs its addresses.
+        let compact_form = prev.is_some() && !rejoined;
         let was = prev.is_some_and(is_live) as usize;
         self.live = self.live + is_live(info.status) as usize - was;
         let entry = self.members.entry(info.id.clone()).or_insert(Entry {
@@ -352,7 +266,7 @@ impl MemberList {
         }
         self.digest_cache = None;
         if gossip {
-            self.queue.enqueue(update.clone());
+            self.queue.enqueue(update.clone(), compact_form);
         }
     }
 
@@ -372,14 +286,15 @@ impl MemberList {
             return Merge::Ignored;
         }
         let incarnation = u.incarnation + 1;
-        self.bump_self(incarnation, Status::Alive);
+        // A refutation is about a run the others know unless they hold another run of us.
+        self.bump_self(incarnation, Status::Alive, !other_run);
         Merge::Refuted {
             incarnation,
             suspected,
         }
     }
 
-    fn bump_self(&mut self, incarnation: u64, status: Status) {
+    fn bump_self(&mut self, incarnation: u64, status: Status, compact_form: bool) {
         let me = self.me.clone();
         let Some(entry) = self.members.get_mut(&me) else {
             return;
@@ -393,14 +308,14 @@ impl MemberList {
             origin: me,
         };
         self.digest_cache = None;
-        self.queue.enqueue(update);
+        self.queue.enqueue(update, compact_form);
     }
 
     /// Gossip our own Alive record again (used on join so seeds spread us).
     pub fn announce_self(&mut self) {
         let inc = self.me().incarnation;
         let status = self.me().status;
-        self.bump_self(inc, status);
+        self.bump_self(inc, status, false);
     }
 
     /// Our detector suspects `id` at `incarnation`.
@@ -432,22 +347,26 @@ impl MemberList {
     /// Leave gracefully: announce `Left` at a fresh incarnation.
     pub fn leave(&mut self) {
         let inc = self.me().incarnation + 1;
-        self.bump_self(inc, Status::Left);
+        self.bump_self(inc, Status::Left, true);
         self.leaving = true;
     }
 
-    /// Retransmit limit for the current cluster size.
+    /// Retransmit limit for the current cluster size: memberlist's
+    /// `retransmitMult * ceil(log10(N+1))`. With the gossip fan-out every member that hears
+    /// an update passes it on this many times, which reaches all N with high probability.
     pub fn retransmit_limit(&self) -> u32 {
         let n = self.live_count() as f64;
-        self.cfg.retransmit_mult * ((n + 1.0).log2().ceil() as u32).max(1)
+        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(1)
     }
 
-    /// Pick updates to piggyback on one outgoing message to `to`.
+    /// Pick updates to piggyback on one outgoing message to `to`, so that the whole
+    /// message stays within `gossip_budget_bytes`.
     pub fn select_gossip(&mut self, to: Option<&NodeId>) -> Vec<Update> {
         let limit = self.retransmit_limit();
+        let header = MESSAGE_HEADER_BYTES + self.me.0.len();
         self.queue.select(
             to,
-            self.cfg.gossip_budget_bytes,
+            self.cfg.gossip_budget_bytes.saturating_sub(header),
             self.cfg.gossip_max_updates,
             limit,
         )
@@ -506,7 +425,7 @@ impl MemberList {
 
     /// Re-queue a Suspect record carrying a new independent confirmation.
     pub fn regossip(&mut self, update: Update) {
-        self.queue.enqueue(update);
+        self.queue.enqueue(update, true);
     }
 
     /// Forget Dead/Left members whose last change is older than `reap_after_ms`.
@@ -524,6 +443,7 @@ impl MemberList {
             .collect();
         for id in &gone {
             self.members.remove(id);
+            self.ids_version += 1;
         }
         // (reaped entries are Dead/Left, so `live` is unchanged)
         if !gone.is_empty() {

@@ -150,14 +150,14 @@ fn unknown_dead_is_ignored_and_events_follow_transitions() {
 #[test]
 fn retransmit_limit_and_least_sent_first() {
     let cfg = SwimConfig {
-        retransmit_mult: 2,
+        retransmit_mult: 4,
         gossip_max_updates: 1,
         ..SwimConfig::default()
     };
     let mut l = MemberList::new(info("me", 0, Status::Alive, 1), cfg);
     l.apply(&up("a", 0, Status::Alive, 1), 0, true);
     l.apply(&up("b", 0, Status::Alive, 1), 0, true);
-    // N=3 live -> limit = 2 * ceil(log2 4) = 4 per update, 8 sends total
+    // N=3 live -> limit = 4 * ceil(log10 4) = 4 per update, 8 sends total
     assert_eq!(l.retransmit_limit(), 4);
     let mut sent = Vec::new();
     for _ in 0..20 {
@@ -187,6 +187,85 @@ fn budget_limits_updates_per_message() {
         "{} updates, {size} bytes",
         g.len()
     );
+}
+
+#[test]
+fn retransmit_limit_follows_lambda_log10_n() {
+    let mut l = list();
+    for (n, want) in [(10usize, 8u32), (100, 12), (1000, 16)] {
+        while l.live_count() < n {
+            let id = format!("n{}", l.live_count());
+            l.preload(info(&id, 0, Status::Alive, 1), 0);
+        }
+        assert_eq!(l.retransmit_limit(), want, "N={n}");
+    }
+}
+
+#[test]
+fn suspect_dead_and_refutes_travel_compact_ahead_of_full_alive_records() {
+    let cfg = SwimConfig {
+        gossip_budget_bytes: 600,
+        ..SwimConfig::default()
+    };
+    let mut l = MemberList::new(info("me", 0, Status::Alive, 1), cfg);
+    // Many new members (full records) are queued first and are least sent ...
+    for i in 0..20 {
+        l.apply(&up(&format!("n{i}"), 0, Status::Alive, 1), 0, true);
+    }
+    // ... then news about known members, and a refutation of our own.
+    l.apply(&up("n3", 0, Status::Suspect, 1), 0, true);
+    l.apply(&up("n4", 1, Status::Dead, 1), 0, true);
+    l.apply(&up("me", 0, Status::Suspect, 1), 0, true);
+    let g = l.select_gossip(Some(&"x".into()));
+    let total: usize = MESSAGE_HEADER_BYTES + 2 + g.iter().map(estimate_update_size).sum::<usize>();
+    assert!(total <= 600, "{total}");
+    let head: Vec<(&str, Status, bool)> = g[..3]
+        .iter()
+        .map(|u| (u.member.id.as_str(), u.member.status, is_compact(u)))
+        .collect();
+    assert_eq!(
+        head,
+        [
+            ("me", Status::Alive, true),
+            ("n4", Status::Dead, true),
+            ("n3", Status::Suspect, true)
+        ]
+    );
+    assert!(
+        g[3..].iter().all(|u| !is_compact(u)),
+        "then full alive records"
+    );
+    // The estimate is an upper bound of the real encoding.
+    for u in &g {
+        let real = rmp_serde::to_vec_named(u).expect("encode").len();
+        assert!(
+            real <= estimate_update_size(u),
+            "{real} > estimate for {u:?}"
+        );
+    }
+}
+
+#[test]
+fn compact_record_applies_only_to_a_known_run() {
+    let mut l = list();
+    l.apply(&up("b", 0, Status::Alive, 1), 0, true);
+    let c = compact(up("b", 0, Status::Suspect, 1));
+    assert!(matches!(l.apply(&c, 0, true), Merge::Changed { .. }));
+    // addresses come from the table
+    assert_eq!(
+        l.get(&"b".into()).map(|m| m.peer_addr.as_str()),
+        Some("b:p")
+    );
+    // unknown member, or another run: ignored
+    assert_eq!(
+        l.apply(&compact(up("q", 0, Status::Suspect, 1)), 0, true),
+        Merge::Ignored
+    );
+    assert_eq!(
+        l.apply(&compact(up("b", 5, Status::Alive, 2)), 0, true),
+        Merge::Ignored
+    );
+    assert_eq!(l.get(&"b".into()).map(|m| m.run_id), Some(1));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `MembershipCore`: the membership half of a SWIM node, sans-IO. The Membership actor
 //! drives one; the simulator's `sim::node::Node` pairs one with a `Detector`.
 //!
-//! Owns: the [`MemberList`], the seeds and join-retry backoff, push-pull, reconnect and reap
-//! scheduling. Receives: inbound peer messages ([`MembershipCore::handle_message`]), the
+//! Owns: the [`MemberList`], the seeds and join-retry backoff, the gossip fan-out,
+//! push-pull, reconnect and reap scheduling, when each member was last heard from, and the
+//! protocol counters ([`SwimStats`]). Receives: inbound peer messages ([`MembershipCore::handle_message`]), the
 //! failure detector's outputs ([`MembershipCore::handle_detector`]) and its own timers.
 //! Emits [`MEffect`]s: sends (Ping/Ack decorated with piggybacked gossip, Acks with the
 //! table digest), its own timers, and [`ToDetector`] inputs for the failure detector.
@@ -13,17 +14,25 @@
 //! - Answering a Ping is done here, not in the detector: an Ack is stateless and must carry
 //!   the gossip and digest that live here (no extra hop on the probe's critical path).
 //! - Timers carry a generation; a timer from an older generation (before leave) is dropped.
+//! - Every `gossip_interval_ms` pending updates go to at most `gossip_nodes` random members
+//!   (live, or dead and not yet reaped so a falsely dead member hears it and refutes); when
+//!   nothing is pending nothing is sent.
+//! - Full-state exchanges this member starts outside the push-pull timer (digest mismatch,
+//!   reconnect) are at most one per `state_sync_gap_ms(N)`, so their amortised bytes per
+//!   period stay constant in N (see `SwimConfig::traffic_bound`).
 //! - No I/O, clock or unseeded randomness: `now` is passed in, in milliseconds.
 
 use super::config::SwimConfig;
+use super::core::estimate_update_size;
 use super::core::{MemberEvent, MemberList, Merge};
 use crate::failure_detector::core::DetectorOutput;
 use crate::failure_detector::inputs::ToDetector;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use troupe_protocol::swim::{
-    Ack, MemberInfo, NodeId, Ping, StateExchange, Status, SwimMsg, Update,
+    Ack, Gossip, MemberInfo, NodeId, Ping, StateExchange, Status, SwimMsg, Update,
 };
 
 /// Timers of the membership half.
@@ -37,6 +46,30 @@ pub enum MembershipTimer {
     JoinRetry { gen: u64, attempt: u32 },
     /// Try a full-state exchange with one Dead member, so a healed partition merges back.
     Reconnect { gen: u64 },
+    /// Gossip fan-out round.
+    Gossip { gen: u64 },
+}
+
+/// Protocol counters of one node (monotonic), for `/metrics` and the simulator. Gossip
+/// bytes are the estimated sizes of the piggybacked updates (`estimate_update_size`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwimStats {
+    /// Our own direct probes (Pings with a sequence number; relayed ones included).
+    pub probes_sent: u64,
+    pub acks_received: u64,
+    /// IndirectPing requests we sent to relays.
+    pub indirect_probes_sent: u64,
+    pub nacks_received: u64,
+    /// Suspicions our detector raised (the table changed to Suspect on our verdict).
+    pub suspicions_raised: u64,
+    /// Suspicions about us we refuted.
+    pub suspicions_refuted: u64,
+    /// Suspicions that expired into Dead on our verdict.
+    pub suspicions_confirmed: u64,
+    /// Gossip fan-out messages sent.
+    pub gossip_msgs_sent: u64,
+    pub gossip_bytes_sent: u64,
+    pub gossip_bytes_received: u64,
 }
 
 /// Side effect for the host to perform.
@@ -66,6 +99,16 @@ pub struct MembershipCore {
     seeds: Vec<NodeId>,
     gen: u64,
     last_digest_sync_ms: Option<u64>,
+    /// When we last received anything from each member (ms, the caller's clock).
+    last_heard: HashMap<NodeId, u64>,
+    /// Other members' ids (any status), rebuilt when `list.ids_version()` moves; gossip
+    /// targets are sampled from it without scanning the table each round.
+    peer_ids: Vec<NodeId>,
+    peer_ids_version: Option<u64>,
+    stats: SwimStats,
+    /// Our own detector's verdicts that changed the table, kept only when the host asked
+    /// (`record_verdicts`; the simulator attributes accusations with them).
+    verdicts: Option<Vec<(NodeId, Status)>>,
 }
 
 impl MembershipCore {
@@ -78,7 +121,35 @@ impl MembershipCore {
             seeds: Vec::new(),
             gen: 0,
             last_digest_sync_ms: None,
+            last_heard: HashMap::new(),
+            peer_ids: Vec::new(),
+            peer_ids_version: None,
+            stats: SwimStats::default(),
+            verdicts: None,
         }
+    }
+
+    /// Keep our detector's verdicts for [`MembershipCore::drain_verdicts`].
+    pub fn record_verdicts(&mut self) {
+        self.verdicts.get_or_insert_with(Vec::new);
+    }
+
+    /// Verdicts (member, Suspect or Dead) our detector reached since the last drain.
+    pub fn drain_verdicts(&mut self) -> Vec<(NodeId, Status)> {
+        self.verdicts
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Protocol counters so far.
+    pub fn stats(&self) -> &SwimStats {
+        &self.stats
+    }
+
+    /// When we last received a message from `id` (ms on the caller's clock).
+    pub fn last_heard(&self, id: &NodeId) -> Option<u64> {
+        self.last_heard.get(id).copied()
     }
 
     pub fn id(&self) -> &NodeId {
@@ -131,6 +202,11 @@ impl MembershipCore {
             MEffect::SetTimer {
                 after_ms: self.cfg.reconnect_interval_ms,
                 timer: MembershipTimer::Reconnect { gen },
+            },
+            MEffect::SetTimer {
+                // Jittered so that members do not gossip in lockstep.
+                after_ms: self.rng.random_range(0..self.cfg.gossip_interval_ms.max(1)),
+                timer: MembershipTimer::Gossip { gen },
             },
         ];
         self.send_to_seeds(&mut fx);
@@ -196,6 +272,11 @@ impl MembershipCore {
     /// Feed one inbound peer message. `from` is the authenticated transport-level sender.
     pub fn handle_message(&mut self, from: &NodeId, msg: SwimMsg, now: u64) -> Vec<MEffect> {
         let mut fx = Vec::new();
+        if let Some(t) = self.last_heard.get_mut(from) {
+            *t = now;
+        } else if self.list.get(from).is_some() {
+            self.last_heard.insert(from.clone(), now);
+        }
         match msg {
             SwimMsg::Ping(p) => {
                 self.absorb_all(&p.updates, now, &mut fx);
@@ -208,12 +289,17 @@ impl MembershipCore {
                 self.send(p.from, ack, &mut fx);
             }
             SwimMsg::Ack(a) => {
+                self.stats.acks_received += 1;
                 self.absorb_all(&a.updates, now, &mut fx);
                 fx.push(MEffect::ToDetector(ToDetector::Ack { seq: a.seq }));
                 self.maybe_digest_sync(from, a.digest, now, &mut fx);
             }
             SwimMsg::IndirectPing(ip) => fx.push(MEffect::ToDetector(ToDetector::IndirectPing(ip))),
-            SwimMsg::Nack(n) => fx.push(MEffect::ToDetector(ToDetector::Nack { seq: n.seq })),
+            SwimMsg::Nack(n) => {
+                self.stats.nacks_received += 1;
+                fx.push(MEffect::ToDetector(ToDetector::Nack { seq: n.seq }))
+            }
+            SwimMsg::Gossip(g) => self.absorb_all(&g.updates, now, &mut fx),
             SwimMsg::StateExchange(s) => {
                 for (u, r) in self.list.merge_state(&s.from, &s.members, now) {
                     self.absorb(&u, r, &mut fx);
@@ -242,7 +328,7 @@ impl MembershipCore {
         if digest == self.list.digest() {
             return;
         }
-        let quiet = 5 * self.cfg.probe_interval_ms;
+        let quiet = self.cfg.state_sync_gap_ms(self.list.live_count());
         if self
             .last_digest_sync_ms
             .is_some_and(|t| now.saturating_sub(t) < quiet)
@@ -298,9 +384,17 @@ impl MembershipCore {
                     .filter(|m| m.status == Status::Dead)
                     .map(|m| m.id.clone())
                     .collect();
+                let gap = self.cfg.state_sync_gap_ms(self.list.live_count());
+                let quiet = self
+                    .last_digest_sync_ms
+                    .is_some_and(|t| now.saturating_sub(t) < gap);
                 if let Some(to) = dead.choose(&mut self.rng).cloned() {
-                    let msg = self.state_msg(true);
-                    self.send(to, msg, &mut fx);
+                    // Shares the digest sync's allowance: a large table is costly to send.
+                    if !quiet {
+                        self.last_digest_sync_ms = Some(now);
+                        let msg = self.state_msg(true);
+                        self.send(to, msg, &mut fx);
+                    }
                 } else if self.list.live_count() <= 1 && !self.seeds.is_empty() {
                     self.send_to_seeds(&mut fx);
                 }
@@ -309,9 +403,68 @@ impl MembershipCore {
                     timer: MembershipTimer::Reconnect { gen },
                 });
             }
+            MembershipTimer::Gossip { gen } if gen == live => {
+                self.gossip_round(&mut fx);
+                fx.push(MEffect::SetTimer {
+                    after_ms: self.cfg.gossip_interval_ms.max(1),
+                    timer: MembershipTimer::Gossip { gen },
+                });
+            }
             _ => {}
         }
         fx
+    }
+
+    /// One fan-out round: up to `gossip_nodes` distinct random members (live, or dead and
+    /// not yet reaped) each get what is pending, within the byte budget.
+    fn gossip_round(&mut self, fx: &mut Vec<MEffect>) {
+        if self.list.pending_broadcasts() == 0 {
+            return;
+        }
+        if self.peer_ids_version != Some(self.list.ids_version()) {
+            let me = self.id().clone();
+            self.peer_ids = self
+                .list
+                .members()
+                .filter(|m| m.id != me)
+                .map(|m| m.id.clone())
+                .collect();
+            self.peer_ids_version = Some(self.list.ids_version());
+        }
+        let n = self.peer_ids.len();
+        if n == 0 {
+            return;
+        }
+        let want = self.cfg.gossip_nodes.min(n);
+        let mut picked: Vec<usize> = Vec::with_capacity(want);
+        // Rejection sampling: a handful of tries per target; Left members are skipped.
+        for _ in 0..want * 4 {
+            if picked.len() == want {
+                break;
+            }
+            let i = self.rng.random_range(0..n);
+            let ok = !picked.contains(&i)
+                && self
+                    .list
+                    .get(&self.peer_ids[i])
+                    .is_some_and(|m| m.status != Status::Left);
+            if ok {
+                picked.push(i);
+            }
+        }
+        for i in picked {
+            let to = self.peer_ids[i].clone();
+            let updates = self.list.select_gossip(Some(&to));
+            if updates.is_empty() {
+                break;
+            }
+            self.stats.gossip_msgs_sent += 1;
+            let msg = SwimMsg::Gossip(Gossip {
+                from: self.id().clone(),
+                updates,
+            });
+            self.send(to, msg, fx);
+        }
     }
 
     /// Feed one output of the failure detector (its timers stay with the detector's host).
@@ -327,10 +480,22 @@ impl MembershipCore {
             }
             DetectorOutput::Suspect(id, inc) => {
                 let r = self.list.suspect(&id, inc, now);
+                if matches!(r, Merge::Changed { .. }) {
+                    self.stats.suspicions_raised += 1;
+                    if let Some(v) = self.verdicts.as_mut() {
+                        v.push((id.clone(), Status::Suspect));
+                    }
+                }
                 self.verdict(&id, r, &mut fx);
             }
             DetectorOutput::ConfirmDead(id, inc) => {
                 let r = self.list.confirm_dead(&id, inc, now);
+                if matches!(r, Merge::Changed { .. }) {
+                    self.stats.suspicions_confirmed += 1;
+                    if let Some(v) = self.verdicts.as_mut() {
+                        v.push((id.clone(), Status::Dead));
+                    }
+                }
                 self.verdict(&id, r, &mut fx);
             }
             DetectorOutput::Regossip(u) => self.list.regossip(u),
@@ -340,6 +505,7 @@ impl MembershipCore {
 
     fn absorb_all(&mut self, updates: &[Update], now: u64, fx: &mut Vec<MEffect>) {
         for u in updates {
+            self.stats.gossip_bytes_received += estimate_update_size(u) as u64;
             let r = self.list.apply(u, now, true);
             self.absorb(u, r, fx);
         }
@@ -352,7 +518,10 @@ impl MembershipCore {
         let input = match r {
             Merge::Refuted {
                 suspected: true, ..
-            } => ToDetector::Refuted,
+            } => {
+                self.stats.suspicions_refuted += 1;
+                ToDetector::Refuted
+            }
             Merge::Changed { info, .. } => match info.status {
                 Status::Alive => ToDetector::Alive { id, incarnation },
                 Status::Suspect => ToDetector::Suspected {
@@ -386,13 +555,27 @@ impl MembershipCore {
     /// Attach piggyback/digest to Ping and Ack, resolve the address, emit.
     fn send(&mut self, to: NodeId, mut msg: SwimMsg, fx: &mut Vec<MEffect>) {
         match &mut msg {
-            SwimMsg::Ping(p) => p.updates = self.list.select_gossip(Some(&to)),
+            SwimMsg::Ping(p) => {
+                if p.seq != 0 {
+                    self.stats.probes_sent += 1;
+                }
+                p.updates = self.list.select_gossip(Some(&to))
+            }
             SwimMsg::Ack(a) => {
                 a.digest = self.list.digest();
                 a.updates = self.list.select_gossip(Some(&to));
             }
+            SwimMsg::IndirectPing(_) => self.stats.indirect_probes_sent += 1,
             _ => {}
         }
+        let updates: &[Update] = match &msg {
+            SwimMsg::Ping(p) => &p.updates,
+            SwimMsg::Ack(a) => &a.updates,
+            SwimMsg::Gossip(g) => &g.updates,
+            _ => &[],
+        };
+        self.stats.gossip_bytes_sent +=
+            updates.iter().map(estimate_update_size).sum::<usize>() as u64;
         let addr = self.list.get(&to).map(|m| m.peer_addr.clone());
         fx.push(MEffect::Send { to, addr, msg });
     }

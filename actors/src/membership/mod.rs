@@ -1,11 +1,13 @@
 //! Membership: who is in the cluster.
 //!
-//! - [`core`]: the pure member table (merge rules, gossip queue, digest, reaping, events).
+//! - [`core`]: the pure member table (merge rules, digest, reaping, events).
+//! - [`broadcast`]: the gossip retransmit queue and its byte estimates.
 //! - [`driver`]: the pure membership half of a SWIM node ([`driver::MembershipCore`]).
 //! - [`config`]: SWIM / Lifeguard tuning ([`config::SwimConfig`]).
 //! - [`actor`]: the Membership actor that drives the core with real time and sockets, and
 //!   [`start`] that wires it to the FailureDetector actor.
 pub mod actor;
+pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod driver;

@@ -165,6 +165,9 @@ struct Fault {
     all_out: bool,
     nodes_in: BTreeSet<String>,
     nodes_out: BTreeSet<String>,
+    /// Fraction of outbound SWIM frames dropped at random (`fault loss P`): every path then
+    /// loses about P of its messages, as the simulator's loss does.
+    loss: f64,
 }
 
 /// Which traffic `fault drop` cuts.
@@ -216,7 +219,7 @@ impl PeerTransport {
     /// Queues `msg` for `to` at `addr`. Must be called inside an actix/tokio local context
     /// (the first frame to a new address spawns its lane task there).
     pub fn send(&self, to: &NodeId, addr: &str, msg: SwimMsg) {
-        if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
+        if self.is_dropped(to.as_str()) || self.is_dropped(addr) || self.is_lost() {
             return;
         }
         let lane = lane_of(&msg);
@@ -346,6 +349,26 @@ impl PeerTransport {
         log::warn!("fault injection: dropping peer traffic for {target} ({dir:?})");
     }
 
+    /// Fault hook: drop this fraction (0..=1) of outbound SWIM frames at random.
+    pub fn fault_loss(&self, fraction: f64) {
+        let mut f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
+        f.loss = fraction.clamp(0.0, 1.0);
+        log::warn!(
+            "fault injection: dropping {:.1}% of outbound SWIM frames",
+            f.loss * 100.0
+        );
+    }
+
+    fn is_lost(&self) -> bool {
+        let loss = self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .loss;
+        loss > 0.0 && rand::random_bool(loss)
+    }
+
     /// Fault hook: stop dropping anything.
     pub fn fault_heal(&self) {
         let mut f = self.inner.fault.lock().unwrap_or_else(|p| p.into_inner());
@@ -368,6 +391,9 @@ impl PeerTransport {
         let names: BTreeSet<&String> = f.nodes_in.iter().chain(&f.nodes_out).collect();
         for n in names {
             add(n, f.nodes_in.contains(n), f.nodes_out.contains(n));
+        }
+        if f.loss > 0.0 {
+            out.push(format!("loss {}", f.loss));
         }
         out
     }
@@ -568,5 +594,20 @@ mod tests {
         t.fault_heal();
         assert!(t.fault_status().is_empty());
         assert!(!t.is_dropped_in("n2") && !t.is_dropped("n4"));
+    }
+
+    /// `fault loss P` drops about P of outbound frames, and heal stops it.
+    #[test]
+    fn the_fault_hook_loses_a_fraction_of_frames() {
+        let cfg = PeerConfig::new(NodeId("n1".into()), "", 1 << 20, 1000, 500);
+        let t = PeerTransport::new(cfg, CancellationToken::new());
+        assert!(!(0..1000).any(|_| t.is_lost()));
+        t.fault_loss(0.25);
+        assert_eq!(t.fault_status(), ["loss 0.25"]);
+        let lost = (0..4000).filter(|_| t.is_lost()).count();
+        // 1000 expected; 6 standard deviations (27 each) either side.
+        assert!((840..=1160).contains(&lost), "{lost} of 4000 lost at 0.25");
+        t.fault_heal();
+        assert!(!(0..1000).any(|_| t.is_lost()));
     }
 }

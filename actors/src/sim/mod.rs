@@ -12,6 +12,10 @@
 //!   it are held and handed over, in order, when it resumes (like SIGSTOP with
 //!   kernel-buffered packets and late timers).
 //! - Partitions are checked at delivery time; loss at send time.
+//! - A slow node (`set_slow`, a CPU-starved process) handles every message and timer
+//!   200-800 ms (or as configured) after it is due; messages keep their order (one inbox),
+//!   timers are late independently of the inbox (so a timeout can overtake the ack that
+//!   arrived in time, as on a starved host); its sense of `now` is the late time it runs.
 
 pub mod node;
 pub mod scenarios;
@@ -66,6 +70,8 @@ enum Ev {
     Resume {
         node: usize,
     },
+    /// An event a slow node finally gets to handle.
+    Late(Box<Ev>),
 }
 
 impl Ev {
@@ -73,6 +79,7 @@ impl Ev {
         match self {
             Ev::Deliver { to, .. } => *to,
             Ev::Timer { node, .. } | Ev::Resume { node } => *node,
+            Ev::Late(ev) => ev.target(),
         }
     }
 }
@@ -108,6 +115,10 @@ struct Slot {
     paused_until: Option<u64>,
     held: Vec<Ev>,
     group: u32,
+    /// Extra handling delay range (ms) of a slow node, and the latest time it has already
+    /// promised to handle something at (keeps its inbox in order).
+    slow: Option<(u64, u64)>,
+    slow_until: u64,
 }
 
 /// One membership event as seen by `observer` at virtual time `at`.
@@ -118,12 +129,27 @@ pub struct Observed {
     pub event: MemberEvent,
 }
 
-/// Traffic counters (messages *sent*, including ones later lost).
+/// One verdict of `observer`'s own detector (not learnt by gossip) about `subject`.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub at: u64,
+    pub observer: usize,
+    pub subject: NodeId,
+    pub status: Status,
+}
+
+/// Traffic counters (messages *sent*, including ones later lost). Byte figures are the
+/// MessagePack encoding and only counted with `SimConfig::count_bytes`.
 #[derive(Clone, Debug, Default)]
 pub struct Traffic {
     pub messages: u64,
     pub bytes: u64,
     pub by_kind: HashMap<&'static str, u64>,
+    pub bytes_by_kind: HashMap<&'static str, u64>,
+    /// Largest single message other than a full-state exchange (bulk lane).
+    pub max_gossip_msg_bytes: u64,
+    /// Messages and bytes sent, per node index.
+    pub per_node: Vec<(u64, u64)>,
 }
 
 /// The simulated cluster.
@@ -137,6 +163,7 @@ pub struct Sim {
     next_seq: u64,
     pub traffic: Traffic,
     pub log: Vec<Observed>,
+    pub verdicts: Vec<Verdict>,
 }
 
 /// The member record the simulator uses for node `i`.
@@ -182,6 +209,7 @@ impl Sim {
             next_seq: 0,
             traffic: Traffic::default(),
             log: Vec::new(),
+            verdicts: Vec::new(),
         }
     }
 
@@ -194,6 +222,8 @@ impl Sim {
             paused_until: None,
             held: Vec::new(),
             group: 0,
+            slow: None,
+            slow_until: 0,
         });
         idx
     }
@@ -264,6 +294,12 @@ impl Sim {
         self.schedule(until, Ev::Resume { node: i });
     }
 
+    /// Make node `i` slow: everything it handles from now on, messages and timers alike,
+    /// is handled `min_ms..=max_ms` late (in due order). `None` makes it normal again.
+    pub fn set_slow(&mut self, i: usize, range: Option<(u64, u64)>) {
+        self.slots[i].slow = range;
+    }
+
     /// Put nodes into groups; only same-group traffic is delivered.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
         for (g, members) in groups.iter().enumerate() {
@@ -304,11 +340,21 @@ impl Sim {
                     let Some(&to) = self.ids.get(&to) else {
                         continue;
                     };
-                    self.traffic.messages += 1;
-                    *self.traffic.by_kind.entry(msg.kind()).or_default() += 1;
+                    let t = &mut self.traffic;
+                    t.messages += 1;
+                    *t.by_kind.entry(msg.kind()).or_default() += 1;
+                    if t.per_node.len() <= from {
+                        t.per_node.resize(from + 1, (0, 0));
+                    }
+                    t.per_node[from].0 += 1;
                     if self.cfg.count_bytes {
-                        let len = rmp_serde::to_vec_named(&msg).map_or(0, |b| b.len());
-                        self.traffic.bytes += len as u64;
+                        let len = rmp_serde::to_vec_named(&msg).map_or(0, |b| b.len()) as u64;
+                        t.bytes += len;
+                        t.per_node[from].1 += len;
+                        *t.bytes_by_kind.entry(msg.kind()).or_default() += len;
+                        if !matches!(msg, SwimMsg::StateExchange(_)) {
+                            t.max_gossip_msg_bytes = t.max_gossip_msg_bytes.max(len);
+                        }
                     }
                     if self.cfg.loss > 0.0 && self.rng.random_bool(self.cfg.loss) {
                         continue;
@@ -319,6 +365,14 @@ impl Sim {
                     self.schedule(self.now + d, Ev::Deliver { to, from, msg });
                 }
             }
+        }
+        for (subject, status) in self.slots[from].node.drain_verdicts() {
+            self.verdicts.push(Verdict {
+                at: self.now,
+                observer: from,
+                subject,
+                status,
+            });
         }
         let events = self.slots[from].node.drain_events();
         for event in events {
@@ -366,6 +420,21 @@ impl Sim {
             self.slots[i].held.push(ev);
             return;
         }
+        let ev = match ev {
+            Ev::Late(inner) => *inner,
+            ev => match self.slots[i].slow {
+                Some((lo, hi)) => {
+                    let mut at = self.now + self.rng.random_range(lo..=hi);
+                    if matches!(ev, Ev::Deliver { .. }) {
+                        at = at.max(self.slots[i].slow_until);
+                        self.slots[i].slow_until = at;
+                    }
+                    self.schedule(at, Ev::Late(Box::new(ev)));
+                    return;
+                }
+                None => ev,
+            },
+        };
         let now = self.now;
         let fx = match ev {
             Ev::Deliver { from, msg, .. } => {
@@ -377,7 +446,7 @@ impl Sim {
                 self.slots[i].node.handle_message(&from_id, msg, now)
             }
             Ev::Timer { timer, .. } => self.slots[i].node.handle_timer(timer, now),
-            Ev::Resume { .. } => return,
+            Ev::Resume { .. } | Ev::Late(_) => return,
         };
         self.apply(i, fx);
     }
@@ -399,5 +468,7 @@ impl Sim {
     }
 }
 
+#[cfg(test)]
+mod scale_tests;
 #[cfg(test)]
 mod tests;

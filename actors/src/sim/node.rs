@@ -47,8 +47,10 @@ impl Node {
     /// `self_info.status` is forced to Alive. `seed` drives all randomness.
     pub fn new(self_info: MemberInfo, config: SwimConfig, seed: u64) -> Self {
         let id = self_info.id.clone();
+        let mut mem = MembershipCore::new(self_info, config.clone(), seed);
+        mem.record_verdicts();
         Node {
-            mem: MembershipCore::new(self_info, config.clone(), seed),
+            mem,
             det: Detector::new(id, config, seed),
         }
     }
@@ -69,6 +71,19 @@ impl Node {
     pub fn drain_events(&mut self) -> Vec<MemberEvent> {
         self.mem.drain_events()
     }
+    /// Protocol counters.
+    pub fn stats(&self) -> &crate::membership::driver::SwimStats {
+        self.mem.stats()
+    }
+    /// Our detector's table-changing verdicts since the last call (see `Sim::verdicts`).
+    pub fn drain_verdicts(&mut self) -> Vec<(NodeId, troupe_protocol::swim::Status)> {
+        self.mem.drain_verdicts()
+    }
+    /// When we last received anything from `id`.
+    pub fn last_heard(&self, id: &NodeId) -> Option<u64> {
+        self.mem.last_heard(id)
+    }
+
     /// Current Local Health Multiplier.
     pub fn lhm(&self) -> u32 {
         self.det.lhm()

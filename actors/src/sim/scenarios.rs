@@ -32,6 +32,7 @@ fn warm(n: usize, cfg: SimConfig) -> Sim {
     let mut sim = Sim::bootstrapped(cfg, n);
     sim.run_until(WARMUP_PERIODS * period);
     sim.log.clear();
+    sim.verdicts.clear();
     sim.traffic = Default::default();
     sim
 }
@@ -110,6 +111,13 @@ pub struct FpResult {
     pub bytes_per_member_period: f64,
     /// Largest LHM seen on any node at the end of the run.
     pub max_lhm_at_end: u32,
+    /// The busiest single member's sends per period.
+    pub max_member_msgs_per_period: f64,
+    pub max_member_bytes_per_period: f64,
+    /// Largest single message other than a full-state exchange.
+    pub max_msg_bytes: u64,
+    /// Share of `bytes_per_member_period` spent on full-state exchanges.
+    pub state_bytes_per_member_period: f64,
 }
 
 /// Run `periods` periods with loss and no faults; count false positives.
@@ -139,12 +147,22 @@ pub fn false_positives(
         }
     }
     let denom = (n as u64 * periods) as f64;
+    let t = &sim.traffic;
+    let busiest = |f: fn(&(u64, u64)) -> u64| {
+        t.per_node.iter().map(f).max().unwrap_or(0) as f64 / periods as f64
+    };
     FpResult {
         dead_declared: dead.len(),
         suspected: susp.len(),
-        msgs_per_member_period: sim.traffic.messages as f64 / denom,
-        bytes_per_member_period: sim.traffic.bytes as f64 / denom,
+        msgs_per_member_period: t.messages as f64 / denom,
+        bytes_per_member_period: t.bytes as f64 / denom,
         max_lhm_at_end: (0..n).map(|i| sim.node(i).lhm()).max().unwrap_or(0),
+        max_member_msgs_per_period: busiest(|x| x.0),
+        max_member_bytes_per_period: busiest(|x| x.1),
+        max_msg_bytes: t.max_gossip_msg_bytes,
+        state_bytes_per_member_period: t.bytes_by_kind.get("state_exchange").copied().unwrap_or(0)
+            as f64
+            / denom,
     }
 }
 
@@ -175,4 +193,74 @@ pub fn pause_outcome(
         .iter()
         .all(|&i| sim.sees(i, victim, Status::Alive));
     (downs, all_alive)
+}
+
+/// False accusations around one slow member (Lifeguard's motivating case).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlowResult {
+    /// Suspicions the slow member's detector raised about healthy members.
+    pub suspicions_by_slow: u64,
+    /// Healthy members the slow member declared dead.
+    pub deaths_by_slow: u64,
+    /// Suspicions the healthy members' detectors raised about the slow member.
+    pub suspicions_about_slow: u64,
+    /// Times a healthy member declared the slow member dead.
+    pub deaths_about_slow: u64,
+    /// Healthy members that saw another healthy member declared dead.
+    pub other_deaths: usize,
+    /// The slow member's LHM at the end.
+    pub slow_lhm_end: u32,
+}
+
+impl SlowResult {
+    /// Every false accusation (suspicion or death) made by or about the slow member.
+    pub fn accusations(&self) -> u64 {
+        self.suspicions_by_slow
+            + self.deaths_by_slow
+            + self.suspicions_about_slow
+            + self.deaths_about_slow
+    }
+}
+
+/// Make node `n/4` slow (every message and timer handled `delay` ms late) for `periods`.
+pub fn slow_member(
+    n: usize,
+    loss: f64,
+    periods: u64,
+    seed: u64,
+    swim: SwimConfig,
+    delay: (u64, u64),
+) -> SlowResult {
+    let cfg = sim_cfg(loss, seed, swim, false);
+    let period = cfg.swim.probe_interval_ms;
+    let mut sim = warm(n, cfg);
+    let slow = n / 4;
+    let sid = sim.id_of(slow);
+    let before: Vec<_> = (0..n).map(|i| sim.node(i).stats().clone()).collect();
+    sim.set_slow(slow, Some(delay));
+    sim.run_for(periods * period);
+    let mut r = SlowResult {
+        slow_lhm_end: sim.node(slow).lhm(),
+        ..SlowResult::default()
+    };
+    let (b, a) = (&before[slow], sim.node(slow).stats());
+    r.suspicions_by_slow = a.suspicions_raised - b.suspicions_raised;
+    r.deaths_by_slow = a.suspicions_confirmed - b.suspicions_confirmed;
+    for v in sim.verdicts.iter().filter(|v| v.subject == sid) {
+        match v.status {
+            Status::Suspect => r.suspicions_about_slow += 1,
+            _ => r.deaths_about_slow += 1,
+        }
+    }
+    let mut other_dead = BTreeSet::new();
+    for o in &sim.log {
+        match &o.event {
+            MemberEvent::MemberDown(m) if m.id != sid && o.observer != slow => {
+                other_dead.insert((m.id.clone(), m.incarnation));
+            }
+            _ => {}
+        }
+    }
+    r.other_deaths = other_dead.len();
+    r
 }

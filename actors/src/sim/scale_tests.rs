@@ -1,0 +1,142 @@
+//! Membership at scale (issue 16): bounded traffic, no false deaths under loss, crash
+//! detection within the suspicion bound, Lifeguard with a slow member. Seeded; every
+//! assertion prints its seed, and `SWIM_SEED=<n>` replays one seed. N <= 100 runs in
+//! debug-mode CI; the N=1000 runs are `#[ignore]`d and run with
+//! `cargo test --release -p troupe-actors sim::scale_tests -- --ignored` (the 500-period
+//! ones take many minutes; `swim_report -- headline SEED` prints the same per seed).
+
+use super::scenarios::*;
+use crate::membership::config::SwimConfig;
+
+/// The seeds to run: `SWIM_SEED` alone when set, else `defaults`.
+fn seeds(defaults: &[u64]) -> Vec<u64> {
+    match std::env::var("SWIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(s) => vec![s],
+        None => defaults.to_vec(),
+    }
+}
+
+/// Per-member per-period traffic within `SwimConfig::traffic_bound`, and no message other
+/// than a full-state exchange above the per-message budget.
+fn assert_traffic_bounded(n: usize, loss: f64, periods: u64, seed: u64) -> FpResult {
+    let cfg = SwimConfig::default();
+    let bound = cfg.traffic_bound();
+    let r = false_positives(n, loss, periods, seed, cfg, true);
+    let ctx =
+        format!("N={n} loss={loss} seed={seed} (replay: SWIM_SEED={seed}) {r:?} bound {bound:?}");
+    assert!(r.msgs_per_member_period <= bound.messages as f64, "{ctx}");
+    assert!(r.bytes_per_member_period <= bound.bytes as f64, "{ctx}");
+    assert!(r.max_msg_bytes <= bound.message_bytes, "{ctx}");
+    // The busiest member too, with slack for being probed or relayed for more than once.
+    assert!(
+        r.max_member_msgs_per_period <= 2.0 * bound.messages as f64,
+        "{ctx}"
+    );
+    r
+}
+
+#[test]
+fn traffic_is_bounded_at_n10_and_n100_for_several_loss_rates() {
+    for seed in seeds(&[1]) {
+        for loss in [0.0, 0.05, 0.1, 0.2] {
+            assert_traffic_bounded(10, loss, 60, seed);
+            assert_traffic_bounded(100, loss, 30, seed);
+        }
+    }
+}
+
+#[test]
+fn no_false_deaths_n100_loss10() {
+    for seed in seeds(&[3, 4]) {
+        let r = false_positives(100, 0.1, 200, seed, SwimConfig::default(), false);
+        assert_eq!(r.dead_declared, 0, "seed {seed} (SWIM_SEED={seed}): {r:?}");
+    }
+}
+
+/// One short N=1000 run at 10% loss: traffic within the bound and no healthy member
+/// declared dead. About 1 s in release but minutes in a debug build on a shared 2-core
+/// machine (bootstrapping 1000 tables of 1000 records dominates), so it is ignored in the
+/// debug CI run; `cargo test --release -p troupe-actors sim::scale_tests -- --ignored`.
+#[test]
+#[ignore]
+fn n1000_loss10_short_run_is_bounded_and_has_no_false_deaths() {
+    for seed in seeds(&[5]) {
+        let r = assert_traffic_bounded(1000, 0.1, 6, seed);
+        assert_eq!(r.dead_declared, 0, "seed {seed} (SWIM_SEED={seed}): {r:?}");
+    }
+}
+
+/// Lifeguard's own case: a member that handles every message and timer 500-1500 ms late
+/// (at 200-800 ms nobody is accused at all: the 1 s period absorbs it, see
+/// docs/BENCHMARKS.md). With local health and dynamic suspicion on it accuses healthy
+/// members at least 3x less often than with both off (5 vs 1 for this seed), its local
+/// health rises, and nobody is declared dead either way.
+#[test]
+fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
+    let plain = SwimConfig {
+        awareness_max_multiplier: 0,
+        suspicion_max_timeout_mult: 1,
+        ..SwimConfig::default()
+    };
+    for seed in seeds(&[1]) {
+        let on = slow_member(100, 0.05, 50, seed, SwimConfig::default(), (500, 1500));
+        let off = slow_member(100, 0.05, 50, seed, plain.clone(), (500, 1500));
+        let ctx = format!("seed {seed} (SWIM_SEED={seed}): on {on:?} off {off:?}");
+        assert!(
+            off.suspicions_by_slow >= 3 * on.suspicions_by_slow.max(1),
+            "{ctx}"
+        );
+        assert!(on.slow_lhm_end > 0, "{ctx}");
+        for r in [&on, &off] {
+            assert_eq!(
+                (r.deaths_about_slow, r.deaths_by_slow, r.other_deaths),
+                (0, 0, 0),
+                "{ctx}"
+            );
+        }
+    }
+}
+
+#[test]
+fn crash_n100_loss10_everyone_marks_dead_within_bound() {
+    for seed in seeds(&[7]) {
+        let r = crash_detection(100, 0.1, seed, 80);
+        let all = r.all_dead.unwrap_or(f64::INFINITY);
+        assert!(
+            all <= r.bounds.1 + 5.0,
+            "seed {seed} (SWIM_SEED={seed}): {r:?}"
+        );
+    }
+}
+
+/// The issue's headline: N=1000, 10% loss, 500 periods, 0 false deaths. Minutes in
+/// release mode; run with `--ignored`.
+#[test]
+#[ignore]
+fn no_false_deaths_n1000_loss10_500_periods() {
+    for seed in seeds(&[1, 2, 3]) {
+        let r = false_positives(1000, 0.1, 500, seed, SwimConfig::default(), true);
+        println!("seed {seed}: {r:?}");
+        assert_eq!(r.dead_declared, 0, "seed {seed} (SWIM_SEED={seed}): {r:?}");
+        let b = SwimConfig::default().traffic_bound();
+        assert!(
+            r.bytes_per_member_period <= b.bytes as f64,
+            "seed {seed}: {r:?}"
+        );
+        assert!(r.max_msg_bytes <= b.message_bytes, "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
+#[ignore]
+fn crash_n1000_loss10_everyone_marks_dead_within_bound() {
+    for seed in seeds(&[1, 2, 3]) {
+        let r = crash_detection(1000, 0.1, seed, 120);
+        println!("seed {seed}: {r:?}");
+        let all = r.all_dead.unwrap_or(f64::INFINITY);
+        assert!(
+            all <= r.bounds.1 + 5.0,
+            "seed {seed} (SWIM_SEED={seed}): {r:?}"
+        );
+    }
+}
