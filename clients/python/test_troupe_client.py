@@ -23,6 +23,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc, port):
+    """Waits until the node started as `proc` accepts connections on `port` (30 s)."""
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("node did not start: " + proc.stderr.read().decode())
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def node():
     data = tempfile.mkdtemp(prefix="troupe-py-")
@@ -32,15 +45,7 @@ def node():
         args += [flag, f"127.0.0.1:{free_port()}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("node did not start: " + proc.stderr.read().decode())
-                time.sleep(0.05)
+        wait_until_serving(proc, port)
         yield port
     finally:
         os.kill(proc.pid, signal.SIGKILL)
@@ -215,15 +220,7 @@ def tls_node():
     env = dict(os.environ, TROUPE__TLS__CERT=crt, TROUPE__TLS__KEY=key, TROUPE__TLS__CA=ca)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("node did not start: " + proc.stderr.read().decode())
-                time.sleep(0.05)
+        wait_until_serving(proc, port)
         yield port, ca
     finally:
         os.kill(proc.pid, signal.SIGKILL)

@@ -120,15 +120,26 @@ impl Client {
         token: Option<String>,
         timeout: Option<Duration>,
     ) -> Result<Client, ClientError> {
-        let mut client = Self::connect_raw(addr, timeout).await?;
+        Self::connect_raw(addr, timeout)
+            .await?
+            .hello(client_name, token)
+            .await
+    }
+
+    /// Sends `hello` (id 0) and keeps the node's name from the reply.
+    async fn hello(
+        mut self,
+        client_name: &str,
+        token: Option<String>,
+    ) -> Result<Client, ClientError> {
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: client_name.to_string(),
             token,
         };
-        let reply = client.call_request_with_id(0, &hello).await?;
-        client.node = Arc::new(reply.node.unwrap_or_default());
-        Ok(client)
+        let reply = self.call_request_with_id(0, &hello).await?;
+        self.node = Arc::new(reply.node.unwrap_or_default());
+        Ok(self)
     }
 
     /// Connects without sending hello (for the admin port, or tests).
@@ -150,15 +161,10 @@ impl Client {
         timeout: Option<Duration>,
         tls: Option<&ClientTls>,
     ) -> Result<Client, ClientError> {
-        let mut client = Self::connect_raw_tls(addr, timeout, tls).await?;
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: client_name.to_string(),
-            token,
-        };
-        let reply = client.call_request_with_id(0, &hello).await?;
-        client.node = Arc::new(reply.node.unwrap_or_default());
-        Ok(client)
+        Self::connect_raw_tls(addr, timeout, tls)
+            .await?
+            .hello(client_name, token)
+            .await
     }
 
     /// [`Client::connect_raw`] over TLS when `tls` is given: the node's certificate must be
