@@ -358,8 +358,11 @@ pub struct MembershipSection {
     pub suspicion_max_timeout_mult: u32,
     /// Lifeguard local health: probe timing stretches up to (1 + this) when we are slow.
     pub awareness_max_multiplier: u32,
-    /// Each gossiped update is retransmitted retransmit_mult * ceil(log2(N+1)) times.
+    /// Each gossiped update is retransmitted retransmit_mult * ceil(log10(N+1)) times.
     pub retransmit_mult: u32,
+    /// Gossip fan-out: pending updates go to `gossip_nodes` random members this often.
+    pub gossip_interval_ms: u64,
+    pub gossip_nodes: usize,
     /// Full-state exchange with one random member this often (scaled up past 32 members).
     pub push_pull_interval_ms: u64,
     /// Dead and left members are forgotten this long after their last change.
@@ -378,6 +381,8 @@ impl Default for MembershipSection {
             suspicion_max_timeout_mult: 6,
             awareness_max_multiplier: 8,
             retransmit_mult: 4,
+            gossip_interval_ms: 200,
+            gossip_nodes: 3,
             push_pull_interval_ms: 30_000,
             reap_after_ms: 30_000,
             reconnect_interval_ms: 30_000,
@@ -516,8 +521,9 @@ impl Config {
         if m.suspicion_mult == 0 || m.suspicion_max_timeout_mult == 0 || m.retransmit_mult == 0 {
             bail!("membership: suspicion_mult, suspicion_max_timeout_mult and retransmit_mult must be at least 1");
         }
-        if m.push_pull_interval_ms == 0 || m.reconnect_interval_ms == 0 {
-            bail!("membership: push_pull_interval_ms and reconnect_interval_ms must be at least 1");
+        if m.push_pull_interval_ms == 0 || m.reconnect_interval_ms == 0 || m.gossip_interval_ms == 0
+        {
+            bail!("membership: push_pull_interval_ms, reconnect_interval_ms and gossip_interval_ms must be at least 1");
         }
         if self.storage.relaxed_sync_ms == 0 {
             bail!("storage.relaxed_sync_ms must be at least 1");

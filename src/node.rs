@@ -491,6 +491,8 @@ fn start_membership(
         suspicion_max_timeout_mult: u64::from(m.suspicion_max_timeout_mult),
         awareness_max_multiplier: m.awareness_max_multiplier,
         retransmit_mult: m.retransmit_mult,
+        gossip_interval_ms: m.gossip_interval_ms,
+        gossip_nodes: m.gossip_nodes,
         push_pull_interval_ms: m.push_pull_interval_ms,
         reap_after_ms: m.reap_after_ms,
         reconnect_interval_ms: m.reconnect_interval_ms,

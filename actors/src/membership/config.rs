@@ -22,7 +22,7 @@ pub struct SwimConfig {
     pub suspicion_confirmations: Option<usize>,
     /// Local Health Multiplier ceiling; 0 disables LHM.
     pub awareness_max_multiplier: u32,
-    /// lambda: each update is sent lambda * ceil(log2(N+1)) times.
+    /// lambda: each update is sent lambda * ceil(log10(N+1)) times.
     pub retransmit_mult: u32,
     /// Gossip fan-out period: every this many ms, pending updates go to `gossip_nodes`
     /// random members in a `Gossip` message (nothing is sent when nothing is pending).
