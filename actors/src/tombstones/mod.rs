@@ -265,7 +265,7 @@ impl TombstoneActor {
         let fut = actix::fut::wrap_future::<_, Self>(fut).map(move |checks, act, ctx| {
             // A marker we no longer hold exactly is forgotten (a later write replaced it,
             // or another round purged it).
-            if let Some((round, _)) = &act.round {
+            if let Some((round, _)) = act.round.as_ref().filter(|(r, _)| r.id == id) {
                 for ((key, hash), c) in round.entries.iter().zip(&checks) {
                     if *c == Check::NotHeld {
                         act.book.forget(key, *hash);
