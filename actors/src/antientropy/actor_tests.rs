@@ -8,13 +8,11 @@ use super::*;
 use crate::coordinator::placement::RingInputs;
 use crate::coordinator::{JoinLocal, LocalWrites, Stored};
 use crate::engine::Entry;
-use crate::membership::actor::RingMembers;
 use crate::memtable::{Get, Scan, ScanResult, StorageError};
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use troupe_protocol::object::{ActorId, Object, Value};
-use troupe_protocol::swim::{MemberInfo, Status};
 
 /// A Memtable stand-in: one scan page of `entries`, answered once `gate` opens.
 struct FakeStore {
@@ -70,32 +68,6 @@ fn object(value: &str, writes: u64) -> Object {
     o
 }
 
-fn ring() -> RingInputs {
-    let info = MemberInfo {
-        id: "n1".into(),
-        client_addr: "127.0.0.1:1".into(),
-        peer_addr: "127.0.0.1:2".into(),
-        admin_addr: "127.0.0.1:3".into(),
-        incarnation: 0,
-        status: Status::Alive,
-        run_id: 1,
-    };
-    let cfg = crate::ring::PartitionConfig {
-        partitions: 16,
-        n: 3,
-    };
-    let layout = crate::ring::Layout::initial([info.id.clone()], cfg).unwrap();
-    let (tx, members) = watch::channel(RingMembers {
-        version: 1,
-        members: vec![info],
-        departed: Vec::new(),
-    });
-    let (ltx, layout) = watch::channel(layout);
-    std::mem::forget(tx);
-    std::mem::forget(ltx);
-    RingInputs { members, layout }
-}
-
 #[actix_rt::test]
 async fn a_write_during_the_rebuild_wins_over_the_scan() {
     let (old, new, other) = (object("old", 1), object("new", 2), object("x", 1));
@@ -126,7 +98,7 @@ async fn a_write_during_the_rebuild_wins_over_the_scan() {
         store.clone().recipient(),
         store.recipient(),
         None,
-        ring(),
+        RingInputs::single_for_tests(),
         Arc::default(),
     )
     .start();

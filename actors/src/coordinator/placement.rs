@@ -73,3 +73,35 @@ impl Placement {
         self.members.get(id).map(|m| m.peer_addr.as_str())
     }
 }
+
+#[cfg(test)]
+impl RingInputs {
+    /// A ring of one alive member `n1` (16 partitions, N=3) that never changes: for tests of
+    /// actors that follow the ring.
+    pub(crate) fn single_for_tests() -> RingInputs {
+        let info = MemberInfo {
+            id: NodeId("n1".into()),
+            client_addr: "127.0.0.1:1".into(),
+            peer_addr: "127.0.0.1:2".into(),
+            admin_addr: "127.0.0.1:3".into(),
+            incarnation: 0,
+            status: Status::Alive,
+            run_id: 1,
+        };
+        let cfg = crate::ring::PartitionConfig {
+            partitions: 16,
+            n: 3,
+        };
+        let layout = Layout::initial([info.id.clone()], cfg).expect("one member");
+        let (tx, members) = watch::channel(RingMembers {
+            version: 1,
+            members: vec![info],
+            departed: Vec::new(),
+        });
+        let (layout_tx, layout) = watch::channel(layout);
+        // The view and the layout never change: keep the senders alive.
+        std::mem::forget(tx);
+        std::mem::forget(layout_tx);
+        RingInputs { members, layout }
+    }
+}

@@ -3,13 +3,10 @@
 //! that nothing stays in flight after the requests finish.
 
 use super::*;
-use crate::membership::actor::RingMembers;
 use crate::memtable::table::Versioned;
 use crate::memtable::StorageError;
 use std::collections::BTreeMap;
-use tokio::sync::watch;
 use troupe_protocol::object::VersionVector;
-use troupe_protocol::swim::{MemberInfo, Status};
 
 /// A Memtable stand-in: a map, answering after a yield so requests really interleave.
 #[derive(Default)]
@@ -66,32 +63,6 @@ fn single_node() -> Addr<Coordinator> {
 /// The coordinator of `single_node`, not started (to attach more to it first).
 pub(super) fn single_node_coordinator() -> Coordinator {
     let me = NodeId("n1".into());
-    let info = MemberInfo {
-        id: me.clone(),
-        client_addr: "127.0.0.1:1".into(),
-        peer_addr: "127.0.0.1:2".into(),
-        admin_addr: "127.0.0.1:3".into(),
-        incarnation: 0,
-        status: Status::Alive,
-        run_id: 1,
-    };
-    let layout = crate::ring::Layout::initial(
-        [info.id.clone()],
-        crate::ring::PartitionConfig {
-            partitions: 16,
-            n: 3,
-        },
-    )
-    .expect("one member");
-    let (tx, rx) = watch::channel(RingMembers {
-        version: 1,
-        members: vec![info],
-        departed: Vec::new(),
-    });
-    let (layout_tx, layout_rx) = watch::channel(layout);
-    // The view and the layout never change in these tests.
-    std::mem::forget(tx);
-    std::mem::forget(layout_tx);
     let store = FakeStore::default().start();
     let cfg = CoordinatorConfig {
         me,
@@ -113,10 +84,7 @@ pub(super) fn single_node_coordinator() -> Coordinator {
         store.clone().recipient(),
         store.recipient(),
         None,
-        super::placement::RingInputs {
-            members: rx,
-            layout: layout_rx,
-        },
+        super::placement::RingInputs::single_for_tests(),
         Arc::default(),
         Arc::default(),
     )
