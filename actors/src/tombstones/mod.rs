@@ -483,6 +483,8 @@ impl Actor for TombstoneActor {
         ctx.set_mailbox_capacity(self.cfg.mailbox);
         actix::spawn(scan_markers(self.links.scan.clone(), ctx.address()));
         ctx.run_interval(self.cfg.round_interval, |act, ctx| act.tick(ctx));
+        // The held gauges every second, not only per round (a round may be 30 s apart).
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.publish());
     }
 }
 
