@@ -75,6 +75,21 @@ pub struct HandoffSection {
     /// machine does not turn a restart into a delivery storm that starves client traffic
     /// (scylla#7886).
     pub max_bytes_per_sec: u64,
+    /// Partition transfers on ring changes (join, leave, remove): fetch streams a node runs
+    /// at once, one per source holder (a stream carries every partition it takes from that
+    /// holder: the engine orders keys, not partitions, so one scan serves them all).
+    pub transfer_limit: usize,
+    /// Bytes a second a node's incoming transfers take together (0: unlimited). Default
+    /// 32 MiB/s: a joining node fills at disk speed on the bench machine without starving
+    /// client traffic (docs/BENCHMARKS.md, "Ring changes").
+    pub transfer_bytes_per_sec: u64,
+    /// A transfer stream without progress this long is logged as a warning and restarted
+    /// from its cursor on another holder ("1m").
+    pub stall_timeout: String,
+    /// How long after a ring change a node deletes the partitions it no longer owns,
+    /// once every new owner has them ("1m"): coordinators that read from the old owners
+    /// until they heard have long finished by then.
+    pub drop_delay: String,
 }
 
 impl Default for HandoffSection {
@@ -84,6 +99,10 @@ impl Default for HandoffSection {
             max_hint_bytes: 256 << 20,
             max_hint_age: "3h".into(),
             max_bytes_per_sec: 1 << 20,
+            transfer_limit: 2,
+            transfer_bytes_per_sec: 32 << 20,
+            stall_timeout: "1m".into(),
+            drop_delay: "1m".into(),
         }
     }
 }
@@ -536,6 +555,15 @@ impl Config {
                 "handoff: need max_hint_bytes >= 4096 and max_bytes_per_sec >= 1024 (got {} and {})",
                 h.max_hint_bytes,
                 h.max_bytes_per_sec
+            );
+        }
+        parse_duration(&h.stall_timeout)
+            .map_err(|e| anyhow::anyhow!("handoff.stall_timeout: {e}"))?;
+        parse_duration(&h.drop_delay).map_err(|e| anyhow::anyhow!("handoff.drop_delay: {e}"))?;
+        if h.transfer_limit == 0 || h.transfer_limit > 64 {
+            bail!(
+                "handoff.transfer_limit must be between 1 and 64 (got {})",
+                h.transfer_limit
             );
         }
         Ok(())

@@ -24,6 +24,7 @@ use troupe_actors::connection::{ClientTokens, ConnectionShared, Listener, Listen
 use troupe_actors::coordinator::placement::RingInputs;
 use troupe_actors::coordinator::{Coordinator, CoordinatorConfig};
 use troupe_actors::engine::io::{create_dir_durable, RealIo};
+use troupe_actors::handoff::{Handoff, HandoffConfig, HandoffLinks, WatchTransition};
 use troupe_actors::hints;
 use troupe_actors::layout::{store as layout_store, LayoutActor, LayoutConfig, WatchLayout};
 use troupe_actors::membership::actor::WatchRing;
@@ -107,7 +108,9 @@ async fn bind(addr: &str, what: &str, flag: &str) -> anyhow::Result<TcpListener>
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&cfg.node.data_dir)?;
     let actor_id = troupe_actors::storage::actor_id::load_or_create(&cfg.node.data_dir)?;
+    let fresh_dir = !cfg.node.data_dir.join(layout_store::FILE).exists();
     let layout = load_layout(&cfg)?;
+    let transfers = troupe_actors::handoff::store::load(&cfg.node.data_dir)?;
     let registry = Registry::default();
     let durability = match cfg.storage.durability {
         DurabilityMode::Sync => Durability::Sync,
@@ -189,6 +192,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let ae_ctx = Context::<AntiEntropy>::new();
         let ae_addr = ae_ctx.address();
         let tomb_ctx = Context::<TombstoneActor>::new();
+        let transfer_ctx = Context::<Handoff>::new();
         let (membership, transport) = start_membership(
             &cfg,
             peer_listener,
@@ -197,6 +201,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             layout_ctx.address().recipient(),
             ae_addr.clone().recipient(),
             tomb_ctx.address().recipient(),
+            transfer_ctx.address().recipient(),
             shutdown.clone(),
             tls.clone(),
         );
@@ -222,6 +227,41 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .send(WatchLayout)
             .await
             .context("layout actor stopped at start-up")?;
+        let h = &cfg.handoff;
+        let transfer_cfg = HandoffConfig {
+            me: NodeId(cfg.node.id.clone()),
+            data_dir: cfg.node.data_dir.clone(),
+            transfer_limit: h.transfer_limit,
+            max_bytes_per_sec: h.transfer_bytes_per_sec,
+            stall_timeout: crate::config::parse_duration(&h.stall_timeout)?,
+            ack_delay: crate::config::parse_duration(&cfg.cluster.request_timeout)?,
+            drop_delay: crate::config::parse_duration(&h.drop_delay)?,
+            gossip_interval: crate::config::parse_duration(&cfg.cluster.layout_gossip_interval)?,
+            chunk_bytes: 256 << 10,
+            mailbox: 4096,
+        };
+        let transfer_actor = Handoff::new(
+            transfer_cfg,
+            HandoffLinks {
+                transport: Some(transport.clone()),
+                members: ring_rx.clone(),
+                layout: layout_rx.clone(),
+                scan: memtable.clone().recipient(),
+                write: memtable.clone().recipient(),
+                join: coordinator.clone().recipient(),
+                keys_in: Some(ae_addr.clone().recipient()),
+                leave: Some(membership.clone().recipient()),
+                leave_ring: Some(layout_addr.clone().recipient()),
+            },
+            transfers,
+            fresh_dir,
+        );
+        let transfer_stats = transfer_actor.stats();
+        let transfer_addr = transfer_ctx.run(transfer_actor);
+        let transition_rx = transfer_addr
+            .send(WatchTransition)
+            .await
+            .context("handoff actor stopped at start-up")?;
         // The HintedHandoff actor runs even with handoff off: it still delivers hints kept
         // from an earlier run, and tombstone GC asks it (`HintsPending`) either way.
         let handoff_cfg = hints::HandoffConfig {
@@ -283,6 +323,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             RingInputs {
                 members: ring_rx.clone(),
                 layout: layout_rx.clone(),
+                transition: transition_rx.clone(),
             },
             coordinator_counters.clone(),
             registry.actor("memtable"),
@@ -322,6 +363,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             RingInputs {
                 members: ring_rx,
                 layout: layout_rx,
+                transition: transition_rx,
             },
             registry.actor("anti_entropy"),
         );
@@ -408,6 +450,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 note: replication_note,
             })
             .with_hints(hints_addr.clone().recipient(), hint_stats.clone())
+            .with_transfers(admin::TransferHandles {
+                status: transfer_addr.clone().recipient(),
+                leave: transfer_addr.clone().recipient(),
+            })
+            .with_stats_section("transfers", Arc::new(move || transfer_stats.named()))
             .start();
         let admin_token = (!cfg.auth.admin_token.is_empty())
             .then(|| blake3::hash(cfg.auth.admin_token.as_bytes()));
@@ -479,6 +526,7 @@ fn start_membership(
     layout_sink: Recipient<peer::LayoutInbound>,
     antientropy_sink: Recipient<peer::AntiEntropyInbound>,
     tomb_sink: Recipient<peer::TombInbound>,
+    transfer_sink: Recipient<peer::TransferInbound>,
     shutdown: CancellationToken,
     tls: Option<Arc<troupe_actors::tls::NodeTls>>,
 ) -> (Addr<membership::actor::MembershipActor>, PeerTransport) {
@@ -530,6 +578,7 @@ fn start_membership(
         layout: Some(layout_sink),
         antientropy: Some(antientropy_sink),
         tomb: Some(tomb_sink),
+        transfer: Some(transfer_sink),
     };
     actix::spawn(peer::serve(listener, transport.clone(), sinks, shutdown));
     mem.do_send(Join);

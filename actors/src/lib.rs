@@ -37,6 +37,7 @@ pub mod engine;
 pub mod failure_detector;
 pub mod flusher;
 pub mod gc;
+pub mod handoff;
 pub mod hints;
 pub mod layout;
 pub mod membership;

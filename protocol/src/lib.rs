@@ -31,6 +31,7 @@ pub mod object;
 pub mod swim;
 pub mod tls;
 pub mod tomb;
+pub mod transfer;
 
 pub use client::{Client, ClientError, GetResult, PutResult};
 pub use codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};

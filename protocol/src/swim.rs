@@ -248,6 +248,8 @@ pub enum PeerMsg {
     AntiEntropy(crate::antientropy::AeMsg),
     /// Tombstone GC rounds ([`crate::tomb`]), on the bulk lane.
     Tomb(crate::tomb::TombMsg),
+    /// Partition transfers on ring changes ([`crate::transfer`]), on the bulk lane.
+    Transfer(crate::transfer::TransferMsg),
 }
 
 macro_rules! codec_impl {

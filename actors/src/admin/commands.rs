@@ -25,6 +25,8 @@ pub enum Needs {
     AntiEntropy,
     /// The HintedHandoff actor (`Admin::with_hints`).
     Hints,
+    /// The Handoff actor: partition transfers (`Admin::with_transfers`).
+    Transfers,
 }
 
 /// One admin command.
@@ -138,10 +140,22 @@ pub const COMMANDS: &[Spec] = &[
         "show or set the log level at run time: error, warn, info, debug, trace or off",
         Needs::Node,
     ),
+    cmd(
+        "transfers",
+        "transfers",
+        "partition transfers into this node: source, partitions, keys and bytes done, rate, ETA; the ring's transition",
+        Needs::Transfers,
+    ),
     destructive(cmd(
         "leave",
         "leave --yes",
-        "leave the cluster gracefully (the node stops serving its ranges)",
+        "hand this node's partitions to the others, then depart (status left)",
+        Needs::Transfers,
+    )),
+    destructive(cmd(
+        "remove",
+        "remove NODE --yes",
+        "declare a dead member gone for good: the survivors copy its partitions to new owners",
         Needs::Membership,
     )),
     destructive(cmd(

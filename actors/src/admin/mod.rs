@@ -21,7 +21,7 @@ pub use antientropy::AntiEntropyHandles;
 use commands::Needs;
 pub use replication::CoordinatorHandles;
 
-use crate::membership::actor::{Fault, Leave, ListMembers, MembershipActor};
+use crate::membership::actor::{Fault, ListMembers, MembershipActor};
 use crate::memtable::{wal::Health, MemtableActor, SyncWal};
 use crate::stats::{ActorCounters, Registry};
 use actix::prelude::*;
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use troupe_protocol::admin::{
     ActorsReply, Addresses, AdminRequest, AdminResponse, MembersReply, StatusReply,
 };
+use troupe_protocol::swim::NodeId;
 use troupe_protocol::{ErrorBody, ErrorCode, FrameCodec};
 
 /// Facts about the node that `status` reports.
@@ -67,6 +68,8 @@ pub struct Admin {
     antientropy: Option<AntiEntropyHandles>,
     /// Sections other actors add to `stats` (`with_stats_section`).
     sections: Vec<(&'static str, StatsSection)>,
+    /// The Handoff actor (`transfers`, `leave`).
+    transfers: Option<TransferHandles>,
     /// The HintedHandoff actor (`hints`) and its counters (in `stats`).
     hints: Option<(
         Recipient<crate::hints::ListHints>,
@@ -96,6 +99,7 @@ impl Admin {
             antientropy: None,
             sections: Vec::new(),
             hints: None,
+            transfers: None,
             fault_injection: false,
         }
     }
@@ -121,6 +125,12 @@ impl Admin {
     /// Serves `repair` and adds anti-entropy's counters to `stats`.
     pub fn with_antientropy(mut self, handles: AntiEntropyHandles) -> Admin {
         self.antientropy = Some(handles);
+        self
+    }
+
+    /// Serves `transfers` and `leave` (hand off, then depart).
+    pub fn with_transfers(mut self, h: TransferHandles) -> Admin {
+        self.transfers = Some(h);
         self
     }
 
@@ -215,6 +225,19 @@ struct Done {
 }
 
 #[derive(Serialize)]
+struct LeaveReply {
+    leaving: bool,
+    message: String,
+}
+
+/// The Handoff actor's admin side.
+#[derive(Clone)]
+pub struct TransferHandles {
+    pub status: Recipient<crate::handoff::TransfersStatus>,
+    pub leave: Recipient<crate::handoff::StartLeave>,
+}
+
+#[derive(Serialize)]
 struct FaultReply {
     /// Peers whose traffic is dropped (`all`, node ids), empty when healed.
     dropping: Vec<String>,
@@ -246,6 +269,7 @@ impl Admin {
             Needs::Coordinator => self.coordinator.is_none().then_some("replication"),
             Needs::AntiEntropy => self.antientropy.is_none().then_some("anti-entropy"),
             Needs::Hints => self.hints.is_none().then_some("hinted handoff"),
+            Needs::Transfers => self.transfers.is_none().then_some("partition transfers"),
             Needs::FaultInjection => {
                 if !self.fault_injection {
                     return Some(format!(
@@ -357,6 +381,61 @@ impl Handler<Command> for Admin {
                     None => err(id, ErrorCode::Internal, "BUG: storage command not handled"),
                 }
             }
+            "transfers" | "leave" => {
+                let Some(t) = self.transfers.clone() else {
+                    return Box::pin(async move {
+                        err(id, ErrorCode::Internal, "BUG: transfers checked above")
+                    });
+                };
+                let leave = spec.name == "leave";
+                return Box::pin(async move {
+                    if leave {
+                        match t.leave.send(crate::handoff::StartLeave).await {
+                            Ok(Ok(msg)) => ok(
+                                id,
+                                LeaveReply {
+                                    leaving: true,
+                                    message: msg,
+                                },
+                            ),
+                            Ok(Err(why)) => err(id, ErrorCode::BadRequest, why),
+                            Err(e) => err(id, ErrorCode::Internal, e.to_string()),
+                        }
+                    } else {
+                        match t.status.send(crate::handoff::TransfersStatus).await {
+                            Ok(r) => ok(id, r),
+                            Err(e) => err(id, ErrorCode::Internal, e.to_string()),
+                        }
+                    }
+                });
+            }
+            "remove" => {
+                let Some(m) = self.membership.clone() else {
+                    return Box::pin(async move {
+                        err(id, ErrorCode::Internal, "BUG: membership checked above")
+                    });
+                };
+                let node = args.iter().find(|a| !a.starts_with("--")).cloned();
+                return Box::pin(async move {
+                    let Some(node) = node else {
+                        return err(id, ErrorCode::BadRequest, "usage: remove NODE --yes");
+                    };
+                    match m
+                        .send(crate::membership::actor::RemoveMember(NodeId(node.clone())))
+                        .await
+                    {
+                        Ok(Ok(())) => ok(
+                            id,
+                            LeaveReply {
+                                leaving: true,
+                                message: format!("{node} is removed (status left); its partitions are copied to their new owners: `troupe admin transfers` on the others shows progress"),
+                            },
+                        ),
+                        Ok(Err(why)) => err(id, ErrorCode::BadRequest, why),
+                        Err(e) => err(id, ErrorCode::Internal, e.to_string()),
+                    }
+                });
+            }
             "hints" => {
                 let Some((list, _)) = &self.hints else {
                     return Box::pin(async move {
@@ -385,7 +464,7 @@ impl Handler<Command> for Admin {
                 Some(a) => return antientropy::run(a, id, &args),
                 None => err(id, ErrorCode::Internal, "BUG: anti-entropy checked above"),
             },
-            op @ ("members" | "leave" | "fault") => {
+            op @ ("members" | "fault") => {
                 let Some(m) = self.membership.clone() else {
                     return Box::pin(async move {
                         err(id, ErrorCode::Internal, "BUG: membership checked above")
@@ -396,10 +475,6 @@ impl Handler<Command> for Admin {
                     match op {
                         "members" => match m.send(ListMembers).await {
                             Ok(members) => ok(id, MembersReply { members }),
-                            Err(e) => failed(e),
-                        },
-                        "leave" => match m.send(Leave).await {
-                            Ok(()) => ok(id, Done { done: true }),
                             Err(e) => failed(e),
                         },
                         _ => match m.send(Fault(args)).await {

@@ -489,3 +489,19 @@ pub(super) fn hash_entries(entries: Vec<crate::engine::Entry>) -> Vec<(Vec<u8>, 
         })
         .collect()
 }
+
+/// Keys this node's trees hold in `partitions` (a transfer's progress estimate); `None`
+/// until the start-up rebuild finished.
+#[derive(Message)]
+#[rtype(result = "Option<u64>")]
+pub struct KeysIn(pub Vec<u32>);
+
+impl Handler<KeysIn> for AntiEntropy {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, KeysIn(parts): KeysIn, _: &mut Context<Self>) -> Self::Result {
+        self.counters.received();
+        self.ready
+            .then(|| parts.iter().map(|p| self.trees.keys_in(*p) as u64).sum())
+    }
+}

@@ -18,7 +18,7 @@ pub mod pacer;
 mod round;
 pub mod tree;
 
-pub use actor::{AntiEntropy, RepairRefused, RepairStatus, StartRepair, TreeHashOf};
+pub use actor::{AntiEntropy, KeysIn, RepairRefused, RepairStatus, StartRepair, TreeHashOf};
 
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;

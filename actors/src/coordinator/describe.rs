@@ -25,6 +25,17 @@ pub struct RingReply {
     /// Equal digests on two nodes mean they place every key the same way.
     pub digest: String,
     pub members: Vec<RingMember>,
+    /// While the ring is in transition (`crate::handoff`): each partition whose primaries
+    /// change, from the stable layout's (which hold the data and serve reads) to the
+    /// current one's (which get every write meanwhile). Empty when the ring is stable.
+    pub pending: Vec<PendingOwnership>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingOwnership {
+    pub partition: u32,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,8 +223,32 @@ impl Handler<DescribeRing> for Coordinator {
             under_replicated: p.table.under_replicated(),
             digest: p.table.digest_hex(),
             members,
+            pending: pending(&p),
         })
     }
+}
+
+/// The partitions whose primaries the transition changes.
+fn pending(p: &super::placement::Placement) -> Vec<PendingOwnership> {
+    let Some(stable) = &p.stable else {
+        return Vec::new();
+    };
+    let names = |ids: &[NodeId]| {
+        let mut v: Vec<String> = ids.iter().map(|i| i.0.clone()).collect();
+        v.sort();
+        v
+    };
+    (0..p.table.partitions())
+        .filter_map(|part| {
+            let from = names(stable.primaries(part));
+            let to = names(p.table.primaries(part));
+            (from != to).then_some(PendingOwnership {
+                partition: part,
+                from,
+                to,
+            })
+        })
+        .collect()
 }
 
 impl Handler<DescribePreflist> for Coordinator {

@@ -49,7 +49,7 @@ impl Coordinator {
             return self.reply(reply, Err(e), |_| DataResp::Stored, ctx);
         }
         let p = self.placement();
-        let n = p.n();
+        let n = p.read_n();
         let setup = self
             .quorum(msg.r, self.cfg.r, n, "r")
             .and_then(|r| Ok((r, decode_context(msg.after.as_deref(), "after")?)));
@@ -57,7 +57,7 @@ impl Coordinator {
             Ok(v) => v,
             Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
         };
-        let primaries = p.primaries(&msg.key).to_vec();
+        let primaries = p.read_primaries(&msg.key).to_vec();
         let names = primaries.iter().map(|n| n.0.clone()).collect();
         let req = self.next_id();
         self.requests.insert(

@@ -1,8 +1,12 @@
 //! The coordinator's view of the ring: the layout's partition table (what the nodes agreed
 //! on, `crate::layout`), with each member's address and status from membership.
 //!
-//! Rebuilt only when the layout or the members' view changes; a request uses the placement
-//! current when it starts. A layout member membership does not know (yet) has no address:
+//! Rebuilt only when the layout, the transition or the members' view changes; a request
+//! uses the placement current when it starts.
+//!
+//! While the ring is in transition (`crate::handoff`: the stable layout, whose owners hold
+//! the data, differs from the current one) writes go to the primaries of both and reads
+//! to the stable ones ([`Placement::read_primaries`], [`Placement::also_write`]). A layout member membership does not know (yet) has no address:
 //! it counts as down.
 
 use crate::membership::actor::RingMembers;
@@ -16,19 +20,28 @@ use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 pub struct RingInputs {
     pub members: watch::Receiver<RingMembers>,
     pub layout: watch::Receiver<Layout>,
+    /// The stable layout while the ring is in transition (the Handoff actor's).
+    pub transition: watch::Receiver<Option<Layout>>,
 }
 
 impl RingInputs {
     /// Whether either changed since the last [`RingInputs::placement`].
     pub fn has_changed(&self) -> bool {
-        self.members.has_changed().unwrap_or(false) || self.layout.has_changed().unwrap_or(false)
+        self.members.has_changed().unwrap_or(false)
+            || self.layout.has_changed().unwrap_or(false)
+            || self.transition.has_changed().unwrap_or(false)
     }
 
     /// The current placement, marking both inputs seen.
     pub fn placement(&mut self) -> Placement {
         let view = self.members.borrow_and_update().clone();
         let layout = self.layout.borrow_and_update().clone();
-        Placement::new(&view, &layout)
+        let stable = self.transition.borrow_and_update().clone();
+        let mut p = Placement::new(&view, &layout);
+        p.stable = stable
+            .filter(|s| s.table.partitions() == layout.table.partitions())
+            .map(|s| s.table);
+        p
     }
 }
 
@@ -37,6 +50,8 @@ pub struct Placement {
     pub version: u64,
     pub table: Arc<PartitionTable>,
     pub members: BTreeMap<NodeId, MemberInfo>,
+    /// The stable layout's table while the ring is in transition.
+    pub stable: Option<Arc<PartitionTable>>,
 }
 
 impl Placement {
@@ -49,6 +64,42 @@ impl Placement {
                 .iter()
                 .map(|m| (m.id.clone(), m.clone()))
                 .collect(),
+            stable: None,
+        }
+    }
+
+    /// Where `key` is read: the stable layout's primaries while in transition (they hold
+    /// the data; a new owner may not have it yet), else the primaries.
+    pub fn read_primaries(&self, key: &[u8]) -> &[NodeId] {
+        match &self.stable {
+            Some(s) => s.primaries(s.partition_of(key)),
+            None => self.primaries(key),
+        }
+    }
+
+    /// Replicas per key for reads (the stable layout's while in transition).
+    pub fn read_n(&self) -> usize {
+        self.stable.as_ref().map_or(self.n(), |s| s.effective_n())
+    }
+
+    /// While in transition: the stable layout's primaries of `key`, which a write must
+    /// also reach (`w` of them acknowledging as well as `w` of the current ones). Empty
+    /// when the two agree on the key's partition.
+    pub fn also_write(&self, key: &[u8]) -> &[NodeId] {
+        match &self.stable {
+            Some(s) => {
+                let old = s.primaries(s.partition_of(key));
+                let mut new: Vec<&NodeId> = self.primaries(key).iter().collect();
+                new.sort();
+                let mut oldv: Vec<&NodeId> = old.iter().collect();
+                oldv.sort();
+                if new == oldv {
+                    &[]
+                } else {
+                    old
+                }
+            }
+            None => &[],
         }
     }
 
@@ -99,9 +150,15 @@ impl RingInputs {
             departed: Vec::new(),
         });
         let (layout_tx, layout) = watch::channel(layout);
+        let (transition_tx, transition) = watch::channel(None);
         // The view and the layout never change: keep the senders alive.
         std::mem::forget(tx);
         std::mem::forget(layout_tx);
-        RingInputs { members, layout }
+        std::mem::forget(transition_tx);
+        RingInputs {
+            members,
+            layout,
+            transition,
+        }
     }
 }

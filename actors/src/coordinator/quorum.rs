@@ -285,6 +285,11 @@ pub struct PutTracker {
     /// The nodes the object was sent to: other primaries, and fallbacks with a hint.
     targets: Vec<Target>,
     w: usize,
+    /// While the ring is in transition: the stable layout's primaries, `w` of which must
+    /// acknowledge too (the coordinator counted if it is one), [`PutTracker::also_needs`].
+    also: Option<(Vec<String>, usize, bool)>,
+    /// `targets[..main]` count toward `w`; the rest only toward the extra group.
+    main: usize,
     acks: usize,
     answers: BTreeMap<String, Result<(), String>>,
     replied: bool,
@@ -300,11 +305,56 @@ impl PutTracker {
                     hint_for: None,
                 })
                 .collect(),
+            main: usize::MAX,
             w,
+            also: None,
             acks: 1,
             answers: BTreeMap::new(),
             replied: false,
         }
+    }
+
+    /// The write must also reach `w` of `group` plus the coordinator (the stable layout's
+    /// primaries while the ring is in transition; `group` leaves the coordinator out, and
+    /// `coordinator_in` says whether it is one of them). Members of
+    /// `group` not yet targets become targets. Call before [`PutTracker::start`].
+    pub fn also_needs(mut self, group: Vec<String>, w: usize, coordinator_in: bool) -> Self {
+        self.main = self.targets.len();
+        for g in &group {
+            if !self.targets.iter().any(|t| t.node == *g) {
+                self.targets.push(Target {
+                    node: g.clone(),
+                    hint_for: None,
+                });
+            }
+        }
+        self.also = Some((group, w, coordinator_in));
+        self
+    }
+
+    /// The nodes the object goes to, in order (the coordinator's others, then the extra
+    /// group's).
+    pub fn target_nodes(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.node.clone()).collect()
+    }
+
+    /// Acknowledgements within the extra group, and how many of it are still unanswered.
+    fn also_counts(&self) -> Option<(usize, usize, usize)> {
+        let (group, w, me_in) = self.also.as_ref()?;
+        let mut acked = *me_in as usize;
+        let mut open = 0;
+        for g in group {
+            let t = self
+                .targets
+                .iter()
+                .find(|t| t.node == *g || t.hint_for.as_ref().is_some_and(|(p, _)| p == g));
+            match t.map(|t| self.answers.get(&t.node)) {
+                Some(Some(Ok(()))) => acked += 1,
+                Some(None) => open += 1,
+                _ => {}
+            }
+        }
+        Some((acked, open, *w))
     }
 
     /// Call right after `new`: with `w == 1` the coordinator's write is enough.
@@ -337,10 +387,13 @@ impl PutTracker {
 
     /// `node`'s answer: a primary's, or a fallback's to its hint.
     pub fn add_answer(&mut self, node: &str, answer: Result<(), String>) -> Progress<PutOutcome> {
-        if !self.targets.iter().any(|t| t.node == node) || self.answers.contains_key(node) {
+        let Some(i) = self.targets.iter().position(|t| t.node == node) else {
+            return Progress::Pending;
+        };
+        if self.answers.contains_key(node) {
             return Progress::Pending;
         }
-        if answer.is_ok() {
+        if answer.is_ok() && i < self.main {
             self.acks += 1;
         }
         self.answers.insert(node.to_string(), answer);
@@ -372,10 +425,19 @@ impl PutTracker {
         if self.replied {
             return Progress::Pending;
         }
-        let outstanding = self.targets.len() - self.answers.len();
-        let outcome = if self.acks >= self.w {
+        let outstanding = self
+            .targets
+            .iter()
+            .take(self.main)
+            .filter(|t| !self.answers.contains_key(&t.node))
+            .count();
+        let (also_ok, also_lost) = match self.also_counts() {
+            None => (true, false),
+            Some((acked, open, w)) => (acked >= w, acked + open < w),
+        };
+        let outcome = if self.acks >= self.w && also_ok {
             PutOutcome::Acknowledged
-        } else if deadline || self.acks + outstanding < self.w {
+        } else if deadline || self.acks + outstanding < self.w || also_lost {
             let errors = self
                 .targets
                 .iter()

@@ -308,10 +308,26 @@ impl Coordinator {
             .filter(|id| **id != self.cfg.me)
             .cloned()
             .collect();
-        st.tracker = Some(PutTracker::new(
-            others.iter().map(|id| id.0.clone()).collect(),
-            st.w,
-        ));
+        // In transition the stable layout's primaries must acknowledge too (handoff rule
+        // 1): `w` of them, or all of them when they are fewer.
+        let also = p.also_write(&st.key);
+        let mut tracker = PutTracker::new(others.iter().map(|id| id.0.clone()).collect(), st.w);
+        if !also.is_empty() {
+            let me_in = also.contains(&self.cfg.me);
+            let group = also
+                .iter()
+                .filter(|id| **id != self.cfg.me)
+                .map(|id| id.0.clone())
+                .collect();
+            tracker = tracker.also_needs(group, st.w.min(also.len()), me_in);
+        }
+        let others: Vec<NodeId> = tracker
+            .target_nodes()
+            .into_iter()
+            .map(NodeId)
+            .filter(|id| *id != self.cfg.me)
+            .collect();
+        st.tracker = Some(tracker);
         let key = st.key.clone();
         let encoded = stored.bytes;
         st.object = encoded.clone();

@@ -93,11 +93,14 @@ pub struct LayoutBook {
 impl LayoutBook {
     /// `current` is what the data directory held (or a fresh one-member layout).
     pub fn new(me: NodeId, cfg: PartitionConfig, current: Layout) -> LayoutBook {
+        // A stored layout without this node: it left or was removed before a restart
+        // (rule 6 holds across restarts).
+        let dropped = !current.table.members().contains(&me);
         LayoutBook {
             me,
             cfg,
             current,
-            dropped: false,
+            dropped,
             removed: Default::default(),
         }
     }
@@ -140,6 +143,39 @@ impl LayoutBook {
                 None
             }
         }
+    }
+
+    /// `admin leave`: the layout after this one without this node, which then proposes
+    /// nothing more (rule 6). `Err` when it cannot leave: it is the only member, or it
+    /// already left.
+    pub fn leave(&mut self) -> Result<Layout, String> {
+        if self.dropped {
+            return Err(format!(
+                "{} is not a member of the ring layout (it already left or was removed)",
+                self.me
+            ));
+        }
+        let others: Vec<NodeId> = self
+            .current
+            .table
+            .members()
+            .iter()
+            .filter(|m| **m != self.me)
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            return Err(format!(
+                "{} is the only member: there is nobody to hand its data to",
+                self.me
+            ));
+        }
+        let next = self
+            .current
+            .next(others, self.cfg)
+            .map_err(|e| format!("cannot compute the layout without {}: {e}", self.me))?;
+        self.current = next.clone();
+        self.dropped = true;
+        Ok(next)
     }
 
     /// Rule 3.

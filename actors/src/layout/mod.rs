@@ -229,6 +229,23 @@ impl StreamHandler<()> for LayoutActor {
     }
 }
 
+/// `admin leave`: hold and push the layout without this node (the Handoff actor then
+/// hands its data off). The new layout's version, or why not.
+#[derive(Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct LeaveRing;
+
+impl Handler<LeaveRing> for LayoutActor {
+    type Result = Result<u64, String>;
+
+    fn handle(&mut self, _: LeaveRing, ctx: &mut Context<Self>) -> Self::Result {
+        let old = self.book.current().clone();
+        let next = self.book.leave()?;
+        self.took(&old, ctx);
+        Ok(next.version)
+    }
+}
+
 impl Handler<WatchLayout> for LayoutActor {
     type Result = MessageResult<WatchLayout>;
 

@@ -382,6 +382,30 @@ impl Handler<Leave> for MembershipActor {
     }
 }
 
+/// `admin remove NODE`: a dead member is declared gone for good (`left`), so the ring
+/// layout drops it and its partitions are copied to new owners. Refused for a live one.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RemoveMember(pub NodeId);
+
+impl Handler<RemoveMember> for MembershipActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, RemoveMember(id): RemoveMember, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.received();
+        if id == *self.core.id() {
+            return Err(format!(
+                "{id} is this node: use `troupe admin leave` to depart"
+            ));
+        }
+        let now = self.now();
+        let fx = self.core.remove(&id, now)?;
+        self.apply(fx, ctx);
+        log::warn!("admin remove: {id} is declared gone for good (left); its partitions move to new owners");
+        Ok(())
+    }
+}
+
 impl Handler<Fault> for MembershipActor {
     type Result = Result<Vec<String>, String>;
 

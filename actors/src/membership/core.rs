@@ -323,6 +323,32 @@ impl MemberList {
         self.local_verdict(id, incarnation, Status::Suspect, now)
     }
 
+    /// `admin remove`: declare a dead member gone for good (`Left` at its incarnation,
+    /// which outranks `Dead`). Refused for a live member, which must leave itself; a
+    /// removed member that comes back refutes with a newer incarnation and rejoins.
+    pub fn remove(&mut self, id: &NodeId, now: u64) -> Result<Option<Update>, String> {
+        let Some(cur) = self.members.get(id) else {
+            return Err(format!("{id} is not a member this node knows"));
+        };
+        match cur.info.status {
+            Status::Alive | Status::Suspect => Err(format!(
+                "{id} is {} (membership): a member that is up leaves with `troupe admin leave` on that node; remove is for a member that will not come back",
+                if cur.info.status == Status::Alive { "alive" } else { "suspect" }
+            )),
+            Status::Left => Ok(None),
+            Status::Dead => {
+                let mut member = cur.info.clone();
+                member.status = Status::Left;
+                let update = Update {
+                    member,
+                    origin: self.me.clone(),
+                };
+                self.apply(&update, now, true);
+                Ok(Some(update))
+            }
+        }
+    }
+
     /// Our suspicion of `id` at `incarnation` expired.
     pub fn confirm_dead(&mut self, id: &NodeId, incarnation: u64, now: u64) -> Merge {
         self.local_verdict(id, incarnation, Status::Dead, now)

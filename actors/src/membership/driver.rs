@@ -252,6 +252,15 @@ impl MembershipCore {
         fx
     }
 
+    /// `admin remove` of a dead member ([`MemberList::remove`]); the effects, or why not.
+    pub fn remove(&mut self, id: &NodeId, now: u64) -> Result<Vec<MEffect>, String> {
+        let mut fx = Vec::new();
+        if let Some(u) = self.list.remove(id, now)? {
+            fx.push(MEffect::ToDetector(ToDetector::Remove { id: u.member.id }));
+        }
+        Ok(fx)
+    }
+
     /// Live members other than us (Alive or Suspect).
     pub fn live_peers(&self) -> Vec<NodeId> {
         self.list

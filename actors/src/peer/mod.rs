@@ -81,6 +81,14 @@ pub struct TombInbound {
     pub msg: troupe_protocol::tomb::TombMsg,
 }
 
+/// A partition transfer message received from an authenticated peer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TransferInbound {
+    pub from: NodeId,
+    pub msg: troupe_protocol::transfer::TransferMsg,
+}
+
 /// Where inbound frames go: SWIM to membership, replication to the coordinator, layout
 /// gossip to the layout actor, anti-entropy to the AntiEntropy actor, tombstone GC rounds
 /// to the tombstone actor.
@@ -91,6 +99,7 @@ pub struct Sinks {
     pub layout: Option<Recipient<LayoutInbound>>,
     pub antientropy: Option<Recipient<AntiEntropyInbound>>,
     pub tomb: Option<Recipient<TombInbound>>,
+    pub transfer: Option<Recipient<TransferInbound>>,
 }
 
 /// The coordinator, and its counters: a data batch is counted as sent when the reader
@@ -254,6 +263,17 @@ impl PeerTransport {
     /// logged) like layout gossip: an unanswered round times out and runs again.
     pub fn send_tomb(&self, to: &NodeId, addr: &str, msg: troupe_protocol::tomb::TombMsg) {
         self.send_bulk(to, addr, PeerMsg::Tomb(msg), "tombstone");
+    }
+
+    /// Queues a partition transfer message for `to` at `addr` on the bulk lane; false when
+    /// it was not queued (a fetch then times out and is asked again).
+    pub fn send_transfer(
+        &self,
+        to: &NodeId,
+        addr: &str,
+        msg: troupe_protocol::transfer::TransferMsg,
+    ) -> bool {
+        self.queue(to, addr, Lane::Bulk, PeerMsg::Transfer(msg), "transfer")
     }
 
     /// Queues `msg` on the bulk lane, or drops it: `what` names it in the log.
@@ -522,6 +542,16 @@ async fn serve_one(
                 // A dropped GC message costs one round (it times out and runs again).
                 if let Some(tomb) = &sinks.tomb {
                     let _ = tomb.try_send(TombInbound {
+                        from: from.clone(),
+                        msg: m,
+                    });
+                }
+                continue;
+            }
+            Ok(PeerMsg::Transfer(m)) => {
+                // A dropped fetch or chunk costs the fetcher one stall check; gossip repeats.
+                if let Some(t) = &sinks.transfer {
+                    let _ = t.try_send(TransferInbound {
                         from: from.clone(),
                         msg: m,
                     });

@@ -97,6 +97,14 @@ impl Layout {
         (self.version, self.table.digest()) > (version, *digest)
     }
 
+    /// The layout's name in transfer trackers: (version, digest).
+    pub fn id(&self) -> troupe_protocol::transfer::LayoutId {
+        troupe_protocol::transfer::LayoutId {
+            version: self.version,
+            digest: self.table.digest(),
+        }
+    }
+
     pub fn to_wire(&self) -> WireLayout {
         let cfg = self.table.config();
         WireLayout {

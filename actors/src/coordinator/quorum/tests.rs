@@ -280,3 +280,51 @@ fn failed_hints_are_described_and_left_unacknowledged() {
     }
     assert_eq!(t.unacknowledged(), vec!["b".to_string(), "c".to_string()]);
 }
+
+#[test]
+fn in_transition_a_put_needs_w_of_the_current_and_w_of_the_stable_primaries() {
+    // Coordinator a; current primaries a, b, d (d joined); stable primaries a, b, c.
+    let mut t = PutTracker::new(vec!["b".into(), "d".into()], 2).also_needs(
+        vec!["b".into(), "c".into()],
+        2,
+        true,
+    );
+    assert_eq!(t.target_nodes(), ["b", "d", "c"]);
+    assert_eq!(t.start(), Progress::Pending);
+    // d acknowledges: 2 of the current ones, but only a of the stable ones.
+    assert_eq!(t.add_answer("d", Ok(())), Progress::Pending);
+    // c is only in the stable group: it does not count toward the current w.
+    assert!(matches!(
+        t.add_answer("c", Ok(())),
+        Progress::Reply(PutOutcome::Acknowledged)
+    ));
+
+    let mut t = PutTracker::new(vec!["b".into(), "d".into()], 2).also_needs(
+        vec!["b".into(), "c".into()],
+        2,
+        true,
+    );
+    t.start();
+    assert_eq!(t.add_answer("c", Ok(())), Progress::Pending, "stable only");
+    assert_eq!(t.add_answer("d", Err("x".into())), Progress::Pending);
+    // b fails: the current group cannot reach 2 (a alone).
+    match t.add_answer("b", Err("y".into())) {
+        Progress::Reply(PutOutcome::Indeterminate(f)) => assert_eq!(f.got, 1),
+        other => panic!("{other:?}"),
+    }
+
+    // The stable group out of reach fails the put even with the current w met.
+    let mut t = PutTracker::new(vec!["b".into(), "d".into()], 2).also_needs(
+        vec!["c".into(), "e".into(), "f".into()],
+        2,
+        false,
+    );
+    t.start();
+    t.add_answer("b", Ok(()));
+    t.add_answer("c", Err("x".into()));
+    assert_eq!(t.add_answer("e", Ok(())), Progress::Pending);
+    assert!(matches!(
+        t.add_answer("f", Err("y".into())),
+        Progress::Reply(PutOutcome::Indeterminate(_))
+    ));
+}
