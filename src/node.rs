@@ -249,6 +249,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 scan: memtable.clone().recipient(),
                 write: memtable.clone().recipient(),
                 join: coordinator.clone().recipient(),
+                drained: Some(coordinator.clone().recipient()),
                 keys_in: Some(ae_addr.clone().recipient()),
                 leave: Some(membership.clone().recipient()),
                 leave_ring: Some(layout_addr.clone().recipient()),

@@ -98,7 +98,7 @@ pub(crate) fn status_of(node: &NodeProc, id: &str) -> Option<String> {
 pub(crate) fn agreed_ring(nodes: &[&NodeProc], members: usize) -> Value {
     let mut last = Value::Null;
     wait_for(
-        &format!("every node holds one layout of {members} members"),
+        &format!("every node holds one settled layout of {members} members"),
         Duration::from_secs(30),
         || {
             let rings: Vec<Value> = nodes
@@ -111,6 +111,8 @@ pub(crate) fn agreed_ring(nodes: &[&NodeProc], members: usize) -> Value {
             last = rings[0].clone();
             rings.iter().all(|r| {
                 r["members"].as_array().map(Vec::len) == Some(members)
+                    // Settled: no partition is still moving to a new owner.
+                    && r["pending"].as_array().is_some_and(Vec::is_empty)
                     && r["digest"] == rings[0]["digest"]
                     && r["version"] == rings[0]["version"]
             })

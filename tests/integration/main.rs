@@ -25,5 +25,6 @@ mod replication;
 mod storage_engine;
 mod tls;
 mod tombstones;
+mod transfers;
 mod types;
 mod wal_repair;

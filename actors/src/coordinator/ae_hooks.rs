@@ -169,3 +169,27 @@ mod tests {
         assert_eq!(third, second);
     }
 }
+
+/// The Handoff actor's question before it acks layout `version` (handoff rule 2): does this
+/// coordinator place writes with that layout (or a newer one), and has every write whose
+/// replicas were chosen under an older one ended?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct WritesDrained {
+    pub version: u64,
+}
+
+impl Handler<WritesDrained> for Coordinator {
+    type Result = bool;
+
+    fn handle(&mut self, m: WritesDrained, _: &mut Context<Self>) -> bool {
+        self.counters.handled();
+        if self.placement().version < m.version {
+            return false;
+        }
+        !self.requests.values().any(|r| {
+            matches!(r, super::requests::Request::Put(st)
+                if st.tracker.is_some() && st.layout_version < m.version)
+        })
+    }
+}

@@ -37,7 +37,7 @@
 
 mod ae_hooks;
 mod api;
-pub use ae_hooks::{JoinLocal, LocalWrites};
+pub use ae_hooks::{JoinLocal, LocalWrites, WritesDrained};
 pub use api::*;
 pub mod describe;
 mod get;

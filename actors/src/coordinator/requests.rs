@@ -66,6 +66,8 @@ pub(crate) struct PutState {
     pub(super) fallbacks: std::collections::VecDeque<NodeId>,
     /// Set once the local write is durable.
     pub(super) tracker: Option<PutTracker>,
+    /// The layout version the targets were chosen under (set with `tracker`).
+    pub(super) layout_version: u64,
     /// What the client hears on success: the object the local write left.
     written: WriteReply,
     reply: Option<ReplyTo<WriteReply>>,
@@ -210,6 +212,7 @@ impl Coordinator {
                 object: Vec::new(),
                 fallbacks: Default::default(),
                 tracker: None,
+                layout_version: 0,
                 written: WriteReply::default(),
                 reply: Some(reply),
                 rpcs: Vec::new(),
@@ -328,6 +331,7 @@ impl Coordinator {
             .filter(|id| *id != self.cfg.me)
             .collect();
         st.tracker = Some(tracker);
+        st.layout_version = p.version;
         let key = st.key.clone();
         let encoded = stored.bytes;
         st.object = encoded.clone();

@@ -69,7 +69,9 @@ pub struct HandoffConfig {
     pub max_bytes_per_sec: u64,
     /// A stream without progress this long is cut and restarted elsewhere.
     pub stall_timeout: Duration,
-    /// How long after a new layout this node acks it (the coordinator's request timeout).
+    /// The longest a node waits before acking a new layout: the coordinator's request
+    /// timeout, after which every write started under the old one has ended. It acks
+    /// sooner when the coordinator says so (`WritesDrained`).
     pub ack_delay: Duration,
     /// How long after promotion data no longer owned is deleted.
     pub drop_delay: Duration,
@@ -122,6 +124,8 @@ pub struct HandoffLinks {
     pub scan: Recipient<Scan>,
     pub write: Recipient<Write>,
     pub join: Recipient<JoinLocal>,
+    /// Asked before acking a layout (rule 2); without it the actor waits `ack_delay`.
+    pub drained: Option<Recipient<crate::coordinator::WritesDrained>>,
     pub keys_in: Option<Recipient<KeysIn>>,
     pub leave: Option<Recipient<Leave>>,
     /// Asks the layout actor to drop this node (`admin leave`).
@@ -254,6 +258,7 @@ pub struct Handoff {
     dirty: bool,
     gossip_dirty: bool,
     checking_data: bool,
+    asking_drained: bool,
     stats: Arc<HandoffStats>,
 }
 
@@ -320,6 +325,7 @@ impl Handoff {
             dirty: true,
             gossip_dirty: false,
             checking_data: false,
+            asking_drained: false,
             stats: Arc::default(),
         }
     }
@@ -487,12 +493,13 @@ impl Handoff {
         }
         self.check_fresh_data(ctx);
         let in_transition = self.book.transition().is_some();
-        if in_transition
-            && !self.book.acked_current()
-            && self.adopted_at.elapsed() >= self.cfg.ack_delay
-        {
-            self.book.ack();
-            self.changed(ctx);
+        if in_transition && !self.book.acked_current() {
+            if self.adopted_at.elapsed() >= self.cfg.ack_delay {
+                self.book.ack();
+                self.changed(ctx);
+            } else {
+                self.ask_drained(ctx);
+            }
         }
         if in_transition && !self.book.synced_current() && self.book.acked_current() {
             let up = |id: &NodeId| self.is_up(id);
@@ -501,28 +508,7 @@ impl Handoff {
             }
         }
         if let Some(old) = self.book.promote() {
-            let dropped = self.book.dropped_since(&old);
-            log::info!(
-                "handoff: layout {} is stable: every member holds what it owns{}",
-                self.book.stable().version,
-                if dropped.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; {} partition(s) no longer owned here are deleted in {:?}",
-                        dropped.len(),
-                        self.cfg.drop_delay
-                    )
-                }
-            );
-            for p in dropped {
-                if !self.to_drop.contains(&p) {
-                    self.to_drop.push(p);
-                }
-            }
-            if !self.to_drop.is_empty() {
-                self.drop_after = Some(Instant::now() + self.cfg.drop_delay);
-            }
+            self.promoted(&old);
             self.changed(ctx);
         }
         self.drop_partitions(ctx);
@@ -537,6 +523,33 @@ impl Handoff {
         if self.gossip_dirty {
             self.gossip_dirty = false;
             self.gossip(3);
+        }
+    }
+
+    /// The stable layout moved on from `old` (promoted here or by a peer): the partitions
+    /// this node gave up are deleted `drop_delay` from now.
+    fn promoted(&mut self, old: &Layout) {
+        let dropped = self.book.dropped_since(old);
+        log::info!(
+            "handoff: layout {} is stable: every member holds what it owns{}",
+            self.book.stable().version,
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} partition(s) no longer owned here are deleted in {:?}",
+                    dropped.len(),
+                    self.cfg.drop_delay
+                )
+            }
+        );
+        for p in dropped {
+            if !self.to_drop.contains(&p) {
+                self.to_drop.push(p);
+            }
+        }
+        if !self.to_drop.is_empty() {
+            self.drop_after = Some(Instant::now() + self.cfg.drop_delay);
         }
     }
 
@@ -653,6 +666,33 @@ impl Handoff {
                 progress,
                 task,
             },
+        );
+    }
+
+    /// Rule 2's early ack: the coordinator places writes with the current layout and no
+    /// write placed with an older one is still open.
+    fn ask_drained(&mut self, ctx: &mut Context<Self>) {
+        let Some(to) = self.links.drained.clone() else {
+            return;
+        };
+        if self.asking_drained {
+            return;
+        }
+        self.asking_drained = true;
+        let id = self.book.current().id();
+        let ask = async move {
+            to.send(crate::coordinator::WritesDrained {
+                version: id.version,
+            })
+            .await
+        };
+        ctx.spawn(
+            actix::fut::wrap_future(ask).map(move |res, act: &mut Self, ctx| {
+                act.asking_drained = false;
+                if res == Ok(true) && act.book.current().id() == id && act.book.ack() {
+                    act.changed(ctx);
+                }
+            }),
         );
     }
 
@@ -1079,7 +1119,13 @@ impl Handler<TransferInbound> for Handoff {
                 if stable.table.config() != self.book.current().table.config() {
                     return; // another Q or N: the layout actor logs that
                 }
+                let before = self.book.stable().clone();
                 let merged = self.book.merge(stable, w.provisional, &w.acked, &w.synced);
+                if merged.stable {
+                    // A peer promoted first: what this node gave up is dropped as if it
+                    // had promoted itself.
+                    self.promoted(&before);
+                }
                 if merged.changed {
                     self.changed(ctx);
                 }
