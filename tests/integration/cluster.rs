@@ -96,10 +96,15 @@ pub(crate) fn status_of(node: &NodeProc, id: &str) -> Option<String> {
 /// Waits until every node of `nodes` holds one ring layout (version and digest) of
 /// `members` members; returns node 0's `admin ring` then.
 pub(crate) fn agreed_ring(nodes: &[&NodeProc], members: usize) -> Value {
+    agreed_ring_within(nodes, members, Duration::from_secs(30))
+}
+
+/// [`agreed_ring`] with its own limit (a ring change that moves a lot of data).
+pub(crate) fn agreed_ring_within(nodes: &[&NodeProc], members: usize, limit: Duration) -> Value {
     let mut last = Value::Null;
     wait_for(
         &format!("every node holds one settled layout of {members} members"),
-        Duration::from_secs(30),
+        limit,
         || {
             let rings: Vec<Value> = nodes
                 .iter()

@@ -13,7 +13,7 @@
 //! Every wait is on an observable event (`admin ring` settled, `admin transfers`,
 //! membership status), never on a fixed sleep.
 
-use crate::cluster::{agreed_ring, dead_bound, start, status_of, wait_for};
+use crate::cluster::{agreed_ring, agreed_ring_within, dead_bound, start, status_of, wait_for};
 use crate::harness::{rt_mt, AckLog, NodeProc};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,7 +48,13 @@ fn transfer_stat(node: &NodeProc, name: &str) -> u64 {
 
 fn value_of(key: &str) -> Vec<u8> {
     let mut v = key.as_bytes().to_vec();
-    v.resize(VALUE_LEN, b'.');
+    // Keys `big-*` carry 1 KiB values (the resume test needs several chunks per stream).
+    let len = if key.starts_with("big-") {
+        1024
+    } else {
+        VALUE_LEN
+    };
+    v.resize(len, b'.');
     v
 }
 
@@ -267,7 +273,8 @@ fn a_transfer_cut_by_sigkill_of_the_receiver_resumes() {
     let nodes = three_nodes(dir.path(), &slow);
     let rt = rt_mt();
     let clients: Vec<Arc<Client>> = nodes.iter().map(|n| connect(&rt, n)).collect();
-    let keys: Vec<String> = (0..8000).map(|i| format!("k-{i:05}")).collect();
+    // About 8 MiB, of which n4 takes 3/4 in 256 KiB chunks: many chunks per stream.
+    let keys: Vec<String> = (0..8000).map(|i| format!("big-{i:05}")).collect();
     preload(&rt, &clients, &keys);
 
     let mut e = env();
@@ -285,7 +292,7 @@ fn a_transfer_cut_by_sigkill_of_the_receiver_resumes() {
         n4.log_text().contains("resuming from the saved cursor")
     });
     let refs: Vec<&NodeProc> = nodes.iter().chain(std::iter::once(&n4)).collect();
-    let ring = agreed_ring(&refs, 4);
+    let ring = agreed_ring_within(&refs, 4, Duration::from_secs(120));
     let after_restart = transfer_stat(&n4, "keys_received");
     eprintln!(
         "resumed transfer: {after_restart} keys fetched after the restart; ring {}",

@@ -89,6 +89,7 @@ pub(super) struct StreamCtx {
 /// Runs a stream to its end (`Ok`) or its first failure. The actor retries or reassigns.
 pub(super) async fn run(ctx: StreamCtx, mut after: Option<Vec<u8>>) -> Result<(), String> {
     let mut pacer = Pacer::new(ctx.max_bytes_per_sec);
+    let mut unanswered = 0;
     loop {
         let (tx, rx) = oneshot::channel();
         let fetch = TransferMsg::Fetch {
@@ -107,8 +108,15 @@ pub(super) async fn run(ctx: StreamCtx, mut after: Option<Vec<u8>>) -> Result<()
             .map_err(|e| format!("handoff actor: {e}"))?;
         let (objects, next, estimate) = match rx.await {
             Ok(r) => r?,
-            Err(_) => return Err(format!("{} did not answer in time", ctx.source)),
+            // Fetches are reads: asking again is safe. Three misses in a row end the
+            // stream (the actor then tries another holder).
+            Err(_) if unanswered < 2 => {
+                unanswered += 1;
+                continue;
+            }
+            Err(_) => return Err(format!("{} did not answer in time (3 tries)", ctx.source)),
         };
+        unanswered = 0;
         if let Some(est) = estimate {
             lock(&ctx.progress).estimate = Some(est);
         }

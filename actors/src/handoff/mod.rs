@@ -818,9 +818,15 @@ impl Handoff {
         }
     }
 
+    /// A fetch unanswered this long is asked again (a chunk sent just as a connection
+    /// died is lost without an error): a quarter of the stall timeout, 1 to 10 s.
+    fn request_timeout(&self) -> Duration {
+        (self.cfg.stall_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(10))
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
-        let timeout = self.cfg.stall_timeout;
+        let timeout = self.request_timeout();
         self.pending
             .retain(|_, (at, _)| now.duration_since(*at) < timeout);
     }
