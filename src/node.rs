@@ -312,6 +312,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 purge: coordinator.clone().recipient(),
                 // Asked even with hand-off disabled: hints from an earlier run may remain.
                 hints: Some(hints_addr.clone().recipient()),
+                transition: Some(transition_rx.clone()),
             },
         );
         let tomb_stats = tomb_actor.stats();

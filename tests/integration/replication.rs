@@ -200,11 +200,16 @@ fn a_write_through_a_non_primary_is_forwarded_to_the_primary() {
     let a = start(dir.path(), "a", None, &env);
     let b = start(dir.path(), "b", Some(&a.peer), &env);
     wait_for(
-        "a and b agree on a ring of two",
+        "a and b agree on a settled ring of two",
         Duration::from_secs(20),
         || {
             let (ra, rb) = (admin_json(&a, &["ring"]), admin_json(&b, &["ring"]));
-            ra["members"].as_array().map(Vec::len) == Some(2) && ra["digest"] == rb["digest"]
+            // Settled: while b's partitions move to it, writes also go to their old owner.
+            let settled = |r: &Value| r["pending"].as_array().is_some_and(Vec::is_empty);
+            ra["members"].as_array().map(Vec::len) == Some(2)
+                && ra["digest"] == rb["digest"]
+                && settled(&ra)
+                && settled(&rb)
         },
     );
     let rt = rt_mt();

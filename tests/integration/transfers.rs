@@ -379,3 +379,68 @@ fn leave_and_remove_keep_every_key_on_n_replicas() {
     let c5 = vec![connect(&rt, &n5)];
     read_back(&rt, &c5, &all, "through the new node");
 }
+
+#[test]
+fn a_stalled_source_is_left_for_another_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow, short-fused transfers: a source that stops answering is given up on quickly.
+    let slow = vec![
+        (
+            "TROUPE__HANDOFF__TRANSFER_BYTES_PER_SEC",
+            "1000000".to_string(),
+        ),
+        ("TROUPE__HANDOFF__STALL_TIMEOUT", "4s".to_string()),
+        ("TROUPE__HANDOFF__TRANSFER_LIMIT", "1".to_string()),
+    ];
+    let nodes = three_nodes(dir.path(), &slow);
+    let rt = rt_mt();
+    let clients: Vec<Arc<Client>> = nodes.iter().map(|n| connect(&rt, n)).collect();
+    let keys: Vec<String> = (0..6000).map(|i| format!("big-{i:05}")).collect();
+    preload(&rt, &clients, &keys);
+
+    let mut e = env();
+    e.extend(slow.iter().cloned());
+    let n4 = start(dir.path(), "n4", Some(&nodes[0].peer), &e);
+    // The first stream's source is frozen (SIGSTOP) once it has sent something.
+    let mut source = String::new();
+    wait_for("n4 streams from a source", Duration::from_secs(60), || {
+        let t = json(&n4, &["transfers"]);
+        match t["streams"].as_array().and_then(|s| s.first()) {
+            Some(s) if s["keys"].as_u64().unwrap_or(0) > 0 => {
+                source = s["source"].as_str().unwrap().to_string();
+                true
+            }
+            _ => false,
+        }
+    });
+    let frozen = nodes.iter().find(|n| n.node_id == source).unwrap();
+    frozen.signal(libc::SIGSTOP);
+    wait_for(
+        "n4 gives the frozen source up and moves on",
+        Duration::from_secs(60),
+        || {
+            let log = n4.log_text();
+            log.contains(&format!("the stream from {source} made no progress"))
+                || log.contains(&format!("the stream from {source} failed"))
+        },
+    );
+    // Everything except the frozen source's own partitions (n4 needs the frozen node's ack
+    // to finish the ring change, not its data) comes from the others meanwhile.
+    wait_for(
+        "n4 fetches from the others",
+        Duration::from_secs(60),
+        || {
+            let t = json(&n4, &["transfers"]);
+            t["streams"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["source"] != source.as_str()))
+                || t["in_transition"] == false
+        },
+    );
+    frozen.signal(libc::SIGCONT);
+    let refs: Vec<&NodeProc> = nodes.iter().chain(std::iter::once(&n4)).collect();
+    agreed_ring_within(&refs, 4, Duration::from_secs(120));
+    let mut all_clients = clients.clone();
+    all_clients.push(connect(&rt, &n4));
+    read_back(&rt, &all_clients, &keys, "after the stalled transfer");
+}

@@ -226,12 +226,14 @@ impl Coordinator {
     /// Step 1: the plan, node -> partitions it lists.
     fn keys_plan(&mut self) -> Result<(Arc<PartitionTable>, Plan), ClientError> {
         let p = self.placement();
-        let n = p.n();
+        // While the ring is in transition the stable layout's owners hold the data (a new
+        // owner may not yet): they are the ones listed.
+        let table = p.stable.clone().unwrap_or_else(|| p.table.clone());
+        let n = table.effective_n();
         let k = self.cfg.r.required(n).max(1);
         let mut plan: BTreeMap<NodeId, BTreeSet<u32>> = BTreeMap::new();
-        for part in 0..p.table.partitions() {
-            let up: Vec<&NodeId> = p
-                .table
+        for part in 0..table.partitions() {
+            let up: Vec<&NodeId> = table
                 .primaries(part)
                 .iter()
                 .filter(|id| **id == self.cfg.me || p.is_up(id))
@@ -247,7 +249,7 @@ impl Coordinator {
                 plan.entry(id.clone()).or_default().insert(part);
             }
         }
-        Ok((p.table.clone(), plan))
+        Ok((table, plan))
     }
 
     pub(super) fn keys_answer(

@@ -20,8 +20,8 @@ use troupe_protocol::swim::{MemberInfo, NodeId, Status};
 pub struct RingInputs {
     pub members: watch::Receiver<RingMembers>,
     pub layout: watch::Receiver<Layout>,
-    /// The stable layout while the ring is in transition (the Handoff actor's).
-    pub transition: watch::Receiver<Option<Layout>>,
+    /// The Handoff actor's view: the stable layout while the ring is in transition.
+    pub transition: watch::Receiver<crate::handoff::Transition>,
 }
 
 impl RingInputs {
@@ -36,7 +36,7 @@ impl RingInputs {
     pub fn placement(&mut self) -> Placement {
         let view = self.members.borrow_and_update().clone();
         let layout = self.layout.borrow_and_update().clone();
-        let stable = self.transition.borrow_and_update().clone();
+        let stable = self.transition.borrow_and_update().stable_for(&layout);
         let mut p = Placement::new(&view, &layout);
         p.stable = stable
             .filter(|s| s.table.partitions() == layout.table.partitions())
@@ -150,7 +150,10 @@ impl RingInputs {
             departed: Vec::new(),
         });
         let (layout_tx, layout) = watch::channel(layout);
-        let (transition_tx, transition) = watch::channel(None);
+        let (transition_tx, transition) = watch::channel(crate::handoff::Transition {
+            current: layout.borrow().clone(),
+            stable: None,
+        });
         // The view and the layout never change: keep the senders alive.
         std::mem::forget(tx);
         std::mem::forget(layout_tx);

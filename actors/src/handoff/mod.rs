@@ -132,9 +132,30 @@ pub struct HandoffLinks {
     pub leave_ring: Option<Recipient<crate::layout::LeaveRing>>,
 }
 
-/// The stable layout while in transition (for the coordinator's `RingInputs`).
+/// What the Handoff actor knows of the ring, for the coordinator's `RingInputs`: the
+/// current layout it has processed, and the stable one while in transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub current: Layout,
+    pub stable: Option<Layout>,
+}
+
+impl Transition {
+    /// The stable layout as seen by a reader that holds `layout` as current: while this
+    /// actor has not processed `layout` yet, its own current one (the old layout) still
+    /// holds the data, so the ring counts as in transition from it.
+    pub fn stable_for(&self, layout: &Layout) -> Option<Layout> {
+        match &self.stable {
+            Some(s) => Some(s.clone()),
+            None if self.current != *layout => Some(self.current.clone()),
+            None => None,
+        }
+    }
+}
+
+/// The receiver of [`Transition`]s.
 #[derive(Message)]
-#[rtype(result = "watch::Receiver<Option<Layout>>")]
+#[rtype(result = "watch::Receiver<Transition>")]
 pub struct WatchTransition;
 
 /// `admin leave`: hand everything off, then depart. The answer says what will happen.
@@ -235,7 +256,7 @@ pub struct Handoff {
     cfg: HandoffConfig,
     links: HandoffLinks,
     book: TransferBook,
-    tx: watch::Sender<Option<Layout>>,
+    tx: watch::Sender<Transition>,
     leaving: bool,
     left: bool,
     /// When the current layout was taken (the ack waits `ack_delay` from here).
@@ -300,7 +321,10 @@ impl Handoff {
             }
             None => TransferBook::new(cfg.me.clone(), current.clone(), current.clone(), fresh),
         };
-        let (tx, _) = watch::channel(book.transition().cloned());
+        let (tx, _) = watch::channel(Transition {
+            current: book.current().clone(),
+            stable: book.transition().cloned(),
+        });
         let drop_after = (!to_drop.is_empty()).then(|| Instant::now() + cfg.drop_delay);
         Handoff {
             cfg,
@@ -395,8 +419,13 @@ impl Handoff {
     }
 
     fn publish(&mut self) {
-        let t = self.book.transition().cloned();
-        self.stats.in_transition.store(t.is_some() as u64, Relaxed);
+        let t = Transition {
+            current: self.book.current().clone(),
+            stable: self.book.transition().cloned(),
+        };
+        self.stats
+            .in_transition
+            .store(t.stable.is_some() as u64, Relaxed);
         if *self.tx.borrow() != t {
             self.tx.send_replace(t);
         }
@@ -582,10 +611,9 @@ impl Handoff {
         for src in stalled {
             if let Some(s) = self.streams.remove(&src) {
                 log::warn!(
-                    "handoff: the stream from {src} ({} partition(s)) made no progress for {:?}; restarting it from its cursor{}",
-                    s.partitions.len(),
+                    "handoff: the stream from {src} made no progress for {:?} ({} partition(s)); restarting it from its cursor on another holder if there is one",
                     self.cfg.stall_timeout,
-                    " on another holder if there is one"
+                    s.partitions.len(),
                 );
                 ctx.cancel_future(s.task);
                 self.stats.streams_stalled.fetch_add(1, Relaxed);
@@ -974,8 +1002,25 @@ impl Actor for Handoff {
         ctx.set_mailbox_capacity(self.cfg.mailbox);
         self.publish();
         self.save(ctx);
+        // The layout as it changes (a watch coalesces: at most one pending item).
+        let rx = self.links.layout.clone();
+        let changes = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        });
+        ctx.add_stream(changes);
         ctx.run_interval(Duration::from_millis(250), |act, ctx| act.tick(ctx));
         ctx.run_interval(self.cfg.gossip_interval, |act, _| act.gossip(1));
+    }
+}
+
+impl StreamHandler<()> for Handoff {
+    fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
+        self.on_layout(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The layout actor stopped: the node is shutting down.
     }
 }
 

@@ -20,7 +20,8 @@
 //!    `round_timeout` fails them all): `Purge` to the other primaries, and a purge here.
 //!    Each deletes the marker only if it still holds exactly it.
 //!
-//! No round runs while any member is down or unknown: a member we cannot ask may hold a
+//! No round runs while the ring is in transition (`crate::handoff`), nor while any member
+//! is down or unknown: a member we cannot ask may hold a
 //! hint with an older value. Markers wait (counted as held), they are never dropped early.
 
 pub mod book;
@@ -134,6 +135,9 @@ pub struct TombstoneLinks {
     pub scan: Recipient<Scan>,
     pub purge: Recipient<PurgeTombstones>,
     pub hints: Option<Recipient<HintsPending>>,
+    /// The Handoff actor's stable layout while the ring is in transition: no round runs
+    /// then (a partition's owners are changing; a new owner may not hold a marker yet).
+    pub transition: Option<watch::Receiver<crate::handoff::Transition>>,
 }
 
 pub struct TombstoneActor {
@@ -219,6 +223,17 @@ impl TombstoneActor {
             if started.elapsed() >= self.cfg.round_timeout {
                 round.timed_out();
                 self.finish_round(ctx);
+            }
+            return;
+        }
+        if self
+            .links
+            .transition
+            .as_ref()
+            .is_some_and(|t| t.borrow().stable_for(&self.links.layout.borrow()).is_some())
+        {
+            if self.book.counts(Instant::now()).1 > 0 {
+                self.stats.rounds_blocked.fetch_add(1, Relaxed);
             }
             return;
         }
