@@ -16,6 +16,7 @@ mod antientropy;
 mod hints;
 mod process;
 mod replication;
+mod transfers;
 
 use actix::Addr;
 use std::collections::BTreeMap;
@@ -55,6 +56,7 @@ pub struct Sources {
     pub budget: Option<troupe_actors::connection::reader::ByteBudget>,
     /// Hinted handoff's counters (relaxed atomics).
     pub hints: Option<Arc<troupe_actors::hints::HintStats>>,
+    pub transfers: Option<Arc<troupe_actors::handoff::HandoffStats>>,
     /// `auth.admin_token`'s hash: /metrics then needs `Authorization: Bearer TOKEN`
     /// (/health stays open: it says only ok or poisoned, for load balancers and systemd).
     pub token: Option<blake3::Hash>,
@@ -299,6 +301,9 @@ pub fn render(src: &Sources, g: &Gathered) -> String {
     if let Some(h) = &src.hints {
         hints::render(&mut out, &h.snapshot());
     }
+    if let Some(t) = &src.transfers {
+        transfers::render(&mut out, t);
+    }
     if let Some(members) = &g.members {
         let samples: Vec<_> = members
             .iter()
@@ -527,6 +532,7 @@ mod tests {
             tombstones: Some(Arc::default()),
             budget: Some(troupe_actors::connection::reader::ByteBudget::new(1 << 20)),
             hints: Some(Arc::default()),
+            transfers: Some(Arc::default()),
             token: None,
         }
     }

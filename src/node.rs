@@ -432,6 +432,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             tombstones: Some(tomb_stats.clone()),
             budget: Some(budget),
             hints: Some(hint_stats.clone()),
+            transfers: Some(transfer_stats.clone()),
             token: (!cfg.auth.admin_token.is_empty())
                 .then(|| blake3::hash(cfg.auth.admin_token.as_bytes())),
         };

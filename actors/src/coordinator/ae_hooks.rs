@@ -183,7 +183,7 @@ impl Handler<WritesDrained> for Coordinator {
     type Result = bool;
 
     fn handle(&mut self, m: WritesDrained, _: &mut Context<Self>) -> bool {
-        self.counters.handled();
+        self.counters.received();
         if self.placement().version < m.version {
             return false;
         }

@@ -479,4 +479,21 @@ mod tests {
         assert_eq!(l.table.effective_n(), 2);
         assert_eq!(l.version, 2);
     }
+
+    #[test]
+    fn leave_drops_this_node_and_proposes_nothing_more() {
+        let mut b = LayoutBook::new(id("a"), cfg(), Layout::initial([id("a")], cfg()).unwrap());
+        assert!(b.leave().unwrap_err().contains("only member"));
+        let three = Layout::initial([id("a"), id("b"), id("c")], cfg()).unwrap();
+        let mut b = LayoutBook::new(id("a"), cfg(), three.clone());
+        let next = b.leave().unwrap();
+        assert_eq!(next.version, three.version + 1);
+        assert_eq!(next.table.members(), [id("b"), id("c")]);
+        assert!(b.leave().is_err(), "it already left");
+        // Membership still lists it as a member (it is up, handing off): no re-add.
+        assert_eq!(b.on_view(&view(&["a", "b", "c"], &[])), None);
+        // A restart with the stored layout keeps it out.
+        let mut again = LayoutBook::new(id("a"), cfg(), next);
+        assert_eq!(again.on_view(&view(&["a", "b", "c"], &[])), None);
+    }
 }

@@ -325,6 +325,35 @@ fn leaving_node_does_not_refute() {
     );
 }
 
+#[test]
+fn remove_marks_a_dead_member_left_and_refuses_a_live_one() {
+    let mut l = list();
+    l.apply(&up("k", 3, Status::Alive, 1), 0, false);
+    let e = l.remove(&"k".into(), 0).unwrap_err();
+    assert!(e.contains("alive") && e.contains("admin leave"), "{e}");
+    assert!(l.remove(&"nobody".into(), 0).is_err());
+    l.apply(&up("k", 3, Status::Dead, 1), 0, false);
+    l.drain_events();
+    let u = l
+        .remove(&"k".into(), 0)
+        .unwrap()
+        .expect("an update to gossip");
+    assert_eq!((u.member.status, u.member.incarnation), (Status::Left, 3));
+    assert_eq!(l.get(&"k".into()).map(|m| m.status), Some(Status::Left));
+    assert!(l
+        .drain_events()
+        .iter()
+        .any(|e| matches!(e, MemberEvent::MemberLeft(m) if m.id.0 == "k")));
+    assert_eq!(
+        l.remove(&"k".into(), 0),
+        Ok(None),
+        "removing twice is a no-op"
+    );
+    // It comes back: a newer incarnation alive outranks the removal (a new join).
+    l.apply(&up("k", 4, Status::Alive, 2), 0, false);
+    assert_eq!(l.get(&"k".into()).map(|m| m.status), Some(Status::Alive));
+}
+
 fn arb_status() -> impl Strategy<Value = Status> {
     prop_oneof![
         Just(Status::Alive),
