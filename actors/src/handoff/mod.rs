@@ -1170,6 +1170,11 @@ impl Handler<TransferInbound> for Handoff {
                 if stable.table.config() != self.book.current().table.config() {
                     return; // another Q or N: the layout actor logs that
                 }
+                // A fresh node's provisional state: it needs ours now (until it has it, it
+                // reads from its own empty layout), so answer at once.
+                if w.provisional && !self.book.is_provisional() {
+                    self.send(&m.from, TransferMsg::State(self.wire_state()));
+                }
                 let before = self.book.stable().clone();
                 let merged = self.book.merge(stable, w.provisional, &w.acked, &w.synced);
                 if merged.stable {
