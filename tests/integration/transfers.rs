@@ -280,17 +280,24 @@ fn a_transfer_cut_by_sigkill_of_the_receiver_resumes() {
     let mut e = env();
     e.extend(slow.iter().cloned());
     let mut n4 = start(dir.path(), "n4", Some(&nodes[0].peer), &e);
+    // Two chunks in (a chunk is 256 KiB, ~250 of these keys): the first one's cursor has
+    // been written by then.
     wait_for("n4 fetched some keys", Duration::from_secs(60), || {
         let t = json(&n4, &["transfers"]);
         t["streams"]
             .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["keys"].as_u64().unwrap_or(0) > 0))
+            .is_some_and(|s| s.iter().any(|s| s["keys"].as_u64().unwrap_or(0) > 400))
     });
     n4.kill();
     n4.restart();
-    wait_for("n4 resumed a stream", Duration::from_secs(30), || {
-        n4.log_text().contains("resuming from the saved cursor")
-    });
+    let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("n4 resumed a stream", Duration::from_secs(30), || {
+            n4.log_text().contains("resuming from the saved cursor")
+        })
+    }));
+    if resumed.is_err() {
+        panic!("n4 did not resume; its log:\n{}", n4.log_text());
+    }
     let refs: Vec<&NodeProc> = nodes.iter().chain(std::iter::once(&n4)).collect();
     let ring = agreed_ring_within(&refs, 4, Duration::from_secs(120));
     let after_restart = transfer_stat(&n4, "keys_received");

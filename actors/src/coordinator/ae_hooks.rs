@@ -187,9 +187,10 @@ impl Handler<WritesDrained> for Coordinator {
         if self.placement().version < m.version {
             return false;
         }
-        !self.requests.values().any(|r| {
-            matches!(r, super::requests::Request::Put(st)
-                if st.tracker.is_some() && st.layout_version < m.version)
-        })
+        // Every open put counts, still writing locally or not: its primaries were chosen
+        // at its start.
+        !self.requests.values().any(
+            |r| matches!(r, super::requests::Request::Put(st) if st.layout_version < m.version),
+        )
     }
 }

@@ -66,7 +66,7 @@ pub(crate) struct PutState {
     pub(super) fallbacks: std::collections::VecDeque<NodeId>,
     /// Set once the local write is durable.
     pub(super) tracker: Option<PutTracker>,
-    /// The layout version the targets were chosen under (set with `tracker`).
+    /// The layout version the put's primaries were chosen under (at its start).
     pub(super) layout_version: u64,
     /// What the client hears on success: the object the local write left.
     written: WriteReply,
@@ -212,7 +212,7 @@ impl Coordinator {
                 object: Vec::new(),
                 fallbacks: Default::default(),
                 tracker: None,
-                layout_version: 0,
+                layout_version: p.version,
                 written: WriteReply::default(),
                 reply: Some(reply),
                 rpcs: Vec::new(),
@@ -305,25 +305,31 @@ impl Coordinator {
             return;
         };
         st.written = WriteReply::of(&stored.object);
-        let others: Vec<NodeId> = st
+        let primaries: Vec<String> = st
             .primaries
             .iter()
             .filter(|id| **id != self.cfg.me)
-            .cloned()
+            .map(|id| id.0.clone())
             .collect();
         // In transition the stable layout's primaries must acknowledge too (handoff rule
-        // 1): `w` of them, or all of them when they are fewer.
-        let also = p.also_write(&st.key);
-        let mut tracker = PutTracker::new(others.iter().map(|id| id.0.clone()).collect(), st.w);
+        // 1): `w` of them, or all of them when they are fewer. A stable primary that left
+        // (`admin remove`) is no longer a ring member: it is not waited for.
+        let also: Vec<&NodeId> = p
+            .also_write(&st.key)
+            .iter()
+            .filter(|id| **id == self.cfg.me || p.members.contains_key(*id))
+            .collect();
+        let mut tracker = PutTracker::new(primaries, st.w);
         if !also.is_empty() {
-            let me_in = also.contains(&self.cfg.me);
+            let me_in = also.contains(&&self.cfg.me);
             let group = also
                 .iter()
-                .filter(|id| **id != self.cfg.me)
+                .filter(|id| ***id != self.cfg.me)
                 .map(|id| id.0.clone())
                 .collect();
             tracker = tracker.also_needs(group, st.w.min(also.len()), me_in);
         }
+        // The object goes to every target: the other primaries, then the stable-only ones.
         let others: Vec<NodeId> = tracker
             .target_nodes()
             .into_iter()
@@ -331,7 +337,6 @@ impl Coordinator {
             .filter(|id| *id != self.cfg.me)
             .collect();
         st.tracker = Some(tracker);
-        st.layout_version = p.version;
         let key = st.key.clone();
         let encoded = stored.bytes;
         st.object = encoded.clone();

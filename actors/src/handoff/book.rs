@@ -22,7 +22,9 @@
 //! 6. Merge (gossip): trackers by the maximum per member; the stable layout by the newer
 //!    of the two, never newer than this node's current one (that one comes by layout
 //!    gossip first). A *provisional* stable layout (a fresh, empty node's own) gives way to
-//!    any peer's that is not.
+//!    any peer's that is not, and a node holding one neither acks nor fetches until a peer
+//!    named the same stable layout or it took a peer's (else a newcomer that owns
+//!    everything in its own layout would find nothing to fetch).
 //! 7. Data a node held in the old stable layout and owns in neither the new stable nor the
 //!    current one may be deleted after rule 5 (every new owner synced it, that is,
 //!    acknowledged every key by joining it durably).
@@ -60,6 +62,9 @@ pub struct TransferBook {
     acked: BTreeMap<NodeId, LayoutId>,
     synced: BTreeMap<NodeId, LayoutId>,
     provisional: bool,
+    /// A provisional stable layout is *agreed* once a peer's state named the same one (or
+    /// this node took a peer's): until then this node neither acks nor fetches (rule 6).
+    agreed: bool,
 }
 
 impl TransferBook {
@@ -73,7 +78,14 @@ impl TransferBook {
             acked: BTreeMap::new(),
             synced: BTreeMap::new(),
             provisional,
+            agreed: !provisional,
         }
+    }
+
+    /// Whether this node may ack and fetch: its stable layout is not a fresh node's own
+    /// guess that no peer has confirmed yet.
+    pub fn may_proceed(&self) -> bool {
+        !self.provisional || self.agreed
     }
 
     pub fn with_trackers(
@@ -109,6 +121,7 @@ impl TransferBook {
     /// A fresh node found data of its own: its stable layout is real after all.
     pub fn confirm(&mut self) {
         self.provisional = false;
+        self.agreed = true;
     }
 
     /// The stable layout while the ring is in transition (rule 1).
@@ -135,16 +148,28 @@ impl TransferBook {
         self.acked.get(&self.me) == Some(&self.current.id())
     }
 
-    /// Rule 3's condition: every member of the current layout for which `is_up` holds
-    /// acked it (or a newer one).
-    pub fn all_acked(&self, is_up: impl Fn(&NodeId) -> bool) -> bool {
+    /// Rule 3's condition: every member of the current layout acked exactly it. A member
+    /// that is down cannot ack: the transition waits for it (as promotion does), because a
+    /// member that restarts with an older layout may write by it until it acks.
+    pub fn all_acked(&self) -> bool {
         let cur = self.current.id();
         self.current
             .table
             .members()
             .iter()
-            .filter(|m| **m == self.me || is_up(m))
-            .all(|m| self.acked.get(m).is_some_and(|a| *a >= cur))
+            .all(|m| self.acked.get(m) == Some(&cur))
+    }
+
+    /// Members of the current layout that have not acked it.
+    pub fn unacked(&self) -> Vec<NodeId> {
+        let cur = self.current.id();
+        self.current
+            .table
+            .members()
+            .iter()
+            .filter(|m| self.acked.get(*m) != Some(&cur))
+            .cloned()
+            .collect()
     }
 
     /// Rule 3: the partitions to fetch (empty outside a transition).
@@ -177,14 +202,15 @@ impl TransferBook {
         self.synced.get(&self.me) == Some(&self.current.id())
     }
 
-    /// The members of the current layout that have not synced it yet.
+    /// The members of the current layout that have not synced exactly it (a member synced
+    /// to another layout, even a newer one, has not fetched what it owns in this one).
     pub fn unsynced(&self) -> Vec<NodeId> {
         let cur = self.current.id();
         self.current
             .table
             .members()
             .iter()
-            .filter(|m| self.synced.get(*m).is_none_or(|s| *s < cur))
+            .filter(|m| self.synced.get(*m) != Some(&cur))
             .cloned()
             .collect()
     }
@@ -196,6 +222,7 @@ impl TransferBook {
             return None;
         }
         self.provisional = false;
+        self.agreed = true;
         Some(std::mem::replace(&mut self.stable, self.current.clone()))
     }
 
@@ -225,8 +252,12 @@ impl TransferBook {
         if take {
             self.stable = stable;
             self.provisional = provisional;
+            self.agreed = true;
             m.changed = true;
             m.stable = true;
+        } else if stable == self.stable {
+            m.changed |= !self.agreed;
+            self.agreed = true;
         }
         m
     }
@@ -358,20 +389,17 @@ mod tests {
     }
 
     #[test]
-    fn fetching_waits_for_every_up_member_to_ack() {
+    fn fetching_waits_for_every_member_to_ack() {
         let (_, _, mut books) = join_books();
         books[3].ack();
         books[0].ack();
         gossip(&mut books);
-        assert!(!books[3].all_acked(|_| true), "b and c have not acked");
-        assert!(
-            books[3].all_acked(|m| *m == id("a")),
-            "down members are not waited for"
-        );
+        assert!(!books[3].all_acked(), "b and c have not acked");
+        assert_eq!(books[3].unacked(), vec![id("b"), id("c")]);
         books[1].ack();
         books[2].ack();
         gossip(&mut books);
-        assert!(books.iter().all(|b| b.all_acked(|_| true)));
+        assert!(books.iter().all(|b| b.all_acked()));
     }
 
     #[test]
@@ -455,6 +483,37 @@ mod tests {
         // Nobody up: every partition waits.
         let (plan, stuck) = assign(&needs, |_| false, &avoid);
         assert!(plan.is_empty() && stuck.len() == needs.len());
+    }
+
+    #[test]
+    fn a_member_synced_to_another_layout_has_not_synced_this_one() {
+        let (_, c, mut books) = join_books();
+        let newer = c.next(["a", "b", "c", "d", "e"], CFG).unwrap();
+        for b in &mut books[..3] {
+            b.mark_synced();
+        }
+        // d synced a newer layout (it saw a second join first): not this one.
+        books[3].on_layout(newer.clone());
+        books[3].mark_synced();
+        gossip(&mut books);
+        assert_eq!(books[0].unsynced(), vec![id("d")]);
+        assert!(books[0].promote().is_none());
+    }
+
+    #[test]
+    fn a_fresh_node_waits_until_its_stable_layout_is_agreed() {
+        let fresh = Layout::initial(["d"], CFG).unwrap();
+        let mut d = TransferBook::new(id("d"), fresh.clone(), fresh.clone(), true);
+        assert!(!d.may_proceed());
+        // A peer names the same (provisional) stable layout: agreed.
+        let mut twin = d.clone();
+        twin.merge(fresh.clone(), true, &[], &[]);
+        assert!(twin.may_proceed());
+        // Or it takes a cluster's.
+        let s = three();
+        d.on_layout(four(&s));
+        d.merge(s, false, &[], &[]);
+        assert!(d.may_proceed() && !d.is_provisional());
     }
 
     #[test]

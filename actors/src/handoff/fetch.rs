@@ -80,7 +80,6 @@ pub(super) struct StreamCtx {
     pub join: Recipient<JoinLocal>,
     pub source: NodeId,
     pub partitions: Vec<u32>,
-    pub bits: u32,
     pub chunk_bytes: u32,
     pub progress: Arc<Mutex<StreamProgress>>,
     pub max_bytes_per_sec: u64,
@@ -146,11 +145,6 @@ pub(super) async fn run(ctx: StreamCtx, mut after: Option<Vec<u8>>) -> Result<()
             p.keys += objects.len() as u64;
             p.bytes += bytes;
             p.last_progress = Instant::now();
-            for (k, _) in &objects {
-                *p.per_partition
-                    .entry(partition_for(k, ctx.bits))
-                    .or_default() += 1;
-            }
         }
         after = next.map(|b| b.into_vec());
         ctx.actor.do_send(Moved {

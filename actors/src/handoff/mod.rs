@@ -210,12 +210,12 @@ pub struct StreamProgress {
     pub bytes: u64,
     pub estimate: Option<u64>,
     pub last_progress: Instant,
-    pub per_partition: BTreeMap<u32, u64>,
 }
 
 struct Stream {
     partitions: Vec<u32>,
-    after: Option<Vec<u8>>,
+    /// Started from a saved cursor (after a restart or another holder's stall).
+    resumed: bool,
     started: Instant,
     progress: Arc<Mutex<StreamProgress>>,
     task: SpawnHandle,
@@ -267,11 +267,14 @@ pub struct Handoff {
     done: BTreeSet<u32>,
     cursors: BTreeMap<Vec<u32>, Option<Vec<u8>>>,
     streams: BTreeMap<NodeId, Stream>,
+    /// Planned streams not started yet (partition sets; a source is picked at start).
+    queue: Vec<Vec<u32>>,
     /// Sources whose stream stalled or failed for the current layout: used last.
     avoid: BTreeSet<NodeId>,
     to_drop: Vec<u32>,
     drop_after: Option<Instant>,
     dropping: bool,
+    drop_task: Option<SpawnHandle>,
     serving: usize,
     next_id: u64,
     pending: HashMap<u64, (Instant, oneshot::Sender<ChunkAnswer>)>,
@@ -280,6 +283,7 @@ pub struct Handoff {
     gossip_dirty: bool,
     checking_data: bool,
     asking_drained: bool,
+    stuck_logged: Option<Instant>,
     stats: Arc<HandoffStats>,
 }
 
@@ -313,7 +317,7 @@ impl Handoff {
                         cursors.insert(c.partitions, c.after.map(|b| b.into_vec()));
                     }
                 }
-                TransferBook::new(cfg.me.clone(), stable, current.clone(), s.provisional)
+                TransferBook::new(cfg.me.clone(), stable, current.clone(), s.state.provisional)
                     .with_trackers(
                         s.state.acked.into_iter().collect(),
                         s.state.synced.into_iter().collect(),
@@ -338,10 +342,12 @@ impl Handoff {
             done,
             cursors,
             streams: BTreeMap::new(),
+            queue: Vec::new(),
             avoid: BTreeSet::new(),
             to_drop,
             drop_after,
             dropping: false,
+            drop_task: None,
             serving: 0,
             next_id: rand::random::<u64>() >> 1,
             pending: HashMap::new(),
@@ -350,6 +356,7 @@ impl Handoff {
             gossip_dirty: false,
             checking_data: false,
             asking_drained: false,
+            stuck_logged: None,
             stats: Arc::default(),
         }
     }
@@ -399,8 +406,8 @@ impl Handoff {
         }
     }
 
-    /// Gossip to `fanout` random up members. A provisional state travels only when asked
-    /// for by being older (it is a fresh node's own, and means nothing to the others).
+    /// Gossip to `fanout` random up members (a provisional state too: a peer with the
+    /// cluster's answers it at once, and fresh nodes starting together agree through it).
     fn gossip(&self, fanout: usize) {
         let me = &self.cfg.me;
         let peers: Vec<NodeId> = self
@@ -441,7 +448,6 @@ impl Handoff {
     fn stored(&self) -> store::Stored {
         store::Stored {
             state: self.wire_state(),
-            provisional: self.book.is_provisional(),
             leaving: self.leaving,
             cursors: self
                 .cursors
@@ -500,6 +506,11 @@ impl Handoff {
             }
         );
         self.adopted_at = Instant::now();
+        // A drop in progress stops: the new layout may make this node an owner again.
+        if let Some(h) = self.drop_task.take() {
+            ctx.cancel_future(h);
+            self.dropping = false;
+        }
         self.reset_plan(ctx);
         self.changed(ctx);
     }
@@ -511,6 +522,7 @@ impl Handoff {
         self.plan_for = self.book.current().id();
         self.done.clear();
         self.cursors.clear();
+        self.queue.clear();
         self.avoid.clear();
     }
 
@@ -521,7 +533,7 @@ impl Handoff {
             self.on_layout(ctx);
         }
         self.check_fresh_data(ctx);
-        let in_transition = self.book.transition().is_some();
+        let in_transition = self.book.transition().is_some() && self.book.may_proceed();
         if in_transition && !self.book.acked_current() {
             if self.adopted_at.elapsed() >= self.cfg.ack_delay {
                 self.book.ack();
@@ -530,11 +542,12 @@ impl Handoff {
                 self.ask_drained(ctx);
             }
         }
-        if in_transition && !self.book.synced_current() && self.book.acked_current() {
-            let up = |id: &NodeId| self.is_up(id);
-            if self.book.all_acked(up) {
-                self.fetch(ctx);
-            }
+        if in_transition
+            && !self.book.synced_current()
+            && self.book.acked_current()
+            && self.book.all_acked()
+        {
+            self.fetch(ctx);
         }
         if let Some(old) = self.book.promote() {
             self.promoted(&old);
@@ -618,28 +631,148 @@ impl Handoff {
                 ctx.cancel_future(s.task);
                 self.stats.streams_stalled.fetch_add(1, Relaxed);
                 self.avoid.insert(src);
+                self.queue.push(s.partitions);
             }
         }
-        let busy: BTreeSet<u32> = self
-            .streams
-            .values()
-            .flat_map(|s| s.partitions.iter().copied())
-            .collect();
-        let waiting: Vec<book::Need> = needs
-            .into_iter()
-            .filter(|n| !busy.contains(&n.partition))
-            .collect();
-        if waiting.is_empty() || self.streams.len() >= self.cfg.transfer_limit.max(1) {
+        let limit = self.cfg.transfer_limit.max(1);
+        if self.streams.len() >= limit {
             return;
         }
-        let up = |id: &NodeId| self.is_up(id) && !self.streams.contains_key(id);
-        let (plan, _stuck) = assign(&waiting, up, &self.avoid);
-        for (source, partitions) in plan {
-            if self.streams.len() >= self.cfg.transfer_limit.max(1) {
-                break;
-            }
-            self.start_stream(source, partitions, ctx);
+        // The plan is made once (per layout, and again for what a failed stream left):
+        // each source's partitions stay one stream, so a source scans its data once.
+        let planned: BTreeSet<u32> = self
+            .streams
+            .values()
+            .map(|s| &s.partitions)
+            .chain(self.queue.iter())
+            .flatten()
+            .copied()
+            .collect();
+        let unplanned: Vec<book::Need> = needs
+            .iter()
+            .filter(|n| !planned.contains(&n.partition))
+            .cloned()
+            .collect();
+        if !unplanned.is_empty() {
+            self.plan(&unplanned);
         }
+        // Start queued streams whose source is up and not streaming already.
+        let mut i = 0;
+        while self.streams.len() < limit && i < self.queue.len() {
+            let parts = &self.queue[i];
+            let source = self.source_for(parts, &needs);
+            match source {
+                Some(src) => {
+                    let parts = self.queue.remove(i);
+                    self.start_stream(src, parts, ctx);
+                }
+                None if !self.any_holder_up(parts, &needs) => {
+                    // No up node holds all of the set (its source went down): split it
+                    // over the holders that are up; those partitions start over.
+                    let parts = self.queue.remove(i);
+                    self.cursors.remove(&parts);
+                    let split: Vec<book::Need> = needs
+                        .iter()
+                        .filter(|n| parts.contains(&n.partition))
+                        .cloned()
+                        .collect();
+                    let up = |id: &NodeId| self.is_up(id);
+                    // Partitions no up node holds stay unplanned: a later tick plans them.
+                    let (plan, _stuck) = assign(&split, up, &self.avoid);
+                    self.queue.extend(plan.into_iter().map(|(_, p)| p));
+                    // The split sets are further on in the queue: this loop reaches them.
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Whether some up node holds every partition of `parts` (busy or not).
+    fn any_holder_up(&self, parts: &[u32], needs: &[book::Need]) -> bool {
+        let Some(first) = parts.first() else {
+            return false;
+        };
+        needs
+            .iter()
+            .find(|n| n.partition == *first)
+            .is_some_and(|n| {
+                n.sources.iter().any(|s| {
+                    self.is_up(s)
+                        && parts.iter().all(|p| {
+                            needs
+                                .iter()
+                                .find(|m| m.partition == *p)
+                                .is_some_and(|m| m.sources.contains(s))
+                        })
+                })
+            })
+    }
+
+    /// Plans `needs` into partition sets, one per source (`book::assign`); a saved cursor's
+    /// partition set is kept whole first, so a restarted node resumes where it was.
+    fn plan(&mut self, needs: &[book::Need]) {
+        let wanted: BTreeSet<u32> = needs.iter().map(|n| n.partition).collect();
+        let mut taken = BTreeSet::new();
+        for parts in self.cursors.keys() {
+            if parts
+                .iter()
+                .all(|p| wanted.contains(p) && !taken.contains(p))
+            {
+                taken.extend(parts.iter().copied());
+                self.queue.push(parts.clone());
+            }
+        }
+        let rest: Vec<book::Need> = needs
+            .iter()
+            .filter(|n| !taken.contains(&n.partition))
+            .cloned()
+            .collect();
+        let up = |id: &NodeId| self.is_up(id);
+        let (plan, stuck) = assign(&rest, up, &self.avoid);
+        self.queue.extend(plan.into_iter().map(|(_, parts)| parts));
+        if !stuck.is_empty() {
+            // No holder is up for these yet: planned on a later tick, and said (at most
+            // once a minute): the ring stays in transition until one is back.
+            let now = Instant::now();
+            if self
+                .stuck_logged
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+            {
+                self.stuck_logged = Some(now);
+                log::warn!(
+                    "handoff: no holder of {} partition(s) is up (e.g. partition {}); they wait for one (or `troupe admin remove` of the dead ones)",
+                    stuck.len(),
+                    stuck[0]
+                );
+            }
+        }
+    }
+
+    /// The source for a planned partition set: a holder of every one of them that is up,
+    /// not to be avoided if possible, the least busy first.
+    fn source_for(&self, parts: &[u32], needs: &[book::Need]) -> Option<NodeId> {
+        let mut common: Option<BTreeSet<NodeId>> = None;
+        for p in parts {
+            let srcs: BTreeSet<NodeId> = needs
+                .iter()
+                .find(|n| n.partition == *p)
+                .map(|n| n.sources.iter().cloned().collect())
+                .unwrap_or_default();
+            common = Some(match common {
+                None => srcs,
+                Some(c) => c.intersection(&srcs).cloned().collect(),
+            });
+        }
+        let common: Vec<NodeId> = common
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| self.is_up(s) && !self.streams.contains_key(s))
+            .collect();
+        common
+            .iter()
+            .find(|s| !self.avoid.contains(*s))
+            .or(common.first())
+            .cloned()
     }
 
     fn start_stream(&mut self, source: NodeId, partitions: Vec<u32>, ctx: &mut Context<Self>) {
@@ -652,7 +785,6 @@ impl Handoff {
             bytes: 0,
             estimate: None,
             last_progress: Instant::now(),
-            per_partition: BTreeMap::new(),
         }));
         let limit = self.cfg.transfer_limit.max(1) as u64;
         let sctx = fetch::StreamCtx {
@@ -660,7 +792,6 @@ impl Handoff {
             join: self.links.join.clone(),
             source: source.clone(),
             partitions: partitions.clone(),
-            bits: self.bits(),
             chunk_bytes: self.cfg.chunk_bytes,
             progress: progress.clone(),
             max_bytes_per_sec: self.cfg.max_bytes_per_sec / limit,
@@ -689,7 +820,7 @@ impl Handoff {
             source,
             Stream {
                 partitions,
-                after,
+                resumed: after.is_some(),
                 started: Instant::now(),
                 progress,
                 task,
@@ -744,7 +875,7 @@ impl Handoff {
             actix::fut::wrap_future(probe).map(|res, act: &mut Self, ctx| {
                 act.checking_data = false;
                 if let Ok(Ok(page)) = res {
-                    let alone = act.book.stable().table.members() == [act.cfg.me.clone()];
+                    let alone = act.book.current().table.members() == [act.cfg.me.clone()];
                     if !page.entries.is_empty() && alone && act.book.is_provisional() {
                         act.book.confirm();
                         act.changed(ctx);
@@ -810,8 +941,9 @@ impl Handoff {
                 }
             }
         };
-        ctx.spawn(actix::fut::wrap_future(job).map(|res, act: &mut Self, ctx| {
+        let h = ctx.spawn(actix::fut::wrap_future(job).map(|res, act: &mut Self, ctx| {
             act.dropping = false;
+            act.drop_task = None;
             match res {
                 Ok((parts, deleted)) => {
                     log::info!(
@@ -829,6 +961,7 @@ impl Handoff {
                 Err(e) => log::warn!("handoff: deleting partitions no longer owned failed: {e}; retried later"),
             }
         }));
+        self.drop_task = Some(h);
     }
 
     /// Step 5: a leaving node that owns nothing departs.
@@ -926,19 +1059,14 @@ impl Handoff {
         let needs = self.book.needs();
         let waiting = if self.book.transition().is_none() || self.book.synced_current() {
             None
+        } else if !self.book.may_proceed() {
+            Some("a fresh node: waiting for the cluster's transfer state".into())
         } else if !self.book.acked_current() {
             Some("acknowledging the new layout (every write started before it must end)".into())
-        } else if !self.book.all_acked(|id| self.is_up(id)) {
-            let missing: Vec<String> = cur
-                .table
-                .members()
-                .iter()
-                .filter(|m| self.is_up(m))
-                .filter(|m| self.book.acked().get(*m).is_none_or(|a| *a < cur.id()))
-                .map(|m| m.0.clone())
-                .collect();
+        } else if !self.book.all_acked() {
+            let missing: Vec<String> = self.book.unacked().into_iter().map(|m| m.0).collect();
             Some(format!(
-                "waiting for {} to acknowledge the new layout",
+                "waiting for {} to acknowledge the new layout (a member that is down holds the transition until it is back or removed)",
                 missing.join(", ")
             ))
         } else {
@@ -960,12 +1088,7 @@ impl Handoff {
                     source: src.0.clone(),
                     target: self.cfg.me.0.clone(),
                     partitions: s.partitions.clone(),
-                    state: if s.after.is_some() {
-                        "resumed"
-                    } else {
-                        "running"
-                    }
-                    .into(),
+                    state: if s.resumed { "resumed" } else { "running" }.into(),
                     keys: p.keys,
                     bytes: p.bytes,
                     estimate_keys: p.estimate,
@@ -1043,7 +1166,7 @@ impl Handler<TransfersStatus> for Handoff {
 impl Handler<StartLeave> for Handoff {
     type Result = ResponseActFuture<Self, Result<String, String>>;
 
-    fn handle(&mut self, _: StartLeave, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: StartLeave, ctx: &mut Context<Self>) -> Self::Result {
         if self.leaving {
             let r = Ok(format!(
                 "{} is already leaving: layout {} is being handed off; `troupe admin transfers` on the other nodes shows progress",
@@ -1055,12 +1178,23 @@ impl Handler<StartLeave> for Handoff {
         let Some(to) = self.links.leave_ring.clone() else {
             return Box::pin(actix::fut::ready(Err("no layout actor".into())));
         };
+        // Leaving is written first: a crash right after the layout change must still end in
+        // a departure after the restart (a stored layout without this node keeps it out).
+        self.leaving = true;
+        self.dirty = true;
+        self.save(ctx);
         Box::pin(
             actix::fut::wrap_future(async move { to.send(crate::layout::LeaveRing).await }).map(
                 |res, act: &mut Self, ctx| {
-                    let version = res.map_err(|e| format!("layout actor: {e}"))??;
-                    act.leaving = true;
-                    act.dirty = true;
+                    let version = match res.map_err(|e| format!("layout actor: {e}")).and_then(|r| r) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            act.leaving = false;
+                            act.dirty = true;
+                            act.save(ctx);
+                            return Err(e);
+                        }
+                    };
                     act.save(ctx);
                     Ok(format!(
                         "{} is leaving: layout {version} holds the others; it hands its partitions to them and then departs (status left). `troupe admin transfers` on the other nodes shows progress",
@@ -1107,10 +1241,9 @@ impl Handler<Moved> for Handoff {
     type Result = ();
 
     fn handle(&mut self, m: Moved, ctx: &mut Context<Self>) {
-        let Some(s) = self.streams.get_mut(&m.source) else {
+        let Some(s) = self.streams.get(&m.source) else {
             return;
         };
-        s.after = m.after.clone();
         let parts = s.partitions.clone();
         self.cursors.insert(parts, m.after);
         self.dirty = true;
@@ -1147,6 +1280,7 @@ impl Handler<StreamEnded> for Handoff {
                     m.source
                 );
                 self.avoid.insert(m.source);
+                self.queue.push(s.partitions);
             }
         }
         self.dirty = true;

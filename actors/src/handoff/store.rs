@@ -31,7 +31,6 @@ pub struct Cursor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
     pub state: WireTransferState,
-    pub provisional: bool,
     /// `admin leave` was asked: hand off, then depart.
     pub leaving: bool,
     pub cursors: Vec<Cursor>,
@@ -45,7 +44,7 @@ pub struct Stored {
 pub enum TransferStoreError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path} is damaged ({why}); move it away: the node then rebuilds its transfer state from its peers and repeats any unfinished fetch")]
+    #[error("{path} is damaged ({why}); restore it from a backup if you can. Moving it away makes the node take its current layout as stable: only safe when no ring change was in progress (`troupe admin ring` on the others shows no pending partitions)")]
     Bad { path: PathBuf, why: String },
 }
 
@@ -114,7 +113,6 @@ mod tests {
                 synced: vec![],
                 provisional: false,
             },
-            provisional: false,
             leaving: true,
             cursors: vec![Cursor {
                 layout: l.id(),
