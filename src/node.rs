@@ -334,6 +334,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             node_id: Arc::from(cfg.node.id.as_str()),
             coordinator_get: coordinator.clone().recipient(),
             coordinator_write: coordinator.clone().recipient(),
+            coordinator_batch: coordinator.clone().recipient(),
             coordinator_keys: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),

@@ -32,22 +32,25 @@ pub mod reader;
 pub use listener::{Accepted, Listener, ListenerConfig};
 
 use crate::coordinator::keys::ClientKeys;
-use crate::coordinator::{ClientGet, ClientWrite};
+use crate::coordinator::{ClientBatch, ClientError, ClientGet, ClientOp, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use crate::tls::{BoxRead, BoxWrite, NodeTls, Port};
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::SinkExt;
 use reader::{read_frame, ByteBudget, ReadError};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
-use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::message::{
+    decode_request, Reply, Request, RequestError, Response, PROTOCOL_VERSION,
+};
 use troupe_protocol::{ErrorCode, FrameCodec};
 
 /// Longest key accepted, in bytes.
@@ -60,6 +63,8 @@ pub struct ConnectionShared {
     /// Every get, put and delete goes through the replication coordinator.
     pub coordinator_get: Recipient<ClientGet>,
     pub coordinator_write: Recipient<ClientWrite>,
+    /// Gets and writes decoded from one batch of received frames, in one message.
+    pub coordinator_batch: Recipient<ClientBatch>,
     pub coordinator_keys: Recipient<ClientKeys>,
     pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
@@ -120,14 +125,20 @@ pub(crate) struct Held {
     _bytes: Option<OwnedSemaphorePermit>,
 }
 
-/// One frame from the reader task, with what counts it as in flight.
+/// The frames the reader task had received, decoded, each with what counts it as in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Incoming {
-    body: BytesMut,
-    permit: Held,
-    /// When the frame was read: the request's latency starts here, mailbox wait included.
+    frames: Vec<Received>,
+    /// When the batch was handed on: the requests' latency starts here, mailbox wait
+    /// included.
     at: Instant,
+}
+
+/// One decoded frame and its slot.
+struct Received {
+    decoded: Result<(u64, Request), RequestError>,
+    permit: Held,
 }
 
 /// A request being timed: its op (an index into `stats::OPS`) and when it was read.
@@ -177,6 +188,8 @@ pub struct Connection {
     out_rx: Option<mpsc::Receiver<Outgoing>>,
     said_hello: bool,
     peer: String,
+    /// This turn's gets and writes for the coordinator, sent as one [`ClientBatch`].
+    batch: Vec<ClientOp>,
 }
 
 impl Connection {
@@ -195,6 +208,7 @@ impl Connection {
             out_rx: Some(out_rx),
             said_hello: false,
             peer,
+            batch: Vec::new(),
         }
     }
 
@@ -208,6 +222,7 @@ impl Connection {
             out_rx: None,
             said_hello: false,
             peer: "?".into(),
+            batch: Vec::new(),
         }
     }
 
@@ -265,9 +280,8 @@ impl Connection {
                     after,
                     as_type: None,
                 };
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| Reply::get(g.values, g.context),
                     (permit, t),
@@ -275,9 +289,8 @@ impl Connection {
             }
             Request::Counter { key, r } => {
                 let get = typed_get(key, r, TypeKind::Counter);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| Reply::counter(counter_value(g.typed.as_ref())),
                     (permit, t),
@@ -285,9 +298,8 @@ impl Connection {
             }
             Request::Smembers { key, r } => {
                 let get = typed_get(key, r, TypeKind::Set);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Set(s)) => {
@@ -300,9 +312,8 @@ impl Connection {
             }
             Request::RegGet { key, r } => {
                 let get = typed_get(key, r, TypeKind::Register);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Register(reg)) => Reply::register(Some(reg.value)),
@@ -404,7 +415,32 @@ impl Connection {
         });
     }
 
-    /// Sends a write to the coordinator; its reply becomes the response through `ok`.
+    /// Queues a get for this turn's [`ClientBatch`]; its reply becomes the response through
+    /// `ok`. Nothing was written, so a coordinator that did not answer is `internal`.
+    fn get(
+        &mut self,
+        id: u64,
+        get: ClientGet,
+        ok: fn(crate::coordinator::GetReply) -> Reply,
+        (permit, t): (Held, Option<Timed>),
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.batch.push(ClientOp::Get(get, tx));
+        self.reply_later(permit, t, async move {
+            match rx.await {
+                Ok(Ok(got)) => Response::ok(id, ok(got)),
+                Ok(Err(e)) => Response::err(id, e.code, e.msg),
+                Err(_) => Response::err(
+                    id,
+                    ErrorCode::Internal,
+                    "the replication coordinator did not answer (it stopped)",
+                ),
+            }
+        });
+    }
+
+    /// Queues a write for this turn's [`ClientBatch`]; its reply becomes the response
+    /// through `ok`.
     fn write(
         &mut self,
         id: u64,
@@ -412,20 +448,32 @@ impl Connection {
         ok: fn(crate::coordinator::WriteReply) -> Reply,
         (permit, t): (Held, Option<Timed>),
     ) {
-        self.shared.coordinator_counters.sent();
-        let write = self.shared.coordinator_write.send(write);
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<_, ClientError>>();
+        self.batch.push(ClientOp::Write(write, tx));
         self.reply_later(permit, t, async move {
-            match write.await {
+            match rx.await {
                 Ok(Ok(w)) => Response::ok(id, ok(w)),
                 Ok(Err(e)) => Response::err(id, e.code, e.msg),
                 // The coordinator is gone with the write: its outcome is unknown.
-                Err(e) => Response::err(
+                Err(_) => Response::err(
                     id,
                     ErrorCode::Timeout,
-                    format!("the replication coordinator stopped while handling the write ({e}); it may or may not have been applied"),
+                    "the replication coordinator stopped while handling the write; it may or may not have been applied",
                 ),
             }
         });
+    }
+
+    /// Hands this turn's gets and writes to the coordinator as one message. `do_send`
+    /// skips the mailbox limit; each request holds one of the connection's slots, so
+    /// what one connection can have queued stays bounded by `max_inflight`.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.shared.coordinator_counters.sent();
+        let batch = std::mem::take(&mut self.batch);
+        self.shared.coordinator_batch.do_send(ClientBatch(batch));
     }
 
     /// Runs `fut` on this arbiter and queues its response; does not block the actor.
@@ -536,7 +584,26 @@ impl Handler<Incoming> for Connection {
 
     fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
         self.shared.counters.handled();
-        match decode_request(&msg.body) {
+        let at = msg.at;
+        for r in msg.frames {
+            if !self.received(r.decoded, r.permit, at, ctx) {
+                break; // stopped: the rest of the batch is not answered
+            }
+        }
+        self.send_batch();
+    }
+}
+
+impl Connection {
+    /// Handles one decoded frame; `false` once the connection is stopping.
+    fn received(
+        &mut self,
+        decoded: Result<(u64, Request), RequestError>,
+        permit: Held,
+        at: Instant,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        match decoded {
             Ok((id, Request::Hello { token, .. }))
                 if !self.shared.tokens.admits(token.as_deref()) =>
             {
@@ -551,18 +618,19 @@ impl Handler<Incoming> for Connection {
                 log::warn!("client {} sent hello with {why}; closing", self.peer);
                 let t = Timed {
                     op: op_index("hello"),
-                    at: msg.at,
+                    at,
                 };
                 let resp = Response::err(
                     id,
                     ErrorCode::Unauthorized,
                     "this node needs a client token in hello (auth.client_tokens); the connection is closed",
                 );
-                self.respond(resp, Some(msg.permit), Some(t));
+                self.respond(resp, Some(permit), Some(t));
                 // Stopping drops our sender; the writer ends once that answer is written.
                 ctx.stop();
+                return false;
             }
-            Ok((id, req)) => self.dispatch(id, req, msg.permit, msg.at),
+            Ok((id, req)) => self.dispatch(id, req, permit, at),
             Err(e) => {
                 self.shared.counters.error();
                 let resp = Response {
@@ -572,11 +640,12 @@ impl Handler<Incoming> for Connection {
                 };
                 let t = Timed {
                     op: op_index("unknown"),
-                    at: msg.at,
+                    at,
                 };
-                self.respond(resp, Some(msg.permit), Some(t));
+                self.respond(resp, Some(permit), Some(t));
             }
         }
+        true
     }
 }
 
@@ -612,43 +681,97 @@ fn run_io(
     actix::spawn(read_loop(rd, permits, conn, shared, peer));
 }
 
+/// Frames handed to the Connection actor in one [`Incoming`] at most.
+const MAX_BATCH: usize = 64;
+
+/// The length of the frame at the head of `buf` if all of it is there (and within `max`).
+fn buffered_frame(buf: &[u8], max: usize) -> Option<usize> {
+    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(head) as usize;
+    (len <= max && buf.len() >= 4 + len).then_some(len)
+}
+
+/// Reads frames and hands them to the actor in batches: every frame already received
+/// (whole, in the read-ahead buffer) is decoded in place and joins the batch while the
+/// connection has slots left; the batch goes to the actor before the reader waits for
+/// anything (a slot, or bytes from the socket), so a lone request is never held back.
 async fn read_loop(
-    mut rd: BoxRead,
+    rd: BoxRead,
     permits: Arc<Semaphore>,
     conn: Addr<Connection>,
     shared: ConnectionShared,
     peer: String,
 ) {
+    let mut rd = tokio::io::BufReader::with_capacity(reader::READ_AHEAD, rd);
+    let mut batch: Vec<Received> = Vec::new();
+    let flush = |batch: &mut Vec<Received>| -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        if !conn.connected() {
+            return false;
+        }
+        shared.counters.sent();
+        // `do_send` skips the mailbox limit, but the slots already bound what this
+        // connection can have queued to `max_inflight`.
+        conn.do_send(Incoming {
+            frames: std::mem::replace(batch, Vec::with_capacity(4)),
+            at: Instant::now(),
+        });
+        true
+    };
     let mut too_large = None;
     loop {
-        let slot = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
+        let slot = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !flush(&mut batch) {
+                    return;
+                }
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
+        if let Some(len) = buffered_frame(rd.buffer(), shared.max_frame_bytes) {
+            // Received already: decode it where it lies (no copy, no wait).
+            let decoded = decode_request(&rd.buffer()[4..4 + len]);
+            rd.consume(4 + len);
+            batch.push(Received {
+                decoded,
+                permit: Held {
+                    _slot: slot,
+                    _bytes: None,
+                },
+            });
+            if batch.len() >= MAX_BATCH && !flush(&mut batch) {
+                return;
+            }
+            continue;
+        }
+        // Nothing whole is buffered: hand on what we have before waiting for the socket.
+        if !flush(&mut batch) {
+            return;
+        }
         let frame = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             f = read_frame(&mut rd, shared.max_frame_bytes, &shared.budget, shared.read_timeout) => f,
         };
         match frame {
-            Ok(Some(frame)) => {
-                shared.counters.sent();
-                // `do_send` skips the mailbox limit, but the slot already bounds what this
-                // connection can have queued to `max_inflight`.
-                if !conn.connected() {
-                    return;
-                }
-                conn.do_send(Incoming {
-                    body: frame.body,
-                    permit: Held {
-                        _slot: slot,
-                        _bytes: frame.budget,
-                    },
-                    at: Instant::now(),
-                });
-            }
+            Ok(Some(frame)) => batch.push(Received {
+                decoded: decode_request(&frame.body),
+                permit: Held {
+                    _slot: slot,
+                    _bytes: frame.budget,
+                },
+            }),
             Err(ReadError::TooLarge { len, max }) => {
                 too_large = Some(format!(
                     "frame of {len} bytes exceeds the maximum of {max} bytes"
@@ -665,6 +788,9 @@ async fn read_loop(
             }
             Ok(None) | Err(ReadError::Io) => break,
         }
+    }
+    if !flush(&mut batch) {
+        return;
     }
     shared.counters.sent();
     conn.do_send(ReaderStopped { too_large });

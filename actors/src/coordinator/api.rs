@@ -44,6 +44,19 @@ pub struct ClientGet {
     pub as_type: Option<TypeKind>,
 }
 
+/// The gets and writes one connection decoded from the frames it had already received, in
+/// one message (one mailbox hand-off and wake-up for the lot, not one each). Each carries
+/// the channel its answer goes to; the coordinator starts them in order, in one turn.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientBatch(pub Vec<ClientOp>);
+
+/// One request of a [`ClientBatch`] and where its answer goes.
+pub enum ClientOp {
+    Get(ClientGet, oneshot::Sender<Result<GetReply, ClientError>>),
+    Write(ClientWrite, oneshot::Sender<Result<WriteReply, ClientError>>),
+}
+
 /// What a successful write returns: the object the coordinator wrote, as far as the
 /// client may act on it (PROTOCOL.md §9).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

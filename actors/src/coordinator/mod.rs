@@ -1,7 +1,8 @@
 //! The ReplicationCoordinator actor: every client get, put and delete goes through it, and
 //! it answers the replication requests other nodes send this node as a replica.
 //!
-//! Receives: [`ClientGet`] and [`ClientWrite`] (from connections), [`DataInbound`] (peer
+//! Receives: [`ClientBatch`] (a connection's decoded gets and writes, one message per
+//! batch of received frames), [`ClientGet`] and [`ClientWrite`] (one request each), [`DataInbound`] (peer
 //! data batches: requests from other coordinators and answers to ours), and its own timers.
 //! Emits: `Get` / `Update` to the local Memtable (through `Recipient`s), data batches to
 //! peers through the [`PeerTransport`]'s data lane.
@@ -455,6 +456,26 @@ impl Handler<ClientWrite> for Coordinator {
         let (tx, rx) = oneshot::channel();
         self.start_write(msg, ReplyTo::Client(tx), ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}
+
+impl Handler<ClientBatch> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientBatch, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        for op in msg.0 {
+            match op {
+                ClientOp::Get(get, tx) => {
+                    self.stats.gets.fetch_add(1, Relaxed);
+                    self.start_get(get, ReplyTo::Client(tx), ctx);
+                }
+                ClientOp::Write(write, tx) => {
+                    self.stats.puts.fetch_add(1, Relaxed);
+                    self.start_write(write, ReplyTo::Client(tx), ctx);
+                }
+            }
+        }
     }
 }
 
