@@ -289,6 +289,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
         .with_scan(memtable.clone().recipient())
+        .with_local_reads(storage.local_reads.clone())
         .with_antientropy(ae_addr.clone().recipient())
         .with_tombstones(tombstones.clone().recipient());
         let coord = if cfg.handoff.enabled {

@@ -72,12 +72,11 @@ impl Coordinator {
                 as_type: msg.as_type,
             }),
         );
+        self.arm_deadline(req, self.cfg.request_timeout, ctx);
+        let mut local = None;
         for node in primaries {
             if node == self.cfg.me {
-                self.read_local(msg.key.clone(), ctx, move |act, res, ctx| {
-                    let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
-                    act.get_answer(req, &node, ans, ctx);
-                });
+                local = Some(node);
             } else if !p.is_up(&node) {
                 self.get_answer(req, &node, Err("down (membership)".into()), ctx);
             } else {
@@ -85,7 +84,13 @@ impl Coordinator {
                 self.rpc(req, &node, DataReq::Get { key }, ctx);
             }
         }
-        self.arm_deadline(req, self.cfg.request_timeout, ctx);
+        // Last: a read from memory answers at once, and may finish the get.
+        if let Some(node) = local {
+            self.read_local(msg.key, ctx, move |act, res, ctx| {
+                let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
+                act.get_answer(req, &node, ans, ctx);
+            });
+        }
     }
 
     pub(super) fn get_answer(

@@ -395,7 +395,9 @@ impl Coordinator {
     }
 
     /// Reads the stored encoding of `key`'s object (`None`: none) and hands it to `then`:
-    /// what a replica sends a peer as is, without decoding and encoding it again.
+    /// what a replica sends a peer as is, without decoding and encoding it again. When
+    /// memory or the block cache answers, `then` runs at once, before this returns: callers
+    /// call it last.
     pub(super) fn read_local_bytes(
         &mut self,
         key: Vec<u8>,
@@ -404,6 +406,11 @@ impl Coordinator {
             + Send
             + 'static,
     ) {
+        // From memory or the block cache, on this thread, without the Memtable's mailbox
+        // (see `memtable::view`): `then` runs before this returns.
+        if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
+            return then(self, Ok(found.and_then(|v| v.value)), ctx);
+        }
         self.local_ops += 1;
         self.storage_counters.sent();
         let fut = read_stored(self.storage_get.send(Get { key }));

@@ -82,6 +82,9 @@ pub(crate) enum ReplyTo<T> {
 pub struct Coordinator {
     cfg: CoordinatorConfig,
     storage_get: Recipient<Get>,
+    /// Reads answered from memory or the block cache on this thread (`with_local_reads`);
+    /// the rest go to the Memtable as `Get`.
+    local_reads: Option<crate::memtable::view::LocalReads>,
     storage_update: Recipient<Update<local::LocalResult>>,
     transport: Option<PeerTransport>,
     ring: RingInputs,
@@ -159,6 +162,7 @@ impl Coordinator {
             replication_note: Arc::new(std::sync::Mutex::new(note)),
             cfg,
             storage_get,
+            local_reads: None,
             storage_update,
             transport,
             ring,
@@ -184,6 +188,12 @@ impl Coordinator {
             ae_notify: None,
             ae_pending: Vec::new(),
         })
+    }
+
+    /// Lets this coordinator read memory directly (see `memtable::view`).
+    pub fn with_local_reads(mut self, reads: crate::memtable::view::LocalReads) -> Coordinator {
+        self.local_reads = Some(reads);
+        self
     }
 
     /// Lets this coordinator list keys: the storage actor's scans.
