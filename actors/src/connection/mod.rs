@@ -424,19 +424,8 @@ impl Connection {
         ok: fn(crate::coordinator::GetReply) -> Reply,
         (permit, t): (Held, Option<Timed>),
     ) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.batch.push(ClientOp::Get(get, tx));
-        self.reply_later(permit, t, async move {
-            match rx.await {
-                Ok(Ok(got)) => Response::ok(id, ok(got)),
-                Ok(Err(e)) => Response::err(id, e.code, e.msg),
-                Err(_) => Response::err(
-                    id,
-                    ErrorCode::Internal,
-                    "the replication coordinator did not answer (it stopped)",
-                ),
-            }
-        });
+        let answer = Answering::new(id, ok, &self.out, permit, t, (ErrorCode::Internal, "the replication coordinator did not answer (it stopped)"));
+        self.batch.push(ClientOp::Get(get, Box::new(move |r| answer.answer(r))));
     }
 
     /// Queues a write for this turn's [`ClientBatch`]; its reply becomes the response
@@ -448,20 +437,10 @@ impl Connection {
         ok: fn(crate::coordinator::WriteReply) -> Reply,
         (permit, t): (Held, Option<Timed>),
     ) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<_, ClientError>>();
-        self.batch.push(ClientOp::Write(write, tx));
-        self.reply_later(permit, t, async move {
-            match rx.await {
-                Ok(Ok(w)) => Response::ok(id, ok(w)),
-                Ok(Err(e)) => Response::err(id, e.code, e.msg),
-                // The coordinator is gone with the write: its outcome is unknown.
-                Err(_) => Response::err(
-                    id,
-                    ErrorCode::Timeout,
-                    "the replication coordinator stopped while handling the write; it may or may not have been applied",
-                ),
-            }
-        });
+        // The coordinator is gone with the write: its outcome is unknown.
+        let stopped = (ErrorCode::Timeout, "the replication coordinator stopped while handling the write; it may or may not have been applied");
+        let answer = Answering::new(id, ok, &self.out, permit, t, stopped);
+        self.batch.push(ClientOp::Write(write, Box::new(move |r| answer.answer(r))));
     }
 
     /// Hands this turn's gets and writes to the coordinator as one message. `do_send`
@@ -495,6 +474,73 @@ impl Connection {
                 })
                 .await;
         });
+    }
+}
+
+/// A request's way back to the socket, called on the coordinator's thread with its
+/// outcome: encodes the response and queues it for the writer task at once. The queue has
+/// room for every slot (`max_inflight + 1`) and each queued response holds one, so the
+/// `try_send` cannot find it full. Dropped without an answer (the coordinator stopped), it
+/// answers `stopped` itself, so every request read is answered.
+struct Answering<R> {
+    id: u64,
+    ok: fn(R) -> Reply,
+    out: mpsc::Sender<Outgoing>,
+    held: Option<(Held, Option<Timed>)>,
+    stopped: (ErrorCode, &'static str),
+}
+
+impl<R> Answering<R> {
+    fn new(
+        id: u64,
+        ok: fn(R) -> Reply,
+        out: &mpsc::Sender<Outgoing>,
+        permit: Held,
+        t: Option<Timed>,
+        stopped: (ErrorCode, &'static str),
+    ) -> Self {
+        Answering {
+            id,
+            ok,
+            out: out.clone(),
+            held: Some((permit, t)),
+            stopped,
+        }
+    }
+
+    fn answer(mut self, r: Result<R, ClientError>) {
+        let resp = match r {
+            Ok(v) => Response::ok(self.id, (self.ok)(v)),
+            Err(e) => Response::err(self.id, e.code, e.msg),
+        };
+        self.send(resp);
+    }
+
+    fn send(&mut self, resp: Response) {
+        let Some((permit, t)) = self.held.take() else {
+            return;
+        };
+        let item = Outgoing {
+            sample: t.map(|t| t.answered(&resp)),
+            frame: Bytes::from(resp.encode()),
+            permit: Some(permit),
+        };
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.out.try_send(item) {
+            // Cannot happen (see above); queue it without blocking anyway.
+            let out = self.out.clone();
+            actix::spawn(async move {
+                let _ = out.send(item).await;
+            });
+        }
+    }
+}
+
+impl<R> Drop for Answering<R> {
+    fn drop(&mut self) {
+        if self.held.is_some() {
+            let (code, msg) = (self.stopped.0.clone(), self.stopped.1);
+            self.send(Response::err(self.id, code, msg));
+        }
     }
 }
 

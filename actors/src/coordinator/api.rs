@@ -51,11 +51,17 @@ pub struct ClientGet {
 #[rtype(result = "()")]
 pub struct ClientBatch(pub Vec<ClientOp>);
 
-/// One request of a [`ClientBatch`] and where its answer goes.
+/// One request of a [`ClientBatch`] and what to call with its answer (on the coordinator's
+/// thread: the connection's callback encodes the response and queues it for the socket, so
+/// no task or channel sits between the answer and the writer).
 pub enum ClientOp {
-    Get(ClientGet, oneshot::Sender<Result<GetReply, ClientError>>),
-    Write(ClientWrite, oneshot::Sender<Result<WriteReply, ClientError>>),
+    Get(ClientGet, Answer<GetReply>),
+    Write(ClientWrite, Answer<WriteReply>),
 }
+
+/// Called once with a request's outcome. Dropped uncalled (the coordinator stopped), it is
+/// the callee's job to answer anyway (the connection's answers do, on drop).
+pub type Answer<T> = Box<dyn FnOnce(Result<T, ClientError>) + Send>;
 
 /// What a successful write returns: the object the coordinator wrote, as far as the
 /// client may act on it (PROTOCOL.md §9).

@@ -76,6 +76,8 @@ use troupe_protocol::{ErrorCode, Quorum};
 /// Where the outcome of a flow goes: a local client, or a peer that asked us.
 pub(crate) enum ReplyTo<T> {
     Client(oneshot::Sender<Result<T, ClientError>>),
+    /// A connection's callback ([`ClientBatch`]).
+    Call(Answer<T>),
     Peer { to: NodeId, id: u64 },
 }
 
@@ -330,6 +332,7 @@ impl Coordinator {
             ReplyTo::Client(tx) => {
                 let _ = tx.send(result);
             }
+            ReplyTo::Call(answer) => answer(result),
             ReplyTo::Peer { to, id } => {
                 let resp = match result {
                     Ok(v) => as_resp(v),
@@ -478,11 +481,11 @@ impl Handler<ClientBatch> for Coordinator {
             match op {
                 ClientOp::Get(get, tx) => {
                     self.stats.gets.fetch_add(1, Relaxed);
-                    self.start_get(get, ReplyTo::Client(tx), ctx);
+                    self.start_get(get, ReplyTo::Call(tx), ctx);
                 }
                 ClientOp::Write(write, tx) => {
                     self.stats.puts.fetch_add(1, Relaxed);
-                    self.start_write(write, ReplyTo::Client(tx), ctx);
+                    self.start_write(write, ReplyTo::Call(tx), ctx);
                 }
             }
         }
