@@ -41,7 +41,8 @@ fn a_pipelined_batch_of_mixed_requests_gets_every_response_with_its_id() {
         .unwrap();
     for i in 0..50u32 {
         let (k, v) = (format!("pre-{i}"), format!("value-{i}"));
-        rt.block_on(c.put(k.as_bytes(), v.as_bytes(), None)).unwrap();
+        rt.block_on(c.put(k.as_bytes(), v.as_bytes(), None))
+            .unwrap();
     }
 
     let mut s = TcpStream::connect(&node.client).unwrap();
@@ -124,7 +125,8 @@ fn a_pipelined_batch_of_mixed_requests_gets_every_response_with_its_id() {
         match w {
             Want::Found(v) => {
                 let ok = r.ok.unwrap_or_else(|| panic!("id {}: {:?}", r.id, r.err));
-                let got: Vec<Vec<u8>> = ok.values.unwrap().into_iter().map(|b| b.to_vec()).collect();
+                let got: Vec<Vec<u8>> =
+                    ok.values.unwrap().into_iter().map(|b| b.to_vec()).collect();
                 assert_eq!(got, vec![v], "id {}", r.id);
             }
             Want::Ok => assert!(r.err.is_none(), "id {}: {:?}", r.id, r.err),

@@ -2,16 +2,22 @@
 //!
 //! A connection is three pieces on one arbiter:
 //! - a **reader task** that takes a permit from the connection's semaphore (at most
-//!   `max_inflight` requests in flight), reads one frame and hands it to the actor;
-//! - the **Connection actor**, which owns the session (hello, client name), decodes the
-//!   request and dispatches it to the Memtable;
+//!   `max_inflight` requests in flight) per frame, reads through an 8 KiB read-ahead buffer,
+//!   decodes every frame that arrived whole in it where it lies, and hands the decoded
+//!   frames to the actor as one message; the batch goes before the reader waits for
+//!   anything (a permit or the socket), so no request waits for others that are not there;
+//! - the **Connection actor**, which owns the session (hello, client name) and dispatches
+//!   the batch: its gets and writes go to the coordinator as one `ClientBatch`, each with a
+//!   callback that encodes the response and queues it for the writer (on the coordinator's
+//!   thread; dropped unanswered, it answers `timeout`/`internal` itself);
 //! - a **writer task** that owns the socket's write half behind a bounded channel and releases
 //!   each request's permit only after its response reached the socket.
 //!
 //! So a client that stops reading stalls its own writer, which holds the permits, which stops
 //! the reader: the node keeps at most `max_inflight` responses for that connection and TCP
 //! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
-//! plus one read buffer of at most `max_frame_bytes`.
+//! plus one read buffer of at most `max_frame_bytes` (the read-ahead buffer is counted in
+//! the 64 KiB a connection may read without the node's byte budget).
 //!
 //! With `[tls]` the TLS handshake runs first, on the connection's arbiter (`crate::tls`); the
 //! reader and writer tasks then own the halves of the TLS stream (`tokio::io::split`), plain
@@ -280,12 +286,7 @@ impl Connection {
                     after,
                     as_type: None,
                 };
-                self.get(
-                    id,
-                    get,
-                    |g| Reply::get(g.values, g.context),
-                    (permit, t),
-                )
+                self.get(id, get, |g| Reply::get(g.values, g.context), (permit, t))
             }
             Request::Counter { key, r } => {
                 let get = typed_get(key, r, TypeKind::Counter);
@@ -424,8 +425,19 @@ impl Connection {
         ok: fn(crate::coordinator::GetReply) -> Reply,
         (permit, t): (Held, Option<Timed>),
     ) {
-        let answer = Answering::new(id, ok, &self.out, permit, t, (ErrorCode::Internal, "the replication coordinator did not answer (it stopped)"));
-        self.batch.push(ClientOp::Get(get, Box::new(move |r| answer.answer(r))));
+        let answer = Answering::new(
+            id,
+            ok,
+            &self.out,
+            permit,
+            t,
+            (
+                ErrorCode::Internal,
+                "the replication coordinator did not answer (it stopped)",
+            ),
+        );
+        self.batch
+            .push(ClientOp::Get(get, Box::new(move |r| answer.answer(r))));
     }
 
     /// Queues a write for this turn's [`ClientBatch`]; its reply becomes the response
@@ -440,7 +452,8 @@ impl Connection {
         // The coordinator is gone with the write: its outcome is unknown.
         let stopped = (ErrorCode::Timeout, "the replication coordinator stopped while handling the write; it may or may not have been applied");
         let answer = Answering::new(id, ok, &self.out, permit, t, stopped);
-        self.batch.push(ClientOp::Write(write, Box::new(move |r| answer.answer(r))));
+        self.batch
+            .push(ClientOp::Write(write, Box::new(move |r| answer.answer(r))));
     }
 
     /// Hands this turn's gets and writes to the coordinator as one message. `do_send`

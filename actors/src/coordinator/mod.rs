@@ -78,7 +78,10 @@ pub(crate) enum ReplyTo<T> {
     Client(oneshot::Sender<Result<T, ClientError>>),
     /// A connection's callback ([`ClientBatch`]).
     Call(Answer<T>),
-    Peer { to: NodeId, id: u64 },
+    Peer {
+        to: NodeId,
+        id: u64,
+    },
 }
 
 pub struct Coordinator {

@@ -43,7 +43,10 @@ impl MemTable {
         match map.get_mut(&key) {
             Some(old) if old.seq >= seq => {}
             Some(old) => {
-                let (was, now) = (old.value.as_ref().map_or(0, Vec::len), value.as_ref().map_or(0, Vec::len));
+                let (was, now) = (
+                    old.value.as_ref().map_or(0, Vec::len),
+                    value.as_ref().map_or(0, Vec::len),
+                );
                 *old = Versioned { seq, value };
                 drop(map);
                 self.bytes.fetch_add(now, Ordering::Relaxed);
@@ -120,10 +123,7 @@ impl Iterator for Entries<'_> {
             None => Bound::Unbounded,
             Some(k) => Bound::Excluded(k.as_slice()),
         };
-        let (k, v) = self
-            .map
-            .range::<[u8], _>((lo, Bound::Unbounded))
-            .next()?;
+        let (k, v) = self.map.range::<[u8], _>((lo, Bound::Unbounded)).next()?;
         let e = Entry {
             key: k.clone(),
             seq: v.seq,

@@ -236,9 +236,21 @@ mod tests {
         assert!(!second.is_finished());
         for _ in 0..100 {
             let direct = value(reads.lookup(b"k").unwrap());
-            assert_eq!(direct, Some(b"v1".to_vec()), "a direct read saw v2 before its ack");
-            let via_actor = addr.send(Get { key: b"k".to_vec() }).await.unwrap().unwrap();
-            assert_eq!(value(via_actor), Some(b"v1".to_vec()), "a read through the actor saw v2 before its ack");
+            assert_eq!(
+                direct,
+                Some(b"v1".to_vec()),
+                "a direct read saw v2 before its ack"
+            );
+            let via_actor = addr
+                .send(Get { key: b"k".to_vec() })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                value(via_actor),
+                Some(b"v1".to_vec()),
+                "a read through the actor saw v2 before its ack"
+            );
             tokio::task::yield_now().await;
         }
         open_gate.send(()).unwrap();
