@@ -57,7 +57,8 @@ impl Coordinator {
             Ok(v) => v,
             Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
         };
-        let primaries = p.primaries(&msg.key).to_vec();
+        // Borrowed from the placement (its own `Arc`): no copy of the list per get.
+        let primaries = p.primaries(&msg.key);
         let names = primaries.iter().map(|n| n.0.clone()).collect();
         let req = self.next_id();
         self.requests.insert(
@@ -75,13 +76,13 @@ impl Coordinator {
         self.arm_deadline(req, self.cfg.request_timeout, ctx);
         let mut local = None;
         for node in primaries {
-            if node == self.cfg.me {
-                local = Some(node);
-            } else if !p.is_up(&node) {
-                self.get_answer(req, &node, Err("down (membership)".into()), ctx);
+            if *node == self.cfg.me {
+                local = Some(node.clone());
+            } else if !p.is_up(node) {
+                self.get_answer(req, node, Err("down (membership)".into()), ctx);
             } else {
                 let key = msg.key.clone();
-                self.rpc(req, &node, DataReq::Get { key }, ctx);
+                self.rpc(req, node, DataReq::Get { key }, ctx);
             }
         }
         // Last: a read from memory answers at once, and may finish the get.

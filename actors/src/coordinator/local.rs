@@ -377,13 +377,22 @@ pub(super) fn finish_on_actor<T: Send + 'static>(
 }
 
 impl Coordinator {
-    /// Reads this replica's object for `key` (empty: none) and hands it to `then`.
+    /// Reads this replica's object for `key` (empty: none) and hands it to `then` (at once,
+    /// before this returns, when memory or the block cache answers).
     pub(super) fn read_local(
         &mut self,
         key: Vec<u8>,
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + Send + 'static,
     ) {
+        // From memory: decode here, without the copy of the key the closure would need.
+        if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
+            let object = match found.and_then(|v| v.value) {
+                None => Ok(Object::new()),
+                Some(b) => decode_stored(&key, &b),
+            };
+            return then(self, object, ctx);
+        }
         let k = key.clone();
         self.read_local_bytes(key, ctx, move |act, res, ctx| {
             let object = res.and_then(|b| match b {
