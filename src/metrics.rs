@@ -365,6 +365,9 @@ fn process_metrics(out: &mut String, g: &Gathered) {
         family(out, "process_open_fds", "gauge", "Number of open file descriptors.", &one(p.open_fds));
         family(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", &f(p.start_time_seconds));
     }
+    if let Some(n) = crate::allocations() {
+        family(out, "troupe_allocations_total", "counter", "Heap allocations and reallocations since start (only with TROUPE_COUNT_ALLOCS=1).", &one(n));
+    }
 }
 
 #[rustfmt::skip] // one metric per line reads better than rustfmt's five

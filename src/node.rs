@@ -332,6 +332,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("cannot start the replication coordinator: {e}"))?
         .with_scan(memtable.clone().recipient())
+        .with_local_reads(storage.local_reads.clone())
         .with_antientropy(ae_addr.clone().recipient())
         .with_tombstones(tombstones.clone().recipient());
         let coord = if cfg.handoff.enabled {
@@ -378,6 +379,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             node_id: Arc::from(cfg.node.id.as_str()),
             coordinator_get: coordinator.clone().recipient(),
             coordinator_write: coordinator.clone().recipient(),
+            coordinator_batch: coordinator.clone().recipient(),
             coordinator_keys: coordinator.clone().recipient(),
             coordinator_counters,
             counters: registry.actor("connection"),

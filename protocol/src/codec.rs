@@ -37,15 +37,21 @@ pub enum FrameError {
 pub fn decode_one<T: serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, rmp_serde::decode::Error> {
-    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
+    // Straight from the slice: the reader-based deserializer allocates a scratch buffer
+    // per call (one heap allocation per request on the hot path).
+    let mut de = rmp_serde::Deserializer::from_read_ref(body);
     let value = T::deserialize(&mut de)?;
-    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
-    match body.len().saturating_sub(used) {
-        0 => Ok(value),
-        extra => Err(rmp_serde::decode::Error::Syntax(format!(
-            "{extra} byte(s) after the MessagePack value; a frame holds exactly one value"
-        ))),
+    if <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).is_err() {
+        return Ok(value); // nothing after the value
     }
+    // Rare: measure how much follows, for the message.
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de)?;
+    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
+    let extra = body.len().saturating_sub(used);
+    Err(rmp_serde::decode::Error::Syntax(format!(
+        "{extra} byte(s) after the MessagePack value; a frame holds exactly one value"
+    )))
 }
 
 /// Length-prefixed frame codec with a hard size limit.

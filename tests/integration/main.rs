@@ -21,6 +21,7 @@ mod malformed_input;
 mod many_connections;
 mod membership_loss;
 mod metrics;
+mod pipeline;
 mod replication;
 mod storage_engine;
 mod tls;

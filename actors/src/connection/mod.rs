@@ -2,16 +2,22 @@
 //!
 //! A connection is three pieces on one arbiter:
 //! - a **reader task** that takes a permit from the connection's semaphore (at most
-//!   `max_inflight` requests in flight), reads one frame and hands it to the actor;
-//! - the **Connection actor**, which owns the session (hello, client name), decodes the
-//!   request and dispatches it to the Memtable;
+//!   `max_inflight` requests in flight) per frame, reads through an 8 KiB read-ahead buffer,
+//!   decodes every frame that arrived whole in it where it lies, and hands the decoded
+//!   frames to the actor as one message; the batch goes before the reader waits for
+//!   anything (a permit or the socket), so no request waits for others that are not there;
+//! - the **Connection actor**, which owns the session (hello, client name) and dispatches
+//!   the batch: its gets and writes go to the coordinator as one `ClientBatch`, each with a
+//!   callback that encodes the response and queues it for the writer (on the coordinator's
+//!   thread; dropped unanswered, it answers `timeout`/`internal` itself);
 //! - a **writer task** that owns the socket's write half behind a bounded channel and releases
 //!   each request's permit only after its response reached the socket.
 //!
 //! So a client that stops reading stalls its own writer, which holds the permits, which stops
 //! the reader: the node keeps at most `max_inflight` responses for that connection and TCP
 //! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
-//! plus one read buffer of at most `max_frame_bytes`.
+//! plus one read buffer of at most `max_frame_bytes` (the read-ahead buffer is counted in
+//! the 64 KiB a connection may read without the node's byte budget).
 //!
 //! With `[tls]` the TLS handshake runs first, on the connection's arbiter (`crate::tls`); the
 //! reader and writer tasks then own the halves of the TLS stream (`tokio::io::split`), plain
@@ -26,28 +32,34 @@
 //! see it counted), into the node's [`RequestStats`] by op and result: lock-free atomics,
 //! recorded by the writer task, which holds the connection's one reference to them.
 
+mod io;
 mod listener;
 pub mod reader;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
+use io::{run_io, Answering};
+
 use crate::coordinator::keys::ClientKeys;
-use crate::coordinator::{ClientGet, ClientWrite};
+use crate::coordinator::{ClientBatch, ClientError, ClientGet, ClientOp, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use crate::tls::{BoxRead, BoxWrite, NodeTls, Port};
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::SinkExt;
 use reader::{read_frame, ByteBudget, ReadError};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
-use troupe_protocol::message::{decode_request, Reply, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::message::{
+    decode_request, Reply, Request, RequestError, Response, PROTOCOL_VERSION,
+};
 use troupe_protocol::{ErrorCode, FrameCodec};
 
 /// Longest key accepted, in bytes.
@@ -60,6 +72,8 @@ pub struct ConnectionShared {
     /// Every get, put and delete goes through the replication coordinator.
     pub coordinator_get: Recipient<ClientGet>,
     pub coordinator_write: Recipient<ClientWrite>,
+    /// Gets and writes decoded from one batch of received frames, in one message.
+    pub coordinator_batch: Recipient<ClientBatch>,
     pub coordinator_keys: Recipient<ClientKeys>,
     pub coordinator_counters: Arc<ActorCounters>,
     pub counters: Arc<ActorCounters>,
@@ -120,14 +134,20 @@ pub(crate) struct Held {
     _bytes: Option<OwnedSemaphorePermit>,
 }
 
-/// One frame from the reader task, with what counts it as in flight.
+/// The frames the reader task had received, decoded, each with what counts it as in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Incoming {
-    body: BytesMut,
-    permit: Held,
-    /// When the frame was read: the request's latency starts here, mailbox wait included.
+    frames: Vec<Received>,
+    /// When the batch was handed on: the requests' latency starts here, mailbox wait
+    /// included.
     at: Instant,
+}
+
+/// One decoded frame and its slot.
+struct Received {
+    decoded: Result<(u64, Request), RequestError>,
+    permit: Held,
 }
 
 /// A request being timed: its op (an index into `stats::OPS`) and when it was read.
@@ -177,6 +197,8 @@ pub struct Connection {
     out_rx: Option<mpsc::Receiver<Outgoing>>,
     said_hello: bool,
     peer: String,
+    /// This turn's gets and writes for the coordinator, sent as one [`ClientBatch`].
+    batch: Vec<ClientOp>,
 }
 
 impl Connection {
@@ -195,6 +217,7 @@ impl Connection {
             out_rx: Some(out_rx),
             said_hello: false,
             peer,
+            batch: Vec::new(),
         }
     }
 
@@ -208,6 +231,7 @@ impl Connection {
             out_rx: None,
             said_hello: false,
             peer: "?".into(),
+            batch: Vec::new(),
         }
     }
 
@@ -265,19 +289,12 @@ impl Connection {
                     after,
                     as_type: None,
                 };
-                self.read(
-                    id,
-                    &self.shared.coordinator_get,
-                    get,
-                    |g| Reply::get(g.values, g.context),
-                    (permit, t),
-                )
+                self.get(id, get, |g| Reply::get(g.values, g.context), (permit, t))
             }
             Request::Counter { key, r } => {
                 let get = typed_get(key, r, TypeKind::Counter);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| Reply::counter(counter_value(g.typed.as_ref())),
                     (permit, t),
@@ -285,9 +302,8 @@ impl Connection {
             }
             Request::Smembers { key, r } => {
                 let get = typed_get(key, r, TypeKind::Set);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Set(s)) => {
@@ -300,9 +316,8 @@ impl Connection {
             }
             Request::RegGet { key, r } => {
                 let get = typed_get(key, r, TypeKind::Register);
-                self.read(
+                self.get(
                     id,
-                    &self.shared.coordinator_get,
                     get,
                     |g| match g.typed {
                         Some(Typed::Register(reg)) => Reply::register(Some(reg.value)),
@@ -404,7 +419,32 @@ impl Connection {
         });
     }
 
-    /// Sends a write to the coordinator; its reply becomes the response through `ok`.
+    /// Queues a get for this turn's [`ClientBatch`]; its reply becomes the response through
+    /// `ok`. Nothing was written, so a coordinator that did not answer is `internal`.
+    fn get(
+        &mut self,
+        id: u64,
+        get: ClientGet,
+        ok: fn(crate::coordinator::GetReply) -> Reply,
+        (permit, t): (Held, Option<Timed>),
+    ) {
+        let answer = Answering::new(
+            id,
+            ok,
+            &self.out,
+            permit,
+            t,
+            (
+                ErrorCode::Internal,
+                "the replication coordinator did not answer (it stopped)",
+            ),
+        );
+        self.batch
+            .push(ClientOp::Get(get, Box::new(move |r| answer.answer(r))));
+    }
+
+    /// Queues a write for this turn's [`ClientBatch`]; its reply becomes the response
+    /// through `ok`.
     fn write(
         &mut self,
         id: u64,
@@ -412,20 +452,23 @@ impl Connection {
         ok: fn(crate::coordinator::WriteReply) -> Reply,
         (permit, t): (Held, Option<Timed>),
     ) {
+        // The coordinator is gone with the write: its outcome is unknown.
+        let stopped = (ErrorCode::Timeout, "the replication coordinator stopped while handling the write; it may or may not have been applied");
+        let answer = Answering::new(id, ok, &self.out, permit, t, stopped);
+        self.batch
+            .push(ClientOp::Write(write, Box::new(move |r| answer.answer(r))));
+    }
+
+    /// Hands this turn's gets and writes to the coordinator as one message. `do_send`
+    /// skips the mailbox limit; each request holds one of the connection's slots, so
+    /// what one connection can have queued stays bounded by `max_inflight`.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
         self.shared.coordinator_counters.sent();
-        let write = self.shared.coordinator_write.send(write);
-        self.reply_later(permit, t, async move {
-            match write.await {
-                Ok(Ok(w)) => Response::ok(id, ok(w)),
-                Ok(Err(e)) => Response::err(id, e.code, e.msg),
-                // The coordinator is gone with the write: its outcome is unknown.
-                Err(e) => Response::err(
-                    id,
-                    ErrorCode::Timeout,
-                    format!("the replication coordinator stopped while handling the write ({e}); it may or may not have been applied"),
-                ),
-            }
-        });
+        let batch = std::mem::take(&mut self.batch);
+        self.shared.coordinator_batch.do_send(ClientBatch(batch));
     }
 
     /// Runs `fut` on this arbiter and queues its response; does not block the actor.
@@ -536,7 +579,26 @@ impl Handler<Incoming> for Connection {
 
     fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
         self.shared.counters.handled();
-        match decode_request(&msg.body) {
+        let at = msg.at;
+        for r in msg.frames {
+            if !self.received(r.decoded, r.permit, at, ctx) {
+                break; // stopped: the rest of the batch is not answered
+            }
+        }
+        self.send_batch();
+    }
+}
+
+impl Connection {
+    /// Handles one decoded frame; `false` once the connection is stopping.
+    fn received(
+        &mut self,
+        decoded: Result<(u64, Request), RequestError>,
+        permit: Held,
+        at: Instant,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        match decoded {
             Ok((id, Request::Hello { token, .. }))
                 if !self.shared.tokens.admits(token.as_deref()) =>
             {
@@ -551,18 +613,19 @@ impl Handler<Incoming> for Connection {
                 log::warn!("client {} sent hello with {why}; closing", self.peer);
                 let t = Timed {
                     op: op_index("hello"),
-                    at: msg.at,
+                    at,
                 };
                 let resp = Response::err(
                     id,
                     ErrorCode::Unauthorized,
                     "this node needs a client token in hello (auth.client_tokens); the connection is closed",
                 );
-                self.respond(resp, Some(msg.permit), Some(t));
+                self.respond(resp, Some(permit), Some(t));
                 // Stopping drops our sender; the writer ends once that answer is written.
                 ctx.stop();
+                return false;
             }
-            Ok((id, req)) => self.dispatch(id, req, msg.permit, msg.at),
+            Ok((id, req)) => self.dispatch(id, req, permit, at),
             Err(e) => {
                 self.shared.counters.error();
                 let resp = Response {
@@ -572,11 +635,12 @@ impl Handler<Incoming> for Connection {
                 };
                 let t = Timed {
                     op: op_index("unknown"),
-                    at: msg.at,
+                    at,
                 };
-                self.respond(resp, Some(msg.permit), Some(t));
+                self.respond(resp, Some(permit), Some(t));
             }
         }
+        true
     }
 }
 
@@ -593,108 +657,4 @@ impl Handler<ReaderStopped> for Connection {
         // Stopping drops our sender; the writer ends once in-flight responses are written.
         ctx.stop();
     }
-}
-
-/// Starts the writer and reader tasks on the connection's (plain or TLS) stream halves.
-fn run_io(
-    rd: BoxRead,
-    wr: BoxWrite,
-    out_rx: mpsc::Receiver<Outgoing>,
-    conn: Addr<Connection>,
-    shared: ConnectionShared,
-    peer: String,
-) {
-    let codec = FrameCodec::new(shared.max_frame_bytes);
-    let stats = shared.requests.clone();
-    actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
-    let permits = Arc::new(Semaphore::new(shared.max_inflight));
-    log::debug!("connection from {peer} opened");
-    actix::spawn(read_loop(rd, permits, conn, shared, peer));
-}
-
-async fn read_loop(
-    mut rd: BoxRead,
-    permits: Arc<Semaphore>,
-    conn: Addr<Connection>,
-    shared: ConnectionShared,
-    peer: String,
-) {
-    let mut too_large = None;
-    loop {
-        let slot = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let frame = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            f = read_frame(&mut rd, shared.max_frame_bytes, &shared.budget, shared.read_timeout) => f,
-        };
-        match frame {
-            Ok(Some(frame)) => {
-                shared.counters.sent();
-                // `do_send` skips the mailbox limit, but the slot already bounds what this
-                // connection can have queued to `max_inflight`.
-                if !conn.connected() {
-                    return;
-                }
-                conn.do_send(Incoming {
-                    body: frame.body,
-                    permit: Held {
-                        _slot: slot,
-                        _bytes: frame.budget,
-                    },
-                    at: Instant::now(),
-                });
-            }
-            Err(ReadError::TooLarge { len, max }) => {
-                too_large = Some(format!(
-                    "frame of {len} bytes exceeds the maximum of {max} bytes"
-                ));
-                break;
-            }
-            Err(ReadError::Stalled { got, len }) => {
-                shared.budget.stalled();
-                log::warn!(
-                    "client {peer} sent {got} of a {len}-byte frame and stalled for net.read_timeout ({:?}); closing",
-                    shared.read_timeout
-                );
-                break;
-            }
-            Ok(None) | Err(ReadError::Io) => break,
-        }
-    }
-    shared.counters.sent();
-    conn.do_send(ReaderStopped { too_large });
-}
-
-async fn write_loop(
-    mut sink: FramedWrite<BoxWrite, FrameCodec>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    stats: Arc<RequestStats>,
-) {
-    let mut done = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        // Coalesce what is already queued into one write; release permits after the flush.
-        while let Some(item) = next.take() {
-            if sink.feed(item.frame).await.is_err() {
-                return;
-            }
-            if let Some(s) = item.sample {
-                stats.record_index(s.op, s.result, s.at.elapsed());
-            }
-            done.push(item.permit);
-            if done.len() < 128 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-        done.clear();
-    }
-    let _ = sink.close().await;
 }

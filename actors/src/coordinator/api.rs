@@ -44,6 +44,25 @@ pub struct ClientGet {
     pub as_type: Option<TypeKind>,
 }
 
+/// The gets and writes one connection decoded from the frames it had already received, in
+/// one message (one mailbox hand-off and wake-up for the lot, not one each). Each carries
+/// the channel its answer goes to; the coordinator starts them in order, in one turn.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientBatch(pub Vec<ClientOp>);
+
+/// One request of a [`ClientBatch`] and what to call with its answer (on the coordinator's
+/// thread: the connection's callback encodes the response and queues it for the socket, so
+/// no task or channel sits between the answer and the writer).
+pub enum ClientOp {
+    Get(ClientGet, Answer<GetReply>),
+    Write(ClientWrite, Answer<WriteReply>),
+}
+
+/// Called once with a request's outcome. Dropped uncalled (the coordinator stopped), it is
+/// the callee's job to answer anyway (the connection's answers do, on drop).
+pub type Answer<T> = Box<dyn FnOnce(Result<T, ClientError>) + Send>;
+
 /// What a successful write returns: the object the coordinator wrote, as far as the
 /// client may act on it (PROTOCOL.md §9).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -57,7 +57,9 @@ impl Coordinator {
             Ok(v) => v,
             Err(e) => return self.reply(reply, Err(e), get_resp, ctx),
         };
-        let primaries = p.read_primaries(&msg.key).to_vec();
+        // Borrowed from the placement (its own `Arc`): no copy of the list per get. While
+        // the ring is in transition these are the stable layout's primaries.
+        let primaries = p.read_primaries(&msg.key);
         let names = primaries.iter().map(|n| n.0.clone()).collect();
         let req = self.next_id();
         self.requests.insert(
@@ -72,20 +74,25 @@ impl Coordinator {
                 as_type: msg.as_type,
             }),
         );
+        self.arm_deadline(req, self.cfg.request_timeout, ctx);
+        let mut local = None;
         for node in primaries {
-            if node == self.cfg.me {
-                self.read_local(msg.key.clone(), ctx, move |act, res, ctx| {
-                    let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
-                    act.get_answer(req, &node, ans, ctx);
-                });
-            } else if !p.is_up(&node) {
-                self.get_answer(req, &node, Err("down (membership)".into()), ctx);
+            if *node == self.cfg.me {
+                local = Some(node.clone());
+            } else if !p.is_up(node) {
+                self.get_answer(req, node, Err("down (membership)".into()), ctx);
             } else {
                 let key = msg.key.clone();
-                self.rpc(req, &node, DataReq::Get { key }, ctx);
+                self.rpc(req, node, DataReq::Get { key }, ctx);
             }
         }
-        self.arm_deadline(req, self.cfg.request_timeout, ctx);
+        // Last: a read from memory answers at once, and may finish the get.
+        if let Some(node) = local {
+            self.read_local(msg.key, ctx, move |act, res, ctx| {
+                let ans = res.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
+                act.get_answer(req, &node, ans, ctx);
+            });
+        }
     }
 
     pub(super) fn get_answer(

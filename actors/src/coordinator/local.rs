@@ -377,13 +377,22 @@ pub(super) fn finish_on_actor<T: Send + 'static>(
 }
 
 impl Coordinator {
-    /// Reads this replica's object for `key` (empty: none) and hands it to `then`.
+    /// Reads this replica's object for `key` (empty: none) and hands it to `then` (at once,
+    /// before this returns, when memory or the block cache answers).
     pub(super) fn read_local(
         &mut self,
         key: Vec<u8>,
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + Send + 'static,
     ) {
+        // From memory: decode here, without the copy of the key the closure would need.
+        if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
+            let object = match found.and_then(|v| v.value) {
+                None => Ok(Object::new()),
+                Some(b) => decode_stored(&key, &b),
+            };
+            return then(self, object, ctx);
+        }
         let k = key.clone();
         self.read_local_bytes(key, ctx, move |act, res, ctx| {
             let object = res.and_then(|b| match b {
@@ -395,7 +404,9 @@ impl Coordinator {
     }
 
     /// Reads the stored encoding of `key`'s object (`None`: none) and hands it to `then`:
-    /// what a replica sends a peer as is, without decoding and encoding it again.
+    /// what a replica sends a peer as is, without decoding and encoding it again. When
+    /// memory or the block cache answers, `then` runs at once, before this returns: callers
+    /// call it last.
     pub(super) fn read_local_bytes(
         &mut self,
         key: Vec<u8>,
@@ -404,6 +415,11 @@ impl Coordinator {
             + Send
             + 'static,
     ) {
+        // From memory or the block cache, on this thread, without the Memtable's mailbox
+        // (see `memtable::view`): `then` runs before this returns.
+        if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
+            return then(self, Ok(found.and_then(|v| v.value)), ctx);
+        }
         self.local_ops += 1;
         self.storage_counters.sent();
         let fut = read_stored(self.storage_get.send(Get { key }));

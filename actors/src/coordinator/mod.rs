@@ -1,7 +1,8 @@
 //! The ReplicationCoordinator actor: every client get, put and delete goes through it, and
 //! it answers the replication requests other nodes send this node as a replica.
 //!
-//! Receives: [`ClientGet`] and [`ClientWrite`] (from connections), [`DataInbound`] (peer
+//! Receives: [`ClientBatch`] (a connection's decoded gets and writes, one message per
+//! batch of received frames), [`ClientGet`] and [`ClientWrite`] (one request each), [`DataInbound`] (peer
 //! data batches: requests from other coordinators and answers to ours), and its own timers.
 //! Emits: `Get` / `Update` to the local Memtable (through `Recipient`s), data batches to
 //! peers through the [`PeerTransport`]'s data lane.
@@ -75,12 +76,20 @@ use troupe_protocol::{ErrorCode, Quorum};
 /// Where the outcome of a flow goes: a local client, or a peer that asked us.
 pub(crate) enum ReplyTo<T> {
     Client(oneshot::Sender<Result<T, ClientError>>),
-    Peer { to: NodeId, id: u64 },
+    /// A connection's callback ([`ClientBatch`]).
+    Call(Answer<T>),
+    Peer {
+        to: NodeId,
+        id: u64,
+    },
 }
 
 pub struct Coordinator {
     cfg: CoordinatorConfig,
     storage_get: Recipient<Get>,
+    /// Reads answered from memory or the block cache on this thread (`with_local_reads`);
+    /// the rest go to the Memtable as `Get`.
+    local_reads: Option<crate::memtable::view::LocalReads>,
     storage_update: Recipient<Update<local::LocalResult>>,
     transport: Option<PeerTransport>,
     ring: RingInputs,
@@ -158,6 +167,7 @@ impl Coordinator {
             replication_note: Arc::new(std::sync::Mutex::new(note)),
             cfg,
             storage_get,
+            local_reads: None,
             storage_update,
             transport,
             ring,
@@ -183,6 +193,12 @@ impl Coordinator {
             ae_notify: None,
             ae_pending: Vec::new(),
         })
+    }
+
+    /// Lets this coordinator read memory directly (see `memtable::view`).
+    pub fn with_local_reads(mut self, reads: crate::memtable::view::LocalReads) -> Coordinator {
+        self.local_reads = Some(reads);
+        self
     }
 
     /// Lets this coordinator list keys: the storage actor's scans.
@@ -319,6 +335,7 @@ impl Coordinator {
             ReplyTo::Client(tx) => {
                 let _ = tx.send(result);
             }
+            ReplyTo::Call(answer) => answer(result),
             ReplyTo::Peer { to, id } => {
                 let resp = match result {
                     Ok(v) => as_resp(v),
@@ -455,6 +472,26 @@ impl Handler<ClientWrite> for Coordinator {
         let (tx, rx) = oneshot::channel();
         self.start_write(msg, ReplyTo::Client(tx), ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}
+
+impl Handler<ClientBatch> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientBatch, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        for op in msg.0 {
+            match op {
+                ClientOp::Get(get, tx) => {
+                    self.stats.gets.fetch_add(1, Relaxed);
+                    self.start_get(get, ReplyTo::Call(tx), ctx);
+                }
+                ClientOp::Write(write, tx) => {
+                    self.stats.puts.fetch_add(1, Relaxed);
+                    self.start_write(write, ReplyTo::Call(tx), ctx);
+                }
+            }
+        }
     }
 }
 

@@ -233,6 +233,11 @@ impl<O: Lattice> GetTracker<O> {
     /// not found). Replicas that failed or never answered are left to anti-entropy: a
     /// repair sent to a node that is down would only time out.
     pub fn repair(&self) -> Option<(O, Vec<String>)> {
+        // One successful answer (one node, or the others failed) is its own join: nobody
+        // that answered is behind it, and the join would only copy the object.
+        if self.ok_count() <= 1 {
+            return None;
+        }
         let joined = self.joined()?;
         // A delete marker is not sent to a replica that answered "not found": that may be
         // a replica whose marker tombstone GC purged, and sending it back would undo the

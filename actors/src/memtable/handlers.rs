@@ -134,12 +134,13 @@ impl MemtableActor {
     }
 
     /// Carries out the pipeline's effects, in order.
-    fn carry_out(&mut self, fx: Vec<Effect<MemTable, Stalled, FlushWaiter>>) {
+    fn carry_out(&mut self, fx: Vec<Effect<Arc<MemTable>, Stalled, FlushWaiter>>) {
+        self.sync_view();
         for e in fx {
             match e {
                 Effect::Flush { table, segment } => match (&self.flusher, self.self_addr.get()) {
                     (Some(f), Some(me)) => f.do_send(FlushMemtable {
-                        table,
+                        table: Arc::clone(&table),
                         segment,
                         reply_to: me.clone(),
                     }),
@@ -163,7 +164,18 @@ impl MemtableActor {
 
     /// Memory sources newest first: active, closing, sealed (newest to oldest).
     pub(super) fn memory(&self) -> impl Iterator<Item = &MemTable> {
-        self.pipe.memory()
+        self.pipe.memory().map(|t| &**t)
+    }
+
+    /// Publishes the memory tables to readers (`view`) if a seal or a flush changed them
+    /// since the last time. Called by every path that changes the pipeline, in the same
+    /// turn, so no durable write is applied to a table readers cannot see yet.
+    fn sync_view(&mut self) {
+        let at = (self.pipe.seals(), self.pipe.flushed());
+        if at != self.view_at {
+            self.view_at = at;
+            self.view.publish(self.pipe.memory().cloned().collect());
+        }
     }
 }
 
@@ -332,7 +344,7 @@ impl MemtableActor {
 
     fn lookup_versioned(&mut self, key: &[u8]) -> Lookup<Option<Versioned>> {
         if let Some(v) = self.memory().find_map(|t| t.get(key)) {
-            return Lookup::Memory(Some(v.clone()));
+            return Lookup::Memory(Some(v));
         }
         match self.tables.get_cached(key) {
             Some(Ok(e)) => Lookup::Memory(e.map(|e| Versioned {
@@ -552,7 +564,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             active_bytes: self.pipe.active().bytes(),
             active_keys: self.pipe.active().len(),
             sealed_tables: self.pipe.frozen().count(),
-            sealed_bytes: self.pipe.frozen().map(MemTable::bytes).sum(),
+            sealed_bytes: self.pipe.frozen().map(|t| t.bytes()).sum(),
             stalled_writes_now: self.pipe.stalled_now(),
             write_stalls: self.pipe.write_stalls(),
             seals: self.pipe.seals(),

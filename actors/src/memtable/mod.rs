@@ -39,6 +39,7 @@ mod pipeline;
 pub mod reads;
 pub mod table;
 mod update;
+pub mod view;
 pub mod wal;
 
 use crate::engine::{Entry, Tables};
@@ -235,7 +236,11 @@ type FlushWaiter = oneshot::Sender<Result<(), StorageError>>;
 pub struct MemtableActor {
     /// Generations, the active, closing and sealed tables, stalled writes and `Seal`
     /// waiters: all the write path's bookkeeping, as a pure state machine.
-    pipe: Pipeline<MemTable, Stalled, FlushWaiter>,
+    pipe: Pipeline<Arc<MemTable>, Stalled, FlushWaiter>,
+    /// The memory tables as readers on other threads see them (`view`).
+    view: Arc<view::MemView>,
+    /// `(seals, flushes)` of the pipeline when `view` was last published.
+    view_at: (u64, u64),
     wal: WalWriter<Pending>,
     tables: Arc<Tables>,
     flusher: Option<Recipient<FlushMemtable>>,
@@ -324,7 +329,7 @@ impl MemtableActor {
             }
         }
         let recovered = wal::recover(io.as_ref(), &dir)?;
-        let mut table = MemTable::default();
+        let table = MemTable::default();
         let mut max_seq = last_flushed_seq;
         let records = recovered.records.len();
         let mut skipped = 0;
@@ -376,9 +381,14 @@ impl MemtableActor {
         };
         let submitted = table.bytes();
         let health = writer.health();
+        let table = Arc::new(table);
+        let view = Arc::new(view::MemView::default());
+        view.publish(vec![table.clone()]);
         Ok((
             MemtableActor {
                 pipe: Pipeline::new(limits, table, submitted),
+                view,
+                view_at: (0, 0),
                 wal: writer,
                 tables: tables.clone(),
                 flusher: None,
@@ -414,6 +424,12 @@ impl MemtableActor {
     /// a test or a shutdown knows the log's files are closed before reopening the directory.
     pub fn take_wal_exit(&mut self) -> Option<WalThreadExit> {
         self.wal_exit.take()
+    }
+
+    /// A handle for readers on other threads: gets answered from memory or the block cache
+    /// without this actor's mailbox (see `view`).
+    pub fn local_reads(&self) -> view::LocalReads {
+        view::LocalReads::new(self.view.clone(), self.tables.clone())
     }
 
     /// The node's poison flag (WAL and engine), for status reporting and for the

@@ -299,6 +299,11 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
         self.seals
     }
 
+    /// Sealed tables flushed so far.
+    pub fn flushed(&self) -> u64 {
+        self.flushed
+    }
+
     /// Sealed tables waiting for (or in) a flush, not counting the closing one.
     #[cfg(test)]
     pub fn sealed_len(&self) -> usize {

@@ -6,6 +6,8 @@
 use crate::engine::Entry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 /// The newest known version of a key. `value: None` is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,54 +19,72 @@ pub struct Versioned {
 /// Per-entry bookkeeping overhead counted toward [`MemTable::bytes`].
 const ENTRY_OVERHEAD: usize = 32;
 
+/// One memtable. Its map sits behind a lock so that readers on other threads (the
+/// coordinator, through [`super::view::LocalReads`]) can look keys up while the Memtable
+/// actor, the only writer, applies durable writes: a write lock per applied write, held for
+/// one map insert.
 #[derive(Debug, Default)]
 pub struct MemTable {
-    map: BTreeMap<Vec<u8>, Versioned>,
-    bytes: usize,
+    map: RwLock<BTreeMap<Vec<u8>, Versioned>>,
+    bytes: AtomicUsize,
 }
 
 impl MemTable {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versioned>> {
+        // A panic mid-insert leaves the map consistent (BTreeMap's insert is all or
+        // nothing for our purposes); a poisoned lock still guards it.
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Applies a write; ignored if the table already holds a newer version of the key.
-    pub fn apply(&mut self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
+    pub fn apply(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-        match self.map.get_mut(&key) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&key) {
             Some(old) if old.seq >= seq => {}
             Some(old) => {
-                self.bytes -= old.value.as_ref().map_or(0, Vec::len);
-                self.bytes += value.as_ref().map_or(0, Vec::len);
+                let (was, now) = (
+                    old.value.as_ref().map_or(0, Vec::len),
+                    value.as_ref().map_or(0, Vec::len),
+                );
                 *old = Versioned { seq, value };
+                drop(map);
+                self.bytes.fetch_add(now, Ordering::Relaxed);
+                self.bytes.fetch_sub(was, Ordering::Relaxed);
             }
             None => {
-                self.bytes += size;
-                self.map.insert(key, Versioned { seq, value });
+                map.insert(key, Versioned { seq, value });
+                drop(map);
+                self.bytes.fetch_add(size, Ordering::Relaxed);
             }
         }
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.map.get(key)
+    /// The newest version of `key` this table holds (a copy: the lock is not held after).
+    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+        self.read().get(key).cloned()
     }
 
     /// Approximate memory held, for sealing decisions.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.read().is_empty()
     }
 
-    /// Every entry in key order, as the engine's flush wants them.
-    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.map.iter().map(|(k, v)| Entry {
-            key: k.clone(),
-            seq: v.seq,
-            value: v.value.clone(),
-        })
+    /// Every entry in key order, as the engine's flush wants them. Holds the read lock
+    /// while iterating: it is used on frozen tables, which nobody writes any more.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            map: self.read(),
+            after: None,
+        }
     }
 
     /// Up to `limit` entries (tombstones included) with `start <= key < end`, in key order.
@@ -76,7 +96,7 @@ impl MemTable {
         }
         let lo = start.map_or(Bound::Unbounded, Bound::Included);
         let hi = end.map_or(Bound::Unbounded, Bound::Excluded);
-        self.map
+        self.read()
             .range::<[u8], _>((lo, hi))
             .take(limit)
             .map(|(k, v)| Entry {
@@ -88,13 +108,39 @@ impl MemTable {
     }
 }
 
+/// [`MemTable::entries`]: walks the map under its read lock, one range step per entry (the
+/// guard cannot lend an iterator that outlives this struct's borrow of it).
+pub struct Entries<'a> {
+    map: RwLockReadGuard<'a, BTreeMap<Vec<u8>, Versioned>>,
+    after: Option<Vec<u8>>,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        let lo = match &self.after {
+            None => Bound::Unbounded,
+            Some(k) => Bound::Excluded(k.as_slice()),
+        };
+        let (k, v) = self.map.range::<[u8], _>((lo, Bound::Unbounded)).next()?;
+        let e = Entry {
+            key: k.clone(),
+            seq: v.seq,
+            value: v.value.clone(),
+        };
+        self.after = Some(k.clone());
+        Some(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn older_sequence_never_replaces_newer() {
-        let mut t = MemTable::default();
+        let t = MemTable::default();
         t.apply(b"k".to_vec(), 5, Some(b"new".to_vec()));
         t.apply(b"k".to_vec(), 3, Some(b"old".to_vec()));
         assert_eq!(t.get(b"k").unwrap().value.as_deref(), Some(&b"new"[..]));

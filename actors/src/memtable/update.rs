@@ -106,7 +106,7 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
         let Loaded { update, got, stage } = msg;
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
-        let in_memory = self.memory().find_map(|t| t.get(&update.key)).cloned();
+        let in_memory = self.memory().find_map(|t| t.get(&update.key));
         let value = match in_memory {
             Some(v) => v.value,
             None => match got {

@@ -565,12 +565,22 @@ async fn serve_one(
                 // Wait for room rather than drop: a dropped batch may hold answers to
                 // our own requests (which would then time out although they succeeded).
                 // Waiting stops reading this connection, so the sender's bounded data
-                // lane fills and refuses: backpressure, with every queue bounded.
+                // lane fills and refuses: backpressure, with every queue bounded. When
+                // there is room the batch is queued without waiting for it to be handled
+                // (no reply channel per frame, and the next frame is read meanwhile).
                 let msg = DataInbound {
                     from: from.clone(),
                     batch,
                 };
                 data.counters.sent();
+                let msg = match data.to.try_send(msg) {
+                    Ok(()) => continue,
+                    Err(SendError::Full(msg)) => msg,
+                    Err(SendError::Closed(_)) => {
+                        data.counters.handled(); // the coordinator is gone: not delivered
+                        return;
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         data.counters.handled(); // never delivered: keep the depth true

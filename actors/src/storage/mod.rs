@@ -126,6 +126,8 @@ pub fn open_with(
 #[derive(Clone)]
 pub struct Storage {
     pub memtable: Addr<MemtableActor>,
+    /// Gets from memory and the block cache without the Memtable's mailbox.
+    pub local_reads: crate::memtable::view::LocalReads,
     pub compactor: Addr<Compactor>,
     pub gc: Addr<Gc>,
     pub tables: Arc<Tables>,
@@ -197,9 +199,11 @@ impl Opened {
         let flusher_stats = flusher.stats();
         let flusher = Flusher::start_in_arbiter(background, move |_| flusher);
         memtable.set_flusher(flusher.recipient());
+        let local_reads = memtable.local_reads();
         let memtable = MemtableActor::start_in_arbiter(storage, move |_| memtable);
         Storage {
             memtable,
+            local_reads,
             compactor,
             gc,
             tables,

@@ -4,26 +4,6 @@
 
 use super::*;
 
-/// Relaxed mode only: looks for a job a few times, yielding the CPU in between, before the
-/// caller blocks. Without an fsync a batch takes microseconds and the next write usually
-/// arrives within a few more, so catching it here saves a sleep and a wake-up (a futex round
-/// trip) per batch: `troupe engine-bench --concurrency 1` (one synchronous writer, WAL sync
-/// off) went from 15k to 44k writes/s. In sync mode each batch waits for an fdatasync of a
-/// millisecond or more, the wake-up is noise beside it, and the yields only took CPU from
-/// the threads doing the work (4-8% of a 3-node cluster's CPU on 2 cores), so it blocks.
-fn spin_recv<J>(rx: &Receiver<J>) -> Option<J> {
-    for _ in 0..SPIN_YIELDS {
-        if let Ok(j) = rx.try_recv() {
-            return Some(j);
-        }
-        std::thread::yield_now();
-    }
-    None
-}
-
-/// Yields of [`spin_recv`] before the relaxed-mode writer sleeps.
-const SPIN_YIELDS: usize = 128;
-
 pub(super) struct WriterThread<T> {
     pub(super) io: Arc<dyn Io>,
     pub(super) dir: PathBuf,
@@ -53,37 +33,34 @@ impl<T> WriterThread<T> {
     pub(super) fn run(mut self, rx: Receiver<Job<T>>) {
         let mut next_sync = Instant::now();
         loop {
-            let spun = match self.durability {
-                Durability::Sync => None,
-                Durability::Relaxed { .. } => spin_recv(&rx),
-            };
-            let first = match spun {
-                Some(j) => j,
-                None => match self.durability {
-                    Durability::Sync => match rx.recv() {
-                        Ok(j) => j,
-                        Err(_) => break,
-                    },
-                    Durability::Relaxed { interval } => {
-                        let wait = next_sync.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(wait) {
-                            Ok(j) => j,
-                            Err(RecvTimeoutError::Timeout) => {
-                                if self.dirty {
-                                    let r = self.sync();
-                                    let _ = self.finish(r); // a failure is recorded as poison
-                                }
-                                next_sync = Instant::now() + interval;
-                                continue;
-                            }
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
+            // An idle writer blocks (parks on the channel); it never yields in a loop. A
+            // spin here once saved a wake-up per batch for a single synchronous writer
+            // (engine-bench --concurrency 1), but under load the yields took CPU from the
+            // threads doing the work, and at low load they burned a core for nothing.
+            let first = match self.durability {
+                Durability::Sync => match rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
                 },
+                Durability::Relaxed { interval } => {
+                    let wait = next_sync.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(j) => j,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if self.dirty {
+                                let r = self.sync();
+                                let _ = self.finish(r); // a failure is recorded as poison
+                            }
+                            next_sync = Instant::now() + interval;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             };
             self.handle_batch(first, &rx);
-            // Relaxed mode: sync on schedule even when jobs never stop coming (the spin
-            // above, or a queue that is never empty, would otherwise never time out).
+            // Relaxed mode: sync on schedule even when jobs never stop coming (a queue that
+            // is never empty would otherwise never time out).
             if let Durability::Relaxed { interval } = self.durability {
                 if self.dirty && Instant::now() >= next_sync {
                     let r = self.sync();

@@ -1,0 +1,260 @@
+//! Reads served from memory without the Memtable actor's mailbox.
+//!
+//! [`MemView`] is the list of memory tables newest first (active, closing, sealed newest to
+//! oldest), published by the Memtable actor whenever the list changes (a seal, a flush
+//! completed). [`LocalReads`] is what a reader on another thread holds: the view and the
+//! SSTables. Its [`LocalReads::lookup`] answers a key from the memory tables, or from the
+//! tables when the bloom filters or the block cache answer without I/O, and says "ask the
+//! actor" otherwise (a block must be read from a file: the actor's disk-read queue does
+//! that). So a get whose data is in memory never waits behind the writes queued in the
+//! actor's mailbox, and costs no thread hop.
+//!
+//! The actor stays the only writer. Invariants (why a reader never sees a write before it is
+//! acknowledged, and never an older version than memory holds):
+//! - A write is applied to a memory table only when the WAL writer reported it durable, in
+//!   the same actor turn that acknowledges it (`DurableBatch`); before that it exists only
+//!   in the WAL queue, which readers cannot see. A reader may see a write a moment before its
+//!   writer hears the acknowledgement, never before it is durable.
+//! - The list is replaced in the same actor turn as the change that makes it stale, before
+//!   any later write is applied: a seal creates the new active table, and no durable write
+//!   reaches it before the next turn, by which time the view lists it.
+//! - A sealed table leaves the list only after its SSTable is installed in the tables
+//!   (the Flusher installs, then reports): a reader that no longer sees the table finds its
+//!   entries in the tables; one holding the old list still reads the table itself.
+//! - A reader holds the list's read lock while it looks through the tables, one table read
+//!   lock at a time; the actor holds a table's write lock for one map insert, and the list's
+//!   write lock only to swap the list. Nothing waits on I/O under either.
+
+use super::table::{MemTable, Versioned};
+use crate::engine::Tables;
+use std::sync::{Arc, RwLock};
+
+/// The memory tables, newest first, as the Memtable actor last published them.
+#[derive(Default)]
+pub struct MemView(RwLock<Vec<Arc<MemTable>>>);
+
+impl MemView {
+    /// Replaces the list (the actor, after a seal or a completed flush).
+    pub(super) fn publish(&self, tables: Vec<Arc<MemTable>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = tables;
+    }
+
+    /// The newest version of `key` in memory, a tombstone included.
+    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+        let list = self.0.read().unwrap_or_else(|p| p.into_inner());
+        list.iter().find_map(|t| t.get(key))
+    }
+}
+
+/// A reader's handle: lookups from memory and the cache on the caller's thread.
+#[derive(Clone)]
+pub struct LocalReads {
+    view: Arc<MemView>,
+    tables: Arc<Tables>,
+}
+
+impl LocalReads {
+    pub(super) fn new(view: Arc<MemView>, tables: Arc<Tables>) -> LocalReads {
+        LocalReads { view, tables }
+    }
+
+    /// `Some` with the newest durable version of `key` (`None` inside: no such key; a
+    /// tombstone is `Some` with `value: None`) when memory, the bloom filters or the block
+    /// cache answer; `None` when a file must be read or the tables reported an error: send
+    /// the actor a `Get`, whose disk path reads it and names the file on an error.
+    pub fn lookup(&self, key: &[u8]) -> Option<Option<Versioned>> {
+        if let Some(v) = self.view.get(key) {
+            return Some(Some(v));
+        }
+        match self.tables.get_cached(key) {
+            Some(Ok(e)) => Some(e.map(|e| Versioned {
+                seq: e.seq,
+                value: e.value,
+            })),
+            Some(Err(_)) | None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use crate::engine::io::{Io, IoFile, RealIo};
+    use crate::engine::TablesOptions;
+    use crate::stats::Registry;
+    use std::io;
+    use std::path::Path;
+    use std::sync::mpsc as std_mpsc;
+    use std::sync::Mutex;
+
+    /// A gate on the WAL's fdatasync: while closed, a sync reports that it started and then
+    /// waits until the test opens the gate (the test hook that holds the WAL sync).
+    #[derive(Debug, Default)]
+    struct Gate {
+        closed: Mutex<Option<(std_mpsc::Sender<()>, std_mpsc::Receiver<()>)>>,
+    }
+
+    impl Gate {
+        /// Closes the gate: the next sync sends on `entered`, then waits for `open`.
+        fn close(&self, entered: std_mpsc::Sender<()>, open: std_mpsc::Receiver<()>) {
+            *self.closed.lock().unwrap() = Some((entered, open));
+        }
+
+        fn pass(&self) {
+            let held = self.closed.lock().unwrap().take();
+            if let Some((entered, open)) = held {
+                let _ = entered.send(());
+                let _ = open.recv();
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct GateIo(Arc<Gate>);
+
+    struct GateFile(Box<dyn IoFile>, Arc<Gate>);
+
+    impl std::io::Write for GateFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl IoFile for GateFile {
+        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            self.1.pass();
+            self.0.sync_data()
+        }
+        fn sync_all(&mut self) -> io::Result<()> {
+            self.1.pass();
+            self.0.sync_all()
+        }
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.0.size()
+        }
+    }
+
+    impl Io for GateIo {
+        fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+            Ok(Box::new(GateFile(RealIo.create(path)?, self.0.clone())))
+        }
+        fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+            Ok(Box::new(GateFile(
+                RealIo.open_append(path, create)?,
+                self.0.clone(),
+            )))
+        }
+        fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+            Ok(Box::new(GateFile(
+                RealIo.open_write(path, create)?,
+                self.0.clone(),
+            )))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealIo.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            RealIo.remove_file(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            RealIo.create_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            RealIo.sync_dir(path)
+        }
+    }
+
+    fn open(dir: &Path, gate: Arc<Gate>) -> MemtableActor {
+        let opts = TablesOptions {
+            io: Arc::new(GateIo(gate)),
+            ..TablesOptions::default()
+        };
+        let (tables, rec) = Tables::open(&tables_dir(dir), opts).unwrap();
+        let config = MemtableConfig {
+            data_dir: dir.to_path_buf(),
+            durability: Durability::Sync,
+            wal_queue_jobs: 1024,
+            max_queued_bytes: 1 << 20,
+            mailbox: 1024,
+            memtable_bytes: 1 << 20,
+            max_sealed: 2,
+            max_stalled_writes: 100,
+            max_disk_reads: 8,
+            read_workers: 2,
+        };
+        let reg = Registry::default();
+        let (actor, _) = MemtableActor::open(
+            config,
+            Arc::new(tables),
+            rec.retired_wal_segment,
+            rec.last_flushed_seq,
+            reg.actor("memtable"),
+        )
+        .unwrap();
+        actor
+    }
+
+    fn value(v: Option<Versioned>) -> Option<Vec<u8>> {
+        v.and_then(|v| v.value)
+    }
+
+    /// Holds the WAL's fdatasync of a second write of a key and reads the key meanwhile,
+    /// both directly (`LocalReads`, what the coordinator uses) and through the actor: both
+    /// see the first, acknowledged write until the second is acknowledged.
+    #[actix_rt::test]
+    async fn a_read_never_returns_a_write_before_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let actor = open(dir.path(), gate.clone());
+        let reads = actor.local_reads();
+        let addr = actor.start();
+        let write = |v: &str| Write {
+            key: b"k".to_vec(),
+            value: Some(v.as_bytes().to_vec()),
+        };
+        addr.send(write("v1")).await.unwrap().unwrap();
+        assert_eq!(value(reads.lookup(b"k").unwrap()), Some(b"v1".to_vec()));
+
+        let (entered_tx, entered) = std_mpsc::channel();
+        let (open_gate, open_rx) = std_mpsc::channel();
+        gate.close(entered_tx, open_rx);
+        let second = tokio::spawn(addr.send(write("v2")));
+        // The WAL writer is now inside the sync of the batch that holds v2 (or of the
+        // preallocation before it): v2 cannot have been acknowledged.
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        assert!(!second.is_finished());
+        for _ in 0..100 {
+            let direct = value(reads.lookup(b"k").unwrap());
+            assert_eq!(
+                direct,
+                Some(b"v1".to_vec()),
+                "a direct read saw v2 before its ack"
+            );
+            let via_actor = addr
+                .send(Get { key: b"k".to_vec() })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                value(via_actor),
+                Some(b"v1".to_vec()),
+                "a read through the actor saw v2 before its ack"
+            );
+            tokio::task::yield_now().await;
+        }
+        open_gate.send(()).unwrap();
+        second.await.unwrap().unwrap().unwrap();
+        assert_eq!(value(reads.lookup(b"k").unwrap()), Some(b"v2".to_vec()));
+    }
+}
