@@ -225,17 +225,21 @@ impl AntiEntropy {
         );
         self.round = Some(report.clone());
         self.running = true;
-        let rc = RoundCtx {
+        let rc = self.round_ctx(ctx, report.clone());
+        actix::spawn(round::run(rc, plan));
+        Ok(report)
+    }
+
+    fn round_ctx(&self, ctx: &Context<Self>, report: Arc<Mutex<RepairReport>>) -> RoundCtx {
+        RoundCtx {
             addr: ctx.address(),
             join: self.join.clone(),
             get: self.storage_get.clone(),
-            report: report.clone(),
+            report,
             stats: self.stats.clone(),
             shape: self.trees.shape(),
             max_bytes_per_sec: self.cfg.max_bytes_per_sec,
-        };
-        actix::spawn(round::run(rc, plan));
-        Ok(report)
+        }
     }
 
     /// Answers a peer's request: tree questions from the trees at once, objects through
@@ -503,5 +507,49 @@ impl Handler<KeysIn> for AntiEntropy {
         self.counters.received();
         self.ready
             .then(|| parts.iter().map(|p| self.trees.keys_in(*p) as u64).sum())
+    }
+}
+
+/// Exchange these partitions with these peers now, and answer when done: the Handoff
+/// actor's check before it deletes partitions it gave up (each new owner then holds every
+/// key this node had). `Err` when it could not run or any exchange failed.
+#[derive(Message)]
+#[rtype(result = "Result<RepairReport, String>")]
+pub struct ExchangeWith {
+    pub plan: Vec<(NodeId, Vec<u32>)>,
+}
+
+impl Handler<ExchangeWith> for AntiEntropy {
+    type Result = ResponseFuture<Result<RepairReport, String>>;
+
+    fn handle(&mut self, m: ExchangeWith, ctx: &mut Context<Self>) -> Self::Result {
+        self.counters.received();
+        if !self.ready || self.running {
+            let why = if self.ready {
+                "an anti-entropy round is running"
+            } else {
+                "the anti-entropy trees are still being built"
+            };
+            return Box::pin(async move { Err(why.to_string()) });
+        }
+        self.rounds_started += 1;
+        self.stats.rounds.fetch_add(1, Relaxed);
+        let report = Arc::new(Mutex::new(RepairReport::new(
+            self.rounds_started,
+            None,
+            &m.plan,
+        )));
+        self.round = Some(report.clone());
+        self.running = true;
+        let rc = self.round_ctx(ctx, report.clone());
+        Box::pin(async move {
+            round::run(rc, m.plan).await;
+            let r = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if r.errors.is_empty() {
+                Ok(r)
+            } else {
+                Err(r.errors.join("; "))
+            }
+        })
     }
 }

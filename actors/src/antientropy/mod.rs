@@ -18,7 +18,9 @@ pub mod pacer;
 mod round;
 pub mod tree;
 
-pub use actor::{AntiEntropy, KeysIn, RepairRefused, RepairStatus, StartRepair, TreeHashOf};
+pub use actor::{
+    AntiEntropy, ExchangeWith, KeysIn, RepairRefused, RepairStatus, StartRepair, TreeHashOf,
+};
 
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;

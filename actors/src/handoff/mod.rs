@@ -127,6 +127,8 @@ pub struct HandoffLinks {
     /// Asked before acking a layout (rule 2); without it the actor waits `ack_delay`.
     pub drained: Option<Recipient<crate::coordinator::WritesDrained>>,
     pub keys_in: Option<Recipient<KeysIn>>,
+    /// Anti-entropy, for the exchange with the new owners before a drop (rule 7).
+    pub exchange: Option<Recipient<crate::antientropy::ExchangeWith>>,
     pub leave: Option<Recipient<Leave>>,
     /// Asks the layout actor to drop this node (`admin leave`).
     pub leave_ring: Option<Recipient<crate::layout::LeaveRing>>,
@@ -909,7 +911,31 @@ impl Handoff {
             self.links.write.clone(),
             self.bits(),
         );
+        // Before anything is deleted, this node's copy of each partition is compared with
+        // every current owner's by an anti-entropy exchange, and what an owner lacks is
+        // joined there: a new owner fetched from one holder, and this one may hold a write
+        // that holder missed.
+        let mut plan: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        for p in &parts {
+            for owner in cur.table.primaries(*p) {
+                plan.entry(owner.clone()).or_default().push(*p);
+            }
+        }
+        let exchange = self.links.exchange.clone();
         let job = async move {
+            if let Some(ae) = exchange {
+                let plan = plan.into_iter().collect();
+                match ae.send(crate::antientropy::ExchangeWith { plan }).await {
+                    Ok(Ok(r)) => log::info!(
+                        "handoff: before deleting {} partition(s): {} key(s) compared with their owners, {} repaired",
+                        parts.len(),
+                        r.keys_compared,
+                        r.keys_repaired
+                    ),
+                    Ok(Err(e)) => return Err(format!("the exchange with the new owners did not complete: {e}")),
+                    Err(e) => return Err(format!("anti-entropy actor: {e}")),
+                }
+            }
             let mut start = None;
             let mut deleted = 0u64;
             loop {
@@ -958,7 +984,10 @@ impl Handoff {
                     act.dirty = true;
                     act.save(ctx);
                 }
-                Err(e) => log::warn!("handoff: deleting partitions no longer owned failed: {e}; retried later"),
+                Err(e) => {
+                    log::warn!("handoff: deleting partitions no longer owned failed: {e}; retried in 30 s");
+                    act.drop_after = Some(Instant::now() + Duration::from_secs(30));
+                }
             }
         }));
         self.drop_task = Some(h);
