@@ -26,7 +26,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "headline") {
         let seed = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1);
-        return headline(seed);
+        let periods = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(500);
+        return headline(seed, periods);
     }
     let sizes: &[usize] = &[10, 100, 1000];
     let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
@@ -208,17 +209,20 @@ fn slow(quick: bool) {
 
 /// The headline for one seed: N=1000, 10% loss, 500 periods, then a crash.
 /// `-- headline SEED` (about 10-20 minutes in release on one core).
-fn headline(seed: u64) {
+fn headline(seed: u64, periods: u64) {
     let started = Instant::now();
     let cfg = SwimConfig::default();
-    let r = false_positives(1000, 0.1, 500, seed, cfg.clone(), false);
+    let r = false_positives(1000, 0.1, periods, seed, cfg.clone(), false);
     println!(
-        "seed {seed}: N=1000 loss 0.1 500 periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
+        "seed {seed}: N=1000 loss 0.1 {periods} periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
         r.dead_declared,
         r.suspected,
         r.msgs_per_member_period,
         started.elapsed().as_secs_f64()
     );
+    for d in &r.deaths {
+        println!("  false death: {d}");
+    }
     let c = crash_detection(1000, 0.1, seed, 120);
     println!(
         "seed {seed}: crash: first suspect {} periods, all see dead {} periods, suspicion min/max {:.1}/{:.1} ({:.0}s)",
