@@ -8,7 +8,7 @@
 use std::time::Instant;
 use troupe_actors::membership::config::SwimConfig;
 use troupe_actors::sim::scenarios::{
-    crash_detection, false_positives, join_spread, pause_outcome, slow_member,
+    crash_detection, false_positives, join_spread, pause_outcome, slow_member, SlowResult,
 };
 
 fn fmt(x: Option<f64>) -> String {
@@ -171,37 +171,47 @@ fn scale(quick: bool) {
     println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
 }
 
-/// Lifeguard's case: one member handles everything 200-800 ms late. `-- slow [quick]`.
+/// Lifeguard's case: one member handles every message and timer late. `-- slow [quick]`.
+/// Each row sums seeds 1-5 (1-2 with `quick`); "off" is plain SWIM (no local health, fixed
+/// minimum suspicion timeout).
 fn slow(quick: bool) {
     let cfg = SwimConfig::default();
-    let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
+    let seeds: Vec<u64> = if quick { vec![1, 2] } else { (1..=5).collect() };
     let plain = SwimConfig {
         awareness_max_multiplier: 0,
         suspicion_max_timeout_mult: 1,
         ..SwimConfig::default()
     };
-    let periods = if quick { 50 } else { 200 };
-    for delay in [(200, 800), (500, 1500), (1000, 3000)] {
-        println!(
-            "\n## One slow member (every message and timer handled {}-{} ms late), N=100, {periods} periods",
-            delay.0, delay.1
-        );
-        println!("| lifeguard | loss | seed | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | slow LHM at end |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+    let periods = if quick { 50 } else { 100 };
+    println!(
+        "\n## One slow member, N=100, {periods} periods, sums over seeds {seeds:?}"
+    );
+    println!("| late by (ms) | loss | lifeguard | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | max slow LHM at end |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for delay in [(200, 800), (1000, 3000), (2000, 5000)] {
         for loss in [0.0, 0.05] {
-            for &seed in seeds {
-                for (name, c) in [("on", &cfg), ("off", &plain)] {
+            for (name, c) in [("on", &cfg), ("off", &plain)] {
+                let mut t = SlowResult::default();
+                for &seed in &seeds {
                     let r = slow_member(100, loss, periods, seed, c.clone(), delay);
-                    println!(
-                        "| {name} | {loss} | {seed} | {} | {} | {} | {} | {} | {} |",
-                        r.suspicions_by_slow,
-                        r.deaths_by_slow,
-                        r.suspicions_about_slow,
-                        r.deaths_about_slow,
-                        r.other_deaths,
-                        r.slow_lhm_end
-                    );
+                    t.suspicions_by_slow += r.suspicions_by_slow;
+                    t.deaths_by_slow += r.deaths_by_slow;
+                    t.suspicions_about_slow += r.suspicions_about_slow;
+                    t.deaths_about_slow += r.deaths_about_slow;
+                    t.other_deaths += r.other_deaths;
+                    t.slow_lhm_end = t.slow_lhm_end.max(r.slow_lhm_end);
                 }
+                println!(
+                    "| {}-{} | {loss} | {name} | {} | {} | {} | {} | {} | {} |",
+                    delay.0,
+                    delay.1,
+                    t.suspicions_by_slow,
+                    t.deaths_by_slow,
+                    t.suspicions_about_slow,
+                    t.deaths_about_slow,
+                    t.other_deaths,
+                    t.slow_lhm_end
+                );
             }
         }
     }

@@ -53,24 +53,31 @@ fn no_false_deaths_n100_loss10() {
     }
 }
 
-/// One short N=1000 run at 10% loss: traffic within the bound and no healthy member
-/// declared dead. About 1 s in release but minutes in a debug build on a shared 2-core
-/// machine (bootstrapping 1000 tables of 1000 records dominates), so it is ignored in the
-/// debug CI run; `cargo test --release -p troupe-actors sim::scale_tests -- --ignored`.
+/// One short N=1000 run at 10% loss (runs in debug CI): messages per member per period
+/// within the bound, no member above twice the bound, and no healthy member declared dead.
+/// Bytes are not encoded here (MessagePack in a debug build would double the time); the
+/// byte bound at N=1000 is checked by the ignored 500-period test and `swim_report`.
 #[test]
-#[ignore]
 fn n1000_loss10_short_run_is_bounded_and_has_no_false_deaths() {
+    let cfg = SwimConfig::default();
+    let bound = cfg.traffic_bound();
     for seed in seeds(&[5]) {
-        let r = assert_traffic_bounded(1000, 0.1, 6, seed);
-        assert_eq!(r.dead_declared, 0, "seed {seed} (SWIM_SEED={seed}): {r:?}");
+        let r = false_positives(1000, 0.1, 4, seed, cfg.clone(), false);
+        let ctx = format!("seed {seed} (SWIM_SEED={seed}): {r:?} bound {bound:?}");
+        assert!(r.msgs_per_member_period <= bound.messages as f64, "{ctx}");
+        assert!(
+            r.max_member_msgs_per_period <= 2.0 * bound.messages as f64,
+            "{ctx}"
+        );
+        assert_eq!(r.dead_declared, 0, "{ctx}");
     }
 }
 
-/// Lifeguard's own case: a member that handles every message and timer 500-1500 ms late
-/// (at 200-800 ms nobody is accused at all: the 1 s period absorbs it, see
-/// docs/BENCHMARKS.md). With local health and dynamic suspicion on it accuses healthy
-/// members at least 3x less often than with both off (5 vs 1 for this seed), its local
-/// health rises, and nobody is declared dead either way.
+/// Lifeguard's own case: a member that handles every message and timer 1-3 s late (at
+/// 200-800 ms plain SWIM accuses nobody at all without loss: the 1 s period absorbs it,
+/// see docs/BENCHMARKS.md). Summed over three seeds, with local health and dynamic
+/// suspicion on it accuses healthy members at least 3x less often than with both off
+/// (about 5x measured), its local health rises, and nobody is declared dead either way.
 #[test]
 fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
     let plain = SwimConfig {
@@ -78,15 +85,12 @@ fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
         suspicion_max_timeout_mult: 1,
         ..SwimConfig::default()
     };
-    for seed in seeds(&[1]) {
-        let on = slow_member(100, 0.05, 50, seed, SwimConfig::default(), (500, 1500));
-        let off = slow_member(100, 0.05, 50, seed, plain.clone(), (500, 1500));
-        let ctx = format!("seed {seed} (SWIM_SEED={seed}): on {on:?} off {off:?}");
-        assert!(
-            off.suspicions_by_slow >= 3 * on.suspicions_by_slow.max(1),
-            "{ctx}"
-        );
-        assert!(on.slow_lhm_end > 0, "{ctx}");
+    let (mut on_by, mut off_by, mut lhm) = (0, 0, 0);
+    let mut ctx = String::new();
+    for seed in seeds(&[1, 2, 3]) {
+        let on = slow_member(100, 0.0, 60, seed, SwimConfig::default(), (1000, 3000));
+        let off = slow_member(100, 0.0, 60, seed, plain.clone(), (1000, 3000));
+        ctx += &format!("seed {seed} (SWIM_SEED={seed}): on {on:?} off {off:?}\n");
         for r in [&on, &off] {
             assert_eq!(
                 (r.deaths_about_slow, r.deaths_by_slow, r.other_deaths),
@@ -94,7 +98,11 @@ fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
                 "{ctx}"
             );
         }
+        (on_by, off_by) = (on_by + on.suspicions_by_slow, off_by + off.suspicions_by_slow);
+        lhm = lhm.max(on.slow_lhm_end);
     }
+    assert!(off_by >= 3 * on_by.max(1), "{ctx}");
+    assert!(lhm > 0, "{ctx}");
 }
 
 #[test]
