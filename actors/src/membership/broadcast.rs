@@ -5,7 +5,7 @@
 //!
 //! Invariants: a compact update (suspect, dead, left, alive refutation of a known run) is
 //! always picked before any full alive record; within a class least-sent, then newest; an
-//! update is dropped after `limit` transmissions; `estimate_update_size` is an upper bound
+//! update is dropped after its retransmit limit (a larger one for refutations); `estimate_update_size` is an upper bound
 //! of the update's MessagePack (named) encoding.
 
 use super::idmap::IdMap;
@@ -21,6 +21,9 @@ struct Queued {
     /// 0 for compact updates, 1 for full alive records: compact ones always go first.
     class: u8,
     transmits: u32,
+    /// A refutation (compact Alive: a known run at a raised incarnation); it gets the
+    /// larger retransmit limit.
+    refutation: bool,
     /// Unique per enqueue: ties the index entry to this record.
     order: u64,
     size: usize,
@@ -86,6 +89,7 @@ impl Broadcasts {
         let q = Queued {
             size: estimate_update_size(&update),
             class: u8::from(!is_compact(&update)),
+            refutation: is_compact(&update) && update.member.status == Status::Alive,
             origin,
             update,
             transmits: 0,
@@ -108,13 +112,14 @@ impl Broadcasts {
     }
 
     /// Least-sent then newest first; but non-Alive news about the recipient
-    /// itself always goes first so it can refute without delay.
+    /// itself always goes first so it can refute without delay. An update is dropped after
+    /// `limits.0` sends, a refutation after `limits.1`.
     pub(super) fn select(
         &mut self,
         to: Option<&NodeId>,
         budget: usize,
         max_updates: usize,
-        limit: u32,
+        limits: (u32, u32),
     ) -> Vec<Update> {
         let mut left = budget;
         let mut picked: Vec<(NodeId, u64)> = Vec::new();
@@ -162,6 +167,7 @@ impl Broadcasts {
             self.index.remove(&q.idx());
             out.push(q.update.clone());
             q.transmits += 1;
+            let limit = if q.refutation { limits.1 } else { limits.0 };
             if q.transmits < limit {
                 self.index.insert(q.idx(), subject);
             } else {

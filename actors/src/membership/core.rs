@@ -426,20 +426,29 @@ impl MemberList {
     /// `retransmitMult * ceil(log10(N+1))`. With the gossip fan-out every member that hears
     /// an update passes it on this many times, which reaches all N with high probability.
     pub fn retransmit_limit(&self) -> u32 {
+        self.cfg.retransmit_mult * self.log_n()
+    }
+
+    /// Retransmit limit of a refutation (see `SwimConfig::refute_retransmit_mult`).
+    pub fn refute_retransmit_limit(&self) -> u32 {
+        self.cfg.refute_retransmit_mult.max(self.cfg.retransmit_mult) * self.log_n()
+    }
+
+    fn log_n(&self) -> u32 {
         let n = self.live_count() as f64;
-        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(1)
+        ((n + 1.0).log10().ceil() as u32).max(1)
     }
 
     /// Pick updates to piggyback on one outgoing message to `to`, so that the whole
     /// message stays within `gossip_budget_bytes`.
     pub fn select_gossip(&mut self, to: Option<&NodeId>) -> Vec<Update> {
-        let limit = self.retransmit_limit();
+        let limits = (self.retransmit_limit(), self.refute_retransmit_limit());
         let header = MESSAGE_HEADER_BYTES + self.me.0.len();
         self.queue.select(
             to,
             self.cfg.gossip_budget_bytes.saturating_sub(header),
             self.cfg.gossip_max_updates,
-            limit,
+            limits,
         )
     }
 

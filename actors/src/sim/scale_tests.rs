@@ -45,6 +45,27 @@ fn traffic_is_bounded_at_n10_and_n100_for_several_loss_rates() {
     }
 }
 
+/// The cause of false deaths under loss: a member that holds a suspicion but misses the
+/// refutation declares a healthy member dead when its timer expires. With every update
+/// sent only lambda=1 * ceil(log10 N) times at N=100 and 10% loss many members miss
+/// refutations and declare healthy members dead; sending refutations 4 * ceil(log10 N)
+/// times (other updates unchanged) removes every one of those deaths.
+#[test]
+fn false_deaths_come_from_missed_refutations() {
+    for seed in seeds(&[1]) {
+        let lean = |refute| SwimConfig {
+            retransmit_mult: 1,
+            refute_retransmit_mult: refute,
+            ..SwimConfig::default()
+        };
+        let without = false_positives(100, 0.1, 100, seed, lean(1), false);
+        let with = false_positives(100, 0.1, 100, seed, lean(4), false);
+        let ctx = format!("seed {seed} (SWIM_SEED={seed}): without {without:?} with {with:?}");
+        assert!(without.dead_declared > 0, "{ctx}");
+        assert_eq!(with.dead_declared, 0, "{ctx}");
+    }
+}
+
 #[test]
 fn no_false_deaths_n100_loss10() {
     for seed in seeds(&[3, 4]) {
