@@ -94,11 +94,14 @@ fn n1000_loss10_short_run_is_bounded_and_has_no_false_deaths() {
     }
 }
 
-/// Lifeguard's own case: a member that handles every message and timer 1-3 s late (at
+/// Lifeguard's own case: a member that handles every message and timer 2-5 s late (at
 /// 200-800 ms plain SWIM accuses nobody at all without loss: the 1 s period absorbs it,
-/// see docs/BENCHMARKS.md). Summed over three seeds, with local health and dynamic
-/// suspicion on it accuses healthy members at least 3x less often than with both off
-/// (about 5x measured), its local health rises, and nobody is declared dead either way.
+/// see docs/BENCHMARKS.md). N=50, summed over five seeds of 100 periods: with local
+/// health and dynamic suspicion on it accuses healthy members at least 3x less often than
+/// with both off (single seeds vary too much to bound), its local health rises, and
+/// neither it nor anyone else declares a healthy member dead. Deaths *of* the slow member
+/// are not bounded: at 2-5 s late its refutation can take longer than the 6.8 s minimum
+/// suspicion timeout (seed 3 with Lifeguard on: 14 observers; see docs/BENCHMARKS.md).
 #[test]
 fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
     let plain = SwimConfig {
@@ -108,21 +111,17 @@ fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
     };
     let (mut on_by, mut off_by, mut lhm) = (0, 0, 0);
     let mut ctx = String::new();
-    for seed in seeds(&[1, 2, 3]) {
-        let on = slow_member(100, 0.0, 60, seed, SwimConfig::default(), (1000, 3000));
-        let off = slow_member(100, 0.0, 60, seed, plain.clone(), (1000, 3000));
+    for seed in seeds(&[1, 2, 3, 4, 5]) {
+        let on = slow_member(50, 0.0, 100, seed, SwimConfig::default(), (2000, 5000));
+        let off = slow_member(50, 0.0, 100, seed, plain.clone(), (2000, 5000));
         ctx += &format!("seed {seed} (SWIM_SEED={seed}): on {on:?} off {off:?}\n");
         for r in [&on, &off] {
-            assert_eq!(
-                (r.deaths_about_slow, r.deaths_by_slow, r.other_deaths),
-                (0, 0, 0),
-                "{ctx}"
-            );
+            assert_eq!((r.deaths_by_slow, r.other_deaths), (0, 0), "{ctx}");
         }
         (on_by, off_by) = (on_by + on.suspicions_by_slow, off_by + off.suspicions_by_slow);
         lhm = lhm.max(on.slow_lhm_end);
     }
-    assert!(off_by >= 3 * on_by.max(1), "{ctx}");
+    assert!(off_by >= 3 * on_by.max(1), "on {on_by} off {off_by}\n{ctx}");
     assert!(lhm > 0, "{ctx}");
 }
 
