@@ -183,9 +183,7 @@ fn slow(quick: bool) {
         ..SwimConfig::default()
     };
     let periods = if quick { 50 } else { 100 };
-    println!(
-        "\n## One slow member, N=100, {periods} periods, sums over seeds {seeds:?}"
-    );
+    println!("\n## One slow member, N=100, {periods} periods, sums over seeds {seeds:?}");
     println!("| late by (ms) | loss | lifeguard | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | max slow LHM at end |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for delay in [(200, 800), (1000, 3000), (2000, 5000)] {

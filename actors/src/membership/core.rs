@@ -183,7 +183,10 @@ impl MemberList {
     }
 
     pub fn me(&self) -> &MemberInfo {
-        &self.entry(&self.me).expect("our own entry is always present").info
+        &self
+            .entry(&self.me)
+            .expect("our own entry is always present")
+            .info
     }
     pub fn my_id(&self) -> &NodeId {
         &self.me
@@ -431,7 +434,10 @@ impl MemberList {
 
     /// Retransmit limit of a refutation (see `SwimConfig::refute_retransmit_mult`).
     pub fn refute_retransmit_limit(&self) -> u32 {
-        self.cfg.refute_retransmit_mult.max(self.cfg.retransmit_mult) * self.log_n()
+        self.cfg
+            .refute_retransmit_mult
+            .max(self.cfg.retransmit_mult)
+            * self.log_n()
     }
 
     fn log_n(&self) -> u32 {

@@ -118,7 +118,10 @@ fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
         for r in [&on, &off] {
             assert_eq!((r.deaths_by_slow, r.other_deaths), (0, 0), "{ctx}");
         }
-        (on_by, off_by) = (on_by + on.suspicions_by_slow, off_by + off.suspicions_by_slow);
+        (on_by, off_by) = (
+            on_by + on.suspicions_by_slow,
+            off_by + off.suspicions_by_slow,
+        );
         lhm = lhm.max(on.slow_lhm_end);
     }
     assert!(off_by >= 3 * on_by.max(1), "on {on_by} off {off_by}\n{ctx}");

@@ -166,7 +166,11 @@ pub fn false_positives(
         ));
     }
     let dead_declared = deaths.len();
-    let suspected = sim.seen.values().filter(|s| s.first_suspect.is_some()).count();
+    let suspected = sim
+        .seen
+        .values()
+        .filter(|s| s.first_suspect.is_some())
+        .count();
     let denom = (n as u64 * periods) as f64;
     let t = &sim.traffic;
     let busiest = |f: fn(&(u64, u64)) -> u64| {
