@@ -1,7 +1,7 @@
 //! Membership at scale (issue 16): bounded traffic, no false deaths under loss, crash
 //! detection within the suspicion bound, Lifeguard with a slow member. Seeded; every
-//! assertion prints its seed, and `SWIM_SEED=<n>` replays one seed. N <= 100 runs in
-//! debug-mode CI; the N=1000 runs are `#[ignore]`d and run with
+//! assertion prints its seed, and `SWIM_SEED=<n>` replays one seed. N <= 100 and one short
+//! N=1000 run are in debug-mode CI; the long N=1000 runs are `#[ignore]`d and run with
 //! `cargo test --release -p troupe-actors sim::scale_tests -- --ignored` (the 500-period
 //! ones take many minutes; `swim_report -- headline SEED` prints the same per seed).
 
