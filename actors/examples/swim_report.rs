@@ -8,7 +8,7 @@
 use std::time::Instant;
 use troupe_actors::membership::config::SwimConfig;
 use troupe_actors::sim::scenarios::{
-    crash_detection, false_positives, join_spread, pause_outcome, slow_member,
+    crash_detection, false_positives, join_spread, pause_outcome, slow_member, SlowResult,
 };
 
 fn fmt(x: Option<f64>) -> String {
@@ -26,7 +26,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "headline") {
         let seed = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1);
-        return headline(seed);
+        let periods = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(500);
+        return headline(seed, periods);
     }
     let sizes: &[usize] = &[10, 100, 1000];
     let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
@@ -170,37 +171,45 @@ fn scale(quick: bool) {
     println!("\n# wall time {:.1}s", started.elapsed().as_secs_f64());
 }
 
-/// Lifeguard's case: one member handles everything 200-800 ms late. `-- slow [quick]`.
+/// Lifeguard's case: one member handles every message and timer late. `-- slow [quick]`.
+/// Each row sums seeds 1-5 (1-2 with `quick`); "off" is plain SWIM (no local health, fixed
+/// minimum suspicion timeout).
 fn slow(quick: bool) {
     let cfg = SwimConfig::default();
-    let seeds: &[u64] = if quick { &[1] } else { &[1, 2, 3] };
+    let seeds: Vec<u64> = if quick { vec![1, 2] } else { (1..=5).collect() };
     let plain = SwimConfig {
         awareness_max_multiplier: 0,
         suspicion_max_timeout_mult: 1,
         ..SwimConfig::default()
     };
-    let periods = if quick { 50 } else { 200 };
-    for delay in [(200, 800), (500, 1500), (1000, 3000)] {
-        println!(
-            "\n## One slow member (every message and timer handled {}-{} ms late), N=100, {periods} periods",
-            delay.0, delay.1
-        );
-        println!("| lifeguard | loss | seed | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | slow LHM at end |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+    let periods = if quick { 50 } else { 100 };
+    println!("\n## One slow member, N=100, {periods} periods, sums over seeds {seeds:?}");
+    println!("| late by (ms) | loss | lifeguard | suspicions by slow | deaths by slow | suspicions about slow | deaths about slow | other deaths | max slow LHM at end |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for delay in [(200, 800), (1000, 3000), (2000, 5000)] {
         for loss in [0.0, 0.05] {
-            for &seed in seeds {
-                for (name, c) in [("on", &cfg), ("off", &plain)] {
+            for (name, c) in [("on", &cfg), ("off", &plain)] {
+                let mut t = SlowResult::default();
+                for &seed in &seeds {
                     let r = slow_member(100, loss, periods, seed, c.clone(), delay);
-                    println!(
-                        "| {name} | {loss} | {seed} | {} | {} | {} | {} | {} | {} |",
-                        r.suspicions_by_slow,
-                        r.deaths_by_slow,
-                        r.suspicions_about_slow,
-                        r.deaths_about_slow,
-                        r.other_deaths,
-                        r.slow_lhm_end
-                    );
+                    t.suspicions_by_slow += r.suspicions_by_slow;
+                    t.deaths_by_slow += r.deaths_by_slow;
+                    t.suspicions_about_slow += r.suspicions_about_slow;
+                    t.deaths_about_slow += r.deaths_about_slow;
+                    t.other_deaths += r.other_deaths;
+                    t.slow_lhm_end = t.slow_lhm_end.max(r.slow_lhm_end);
                 }
+                println!(
+                    "| {}-{} | {loss} | {name} | {} | {} | {} | {} | {} | {} |",
+                    delay.0,
+                    delay.1,
+                    t.suspicions_by_slow,
+                    t.deaths_by_slow,
+                    t.suspicions_about_slow,
+                    t.deaths_about_slow,
+                    t.other_deaths,
+                    t.slow_lhm_end
+                );
             }
         }
     }
@@ -208,17 +217,20 @@ fn slow(quick: bool) {
 
 /// The headline for one seed: N=1000, 10% loss, 500 periods, then a crash.
 /// `-- headline SEED` (about 10-20 minutes in release on one core).
-fn headline(seed: u64) {
+fn headline(seed: u64, periods: u64) {
     let started = Instant::now();
     let cfg = SwimConfig::default();
-    let r = false_positives(1000, 0.1, 500, seed, cfg.clone(), false);
+    let r = false_positives(1000, 0.1, periods, seed, cfg.clone(), false);
     println!(
-        "seed {seed}: N=1000 loss 0.1 500 periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
+        "seed {seed}: N=1000 loss 0.1 {periods} periods: healthy declared dead {}, suspicions {}, msgs/member/period {:.2} ({:.0}s)",
         r.dead_declared,
         r.suspected,
         r.msgs_per_member_period,
         started.elapsed().as_secs_f64()
     );
+    for d in &r.deaths {
+        println!("  false death: {d}");
+    }
     let c = crash_detection(1000, 0.1, seed, 120);
     println!(
         "seed {seed}: crash: first suspect {} periods, all see dead {} periods, suspicion min/max {:.1}/{:.1} ({:.0}s)",

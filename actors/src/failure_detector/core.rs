@@ -19,10 +19,11 @@
 //! - Randomness comes only from the seeded `StdRng`; time only from `now`.
 
 use crate::membership::config::SwimConfig;
+use crate::membership::idmap::IdMap;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use troupe_protocol::swim::{Ack, IndirectPing, Nack, NodeId, Ping, SwimMsg, Update};
 
 /// A timer the host must fire back via `handle_timer` after `after_ms`.
@@ -120,7 +121,7 @@ pub struct Detector {
     me: NodeId,
     cfg: SwimConfig,
     rng: StdRng,
-    members: BTreeMap<NodeId, View>,
+    members: IdMap<NodeId, View>,
     order: Vec<NodeId>,
     pos: usize,
     next_seq: u64,
@@ -129,7 +130,7 @@ pub struct Detector {
     running: bool,
     probe: Option<Probe>,
     relays: HashMap<u64, Relay>,
-    suspicions: BTreeMap<NodeId, Suspicion>,
+    suspicions: IdMap<NodeId, Suspicion>,
     lhm: u32,
 }
 
@@ -139,7 +140,7 @@ impl Detector {
             me,
             cfg,
             rng: StdRng::seed_from_u64(seed),
-            members: BTreeMap::new(),
+            members: IdMap::default(),
             order: Vec::new(),
             pos: 0,
             next_seq: 0,
@@ -148,7 +149,7 @@ impl Detector {
             running: false,
             probe: None,
             relays: HashMap::new(),
-            suspicions: BTreeMap::new(),
+            suspicions: IdMap::default(),
             lhm: 0,
         }
     }
@@ -337,14 +338,7 @@ impl Detector {
             return Vec::new();
         }
         let target = p.target.clone();
-        let mut relays: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|(id, v)| **id != target && !v.suspect)
-            .map(|(id, _)| id.clone())
-            .collect();
-        relays.shuffle(&mut self.rng);
-        relays.truncate(self.cfg.indirect_probes);
+        let relays = self.pick_relays(&target);
         let me = self.me.clone();
         if let Some(p) = self.probe.as_mut() {
             p.indirect = true;
@@ -361,6 +355,39 @@ impl Detector {
                 }),
             })
             .collect()
+    }
+
+    /// Up to `indirect_probes` distinct random unsuspected members other than `target`:
+    /// sampled from the probe order (a few tries each), so a probe costs O(k), not O(N).
+    fn pick_relays(&mut self, target: &NodeId) -> Vec<NodeId> {
+        let want = self.cfg.indirect_probes;
+        let n = self.order.len();
+        let mut relays: Vec<NodeId> = Vec::with_capacity(want);
+        if n <= 4 * want {
+            // Small table: take them all in a random order.
+            let mut all: Vec<NodeId> = self
+                .order
+                .iter()
+                .filter(|id| *id != target && self.members.get(*id).is_some_and(|v| !v.suspect))
+                .cloned()
+                .collect();
+            all.shuffle(&mut self.rng);
+            all.truncate(want);
+            return all;
+        }
+        for _ in 0..want * 8 {
+            if relays.len() == want {
+                break;
+            }
+            let id = &self.order[self.rng.random_range(0..n)];
+            let ok = id != target
+                && !relays.contains(id)
+                && self.members.get(id).is_some_and(|v| !v.suspect);
+            if ok {
+                relays.push(id.clone());
+            }
+        }
+        relays
     }
 
     /// An ack arrived. Returns outputs (a forwarded ack when we were a relay).
@@ -498,7 +525,11 @@ impl Detector {
         let Some(s) = self.suspicions.get_mut(id) else {
             return (false, Vec::new());
         };
-        if s.confirmations() >= s.k || !s.confirmers.insert(origin.clone()) {
+        if s.confirmations() >= s.k || s.confirmers.contains(origin) {
+            return (false, Vec::new());
+        }
+        s.confirmers.insert(origin.clone());
+        if false {
             return (false, Vec::new());
         }
         s.token = token;

@@ -22,8 +22,8 @@
 
 use super::broadcast::Broadcasts;
 pub use super::broadcast::{compact, estimate_update_size, is_compact, MESSAGE_HEADER_BYTES};
+use super::idmap::IdMap;
 use crate::membership::config::SwimConfig;
-use std::collections::BTreeMap;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status, Update};
 
 /// What subscribers are told. A rejoin after restart is reported as `MemberUp`.
@@ -64,11 +64,16 @@ struct Entry {
 #[derive(Clone, Debug)]
 pub struct MemberList {
     me: NodeId,
-    members: BTreeMap<NodeId, Entry>,
+    /// The records by id (iteration order is deterministic, not sorted).
+    members: IdMap<NodeId, Entry>,
     leaving: bool,
     queue: Broadcasts,
     events: Vec<MemberEvent>,
-    digest_cache: Option<[u8; 32]>,
+    /// Order-independent digest: the lane-wise wrapping sum of every record's hash, kept up
+    /// to date on each change (O(1) instead of hashing the whole table per Ack).
+    digest_sum: [u64; 4],
+    /// Records that are Dead or Left (reaping scans only when there are some).
+    gone: usize,
     /// Cached count of Alive/Suspect entries (including us).
     live: usize,
     /// Grows whenever an id is added or reaped (callers cache id lists against it).
@@ -80,30 +85,85 @@ fn is_live(s: Status) -> bool {
     matches!(s, Status::Alive | Status::Suspect)
 }
 
+fn is_gone(s: Status) -> bool {
+    matches!(s, Status::Dead | Status::Left)
+}
+
+/// blake3 of the fields the digest covers, as four lanes.
+fn record_hash(i: &MemberInfo) -> [u64; 4] {
+    let mut h = blake3::Hasher::new();
+    h.update(&(i.id.0.len() as u32).to_le_bytes());
+    h.update(i.id.0.as_bytes());
+    h.update(&i.incarnation.to_le_bytes());
+    h.update(&[i.status.code()]);
+    h.update(&i.run_id.to_le_bytes());
+    let b = h.finalize();
+    let mut out = [0u64; 4];
+    for (lane, c) in out.iter_mut().zip(b.as_bytes().chunks_exact(8)) {
+        *lane = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+    }
+    out
+}
+
 impl MemberList {
     /// A table containing only ourselves (forced Alive).
     pub fn new(mut me: MemberInfo, cfg: SwimConfig) -> Self {
         me.status = Status::Alive;
         let id = me.id.clone();
-        let mut members = BTreeMap::new();
-        members.insert(
-            id.clone(),
-            Entry {
-                info: me,
-                changed_ms: 0,
-            },
-        );
-        MemberList {
+        let mut list = MemberList {
             me: id,
-            members,
+            members: IdMap::default(),
             leaving: false,
             queue: Broadcasts::default(),
             events: Vec::new(),
-            digest_cache: None,
+            digest_sum: [0; 4],
+            gone: 0,
             live: 1,
             ids_version: 0,
             cfg,
+        };
+        list.push(Entry {
+            info: me,
+            changed_ms: 0,
+        });
+        list
+    }
+
+    fn push(&mut self, e: Entry) {
+        self.add_hash(&e.info, false);
+        self.members.insert(e.info.id.clone(), e);
+    }
+
+    fn entry(&self, id: &NodeId) -> Option<&Entry> {
+        self.members.get(id)
+    }
+
+    /// Add (or with `remove`, take away) one record's share of the digest and counts.
+    fn add_hash(&mut self, info: &MemberInfo, remove: bool) {
+        let h = record_hash(info);
+        for (acc, x) in self.digest_sum.iter_mut().zip(h) {
+            *acc = if remove {
+                acc.wrapping_sub(x)
+            } else {
+                acc.wrapping_add(x)
+            };
         }
+        let g = is_gone(info.status) as usize;
+        self.gone = if remove { self.gone - g } else { self.gone + g };
+    }
+
+    /// Replace the record of a known member (digest and counts follow); `changed_ms` moves
+    /// to `now` when given.
+    fn set_info(&mut self, info: MemberInfo, now: Option<u64>) {
+        self.add_hash(&info, false);
+        let Some(e) = self.members.get_mut(&info.id) else {
+            return;
+        };
+        if let Some(now) = now {
+            e.changed_ms = now;
+        }
+        let old = std::mem::replace(&mut e.info, info);
+        self.add_hash(&old, true);
     }
 
     /// Insert an unknown member silently (no event, no gossip). Used for
@@ -115,19 +175,18 @@ impl MemberList {
         info.status = Status::Alive;
         self.live += 1;
         self.ids_version += 1;
-        self.digest_cache = None;
-        self.members.insert(
-            info.id.clone(),
-            Entry {
-                info,
-                changed_ms: now,
-            },
-        );
+        self.push(Entry {
+            info,
+            changed_ms: now,
+        });
         true
     }
 
     pub fn me(&self) -> &MemberInfo {
-        &self.members[&self.me].info
+        &self
+            .entry(&self.me)
+            .expect("our own entry is always present")
+            .info
     }
     pub fn my_id(&self) -> &NodeId {
         &self.me
@@ -136,15 +195,22 @@ impl MemberList {
         self.leaving
     }
     pub fn get(&self, id: &NodeId) -> Option<&MemberInfo> {
-        self.members.get(id).map(|e| &e.info)
+        self.entry(id).map(|e| &e.info)
     }
-    /// All known records (including ourselves and unreaped Dead/Left), sorted by id.
+    /// All known records (including ourselves and unreaped Dead/Left), in table order
+    /// (deterministic for the same sequence of changes, not sorted).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
         self.members.values().map(|e| &e.info)
     }
     /// Every record with the `now` (ms) of its last status change, sorted by id.
     pub fn entries(&self) -> impl Iterator<Item = (&MemberInfo, u64)> {
-        self.members.values().map(|e| (&e.info, e.changed_ms))
+        let mut all: Vec<(&MemberInfo, u64)> = self
+            .members
+            .values()
+            .map(|e| (&e.info, e.changed_ms))
+            .collect();
+        all.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        all.into_iter()
     }
     /// Members that are Alive or Suspect, including ourselves.
     pub fn live_count(&self) -> usize {
@@ -174,24 +240,34 @@ impl MemberList {
         if update.member.id == self.me {
             return self.apply_about_me(&update.member);
         }
-        let filled;
-        let update = if is_compact(update) {
-            match self.members.get(&update.member.id) {
-                Some(cur) if cur.info.run_id == update.member.run_id => {
-                    let mut full = update.clone();
-                    full.member.client_addr = cur.info.client_addr.clone();
-                    full.member.peer_addr = cur.info.peer_addr.clone();
-                    full.member.admin_addr = cur.info.admin_addr.clone();
-                    filled = full;
-                    &filled
-                }
+        let cur = self.entry(&update.member.id);
+        if is_compact(update) {
+            match cur {
+                Some(cur) if cur.info.run_id == update.member.run_id => {}
                 _ => return Merge::Ignored,
             }
-        } else {
-            update
+        }
+        // Most gossip is news we already hold: settle that before copying anything.
+        if let Some(cur) = cur {
+            let (u, c) = (&update.member, &cur.info);
+            if u.rank() < c.rank() || (u.rank() == c.rank() && u.status != Status::Suspect) {
+                return Merge::Ignored;
+            }
+        }
+        let filled;
+        let update = match cur {
+            Some(cur) if is_compact(update) => {
+                let mut full = update.clone();
+                full.member.client_addr = cur.info.client_addr.clone();
+                full.member.peer_addr = cur.info.peer_addr.clone();
+                full.member.admin_addr = cur.info.admin_addr.clone();
+                filled = full;
+                &filled
+            }
+            _ => update,
         };
         let u = &update.member;
-        let Some(cur) = self.members.get(&u.id) else {
+        let Some(cur) = self.entry(&u.id) else {
             if !matches!(u.status, Status::Alive | Status::Suspect) {
                 return Merge::Ignored;
             }
@@ -256,15 +332,13 @@ impl MemberList {
         let compact_form = prev.is_some() && !rejoined;
         let was = prev.is_some_and(is_live) as usize;
         self.live = self.live + is_live(info.status) as usize - was;
-        let entry = self.members.entry(info.id.clone()).or_insert(Entry {
-            info: info.clone(),
-            changed_ms: now,
-        });
-        entry.info = info;
-        if changed {
-            entry.changed_ms = now;
+        match prev {
+            Some(_) => self.set_info(info, changed.then_some(now)),
+            None => self.push(Entry {
+                info,
+                changed_ms: now,
+            }),
         }
-        self.digest_cache = None;
         if gossip {
             self.queue.enqueue(update.clone(), compact_form);
         }
@@ -296,18 +370,18 @@ impl MemberList {
 
     fn bump_self(&mut self, incarnation: u64, status: Status, compact_form: bool) {
         let me = self.me.clone();
-        let Some(entry) = self.members.get_mut(&me) else {
+        let Some(mut info) = self.get(&me).cloned() else {
             return;
         };
-        let was = is_live(entry.info.status) as usize;
-        entry.info.incarnation = incarnation;
-        entry.info.status = status;
+        let was = is_live(info.status) as usize;
+        info.incarnation = incarnation;
+        info.status = status;
         self.live = self.live + is_live(status) as usize - was;
+        self.set_info(info.clone(), None);
         let update = Update {
-            member: entry.info.clone(),
+            member: info,
             origin: me,
         };
-        self.digest_cache = None;
         self.queue.enqueue(update, compact_form);
     }
 
@@ -355,7 +429,7 @@ impl MemberList {
     }
 
     fn local_verdict(&mut self, id: &NodeId, inc: u64, status: Status, now: u64) -> Merge {
-        let Some(cur) = self.members.get(id) else {
+        let Some(cur) = self.entry(id) else {
             return Merge::Ignored;
         };
         if cur.info.incarnation != inc || *id == self.me {
@@ -381,39 +455,43 @@ impl MemberList {
     /// `retransmitMult * ceil(log10(N+1))`. With the gossip fan-out every member that hears
     /// an update passes it on this many times, which reaches all N with high probability.
     pub fn retransmit_limit(&self) -> u32 {
+        self.cfg.retransmit_mult * self.log_n()
+    }
+
+    /// Retransmit limit of a refutation (see `SwimConfig::refute_retransmit_mult`).
+    pub fn refute_retransmit_limit(&self) -> u32 {
+        self.cfg
+            .refute_retransmit_mult
+            .max(self.cfg.retransmit_mult)
+            * self.log_n()
+    }
+
+    fn log_n(&self) -> u32 {
         let n = self.live_count() as f64;
-        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(1)
+        ((n + 1.0).log10().ceil() as u32).max(1)
     }
 
     /// Pick updates to piggyback on one outgoing message to `to`, so that the whole
     /// message stays within `gossip_budget_bytes`.
     pub fn select_gossip(&mut self, to: Option<&NodeId>) -> Vec<Update> {
-        let limit = self.retransmit_limit();
+        let limits = (self.retransmit_limit(), self.refute_retransmit_limit());
         let header = MESSAGE_HEADER_BYTES + self.me.0.len();
         self.queue.select(
             to,
             self.cfg.gossip_budget_bytes.saturating_sub(header),
             self.cfg.gossip_max_updates,
-            limit,
+            limits,
         )
     }
 
-    /// blake3 over the sorted table (id, incarnation, status, run_id).
-    pub fn digest(&mut self) -> [u8; 32] {
-        if let Some(d) = self.digest_cache {
-            return d;
+    /// Digest of the table: the lane-wise wrapping sum of each record's blake3 over
+    /// (id, incarnation, status, run_id). Independent of order, so equal tables have equal
+    /// digests; kept up to date incrementally.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        for (c, lane) in d.chunks_exact_mut(8).zip(self.digest_sum) {
+            c.copy_from_slice(&lane.to_le_bytes());
         }
-        let mut h = blake3::Hasher::new();
-        for e in self.members.values() {
-            let i = &e.info;
-            h.update(&(i.id.0.len() as u32).to_le_bytes());
-            h.update(i.id.0.as_bytes());
-            h.update(&i.incarnation.to_le_bytes());
-            h.update(&[i.status.code()]);
-            h.update(&i.run_id.to_le_bytes());
-        }
-        let d: [u8; 32] = *h.finalize().as_bytes();
-        self.digest_cache = Some(d);
         d
     }
 
@@ -457,6 +535,9 @@ impl MemberList {
     /// Forget Dead/Left members whose last change is older than `reap_after_ms`.
     pub fn reap(&mut self, now: u64) -> Vec<NodeId> {
         let after = self.cfg.reap_after_ms;
+        if self.gone == 0 {
+            return Vec::new();
+        }
         let gone: Vec<NodeId> = self
             .members
             .values()
@@ -468,13 +549,13 @@ impl MemberList {
             .map(|e| e.info.id.clone())
             .collect();
         for id in &gone {
-            self.members.remove(id);
+            let Some(e) = self.members.remove(id) else {
+                continue;
+            };
+            self.add_hash(&e.info, true);
             self.ids_version += 1;
         }
         // (reaped entries are Dead/Left, so `live` is unchanged)
-        if !gone.is_empty() {
-            self.digest_cache = None;
-        }
         gone
     }
 }

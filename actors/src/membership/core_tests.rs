@@ -385,3 +385,28 @@ proptest! {
         prop_assert_eq!(a.digest(), b.digest());
     }
 }
+
+#[test]
+fn refutations_are_retransmitted_more_than_other_updates() {
+    let cfg = SwimConfig {
+        retransmit_mult: 2,
+        refute_retransmit_mult: 3,
+        gossip_max_updates: 8,
+        ..SwimConfig::default()
+    };
+    let mut l = MemberList::new(info("me", 0, Status::Alive, 1), cfg);
+    l.apply(&up("a", 0, Status::Alive, 1), 0, false);
+    l.apply(&up("b", 0, Status::Alive, 1), 0, false);
+    // a suspicion of b, and a's refutation of one (N=3: log10 4 -> 1)
+    l.apply(&up("b", 0, Status::Suspect, 1), 0, true);
+    l.apply(&up("a", 1, Status::Alive, 1), 0, true);
+    let mut sent: Vec<(String, Status)> = Vec::new();
+    for _ in 0..10 {
+        for u in l.select_gossip(None) {
+            sent.push((u.member.id.0.clone(), u.member.status));
+        }
+    }
+    let count = |id: &str, st| sent.iter().filter(|(i, s)| i == id && *s == st).count();
+    assert_eq!(count("b", Status::Suspect), 2, "{sent:?}");
+    assert_eq!(count("a", Status::Alive), 3, "{sent:?}");
+}

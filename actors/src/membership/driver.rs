@@ -25,12 +25,12 @@
 use super::config::SwimConfig;
 use super::core::estimate_update_size;
 use super::core::{MemberEvent, MemberList, Merge};
+use super::idmap::IdMap;
 use crate::failure_detector::core::DetectorOutput;
 use crate::failure_detector::inputs::ToDetector;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
 use troupe_protocol::swim::{
     Ack, Gossip, MemberInfo, NodeId, Ping, StateExchange, Status, SwimMsg, Update,
 };
@@ -100,7 +100,7 @@ pub struct MembershipCore {
     gen: u64,
     last_digest_sync_ms: Option<u64>,
     /// When we last received anything from each member (ms, the caller's clock).
-    last_heard: HashMap<NodeId, u64>,
+    last_heard: IdMap<NodeId, u64>,
     /// Other members' ids (any status), rebuilt when `list.ids_version()` moves; gossip
     /// targets are sampled from it without scanning the table each round.
     peer_ids: Vec<NodeId>,
@@ -121,7 +121,7 @@ impl MembershipCore {
             seeds: Vec::new(),
             gen: 0,
             last_digest_sync_ms: None,
-            last_heard: HashMap::new(),
+            last_heard: IdMap::default(),
             peer_ids: Vec::new(),
             peer_ids_version: None,
             stats: SwimStats::default(),

@@ -22,12 +22,13 @@ pub mod scenarios;
 
 use crate::membership::config::SwimConfig;
 use crate::membership::core::MemberEvent;
+use crate::membership::idmap::IdMap;
 use node::NodeTimer as Timer;
 use node::{Effect, Node};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use troupe_protocol::swim::{MemberInfo, NodeId, Status, SwimMsg};
 
 /// Simulator knobs.
@@ -129,6 +130,18 @@ pub struct Observed {
     pub event: MemberEvent,
 }
 
+/// What the cluster saw of one (member, incarnation), summed over every observer. Kept
+/// whether or not the full event log is, so long runs need not hold millions of events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// (time, observer) of the first MemberSuspect event.
+    pub first_suspect: Option<(u64, usize)>,
+    /// (time, observer) of the first MemberDown event.
+    pub first_dead: Option<(u64, usize)>,
+    /// Observers that reported it MemberDown.
+    pub dead_by: usize,
+}
+
 /// One verdict of `observer`'s own detector (not learnt by gossip) about `subject`.
 #[derive(Clone, Debug)]
 pub struct Verdict {
@@ -158,11 +171,15 @@ pub struct Sim {
     cfg: SimConfig,
     rng: StdRng,
     slots: Vec<Slot>,
-    ids: HashMap<NodeId, usize>,
+    ids: IdMap<NodeId, usize>,
     queue: BinaryHeap<Scheduled>,
     next_seq: u64,
     pub traffic: Traffic,
+    /// Every membership event, while `keep_log` is set (the default).
     pub log: Vec<Observed>,
+    pub keep_log: bool,
+    /// Suspect/Dead sightings per (member, incarnation), always kept.
+    pub seen: BTreeMap<(NodeId, u64), Seen>,
     pub verdicts: Vec<Verdict>,
 }
 
@@ -204,11 +221,13 @@ impl Sim {
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
             slots: Vec::new(),
-            ids: HashMap::new(),
+            ids: IdMap::default(),
             queue: BinaryHeap::new(),
             next_seq: 0,
             traffic: Traffic::default(),
             log: Vec::new(),
+            keep_log: true,
+            seen: BTreeMap::new(),
             verdicts: Vec::new(),
         }
     }
@@ -376,6 +395,24 @@ impl Sim {
         }
         let events = self.slots[from].node.drain_events();
         for event in events {
+            let hit = match &event {
+                MemberEvent::MemberSuspect(m) => Some((m, false)),
+                MemberEvent::MemberDown(m) => Some((m, true)),
+                _ => None,
+            };
+            if let Some((m, dead)) = hit {
+                let s = self.seen.entry((m.id.clone(), m.incarnation)).or_default();
+                let at = Some((self.now, from));
+                if dead {
+                    s.first_dead = s.first_dead.or(at);
+                    s.dead_by += 1;
+                } else {
+                    s.first_suspect = s.first_suspect.or(at);
+                }
+            }
+            if !self.keep_log {
+                continue;
+            }
             self.log.push(Observed {
                 at: self.now,
                 observer: from,
@@ -449,6 +486,11 @@ impl Sim {
             Ev::Resume { .. } | Ev::Late(_) => return,
         };
         self.apply(i, fx);
+    }
+
+    /// Node `id`'s own current record, if it is one of ours.
+    pub fn slots_me(&self, id: &NodeId) -> Option<&MemberInfo> {
+        self.ids.get(id).map(|&i| self.slots[i].node.me())
     }
 
     /// Does `observer` currently see `subject` with `status`?

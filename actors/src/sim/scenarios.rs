@@ -30,8 +30,11 @@ fn sim_cfg(loss: f64, seed: u64, swim: SwimConfig, count_bytes: bool) -> SimConf
 fn warm(n: usize, cfg: SimConfig) -> Sim {
     let period = cfg.swim.probe_interval_ms;
     let mut sim = Sim::bootstrapped(cfg, n);
+    sim.keep_log = false;
     sim.run_until(WARMUP_PERIODS * period);
+    sim.keep_log = true;
     sim.log.clear();
+    sim.seen.clear();
     sim.verdicts.clear();
     sim.traffic = Default::default();
     sim
@@ -77,6 +80,7 @@ pub fn crash_detection(n: usize, loss: f64, seed: u64, max_periods: u64) -> Cras
     let period = cfg.swim.probe_interval_ms as f64;
     let (lo, hi) = cfg.swim.suspicion_bounds_ms(n);
     let mut sim = warm(n, cfg);
+    sim.keep_log = false;
     let victim = n / 2;
     let vid = sim.id_of(victim);
     let t0 = sim.now;
@@ -89,10 +93,12 @@ pub fn crash_detection(n: usize, loss: f64, seed: u64, max_periods: u64) -> Cras
                 .is_none_or(|m| matches!(m.status, Status::Dead | Status::Left))
         })
     });
-    let first_suspect = sim.log.iter().find_map(|o| match &o.event {
-        MemberEvent::MemberSuspect(m) if m.id == vid => Some(o.at - t0),
-        _ => None,
-    });
+    let first_suspect = sim
+        .seen
+        .iter()
+        .filter(|((id, _), _)| *id == vid)
+        .filter_map(|(_, s)| s.first_suspect.map(|(at, _)| at - t0))
+        .min();
     CrashResult {
         first_suspect: first_suspect.map(|ms| ms as f64 / period),
         all_dead: all_dead.map(|ms| ms as f64 / period),
@@ -118,6 +124,10 @@ pub struct FpResult {
     pub max_msg_bytes: u64,
     /// Share of `bytes_per_member_period` spent on full-state exchanges.
     pub state_bytes_per_member_period: f64,
+    /// Each false death: (member, incarnation, ms after warm-up of the first Dead event,
+    /// observers that saw it Dead, that member's detector-raised suspicions and their
+    /// times), for tracing.
+    pub deaths: Vec<String>,
 }
 
 /// Run `periods` periods with loss and no faults; count false positives.
@@ -132,28 +142,43 @@ pub fn false_positives(
     let cfg = sim_cfg(loss, seed, swim, count_bytes);
     let period = cfg.swim.probe_interval_ms;
     let mut sim = warm(n, cfg);
+    sim.keep_log = false;
     sim.run_for(periods * period);
-    let mut dead = BTreeSet::new();
-    let mut susp = BTreeSet::new();
-    for o in &sim.log {
-        match &o.event {
-            MemberEvent::MemberDown(m) => {
-                dead.insert((m.id.clone(), m.incarnation));
-            }
-            MemberEvent::MemberSuspect(m) => {
-                susp.insert((m.id.clone(), m.incarnation));
-            }
-            _ => {}
-        }
+    let t0 = WARMUP_PERIODS * period;
+    let mut deaths = Vec::new();
+    for ((id, inc), seen) in &sim.seen {
+        let Some((at, observer)) = seen.first_dead else {
+            continue;
+        };
+        let verdicts: Vec<String> = sim
+            .verdicts
+            .iter()
+            .filter(|v| v.subject == *id && v.at + 60_000 >= at)
+            .map(|v| format!("{:?}@{}by{}", v.status, v.at - t0, v.observer))
+            .collect();
+        deaths.push(format!(
+            "{} inc {inc}: first suspect {:?}, first dead at {} ms by {observer}, seen dead by {}; detector verdicts (last 60 s) {verdicts:?}; its incarnation now {}",
+            id.0,
+            seen.first_suspect.map(|(t, o)| (t - t0, o)),
+            at - t0,
+            seen.dead_by,
+            sim.slots_me(id).map_or(0, |x| x.incarnation),
+        ));
     }
+    let dead_declared = deaths.len();
+    let suspected = sim
+        .seen
+        .values()
+        .filter(|s| s.first_suspect.is_some())
+        .count();
     let denom = (n as u64 * periods) as f64;
     let t = &sim.traffic;
     let busiest = |f: fn(&(u64, u64)) -> u64| {
         t.per_node.iter().map(f).max().unwrap_or(0) as f64 / periods as f64
     };
     FpResult {
-        dead_declared: dead.len(),
-        suspected: susp.len(),
+        dead_declared,
+        suspected,
         msgs_per_member_period: t.messages as f64 / denom,
         bytes_per_member_period: t.bytes as f64 / denom,
         max_lhm_at_end: (0..n).map(|i| sim.node(i).lhm()).max().unwrap_or(0),
@@ -163,6 +188,7 @@ pub fn false_positives(
         state_bytes_per_member_period: t.bytes_by_kind.get("state_exchange").copied().unwrap_or(0)
             as f64
             / denom,
+        deaths,
     }
 }
 
