@@ -252,6 +252,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 drained: Some(coordinator.clone().recipient()),
                 keys_in: Some(ae_addr.clone().recipient()),
                 exchange: Some(ae_addr.clone().recipient()),
+                trees: Some(ae_addr.clone().recipient()),
                 leave: Some(membership.clone().recipient()),
                 leave_ring: Some(layout_addr.clone().recipient()),
             },

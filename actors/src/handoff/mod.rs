@@ -129,6 +129,8 @@ pub struct HandoffLinks {
     pub keys_in: Option<Recipient<KeysIn>>,
     /// Anti-entropy, for the exchange with the new owners before a drop (rule 7).
     pub exchange: Option<Recipient<crate::antientropy::ExchangeWith>>,
+    /// Anti-entropy's trees, told of the keys a drop deletes.
+    pub trees: Option<Recipient<crate::coordinator::LocalWrites>>,
     pub leave: Option<Recipient<Leave>>,
     /// Asks the layout actor to drop this node (`admin leave`).
     pub leave_ring: Option<Recipient<crate::layout::LeaveRing>>,
@@ -922,6 +924,7 @@ impl Handoff {
             }
         }
         let exchange = self.links.exchange.clone();
+        let trees = self.links.trees.clone();
         let job = async move {
             if let Some(ae) = exchange {
                 let plan = plan.into_iter().collect();
@@ -948,17 +951,26 @@ impl Handoff {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
+                let mut gone = Vec::new();
                 for e in page.entries {
                     if parts.contains(&partition_for(&e.key, bits)) {
                         write
                             .send(Write {
-                                key: e.key,
+                                key: e.key.clone(),
                                 value: None,
                             })
                             .await
                             .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
+                        gone.push((e.key, None));
                         deleted += 1;
+                    }
+                }
+                // Anti-entropy's trees forget them too (else a later exchange would think
+                // this node still holds them).
+                if let Some(t) = &trees {
+                    if !gone.is_empty() {
+                        t.do_send(crate::coordinator::LocalWrites(gone));
                     }
                 }
                 match page.next {
