@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use troupe_protocol::transfer::{LayoutId, WireTransferState};
 
@@ -83,12 +83,7 @@ pub fn save(data_dir: &Path, stored: &Stored) -> io::Result<()> {
     out.extend(rmp_serde::to_vec_named(stored).map_err(io::Error::other)?);
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(&out)?;
-    f.sync_all()?;
-    fs::rename(&tmp, data_dir.join(FILE))?;
-    File::open(data_dir)?.sync_all()
+    crate::layout::store::replace_file(data_dir, FILE, &out)
 }
 
 #[cfg(test)]

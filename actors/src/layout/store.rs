@@ -39,11 +39,18 @@ pub fn load(data_dir: &Path) -> Result<Option<Layout>, LayoutStoreError> {
 
 /// Replaces the data directory's layout, durably.
 pub fn save(data_dir: &Path, layout: &Layout) -> io::Result<()> {
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
+    replace_file(data_dir, FILE, &layout.encode_file())
+}
+
+/// Replaces `data_dir/name` with `bytes` atomically and durably: a temporary file,
+/// fsync, rename, directory fsync (a crash leaves the old file or the new one). Shared by
+/// the small state files (`LAYOUT`, `TRANSFERS`).
+pub fn replace_file(data_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = data_dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp)?;
-    f.write_all(&layout.encode_file())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    fs::rename(&tmp, data_dir.join(FILE))?;
+    fs::rename(&tmp, data_dir.join(name))?;
     File::open(data_dir)?.sync_all()
 }
 
