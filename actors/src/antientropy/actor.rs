@@ -319,7 +319,11 @@ impl Actor for AntiEntropy {
         ctx.run_interval(Duration::from_secs(1), |act, _| act.expire());
         if self.cfg.enabled {
             ctx.run_interval(self.cfg.interval, |act, ctx| {
-                if act.ready && !act.running {
+                // No scheduled round while the ring is in transition: the new owners are
+                // being filled by the partition transfers, and an exchange with them would
+                // move the same data a second time (`admin repair` still runs one).
+                let in_transition = act.placement().stable.is_some();
+                if act.ready && !act.running && !in_transition {
                     if let Err(e) = act.start_round(None, ctx) {
                         log::warn!("anti-entropy round not started: {e}");
                     }
