@@ -8,7 +8,8 @@
 //! held changes nothing), so a stream that is cut, timed out or restarted simply asks
 //! again from its cursor.
 
-use super::{Ask, Handoff, Moved, StreamProgress};
+use super::streams::{Ask, Moved, StreamProgress};
+use super::Handoff;
 use crate::antientropy::pacer::Pacer;
 use crate::coordinator::JoinLocal;
 use crate::memtable::Scan;

@@ -29,12 +29,26 @@
 //!    every node reads from the new owners).
 //! 5. A leaving node that owns nothing in either layout tells membership it left.
 //!
+//! Files: `book` (the rules), `streams` (the new owner's plan and streams), `fetch` (the
+//! stream and fetch tasks), `serve` (the holder's side), `cleanup` (promotion's drops),
+//! `report` (`admin transfers`), `store` (`TRANSFERS`); this file holds the actor, its
+//! state, the tick, gossip and persistence.
+//!
 //! Invariants: the book only moves forward (see `book`); a cursor never passes an object
-//! that is not durably joined; nothing is deleted before every new owner synced.
+//! that is not durably joined; nothing is deleted before every new owner synced and was
+//! compared with this node's copy.
 
 pub mod book;
+mod cleanup;
 mod fetch;
+mod report;
+mod serve;
 pub mod store;
+mod streams;
+
+pub use report::{StreamRow, TransfersReport, TransfersStatus};
+pub use streams::StreamProgress;
+use streams::{ChunkAnswer, Stream};
 
 use crate::antientropy::KeysIn;
 use crate::coordinator::JoinLocal;
@@ -44,7 +58,6 @@ use crate::peer::{PeerTransport, TransferInbound};
 use crate::ring::{partition_for, Layout};
 use actix::prelude::*;
 use book::{assign, TransferBook};
-use fetch::lock;
 use rand::seq::IteratorRandom;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -166,91 +179,6 @@ pub struct WatchTransition;
 #[derive(Message)]
 #[rtype(result = "Result<String, String>")]
 pub struct StartLeave;
-
-/// `admin transfers`.
-#[derive(Message)]
-#[rtype(result = "TransfersReport")]
-pub struct TransfersStatus;
-
-/// One incoming stream, as `admin transfers` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamRow {
-    pub source: String,
-    pub target: String,
-    pub partitions: Vec<u32>,
-    pub state: String,
-    pub keys: u64,
-    pub bytes: u64,
-    /// Keys the source holds for these partitions (its estimate), when known.
-    pub estimate_keys: Option<u64>,
-    pub bytes_per_sec: u64,
-    pub eta_secs: Option<u64>,
-    pub idle_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TransfersReport {
-    pub node: String,
-    pub stable_version: u64,
-    pub current_version: u64,
-    pub in_transition: bool,
-    /// Why fetching has not started (waiting for acks, or the ack delay).
-    pub waiting: Option<String>,
-    /// Members of the current layout that have not synced it.
-    pub unsynced: Vec<String>,
-    pub leaving: bool,
-    /// Partitions this node still has to fetch, and has fetched, for the current layout.
-    pub partitions_pending: Vec<u32>,
-    pub partitions_done: Vec<u32>,
-    pub streams: Vec<StreamRow>,
-    /// Partitions waiting to be deleted here (no longer owned).
-    pub to_drop: Vec<u32>,
-}
-
-/// A stream's progress, shared with its task.
-#[derive(Debug)]
-pub struct StreamProgress {
-    pub keys: u64,
-    pub bytes: u64,
-    pub estimate: Option<u64>,
-    pub last_progress: Instant,
-}
-
-struct Stream {
-    partitions: Vec<u32>,
-    /// Started from a saved cursor (after a restart or another holder's stall).
-    resumed: bool,
-    started: Instant,
-    progress: Arc<Mutex<StreamProgress>>,
-    task: SpawnHandle,
-}
-
-/// A stream's request to its source; the chunk (objects, next, estimate) or why none.
-type ChunkAnswer = Result<(Vec<(ByteBuf, ByteBuf)>, Option<ByteBuf>, Option<u64>), String>;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Ask {
-    to: NodeId,
-    msg: TransferMsg,
-    reply: oneshot::Sender<ChunkAnswer>,
-}
-
-/// A stream's cursor moved (everything up to `after` is durable here).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Moved {
-    source: NodeId,
-    after: Option<Vec<u8>>,
-}
-
-/// A stream's task ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct StreamEnded {
-    source: NodeId,
-    result: Result<(), String>,
-}
 
 /// Holders answer at most this many fetches at once; more are refused (the fetcher
 /// retries after its stall check or from another source).
@@ -572,266 +500,6 @@ impl Handoff {
         }
     }
 
-    /// The stable layout moved on from `old` (promoted here or by a peer): the partitions
-    /// this node gave up are deleted `drop_delay` from now.
-    fn promoted(&mut self, old: &Layout) {
-        let dropped = self.book.dropped_since(old);
-        log::info!(
-            "handoff: layout {} is stable: every member holds what it owns{}",
-            self.book.stable().version,
-            if dropped.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; {} partition(s) no longer owned here are deleted in {:?}",
-                    dropped.len(),
-                    self.cfg.drop_delay
-                )
-            }
-        );
-        for p in dropped {
-            if !self.to_drop.contains(&p) {
-                self.to_drop.push(p);
-            }
-        }
-        if !self.to_drop.is_empty() {
-            self.drop_after = Some(Instant::now() + self.cfg.drop_delay);
-        }
-    }
-
-    /// Rule 3: start streams for what is still needed, cut stalled ones, and mark this
-    /// node synced once nothing is left.
-    fn fetch(&mut self, ctx: &mut Context<Self>) {
-        let needs: Vec<book::Need> = self
-            .book
-            .needs()
-            .into_iter()
-            .filter(|n| !self.done.contains(&n.partition))
-            .collect();
-        if needs.is_empty() && self.streams.is_empty() {
-            if self.book.mark_synced() {
-                log::info!(
-                    "handoff: this node holds everything it owns in layout {}",
-                    self.book.current().version
-                );
-                self.changed(ctx);
-            }
-            return;
-        }
-        // Stalled streams are cut; their partitions are planned again below.
-        let stalled: Vec<NodeId> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| lock(&s.progress).last_progress.elapsed() >= self.cfg.stall_timeout)
-            .map(|(src, _)| src.clone())
-            .collect();
-        for src in stalled {
-            if let Some(s) = self.streams.remove(&src) {
-                log::warn!(
-                    "handoff: the stream from {src} made no progress for {:?} ({} partition(s)); restarting it from its cursor on another holder if there is one",
-                    self.cfg.stall_timeout,
-                    s.partitions.len(),
-                );
-                ctx.cancel_future(s.task);
-                self.stats.streams_stalled.fetch_add(1, Relaxed);
-                self.avoid.insert(src);
-                self.queue.push(s.partitions);
-            }
-        }
-        let limit = self.cfg.transfer_limit.max(1);
-        if self.streams.len() >= limit {
-            return;
-        }
-        // The plan is made once (per layout, and again for what a failed stream left):
-        // each source's partitions stay one stream, so a source scans its data once.
-        let planned: BTreeSet<u32> = self
-            .streams
-            .values()
-            .map(|s| &s.partitions)
-            .chain(self.queue.iter())
-            .flatten()
-            .copied()
-            .collect();
-        let unplanned: Vec<book::Need> = needs
-            .iter()
-            .filter(|n| !planned.contains(&n.partition))
-            .cloned()
-            .collect();
-        if !unplanned.is_empty() {
-            self.plan(&unplanned);
-        }
-        // Start queued streams whose source is up and not streaming already.
-        let mut i = 0;
-        while self.streams.len() < limit && i < self.queue.len() {
-            let parts = &self.queue[i];
-            let source = self.source_for(parts, &needs);
-            match source {
-                Some(src) => {
-                    let parts = self.queue.remove(i);
-                    self.start_stream(src, parts, ctx);
-                }
-                None if !self.any_holder_up(parts, &needs) => {
-                    // No up node holds all of the set (its source went down): split it
-                    // over the holders that are up; those partitions start over.
-                    let parts = self.queue.remove(i);
-                    self.cursors.remove(&parts);
-                    let split: Vec<book::Need> = needs
-                        .iter()
-                        .filter(|n| parts.contains(&n.partition))
-                        .cloned()
-                        .collect();
-                    let up = |id: &NodeId| self.is_up(id);
-                    // Partitions no up node holds stay unplanned: a later tick plans them.
-                    let (plan, _stuck) = assign(&split, up, &self.avoid);
-                    self.queue.extend(plan.into_iter().map(|(_, p)| p));
-                    // The split sets are further on in the queue: this loop reaches them.
-                }
-                None => i += 1,
-            }
-        }
-    }
-
-    /// Whether some up node holds every partition of `parts` (busy or not).
-    fn any_holder_up(&self, parts: &[u32], needs: &[book::Need]) -> bool {
-        let Some(first) = parts.first() else {
-            return false;
-        };
-        needs
-            .iter()
-            .find(|n| n.partition == *first)
-            .is_some_and(|n| {
-                n.sources.iter().any(|s| {
-                    self.is_up(s)
-                        && parts.iter().all(|p| {
-                            needs
-                                .iter()
-                                .find(|m| m.partition == *p)
-                                .is_some_and(|m| m.sources.contains(s))
-                        })
-                })
-            })
-    }
-
-    /// Plans `needs` into partition sets, one per source (`book::assign`); a saved cursor's
-    /// partition set is kept whole first, so a restarted node resumes where it was.
-    fn plan(&mut self, needs: &[book::Need]) {
-        let wanted: BTreeSet<u32> = needs.iter().map(|n| n.partition).collect();
-        let mut taken = BTreeSet::new();
-        for parts in self.cursors.keys() {
-            if parts
-                .iter()
-                .all(|p| wanted.contains(p) && !taken.contains(p))
-            {
-                taken.extend(parts.iter().copied());
-                self.queue.push(parts.clone());
-            }
-        }
-        let rest: Vec<book::Need> = needs
-            .iter()
-            .filter(|n| !taken.contains(&n.partition))
-            .cloned()
-            .collect();
-        let up = |id: &NodeId| self.is_up(id);
-        let (plan, stuck) = assign(&rest, up, &self.avoid);
-        self.queue.extend(plan.into_iter().map(|(_, parts)| parts));
-        if !stuck.is_empty() {
-            // No holder is up for these yet: planned on a later tick, and said (at most
-            // once a minute): the ring stays in transition until one is back.
-            let now = Instant::now();
-            if self
-                .stuck_logged
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-            {
-                self.stuck_logged = Some(now);
-                log::warn!(
-                    "handoff: no holder of {} partition(s) is up (e.g. partition {}); they wait for one (or `troupe admin remove` of the dead ones)",
-                    stuck.len(),
-                    stuck[0]
-                );
-            }
-        }
-    }
-
-    /// The source for a planned partition set: a holder of every one of them that is up,
-    /// not to be avoided if possible, the least busy first.
-    fn source_for(&self, parts: &[u32], needs: &[book::Need]) -> Option<NodeId> {
-        let mut common: Option<BTreeSet<NodeId>> = None;
-        for p in parts {
-            let srcs: BTreeSet<NodeId> = needs
-                .iter()
-                .find(|n| n.partition == *p)
-                .map(|n| n.sources.iter().cloned().collect())
-                .unwrap_or_default();
-            common = Some(match common {
-                None => srcs,
-                Some(c) => c.intersection(&srcs).cloned().collect(),
-            });
-        }
-        let common: Vec<NodeId> = common
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| self.is_up(s) && !self.streams.contains_key(s))
-            .collect();
-        common
-            .iter()
-            .find(|s| !self.avoid.contains(*s))
-            .or(common.first())
-            .cloned()
-    }
-
-    fn start_stream(&mut self, source: NodeId, partitions: Vec<u32>, ctx: &mut Context<Self>) {
-        // A cursor of a stream that covered exactly these partitions resumes it; any
-        // holder orders keys alike, so it is valid at another source too.
-        let after = self.cursors.get(&partitions).cloned().flatten();
-        self.cursors.insert(partitions.clone(), after.clone());
-        let progress = Arc::new(Mutex::new(StreamProgress {
-            keys: 0,
-            bytes: 0,
-            estimate: None,
-            last_progress: Instant::now(),
-        }));
-        let limit = self.cfg.transfer_limit.max(1) as u64;
-        let sctx = fetch::StreamCtx {
-            actor: ctx.address(),
-            join: self.links.join.clone(),
-            source: source.clone(),
-            partitions: partitions.clone(),
-            chunk_bytes: self.cfg.chunk_bytes,
-            progress: progress.clone(),
-            max_bytes_per_sec: self.cfg.max_bytes_per_sec / limit,
-        };
-        log::info!(
-            "handoff: fetching {} partition(s) from {source}{}",
-            partitions.len(),
-            if after.is_some() {
-                " (resuming from the saved cursor)"
-            } else {
-                ""
-            }
-        );
-        let src = source.clone();
-        let task = ctx.spawn(
-            actix::fut::wrap_future(fetch::run(sctx, after.clone())).map(
-                move |result, _: &mut Self, ctx: &mut Context<Self>| {
-                    ctx.notify(StreamEnded {
-                        source: src,
-                        result,
-                    })
-                },
-            ),
-        );
-        self.streams.insert(
-            source,
-            Stream {
-                partitions,
-                resumed: after.is_some(),
-                started: Instant::now(),
-                progress,
-                task,
-            },
-        );
-    }
-
     /// Rule 2's early ack: the coordinator places writes with the current layout and no
     /// write placed with an older one is still open.
     fn ask_drained(&mut self, ctx: &mut Context<Self>) {
@@ -889,122 +557,6 @@ impl Handoff {
         );
     }
 
-    /// Rule 7, `drop_delay` after promotion: delete the keys of partitions owned no more.
-    fn drop_partitions(&mut self, ctx: &mut Context<Self>) {
-        if self.dropping || self.to_drop.is_empty() || self.book.transition().is_some() {
-            return;
-        }
-        if self.drop_after.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        // Owned again meanwhile (a later layout): kept.
-        let (stable, cur) = (self.book.stable().clone(), self.book.current().clone());
-        let me = self.cfg.me.clone();
-        self.to_drop.retain(|p| {
-            !stable.table.primaries(*p).contains(&me) && !cur.table.primaries(*p).contains(&me)
-        });
-        if self.to_drop.is_empty() {
-            return;
-        }
-        self.dropping = true;
-        let parts = self.to_drop.clone();
-        let (scan, write, bits) = (
-            self.links.scan.clone(),
-            self.links.write.clone(),
-            self.bits(),
-        );
-        // Before anything is deleted, this node's copy of each partition is compared with
-        // every current owner's by an anti-entropy exchange, and what an owner lacks is
-        // joined there: a new owner fetched from one holder, and this one may hold a write
-        // that holder missed.
-        let mut plan: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        for p in &parts {
-            for owner in cur.table.primaries(*p) {
-                plan.entry(owner.clone()).or_default().push(*p);
-            }
-        }
-        let exchange = self.links.exchange.clone();
-        let trees = self.links.trees.clone();
-        let job = async move {
-            if let Some(ae) = exchange {
-                let plan = plan.into_iter().collect();
-                match ae.send(crate::antientropy::ExchangeWith { plan }).await {
-                    Ok(Ok(r)) => log::info!(
-                        "handoff: before deleting {} partition(s): {} key(s) compared with their owners, {} repaired",
-                        parts.len(),
-                        r.keys_compared,
-                        r.keys_repaired
-                    ),
-                    Ok(Err(e)) => return Err(format!("the exchange with the new owners did not complete: {e}")),
-                    Err(e) => return Err(format!("anti-entropy actor: {e}")),
-                }
-            }
-            let mut start = None;
-            let mut deleted = 0u64;
-            loop {
-                let page = scan
-                    .send(Scan {
-                        start: start.take(),
-                        end: None,
-                        limit: 1024,
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                let mut gone = Vec::new();
-                for e in page.entries {
-                    if parts.contains(&partition_for(&e.key, bits)) {
-                        write
-                            .send(Write {
-                                key: e.key.clone(),
-                                value: None,
-                            })
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())?;
-                        gone.push((e.key, None));
-                        deleted += 1;
-                    }
-                }
-                // Anti-entropy's trees forget them too (else a later exchange would think
-                // this node still holds them).
-                if let Some(t) = &trees {
-                    if !gone.is_empty() {
-                        t.do_send(crate::coordinator::LocalWrites(gone));
-                    }
-                }
-                match page.next {
-                    Some(n) => start = Some(n),
-                    None => return Ok::<_, String>((parts, deleted)),
-                }
-            }
-        };
-        let h = ctx.spawn(actix::fut::wrap_future(job).map(|res, act: &mut Self, ctx| {
-            act.dropping = false;
-            act.drop_task = None;
-            match res {
-                Ok((parts, deleted)) => {
-                    log::info!(
-                        "handoff: deleted {deleted} key(s) of {} partition(s) this node no longer owns",
-                        parts.len()
-                    );
-                    act.stats
-                        .partitions_dropped
-                        .fetch_add(parts.len() as u64, Relaxed);
-                    act.stats.keys_dropped.fetch_add(deleted, Relaxed);
-                    act.to_drop.retain(|p| !parts.contains(p));
-                    act.dirty = true;
-                    act.save(ctx);
-                }
-                Err(e) => {
-                    log::warn!("handoff: deleting partitions no longer owned failed: {e}; retried in 30 s");
-                    act.drop_after = Some(Instant::now() + Duration::from_secs(30));
-                }
-            }
-        }));
-        self.drop_task = Some(h);
-    }
-
     /// Step 5: a leaving node that owns nothing departs.
     fn depart(&mut self, _: &mut Context<Self>) {
         if !self.leaving || self.left || self.book.transition().is_some() {
@@ -1031,131 +583,6 @@ impl Handoff {
         let timeout = self.request_timeout();
         self.pending
             .retain(|_, (at, _)| now.duration_since(*at) < timeout);
-    }
-
-    fn on_fetch(
-        &mut self,
-        from: NodeId,
-        id: u64,
-        partitions: Vec<u32>,
-        after: Option<ByteBuf>,
-        max_bytes: u32,
-        ctx: &mut Context<Self>,
-    ) {
-        let q = self.book.current().table.partitions();
-        if partitions.iter().any(|p| *p >= q) || self.serving >= MAX_SERVING {
-            let reason = if self.serving >= MAX_SERVING {
-                format!("{} is serving {MAX_SERVING} fetches already", self.cfg.me)
-            } else {
-                format!("a partition is out of range (cluster.partitions = {q})")
-            };
-            self.send(&from, TransferMsg::Refused { id, reason });
-            return;
-        }
-        self.serving += 1;
-        let (scan, bits) = (self.links.scan.clone(), self.bits());
-        let keys_in = self.links.keys_in.clone().filter(|_| after.is_none());
-        let parts = partitions.clone();
-        let job = async move {
-            let estimate = match keys_in {
-                Some(k) => k.send(KeysIn(parts)).await.ok().flatten(),
-                None => None,
-            };
-            let r = fetch::serve(
-                scan,
-                bits,
-                partitions,
-                after.map(|b| b.into_vec()),
-                max_bytes,
-            )
-            .await;
-            (r, estimate)
-        };
-        ctx.spawn(
-            actix::fut::wrap_future(job).map(move |(r, estimate), act: &mut Self, _| {
-                act.serving -= 1;
-                let msg = match r {
-                    Ok((objects, next)) => {
-                        let bytes: usize = objects.iter().map(|(k, v)| k.len() + v.len()).sum();
-                        act.stats.keys_sent.fetch_add(objects.len() as u64, Relaxed);
-                        act.stats.bytes_sent.fetch_add(bytes as u64, Relaxed);
-                        TransferMsg::Chunk {
-                            id,
-                            objects,
-                            next,
-                            estimate,
-                        }
-                    }
-                    Err(reason) => TransferMsg::Refused { id, reason },
-                };
-                if !act.send(&from, msg) {
-                    log::debug!("handoff: an answer to {from} could not be queued; it asks again");
-                }
-            }),
-        );
-    }
-
-    fn report(&self) -> TransfersReport {
-        let cur = self.book.current();
-        let needs = self.book.needs();
-        let waiting = if self.book.transition().is_none() || self.book.synced_current() {
-            None
-        } else if !self.book.may_proceed() {
-            Some("a fresh node: waiting for the cluster's transfer state".into())
-        } else if !self.book.acked_current() {
-            Some("acknowledging the new layout (every write started before it must end)".into())
-        } else if !self.book.all_acked() {
-            let missing: Vec<String> = self.book.unacked().into_iter().map(|m| m.0).collect();
-            Some(format!(
-                "waiting for {} to acknowledge the new layout (a member that is down holds the transition until it is back or removed)",
-                missing.join(", ")
-            ))
-        } else {
-            None
-        };
-        let streams = self
-            .streams
-            .iter()
-            .map(|(src, s)| {
-                let p = lock(&s.progress);
-                let secs = s.started.elapsed().as_secs_f64().max(0.001);
-                let rate = (p.bytes as f64 / secs) as u64;
-                let key_rate = p.keys as f64 / secs;
-                let eta = p
-                    .estimate
-                    .filter(|_| key_rate > 0.0)
-                    .map(|e| (e.saturating_sub(p.keys) as f64 / key_rate) as u64);
-                StreamRow {
-                    source: src.0.clone(),
-                    target: self.cfg.me.0.clone(),
-                    partitions: s.partitions.clone(),
-                    state: if s.resumed { "resumed" } else { "running" }.into(),
-                    keys: p.keys,
-                    bytes: p.bytes,
-                    estimate_keys: p.estimate,
-                    bytes_per_sec: rate,
-                    eta_secs: eta,
-                    idle_ms: p.last_progress.elapsed().as_millis() as u64,
-                }
-            })
-            .collect();
-        TransfersReport {
-            node: self.cfg.me.0.clone(),
-            stable_version: self.book.stable().version,
-            current_version: cur.version,
-            in_transition: self.book.transition().is_some(),
-            waiting,
-            unsynced: self.book.unsynced().into_iter().map(|m| m.0).collect(),
-            leaving: self.leaving,
-            partitions_pending: needs
-                .iter()
-                .map(|n| n.partition)
-                .filter(|p| !self.done.contains(p))
-                .collect(),
-            partitions_done: self.done.iter().copied().collect(),
-            streams,
-            to_drop: self.to_drop.clone(),
-        }
     }
 }
 
@@ -1193,14 +620,6 @@ impl Handler<WatchTransition> for Handoff {
 
     fn handle(&mut self, _: WatchTransition, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.tx.subscribe())
-    }
-}
-
-impl Handler<TransfersStatus> for Handoff {
-    type Result = MessageResult<TransfersStatus>;
-
-    fn handle(&mut self, _: TransfersStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.report())
     }
 }
 
@@ -1244,88 +663,6 @@ impl Handler<StartLeave> for Handoff {
                 },
             ),
         )
-    }
-}
-
-impl Handler<Ask> for Handoff {
-    type Result = ();
-
-    fn handle(&mut self, ask: Ask, _: &mut Context<Self>) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let msg = match ask.msg {
-            TransferMsg::Fetch {
-                partitions,
-                after,
-                max_bytes,
-                ..
-            } => TransferMsg::Fetch {
-                id,
-                partitions,
-                after,
-                max_bytes,
-            },
-            other => other,
-        };
-        if !self.send(&ask.to, msg) {
-            let _ = ask.reply.send(Err(format!(
-                "cannot queue to {} (unknown address, unreachable or its queue is full)",
-                ask.to
-            )));
-            return;
-        }
-        self.pending.insert(id, (Instant::now(), ask.reply));
-    }
-}
-
-impl Handler<Moved> for Handoff {
-    type Result = ();
-
-    fn handle(&mut self, m: Moved, ctx: &mut Context<Self>) {
-        let Some(s) = self.streams.get(&m.source) else {
-            return;
-        };
-        let parts = s.partitions.clone();
-        self.cursors.insert(parts, m.after);
-        self.dirty = true;
-        self.save(ctx);
-    }
-}
-
-impl Handler<StreamEnded> for Handoff {
-    type Result = ();
-
-    fn handle(&mut self, m: StreamEnded, ctx: &mut Context<Self>) {
-        let Some(s) = self.streams.remove(&m.source) else {
-            return;
-        };
-        let p = lock(&s.progress);
-        self.stats.keys_received.fetch_add(p.keys, Relaxed);
-        self.stats.bytes_received.fetch_add(p.bytes, Relaxed);
-        drop(p);
-        match m.result {
-            Ok(()) => {
-                self.stats.streams_completed.fetch_add(1, Relaxed);
-                log::info!(
-                    "handoff: {} partition(s) from {} complete",
-                    s.partitions.len(),
-                    m.source
-                );
-                self.cursors.remove(&s.partitions);
-                self.done.extend(s.partitions);
-            }
-            Err(e) => {
-                self.stats.streams_failed.fetch_add(1, Relaxed);
-                log::warn!(
-                    "handoff: the stream from {} failed: {e}; retrying from its cursor",
-                    m.source
-                );
-                self.avoid.insert(m.source);
-                self.queue.push(s.partitions);
-            }
-        }
-        self.dirty = true;
-        self.save(ctx);
     }
 }
 
