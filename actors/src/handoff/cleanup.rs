@@ -67,6 +67,7 @@ impl Handoff {
         }
         let exchange = self.links.exchange.clone();
         let trees = self.links.trees.clone();
+        let wanted = super::fetch::PartitionSet::new(&parts, bits);
         let job = async move {
             if let Some(ae) = exchange {
                 let plan = plan.into_iter().collect();
@@ -95,7 +96,7 @@ impl Handoff {
                     .map_err(|e| e.to_string())?;
                 let mut gone = Vec::new();
                 for e in page.entries {
-                    if parts.contains(&partition_for(&e.key, bits)) {
+                    if wanted.contains(&e.key) {
                         write
                             .send(Write {
                                 key: e.key.clone(),

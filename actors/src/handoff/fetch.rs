@@ -45,6 +45,7 @@ pub(super) async fn serve(
         k.push(0); // the smallest key after `after`
         k
     });
+    let wanted = PartitionSet::new(&partitions, bits);
     let (mut out, mut bytes, mut examined) = (Vec::new(), 0usize, 0usize);
     loop {
         let page = scan
@@ -58,14 +59,18 @@ pub(super) async fn serve(
             .map_err(|e| format!("storage: {e}"))?;
         for e in page.entries {
             examined += 1;
-            if partitions.contains(&partition_for(&e.key, bits)) {
-                if let Some(v) = e.value {
+            let full = |bytes: usize| bytes >= max_bytes || examined >= MAX_EXAMINED;
+            match e.value {
+                Some(v) if wanted.contains(&e.key) => {
                     bytes += e.key.len() + v.len();
-                    out.push((ByteBuf::from(e.key.clone()), ByteBuf::from(v)));
+                    out.push((ByteBuf::from(e.key), ByteBuf::from(v)));
+                    if full(bytes) {
+                        let next = out.last().map(|(k, _)| k.clone());
+                        return Ok((out, next));
+                    }
                 }
-            }
-            if bytes >= max_bytes || examined >= MAX_EXAMINED {
-                return Ok((out, Some(ByteBuf::from(e.key))));
+                _ if full(bytes) => return Ok((out, Some(ByteBuf::from(e.key)))),
+                _ => {}
             }
         }
         match page.next {
@@ -163,6 +168,45 @@ pub(super) async fn run(ctx: StreamCtx, mut after: Option<Vec<u8>>) -> Result<()
     }
 }
 
+/// Which partitions a scan keeps: one bit per partition, so a key costs one hash and one
+/// lookup however many partitions a stream carries.
+pub(super) struct PartitionSet {
+    bits: u32,
+    member: Vec<bool>,
+}
+
+impl PartitionSet {
+    pub(super) fn new(partitions: &[u32], bits: u32) -> PartitionSet {
+        let mut member = vec![false; 1usize << bits];
+        for p in partitions {
+            if let Some(m) = member.get_mut(*p as usize) {
+                *m = true;
+            }
+        }
+        PartitionSet { bits, member }
+    }
+
+    pub(super) fn contains(&self, key: &[u8]) -> bool {
+        self.member[partition_for(key, self.bits) as usize]
+    }
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_set_keeps_exactly_the_keys_of_its_partitions() {
+        let bits = 4;
+        let keys: Vec<Vec<u8>> = (0..500).map(|i| format!("k{i}").into_bytes()).collect();
+        let set = PartitionSet::new(&[1, 7, 99], bits); // 99 is out of range: ignored
+        for k in &keys {
+            let p = partition_for(k, bits);
+            assert_eq!(set.contains(k), p == 1 || p == 7, "{k:?} in {p}");
+        }
+    }
 }

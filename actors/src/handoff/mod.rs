@@ -55,7 +55,7 @@ use crate::coordinator::JoinLocal;
 use crate::membership::actor::{Leave, RingMembers};
 use crate::memtable::{Scan, Write};
 use crate::peer::{PeerTransport, TransferInbound};
-use crate::ring::{partition_for, Layout};
+use crate::ring::Layout;
 use actix::prelude::*;
 use book::{assign, TransferBook};
 use rand::seq::IteratorRandom;
