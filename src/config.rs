@@ -377,6 +377,10 @@ pub struct MembershipSection {
     pub suspicion_max_timeout_mult: u32,
     /// Lifeguard local health: probe timing stretches up to (1 + this) when we are slow.
     pub awareness_max_multiplier: u32,
+    /// A probe whose settling tick ran later than this (a starved or paused process) is not
+    /// held against its target: the target is probed again (up to 3 times) and local
+    /// health rises. "0ms" turns the check off.
+    pub late_tolerance: String,
     /// Each gossiped update is retransmitted retransmit_mult * ceil(log10(N+1)) times.
     pub retransmit_mult: u32,
     /// Gossip fan-out: pending updates go to `gossip_nodes` random members this often.
@@ -399,6 +403,7 @@ impl Default for MembershipSection {
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             awareness_max_multiplier: 8,
+            late_tolerance: "100ms".into(),
             retransmit_mult: 4,
             gossip_interval_ms: 200,
             gossip_nodes: 3,
@@ -537,6 +542,8 @@ impl Config {
                 m.probe_interval_ms
             );
         }
+        parse_duration(&m.late_tolerance)
+            .map_err(|e| anyhow::anyhow!("membership.late_tolerance: {e}"))?;
         if m.suspicion_mult == 0 || m.suspicion_max_timeout_mult == 0 || m.retransmit_mult == 0 {
             bail!("membership: suspicion_mult, suspicion_max_timeout_mult and retransmit_mult must be at least 1");
         }

@@ -332,6 +332,7 @@ fn swim_metrics(out: &mut String, s: &SwimSnapshot) {
         ("troupe_swim_acks_received_total", "Probe acks received.", c.acks_received),
         ("troupe_swim_indirect_probes_sent_total", "Indirect probe requests sent to relays after a direct probe went unanswered.", c.indirect_probes_sent),
         ("troupe_swim_nacks_received_total", "Lifeguard nacks: relays that could not reach our target either.", c.nacks_received),
+        ("troupe_swim_probes_late_total", "Unanswered probes not held against their target because this node's own tick ran late (it is the slow one).", c.probes_late),
         ("troupe_swim_suspicions_raised_total", "Members this node's own probes put under suspicion.", c.suspicions_raised),
         ("troupe_swim_suspicions_refuted_total", "Suspicions about this node it refuted.", c.suspicions_refuted),
         ("troupe_swim_suspicions_confirmed_total", "Suspicions that expired into dead on this node's verdict.", c.suspicions_confirmed),
@@ -647,6 +648,7 @@ mod tests {
                 stats: SwimStats {
                     probes_sent: 7,
                     nacks_received: 2,
+                    probes_late: 4,
                     suspicions_refuted: 1,
                     gossip_bytes_received: 900,
                     ..SwimStats::default()
@@ -661,6 +663,7 @@ mod tests {
             "\ntroupe_swim_acks_received_total 0\n",
             "\ntroupe_swim_indirect_probes_sent_total 0\n",
             "\ntroupe_swim_nacks_received_total 2\n",
+            "\ntroupe_swim_probes_late_total 4\n",
             "\ntroupe_swim_suspicions_raised_total 0\n",
             "\ntroupe_swim_suspicions_refuted_total 1\n",
             "\ntroupe_swim_suspicions_confirmed_total 0\n",

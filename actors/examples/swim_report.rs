@@ -172,14 +172,21 @@ fn scale(quick: bool) {
 }
 
 /// Lifeguard's case: one member handles every message and timer late. `-- slow [quick]`.
-/// Each row sums seeds 1-5 (1-2 with `quick`); "off" is plain SWIM (no local health, fixed
-/// minimum suspicion timeout).
+/// Each row sums seeds 1-5 (1-2 with `quick`). "on" is troupe's default: local health,
+/// dynamic suspicion and the late-tick check (`late_tolerance_ms`); "memberlist" is
+/// Lifeguard as memberlist does it (no late-tick check); "off" is plain SWIM (no local
+/// health, fixed minimum suspicion timeout, no late-tick check).
 fn slow(quick: bool) {
     let cfg = SwimConfig::default();
     let seeds: Vec<u64> = if quick { vec![1, 2] } else { (1..=5).collect() };
+    let memberlist = SwimConfig {
+        late_tolerance_ms: 0,
+        ..SwimConfig::default()
+    };
     let plain = SwimConfig {
         awareness_max_multiplier: 0,
         suspicion_max_timeout_mult: 1,
+        late_tolerance_ms: 0,
         ..SwimConfig::default()
     };
     let periods = if quick { 50 } else { 100 };
@@ -188,7 +195,7 @@ fn slow(quick: bool) {
     println!("|---|---|---|---|---|---|---|---|---|");
     for delay in [(200, 800), (1000, 3000), (2000, 5000)] {
         for loss in [0.0, 0.05] {
-            for (name, c) in [("on", &cfg), ("off", &plain)] {
+            for (name, c) in [("on", &cfg), ("memberlist", &memberlist), ("off", &plain)] {
                 let mut t = SlowResult::default();
                 for &seed in &seeds {
                     let r = slow_member(100, loss, periods, seed, c.clone(), delay);

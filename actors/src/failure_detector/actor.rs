@@ -39,6 +39,8 @@ pub struct FailureDetectorActor {
     epoch: Instant,
     counters: Arc<ActorCounters>,
     membership_counters: Arc<ActorCounters>,
+    /// When we last logged that our own ticks run late (at most once a minute).
+    late_logged: Option<Instant>,
 }
 
 impl FailureDetectorActor {
@@ -55,6 +57,7 @@ impl FailureDetectorActor {
             epoch,
             counters,
             membership_counters,
+            late_logged: None,
         }
     }
 
@@ -71,6 +74,21 @@ impl FailureDetectorActor {
                         act.fire(timer, ctx)
                     });
                 }
+                DetectorOutput::Inconclusive { target, late_ms } => {
+                    if self
+                        .late_logged
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                    {
+                        self.late_logged = Some(Instant::now());
+                        log::warn!(
+                            "failure detector: this node's probe tick ran {late_ms} ms late, so \
+                             the unanswered probe of {target} is retried instead of suspected; \
+                             a starved CPU or a paused process makes every member look slow \
+                             (troupe_swim_probes_late_total counts these)"
+                        );
+                    }
+                    forward.push(DetectorOutput::Inconclusive { target, late_ms });
+                }
                 other => forward.push(other),
             }
         }
@@ -85,7 +103,8 @@ impl FailureDetectorActor {
     }
 
     fn fire(&mut self, timer: Timer, ctx: &mut Context<Self>) {
-        let outs = self.det.handle_timer(timer);
+        let now = self.now();
+        let outs = self.det.handle_timer(timer, now);
         self.emit(outs, ctx);
     }
 }

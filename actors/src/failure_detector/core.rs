@@ -61,7 +61,19 @@ pub enum DetectorOutput {
     ConfirmDead(NodeId, u64),
     /// A Suspect record brought a new independent confirmation: gossip it on.
     Regossip(Update),
+    /// Our probe of `target` went unanswered, but the tick that settled it ran `late_ms`
+    /// late (past `late_tolerance_ms`): we, not the target, are the slow one. Nothing is
+    /// suspected; the target is probed again.
+    Inconclusive {
+        target: NodeId,
+        late_ms: u64,
+    },
 }
+
+/// How many probes of one target in a row may be inconclusive (our own ticks late) before
+/// a failed one is taken as a failure anyway: a node that is late for good still detects a
+/// dead peer, only slower.
+pub const LATE_PROBE_RETRIES: u32 = 3;
 
 #[derive(Clone, Debug)]
 struct View {
@@ -132,6 +144,11 @@ pub struct Detector {
     relays: HashMap<u64, Relay>,
     suspicions: IdMap<NodeId, Suspicion>,
     lhm: u32,
+    /// When the pending `ProbeTick` is due (our clock), to measure how late it runs.
+    tick_due: u64,
+    /// A target whose probe was inconclusive, to probe again next, and how many times in a
+    /// row that happened.
+    retry: Option<(NodeId, u32)>,
 }
 
 impl Detector {
@@ -151,6 +168,8 @@ impl Detector {
             relays: HashMap::new(),
             suspicions: IdMap::default(),
             lhm: 0,
+            tick_due: 0,
+            retry: None,
         }
     }
 
@@ -188,10 +207,11 @@ impl Detector {
     }
 
     /// Begin probing; the first tick is jittered within one period.
-    pub fn start(&mut self) -> Vec<DetectorOutput> {
+    pub fn start(&mut self, now: u64) -> Vec<DetectorOutput> {
         self.running = true;
         self.gen += 1;
         let jitter = self.rng.random_range(0..self.cfg.probe_interval_ms.max(1));
+        self.tick_due = now + jitter;
         vec![DetectorOutput::SetTimer {
             after_ms: jitter,
             timer: Timer::ProbeTick { gen: self.gen },
@@ -270,6 +290,12 @@ impl Detector {
         if self.members.is_empty() {
             return None;
         }
+        if let Some((id, _)) = &self.retry {
+            if self.members.contains_key(id) {
+                return Some(id.clone());
+            }
+            self.retry = None;
+        }
         if self.pos >= self.order.len() {
             self.order.shuffle(&mut self.rng);
             self.pos = 0;
@@ -279,23 +305,17 @@ impl Detector {
         id
     }
 
-    /// Protocol period: settle the previous probe, start the next one.
-    pub fn on_tick(&mut self, gen: u64) -> Vec<DetectorOutput> {
+    /// Protocol period: settle the previous probe, start the next one. `now` is when the
+    /// tick actually runs; how far past its due time that is tells whether a missing ack
+    /// may just be one we have not handled yet.
+    pub fn on_tick(&mut self, gen: u64, now: u64) -> Vec<DetectorOutput> {
         let mut out = Vec::new();
         if gen != self.gen || !self.running {
             return out;
         }
+        let late_ms = now.saturating_sub(self.tick_due);
         if let Some(p) = self.probe.take() {
-            if p.acked {
-                self.adjust_lhm(-1);
-            } else {
-                let missed = p.expected_nacks.saturating_sub(p.nacks) as i64;
-                let delta = if p.expected_nacks > 0 { missed } else { 1 };
-                self.adjust_lhm(delta);
-                if self.members.contains_key(&p.target) {
-                    out.push(DetectorOutput::Suspect(p.target, p.incarnation));
-                }
-            }
+            self.settle(p, late_ms, &mut out);
         }
         if let Some(target) = self.next_target() {
             let seq = self.seq();
@@ -322,11 +342,46 @@ impl Detector {
                 acked: false,
             });
         }
+        let after_ms = self.scaled(self.cfg.probe_interval_ms);
+        self.tick_due = now + after_ms;
         out.push(DetectorOutput::SetTimer {
-            after_ms: self.scaled(self.cfg.probe_interval_ms),
+            after_ms,
             timer: Timer::ProbeTick { gen: self.gen },
         });
         out
+    }
+
+    /// The verdict on the probe of the period that just ended.
+    fn settle(&mut self, p: Probe, late_ms: u64, out: &mut Vec<DetectorOutput>) {
+        if p.acked {
+            self.adjust_lhm(-1);
+            self.retry = None;
+            return;
+        }
+        let missed = p.expected_nacks.saturating_sub(p.nacks) as i64;
+        let delta = if p.expected_nacks > 0 { missed } else { 1 };
+        if !self.members.contains_key(&p.target) {
+            self.adjust_lhm(delta);
+            return;
+        }
+        let tolerance = self.cfg.late_tolerance_ms;
+        let tries = match &self.retry {
+            Some((id, n)) if *id == p.target => *n,
+            _ => 0,
+        };
+        if tolerance > 0 && late_ms > tolerance && tries < LATE_PROBE_RETRIES {
+            // Our own lateness is the evidence: count it toward local health at least once.
+            self.adjust_lhm(delta.max(1));
+            self.retry = Some((p.target.clone(), tries + 1));
+            out.push(DetectorOutput::Inconclusive {
+                target: p.target,
+                late_ms,
+            });
+            return;
+        }
+        self.adjust_lhm(delta);
+        self.retry = None;
+        out.push(DetectorOutput::Suspect(p.target, p.incarnation));
     }
 
     /// Direct ping unanswered: ask `k` alive members to probe the target.
@@ -529,9 +584,6 @@ impl Detector {
             return (false, Vec::new());
         }
         s.confirmers.insert(origin.clone());
-        if false {
-            return (false, Vec::new());
-        }
         s.token = token;
         let timeout = suspicion_timeout_ms(s.min_ms, s.max_ms, s.k, s.confirmations());
         let after_ms = (s.start_ms + timeout).saturating_sub(now);

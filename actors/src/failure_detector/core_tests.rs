@@ -48,10 +48,10 @@ fn suspects(outs: &[DetectorOutput]) -> Vec<NodeId> {
 #[test]
 fn round_robin_probes_everyone_once_per_round() {
     let mut d = det(5);
-    let gen = tick_gen(&d.start());
+    let gen = tick_gen(&d.start(0));
     let mut seen = BTreeSet::new();
     for _ in 0..5 {
-        let outs = d.on_tick(gen);
+        let outs = d.on_tick(gen, 0);
         let (seq, target) = ping_of(&outs);
         d.on_ack(seq);
         seen.insert(target);
@@ -62,25 +62,25 @@ fn round_robin_probes_everyone_once_per_round() {
 #[test]
 fn acked_probe_is_not_suspected_and_unacked_is() {
     let mut d = det(3);
-    let gen = tick_gen(&d.start());
-    let outs = d.on_tick(gen);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
     let (seq, _) = ping_of(&outs);
     d.on_ack(seq);
-    let outs = d.on_tick(gen);
+    let outs = d.on_tick(gen, 0);
     assert!(suspects(&outs).is_empty());
     let (_, target) = ping_of(&outs);
-    let outs = d.on_tick(gen); // no ack for the previous probe
+    let outs = d.on_tick(gen, 0); // no ack for the previous probe
     assert_eq!(suspects(&outs), vec![target]);
 }
 
 #[test]
 fn stale_timers_are_ignored() {
     let mut d = det(3);
-    let old_gen = tick_gen(&d.start());
-    let new_gen = tick_gen(&d.start()); // restart bumps the generation
+    let old_gen = tick_gen(&d.start(0));
+    let new_gen = tick_gen(&d.start(0)); // restart bumps the generation
     assert_ne!(old_gen, new_gen);
-    assert!(d.on_tick(old_gen).is_empty());
-    let outs = d.on_tick(new_gen);
+    assert!(d.on_tick(old_gen, 0).is_empty());
+    let outs = d.on_tick(new_gen, 0);
     let (seq, _) = ping_of(&outs);
     assert!(d.on_probe_timeout(seq + 100).is_empty(), "unknown seq");
     assert!(d.on_relay_timeout(seq).is_empty(), "not a relay seq");
@@ -104,8 +104,8 @@ fn stale_timers_are_ignored() {
 #[test]
 fn indirect_probe_path_and_late_ack_via_relay() {
     let mut d = det(5);
-    let gen = tick_gen(&d.start());
-    let outs = d.on_tick(gen);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
     let (seq, target) = ping_of(&outs);
     let timeout = outs
         .iter()
@@ -137,7 +137,7 @@ fn indirect_probe_path_and_late_ack_via_relay() {
     assert!(!relays.contains(&target));
     assert!(d.on_probe_timeout(seq).is_empty(), "indirect only once");
     d.on_ack(seq); // forwarded ack from a relay
-    let outs = d.on_tick(gen);
+    let outs = d.on_tick(gen, 0);
     assert!(suspects(&outs).is_empty());
 }
 
@@ -230,11 +230,11 @@ fn expired_suspicion_confirms_dead_with_current_token() {
 #[test]
 fn lhm_rises_on_failures_and_falls_on_success() {
     let mut d = det(5);
-    let gen = tick_gen(&d.start());
+    let gen = tick_gen(&d.start(0));
     // failed probe with no relays answering nacks: +3 (missed nacks)
-    let (seq, _) = ping_of(&d.on_tick(gen));
+    let (seq, _) = ping_of(&d.on_tick(gen, 0));
     assert_eq!(d.on_probe_timeout(seq).len(), 3);
-    let outs = d.on_tick(gen);
+    let outs = d.on_tick(gen, 0);
     assert_eq!(d.lhm(), 3);
     // probe timeout and period are scaled by LHM+1
     assert!(outs.iter().any(|o| matches!(
@@ -257,7 +257,7 @@ fn lhm_rises_on_failures_and_falls_on_success() {
     for _ in 0..3 {
         d.on_nack(seq);
     }
-    let outs = d.on_tick(gen);
+    let outs = d.on_tick(gen, 0);
     assert_eq!(d.lhm(), 3);
     // refuting a suspicion about ourselves: +1; capped at 8
     for _ in 0..10 {
@@ -268,7 +268,7 @@ fn lhm_rises_on_failures_and_falls_on_success() {
     let (mut seq, _) = ping_of(&outs);
     for _ in 0..8 {
         d.on_ack(seq);
-        seq = ping_of(&d.on_tick(gen)).0;
+        seq = ping_of(&d.on_tick(gen, 0)).0;
     }
     assert_eq!(d.lhm(), 0);
 }
@@ -278,14 +278,106 @@ fn removed_member_is_not_probed_and_new_member_is() {
     let mut d = det(3);
     d.remove_member(&"m1".into());
     d.upsert_member(&"new".into(), 0, false);
-    let gen = tick_gen(&d.start());
+    let gen = tick_gen(&d.start(0));
     let mut seen = BTreeSet::new();
     for _ in 0..6 {
-        let (seq, t) = ping_of(&d.on_tick(gen));
+        let (seq, t) = ping_of(&d.on_tick(gen, 0));
         d.on_ack(seq);
         seen.insert(t);
     }
     assert!(!seen.contains(&NodeId::from("m1")));
     assert!(seen.contains(&NodeId::from("new")));
     assert_eq!(seen.len(), 3);
+}
+
+fn inconclusive(outs: &[DetectorOutput]) -> Vec<(NodeId, u64)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            DetectorOutput::Inconclusive { target, late_ms } => Some((target.clone(), *late_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The delay of the next tick as the detector asked for it.
+fn tick_after(outs: &[DetectorOutput]) -> u64 {
+    outs.iter()
+        .find_map(|o| match o {
+            DetectorOutput::SetTimer {
+                after_ms,
+                timer: Timer::ProbeTick { .. },
+            } => Some(*after_ms),
+            _ => None,
+        })
+        .expect("a tick timer")
+}
+
+#[test]
+fn a_late_tick_makes_a_missed_ack_inconclusive_and_reprobes_the_same_target() {
+    let mut d = det(5);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
+    let (_, target) = ping_of(&outs);
+    // The next tick was due 1000 ms later and runs 300 ms after that: the ack may be
+    // sitting in our own inbox.
+    let due = tick_after(&outs);
+    let outs = d.on_tick(gen, due + 300);
+    assert!(suspects(&outs).is_empty(), "{outs:?}");
+    assert_eq!(inconclusive(&outs), vec![(target.clone(), 300)]);
+    assert_eq!(d.lhm(), 1, "our own lateness counts toward local health");
+    let (seq, again) = ping_of(&outs);
+    assert_eq!(again, target, "the same target is probed again");
+    // It answers this time: settled, local health recovers, the round-robin goes on.
+    d.on_ack(seq);
+    let now = due + 300 + tick_after(&outs);
+    let outs = d.on_tick(gen, now);
+    assert!(suspects(&outs).is_empty() && inconclusive(&outs).is_empty());
+    assert_eq!(d.lhm(), 0);
+    assert_ne!(ping_of(&outs).1, target);
+}
+
+#[test]
+fn a_tick_within_tolerance_still_suspects() {
+    let mut d = det(5);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
+    let (_, target) = ping_of(&outs);
+    let outs = d.on_tick(gen, tick_after(&outs) + 100); // exactly at the tolerance
+    assert_eq!(suspects(&outs), vec![target]);
+}
+
+#[test]
+fn a_node_late_for_good_still_suspects_after_the_retries() {
+    let mut d = det(5);
+    let gen = tick_gen(&d.start(0));
+    let mut outs = d.on_tick(gen, 0);
+    let (_, target) = ping_of(&outs);
+    let mut now = 0;
+    for i in 0..LATE_PROBE_RETRIES {
+        now += tick_after(&outs) + 500;
+        outs = d.on_tick(gen, now);
+        assert_eq!(inconclusive(&outs).len(), 1, "retry {i}");
+        assert_eq!(ping_of(&outs).1, target);
+    }
+    now += tick_after(&outs) + 500;
+    let outs = d.on_tick(gen, now);
+    assert_eq!(suspects(&outs), vec![target.clone()]);
+    assert_ne!(ping_of(&outs).1, target, "the round-robin moves on");
+}
+
+#[test]
+fn the_late_check_can_be_turned_off() {
+    let cfg = SwimConfig {
+        late_tolerance_ms: 0,
+        ..SwimConfig::default()
+    };
+    let mut d = Detector::new("me".into(), cfg, 7);
+    for i in 0..5 {
+        d.upsert_member(&NodeId(format!("m{i}")), 0, false);
+    }
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
+    let (_, target) = ping_of(&outs);
+    let outs = d.on_tick(gen, tick_after(&outs) + 5_000);
+    assert_eq!(suspects(&outs), vec![target]);
 }

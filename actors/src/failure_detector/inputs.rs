@@ -49,7 +49,7 @@ impl Detector {
     /// Apply one input from the membership side.
     pub fn handle(&mut self, input: ToDetector, now: u64) -> Vec<DetectorOutput> {
         match input {
-            ToDetector::Start => self.start(),
+            ToDetector::Start => self.start(now),
             ToDetector::Stop => {
                 self.stop();
                 Vec::new()
@@ -94,10 +94,11 @@ impl Detector {
         }
     }
 
-    /// Apply one fired timer (stale ones produce nothing).
-    pub fn handle_timer(&mut self, timer: Timer) -> Vec<DetectorOutput> {
+    /// Apply one fired timer (stale ones produce nothing). `now` is when it runs, which on
+    /// a starved host may be well past when it was due.
+    pub fn handle_timer(&mut self, timer: Timer, now: u64) -> Vec<DetectorOutput> {
         match timer {
-            Timer::ProbeTick { gen } => self.on_tick(gen),
+            Timer::ProbeTick { gen } => self.on_tick(gen, now),
             Timer::ProbeTimeout { seq } => self.on_probe_timeout(seq),
             Timer::RelayTimeout { seq } => self.on_relay_timeout(seq),
             Timer::Suspicion {

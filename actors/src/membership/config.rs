@@ -22,6 +22,13 @@ pub struct SwimConfig {
     pub suspicion_confirmations: Option<usize>,
     /// Local Health Multiplier ceiling; 0 disables LHM.
     pub awareness_max_multiplier: u32,
+    /// A probe is settled by the next protocol tick. When that tick runs more than this
+    /// late (a CPU-starved or paused process: its own timers fire late, so an ack that did
+    /// arrive may still sit unhandled), a missing ack proves nothing about the target: the
+    /// probe is inconclusive, counts as a failure for local health, and the same target is
+    /// probed again, up to `LATE_PROBE_RETRIES` times in a row before it is suspected
+    /// anyway. 0 disables the check (plain Lifeguard, as memberlist does it).
+    pub late_tolerance_ms: u64,
     /// lambda: each update is sent lambda * ceil(log10(N+1)) times.
     pub retransmit_mult: u32,
     /// lambda for refutations (a member's Alive at a raised incarnation). A member that
@@ -63,6 +70,7 @@ impl Default for SwimConfig {
             suspicion_max_timeout_mult: 6,
             suspicion_confirmations: None,
             awareness_max_multiplier: 8,
+            late_tolerance_ms: 100,
             retransmit_mult: 4,
             refute_retransmit_mult: 6,
             gossip_interval_ms: 200,

@@ -60,6 +60,8 @@ pub struct SwimStats {
     /// IndirectPing requests we sent to relays.
     pub indirect_probes_sent: u64,
     pub nacks_received: u64,
+    /// Our probes left unsettled because our own tick ran late (`late_tolerance_ms`).
+    pub probes_late: u64,
     /// Suspicions our detector raised (the table changed to Suspect on our verdict).
     pub suspicions_raised: u64,
     /// Suspicions about us we refuted.
@@ -508,6 +510,7 @@ impl MembershipCore {
                 self.verdict(&id, r, &mut fx);
             }
             DetectorOutput::Regossip(u) => self.list.regossip(u),
+            DetectorOutput::Inconclusive { .. } => self.stats.probes_late += 1,
         }
         fx
     }

@@ -123,7 +123,7 @@ impl Node {
                 self.route(fx, now)
             }
             NodeTimer::Detector(t) => {
-                let outs = self.det.handle_timer(t);
+                let outs = self.det.handle_timer(t, now);
                 self.route_detector(outs, now)
             }
         }

@@ -97,16 +97,17 @@ fn n1000_loss10_short_run_is_bounded_and_has_no_false_deaths() {
 /// Lifeguard's own case: a member that handles every message and timer 2-5 s late (at
 /// 200-800 ms plain SWIM accuses nobody at all without loss: the 1 s period absorbs it,
 /// see docs/BENCHMARKS.md). N=50, summed over five seeds of 100 periods: with local
-/// health and dynamic suspicion on it accuses healthy members at least 3x less often than
-/// with both off (single seeds vary too much to bound), its local health rises, and
-/// neither it nor anyone else declares a healthy member dead. Deaths *of* the slow member
-/// are not bounded: at 2-5 s late its refutation can take longer than the 6.8 s minimum
-/// suspicion timeout (seed 3 with Lifeguard on: 14 observers; see docs/BENCHMARKS.md).
+/// health, dynamic suspicion and the late-tick check on it accuses healthy members more
+/// than 10x less often than with all three off (its own late ticks tell it that a missing
+/// ack proves nothing), its local health rises, and neither it nor anyone else declares a
+/// healthy member dead. Suspicions *about* the slow member are the healthy members'
+/// correct observations (it does miss their deadlines) and are not bounded here.
 #[test]
 fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
     let plain = SwimConfig {
         awareness_max_multiplier: 0,
         suspicion_max_timeout_mult: 1,
+        late_tolerance_ms: 0,
         ..SwimConfig::default()
     };
     let (mut on_by, mut off_by, mut lhm) = (0, 0, 0);
@@ -124,7 +125,10 @@ fn slow_member_with_lifeguard_accuses_fewer_and_nobody_dies() {
         );
         lhm = lhm.max(on.slow_lhm_end);
     }
-    assert!(off_by >= 3 * on_by.max(1), "on {on_by} off {off_by}\n{ctx}");
+    assert!(
+        off_by >= 10 * on_by.max(1),
+        "on {on_by} off {off_by}\n{ctx}"
+    );
     assert!(lhm > 0, "{ctx}");
 }
 
