@@ -8,7 +8,7 @@
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
-use crate::memtable::{Change, NewValue, StorageError, Update, UpdateFn};
+use crate::memtable::{Change, NewValue, StorageError, Update, UpdateDone, UpdateFn, UpdateThen};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
 
@@ -170,13 +170,6 @@ fn storage_error(e: StorageError) -> ClientError {
         StorageError::Poisoned(_) | StorageError::Read(_) => ErrorCode::Internal,
     };
     ClientError::new(code, e.to_string())
-}
-
-fn mailbox_error(e: MailboxError) -> ClientError {
-    ClientError::new(
-        ErrorCode::Timeout,
-        format!("local storage did not answer ({e}); the write may or may not have been applied"),
-    )
 }
 
 /// A key's object as this replica stores it, with its encoding (as stored or as written),
@@ -443,6 +436,7 @@ impl Coordinator {
         let actor = self.cfg.actor;
         let max_object = self.cfg.max_object_bytes;
         let k = key.clone();
+        let k2 = key.clone();
         // Runs on the storage thread with the key's stored bytes (see `memtable::Update`);
         // our key lock is what makes the read and the write one step.
         let compute: UpdateFn<LocalResult> =
@@ -470,25 +464,45 @@ impl Coordinator {
                 },
             );
         self.storage_counters.sent();
-        let update = self.storage_update.send(Update {
-            key: key.clone(),
-            apply: compute,
+        // The storage thread runs `then` once the write is durable (or failed): it posts
+        // the continuation straight to our mailbox (`do_send`: their number is bounded by
+        // `max_inflight`), with no task or channel in between.
+        let addr = ctx.address();
+        let then = UpdateDone::new(move |res: Result<LocalResult, StorageError>| {
+            let res = res.map_err(storage_error).and_then(|out| out);
+            addr.do_send(LocalFinished(Box::new(move |act, ctx| {
+                act.local_write_finished(key, done, res, ctx)
+            })));
         });
-        let fut = async move {
-            match update.await {
-                Ok(Ok(out)) => out,
-                Ok(Err(e)) => Err(storage_error(e)),
-                Err(e) => Err(mailbox_error(e)),
-            }
+        let update = UpdateThen {
+            update: Update {
+                key: k2,
+                apply: compute,
+            },
+            then,
         };
-        finish_on_actor(ctx, fut, move |act, res, ctx| {
-            act.local_ops -= 1;
-            if let Some(next) = act.locks.release(&key) {
-                act.run_locked(next, ctx);
-            }
-            act.note_local_write(&key, &res, ctx);
-            act.local_write_done(key, done, res, ctx);
-        });
+        match self.storage_update.try_send(update) {
+            Ok(()) => {}
+            // Like `send`, a full mailbox queues it anyway: the coordinator's own bound
+            // (`max_inflight`) is what holds the local operations back.
+            Err(SendError::Full(update)) => self.storage_update.do_send(update),
+            Err(SendError::Closed(update)) => update.then.call(Err(StorageError::Stopped)),
+        }
+    }
+
+    fn local_write_finished(
+        &mut self,
+        key: Vec<u8>,
+        done: LocalDone,
+        res: Result<Stored, ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.local_ops -= 1;
+        if let Some(next) = self.locks.release(&key) {
+            self.run_locked(next, ctx);
+        }
+        self.note_local_write(&key, &res, ctx);
+        self.local_write_done(key, done, res, ctx);
     }
 
     fn local_write_done(

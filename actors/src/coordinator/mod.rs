@@ -55,7 +55,7 @@ mod replica;
 mod requests;
 mod sloppy;
 
-use crate::memtable::{Get, Update};
+use crate::memtable::{Get, UpdateThen};
 use crate::peer::{DataInbound, PeerTransport};
 use crate::ring::PartitionConfig;
 use crate::stats::ActorCounters;
@@ -90,7 +90,7 @@ pub struct Coordinator {
     /// Reads answered from memory or the block cache on this thread (`with_local_reads`);
     /// the rest go to the Memtable as `Get`.
     local_reads: Option<crate::memtable::view::LocalReads>,
-    storage_update: Recipient<Update<local::LocalResult>>,
+    storage_update: Recipient<UpdateThen<local::LocalResult>>,
     transport: Option<PeerTransport>,
     ring: RingInputs,
     placement: Arc<Placement>,
@@ -147,7 +147,7 @@ impl Coordinator {
     pub fn new(
         cfg: CoordinatorConfig,
         storage_get: Recipient<Get>,
-        storage_update: Recipient<Update<local::LocalResult>>,
+        storage_update: Recipient<UpdateThen<local::LocalResult>>,
         transport: Option<PeerTransport>,
         mut ring: RingInputs,
         counters: Arc<ActorCounters>,

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::memtable::table::Versioned;
-use crate::memtable::StorageError;
+use crate::memtable::{StorageError, UpdateThen};
 use std::collections::BTreeMap;
 use troupe_protocol::object::VersionVector;
 
@@ -33,9 +33,10 @@ impl Handler<Get> for FakeStore {
     }
 }
 
-impl<T: Send + 'static> Handler<Update<T>> for FakeStore {
-    type Result = ResponseFuture<Result<T, StorageError>>;
-    fn handle(&mut self, m: Update<T>, _: &mut Context<Self>) -> Self::Result {
+impl<T: Send + 'static> Handler<UpdateThen<T>> for FakeStore {
+    type Result = ();
+    fn handle(&mut self, m: UpdateThen<T>, _: &mut Context<Self>) {
+        let UpdateThen { update: m, then } = m;
         let change = (m.apply)(self.map.get(&m.key).cloned());
         match change.write {
             Some(crate::memtable::NewValue::Put(v)) => {
@@ -49,10 +50,10 @@ impl<T: Send + 'static> Handler<Update<T>> for FakeStore {
             None => {}
         }
         let out = change.out;
-        Box::pin(async move {
+        actix::spawn(async move {
             tokio::task::yield_now().await;
-            Ok(out)
-        })
+            then.call(Ok(out))
+        });
     }
 }
 

@@ -52,14 +52,10 @@ impl MemtableActor {
             .map_or(StorageError::Stopped, StorageError::Poisoned)
     }
 
-    pub(super) fn accept(
-        &mut self,
-        write: Write,
-        reply: oneshot::Sender<Result<u64, StorageError>>,
-    ) {
+    pub(super) fn accept(&mut self, write: Write, reply: WriteReply) {
         if let Some(reason) = self.poisoned() {
             self.counters.error();
-            let _ = reply.send(Err(StorageError::Poisoned(reason)));
+            reply.send(Err(StorageError::Poisoned(reason)));
             return;
         }
         match self.pipe.accept(Stalled { write, reply }) {
@@ -67,7 +63,7 @@ impl MemtableActor {
             Admit::Stalled => {}
             Admit::Refused(s) => {
                 self.counters.error();
-                let _ = s.reply.send(Err(StorageError::Overloaded {
+                s.reply.send(Err(StorageError::Overloaded {
                     queued: self.queued_bytes.load(Ordering::Relaxed),
                     limit: self.config.max_queued_bytes,
                 }));
@@ -75,7 +71,7 @@ impl MemtableActor {
         }
     }
 
-    fn submit(&mut self, write: Write, reply: oneshot::Sender<Result<u64, StorageError>>) {
+    fn submit(&mut self, write: Write, reply: WriteReply) {
         let seq = self.next_seq;
         let record = WalRecord {
             seq,
@@ -91,7 +87,7 @@ impl MemtableActor {
         if queued + len > limit {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             self.counters.error();
-            let _ = reply.send(Err(StorageError::Overloaded { queued, limit }));
+            reply.send(Err(StorageError::Overloaded { queued, limit }));
             return;
         }
         let WalRecord { key, value, .. } = record;
@@ -114,7 +110,7 @@ impl MemtableActor {
                 },
                 wal::SubmitError::Stopped => StorageError::Stopped,
             };
-            let _ = pending.reply.send(Err(err));
+            pending.reply.send(Err(err));
             return;
         }
         self.next_seq += 1;
@@ -153,7 +149,7 @@ impl MemtableActor {
                 Effect::Resume(s) => self.submit(s.write, s.reply),
                 Effect::FailWrite(s) => {
                     self.counters.error();
-                    let _ = s.reply.send(Err(self.failure()));
+                    s.reply.send(Err(self.failure()));
                 }
                 Effect::FailWaiter(tx) => {
                     let _ = tx.send(Err(self.failure()));
@@ -203,7 +199,7 @@ impl Handler<Write> for MemtableActor {
     fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
         self.counters.received();
         let (tx, rx) = oneshot::channel();
-        self.accept(msg, tx);
+        self.accept(msg, WriteReply::Channel(tx));
         Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
     }
 }
@@ -220,7 +216,7 @@ impl Handler<DurableBatch> for MemtableActor {
                 e => StorageError::Poisoned(e.to_string()),
             };
             for w in msg.writes {
-                let _ = w.reply.send(Err(err.clone()));
+                w.reply.send(Err(err.clone()));
             }
             // The batch left the WAL queue: a seal the queue refused may fit now (it then
             // fails, and the waiting flushes hear why).
@@ -235,11 +231,11 @@ impl Handler<DurableBatch> for MemtableActor {
                     "BUG: durable write of generation {} has no table",
                     w.generation
                 );
-                let _ = w.reply.send(Err(StorageError::Stopped));
+                w.reply.send(Err(StorageError::Stopped));
                 continue;
             };
             table.apply(w.key, w.seq, w.value);
-            let _ = w.reply.send(Ok(w.seq));
+            w.reply.send(Ok(w.seq));
         }
         // The batch left the WAL queue: a seal the queue refused may fit now.
         self.seal_if_due();

@@ -53,7 +53,7 @@ use table::{MemTable, Versioned};
 use tokio::sync::{oneshot, Semaphore};
 use wal::{Durability, WalError, WalRecord, WalWriter};
 
-pub use update::{Change, NewValue, Update, UpdateFn};
+pub use update::{Change, NewValue, Update, UpdateDone, UpdateFn, UpdateThen};
 
 /// Why a write was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -193,6 +193,23 @@ pub struct MemtableStats {
     pub disk_lookups: u64,
 }
 
+/// How a write's caller hears that it is durable (its WAL sequence number) or failed: a
+/// channel (`Write`), or a callback run on the storage thread (`UpdateThen`: no task and no
+/// channel between the storage thread and the caller's).
+enum WriteReply {
+    Channel(oneshot::Sender<Result<u64, StorageError>>),
+    Call(Box<dyn FnOnce(Result<u64, StorageError>) + Send>),
+}
+
+impl WriteReply {
+    fn send(self, r: Result<u64, StorageError>) {
+        match self {
+            WriteReply::Channel(tx) => drop(tx.send(r)),
+            WriteReply::Call(f) => f(r),
+        }
+    }
+}
+
 /// A write waiting for its WAL record to become durable.
 struct Pending {
     seq: u64,
@@ -201,7 +218,7 @@ struct Pending {
     value: Option<Vec<u8>>,
     /// Encoded size, released from `queued_bytes` when the batch completes.
     len: usize,
-    reply: oneshot::Sender<Result<u64, StorageError>>,
+    reply: WriteReply,
 }
 
 /// From the WAL writer thread: one group commit's writes are durable (or failed), in log
@@ -227,7 +244,7 @@ type SelfAddr = Arc<OnceLock<Addr<MemtableActor>>>;
 /// A write that arrived while the sealed queue was full.
 struct Stalled {
     write: Write,
-    reply: oneshot::Sender<Result<u64, StorageError>>,
+    reply: WriteReply,
 }
 
 /// A `Seal` caller waiting for its tables to be flushed.
