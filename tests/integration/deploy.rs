@@ -2,7 +2,7 @@
 //! `systemd-analyze security`, the node pings the systemd watchdog from its main loop (and
 //! stops when that loop is wedged), and `deploy/local-cluster.sh` fails loudly.
 
-use crate::harness::{free_port, NodeProc, BIN};
+use crate::harness::{free_port, free_port_block, NodeProc, BIN};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -330,7 +330,7 @@ fn local_cluster_node_dying_at_start_exits_nonzero_with_its_log() {
     let dir = tempfile::tempdir().unwrap();
     // node0's data directory is a file: the node fails at start-up.
     std::fs::write(dir.path().join("node0"), b"not a directory").unwrap();
-    let base = free_port();
+    let base = free_port_block(4);
     let _guard = ClusterGuard(dir.path(), base);
     let (code, out) = local_cluster(dir.path(), base, BIN, &["start", "1"]);
     assert_ne!(code, 0, "{out}");
@@ -343,7 +343,7 @@ fn local_cluster_node_dying_at_start_exits_nonzero_with_its_log() {
 #[test]
 fn local_cluster_start_stop_and_logs_append() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_port();
+    let base = free_port_block(4);
     let guard = ClusterGuard(dir.path(), base);
     for round in 0..2 {
         let (code, out) = local_cluster(dir.path(), base, BIN, &["start", "1"]);

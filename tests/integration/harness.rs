@@ -9,12 +9,41 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_troupe");
 
-/// Picks a free loopback port (bind to :0, read it, release it).
+/// Picks a free loopback port for a node to listen on, below Linux's ephemeral range
+/// (32768-60999). A port from `bind(:0)` is an ephemeral one: released, it can be handed to
+/// the next outgoing connection of any test before the node binds it ("address already in
+/// use", seen in CI). Ports here come from a counter that starts at a place set by the
+/// process id (so test binaries running at once start apart) and skips any port that
+/// cannot be bound right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
+    free_port_block(1)
+}
+
+/// The first of `len` consecutive free ports (see [`free_port`]), for scripts that put a
+/// node's four listeners at base..base+3.
+pub fn free_port_block(len: u32) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000; // up to 31,999
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let first = LOW + NEXT.fetch_add(len, Ordering::Relaxed) % SPAN;
+        let ports = first..first + len;
+        if ports.end <= LOW + SPAN
+            && ports
+                .clone()
+                .all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
+        {
+            return first as u16;
+        }
+    }
+    panic!("no {len} free loopback ports in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct NodeProc {
