@@ -257,6 +257,13 @@ impl Handoff {
             }
             None => TransferBook::new(cfg.me.clone(), current.clone(), current.clone(), fresh),
         };
+        if !cursors.is_empty() {
+            log::info!(
+                "handoff: {} unfinished stream(s) of layout {} saved; they resume from their cursors",
+                cursors.len(),
+                plan_for.version
+            );
+        }
         let (tx, _) = watch::channel(Transition {
             current: book.current().clone(),
             stable: book.transition().cloned(),

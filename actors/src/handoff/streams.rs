@@ -124,9 +124,13 @@ impl Handoff {
                     let parts = self.queue.remove(i);
                     self.start_stream(src, parts, ctx);
                 }
-                None if !self.any_holder_up(parts, &needs) => {
-                    // No up node holds all of the set (its source went down): split it
-                    // over the holders that are up; those partitions start over.
+                None if !self.any_holder_up(parts, &needs)
+                    && self.some_holder_up(parts, &needs) =>
+                {
+                    // No up node holds all of the set (its source went down) but some hold
+                    // part of it: split it over those; its partitions start over. While no
+                    // holder of any of them is up (a restarted node that has not heard of
+                    // its peers yet), the set and its cursor wait whole.
                     let parts = self.queue.remove(i);
                     self.cursors.remove(&parts);
                     let split: Vec<book::Need> = needs
@@ -164,6 +168,14 @@ impl Handoff {
                         })
                 })
             })
+    }
+
+    /// Whether some up node holds at least one partition of `parts`.
+    pub(super) fn some_holder_up(&self, parts: &[u32], needs: &[book::Need]) -> bool {
+        needs
+            .iter()
+            .filter(|n| parts.contains(&n.partition))
+            .any(|n| n.sources.iter().any(|s| self.is_up(s)))
     }
 
     /// Plans `needs` into partition sets, one per source (`book::assign`); a saved cursor's
