@@ -542,8 +542,14 @@ impl Config {
                 m.probe_interval_ms
             );
         }
-        parse_duration(&m.late_tolerance)
+        let late = parse_duration(&m.late_tolerance)
             .map_err(|e| anyhow::anyhow!("membership.late_tolerance: {e}"))?;
+        if !late.is_zero() && late < Duration::from_millis(20) {
+            bail!(
+                "membership.late_tolerance {:?} is below 20ms: timers routinely run a few ms late, so nearly every failed probe would be retried; use \"100ms\" (the default), at least \"20ms\", or \"0ms\" to turn the check off",
+                m.late_tolerance
+            );
+        }
         if m.suspicion_mult == 0 || m.suspicion_max_timeout_mult == 0 || m.retransmit_mult == 0 {
             bail!("membership: suspicion_mult, suspicion_max_timeout_mult and retransmit_mult must be at least 1");
         }
@@ -654,6 +660,22 @@ mod tests {
             err.contains("cluster.r from env TROUPE__CLUSTER__R"),
             "names where the value came from: {err}"
         );
+    }
+
+    #[test]
+    fn late_tolerance_is_a_duration_of_at_least_20ms_or_zero() {
+        let load = |v: &str| {
+            Config::load(
+                None,
+                env(&[("TROUPE__MEMBERSHIP__LATE_TOLERANCE", v)]),
+                &Overrides::default(),
+            )
+        };
+        assert!(load("100ms").is_ok());
+        assert!(load("0ms").is_ok());
+        let err = format!("{:#}", load("5ms").unwrap_err());
+        assert!(err.contains("below 20ms"), "{err}");
+        assert!(load("soon").is_err());
     }
 
     #[test]

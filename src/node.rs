@@ -545,6 +545,7 @@ fn start_membership(
         suspicion_mult: u64::from(m.suspicion_mult),
         suspicion_max_timeout_mult: u64::from(m.suspicion_max_timeout_mult),
         awareness_max_multiplier: m.awareness_max_multiplier,
+        // Checked when the configuration was loaded (`Config::validate`).
         late_tolerance_ms: crate::config::parse_duration(&m.late_tolerance)
             .map_or(100, |d| d.as_millis() as u64),
         retransmit_mult: m.retransmit_mult,

@@ -13,6 +13,9 @@ use troupe_protocol::object::VersionVector;
 struct FakeStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     seq: u64,
+    /// Drop every update's callback unrun, as a storage actor that stopped with them
+    /// queued does.
+    lose_updates: bool,
 }
 
 impl Actor for FakeStore {
@@ -37,6 +40,9 @@ impl<T: Send + 'static> Handler<UpdateThen<T>> for FakeStore {
     type Result = ();
     fn handle(&mut self, m: UpdateThen<T>, _: &mut Context<Self>) {
         let UpdateThen { update: m, then } = m;
+        if self.lose_updates {
+            return drop(then);
+        }
         let change = (m.apply)(self.map.get(&m.key).cloned());
         match change.write {
             Some(crate::memtable::NewValue::Put(v)) => {
@@ -63,8 +69,12 @@ fn single_node() -> Addr<Coordinator> {
 
 /// The coordinator of `single_node`, not started (to attach more to it first).
 pub(super) fn single_node_coordinator() -> Coordinator {
+    coordinator_over(FakeStore::default())
+}
+
+fn coordinator_over(store: FakeStore) -> Coordinator {
     let me = NodeId("n1".into());
-    let store = FakeStore::default().start();
+    let store = store.start();
     let cfg = CoordinatorConfig {
         me,
         actor: ActorId(7),
@@ -117,6 +127,23 @@ async fn settled(c: &Addr<Coordinator>) {
         CoordinatorLoad::default(),
         "nothing stays in flight once every request was answered"
     );
+}
+
+/// A local write whose storage never answers (its callback dropped unrun) is a `timeout`
+/// (it may or may not have been applied), and releases its key: the next write of the key
+/// gets its own answer instead of waiting behind it.
+#[actix_rt::test]
+async fn a_write_storage_dropped_is_a_timeout_and_frees_its_key() {
+    let c = coordinator_over(FakeStore {
+        lose_updates: true,
+        ..FakeStore::default()
+    })
+    .start();
+    for _ in 0..2 {
+        let e = c.send(put("k", "a", None)).await.unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::Timeout, "{}", e.msg);
+    }
+    settled(&c).await;
 }
 
 #[actix_rt::test]

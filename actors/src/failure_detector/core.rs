@@ -127,6 +127,14 @@ pub fn suspicion_timeout_ms(min_ms: u64, max_ms: u64, k: u32, c: u32) -> u64 {
     (t.floor() as u64).max(min_ms)
 }
 
+/// A member whose last probe was inconclusive (see [`Detector::settle`]).
+#[derive(Clone, Debug)]
+struct Retry {
+    target: NodeId,
+    tries: u32,
+    seq: u64,
+}
+
 /// The failure detector of one node.
 #[derive(Debug)]
 pub struct Detector {
@@ -146,9 +154,9 @@ pub struct Detector {
     lhm: u32,
     /// When the pending `ProbeTick` is due (our clock), to measure how late it runs.
     tick_due: u64,
-    /// A target whose probe was inconclusive, to probe again next, and how many times in a
-    /// row that happened.
-    retry: Option<(NodeId, u32)>,
+    /// A target whose probe was inconclusive, to probe again next: how many times in a row
+    /// that happened, and the inconclusive probe's sequence number (its ack may still come).
+    retry: Option<Retry>,
 }
 
 impl Detector {
@@ -223,6 +231,7 @@ impl Detector {
         self.running = false;
         self.gen += 1;
         self.probe = None;
+        self.retry = None;
         self.suspicions.clear();
     }
 
@@ -290,9 +299,9 @@ impl Detector {
         if self.members.is_empty() {
             return None;
         }
-        if let Some((id, _)) = &self.retry {
-            if self.members.contains_key(id) {
-                return Some(id.clone());
+        if let Some(r) = &self.retry {
+            if self.members.contains_key(&r.target) {
+                return Some(r.target.clone());
             }
             self.retry = None;
         }
@@ -366,13 +375,20 @@ impl Detector {
         }
         let tolerance = self.cfg.late_tolerance_ms;
         let tries = match &self.retry {
-            Some((id, n)) if *id == p.target => *n,
+            Some(r) if r.target == p.target => r.tries,
             _ => 0,
         };
-        if tolerance > 0 && late_ms > tolerance && tries < LATE_PROBE_RETRIES {
+        // Every relay answered that it could not reach the target either: our own inbox
+        // was handled in time, so the failure is the target's.
+        let relays_agree = p.expected_nacks > 0 && p.nacks >= p.expected_nacks;
+        if tolerance > 0 && late_ms > tolerance && !relays_agree && tries < LATE_PROBE_RETRIES {
             // Our own lateness is the evidence: count it toward local health at least once.
             self.adjust_lhm(delta.max(1));
-            self.retry = Some((p.target.clone(), tries + 1));
+            self.retry = Some(Retry {
+                target: p.target.clone(),
+                tries: tries + 1,
+                seq: p.seq,
+            });
             out.push(DetectorOutput::Inconclusive {
                 target: p.target,
                 late_ms,
@@ -452,6 +468,17 @@ impl Detector {
                 p.acked = true;
                 return Vec::new();
             }
+        }
+        // The answer to a probe our late tick left inconclusive: the target is alive, which
+        // is what that probe asked. The probe of it now running counts as answered.
+        if self.retry.as_ref().is_some_and(|r| r.seq == seq) {
+            let target = self.retry.take().map(|r| r.target);
+            if let Some(p) = self.probe.as_mut() {
+                if Some(&p.target) == target.as_ref() {
+                    p.acked = true;
+                }
+            }
+            return Vec::new();
         }
         let Some(r) = self.relays.remove(&seq) else {
             return Vec::new();

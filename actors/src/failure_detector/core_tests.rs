@@ -381,3 +381,44 @@ fn the_late_check_can_be_turned_off() {
     let outs = d.on_tick(gen, tick_after(&outs) + 5_000);
     assert_eq!(suspects(&outs), vec![target]);
 }
+
+#[test]
+fn the_late_answer_to_an_inconclusive_probe_counts_for_its_retry() {
+    let mut d = det(5);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
+    let (first_seq, target) = ping_of(&outs);
+    let mut now = tick_after(&outs) + 300;
+    let outs = d.on_tick(gen, now); // late: inconclusive, the same target again
+    assert_eq!(inconclusive(&outs).len(), 1);
+    assert_eq!(ping_of(&outs).1, target);
+    // The first probe's ack was in our inbox all along; we handle it only now.
+    d.on_ack(first_seq);
+    for _ in 0..LATE_PROBE_RETRIES + 1 {
+        now += 1_500;
+        let outs = d.on_tick(gen, now);
+        assert!(
+            suspects(&outs).is_empty(),
+            "answered, never suspected: {outs:?}"
+        );
+        assert!(inconclusive(&outs).is_empty(), "{outs:?}");
+        let (seq, _) = ping_of(&outs);
+        d.on_ack(seq);
+    }
+}
+
+#[test]
+fn a_late_tick_still_suspects_when_every_relay_nacked() {
+    let mut d = det(6);
+    let gen = tick_gen(&d.start(0));
+    let outs = d.on_tick(gen, 0);
+    let (seq, target) = ping_of(&outs);
+    let relays = d.on_probe_timeout(seq).len() as u32;
+    assert!(relays > 0);
+    for _ in 0..relays {
+        d.on_nack(seq); // the relays could not reach it either, and we heard them in time
+    }
+    let outs = d.on_tick(gen, tick_after(&outs) + 300);
+    assert_eq!(suspects(&outs), vec![target]);
+    assert!(inconclusive(&outs).is_empty());
+}

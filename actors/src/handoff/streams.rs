@@ -118,6 +118,15 @@ impl Handoff {
         let mut i = 0;
         while self.streams.len() < limit && i < self.queue.len() {
             let parts = &self.queue[i];
+            if !parts
+                .iter()
+                .any(|p| needs.iter().any(|n| n.partition == *p))
+            {
+                // Nothing of it is needed any more (the stable layout moved on by gossip).
+                let parts = self.queue.remove(i);
+                self.cursors.remove(&parts);
+                continue;
+            }
             let source = self.source_for(parts, &needs);
             match source {
                 Some(src) => {
