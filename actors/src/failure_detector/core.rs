@@ -3,8 +3,9 @@
 //! Owns: probe scheduling (round-robin over a seeded shuffle), the one
 //! outstanding probe (direct then `k` indirect), relay duty for other nodes'
 //! indirect probes (answering with a Nack on timeout), suspicion timers whose
-//! timeout shrinks with independent confirmations, and the Local Health
-//! Multiplier (LHM).
+//! timeout shrinks with independent confirmations, the Local Health
+//! Multiplier (LHM), and the late-tick check (a probe settled by a tick that ran
+//! past `late_tolerance_ms` is inconclusive and retried, not held against its target).
 //!
 //! It does not own the member table: the membership side tells it who is
 //! probe-able ([`ToDetector`](super::inputs::ToDetector)) and applies its
