@@ -209,6 +209,7 @@ impl Handler<DurableBatch> for MemtableActor {
 
     fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self>) {
         self.counters.handled();
+        self.wal_batches += 1;
         if let Err(e) = msg.result {
             self.counters.error();
             let err = match e {
@@ -566,6 +567,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             seals: self.pipe.seals(),
             next_seq: self.next_seq,
             wal_fsyncs: self.wal.fsyncs(),
+            wal_batches: self.wal_batches,
             disk_lookups: self.disk_lookups,
         })
     }

@@ -188,6 +188,9 @@ pub struct MemtableStats {
     pub next_seq: u64,
     /// Successful fdatasyncs of the WAL so far.
     pub wal_fsyncs: u64,
+    /// Group commits of the WAL so far (one `write` of the batch's records each, and in
+    /// sync mode its fdatasync): writes over batches is how well writes are grouped.
+    pub wal_batches: u64,
     /// Lookups (gets and updates) that needed a file read, through the disk-read queue;
     /// the others were answered from memory, bloom filters or the block cache.
     pub disk_lookups: u64,
@@ -268,6 +271,8 @@ pub struct MemtableActor {
     reads: reads::DiskReads,
     /// See [`MemtableStats::disk_lookups`].
     disk_lookups: u64,
+    /// See [`MemtableStats::wal_batches`].
+    wal_batches: u64,
     /// The node's one poison flag, shared with the WAL writer: a failed WAL write or sync,
     /// a failed flush, or a poisoned engine sets it, and from then on the WAL writer refuses
     /// every append, so no later write is acknowledged. Status and metrics read it.
@@ -419,6 +424,7 @@ impl MemtableActor {
                     config.max_disk_reads,
                 ),
                 disk_lookups: 0,
+                wal_batches: 0,
                 engine_poison: health,
                 config,
                 counters,
