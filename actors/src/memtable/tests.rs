@@ -10,7 +10,8 @@ use crate::stats::Registry;
 use actix::dev::ArbiterHandle;
 use std::time::Duration;
 
-fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> MemtableConfig {
+/// A memtable configuration for tests (also `view` and `update` tests use it).
+pub(super) fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> MemtableConfig {
     MemtableConfig {
         data_dir: dir.to_path_buf(),
         durability: Durability::Sync,

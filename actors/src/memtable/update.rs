@@ -245,17 +245,10 @@ mod tests {
             .collect();
         tables.flush(entries, None).unwrap();
         let tables = Arc::new(tables);
+        // One disk-read permit: lookups queue for it.
         let cfg = MemtableConfig {
-            data_dir: dir.to_path_buf(),
-            durability: wal::Durability::Sync,
-            wal_queue_jobs: 1024,
-            max_queued_bytes: 1 << 20,
-            mailbox: 1024,
-            memtable_bytes: 64 << 20,
-            max_sealed: 2,
-            max_stalled_writes: 1000,
             max_disk_reads: 1,
-            read_workers: 2,
+            ..crate::memtable::tests::config(dir, 1 << 20, 64 << 20)
         };
         let reg = Registry::default();
         let (actor, _) = MemtableActor::open(

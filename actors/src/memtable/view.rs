@@ -179,18 +179,7 @@ mod tests {
             ..TablesOptions::default()
         };
         let (tables, rec) = Tables::open(&tables_dir(dir), opts).unwrap();
-        let config = MemtableConfig {
-            data_dir: dir.to_path_buf(),
-            durability: Durability::Sync,
-            wal_queue_jobs: 1024,
-            max_queued_bytes: 1 << 20,
-            mailbox: 1024,
-            memtable_bytes: 1 << 20,
-            max_sealed: 2,
-            max_stalled_writes: 100,
-            max_disk_reads: 8,
-            read_workers: 2,
-        };
+        let config = crate::memtable::tests::config(dir, 1 << 20, 1 << 20);
         let reg = Registry::default();
         let (actor, _) = MemtableActor::open(
             config,
