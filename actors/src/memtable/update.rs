@@ -1,10 +1,11 @@
-//! Read-modify-write of one key inside the Memtable actor ([`Update`]).
+//! Read-modify-write of one key inside the Memtable actor ([`UpdateThen`]: an [`Update`]
+//! and the callback that gets its answer).
 //!
 //! A replicated write reads the key's stored object, joins or updates it, and writes the
 //! result. Done as a `Get` and then a `Write`, that is two round trips between the caller's
 //! thread and the storage thread per write; as an `Update` the read and the write are one
 //! message: the caller's function runs here, on the value the actor just looked up, and its
-//! write is queued to the WAL in the same turn. The reply comes once that write is durable.
+//! write is queued to the WAL in the same turn. The answer comes once that write is durable.
 //!
 //! Invariants:
 //! - The function sees the newest *durable* value of the key: memory first (active, closing,
@@ -14,16 +15,16 @@
 //!   looked at again when the tables answer, since memory is always newer than the tables.
 //! - Writes are applied to memory only once durable, so two updates of one key in flight
 //!   at once would both see the value before either: callers serialize updates per key (the
-//!   coordinator's key locks do: one update per key at a time, the next after the reply).
-//! - The reply is the function's output once its write (if any) is durable, or the storage
+//!   coordinator's key locks do: one update per key at a time, the next after the answer).
+//! - The answer is the function's output once its write (if any) is durable, or the storage
 //!   error (`Overloaded`, `Poisoned`, `Indeterminate`, `Read`, `Stopped`) that prevented it;
 //!   the function's output is dropped with an error, since nothing it computed was stored.
-//! - [`UpdateThen`] is the same with the answer given to a callback on the storage thread
-//!   instead of a reply: the coordinator's path. A reply costs a task spawned here to await
-//!   the write (`ResponseFuture`), a task on the caller's side to await the reply, and three
-//!   channels; the callback posts the caller's continuation to its mailbox directly (25%
-//!   less node CPU per three-node put, docs/BENCHMARKS.md). It runs exactly once
-//!   ([`UpdateDone`]): dropped unrun, it answers `Stopped`.
+//! - The answer goes to a callback the storage thread runs, not a reply message: a reply
+//!   cost a task spawned here to await the write (`ResponseFuture`), a task on the caller's
+//!   side to await the reply, and three channels; the coordinator's callback posts its
+//!   continuation to its own mailbox directly (25% less node CPU per three-node put,
+//!   docs/BENCHMARKS.md). It runs exactly once ([`UpdateDone`]): dropped unrun, it answers
+//!   `Stopped`.
 
 use super::handlers::{lookup_error, Lookup};
 use super::*;
@@ -47,20 +48,15 @@ pub enum NewValue {
 pub type UpdateFn<T> = Box<dyn FnOnce(Option<Vec<u8>>) -> Change<T> + Send>;
 
 /// Reads `key`, runs `apply` on its value and stores what it returns (see the module docs;
-/// callers serialize updates per key). Replies with `apply`'s output once durable.
+/// callers serialize updates per key). Sent inside an [`UpdateThen`].
 pub struct Update<T> {
     pub key: Vec<u8>,
     pub apply: UpdateFn<T>,
 }
 
-impl<T: Send + 'static> Message for Update<T> {
-    type Result = Result<T, StorageError>;
-}
-
-/// An [`Update`] whose answer is a callback the storage thread runs (once the write is
-/// durable, or with the error that prevented it) instead of a reply message: no channel, no
-/// task on either side. The coordinator's callback posts the continuation to its own
-/// mailbox.
+/// An [`Update`] and the callback the storage thread runs with its answer (once the write
+/// is durable, or with the error that prevented it): no channel, no task on either side.
+/// The coordinator's callback posts the continuation to its own mailbox.
 pub struct UpdateThen<T> {
     pub update: Update<T>,
     pub then: UpdateDone<T>,
@@ -106,16 +102,6 @@ struct Loaded<T> {
 
 impl<T: Send + 'static> Message for Loaded<T> {
     type Result = ();
-}
-
-impl<T: Send + 'static> Handler<Update<T>> for MemtableActor {
-    type Result = ResponseFuture<Result<T, StorageError>>;
-
-    fn handle(&mut self, msg: Update<T>, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.start_update(msg, UpdateDone::new(move |r| drop(tx.send(r))), ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
-    }
 }
 
 impl<T: Send + 'static> Handler<UpdateThen<T>> for MemtableActor {
@@ -262,6 +248,19 @@ mod tests {
         (actor.start(), tables)
     }
 
+    /// Sends `u` with a callback that forwards its answer; resolves to that answer.
+    fn run_update<T: Send + 'static>(
+        addr: &Addr<MemtableActor>,
+        u: Update<T>,
+    ) -> impl std::future::Future<Output = Result<T, StorageError>> {
+        let (tx, rx) = oneshot::channel();
+        addr.do_send(UpdateThen {
+            update: u,
+            then: UpdateDone::new(move |r| drop(tx.send(r))),
+        });
+        async move { rx.await.unwrap_or(Err(StorageError::Stopped)) }
+    }
+
     /// Appends `suffix` to the value (absent: starts from "none"); answers what it saw.
     fn append(key: &str, suffix: &'static str) -> Update<Option<Vec<u8>>> {
         Update {
@@ -291,14 +290,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (addr, _tables) = over_tables(dir.path());
         // In the tables only: read off the event loop.
-        let saw = addr.send(append("k0002", "+a")).await.unwrap().unwrap();
+        let saw = run_update(&addr, append("k0002", "+a")).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v2"[..]));
         // Now in memory: the write is seen by the next update and by a get.
-        let saw = addr.send(append("k0002", "+b")).await.unwrap().unwrap();
+        let saw = run_update(&addr, append("k0002", "+b")).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v2+a"[..]));
         assert_eq!(get(&addr, "k0002").await.as_deref(), Some(&b"v2+a+b"[..]));
         // Absent everywhere.
-        let saw = addr.send(append("zzz", "+c")).await.unwrap().unwrap();
+        let saw = run_update(&addr, append("zzz", "+c")).await.unwrap();
         assert_eq!(saw, None);
         assert_eq!(get(&addr, "zzz").await.as_deref(), Some(&b"none+c"[..]));
         // No write: nothing changes.
@@ -309,7 +308,7 @@ mod tests {
                 out: v,
             }),
         };
-        let saw = addr.send(read_only).await.unwrap().unwrap();
+        let saw = run_update(&addr, read_only).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v7"[..]));
         assert_eq!(get(&addr, "k0007").await.as_deref(), Some(&b"v7"[..]));
         // A delete (a tombstone GC purge): the key reads as absent, and the next update
@@ -321,10 +320,10 @@ mod tests {
                 out: v,
             }),
         };
-        let saw = addr.send(purge).await.unwrap().unwrap();
+        let saw = run_update(&addr, purge).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v2+a+b"[..]));
         assert_eq!(get(&addr, "k0002").await, None);
-        let saw = addr.send(append("k0002", "+d")).await.unwrap().unwrap();
+        let saw = run_update(&addr, append("k0002", "+d")).await.unwrap();
         assert_eq!(saw, None);
     }
 
@@ -333,10 +332,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (addr, _tables) = over_tables(dir.path());
         let asks: Vec<_> = (0..200u64)
-            .map(|i| (i, addr.send(append(&format!("k{:04}", i * 3), "+x"))))
+            .map(|i| {
+                (
+                    i,
+                    run_update(&addr, append(&format!("k{:04}", i * 3), "+x")),
+                )
+            })
             .collect();
         for (i, ask) in asks {
-            let saw = ask.await.unwrap().unwrap();
+            let saw = ask.await.unwrap();
             let want = (i * 3 < 500).then(|| format!("v{}", i * 3).into_bytes());
             assert_eq!(saw, want, "k{:04}", i * 3);
         }
@@ -351,23 +355,16 @@ mod tests {
         }
     }
 
-    /// The callback form answers what the reply form does, once durable, for memory and
-    /// disk lookups alike; a callback dropped unrun answers `Stopped`.
+    /// An update answers through its callback once durable, for memory and disk lookups
+    /// alike; a callback dropped unrun answers `Stopped`.
     #[actix_rt::test]
     async fn update_then_calls_back_once_with_what_an_update_answers() {
         let dir = tempfile::tempdir().unwrap();
         let (addr, _tables) = over_tables(dir.path());
-        let ask = |key: &'static str| {
-            let (tx, rx) = oneshot::channel();
-            addr.do_send(UpdateThen {
-                update: append(key, "+t"),
-                then: UpdateDone::new(move |r| drop(tx.send(r))),
-            });
-            rx
-        };
-        let from_disk = ask("k0003").await.unwrap().unwrap();
+        let ask = |key: &'static str| run_update(&addr, append(key, "+t"));
+        let from_disk = ask("k0003").await.unwrap();
         assert_eq!(from_disk.as_deref(), Some(&b"v3"[..]));
-        let from_memory = ask("k0003").await.unwrap().unwrap();
+        let from_memory = ask("k0003").await.unwrap();
         assert_eq!(from_memory.as_deref(), Some(&b"v3+t"[..]));
         assert_eq!(get(&addr, "k0003").await.as_deref(), Some(&b"v3+t+t"[..]));
 
@@ -396,7 +393,7 @@ mod tests {
         assert_eq!(disk_lookups(&addr).await, 1);
         assert_eq!(get(&addr, "k0100").await.as_deref(), Some(&b"v100"[..]));
         assert_eq!(get(&addr, "k0101").await.as_deref(), Some(&b"v101"[..]));
-        let saw = addr.send(append("k0101", "+u")).await.unwrap().unwrap();
+        let saw = run_update(&addr, append("k0101", "+u")).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v101"[..]));
         assert_eq!(
             disk_lookups(&addr).await,
