@@ -19,18 +19,21 @@ pub(super) fn durable_sink(
     queued_bytes: Arc<AtomicUsize>,
     counters: Arc<ActorCounters>,
     exit: std::sync::mpsc::Sender<()>,
-) -> wal::DurableSink<Pending> {
-    Box::new(move |writes: Vec<Pending>, result: Result<(), WalError>| {
-        let _owned_until_the_thread_ends = &exit;
-        let bytes: usize = writes.iter().map(|w| w.len).sum();
-        queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if let Some(addr) = self_addr.get() {
-            counters.sent();
-            // Bounded by the WAL queue: a batch holds at most `wal_queue_jobs` writes.
-            addr.do_send(DurableBatch { writes, result });
-        }
-        // Before the actor started nothing can have been appended, so no reply is lost.
-    })
+) -> wal::DurableSink<Vec<Pending>> {
+    Box::new(
+        move |groups: Vec<Vec<Pending>>, result: Result<(), WalError>| {
+            let _owned_until_the_thread_ends = &exit;
+            let bytes: usize = groups.iter().flatten().map(|w| w.len).sum();
+            queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            if let Some(addr) = self_addr.get() {
+                counters.sent();
+                // Bounded by the WAL queue: a batch holds at most `wal_queue_jobs` groups of
+                // at most `MAX_GROUP_WRITES` writes.
+                addr.do_send(DurableBatch { groups, result });
+            }
+            // Before the actor started nothing can have been appended, so no reply is lost.
+        },
+    )
 }
 
 fn lock(h: &wal::Health) -> std::sync::MutexGuard<'_, Option<String>> {
@@ -40,6 +43,7 @@ fn lock(h: &wal::Health) -> std::sync::MutexGuard<'_, Option<String>> {
 impl MemtableActor {
     fn poisoned(&self) -> Option<String> {
         self.wal
+            .writer()
             .poisoned()
             .or_else(|| lock(&self.engine_poison).clone())
             .or_else(|| self.tables.poisoned())
@@ -78,45 +82,25 @@ impl MemtableActor {
             key: write.key,
             value: write.value,
         };
-        let mut bytes =
-            Vec::with_capacity(32 + record.key.len() + record.value.as_ref().map_or(0, Vec::len));
-        wal::encode_record(&record, &mut bytes);
-        let len = bytes.len();
-        let limit = self.config.max_queued_bytes;
-        let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if queued + len > limit {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.counters.error();
-            reply.send(Err(StorageError::Overloaded { queued, limit }));
-            return;
-        }
-        let WalRecord { key, value, .. } = record;
-        let pending = Pending {
-            seq,
-            generation: self.pipe.generation(),
-            key,
-            value,
-            len,
-            reply,
+        let Some((len, pushed)) = self.wal.push(record, self.pipe.generation(), reply) else {
+            return; // over the queued-bytes limit: answered `overloaded`
         };
-        if let Err((e, pending)) = self.wal.append(bytes, pending) {
-            // Nothing was queued: answer the writer with why.
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.counters.error();
-            let err = match e {
-                wal::SubmitError::Full => StorageError::Overloaded {
-                    queued: self.queued_bytes.load(Ordering::Relaxed),
-                    limit,
-                },
-                wal::SubmitError::Stopped => StorageError::Stopped,
-            };
-            pending.reply.send(Err(err));
-            return;
+        match (pushed, self.self_addr.get()) {
+            (group::Pushed::Joined, _) => {}
+            (group::Pushed::First, Some(me)) => {
+                self.counters.sent();
+                me.do_send(group::FlushWal);
+            }
+            // Before the actor has an address (nothing submits then): queue it now.
+            (group::Pushed::First, None) => self.wal.flush_arrived(),
+            (group::Pushed::Full, _) => {
+                let _ = self.wal.flush(); // a refusal is answered to its writes
+            }
         }
         self.next_seq += 1;
         let fx = self
             .pipe
-            .submitted(len, &mut rotator(&self.wal, &self.self_addr));
+            .submitted(len, &mut rotator(&mut self.wal, &self.self_addr));
         self.carry_out(fx);
     }
 
@@ -125,7 +109,7 @@ impl MemtableActor {
     pub(super) fn seal_if_due(&mut self) {
         let fx = self
             .pipe
-            .seal_if_due(&mut rotator(&self.wal, &self.self_addr));
+            .seal_if_due(&mut rotator(&mut self.wal, &self.self_addr));
         self.carry_out(fx);
     }
 
@@ -177,7 +161,7 @@ impl MemtableActor {
 
 /// Queues a WAL rotation whose completion comes back as [`WalRotated`].
 fn rotator<'a>(
-    wal: &'a WalWriter<Pending>,
+    wal: &'a mut group::WalQueue,
     me: &'a SelfAddr,
 ) -> impl FnMut() -> Result<(), RotateRefused> + 'a {
     move || {
@@ -216,7 +200,7 @@ impl Handler<DurableBatch> for MemtableActor {
                 WalError::Indeterminate(_) => StorageError::Indeterminate(e.to_string()),
                 e => StorageError::Poisoned(e.to_string()),
             };
-            for w in msg.writes {
+            for w in msg.groups.into_iter().flatten() {
                 w.reply.send(Err(err.clone()));
             }
             // The batch left the WAL queue: a seal the queue refused may fit now (it then
@@ -224,7 +208,7 @@ impl Handler<DurableBatch> for MemtableActor {
             self.seal_if_due();
             return;
         }
-        for w in msg.writes {
+        for w in msg.groups.into_iter().flatten() {
             let Some(table) = self.pipe.durable(w.generation) else {
                 // Cannot happen: the closing table lives until its rotation, which the
                 // writer thread completes only after this batch.
@@ -259,8 +243,17 @@ impl Handler<WalRotated> for MemtableActor {
         };
         let fx = self
             .pipe
-            .rotation_completed(new_segment, &mut rotator(&self.wal, &self.self_addr));
+            .rotation_completed(new_segment, &mut rotator(&mut self.wal, &self.self_addr));
         self.carry_out(fx);
+    }
+}
+
+impl Handler<group::FlushWal> for MemtableActor {
+    type Result = ();
+
+    fn handle(&mut self, _: group::FlushWal, _: &mut Context<Self>) {
+        self.counters.handled();
+        self.wal.flush_arrived();
     }
 }
 
@@ -528,7 +521,7 @@ impl Handler<Seal> for MemtableActor {
         let (tx, rx) = oneshot::channel();
         let fx = self
             .pipe
-            .seal_requested(tx, &mut rotator(&self.wal, &self.self_addr));
+            .seal_requested(tx, &mut rotator(&mut self.wal, &self.self_addr));
         self.carry_out(fx);
         Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
     }
@@ -566,7 +559,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             write_stalls: self.pipe.write_stalls(),
             seals: self.pipe.seals(),
             next_seq: self.next_seq,
-            wal_fsyncs: self.wal.fsyncs(),
+            wal_fsyncs: self.wal.writer().fsyncs(),
             wal_batches: self.wal_batches,
             disk_lookups: self.disk_lookups,
         })

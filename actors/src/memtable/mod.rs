@@ -7,8 +7,8 @@
 //! the Flusher.
 //!
 //! Write path: a write gets the next sequence number and the current memtable generation, is
-//! encoded and queued on the WAL writer thread (never written on this actor's event loop), and
-//! is applied to its generation's table and acknowledged only when the writer reports it
+//! encoded into the mailbox turn's group of records (`group`), which is queued on the WAL
+//! writer thread as one job (never written on this actor's event loop), and is applied to its generation's table and acknowledged only when the writer reports it
 //! durable. Readers therefore never see a write that a crash could still lose.
 //!
 //! Sealing: once the bytes submitted to the current generation pass `memtable_bytes`, a WAL
@@ -34,6 +34,7 @@
 //! - At most `max_disk_reads` reads that missed memory are admitted at once (queued for or
 //!   running on `read_workers` blocking-pool workers, see `reads`); more wait for a permit.
 
+mod group;
 mod handlers;
 mod pipeline;
 pub mod reads;
@@ -229,7 +230,7 @@ struct Pending {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct DurableBatch {
-    writes: Vec<Pending>,
+    groups: Vec<Vec<Pending>>,
     result: Result<(), WalError>,
 }
 
@@ -261,7 +262,7 @@ pub struct MemtableActor {
     view: Arc<view::MemView>,
     /// `(seals, flushes)` of the pipeline when `view` was last published.
     view_at: (u64, u64),
-    wal: WalWriter<Pending>,
+    wal: group::WalQueue,
     tables: Arc<Tables>,
     flusher: Option<Recipient<FlushMemtable>>,
     self_addr: SelfAddr,
@@ -411,7 +412,12 @@ impl MemtableActor {
                 pipe: Pipeline::new(limits, table, submitted),
                 view,
                 view_at: (0, 0),
-                wal: writer,
+                wal: group::WalQueue::new(
+                    writer,
+                    queued_bytes.clone(),
+                    config.max_queued_bytes,
+                    counters.clone(),
+                ),
                 tables: tables.clone(),
                 flusher: None,
                 self_addr,

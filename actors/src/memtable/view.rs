@@ -77,7 +77,7 @@ impl LocalReads {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::*;
     use crate::engine::io::{Io, IoFile, RealIo};
     use crate::engine::TablesOptions;
@@ -90,13 +90,17 @@ mod tests {
     /// A gate on the WAL's fdatasync: while closed, a sync reports that it started and then
     /// waits until the test opens the gate (the test hook that holds the WAL sync).
     #[derive(Debug, Default)]
-    struct Gate {
+    pub(in crate::memtable) struct Gate {
         closed: Mutex<Option<(std_mpsc::Sender<()>, std_mpsc::Receiver<()>)>>,
     }
 
     impl Gate {
         /// Closes the gate: the next sync sends on `entered`, then waits for `open`.
-        fn close(&self, entered: std_mpsc::Sender<()>, open: std_mpsc::Receiver<()>) {
+        pub(in crate::memtable) fn close(
+            &self,
+            entered: std_mpsc::Sender<()>,
+            open: std_mpsc::Receiver<()>,
+        ) {
             *self.closed.lock().unwrap() = Some((entered, open));
         }
 
@@ -174,12 +178,18 @@ mod tests {
     }
 
     fn open(dir: &Path, gate: Arc<Gate>) -> MemtableActor {
+        open_with(gate, crate::memtable::tests::config(dir, 1 << 20, 1 << 20))
+    }
+
+    /// A memtable over `config.data_dir` whose WAL and tables sync through `gate`.
+    pub(in crate::memtable) fn open_with(gate: Arc<Gate>, config: MemtableConfig) -> MemtableActor {
+        let dir = config.data_dir.clone();
+        let dir = dir.as_path();
         let opts = TablesOptions {
             io: Arc::new(GateIo(gate)),
             ..TablesOptions::default()
         };
         let (tables, rec) = Tables::open(&tables_dir(dir), opts).unwrap();
-        let config = crate::memtable::tests::config(dir, 1 << 20, 1 << 20);
         let reg = Registry::default();
         let (actor, _) = MemtableActor::open(
             config,

@@ -1,0 +1,222 @@
+//! The WAL records of one mailbox turn, queued as one job ([`WalQueue`]).
+//!
+//! Without it each write was its own WAL job: in relaxed mode (no fdatasync to wait for)
+//! the writer thread picked jobs up as fast as they came, about five per group commit, and
+//! every group commit cost a `write(2)`, a wake-up of the writer and a `DurableBatch`
+//! message back. Now a write's record is encoded into the open group, and the first write
+//! of a group sends the actor a [`FlushWal`]; it is handled after the messages already in
+//! the mailbox, so the group holds every write of the turn and never waits for work that
+//! is not there (at low load a group is one write, queued one message later).
+//!
+//! Invariants:
+//! - Records reach the WAL queue in submission order (sequence order): a group is queued
+//!   whole, and before any rotation or sync ([`WalQueue::rotate`], [`WalQueue::sync`]), so
+//!   a rotation still follows every write of its generation.
+//! - A group is bounded ([`MAX_GROUP_WRITES`], [`MAX_GROUP_BYTES`]): past either it is
+//!   queued at once. Its bytes count in `queued_bytes` from the moment they are encoded.
+//! - A group the WAL queue refuses is answered at once (`overloaded` when full, `stopped`
+//!   when the writer is gone), its bytes released: nothing of it was written.
+
+use super::*;
+use std::sync::atomic::Ordering;
+
+/// Most writes in one group.
+pub(super) const MAX_GROUP_WRITES: usize = 512;
+/// Most record bytes in one group.
+pub(super) const MAX_GROUP_BYTES: usize = 1 << 20;
+
+/// Queues the open group on the WAL (sent by the actor to itself; see the module docs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct FlushWal;
+
+/// The WAL writer and the group of records not yet queued on it.
+pub(super) struct WalQueue {
+    wal: WalWriter<Vec<Pending>>,
+    bytes: Vec<u8>,
+    writes: Vec<Pending>,
+    /// A [`FlushWal`] is on its way for the open group.
+    flush_sent: bool,
+    queued_bytes: Arc<AtomicUsize>,
+    limit: usize,
+    counters: Arc<ActorCounters>,
+}
+
+/// What the caller does after [`WalQueue::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pushed {
+    /// The first write of a group: send [`FlushWal`] (or, before the actor has an address,
+    /// call [`WalQueue::flush`]).
+    First,
+    /// The group is full: call [`WalQueue::flush`] now.
+    Full,
+    /// Nothing: the group's flush is already on its way.
+    Joined,
+}
+
+impl WalQueue {
+    pub(super) fn new(
+        wal: WalWriter<Vec<Pending>>,
+        queued_bytes: Arc<AtomicUsize>,
+        limit: usize,
+        counters: Arc<ActorCounters>,
+    ) -> Self {
+        WalQueue {
+            wal,
+            bytes: Vec::new(),
+            writes: Vec::new(),
+            flush_sent: false,
+            queued_bytes,
+            limit,
+            counters,
+        }
+    }
+
+    pub(super) fn writer(&self) -> &WalWriter<Vec<Pending>> {
+        &self.wal
+    }
+
+    /// Encodes `record` into the open group, or answers `reply` `overloaded` when the bytes
+    /// queued for the WAL would pass the limit (then nothing else happens: `None`).
+    pub(super) fn push(
+        &mut self,
+        record: WalRecord,
+        generation: u64,
+        reply: WriteReply,
+    ) -> Option<(usize, Pushed)> {
+        let start = self.bytes.len();
+        wal::encode_record(&record, &mut self.bytes);
+        let len = self.bytes.len() - start;
+        let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if queued + len > self.limit {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.bytes.truncate(start);
+            self.counters.error();
+            reply.send(Err(StorageError::Overloaded {
+                queued,
+                limit: self.limit,
+            }));
+            return None;
+        }
+        let WalRecord { seq, key, value } = record;
+        self.writes.push(Pending {
+            seq,
+            generation,
+            key,
+            value,
+            len,
+            reply,
+        });
+        let pushed = if self.writes.len() >= MAX_GROUP_WRITES || self.bytes.len() >= MAX_GROUP_BYTES
+        {
+            Pushed::Full
+        } else if !self.flush_sent {
+            self.flush_sent = true;
+            Pushed::First
+        } else {
+            Pushed::Joined
+        };
+        Some((len, pushed))
+    }
+
+    /// The [`FlushWal`] of the open group arrived: queue it.
+    pub(super) fn flush_arrived(&mut self) {
+        self.flush_sent = false;
+        let _ = self.flush(); // a refusal is answered to its writes
+    }
+
+    /// Queues the open group as one WAL job. Refused, its writes are answered with why.
+    pub(super) fn flush(&mut self) -> Result<(), wal::SubmitError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        let writes = std::mem::take(&mut self.writes);
+        let Err((e, writes)) = self.wal.append(bytes, writes) else {
+            return Ok(());
+        };
+        let len: usize = writes.iter().map(|w| w.len).sum();
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        let err = match e {
+            wal::SubmitError::Full => StorageError::Overloaded {
+                queued: self.queued_bytes.load(Ordering::Relaxed),
+                limit: self.limit,
+            },
+            wal::SubmitError::Stopped => StorageError::Stopped,
+        };
+        for w in writes {
+            self.counters.error();
+            w.reply.send(Err(err.clone()));
+        }
+        Err(e)
+    }
+
+    /// Queues the open group, then a rotation behind it.
+    pub(super) fn rotate(
+        &mut self,
+        done: Box<dyn FnOnce(Result<u64, WalError>) + Send>,
+    ) -> Result<(), wal::SubmitError> {
+        self.flush()?;
+        self.wal.rotate(done)
+    }
+
+    /// Queues the open group, then a sync of everything written.
+    pub(super) fn sync(&mut self, done: wal::Done) -> Result<(), wal::SubmitError> {
+        self.flush()?;
+        self.wal.sync(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::view::tests::{open_with, Gate};
+    use super::*;
+    use std::sync::mpsc as std_mpsc;
+
+    fn write(key: String) -> Write {
+        Write {
+            key: key.into_bytes(),
+            value: Some(b"v".to_vec()),
+        }
+    }
+
+    /// The writes of one mailbox turn are one WAL job: with the WAL writer held inside a
+    /// sync and room for two jobs in its queue, a hundred writes sent at once are all taken
+    /// (one job each would have overflowed the queue) and become durable as one batch.
+    #[actix_rt::test]
+    async fn the_writes_of_one_turn_are_one_wal_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let config = MemtableConfig {
+            wal_queue_jobs: 2,
+            ..crate::memtable::tests::config(dir.path(), 1 << 20, 1 << 20)
+        };
+        let addr = open_with(gate.clone(), config).start();
+        addr.send(write("first".into())).await.unwrap().unwrap();
+        let (entered_tx, entered) = std_mpsc::channel();
+        let (open_gate, open_rx) = std_mpsc::channel();
+        gate.close(entered_tx, open_rx);
+        let held = tokio::spawn(addr.send(write("held".into())));
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        let before = addr.send(GetMemtableStats).await.unwrap().wal_batches;
+        // Queued in the mailbox before the actor runs again: one turn.
+        let asks: Vec<_> = (0..100)
+            .map(|i| addr.send(write(format!("k{i:03}"))))
+            .collect();
+        tokio::task::yield_now().await;
+        open_gate.send(()).unwrap();
+        held.await.unwrap().unwrap().unwrap();
+        for (i, ask) in asks.into_iter().enumerate() {
+            let r = ask.await.unwrap();
+            assert!(r.is_ok(), "write {i}: {r:?}");
+        }
+        let after = addr.send(GetMemtableStats).await.unwrap().wal_batches;
+        assert_eq!(
+            after - before,
+            2,
+            "the held batch, then the turn's one group"
+        );
+    }
+}
