@@ -177,9 +177,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let tls = tls::load(&cfg)?;
         tls::reload_on_sighup(tls.clone())?;
 
-        let storage_arbiter = Arbiter::new();
+        // The Memtable shares this (the System's) event loop with the coordinator: the two
+        // exchange an update and its answer per write, which on one loop are queue pushes
+        // with no thread wake-up (on an arbiter of its own: node CPU per put 20-30% higher,
+        // docs/BENCHMARKS.md). It does no blocking I/O (the WAL has its own thread).
         let background_arbiter = Arbiter::new();
-        let storage = opened.start(&storage_arbiter.handle(), &background_arbiter.handle(), &registry);
+        let storage = opened.start(&Arbiter::current(), &background_arbiter.handle(), &registry);
         let memtable = storage.memtable.clone();
         let health = storage.health.clone();
         let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
@@ -507,7 +510,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         for w in &workers {
             w.stop();
         }
-        storage_arbiter.stop();
         background_arbiter.stop();
         match synced {
             Ok(Ok(())) => {

@@ -1,6 +1,6 @@
 //! This replica's side: reading its object for a key (the Memtable's `Get`), and joining
 //! or updating it under the key's lock (read, compute, durable write, release) as one
-//! Memtable `Update`: the computation runs on the storage thread with the stored bytes, so
+//! Memtable `Update`: the computation runs in the Memtable actor with the stored bytes, so
 //! a write costs one round trip to storage, not a read's and then a write's.
 //!
 //! The object is the whole stored value of a key (see `troupe_protocol::object` for the
@@ -220,7 +220,7 @@ enum Next {
 
 /// The key's next object from its stored bytes: the join or update of `apply`, checked
 /// against the sibling limits and `max_object` (every replica must be able to receive it
-/// in one peer frame). Pure CPU; runs on the storage thread.
+/// in one peer frame). Pure CPU; runs in the Memtable actor.
 fn next_object(
     key: &[u8],
     stored: Option<Vec<u8>>,
@@ -437,7 +437,7 @@ impl Coordinator {
         let max_object = self.cfg.max_object_bytes;
         let k = key.clone();
         let k2 = key.clone();
-        // Runs on the storage thread with the key's stored bytes (see `memtable::Update`);
+        // Runs in the Memtable actor with the key's stored bytes (see `memtable::Update`);
         // our key lock is what makes the read and the write one step.
         let compute: UpdateFn<LocalResult> =
             Box::new(
@@ -464,7 +464,7 @@ impl Coordinator {
                 },
             );
         self.storage_counters.sent();
-        // The storage thread runs `then` once the write is durable (or failed): it posts
+        // The Memtable actor runs `then` once the write is durable (or failed): it posts
         // the continuation straight to our mailbox (`do_send`: their number is bounded by
         // `max_inflight`), with no task or channel in between.
         let addr = ctx.address();

@@ -198,8 +198,8 @@ pub struct MemtableStats {
 }
 
 /// How a write's caller hears that it is durable (its WAL sequence number) or failed: a
-/// channel (`Write`), or a callback run on the storage thread (`UpdateThen`: no task and no
-/// channel between the storage thread and the caller's).
+/// channel (`Write`), or a callback the Memtable actor runs (`UpdateThen`: no task and no
+/// channel between the actor and the caller).
 enum WriteReply {
     Channel(oneshot::Sender<Result<u64, StorageError>>),
     Call(Box<dyn FnOnce(Result<u64, StorageError>) + Send>),

@@ -2,8 +2,8 @@
 //! and the callback that gets its answer).
 //!
 //! A replicated write reads the key's stored object, joins or updates it, and writes the
-//! result. Done as a `Get` and then a `Write`, that is two round trips between the caller's
-//! thread and the storage thread per write; as an `Update` the read and the write are one
+//! result. Done as a `Get` and then a `Write`, that is two round trips between the caller
+//! and the Memtable actor per write; as an `Update` the read and the write are one
 //! message: the caller's function runs here, on the value the actor just looked up, and its
 //! write is queued to the WAL in the same turn. The answer comes once that write is durable.
 //!
@@ -19,7 +19,7 @@
 //! - The answer is the function's output once its write (if any) is durable, or the storage
 //!   error (`Overloaded`, `Poisoned`, `Indeterminate`, `Read`, `Stopped`) that prevented it;
 //!   the function's output is dropped with an error, since nothing it computed was stored.
-//! - The answer goes to a callback the storage thread runs, not a reply message: a reply
+//! - The answer goes to a callback the actor runs, not a reply message: a reply
 //!   cost a task spawned here to await the write (`ResponseFuture`), a task on the caller's
 //!   side to await the reply, and three channels; the coordinator's callback posts its
 //!   continuation to its own mailbox directly (25% less node CPU per three-node put,
@@ -43,8 +43,8 @@ pub enum NewValue {
     Delete,
 }
 
-/// Computes the change from the key's current value (`None`: absent or deleted). Runs on
-/// the storage thread: keep it to CPU work on the one value.
+/// Computes the change from the key's current value (`None`: absent or deleted). Runs in
+/// the Memtable actor: keep it to CPU work on the one value.
 pub type UpdateFn<T> = Box<dyn FnOnce(Option<Vec<u8>>) -> Change<T> + Send>;
 
 /// Reads `key`, runs `apply` on its value and stores what it returns (see the module docs;
@@ -54,7 +54,7 @@ pub struct Update<T> {
     pub apply: UpdateFn<T>,
 }
 
-/// An [`Update`] and the callback the storage thread runs with its answer (once the write
+/// An [`Update`] and the callback the Memtable actor runs with its answer (once the write
 /// is durable, or with the error that prevented it): no channel, no task on either side.
 /// The coordinator's callback posts the continuation to its own mailbox.
 pub struct UpdateThen<T> {
