@@ -220,6 +220,30 @@ pub struct NetSection {
     pub max_inflight_bytes: usize,
     /// A client frame begun must complete within this ("30s"), or the connection closes.
     pub read_timeout: String,
+    /// Event-loop threads serving client connections: a number, 0 for the main event loop
+    /// (the coordinator's), or "auto" (see [`NetSection::workers`]).
+    pub workers: String,
+}
+
+impl NetSection {
+    /// Worker threads for client connections (0: on the main event loop). "auto": the main
+    /// loop on a machine of 1 or 2 cores, where a request's two thread hops (connection to
+    /// coordinator and back) cost more than a second loop gains; otherwise one per core
+    /// (at most 16), so connection I/O scales past the core the coordinator runs on.
+    pub fn workers(&self) -> anyhow::Result<usize> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        match self.workers.trim() {
+            "auto" if cores <= 2 => Ok(0),
+            "auto" => Ok(cores.min(16)),
+            n => match n.parse::<usize>() {
+                Ok(n) if n <= 256 => Ok(n),
+                _ => bail!(
+                    "net.workers is {:?}: give \"auto\" or a number of threads from 0 (the main event loop) to 256",
+                    self.workers
+                ),
+            },
+        }
+    }
 }
 
 impl Default for NetSection {
@@ -235,6 +259,7 @@ impl Default for NetSection {
             max_inflight_per_connection: 256,
             max_inflight_bytes: 256 << 20,
             read_timeout: "30s".into(),
+            workers: "auto".into(),
         }
     }
 }
@@ -498,6 +523,7 @@ impl Config {
                 bail!("{what} must be more than 0");
             }
         }
+        self.net.workers()?;
         if self.net.max_inflight_bytes < self.net.max_frame_bytes {
             bail!(
                 "net.max_inflight_bytes ({}) must be at least net.max_frame_bytes ({}): a request of the maximum size must fit",
@@ -676,6 +702,26 @@ mod tests {
         let err = format!("{:#}", load("5ms").unwrap_err());
         assert!(err.contains("below 20ms"), "{err}");
         assert!(load("soon").is_err());
+    }
+
+    #[test]
+    fn net_workers_is_auto_or_a_number_of_threads() {
+        let load = |v: &str| {
+            Config::load(
+                None,
+                env(&[("TROUPE__NET__WORKERS", v)]),
+                &Overrides::default(),
+            )
+        };
+        assert_eq!(load("0").unwrap().net.workers().unwrap(), 0);
+        assert_eq!(load("3").unwrap().net.workers().unwrap(), 3);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let auto = load("auto").unwrap().net.workers().unwrap();
+        assert_eq!(auto, if cores <= 2 { 0 } else { cores.min(16) });
+        for bad in ["some", "-1", "1000"] {
+            let err = format!("{:#}", load(bad).unwrap_err());
+            assert!(err.contains("net.workers") && err.contains("auto"), "{err}");
+        }
     }
 
     #[test]

@@ -185,7 +185,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let storage = opened.start(&Arbiter::current(), &background_arbiter.handle(), &registry);
         let memtable = storage.memtable.clone();
         let health = storage.health.clone();
-        let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
+        // Checked when the configuration was loaded (`Config::validate`).
+        let workers: Vec<Arbiter> = (0..cfg.net.workers()?).map(|_| Arbiter::new()).collect();
 
         // The coordinator's address exists before it starts: the peer listener (started
         // with membership) hands it inbound data batches.
@@ -411,7 +412,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let connections = shared.counters.clone();
         let listener_config = ListenerConfig {
             max_connections: cfg.net.max_connections,
-            workers: workers.iter().map(|a| a.handle()).collect(),
+            workers: match workers.is_empty() {
+                true => vec![Arbiter::current()],
+                false => workers.iter().map(|a| a.handle()).collect(),
+            },
         };
         Listener::new(listener_config, shared, client_listener).start();
 
@@ -605,12 +609,6 @@ fn start_membership(
         }
     );
     (mem, transport)
-}
-
-fn worker_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 16)
 }
 
 /// SIGTERM and SIGINT, caught from [`StopSignals::install`] on.
