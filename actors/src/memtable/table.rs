@@ -4,7 +4,8 @@
 //! applying records out of order (as WAL replay across segments might) cannot roll a key back.
 
 use crate::engine::Entry;
-use std::collections::BTreeMap;
+use smallvec::SmallVec;
+use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -19,18 +20,34 @@ pub struct Versioned {
 /// Per-entry bookkeeping overhead counted toward [`MemTable::bytes`].
 const ENTRY_OVERHEAD: usize = 32;
 
+/// Key bytes kept inside the map's nodes.
+const INLINE_KEY: usize = 24;
+
+/// A key as the map holds it: up to [`INLINE_KEY`] bytes inline, so the comparisons of a
+/// descent read the node itself instead of one heap allocation per key compared (a cache
+/// miss each in a large table).
+type Key = SmallVec<[u8; INLINE_KEY]>;
+
+fn map_key(key: Vec<u8>) -> Key {
+    if key.len() <= INLINE_KEY {
+        Key::from_slice(&key)
+    } else {
+        Key::from_vec(key)
+    }
+}
+
 /// One memtable. Its map sits behind a lock so that readers on other threads (the
 /// coordinator, through [`super::view::LocalReads`]) can look keys up while the Memtable
 /// actor, the only writer, applies durable writes: a write lock per applied write, held for
 /// one map insert.
 #[derive(Debug, Default)]
 pub struct MemTable {
-    map: RwLock<BTreeMap<Vec<u8>, Versioned>>,
+    map: RwLock<BTreeMap<Key, Versioned>>,
     bytes: AtomicUsize,
 }
 
 impl MemTable {
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versioned>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, Versioned>> {
         // A panic mid-insert leaves the map consistent (BTreeMap's insert is all or
         // nothing for our purposes); a poisoned lock still guards it.
         self.map.read().unwrap_or_else(|p| p.into_inner())
@@ -40,9 +57,11 @@ impl MemTable {
     pub fn apply(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        match map.get_mut(&key) {
-            Some(old) if old.seq >= seq => {}
-            Some(old) => {
+        // One descent of the tree, whether the key is new or not.
+        match map.entry(map_key(key)) {
+            btree_map::Entry::Occupied(o) if o.get().seq >= seq => {}
+            btree_map::Entry::Occupied(mut o) => {
+                let old = o.get_mut();
                 let (was, now) = (
                     old.value.as_ref().map_or(0, Vec::len),
                     value.as_ref().map_or(0, Vec::len),
@@ -52,8 +71,8 @@ impl MemTable {
                 self.bytes.fetch_add(now, Ordering::Relaxed);
                 self.bytes.fetch_sub(was, Ordering::Relaxed);
             }
-            None => {
-                map.insert(key, Versioned { seq, value });
+            btree_map::Entry::Vacant(v) => {
+                v.insert(Versioned { seq, value });
                 drop(map);
                 self.bytes.fetch_add(size, Ordering::Relaxed);
             }
@@ -100,7 +119,7 @@ impl MemTable {
             .range::<[u8], _>((lo, hi))
             .take(limit)
             .map(|(k, v)| Entry {
-                key: k.clone(),
+                key: k.to_vec(),
                 seq: v.seq,
                 value: v.value.clone(),
             })
@@ -111,7 +130,7 @@ impl MemTable {
 /// [`MemTable::entries`]: walks the map under its read lock, one range step per entry (the
 /// guard cannot lend an iterator that outlives this struct's borrow of it).
 pub struct Entries<'a> {
-    map: RwLockReadGuard<'a, BTreeMap<Vec<u8>, Versioned>>,
+    map: RwLockReadGuard<'a, BTreeMap<Key, Versioned>>,
     after: Option<Vec<u8>>,
 }
 
@@ -125,11 +144,11 @@ impl Iterator for Entries<'_> {
         };
         let (k, v) = self.map.range::<[u8], _>((lo, Bound::Unbounded)).next()?;
         let e = Entry {
-            key: k.clone(),
+            key: k.to_vec(),
             seq: v.seq,
             value: v.value.clone(),
         };
-        self.after = Some(k.clone());
+        self.after = Some(k.to_vec());
         Some(e)
     }
 }
