@@ -9,13 +9,14 @@
 //! of one key costs `depth + 1` XORs (no rehash of a whole segment).
 //!
 //! Invariants:
-//! - `keys` holds each key's current hash: an overwrite XORs the old contribution out before
-//!   the new one goes in, so every node equals the XOR of the leaves of its keys.
+//! - `keys` holds each key's current hash and its leaf (kept, so an overwrite hashes only
+//!   the new pair): an overwrite XORs the old contribution out before the new one goes in,
+//!   so every node equals the XOR of the leaves of its keys.
 //! - A partition's nodes are allocated on its first key; an emptied partition keeps them
 //!   (all zero), which reads as empty.
 
-use crate::ring::partition_for;
-use std::collections::{BTreeMap, HashMap};
+use smallvec::SmallVec;
+use std::collections::{btree_map, BTreeMap, HashMap};
 use troupe_protocol::antientropy::TreeShape;
 use troupe_protocol::object::Object;
 
@@ -59,13 +60,24 @@ pub fn leaf(key: &[u8], hash: u64) -> u64 {
     )
 }
 
+/// A key as `keys` holds it: short keys inline (a lookup builds its slot without a heap
+/// allocation, and a descent compares bytes in the node).
+type Key = SmallVec<[u8; 24]>;
+
+/// A key's hash and its leaf, `leaf(key, hash)`.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    hash: u64,
+    leaf: u64,
+}
+
 /// One partition's tree.
 #[derive(Debug, Clone)]
 struct PartitionTree {
     /// `levels[d]` holds `fanout^d` node hashes; `levels[depth]` are the segments.
     levels: Vec<Vec<u64>>,
     /// (segment, key) -> object hash: a segment's keys are one range.
-    keys: BTreeMap<(u32, Vec<u8>), u64>,
+    keys: BTreeMap<(u32, Key), Held>,
 }
 
 /// Every partition's tree on this node.
@@ -132,7 +144,8 @@ impl Trees {
         self.parts.get(&partition).map_or(0, |t| t.keys.len())
     }
 
-    /// (partition, segment) of a key.
+    /// (partition, segment) of a key. The partition is `crate::ring::partition_for` (the
+    /// top bits of the same hash), taken from the one hash.
     pub fn place(&self, key: &[u8]) -> (u32, u32) {
         let bits = key_bits(key);
         let segment = if self.leaf_bits == 0 {
@@ -140,13 +153,19 @@ impl Trees {
         } else {
             ((bits << self.bits) >> (64 - self.leaf_bits)) as u32
         };
-        (partition_for(key, self.bits), segment)
+        let partition = if self.bits == 0 {
+            0
+        } else {
+            (bits >> (64 - self.bits)) as u32
+        };
+        (partition, segment)
     }
 
     /// The key's current hash here (`None`: absent).
     pub fn get(&self, key: &[u8]) -> Option<u64> {
         let (p, s) = self.place(key);
-        self.parts.get(&p)?.keys.get(&(s, key.to_vec())).copied()
+        let held = self.parts.get(&p)?.keys.get(&(s, Key::from_slice(key)))?;
+        Some(held.hash)
     }
 
     /// Sets the key's hash (`None`: the key is absent), adjusting every node above it.
@@ -163,20 +182,26 @@ impl Trees {
                 keys: BTreeMap::new(),
             }),
         };
-        let slot = (s, key.to_vec());
-        let old = match hash {
-            Some(h) => part.keys.insert(slot, h),
-            None => part.keys.remove(&slot),
+        let held = |h: u64| Held {
+            hash: h,
+            leaf: leaf(key, h),
         };
-        if old == hash {
-            return;
-        }
-        match (old, hash) {
+        let (old, new) = match (part.keys.entry((s, Key::from_slice(key))), hash) {
+            (btree_map::Entry::Occupied(o), Some(h)) if o.get().hash == h => return,
+            (btree_map::Entry::Occupied(mut o), Some(h)) => {
+                let new = held(h);
+                (Some(std::mem::replace(o.get_mut(), new)), Some(new))
+            }
+            (btree_map::Entry::Occupied(o), None) => (Some(o.remove()), None),
+            (btree_map::Entry::Vacant(v), Some(h)) => (None, Some(*v.insert(held(h)))),
+            (btree_map::Entry::Vacant(_), None) => return,
+        };
+        match (old, new) {
             (None, Some(_)) => self.len += 1,
             (Some(_), None) => self.len -= 1,
             _ => {}
         }
-        let delta = old.map_or(0, |h| leaf(key, h)) ^ hash.map_or(0, |h| leaf(key, h));
+        let delta = old.map_or(0, |o| o.leaf) ^ new.map_or(0, |n| n.leaf);
         let mut idx = s as usize;
         for level in part.levels.iter_mut().rev() {
             level[idx] ^= delta;
@@ -216,9 +241,9 @@ impl Trees {
     pub fn segment(&self, partition: u32, segment: u32) -> impl Iterator<Item = (&[u8], u64)> {
         self.parts.get(&partition).into_iter().flat_map(move |t| {
             t.keys
-                .range((segment, Vec::new())..)
+                .range((segment, Key::new())..)
                 .take_while(move |((s, _), _)| *s == segment)
-                .map(|((_, k), h)| (k.as_slice(), *h))
+                .map(|((_, k), h)| (k.as_slice(), h.hash))
         })
     }
 }
