@@ -209,7 +209,14 @@ fn vectors() -> Vec<(&'static str, Golden)> {
 fn encode(g: &Golden) -> Vec<u8> {
     let body = match g {
         Golden::Req(id, r) => encode_request(*id, r),
-        Golden::Resp(r) => r.encode(),
+        Golden::Resp(r) => {
+            let body = r.encode();
+            // The reused-buffer form appends exactly the same bytes.
+            let mut buf = vec![0xaa];
+            r.encode_into(&mut buf);
+            assert_eq!(&buf[1..], &body[..], "encode_into differs from encode");
+            body
+        }
         Golden::Admin(a) => a.encode(),
     };
     let mut out = (body.len() as u32).to_be_bytes().to_vec();

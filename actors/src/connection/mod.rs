@@ -241,7 +241,7 @@ impl Connection {
         actix::spawn(async move {
             let _ = out
                 .send(Outgoing {
-                    frame: Bytes::from(resp.encode()),
+                    frame: io::frame_of(&resp),
                     permit,
                     sample,
                 })
@@ -484,7 +484,7 @@ impl Connection {
             let sample = t.map(|t| t.answered(&resp));
             let _ = out
                 .send(Outgoing {
-                    frame: Bytes::from(resp.encode()),
+                    frame: io::frame_of(&resp),
                     permit: Some(permit),
                     sample,
                 })

@@ -9,12 +9,16 @@
 //! order; a key with nothing running and nothing waiting takes no memory; the number of
 //! waiting operations over all keys is bounded by the caller's in-flight limit.
 
+use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
+
+/// A held key: up to 24 bytes inline (taking a lock allocates nothing for short keys).
+pub type LockKey = SmallVec<[u8; 24]>;
 
 #[derive(Debug)]
 pub struct KeyLocks<T> {
     /// Keys with an operation running, and what waits behind it.
-    held: HashMap<Vec<u8>, VecDeque<T>>,
+    held: HashMap<LockKey, VecDeque<T>>,
     waiting: usize,
 }
 
@@ -38,7 +42,7 @@ impl<T> KeyLocks<T> {
                 None
             }
             None => {
-                self.held.insert(key.to_vec(), VecDeque::new());
+                self.held.insert(LockKey::from_slice(key), VecDeque::new());
                 Some(op)
             }
         }

@@ -425,7 +425,7 @@ impl Coordinator {
     /// Runs `op` now, or after the operations already holding its key.
     pub(super) fn write_local(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
         self.local_ops += 1;
-        let key = op.key.clone();
+        let key = super::keylocks::LockKey::from_slice(&op.key);
         if let Some(op) = self.locks.acquire(&key, op) {
             self.run_locked(op, ctx);
         }

@@ -163,10 +163,14 @@ impl Coordinator {
             .iter()
             .filter(|id| **id == self.cfg.me || p.is_up(id))
             .collect();
-        let stand_ins = self
-            .usable_fallbacks(&p, &msg.key)
-            .len()
-            .min(primaries.len() - up.len());
+        // (Fallbacks are looked up only when the primaries that are up fall short.)
+        let stand_ins = if up.len() >= w {
+            0
+        } else {
+            self.usable_fallbacks(&p, &msg.key)
+                .len()
+                .min(primaries.len() - up.len())
+        };
         if up.len() + stand_ins < w {
             let down: Vec<String> = primaries
                 .iter()

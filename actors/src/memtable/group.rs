@@ -130,8 +130,10 @@ impl WalQueue {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let bytes = std::mem::take(&mut self.bytes);
-        let writes = std::mem::take(&mut self.writes);
+        // The next group starts with room for one like this (the vectors go with the job).
+        let room = (self.bytes.len().min(64 * 1024), self.writes.len());
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(room.0));
+        let writes = std::mem::replace(&mut self.writes, Vec::with_capacity(room.1));
         let Err((e, writes)) = self.wal.append(bytes, writes) else {
             return Ok(());
         };

@@ -161,6 +161,13 @@ impl Response {
         rmp_serde::to_vec_named(self).expect("BUG: encoding a response into a Vec cannot fail")
     }
 
+    /// Appends the encoded frame body to `buf` (a reused buffer: no growth from empty per
+    /// response). Same bytes as [`Response::encode`].
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        self.serialize(&mut rmp_serde::Serializer::new(buf).with_struct_map())
+            .expect("BUG: encoding a response into a Vec cannot fail")
+    }
+
     pub fn decode(body: &[u8]) -> Result<Response, rmp_serde::decode::Error> {
         rmp_serde::from_slice(body)
     }

@@ -162,6 +162,7 @@ fn batch_at(data: &[u8], at: usize, salt: u64) -> Option<(usize, u64)> {
 pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
     let value_len = rec.value.as_ref().map_or(0, Vec::len);
     let len = MIN_PAYLOAD + rec.key.len() + value_len;
+    out.reserve(RECORD_HEADER_LEN + len);
     let start = out.len();
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN - 4]);
