@@ -22,7 +22,7 @@ pub const MAX_ENTRIES: usize = 1000;
 /// sorted version vector), cut to 16 bytes. Equal clocks mean equal objects (see
 /// `crate::object`), so two replicas with the same hash hold the same delete marker.
 pub fn clock_hash(o: &crate::object::Object) -> [u8; 16] {
-    let h = blake3::hash(&o.context().encode());
+    let h = blake3::hash(&o.encoded_context());
     let mut out = [0; 16];
     out.copy_from_slice(&h.as_bytes()[..16]);
     out

@@ -92,7 +92,7 @@ impl WriteReply {
                 .collect()
         });
         WriteReply {
-            context: object.context().encode(),
+            context: object.encoded_context(),
             values,
             typed: Typed::join_all(object.typed_values()).ok().flatten(),
         }

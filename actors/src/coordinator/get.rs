@@ -32,8 +32,12 @@ fn read_reply(
         }
     };
     Ok(GetReply {
-        values: o.live_values().into_iter().map(<[u8]>::to_vec).collect(),
-        context: o.context().encode(),
+        values: o
+            .siblings()
+            .filter_map(|(_, v)| v.as_data())
+            .map(<[u8]>::to_vec)
+            .collect(),
+        context: o.encoded_context(),
         typed,
     })
 }

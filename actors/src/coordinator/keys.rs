@@ -118,7 +118,7 @@ pub(super) async fn scan_keys(
             let entry = KeyEntry {
                 key: e.key.clone(),
                 live: is_live(&o),
-                clock: o.context().encode(),
+                clock: o.encoded_context(),
             };
             bytes += entry.key.len() + entry.clock.len() + 16;
             entries.push(entry);
@@ -391,7 +391,7 @@ mod tests {
         KeyEntry {
             key: key.into(),
             live,
-            clock: o.context().encode(),
+            clock: o.encoded_context(),
         }
     }
 

@@ -369,6 +369,11 @@ impl Object {
         Ok(out)
     }
 
+    /// `self.context().encode()`, encoded straight from the clock (one allocation).
+    pub fn encoded_context(&self) -> Vec<u8> {
+        vv::encode_entries(self.clock())
+    }
+
     /// The causal context a client gets (`dvvset:join/1`): every dot this object has seen.
     ///
     /// ```
@@ -525,7 +530,7 @@ impl Object {
     /// assert_ne!(a.clock_hash(), b.clock_hash());
     /// ```
     pub fn clock_hash(&self) -> u64 {
-        let h = blake3::hash(&self.context().encode());
+        let h = blake3::hash(&self.encoded_context());
         let first: [u8; 8] = h.as_bytes()[..8]
             .try_into()
             .expect("a blake3 hash has 32 bytes");
@@ -554,7 +559,7 @@ impl Object {
     }
 
     /// The (actor, counter) pairs, sorted by actor: the context without allocating.
-    fn clock(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+    fn clock(&self) -> impl ExactSizeIterator<Item = (ActorId, u64)> + '_ {
         self.entries.iter().map(|e| (e.actor, e.counter))
     }
 

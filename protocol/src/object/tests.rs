@@ -261,6 +261,11 @@ fn golden_bytes_of_a_small_object_and_its_context() {
     assert_eq!(o.encode(), GOLDEN_OBJECT);
     assert_eq!(Object::decode(GOLDEN_OBJECT).unwrap(), o);
     assert_eq!(o.context().encode(), GOLDEN_CONTEXT);
+    assert_eq!(
+        o.encoded_context(),
+        GOLDEN_CONTEXT,
+        "encoded straight from the clock"
+    );
     assert_eq!(VersionVector::decode(GOLDEN_CONTEXT).unwrap(), o.context());
 }
 

@@ -162,14 +162,7 @@ impl VersionVector {
     /// assert_eq!(VersionVector::new().encode(), [0xC1, 0]);
     /// ```
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + self.entries.len() * 12);
-        out.push(CONTEXT_FORMAT_V1);
-        put_varint(&mut out, self.entries.len() as u64);
-        for &(actor, counter) in &self.entries {
-            out.extend_from_slice(&actor.0.to_be_bytes());
-            put_varint(&mut out, counter);
-        }
-        out
+        encode_entries(self.entries.iter().copied())
     }
 
     /// Decodes context bytes from an untrusted client. Only the canonical encoding is
@@ -278,4 +271,17 @@ impl<'de> Deserialize<'de> for VersionVector {
         let bytes = serde_bytes::ByteBuf::deserialize(d)?;
         VersionVector::decode(&bytes).map_err(serde::de::Error::custom)
     }
+}
+
+/// The context bytes of sorted, unique `(actor, counter)` pairs: what
+/// [`VersionVector::encode`] gives for them, without building the vector first.
+pub(crate) fn encode_entries(entries: impl ExactSizeIterator<Item = (ActorId, u64)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + entries.len() * 12);
+    out.push(CONTEXT_FORMAT_V1);
+    put_varint(&mut out, entries.len() as u64);
+    for (actor, counter) in entries {
+        out.extend_from_slice(&actor.0.to_be_bytes());
+        put_varint(&mut out, counter);
+    }
+    out
 }

@@ -188,6 +188,7 @@ impl World {
             &VersionVector::decode(&o.context().encode()).unwrap(),
             &o.context()
         );
+        prop_assert_eq!(o.encoded_context(), o.context().encode());
         Ok(())
     }
 
