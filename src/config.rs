@@ -636,6 +636,11 @@ mod tests {
             .collect()
     }
 
+    /// The configuration with one environment variable set.
+    fn load_env(var: &str, value: &str) -> anyhow::Result<Config> {
+        Config::load(None, env(&[(var, value)]), &Overrides::default())
+    }
+
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -690,13 +695,7 @@ mod tests {
 
     #[test]
     fn late_tolerance_is_a_duration_of_at_least_20ms_or_zero() {
-        let load = |v: &str| {
-            Config::load(
-                None,
-                env(&[("TROUPE__MEMBERSHIP__LATE_TOLERANCE", v)]),
-                &Overrides::default(),
-            )
-        };
+        let load = |v: &str| load_env("TROUPE__MEMBERSHIP__LATE_TOLERANCE", v);
         assert!(load("100ms").is_ok());
         assert!(load("0ms").is_ok());
         let err = format!("{:#}", load("5ms").unwrap_err());
@@ -706,13 +705,7 @@ mod tests {
 
     #[test]
     fn net_workers_is_auto_or_a_number_of_threads() {
-        let load = |v: &str| {
-            Config::load(
-                None,
-                env(&[("TROUPE__NET__WORKERS", v)]),
-                &Overrides::default(),
-            )
-        };
+        let load = |v: &str| load_env("TROUPE__NET__WORKERS", v);
         assert_eq!(load("0").unwrap().net.workers().unwrap(), 0);
         assert_eq!(load("3").unwrap().net.workers().unwrap(), 3);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
