@@ -232,6 +232,11 @@ impl NetSection {
     /// (at most 16), so connection I/O scales past the core the coordinator runs on.
     pub fn workers(&self) -> anyhow::Result<usize> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.workers_on(cores)
+    }
+
+    /// [`NetSection::workers`] on a machine of `cores` cores.
+    fn workers_on(&self, cores: usize) -> anyhow::Result<usize> {
         match self.workers.trim() {
             "auto" if cores <= 2 => Ok(0),
             "auto" => Ok(cores.min(16)),
@@ -708,9 +713,19 @@ mod tests {
         let load = |v: &str| load_env("TROUPE__NET__WORKERS", v);
         assert_eq!(load("0").unwrap().net.workers().unwrap(), 0);
         assert_eq!(load("3").unwrap().net.workers().unwrap(), 3);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let auto = load("auto").unwrap().net.workers().unwrap();
-        assert_eq!(auto, if cores <= 2 { 0 } else { cores.min(16) });
+        let auto = load("auto").unwrap().net;
+        let on = |cores| auto.workers_on(cores).unwrap();
+        assert_eq!((on(1), on(2)), (0, 0), "the main loop on 1-2 cores");
+        assert_eq!(
+            (on(3), on(8), on(64)),
+            (3, 8, 16),
+            "else one per core, at most 16"
+        );
+        assert_eq!(
+            load("5").unwrap().net.workers_on(1).unwrap(),
+            5,
+            "a number is taken as is"
+        );
         for bad in ["some", "-1", "1000"] {
             let err = format!("{:#}", load(bad).unwrap_err());
             assert!(err.contains("net.workers") && err.contains("auto"), "{err}");

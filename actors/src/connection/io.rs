@@ -84,16 +84,20 @@ pub(super) fn frame_of(resp: &Response) -> Bytes {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    SCRATCH.with(|s| {
-        let mut buf = s.borrow_mut();
-        buf.clear();
-        resp.encode_into(&mut buf);
-        if buf.len() > SCRATCH_BYTES {
-            Bytes::from(std::mem::take(&mut *buf))
-        } else {
-            Bytes::copy_from_slice(&buf)
-        }
-    })
+    // `try_with`: an answer dropped while the thread's locals are torn down still encodes.
+    SCRATCH
+        .try_with(|s| {
+            let mut buf = s.borrow_mut();
+            buf.clear();
+            resp.encode_into(&mut buf);
+            if buf.len() > SCRATCH_BYTES {
+                let big = std::mem::replace(&mut *buf, Vec::with_capacity(SCRATCH_BYTES / 16));
+                Bytes::from(big)
+            } else {
+                Bytes::copy_from_slice(&buf)
+            }
+        })
+        .unwrap_or_else(|_| Bytes::from(resp.encode()))
 }
 
 /// Starts the writer and reader tasks on the connection's (plain or TLS) stream halves.

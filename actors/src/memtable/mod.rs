@@ -2,8 +2,8 @@
 //! reads by looking through memory first and then (off the event loop) the SSTables.
 //!
 //! Receives: [`Write`] (put or delete), [`Get`], [`Scan`], [`SyncWal`], [`Seal`],
-//! [`GetMemtableStats`]; internally `DurableBatch` and `WalRotated` from the WAL writer
-//! thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
+//! [`GetMemtableStats`]; internally `FlushWal` (sent to itself: queue the turn's group of
+//! WAL records), `DurableBatch` and `WalRotated` from the WAL writer thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
 //! the Flusher.
 //!
 //! Write path: a write gets the next sequence number and the current memtable generation, is
@@ -29,7 +29,9 @@
 //!   queue is full, writes wait in a bounded stall queue (counted as write stalls); past
 //!   that bound they get [`StorageError::Overloaded`].
 //! - Bytes queued for the WAL are bounded by `max_queued_bytes`; past that a write gets
-//!   [`StorageError::Overloaded`] at once and costs nothing else.
+//!   [`StorageError::Overloaded`] at once and costs nothing else. (A group the WAL writer
+//!   refuses when it is queued answers its writes with the reason; their sequence numbers
+//!   stay unused, which recovery allows: it needs them increasing, not consecutive.)
 //! - Once the WAL or the engine is poisoned every write fails; reads keep working.
 //! - At most `max_disk_reads` reads that missed memory are admitted at once (queued for or
 //!   running on `read_workers` blocking-pool workers, see `reads`); more wait for a permit.

@@ -24,11 +24,14 @@ pub struct Versioned {
     pub value: Option<Vec<u8>>,
 }
 
-/// Per-entry bookkeeping overhead counted toward [`MemTable::bytes`].
-const ENTRY_OVERHEAD: usize = 32;
-
 /// Key bytes kept inside the map's nodes.
 const INLINE_KEY: usize = 24;
+
+/// Per-entry bookkeeping counted toward [`MemTable::bytes`] besides the heap bytes of the key
+/// and value: a hash bucket (the pair and a control byte, at hashbrown's 7/8 load) and a
+/// B-tree slot (the key, in nodes about two thirds full).
+const ENTRY_OVERHEAD: usize =
+    (std::mem::size_of::<(Key, Versioned)>() + 1) * 8 / 7 + std::mem::size_of::<Key>() * 3 / 2;
 
 /// A key as the map holds it: up to [`INLINE_KEY`] bytes inline, so the comparisons of a
 /// descent read the node itself instead of one heap allocation per key compared (a cache
@@ -50,10 +53,10 @@ struct Map {
     order: BTreeSet<Key>,
 }
 
-/// One memtable. Its map sits behind a lock so that readers on other threads (the
-/// coordinator, through [`super::view::LocalReads`]) can look keys up while the Memtable
-/// actor, the only writer, applies durable writes: a write lock per applied write, held for
-/// one insert.
+/// One memtable. Its map sits behind a lock so that readers outside the Memtable actor (the
+/// coordinator, through [`super::view::LocalReads`], on whatever thread it runs) can look
+/// keys up while the Memtable actor, the only writer, applies durable writes: a write lock
+/// per applied write, held for one insert.
 #[derive(Debug, Default)]
 pub struct MemTable {
     map: RwLock<Map>,
@@ -62,15 +65,21 @@ pub struct MemTable {
 
 impl MemTable {
     fn read(&self) -> RwLockReadGuard<'_, Map> {
-        // A panic mid-insert leaves the map consistent (BTreeMap's insert is all or
-        // nothing for our purposes); a poisoned lock still guards it.
+        // A panic mid-apply could leave a key in the index but not in the order (or its old
+        // version): the only panic there is an allocation failure, which aborts the
+        // process, so a poisoned lock still guards a consistent map.
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies a write; ignored if the table already holds a newer version of the key.
     pub fn apply(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
-        // The key is held twice (index and order).
-        let size = 2 * key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        // A key longer than the inline bytes is on the heap twice (index and order).
+        let key_heap = if key.len() > INLINE_KEY {
+            2 * key.len()
+        } else {
+            0
+        };
+        let size = key_heap + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let map = &mut *guard;
         match map.index.entry(map_key(key)) {

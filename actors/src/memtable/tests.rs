@@ -93,7 +93,7 @@ fn start_in(
     }
 }
 
-/// A life on its own arbiter (thread), as the node runs storage, so it can be ended.
+/// A life on its own arbiter (thread), so it can be ended (and stopped) apart from the test.
 fn start_life(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize) -> (Life, Arbiter) {
     let arbiter = Arbiter::new();
     let life = start_in(dir, max_queued_bytes, memtable_bytes, &arbiter.handle());

@@ -2,7 +2,8 @@
 //!
 //! [`MemView`] is the list of memory tables newest first (active, closing, sealed newest to
 //! oldest), published by the Memtable actor whenever the list changes (a seal, a flush
-//! completed). [`LocalReads`] is what a reader on another thread holds: the view and the
+//! completed). [`LocalReads`] is what a reader outside the actor holds (the coordinator, on
+//! the same event loop or another thread): the view and the
 //! SSTables. Its [`LocalReads::lookup`] answers a key from the memory tables, or from the
 //! tables when the bloom filters or the block cache answer without I/O, and says "ask the
 //! actor" otherwise (a block must be read from a file: the actor's disk-read queue does
