@@ -18,8 +18,12 @@
 use crate::message::Quorum;
 use serde::{Deserialize, Serialize};
 
+/// `Deserialize` of [`DataMsg`], [`DataReq`] and [`DataResp`], written by hand (no `Content`
+/// buffering of the internally tagged maps).
+mod de;
+
 /// One request or response of a batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
 pub enum DataMsg {
     Req { id: u64, req: DataReq },
@@ -27,7 +31,7 @@ pub enum DataMsg {
 }
 
 /// What a coordinator asks a replica.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum DataReq {
     /// Read the replica's object for `key`.
@@ -95,7 +99,7 @@ pub struct KeyEntry {
 }
 
 /// A replica's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "r", rename_all = "lowercase")]
 pub enum DataResp {
     /// To `Get`: the replica's object (`None`: it has none).
