@@ -378,12 +378,15 @@ impl Coordinator {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + Send + 'static,
     ) {
-        // From memory: decode here, without the copy of the key the closure would need.
-        if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
-            let object = match found.and_then(|v| v.value) {
+        // From memory or the block cache: decoded where the bytes lie (no copy of them, and
+        // none of the key the closure below would need).
+        let decoded = self.local_reads.as_ref().and_then(|r| {
+            r.lookup_with(&key, |v| match v {
                 None => Ok(Object::new()),
-                Some(b) => decode_stored(&key, &b),
-            };
+                Some(b) => decode_stored(&key, b),
+            })
+        });
+        if let Some(object) = decoded {
             return then(self, object, ctx);
         }
         let k = key.clone();

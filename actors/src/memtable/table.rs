@@ -109,6 +109,11 @@ impl MemTable {
         self.read().index.get(key).cloned()
     }
 
+    /// `f` of the newest version of `key` this table holds, under the read lock (no copy).
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Versioned) -> R) -> Option<R> {
+        self.read().index.get(key).map(f)
+    }
+
     /// Approximate memory held, for sealing decisions.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

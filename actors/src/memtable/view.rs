@@ -45,6 +45,15 @@ impl MemView {
         let list = self.0.read().unwrap_or_else(|p| p.into_inner());
         list.iter().find_map(|t| t.get(key))
     }
+
+    /// `f` of the newest version of `key` in memory, run on it where it lies (under the
+    /// table's read lock: keep `f` to CPU work); `None` when memory does not hold the key.
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Versioned) -> R) -> Option<R> {
+        let list = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut f = Some(f);
+        list.iter()
+            .find_map(|t| t.with(key, |v| f.take().expect("called once: find_map stops")(v)))
+    }
 }
 
 /// A reader's handle: lookups from memory and the cache on the caller's thread.
@@ -72,6 +81,24 @@ impl LocalReads {
                 seq: e.seq,
                 value: e.value,
             })),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// [`LocalReads::lookup`] that hands `f` the value's bytes (`None`: a tombstone or no
+    /// such key) instead of a copy: a value in memory is read where it lies, so a get that
+    /// decodes it copies it once, not twice.
+    pub fn lookup_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let from_memory = self
+            .view
+            .with(key, |v| f.take().expect("called once")(v.value.as_deref()));
+        if from_memory.is_some() {
+            return from_memory;
+        }
+        let f = f.expect("not called: memory did not hold the key");
+        match self.tables.get_cached(key) {
+            Some(Ok(e)) => Some(f(e.as_ref().and_then(|e| e.value.as_deref()))),
             Some(Err(_)) | None => None,
         }
     }
@@ -241,6 +268,8 @@ pub(super) mod tests {
                 Some(b"v1".to_vec()),
                 "a direct read saw v2 before its ack"
             );
+            let in_place = reads.lookup_with(b"k", |v| v.map(<[u8]>::to_vec)).unwrap();
+            assert_eq!(in_place, direct, "a read in place saw v2 before its ack");
             let via_actor = addr
                 .send(Get { key: b"k".to_vec() })
                 .await
@@ -256,5 +285,10 @@ pub(super) mod tests {
         open_gate.send(()).unwrap();
         second.await.unwrap().unwrap().unwrap();
         assert_eq!(value(reads.lookup(b"k").unwrap()), Some(b"v2".to_vec()));
+        let in_place = reads.lookup_with(b"k", |v| v.map(<[u8]>::to_vec));
+        assert_eq!(in_place, Some(Some(b"v2".to_vec())));
+        // Not in memory, and no table can hold it: answered without the actor, as lookup.
+        assert_eq!(reads.lookup(b"absent"), Some(None));
+        assert_eq!(reads.lookup_with(b"absent", |v| v.is_none()), Some(true));
     }
 }
