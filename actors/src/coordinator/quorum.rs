@@ -124,6 +124,9 @@ pub struct GetTracker<O: Lattice> {
     r: usize,
     after: Option<O::Context>,
     answers: BTreeMap<String, Result<Option<O>, String>>,
+    /// The join of the successful answers so far, kept as they arrive: an answer the join
+    /// already descends from (the common case, equal replicas) costs no copy.
+    joined: Option<O>,
     replied: bool,
 }
 
@@ -136,6 +139,7 @@ impl<O: Lattice> GetTracker<O> {
             r,
             after,
             answers: BTreeMap::new(),
+            joined: None,
             replied: false,
         }
     }
@@ -144,14 +148,15 @@ impl<O: Lattice> GetTracker<O> {
         self.answers.values().filter(|a| a.is_ok()).count()
     }
 
-    fn joined(&self) -> Option<O> {
-        self.answers
-            .values()
-            .filter_map(|a| a.as_ref().ok().and_then(Option::as_ref))
-            .fold(None, |acc: Option<O>, o| match acc {
-                None => Some(o.clone()),
-                Some(a) => Some(a.join(o)),
-            })
+    /// Joins an answer into [`GetTracker::joined`]: `join` leaves a version that already
+    /// descends from `o` as it is (the lattice order), so that case is a comparison only.
+    fn join_in(&mut self, o: &O) {
+        self.joined = match self.joined.take() {
+            None => Some(o.clone()),
+            Some(j) if j.descends(o) => Some(j),
+            Some(j) if o.descends(&j) => Some(o.clone()),
+            Some(j) => Some(j.join(o)),
+        };
     }
 
     fn covers_after(&self, joined: &Option<O>) -> bool {
@@ -189,6 +194,9 @@ impl<O: Lattice> GetTracker<O> {
         if !self.replicas.iter().any(|n| n == node) || self.answers.contains_key(node) {
             return Progress::Pending;
         }
+        if let Ok(Some(o)) = &answer {
+            self.join_in(o);
+        }
         self.answers.insert(node.to_string(), answer);
         self.check(false)
     }
@@ -206,9 +214,8 @@ impl<O: Lattice> GetTracker<O> {
         let outstanding = self.replicas.len() - self.answers.len();
         let no_more = deadline || outstanding == 0;
         let outcome = if ok >= self.r {
-            let joined = self.joined();
-            if self.covers_after(&joined) {
-                GetOutcome::Found(joined)
+            if self.covers_after(&self.joined) {
+                GetOutcome::Found(self.joined.clone())
             } else if no_more {
                 GetOutcome::NotCaughtUp(self.failure(self.r))
             } else {
@@ -238,7 +245,7 @@ impl<O: Lattice> GetTracker<O> {
         if self.ok_count() <= 1 {
             return None;
         }
-        let joined = self.joined()?;
+        let joined = self.joined.as_ref()?;
         // A delete marker is not sent to a replica that answered "not found": that may be
         // a replica whose marker tombstone GC purged, and sending it back would undo the
         // purge. It reads the same, and a replica still holding an older value is sent
@@ -248,13 +255,13 @@ impl<O: Lattice> GetTracker<O> {
             .answers
             .iter()
             .filter_map(|(n, a)| match a {
-                Ok(Some(o)) if o.descends(&joined) => None,
+                Ok(Some(o)) if o.descends(joined) => None,
                 Ok(None) if deleted => None,
                 Ok(_) => Some(n.clone()),
                 Err(_) => None,
             })
             .collect();
-        (!stale.is_empty()).then_some((joined, stale))
+        (!stale.is_empty()).then(|| (joined.clone(), stale))
     }
 }
 

@@ -176,27 +176,38 @@ proptest! {
     #[test]
     fn get_replies_once_and_found_means_r_answers(
         r in 1usize..=3,
-        answers in proptest::collection::vec((0usize..4, any::<bool>(), 0u32..4), 0..8),
+        answers in proptest::collection::vec((0usize..4, any::<bool>(), 0u32..16), 0..8),
         timeout_at in 0usize..9,
     ) {
         let names = ["a", "b", "c", "x"];
         let mut t = GetTracker::new(three(), r, None);
         let mut replies = Vec::new();
         let mut ok_nodes = BTreeSet::new();
+        // The model join: the union of every accepted successful answer so far.
+        let mut union = BTreeSet::new();
         for (i, (node, ok, v)) in answers.iter().enumerate() {
             if i == timeout_at {
-                if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len())); }
+                if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len(), union.clone())); }
             }
-            let ans = if *ok { Ok(set(&[*v])) } else { Err("e".to_string()) };
+            // An answer is the set of the bits of v: answers above, below and beside others.
+            let bits: Vec<u32> = (0..4).filter(|b| v & (1 << b) != 0).collect();
+            let ans = if *ok { Ok(set(&bits)) } else { Err("e".to_string()) };
             let first = *node < 3 && !t.answers.contains_key(names[*node]);
-            if let Progress::Reply(o) = t.add_answer(names[*node], ans) { replies.push((o, ok_nodes.len() + usize::from(*ok && first))); }
+            if *ok && first { union.extend(bits.iter().copied()); }
+            if let Progress::Reply(o) = t.add_answer(names[*node], ans) { replies.push((o, ok_nodes.len() + usize::from(*ok && first), union.clone())); }
             if *ok && first { ok_nodes.insert(*node); }
         }
-        if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len())); }
+        if let Progress::Reply(o) = t.timed_out() { replies.push((o, ok_nodes.len(), union.clone())); }
         prop_assert_eq!(replies.len(), 1, "exactly one reply: {:?}", replies);
-        let (outcome, oks) = &replies[0];
+        if let Some((joined, _)) = t.repair() {
+            prop_assert_eq!(joined.0, union.clone(), "repair sends the join of every answer");
+        }
+        let (outcome, oks, union_then) = &replies[0];
         match outcome {
-            GetOutcome::Found(_) => prop_assert!(*oks >= r),
+            GetOutcome::Found(j) => {
+                prop_assert!(*oks >= r);
+                prop_assert_eq!(j.as_ref().map(|j| j.0.clone()), Some(union_then.clone()), "the reply is the join of the answers");
+            }
             GetOutcome::Unavailable(f) => prop_assert!(f.got < r),
             GetOutcome::NotCaughtUp(_) => prop_assert!(false, "no after context"),
         }
