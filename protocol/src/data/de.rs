@@ -18,6 +18,27 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor}
 use serde_bytes::ByteBuf;
 use std::fmt;
 
+/// `Deserialize` for `$t` from a map, read by `$visit` (field by field, any order).
+macro_rules! from_map {
+    ($t:ty, $expecting:literal, $visit:ident) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $visit(map)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
 /// Every name a data message uses, as a field or as a tag value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Name {
@@ -156,170 +177,144 @@ fn unknown<T, E: de::Error>(field: &'static str, known: &'static [&'static str])
     )))
 }
 
-impl<'de> Deserialize<'de> for DataMsg {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DataMsg, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DataMsg;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a data message: a map of t, id and req or resp")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataMsg, A::Error> {
-                let (mut t, mut id, mut req, mut resp) = (None, None, None, None);
-                while let Some(name) = map.next_key::<Name>()? {
-                    match name {
-                        Name::T => fill(&mut map, &mut t, "t")?,
-                        Name::Id => fill(&mut map, &mut id, "id")?,
-                        Name::Req => fill(&mut map, &mut req, "req")?,
-                        Name::Resp => fill(&mut map, &mut resp, "resp")?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                let id = need(id, "id")?;
-                match variant(t, "t", &["req", "resp"])? {
-                    Name::Req => Ok(DataMsg::Req {
-                        id,
-                        req: need(req, "req")?,
-                    }),
-                    Name::Resp => Ok(DataMsg::Resp {
-                        id,
-                        resp: need(resp, "resp")?,
-                    }),
-                    _ => unknown("t", &["req", "resp"]),
-                }
+from_map!(
+    DataMsg,
+    "a data message: a map of t, id and req or resp",
+    msg_from_map
+);
+
+fn msg_from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<DataMsg, A::Error> {
+    let (mut t, mut id, mut req, mut resp) = (None, None, None, None);
+    while let Some(name) = map.next_key::<Name>()? {
+        match name {
+            Name::T => fill(&mut map, &mut t, "t")?,
+            Name::Id => fill(&mut map, &mut id, "id")?,
+            Name::Req => fill(&mut map, &mut req, "req")?,
+            Name::Resp => fill(&mut map, &mut resp, "resp")?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_map(V)
+    }
+    let id = need(id, "id")?;
+    match variant(t, "t", &["req", "resp"])? {
+        Name::Req => Ok(DataMsg::Req {
+            id,
+            req: need(req, "req")?,
+        }),
+        Name::Resp => Ok(DataMsg::Resp {
+            id,
+            resp: need(resp, "resp")?,
+        }),
+        _ => unknown("t", &["req", "resp"]),
     }
 }
 
-impl<'de> Deserialize<'de> for DataReq {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DataReq, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DataReq;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a data request: a map with op")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataReq, A::Error> {
-                let mut op = None;
-                let (mut key, mut object, mut primary) = (None::<ByteBuf>, None::<ByteBuf>, None);
-                let (mut value, mut context) = (None::<Option<ByteBuf>>, None::<Option<ByteBuf>>);
-                let (mut w, mut typed) = (None::<Option<Quorum>>, None::<Option<TypedOp>>);
-                let (mut prefix, mut after) = (None::<Option<ByteBuf>>, None::<Option<ByteBuf>>);
-                let (mut limit, mut partitions) = (None, None);
-                while let Some(name) = map.next_key::<Name>()? {
-                    match name {
-                        Name::Op => fill(&mut map, &mut op, "op")?,
-                        Name::Key => fill(&mut map, &mut key, "key")?,
-                        Name::Object => fill(&mut map, &mut object, "object")?,
-                        Name::Primary => fill(&mut map, &mut primary, "primary")?,
-                        Name::Value => fill_opt(&mut map, &mut value, "value")?,
-                        Name::Context => fill_opt(&mut map, &mut context, "context")?,
-                        Name::W => fill_opt(&mut map, &mut w, "w")?,
-                        Name::Typed => fill_opt(&mut map, &mut typed, "typed")?,
-                        Name::Prefix => fill_opt(&mut map, &mut prefix, "prefix")?,
-                        Name::After => fill_opt(&mut map, &mut after, "after")?,
-                        Name::Limit => fill(&mut map, &mut limit, "limit")?,
-                        Name::Partitions => fill(&mut map, &mut partitions, "partitions")?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                const OPS: &[&str] = &["get", "put", "coordinate", "hint", "keys"];
-                Ok(match variant(op, "op", OPS)? {
-                    Name::Get => DataReq::Get {
-                        key: bytes(need(key, "key")?),
-                    },
-                    Name::Put => DataReq::Put {
-                        key: bytes(need(key, "key")?),
-                        object: bytes(need(object, "object")?),
-                    },
-                    Name::Coordinate => DataReq::Coordinate {
-                        key: bytes(need(key, "key")?),
-                        value: value.flatten().map(bytes),
-                        context: context.flatten().map(bytes),
-                        w: w.flatten(),
-                        typed: typed.flatten(),
-                    },
-                    Name::Hint => DataReq::Hint {
-                        primary: need(primary, "primary")?,
-                        key: bytes(need(key, "key")?),
-                        object: bytes(need(object, "object")?),
-                    },
-                    Name::Keys => DataReq::Keys {
-                        prefix: prefix.flatten().map(bytes),
-                        after: after.flatten().map(bytes),
-                        limit: need(limit, "limit")?,
-                        partitions: need(partitions, "partitions")?,
-                    },
-                    _ => return unknown("op", OPS),
-                })
+from_map!(DataReq, "a data request: a map with op", req_from_map);
+
+fn req_from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<DataReq, A::Error> {
+    let mut op = None;
+    let (mut key, mut object, mut primary) = (None::<ByteBuf>, None::<ByteBuf>, None);
+    let (mut value, mut context) = (None::<Option<ByteBuf>>, None::<Option<ByteBuf>>);
+    let (mut w, mut typed) = (None::<Option<Quorum>>, None::<Option<TypedOp>>);
+    let (mut prefix, mut after) = (None::<Option<ByteBuf>>, None::<Option<ByteBuf>>);
+    let (mut limit, mut partitions) = (None, None);
+    while let Some(name) = map.next_key::<Name>()? {
+        match name {
+            Name::Op => fill(&mut map, &mut op, "op")?,
+            Name::Key => fill(&mut map, &mut key, "key")?,
+            Name::Object => fill(&mut map, &mut object, "object")?,
+            Name::Primary => fill(&mut map, &mut primary, "primary")?,
+            Name::Value => fill_opt(&mut map, &mut value, "value")?,
+            Name::Context => fill_opt(&mut map, &mut context, "context")?,
+            Name::W => fill_opt(&mut map, &mut w, "w")?,
+            Name::Typed => fill_opt(&mut map, &mut typed, "typed")?,
+            Name::Prefix => fill_opt(&mut map, &mut prefix, "prefix")?,
+            Name::After => fill_opt(&mut map, &mut after, "after")?,
+            Name::Limit => fill(&mut map, &mut limit, "limit")?,
+            Name::Partitions => fill(&mut map, &mut partitions, "partitions")?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_map(V)
     }
+    const OPS: &[&str] = &["get", "put", "coordinate", "hint", "keys"];
+    Ok(match variant(op, "op", OPS)? {
+        Name::Get => DataReq::Get {
+            key: bytes(need(key, "key")?),
+        },
+        Name::Put => DataReq::Put {
+            key: bytes(need(key, "key")?),
+            object: bytes(need(object, "object")?),
+        },
+        Name::Coordinate => DataReq::Coordinate {
+            key: bytes(need(key, "key")?),
+            value: value.flatten().map(bytes),
+            context: context.flatten().map(bytes),
+            w: w.flatten(),
+            typed: typed.flatten(),
+        },
+        Name::Hint => DataReq::Hint {
+            primary: need(primary, "primary")?,
+            key: bytes(need(key, "key")?),
+            object: bytes(need(object, "object")?),
+        },
+        Name::Keys => DataReq::Keys {
+            prefix: prefix.flatten().map(bytes),
+            after: after.flatten().map(bytes),
+            limit: need(limit, "limit")?,
+            partitions: need(partitions, "partitions")?,
+        },
+        _ => return unknown("op", OPS),
+    })
 }
 
-impl<'de> Deserialize<'de> for DataResp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DataResp, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DataResp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a data response: a map with r")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataResp, A::Error> {
-                let mut r = None;
-                let mut object = None::<Option<ByteBuf>>;
-                let (mut context, mut values) = (None::<ByteBuf>, None::<Option<Vec<ByteBuf>>>);
-                let mut typed = None::<Option<ByteBuf>>;
-                let (mut entries, mut last) = (None::<Vec<KeyEntry>>, None::<Option<ByteBuf>>);
-                let (mut code, mut msg) = (None::<String>, None::<String>);
-                while let Some(name) = map.next_key::<Name>()? {
-                    match name {
-                        Name::R => fill(&mut map, &mut r, "r")?,
-                        Name::Object => fill_opt(&mut map, &mut object, "object")?,
-                        Name::Context => fill(&mut map, &mut context, "context")?,
-                        Name::Values => fill_opt(&mut map, &mut values, "values")?,
-                        Name::Typed => fill_opt(&mut map, &mut typed, "typed")?,
-                        Name::Entries => fill(&mut map, &mut entries, "entries")?,
-                        Name::Last => fill_opt(&mut map, &mut last, "last")?,
-                        Name::Code => fill(&mut map, &mut code, "code")?,
-                        Name::Msg => fill(&mut map, &mut msg, "msg")?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                const RS: &[&str] = &["object", "stored", "written", "keys", "failed"];
-                Ok(match variant(r, "r", RS)? {
-                    Name::Object => DataResp::Object {
-                        object: object.flatten().map(bytes),
-                    },
-                    Name::Stored => DataResp::Stored,
-                    Name::Written => DataResp::Written {
-                        context: bytes(need(context, "context")?),
-                        values: values.flatten(),
-                        typed: typed.flatten().map(bytes),
-                    },
-                    Name::Keys => DataResp::Keys {
-                        entries: need(entries, "entries")?,
-                        last: last.flatten().map(bytes),
-                    },
-                    Name::Failed => DataResp::Failed {
-                        code: need(code, "code")?,
-                        msg: need(msg, "msg")?,
-                    },
-                    _ => return unknown("r", RS),
-                })
+from_map!(DataResp, "a data response: a map with r", resp_from_map);
+
+fn resp_from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<DataResp, A::Error> {
+    let mut r = None;
+    let mut object = None::<Option<ByteBuf>>;
+    let (mut context, mut values) = (None::<ByteBuf>, None::<Option<Vec<ByteBuf>>>);
+    let mut typed = None::<Option<ByteBuf>>;
+    let (mut entries, mut last) = (None::<Vec<KeyEntry>>, None::<Option<ByteBuf>>);
+    let (mut code, mut msg) = (None::<String>, None::<String>);
+    while let Some(name) = map.next_key::<Name>()? {
+        match name {
+            Name::R => fill(&mut map, &mut r, "r")?,
+            Name::Object => fill_opt(&mut map, &mut object, "object")?,
+            Name::Context => fill(&mut map, &mut context, "context")?,
+            Name::Values => fill_opt(&mut map, &mut values, "values")?,
+            Name::Typed => fill_opt(&mut map, &mut typed, "typed")?,
+            Name::Entries => fill(&mut map, &mut entries, "entries")?,
+            Name::Last => fill_opt(&mut map, &mut last, "last")?,
+            Name::Code => fill(&mut map, &mut code, "code")?,
+            Name::Msg => fill(&mut map, &mut msg, "msg")?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_map(V)
     }
+    const RS: &[&str] = &["object", "stored", "written", "keys", "failed"];
+    Ok(match variant(r, "r", RS)? {
+        Name::Object => DataResp::Object {
+            object: object.flatten().map(bytes),
+        },
+        Name::Stored => DataResp::Stored,
+        Name::Written => DataResp::Written {
+            context: bytes(need(context, "context")?),
+            values: values.flatten(),
+            typed: typed.flatten().map(bytes),
+        },
+        Name::Keys => DataResp::Keys {
+            entries: need(entries, "entries")?,
+            last: last.flatten().map(bytes),
+        },
+        Name::Failed => DataResp::Failed {
+            code: need(code, "code")?,
+            msg: need(msg, "msg")?,
+        },
+        _ => return unknown("r", RS),
+    })
 }
 
 #[cfg(test)]
