@@ -438,13 +438,12 @@ impl Coordinator {
         let LocalOp { key, apply, done } = op;
         let actor = self.cfg.actor;
         let max_object = self.cfg.max_object_bytes;
-        let k = key.clone();
         let k2 = key.clone();
-        // Runs in the Memtable actor with the key's stored bytes (see `memtable::Update`);
-        // our key lock is what makes the read and the write one step.
+        // Runs in the Memtable actor with the key and its stored bytes (see
+        // `memtable::Update`); our key lock is what makes the read and the write one step.
         let compute: UpdateFn<LocalResult> =
             Box::new(
-                move |stored| match next_object(&k, stored, apply, actor, max_object) {
+                move |k, stored| match next_object(k, stored, apply, actor, max_object) {
                     Ok(Next::Unchanged(s)) => Change {
                         write: None,
                         out: Ok(s),

@@ -43,9 +43,9 @@ pub enum NewValue {
     Delete,
 }
 
-/// Computes the change from the key's current value (`None`: absent or deleted). Runs in
-/// the Memtable actor: keep it to CPU work on the one value.
-pub type UpdateFn<T> = Box<dyn FnOnce(Option<Vec<u8>>) -> Change<T> + Send>;
+/// Computes the change from the key and its current value (`None`: absent or deleted).
+/// Runs in the Memtable actor: keep it to CPU work on the one value.
+pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<Vec<u8>>) -> Change<T> + Send>;
 
 /// Reads `key`, runs `apply` on its value and stores what it returns (see the module docs;
 /// callers serialize updates per key). Sent inside an [`UpdateThen`].
@@ -153,7 +153,7 @@ impl MemtableActor {
         value: Option<Vec<u8>>,
         done: UpdateDone<T>,
     ) {
-        let Change { write, out } = (update.apply)(value);
+        let Change { write, out } = (update.apply)(&update.key, value);
         let Some(next) = write else {
             return done.call(Ok(out));
         };
@@ -265,7 +265,7 @@ mod tests {
     fn append(key: &str, suffix: &'static str) -> Update<Option<Vec<u8>>> {
         Update {
             key: key.as_bytes().to_vec(),
-            apply: Box::new(move |v: Option<Vec<u8>>| {
+            apply: Box::new(move |_: &[u8], v: Option<Vec<u8>>| {
                 let mut next = v.clone().unwrap_or_else(|| b"none".to_vec());
                 next.extend_from_slice(suffix.as_bytes());
                 Change {
@@ -303,7 +303,7 @@ mod tests {
         // No write: nothing changes.
         let read_only = Update {
             key: b"k0007".to_vec(),
-            apply: Box::new(|v: Option<Vec<u8>>| Change {
+            apply: Box::new(|_: &[u8], v: Option<Vec<u8>>| Change {
                 write: None,
                 out: v,
             }),
@@ -315,7 +315,7 @@ mod tests {
         // sees nothing.
         let purge = Update {
             key: b"k0002".to_vec(),
-            apply: Box::new(|v: Option<Vec<u8>>| Change {
+            apply: Box::new(|_: &[u8], v: Option<Vec<u8>>| Change {
                 write: Some(NewValue::Delete),
                 out: v,
             }),

@@ -530,7 +530,7 @@ impl Object {
     /// assert_ne!(a.clock_hash(), b.clock_hash());
     /// ```
     pub fn clock_hash(&self) -> u64 {
-        let h = blake3::hash(&self.encoded_context());
+        let h = vv::with_encoded_entries(self.clock(), blake3::hash);
         let first: [u8; 8] = h.as_bytes()[..8]
             .try_into()
             .expect("a blake3 hash has 32 bytes");

@@ -534,3 +534,20 @@ fn arb_vv() -> impl Strategy<Value = VersionVector> {
 }
 
 mod model;
+
+/// The clock hash is blake3 of the encoded context, whether the context is encoded on the
+/// stack (up to 13 actors) or on the heap (more), and with counters of every varint length.
+#[test]
+fn the_clock_hash_is_the_hash_of_the_encoded_context() {
+    let mut o = Object::new();
+    for a in 0..20u64 {
+        // Large actor ids and, for some, many writes: counters of one and two varint bytes.
+        let actor = ActorId(a.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        for _ in 0..(1 + (a % 3) * 100) {
+            o = put(&o, &o.context(), "v", actor);
+        }
+        let want = blake3::hash(&o.context().encode());
+        let want = u64::from_be_bytes(want.as_bytes()[..8].try_into().unwrap());
+        assert_eq!(o.clock_hash(), want, "{} actors", a + 1);
+    }
+}

@@ -273,6 +273,39 @@ impl<'de> Deserialize<'de> for VersionVector {
     }
 }
 
+/// `f` of the context bytes of `entries` (as [`encode_entries`]), encoded on the stack when
+/// they fit in 256 bytes (up to 13 actors): hashing a clock allocates nothing.
+pub(crate) fn with_encoded_entries<R>(
+    entries: impl ExactSizeIterator<Item = (ActorId, u64)>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    const STACK: usize = 256;
+    if 11 + entries.len() * 18 > STACK {
+        return f(&encode_entries(entries));
+    }
+    let mut buf = [0u8; STACK];
+    buf[0] = CONTEXT_FORMAT_V1;
+    let mut at = 1 + varint_into(&mut buf[1..], entries.len() as u64);
+    for (actor, counter) in entries {
+        buf[at..at + 8].copy_from_slice(&actor.0.to_be_bytes());
+        at += 8;
+        at += varint_into(&mut buf[at..], counter);
+    }
+    f(&buf[..at])
+}
+
+/// Writes `v` as [`put_varint`] does at the start of `out`; returns its length (at most 10).
+fn varint_into(out: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = (v as u8 & 0x7f) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
+}
+
 /// The context bytes of sorted, unique `(actor, counter)` pairs: what
 /// [`VersionVector::encode`] gives for them, without building the vector first.
 pub(crate) fn encode_entries(entries: impl ExactSizeIterator<Item = (ActorId, u64)>) -> Vec<u8> {
