@@ -151,15 +151,23 @@ async fn writes_are_readable_after_ack_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (life, arbiter) = start_life(dir.path(), 1 << 20, 64 << 20);
     let addr = life.addr.clone();
-    let mut acks = Vec::new();
-    for i in 0..50u32 {
-        acks.push(addr.send(Write {
-            key: format!("k{}", i % 10).into_bytes(),
-            value: Some(i.to_be_bytes().to_vec()),
-        }));
-    }
-    for a in acks {
-        a.await.unwrap().unwrap();
+    // Five rounds of ten writes in flight, one per key, each round acknowledged before the
+    // next is sent. (Not all fifty at once: past the mailbox's capacity actix's `send`
+    // queues a message only when its future is polled, while the actor, on its own
+    // thread, drains the mailbox and lets later sends in first, so two writes of one key
+    // could reach it in the other order.)
+    for round in 0..5u32 {
+        let mut acks = Vec::new();
+        for k in 0..10u32 {
+            let i = round * 10 + k;
+            acks.push(addr.send(Write {
+                key: format!("k{k}").into_bytes(),
+                value: Some(i.to_be_bytes().to_vec()),
+            }));
+        }
+        for a in acks {
+            a.await.unwrap().unwrap();
+        }
     }
     put(&addr, "k0", None).await;
     assert_eq!(get(&addr, "k9").await, Some(49u32.to_be_bytes().to_vec()));
