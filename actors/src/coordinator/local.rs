@@ -414,7 +414,7 @@ impl Coordinator {
         // From memory or the block cache, on this thread, without the Memtable's mailbox
         // (see `memtable::view`): `then` runs before this returns.
         if let Some(found) = self.local_reads.as_ref().and_then(|r| r.lookup(&key)) {
-            return then(self, Ok(found.and_then(|v| v.value)), ctx);
+            return then(self, Ok(found), ctx);
         }
         self.local_ops += 1;
         self.storage_counters.sent();

@@ -713,11 +713,7 @@ async fn direct_reads_see_every_acknowledged_write_across_seals_and_flushes() {
         // `None`: a block must be read from a file (the actor's disk path); fine, but what
         // memory or the cache answers must be the write just acknowledged.
         if let Some(got) = got {
-            assert_eq!(
-                got.and_then(|v| v.value),
-                Some(value(i).into_bytes()),
-                "{k}"
-            );
+            assert_eq!(got, Some(value(i).into_bytes()), "{k}");
         }
     }
     let stats = life.addr.send(GetMemtableStats).await.unwrap();

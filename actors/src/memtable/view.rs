@@ -40,12 +40,6 @@ impl MemView {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = tables;
     }
 
-    /// The newest version of `key` in memory, a tombstone included.
-    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
-        let list = self.0.read().unwrap_or_else(|p| p.into_inner());
-        list.iter().find_map(|t| t.get(key))
-    }
-
     /// `f` of the newest version of `key` in memory, run on it where it lies (under the
     /// table's read lock: keep `f` to CPU work); `None` when memory does not hold the key.
     pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Versioned) -> R) -> Option<R> {
@@ -68,26 +62,17 @@ impl LocalReads {
         LocalReads { view, tables }
     }
 
-    /// `Some` with the newest durable version of `key` (`None` inside: no such key; a
-    /// tombstone is `Some` with `value: None`) when memory, the bloom filters or the block
-    /// cache answer; `None` when a file must be read or the tables reported an error: send
-    /// the actor a `Get`, whose disk path reads it and names the file on an error.
-    pub fn lookup(&self, key: &[u8]) -> Option<Option<Versioned>> {
-        if let Some(v) = self.view.get(key) {
-            return Some(Some(v));
-        }
-        match self.tables.get_cached(key) {
-            Some(Ok(e)) => Some(e.map(|e| Versioned {
-                seq: e.seq,
-                value: e.value,
-            })),
-            Some(Err(_)) | None => None,
-        }
+    /// `Some` with the newest durable value of `key` (`None` inside: a tombstone or no such
+    /// key) when memory, the bloom filters or the block cache answer; `None` when a file must
+    /// be read or the tables reported an error: send the actor a `Get`, whose disk path
+    /// reads it and names the file on an error. A copy: [`LocalReads::lookup_with`] reads
+    /// it in place.
+    pub fn lookup(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.lookup_with(key, |v| v.map(<[u8]>::to_vec))
     }
 
-    /// [`LocalReads::lookup`] that hands `f` the value's bytes (`None`: a tombstone or no
-    /// such key) instead of a copy: a value in memory is read where it lies, so a get that
-    /// decodes it copies it once, not twice.
+    /// [`LocalReads::lookup`] that hands `f` the value's bytes where they lie instead of a
+    /// copy: a get that decodes a value from memory copies it once, not twice.
     pub fn lookup_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
         let mut f = Some(f);
         let from_memory = self
@@ -249,7 +234,7 @@ pub(super) mod tests {
             value: Some(v.as_bytes().to_vec()),
         };
         addr.send(write("v1")).await.unwrap().unwrap();
-        assert_eq!(value(reads.lookup(b"k").unwrap()), Some(b"v1".to_vec()));
+        assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v1".to_vec()));
 
         let (entered_tx, entered) = std_mpsc::channel();
         let (open_gate, open_rx) = std_mpsc::channel();
@@ -262,7 +247,7 @@ pub(super) mod tests {
             .unwrap();
         assert!(!second.is_finished());
         for _ in 0..100 {
-            let direct = value(reads.lookup(b"k").unwrap());
+            let direct = reads.lookup(b"k").unwrap();
             assert_eq!(
                 direct,
                 Some(b"v1".to_vec()),
@@ -284,7 +269,7 @@ pub(super) mod tests {
         }
         open_gate.send(()).unwrap();
         second.await.unwrap().unwrap().unwrap();
-        assert_eq!(value(reads.lookup(b"k").unwrap()), Some(b"v2".to_vec()));
+        assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v2".to_vec()));
         let in_place = reads.lookup_with(b"k", |v| v.map(<[u8]>::to_vec));
         assert_eq!(in_place, Some(Some(b"v2".to_vec())));
         // Not in memory, and no table can hold it: answered without the actor, as lookup.
