@@ -20,6 +20,7 @@
 //!   the states a power cut could leave, for the crash-consistency test.
 //! - [`stats`]: per-actor counters shown by `troupe admin actors` and the metrics endpoint.
 //! - [`backoff`]: pure exponential backoff and the retry gate of failing background work.
+//! - [`idmap`]: fast deterministic hash maps for keys the node makes (peer ids, block ids).
 //!
 //! Actors receive typed actix messages; the same types cross the network as MessagePack
 //! (see the `troupe-protocol` crate). Blocking disk I/O never runs on an actor's event loop:
@@ -39,6 +40,7 @@ pub mod flusher;
 pub mod gc;
 pub mod handoff;
 pub mod hints;
+pub mod idmap;
 pub mod layout;
 pub mod membership;
 pub mod memtable;

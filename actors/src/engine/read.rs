@@ -18,7 +18,9 @@ use std::sync::Arc;
 use crate::engine::entry::Entry;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::sstable::bloom::key_hash;
-use crate::engine::sstable::{Probe, TableIter, TableMeta, TableReader};
+use smallvec::SmallVec;
+
+use crate::engine::sstable::{EntryRef, Hit, Probe, TableIter, TableMeta, TableReader};
 use crate::engine::version::Version;
 
 /// A sorted stream of entries (key asc, seq desc) from one source.
@@ -61,19 +63,23 @@ pub fn get(version: &Version, tables: &dyn TableSource, key: &[u8]) -> Result<Op
 /// [`get`] from memory alone (bloom filters and the block cache): `None` when it would
 /// need to read a data block from a file, so the caller reads off the event loop instead
 /// (and that read counts the lookup). Counters are bumped only for an answer given here.
-pub fn get_cached(
+/// `f` gets the newest entry where it lies in its cached block (no copy); `hash` is the
+/// key's [`key_hash`], which the caller may already hold.
+pub fn get_cached_with<R>(
     version: &Version,
     tables: &dyn TableSource,
     key: &[u8],
-) -> Option<Result<Option<Entry>>> {
-    let hash = key_hash(key);
-    let mut probed: Vec<(Arc<TableReader>, Probe)> = Vec::new();
+    hash: (u64, u64),
+    f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+) -> Option<Result<R>> {
+    // One probe per level at most, and L0 is kept short by compaction: inline, no heap.
+    let mut probed: SmallVec<[(Arc<TableReader>, Probe); 8]> = SmallVec::new();
     let candidates = version
         .level(0)
         .iter()
         .filter(|t| t.may_contain_key(key))
         .chain((1..version.num_levels()).filter_map(|level| version.table_for_key(level, key)));
-    let mut answer = None;
+    let mut hit = None;
     for t in candidates {
         let reader = match tables.table(t.id) {
             Ok(r) => r,
@@ -82,14 +88,14 @@ pub fn get_cached(
         let (found, probe) = reader.get_cached(key, hash)?;
         probed.push((reader, probe));
         if found.is_some() {
-            answer = found;
+            hit = found;
             break;
         }
     }
     for (reader, probe) in probed {
         reader.count(probe);
     }
-    Some(Ok(answer))
+    Some(Ok(f(hit.as_ref().map(Hit::entry))))
 }
 
 /// Sources over `version` for `[start, end)`: one per L0 table (newest first), then one

@@ -36,7 +36,6 @@
 //! lookup never waits for a commit's fsync; `compaction` serialises compactions.
 //! Order: state -> readers -> current.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -53,11 +52,14 @@ use crate::engine::io::{self, Io};
 use crate::engine::manifest::{Manifest, MANIFEST_NAME};
 use crate::engine::rate_limit::{RateLimiter, SystemClock};
 use crate::engine::read::{self, EntryIter, MergeIter, TableSource};
+use crate::engine::sstable::bloom::key_hash;
 use crate::engine::sstable::{
-    fsync_dir, table_path, ReadCounters, TableMeta, TableReader, TableWriter, TableWriterOptions,
+    fsync_dir, table_path, EntryRef, ReadCounters, TableMeta, TableReader, TableWriter,
+    TableWriterOptions,
 };
 use crate::engine::stats::{bump, read as load, EngineStats, LevelStats, WriteCounters};
 use crate::engine::version::{Edit, Version, VersionSet, DEFAULT_NUM_LEVELS};
+use crate::idmap::IdMap;
 
 #[derive(Clone)]
 pub struct TablesOptions {
@@ -131,7 +133,7 @@ pub struct Tables {
     /// The installed version, readable without `state` (which a commit holds across the
     /// MANIFEST fsync): replaced under `state` right after every install.
     current: RwLock<Arc<Version>>,
-    readers: RwLock<HashMap<u64, Arc<TableReader>>>,
+    readers: RwLock<IdMap<u64, Arc<TableReader>>>,
     cache: Option<Arc<BlockCache>>,
     counters: Arc<ReadCounters>,
     writes: WriteCounters,
@@ -206,7 +208,7 @@ impl Tables {
         let cache =
             (opts.block_cache_bytes > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_bytes)));
         let counters = Arc::new(ReadCounters::default());
-        let mut readers = HashMap::new();
+        let mut readers = IdMap::default();
         for t in version.tables() {
             let r = TableReader::open(
                 &table_path(dir, t.id),
@@ -462,12 +464,17 @@ impl Tables {
         read::get(&v, self, key)
     }
 
-    /// [`get`](Self::get) without I/O (see [`read::get_cached`]): `None` when a data block
-    /// would have to be read from a file. The Memtable actor answers the rest on its own
-    /// event loop, sparing them a trip through the disk-read queue.
-    pub fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Entry>>> {
+    /// [`get`](Self::get) without I/O (see [`read::get_cached_with`]), handing `f` the
+    /// entry where it lies in its cached block: `None` when a data block would have to be
+    /// read from a file. The Memtable actor answers the rest on its own event loop, sparing
+    /// them a trip through the disk-read queue.
+    pub fn get_cached_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+    ) -> Option<Result<R>> {
         let v = self.current_version();
-        read::get_cached(&v, self, key)
+        read::get_cached_with(&v, self, key, key_hash(key), f)
     }
 
     /// User-view scan of `[start, end)` merging `extra` (memtable iterators, newest first)

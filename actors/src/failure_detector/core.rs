@@ -19,8 +19,8 @@
 //! - `lhm` stays within `0..=awareness_max_multiplier`.
 //! - Randomness comes only from the seeded `StdRng`; time only from `now`.
 
+use crate::idmap::IdMap;
 use crate::membership::config::SwimConfig;
-use crate::membership::idmap::IdMap;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

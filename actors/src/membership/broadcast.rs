@@ -8,7 +8,7 @@
 //! update is dropped after its retransmit limit (a larger one for refutations); `estimate_update_size` is an upper bound
 //! of the update's MessagePack (named) encoding.
 
-use super::idmap::IdMap;
+use crate::idmap::IdMap;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use troupe_protocol::swim::{NodeId, Status, Update};

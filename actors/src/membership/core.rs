@@ -22,7 +22,7 @@
 
 use super::broadcast::Broadcasts;
 pub use super::broadcast::{compact, estimate_update_size, is_compact, MESSAGE_HEADER_BYTES};
-use super::idmap::IdMap;
+use crate::idmap::IdMap;
 use crate::membership::config::SwimConfig;
 use troupe_protocol::swim::{MemberInfo, NodeId, Status, Update};
 

@@ -25,9 +25,9 @@
 use super::config::SwimConfig;
 use super::core::estimate_update_size;
 use super::core::{MemberEvent, MemberList, Merge};
-use super::idmap::IdMap;
 use crate::failure_detector::core::DetectorOutput;
 use crate::failure_detector::inputs::ToDetector;
+use crate::idmap::IdMap;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

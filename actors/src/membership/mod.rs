@@ -3,7 +3,6 @@
 //! - [`core`]: the pure member table (merge rules, digest, reaping, events).
 //! - [`broadcast`]: the gossip retransmit queue and its byte estimates.
 //! - [`driver`]: the pure membership half of a SWIM node ([`driver::MembershipCore`]).
-//! - [`idmap`]: deterministic fast hash maps for node-id keys.
 //! - [`config`]: SWIM / Lifeguard tuning ([`config::SwimConfig`]).
 //! - [`actor`]: the Membership actor that drives the core with real time and sockets, and
 //!   [`start`] that wires it to the FailureDetector actor.
@@ -12,7 +11,6 @@ pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod driver;
-pub mod idmap;
 
 use crate::failure_detector::actor::FailureDetectorActor;
 use crate::failure_detector::core::Detector;

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::engine::read::EntryIter;
+use crate::engine::sstable::EntryRef;
 use pipeline::{Admit, Effect, RotateRefused};
 use reads::{DiskReads, QueueFull};
 use std::sync::atomic::Ordering;
@@ -336,11 +337,14 @@ impl MemtableActor {
         if let Some(v) = self.memory().find_map(|t| t.get(key)) {
             return Lookup::Memory(Some(v));
         }
-        match self.tables.get_cached(key) {
-            Some(Ok(e)) => Lookup::Memory(e.map(|e| Versioned {
+        let versioned = |e: Option<EntryRef<'_>>| {
+            e.map(|e| Versioned {
                 seq: e.seq,
-                value: e.value,
-            })),
+                value: e.value.map(<[u8]>::to_vec),
+            })
+        };
+        match self.tables.get_cached_with(key, versioned) {
+            Some(Ok(v)) => Lookup::Memory(v),
             // Errors are reported by the disk path, which names the file.
             Some(Err(_)) | None => {
                 self.disk_lookups += 1;

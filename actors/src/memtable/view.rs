@@ -82,8 +82,11 @@ impl LocalReads {
             return from_memory;
         }
         let f = f.expect("not called: memory did not hold the key");
-        match self.tables.get_cached(key) {
-            Some(Ok(e)) => Some(f(e.as_ref().and_then(|e| e.value.as_deref()))),
+        match self
+            .tables
+            .get_cached_with(key, |e| f(e.and_then(|e| e.value)))
+        {
+            Some(Ok(r)) => Some(r),
             Some(Err(_)) | None => None,
         }
     }

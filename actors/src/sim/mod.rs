@@ -20,9 +20,9 @@
 pub mod node;
 pub mod scenarios;
 
+use crate::idmap::IdMap;
 use crate::membership::config::SwimConfig;
 use crate::membership::core::MemberEvent;
-use crate::membership::idmap::IdMap;
 use node::NodeTimer as Timer;
 use node::{Effect, Node};
 use rand::rngs::StdRng;

@@ -75,6 +75,15 @@ impl BlockBuilder {
     }
 }
 
+/// One entry's version and value, borrowed from where it is stored (a block, or a
+/// memtable under its read lock): what a point lookup hands its caller instead of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub seq: u64,
+    /// `None`: a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
 /// Where one entry lives inside a decoded [`Block`].
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -148,12 +157,25 @@ impl Block {
         lo
     }
 
+    /// Index of the first (newest) entry for exactly `key`.
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        let i = self.lower_bound(key);
+        (i < self.len() && self.key(i) == key).then_some(i)
+    }
+
     /// The first (newest) entry for exactly `key`.
     pub fn find(&self, key: &[u8]) -> Option<Entry> {
-        let i = self.lower_bound(key);
-        (i < self.len() && self.key(i) == key)
-            .then(|| self.entry(i))
-            .flatten()
+        self.position(key).and_then(|i| self.entry(i))
+    }
+
+    /// Entry `i` where it lies in the block (`i < len()`): no copy.
+    pub fn entry_ref(&self, i: usize) -> EntryRef<'_> {
+        let s = &self.slots[i];
+        let value = (s.value_len != TOMBSTONE).then(|| {
+            let off = s.value_off as usize;
+            &self.raw[off..off + s.value_len as usize]
+        });
+        EntryRef { seq: s.seq, value }
     }
 
     /// An empty block with the given cache charge (cache tests).

@@ -27,7 +27,8 @@ pub mod format;
 pub mod reader;
 pub mod writer;
 
-pub use reader::{Probe, ReadCounters, TableIter, TableReader};
+pub use block::EntryRef;
+pub use reader::{Hit, Probe, ReadCounters, TableIter, TableReader};
 pub use writer::{TableWriter, TableWriterOptions};
 
 use std::path::{Path, PathBuf};

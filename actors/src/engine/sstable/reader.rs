@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::block::{decode_block, Block};
+use super::block::{decode_block, Block, EntryRef};
 use super::bloom::{key_hash, BloomFilter};
 use super::format::{decode_index, BlockHandle, Footer, TableProps, FOOTER_LEN};
 use crate::engine::cache::BlockCache;
@@ -41,6 +41,19 @@ pub enum Probe {
     BloomUseless { cached: bool },
     /// The key was there.
     Found { cached: bool },
+}
+
+/// A key found in a cached block: the block, held, and the entry's index in it.
+pub struct Hit {
+    block: Arc<Block>,
+    index: usize,
+}
+
+impl Hit {
+    /// The entry where it lies in the block.
+    pub fn entry(&self) -> EntryRef<'_> {
+        self.block.entry_ref(self.index)
+    }
 }
 
 /// Where a key could be in one table.
@@ -204,9 +217,10 @@ impl TableReader {
 
     /// `get_hashed` from memory alone, counting nothing yet: `None` when the answer needs
     /// a data block that is not in the block cache (the caller then redoes the lookup off
-    /// the event loop with `get_hashed`, which counts it). Otherwise the entry and what the
-    /// probe adds to the read counters, for [`count`](Self::count) once the lookup is final.
-    pub fn get_cached(&self, key: &[u8], hash: (u64, u64)) -> Option<(Option<Entry>, Probe)> {
+    /// the event loop with `get_hashed`, which counts it). Otherwise where the entry lies
+    /// (read it with [`Hit::entry`], no copy) and what the probe adds to the read counters,
+    /// for [`count`](Self::count) once the lookup is final.
+    pub fn get_cached(&self, key: &[u8], hash: (u64, u64)) -> Option<(Option<Hit>, Probe)> {
         Some(match self.locate(key, hash) {
             Located::RuledOut => (None, Probe::BloomUseful),
             Located::NotHere => (None, Probe::BloomUseless { cached: false }),
@@ -215,12 +229,10 @@ impl TableReader {
                     .cache
                     .as_ref()?
                     .peek((self.id, self.index[idx].offset))?;
-                let found = block.find(key);
-                let probe = match found {
-                    Some(_) => Probe::Found { cached: true },
-                    None => Probe::BloomUseless { cached: true },
-                };
-                (found, probe)
+                match block.position(key) {
+                    Some(index) => (Some(Hit { block, index }), Probe::Found { cached: true }),
+                    None => (None, Probe::BloomUseless { cached: true }),
+                }
             }
         })
     }

@@ -1,11 +1,13 @@
-//! Fast, deterministic hash maps keyed by node ids.
+//! Fast, deterministic hash maps for keys the node makes itself.
 //!
 //! Owns: [`IdHasher`] (the Fx hash rustc uses) and the [`IdMap`] / [`IdSet`] aliases.
 //! Membership tables are looked up on every piggybacked update, so the std SipHash (and a
-//! `BTreeMap`'s string comparisons) dominated the N=1000 simulation. Invariants: the hasher
-//! has no random state, so iteration order depends only on the sequence of operations and
-//! the seeded simulation stays deterministic. It is not DoS-resistant; keys are ids of
-//! authenticated cluster peers, whose number is bounded by the table itself.
+//! `BTreeMap`'s string comparisons) dominated the N=1000 simulation; the block cache is
+//! probed on every read from a table. Invariants: the hasher has no random state, so
+//! iteration order depends only on the sequence of operations and the seeded simulation
+//! stays deterministic. It is not DoS-resistant, so its keys are never chosen by a client:
+//! ids of authenticated cluster peers (bounded by the table itself) and the node's own
+//! (table id, block offset) pairs.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
