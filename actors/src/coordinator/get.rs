@@ -203,7 +203,7 @@ impl Coordinator {
                 self.arm_deadline(repair, self.cfg.request_timeout, ctx);
             }
             _ => {
-                self.requests.remove(&repair);
+                self.forget(repair);
             }
         }
     }

@@ -10,6 +10,7 @@
 //! Pieces:
 //! - [`quorum`]: the pure quorum bookkeeping of one request (when to answer, read repair).
 //! - [`keylocks`]: per-key exclusion for the replica's read-modify-write.
+//! - `deadlines`: when each request in flight times out (pure).
 //! - [`placement`]: the partition table over the current ring members.
 //! - `requests`: request bookkeeping, the coordinated and the forwarded write, deadlines.
 //! - `get`: the quorum read and its read repair.
@@ -38,6 +39,7 @@
 
 mod ae_hooks;
 mod api;
+mod deadlines;
 pub use ae_hooks::{JoinLocal, LocalWrites, WritesDrained};
 pub use api::*;
 pub mod describe;
@@ -55,6 +57,7 @@ mod replica;
 mod requests;
 mod sloppy;
 
+use crate::idmap::IdMap;
 use crate::memtable::{Get, UpdateThen};
 use crate::peer::{DataInbound, PeerTransport};
 use crate::ring::PartitionConfig;
@@ -63,7 +66,6 @@ use actix::prelude::*;
 use keylocks::KeyLocks;
 use placement::{Placement, RingInputs};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,16 +104,17 @@ pub struct Coordinator {
     /// primaries only and `Hint` requests are refused.
     hints: Option<Recipient<crate::hints::StoreHint>>,
     next_id: u64,
-    /// Client-level requests in flight (gets, coordinated writes, forwards).
-    requests: HashMap<u64, requests::Request>,
+    /// Client-level requests in flight (gets, coordinated writes, forwards). Ids are ours,
+    /// so a fast unkeyed hash.
+    requests: IdMap<u64, requests::Request>,
     /// Our outstanding peer RPCs by rpc id.
-    rpcs: HashMap<u64, requests::OutRpc>,
+    rpcs: IdMap<u64, requests::OutRpc>,
     /// Data messages waiting for this turn's flush, per destination.
-    outbox: HashMap<NodeId, Vec<DataMsg>>,
+    outbox: IdMap<NodeId, Vec<DataMsg>>,
     flush_scheduled: bool,
-    /// Request deadlines, soonest first, checked by one periodic tick (per-request timers
-    /// in the actor's context would be polled on every message).
-    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(std::time::Instant, u64)>>,
+    /// When each request in flight times out, checked by one periodic tick (timers in
+    /// the actor's context would be polled on every message).
+    deadlines: deadlines::Deadlines,
     locks: KeyLocks<local::LocalOp>,
     /// Local operations (reads, joins) running or waiting.
     local_ops: usize,
@@ -178,11 +181,11 @@ impl Coordinator {
             // Random start: a late answer to the previous process's RPC (frames live up to
             // the data lane's max age) must not match a request of this one.
             next_id: rand::random::<u64>() >> 1,
-            requests: HashMap::new(),
-            rpcs: HashMap::new(),
-            outbox: HashMap::new(),
+            requests: IdMap::default(),
+            rpcs: IdMap::default(),
+            outbox: IdMap::default(),
             flush_scheduled: false,
-            deadlines: std::collections::BinaryHeap::new(),
+            deadlines: Default::default(),
             locks: KeyLocks::default(),
             local_ops: 0,
             repairs_inflight: 0,

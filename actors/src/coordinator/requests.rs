@@ -390,21 +390,16 @@ impl Coordinator {
         self.send(node, DataMsg::Req { id, req: body }, ctx);
     }
 
-    /// Request `req` times out `after` from now (see `expire_deadlines`).
+    /// Request `req` times out `after` from now, or earlier if it already had an earlier
+    /// deadline (see [`Deadlines::arm`](super::deadlines::Deadlines::arm)).
     pub(super) fn arm_deadline(&mut self, req: u64, after: Duration, _: &mut Context<Self>) {
-        self.deadlines
-            .push(std::cmp::Reverse((std::time::Instant::now() + after, req)));
+        self.deadlines.arm(req, std::time::Instant::now() + after);
     }
 
-    /// Fires every deadline that has passed (a periodic tick; see `Actor::started`).
-    /// Entries of requests that already finished are dropped on the way.
+    /// Fires every deadline that has passed, soonest first (a periodic tick; see
+    /// `Actor::started`). A deadline fires once; the handler may arm a new one.
     pub(super) fn expire_deadlines(&mut self, ctx: &mut Context<Self>) {
-        let now = std::time::Instant::now();
-        while let Some(std::cmp::Reverse((at, req))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
+        for req in self.deadlines.take_due(std::time::Instant::now()) {
             self.deadline(req, ctx);
         }
     }
@@ -412,6 +407,7 @@ impl Coordinator {
     /// Removes request `req` and forgets its outstanding RPCs (late answers are dropped;
     /// such an RPC is counted `abandoned`).
     pub(super) fn forget(&mut self, req: u64) -> Option<Request> {
+        self.deadlines.forget(req);
         let mut r = self.requests.remove(&req)?;
         for id in r.rpcs().drain(..) {
             if let Some(rpc) = self.rpcs.remove(&id) {
