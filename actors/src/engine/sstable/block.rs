@@ -7,6 +7,8 @@
 use crate::engine::codec::{block_checksum, put_bytes, put_varint, DecodeError, Decoder};
 use crate::engine::entry::Entry;
 
+use super::search::Windows;
+
 /// Checksum + entry count trailer.
 pub const BLOCK_TRAILER_LEN: usize = 8;
 
@@ -106,6 +108,8 @@ pub struct Block {
     raw: Vec<u8>,
     keys: Vec<u8>,
     slots: Vec<Slot>,
+    /// The keys' search windows (see `search`).
+    windows: Windows,
     /// Approximate memory charge for the block cache.
     pub charge: usize,
 }
@@ -145,16 +149,7 @@ impl Block {
 
     /// Index of the first entry whose key is >= `key`.
     pub fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.slots.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.windows.lower_bound(key, |i| self.key(i))
     }
 
     /// Index of the first (newest) entry for exactly `key`.
@@ -185,6 +180,7 @@ impl Block {
             raw: Vec::new(),
             keys: Vec::new(),
             slots: Vec::new(),
+            windows: Windows::default(),
             charge,
         }
     }
@@ -267,11 +263,22 @@ pub fn decode_block(mut raw: Vec<u8>) -> Result<Block, DecodeError> {
         });
     }
     raw.truncate(entries_len);
-    let charge = raw.capacity() + keys.capacity() + slots.capacity() * 24 + 96;
+    let key_of = |i: usize| {
+        let start = if i == 0 {
+            0
+        } else {
+            slots[i - 1].key_end as usize
+        };
+        &keys[start..slots[i].key_end as usize]
+    };
+    let windows = Windows::new((0..slots.len()).map(key_of));
+    let charge =
+        raw.capacity() + keys.capacity() + slots.capacity() * 24 + windows.heap_bytes() + 96;
     Ok(Block {
         raw,
         keys,
         slots,
+        windows,
         charge,
     })
 }

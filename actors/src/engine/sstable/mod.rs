@@ -25,6 +25,7 @@ pub mod bloom;
 pub(crate) mod fault;
 pub mod format;
 pub mod reader;
+mod search;
 pub mod writer;
 
 pub use block::EntryRef;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::block::{decode_block, Block, EntryRef};
 use super::bloom::{key_hash, BloomFilter};
 use super::format::{decode_index, BlockHandle, Footer, TableProps, FOOTER_LEN};
+use super::search::Windows;
 use crate::engine::cache::BlockCache;
 use crate::engine::codec::{checksum8, DecodeError};
 use crate::engine::entry::Entry;
@@ -69,6 +70,8 @@ pub struct TableReader {
     file: File,
     file_size: u64,
     index: Vec<BlockHandle>,
+    /// The index's last keys as search windows (see `search`).
+    search: Windows,
     filter: BloomFilter,
     props: TableProps,
     cache: Option<Arc<BlockCache>>,
@@ -150,6 +153,7 @@ impl TableReader {
             path: path.to_path_buf(),
             file,
             file_size,
+            search: Windows::new(index.iter().map(|b| b.last_key.as_slice())),
             index,
             filter,
             props,
@@ -258,13 +262,18 @@ impl TableReader {
         }
     }
 
+    /// The first block whose last key is >= `key`.
+    fn block_for(&self, key: &[u8]) -> usize {
+        self.search.lower_bound(key, |i| &self.index[i].last_key)
+    }
+
     /// The bloom probe, then the one block that can hold `key`: entries are sorted (key
     /// asc, seq desc) across blocks, so it is the first block whose last key >= key.
     fn locate(&self, key: &[u8], hash: (u64, u64)) -> Located {
         if !self.filter.may_contain_hash(hash) {
             return Located::RuledOut;
         }
-        let idx = self.index.partition_point(|b| b.last_key.as_slice() < key);
+        let idx = self.block_for(key);
         match self.index.get(idx) {
             Some(h) if h.first_key.as_slice() <= key => Located::Block(idx),
             _ => Located::NotHere,
@@ -306,7 +315,7 @@ impl TableReader {
     /// `None` bounds are open.
     pub fn iter_range(self: &Arc<Self>, start: Option<&[u8]>, end: Option<&[u8]>) -> TableIter {
         let block_idx = match start {
-            Some(s) => self.index.partition_point(|b| b.last_key.as_slice() < s),
+            Some(s) => self.block_for(s),
             None => 0,
         };
         TableIter {
