@@ -132,9 +132,14 @@ pub struct BenchArgs {
     /// Connections.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection: each connection writes this many at once and
+    /// writes the next batch when all are answered (as redis-benchmark -P does).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// With --pipeline above 1: a sliding window instead of batches (new requests go out
+    /// as soon as any answer arrives, keeping --pipeline in flight).
+    #[arg(long)]
+    window: bool,
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
@@ -253,8 +258,9 @@ struct Plan {
     write: WriteOp,
 }
 
-/// One connection's closed loop: keeps up to `pipeline` requests in flight, writes every
-/// newly issued request with one write, and reads whatever responses have arrived. Works on
+/// One connection's closed loop: writes `pipeline` requests with one write and reads until
+/// all are answered (or, with `window`, tops up to `pipeline` in flight whenever answers
+/// arrive), and reads whatever responses have arrived. Works on
 /// the raw framing (not the general-purpose `Client`) so the load generator spends as little
 /// CPU per request as possible on a machine it shares with the node.
 async fn conn_worker(
@@ -264,6 +270,7 @@ async fn conn_worker(
     value: Vec<u8>,
     seed: u64,
     pipeline: usize,
+    window: bool,
 ) -> anyhow::Result<Stats> {
     let mut stats = Stats::new();
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -274,7 +281,8 @@ async fn conn_worker(
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
     loop {
-        while inflight.len() < pipeline {
+        let refill = window || inflight.is_empty();
+        while refill && inflight.len() < pipeline {
             let n = shared.issued.fetch_add(1, Ordering::Relaxed);
             if n >= shared.ops || Instant::now() >= shared.deadline {
                 break;
@@ -483,6 +491,7 @@ async fn run_phase(
             value,
             seed,
             args.pipeline,
+            args.window,
         )));
     }
     let ticker = {

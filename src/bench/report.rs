@@ -130,6 +130,7 @@ pub(super) fn report(args: &BenchArgs, r: &RunResult) -> anyhow::Result<()> {
             "addr": args.addr,
             "connections": args.concurrency,
             "pipeline": args.pipeline,
+            "pipelining": if args.window { "window" } else { "batch" },
             "value_size": args.value_size,
             "keys": args.keys,
             "ops": r.ops,
@@ -159,13 +160,14 @@ fn table(
     all: &OpStats,
 ) -> String {
     let mut out = format!(
-        "{} ({} keys, {}, {}), {} conns x {} pipeline, {} B values: {} ops in {:.2}s, {} errors\n",
+        "{} ({} keys, {}, {}), {} conns x {} pipeline{}, {} B values: {} ops in {:.2}s, {} errors\n",
         cli_name(&args.workload),
         args.keys,
         cli_name(&args.distribution),
         cli_name(&args.fill),
         args.concurrency,
         args.pipeline,
+        if args.window { " (window)" } else { "" },
         args.value_size,
         r.ops,
         secs,

@@ -535,13 +535,13 @@ fn data_type_commands_print_values_and_exit_codes() {
 
 /// Issue 10: `bench --workload incr|sadd` writes counters and sets under their own keys
 /// (never a put workload's, which would refuse them) and reports them by op name; every
-/// acknowledged increment is counted.
+/// acknowledged increment is counted, with pipelined batches and with a sliding window.
 #[test]
 fn bench_writes_counters_and_sets() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dir.path().join("d"), &[]);
     for workload in ["put", "incr", "sadd"] {
-        let args = [
+        let mut args = vec![
             "bench",
             "--workload",
             workload,
@@ -559,10 +559,20 @@ fn bench_writes_counters_and_sets() {
             "--addr",
             &node.client,
         ];
+        // Batches of --pipeline by default; the increments also through a sliding window.
+        if workload == "incr" {
+            args.push("--window");
+        }
         let (code, out, err) = troupe(&args, &[], None);
         assert_eq!(code, 0, "{workload}: {err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["workload"], workload);
+        let mode = if workload == "incr" {
+            "window"
+        } else {
+            "batch"
+        };
+        assert_eq!(v["pipelining"], mode, "{out}");
         assert_eq!(
             (v["ops"].as_u64(), v["errors"].as_u64()),
             (Some(200), Some(0))
