@@ -1,5 +1,7 @@
 //! What the coordinator does for anti-entropy: it tells the AntiEntropy actor about every
-//! local write (batched: one [`LocalWrites`] per turn, sent with the outbox flush), and it
+//! local write (batched: one [`LocalWrites`] per [`AE_BATCH`] writes or [`AE_DELAY`],
+//! whichever comes first; the actor runs on a thread of its own, and a message per turn
+//! woke that thread once per request under light load), and it
 //! joins objects an exchange brought ([`JoinLocal`]) under the key's lock like any replica
 //! write, so an exchange's join can never overwrite a concurrent client write.
 //!
@@ -11,7 +13,14 @@ use super::*;
 use crate::antientropy::tree::tree_hash;
 use troupe_protocol::object::Object;
 
-/// Every local write of one coordinator turn: each key with its object's tree hash as
+/// Writes per [`LocalWrites`] at most: the pending list's bound.
+pub const AE_BATCH: usize = 512;
+
+/// How long a local write waits for others to share its [`LocalWrites`]. An exchange in
+/// that window may see the key as differing and repair it: a needless but harmless join.
+pub const AE_DELAY: Duration = Duration::from_millis(5);
+
+/// Every local write of a batch (see [`AE_BATCH`], [`AE_DELAY`]): each key with its object's tree hash as
 /// written (`None`: nothing to compare, see [`tree_hash`]). In order: a key written twice
 /// in a turn appears twice, the later last.
 #[derive(Message, Debug)]
@@ -47,13 +56,18 @@ impl Coordinator {
         };
         self.ae_pending
             .push((key.to_vec(), tree_hash(&stored.object)));
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            ctx.notify(FlushOutbox);
+        if self.ae_pending.len() >= AE_BATCH {
+            self.flush_local_writes();
+        } else if !self.ae_flush_armed {
+            self.ae_flush_armed = true;
+            ctx.run_later(AE_DELAY, |act, _| {
+                act.ae_flush_armed = false;
+                act.flush_local_writes();
+            });
         }
     }
 
-    /// Part of the turn's flush: hands anti-entropy what was written.
+    /// Hands anti-entropy what was written since the last batch.
     pub(super) fn flush_local_writes(&mut self) {
         if let (Some(to), false) = (&self.ae_notify, self.ae_pending.is_empty()) {
             // `do_send`: never refused for a full mailbox, so no write is missed (a missed

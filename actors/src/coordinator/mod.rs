@@ -128,9 +128,11 @@ pub struct Coordinator {
     storage_counters: Arc<ActorCounters>,
     /// "ok" or why data is under-replicated, for `admin status`.
     replication_note: Arc<std::sync::Mutex<String>>,
-    /// The AntiEntropy actor, told of every local write (`ae_hooks`), and this turn's.
+    /// The AntiEntropy actor, told of every local write (`ae_hooks`), the writes not yet
+    /// told (at most `AE_BATCH`), and whether a timer will send them.
     ae_notify: Option<Recipient<LocalWrites>>,
     ae_pending: Vec<(Vec<u8>, Option<u64>)>,
+    ae_flush_armed: bool,
 }
 
 fn replication_note(p: &Placement) -> String {
@@ -195,6 +197,7 @@ impl Coordinator {
             storage_counters,
             ae_notify: None,
             ae_pending: Vec::new(),
+            ae_flush_armed: false,
         })
     }
 
@@ -280,7 +283,6 @@ impl Coordinator {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        self.flush_local_writes();
         // The view may have moved since the last client request: a node that only serves
         // replica traffic must still find the peers that ask it.
         let placement = self.placement();
