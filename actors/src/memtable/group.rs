@@ -85,7 +85,7 @@ impl WalQueue {
         reply: WriteReply,
     ) -> Option<(usize, Pushed)> {
         let start = self.bytes.len();
-        wal::encode_record(&record, &mut self.bytes);
+        wal::encode_record_unsealed(&record, &mut self.bytes);
         let len = self.bytes.len() - start;
         let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if queued + len > self.limit {

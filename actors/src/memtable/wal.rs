@@ -63,7 +63,9 @@ mod writer;
 
 use writer::WriterThread;
 
-pub use format::{encode_record, parse_segment, Damage, SegmentReplay, WalRecord};
+pub use format::{
+    encode_record, encode_record_unsealed, parse_segment, Damage, SegmentReplay, WalRecord,
+};
 
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -368,7 +370,9 @@ impl<T: Send + 'static> WalWriter<T> {
         self.health.clone()
     }
 
-    /// Queues encoded records; `token` reaches the sink once they are durable. Never blocks.
+    /// Queues encoded records (sealed or not: the writer thread seals them, see
+    /// [`encode_record_unsealed`]); `token` reaches the sink once they are durable. Never
+    /// blocks.
     /// On failure the token comes back, so its owner can still answer the writer.
     pub fn append(&self, bytes: Vec<u8>, token: T) -> Result<(), (SubmitError, T)> {
         self.tx

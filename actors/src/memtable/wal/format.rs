@@ -160,10 +160,19 @@ fn batch_at(data: &[u8], at: usize, salt: u64) -> Option<(usize, u64)> {
 
 /// Appends the encoded form of `rec` to `out`.
 pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
+    let start = out.len();
+    encode_record_unsealed(rec, out);
+    seal_records(&mut out[start..]);
+}
+
+/// Appends `rec` to `out` with its two checksums left zero: [`seal_records`] fills them in.
+/// The Memtable encodes this way on the event loop, and the WAL writer thread seals every
+/// appended run of records before its write(2), so the blake3 of each payload costs the
+/// request path nothing.
+pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
     let value_len = rec.value.as_ref().map_or(0, Vec::len);
     let len = MIN_PAYLOAD + rec.key.len() + value_len;
     out.reserve(RECORD_HEADER_LEN + len);
-    let start = out.len();
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN - 4]);
     out.extend_from_slice(&rec.seq.to_le_bytes());
@@ -177,10 +186,30 @@ pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
     if let Some(v) = &rec.value {
         out.extend_from_slice(v);
     }
-    let sum = payload_checksum(&out[start + RECORD_HEADER_LEN..]);
-    out[start + 4..start + 12].copy_from_slice(&sum.to_le_bytes());
-    let crc = crc32fast::hash(&out[start..start + 12]);
-    out[start + 12..start + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Fills in the payload and header checksums of every record in `records`, a run of whole
+/// records as [`encode_record_unsealed`] writes them (sealing a sealed record again changes
+/// nothing). `false` if the run does not end on a record boundary: a bug upstream, and the
+/// records from there on stay unsealed, so recovery would find them damaged, never wrong.
+pub fn seal_records(records: &mut [u8]) -> bool {
+    let mut at = 0;
+    while at < records.len() {
+        let Some(head) = records.get(at..at + 4) else {
+            return false;
+        };
+        let len = u32_at(head, 0) as usize;
+        let end = at + RECORD_HEADER_LEN + len;
+        if end > records.len() {
+            return false;
+        }
+        let sum = payload_checksum(&records[at + RECORD_HEADER_LEN..end]);
+        records[at + 4..at + 12].copy_from_slice(&sum.to_le_bytes());
+        let crc = crc32fast::hash(&records[at..at + 12]);
+        records[at + 12..at + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
+    true
 }
 
 /// A whole segment `n` as the `sync`-mode writer leaves it: one batch per element of

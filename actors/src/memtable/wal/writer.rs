@@ -86,7 +86,12 @@ impl<T> WriterThread<T> {
         while let Some(j) = job.take() {
             match j {
                 Job::Append { bytes, token } => {
+                    let start = buf.len();
                     buf.extend_from_slice(&bytes);
+                    // The Memtable leaves the checksums to this thread (`encode_record_unsealed`).
+                    if !format::seal_records(&mut buf[start..]) {
+                        log::error!("BUG: a WAL append does not end on a record boundary");
+                    }
                     appends.push(token);
                 }
                 other => {

@@ -423,3 +423,33 @@ proptest! {
         }
     }
 }
+
+/// The writer thread seals what the Memtable encodes unsealed: the same bytes as a sealed
+/// encoding, whatever the run; a run cut inside a record is refused; and an unsealed
+/// record in a segment is damage, so a missed seal could never replay as data.
+#[test]
+fn sealing_an_unsealed_run_gives_the_sealed_encoding() {
+    let recs = [
+        rec(1, "a", Some("1")),
+        rec(2, "", None),
+        rec(3, "key000000000042", Some(&"v".repeat(300))),
+    ];
+    let (mut sealed, mut unsealed) = (Vec::new(), Vec::new());
+    for r in &recs {
+        encode_record(r, &mut sealed);
+        encode_record_unsealed(r, &mut unsealed);
+    }
+    assert_ne!(sealed, unsealed);
+    let mut run = unsealed.clone();
+    assert!(seal_records(&mut run));
+    assert_eq!(run, sealed);
+    assert!(seal_records(&mut run), "sealing twice");
+    assert_eq!(run, sealed);
+    let mut cut = unsealed[..unsealed.len() - 1].to_vec();
+    assert!(!seal_records(&mut cut));
+
+    let mut seg = segment(&[rec(1, "a", Some("1"))]);
+    let at = seg.len() - (RECORD_HEADER_LEN + MIN_PAYLOAD + 2);
+    seg[at + 4..at + RECORD_HEADER_LEN].fill(0); // the record's checksums, unsealed
+    assert!(parse(&seg, false).is_err());
+}
