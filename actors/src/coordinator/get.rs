@@ -8,6 +8,34 @@ use super::*;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::object::Object;
 
+/// What a get whose tracker decided `outcome` answers (`n`: the replicas it asked).
+fn get_result(
+    outcome: GetOutcome<Object>,
+    key: &[u8],
+    as_type: Option<troupe_protocol::crdt::TypeKind>,
+    n: usize,
+) -> Result<GetReply, ClientError> {
+    match outcome {
+        GetOutcome::Found(None) => Ok(GetReply {
+            values: Vec::new(),
+            context: Vec::new(),
+            typed: None,
+        }),
+        GetOutcome::Found(Some(o)) => read_reply(key, &o, as_type),
+        GetOutcome::Unavailable(f) => Err(ClientError::new(
+            ErrorCode::Unavailable,
+            f.describe(n),
+        )),
+        GetOutcome::NotCaughtUp(f) => Err(ClientError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "no replica that answered holds a version covering the `after` context yet ({}); retry later",
+                f.describe(n)
+            ),
+        )),
+    }
+}
+
 /// What a read of `o` answers: a plain get's live values (refused on a typed key), or a
 /// typed read's joined state (refused on a key of plain values or another type).
 fn read_reply(
@@ -64,6 +92,20 @@ impl Coordinator {
         // Borrowed from the placement (its own `Arc`): no copy of the list per get. While
         // the ring is in transition these are the stable layout's primaries.
         let primaries = p.read_primaries(&msg.key);
+        // This node the only replica, and memory answers: the get is over before it would
+        // be registered (no other answer to wait for, no deadline, nothing to repair). The
+        // tracker's rule still decides the outcome, as for any get.
+        if let [only] = primaries {
+            if *only == self.cfg.me {
+                if let Some(ans) = self.read_memory(&msg.key) {
+                    let ans = ans.map(|o| (!o.is_empty()).then_some(o)).map_err(|e| e.msg);
+                    let after = after.filter(|a| !a.is_empty());
+                    let outcome = GetTracker::single(&only.0, r, after, ans);
+                    let result = get_result(outcome, &msg.key, msg.as_type, n);
+                    return self.reply(reply, result, get_resp, ctx);
+                }
+            }
+        }
         let names = primaries.iter().map(|n| n.0.clone()).collect();
         let req = self.next_id();
         self.requests.insert(
@@ -132,26 +174,7 @@ impl Coordinator {
         let Some(to) = st.reply.take() else {
             return;
         };
-        let n = st.n;
-        let result = match outcome {
-            GetOutcome::Found(None) => Ok(GetReply {
-                values: Vec::new(),
-                context: Vec::new(),
-                typed: None,
-            }),
-            GetOutcome::Found(Some(o)) => read_reply(&st.key, &o, st.as_type),
-            GetOutcome::Unavailable(f) => Err(ClientError::new(
-                ErrorCode::Unavailable,
-                f.describe(n),
-            )),
-            GetOutcome::NotCaughtUp(f) => Err(ClientError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "no replica that answered holds a version covering the `after` context yet ({}); retry later",
-                    f.describe(n)
-                ),
-            )),
-        };
+        let result = get_result(outcome, &st.key, st.as_type, st.n);
         self.reply(to, result, get_resp, ctx);
     }
 

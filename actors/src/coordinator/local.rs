@@ -378,15 +378,7 @@ impl Coordinator {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Object, ClientError>, &mut Context<Self>) + Send + 'static,
     ) {
-        // From memory or the block cache: decoded where the bytes lie (no copy of them, and
-        // none of the key the closure below would need).
-        let decoded = self.local_reads.as_ref().and_then(|r| {
-            r.lookup_with(&key, |v| match v {
-                None => Ok(Object::new()),
-                Some(b) => decode_stored(&key, b),
-            })
-        });
-        if let Some(object) = decoded {
+        if let Some(object) = self.read_memory(&key) {
             return then(self, object, ctx);
         }
         let k = key.clone();
@@ -397,6 +389,18 @@ impl Coordinator {
             });
             then(act, object, ctx)
         });
+    }
+
+    /// This replica's object for `key` (empty: none) if memory or the block cache holds
+    /// the answer, decoded where the bytes lie (no copy of them); `None`: it needs a disk
+    /// read ([`read_local`](Self::read_local) does that).
+    pub(super) fn read_memory(&self, key: &[u8]) -> Option<Result<Object, ClientError>> {
+        self.local_reads.as_ref().and_then(|r| {
+            r.lookup_with(key, |v| match v {
+                None => Ok(Object::new()),
+                Some(b) => decode_stored(key, b),
+            })
+        })
     }
 
     /// Reads the stored encoding of `key`'s object (`None`: none) and hands it to `then`:

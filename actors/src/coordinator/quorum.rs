@@ -235,6 +235,22 @@ impl<O: Lattice> GetTracker<O> {
         self.answers.len() == self.replicas.len()
     }
 
+    /// The outcome of a get whose one replica, `node`, gave `answer`: what a tracker of
+    /// that one replica replies once it answered (it always replies then: nothing is
+    /// outstanding), and nothing is left to repair.
+    pub fn single(
+        node: &str,
+        r: usize,
+        after: Option<O::Context>,
+        answer: Result<Option<O>, String>,
+    ) -> GetOutcome<O> {
+        let mut t = GetTracker::new(vec![node.to_string()], r, after);
+        match t.add_answer(node, answer) {
+            Progress::Reply(outcome) => outcome,
+            Progress::Pending => unreachable!("one replica, answered: nothing outstanding"),
+        }
+    }
+
     /// Read repair (call once every replica answered or the deadline passed): the join of
     /// every answer, and the replicas whose answer it is newer than (older versions, or
     /// not found). Replicas that failed or never answered are left to anti-entropy: a
