@@ -238,6 +238,7 @@ async fn write_loop(
     stats: Arc<RequestStats>,
 ) {
     let mut done = Vec::new();
+    let mut samples = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         // Coalesce what is already queued into one write; release permits after the flush.
@@ -245,13 +246,16 @@ async fn write_loop(
             if sink.feed(item.frame).await.is_err() {
                 return;
             }
-            if let Some(s) = item.sample {
-                stats.record_index(s.op, s.result, s.at.elapsed());
-            }
+            samples.extend(item.sample);
             done.push(item.permit);
             if done.len() < 128 {
                 next = rx.try_recv().ok();
             }
+        }
+        // One clock read per write: every response in it was answered by now.
+        let now = Instant::now();
+        for s in samples.drain(..) {
+            stats.record_index(s.op, s.result, now.saturating_duration_since(s.at));
         }
         if sink.flush().await.is_err() {
             return;

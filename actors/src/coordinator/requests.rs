@@ -59,6 +59,8 @@ pub(crate) struct PutState {
     n: usize,
     w: usize,
     pub(super) primaries: Vec<NodeId>,
+    /// The key's partition (which fallbacks stand in for its primaries).
+    partition: u32,
     /// The object as written locally (storage encoding), kept for hints.
     pub(super) object: Vec<u8>,
     /// Fallbacks of the key's partition that are up and not asked yet, in order: the next
@@ -139,7 +141,9 @@ impl Coordinator {
             Ok(v) => v,
             Err(e) => return self.reply(reply, Err(e), put_resp, ctx),
         };
-        let primaries = p.primaries(&msg.key).to_vec();
+        // The key's one blake3: the put keeps its partition for the fallbacks it may need.
+        let partition = p.table.partition_of(&msg.key);
+        let primaries = p.table.primaries(partition).to_vec();
         if !primaries.contains(&self.cfg.me) {
             if !forwarded {
                 return self.forward(msg, primaries, reply, ctx);
@@ -167,7 +171,7 @@ impl Coordinator {
         let stand_ins = if up.len() >= w {
             0
         } else {
-            self.usable_fallbacks(&p, &msg.key)
+            self.usable_fallbacks(&p, partition)
                 .len()
                 .min(primaries.len() - up.len())
         };
@@ -213,6 +217,7 @@ impl Coordinator {
                 n,
                 w,
                 primaries,
+                partition,
                 object: Vec::new(),
                 fallbacks: Default::default(),
                 tracker: None,
@@ -341,10 +346,14 @@ impl Coordinator {
             .filter(|id| *id != self.cfg.me)
             .collect();
         st.tracker = Some(tracker);
+        let partition = st.partition;
         let key = st.key.clone();
         let encoded = stored.bytes;
-        st.object = encoded.clone();
-        let fallbacks = self.usable_fallbacks(&p, &key);
+        // Kept for the hints a failed target leaves; with no other target there is none.
+        if !others.is_empty() {
+            st.object = encoded.clone();
+        }
+        let fallbacks = self.usable_fallbacks(&p, partition);
         let Some(Request::Put(st)) = self.requests.get_mut(&req) else {
             return;
         };

@@ -35,13 +35,12 @@ impl Coordinator {
         self
     }
 
-    /// The fallbacks of `key`'s partition that may take a hint now (up, not this node), in
+    /// The fallbacks of `partition` that may take a hint now (up, not this node), in
     /// preference order; none when hinted handoff is off.
-    pub(super) fn usable_fallbacks(&self, p: &Placement, key: &[u8]) -> Vec<NodeId> {
+    pub(super) fn usable_fallbacks(&self, p: &Placement, partition: u32) -> Vec<NodeId> {
         if self.hints.is_none() {
             return Vec::new();
         }
-        let partition = p.table.partition_of(key);
         p.table
             .fallbacks(partition)
             .filter(|id| **id != self.cfg.me && p.is_up(id))
