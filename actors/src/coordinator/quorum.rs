@@ -238,16 +238,33 @@ impl<O: Lattice> GetTracker<O> {
     /// The outcome of a get whose one replica, `node`, gave `answer`: what a tracker of
     /// that one replica replies once it answered (it always replies then: nothing is
     /// outstanding), and nothing is left to repair.
+    /// The answer is moved into the outcome (a tracker clones what it keeps).
     pub fn single(
         node: &str,
         r: usize,
         after: Option<O::Context>,
         answer: Result<Option<O>, String>,
     ) -> GetOutcome<O> {
-        let mut t = GetTracker::new(vec![node.to_string()], r, after);
-        match t.add_answer(node, answer) {
-            Progress::Reply(outcome) => outcome,
-            Progress::Pending => unreachable!("one replica, answered: nothing outstanding"),
+        let failure = |got: usize, errors: BTreeMap<String, String>| QuorumFailure {
+            needed: r,
+            got,
+            errors,
+        };
+        match answer {
+            Err(e) => GetOutcome::Unavailable(failure(0, BTreeMap::from([(node.to_string(), e)]))),
+            Ok(_) if r > 1 => GetOutcome::Unavailable(failure(1, BTreeMap::new())),
+            Ok(found) => {
+                let covered = match (&after, &found) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(after), Some(o)) => o.covers(after),
+                };
+                if covered {
+                    GetOutcome::Found(found)
+                } else {
+                    GetOutcome::NotCaughtUp(failure(1, BTreeMap::new()))
+                }
+            }
         }
     }
 
