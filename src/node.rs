@@ -257,7 +257,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 drained: Some(coordinator.clone().recipient()),
                 keys_in: Some(ae_addr.clone().recipient()),
                 exchange: Some(ae_addr.clone().recipient()),
-                trees: Some(ae_addr.clone().recipient()),
+                // Through the coordinator, so its deletions reach the trees after the
+                // writes the coordinator noted before them (`LocalWrites` are batched).
+                trees: Some(coordinator.clone().recipient()),
                 leave: Some(membership.clone().recipient()),
                 leave_ring: Some(layout_addr.clone().recipient()),
             },
@@ -379,7 +381,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         );
         let antientropy_stats = ae_actor.stats();
         // A thread of its own: keeping the trees current is a tenth of the node's CPU under
-        // writes, and it arrives as one `LocalWrites` batch per coordinator turn, so the
+        // writes, and it arrives in `LocalWrites` batches (512 writes or 5 ms), so the
         // thread wakes once per batch while the main loop serves requests.
         let ae_arbiter = Arbiter::new();
         ae_arbiter.spawn_fn(move || {

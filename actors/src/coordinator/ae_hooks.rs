@@ -44,7 +44,7 @@ impl Coordinator {
         self
     }
 
-    /// A local write finished: remember it for this turn's notification.
+    /// A local write finished: remember it for the next batch (see [`AE_BATCH`]).
     pub(super) fn note_local_write(
         &mut self,
         key: &[u8],
@@ -73,6 +73,22 @@ impl Coordinator {
             // `do_send`: never refused for a full mailbox, so no write is missed (a missed
             // one would only cost a needless repair later, the join being idempotent).
             to.do_send(LocalWrites(std::mem::take(&mut self.ae_pending)));
+        }
+    }
+}
+
+/// Writes made around the coordinator (partition transfers' deletions of a dropped
+/// partition) told to anti-entropy through the coordinator's own queue, after the writes it
+/// noted before them: a key deleted right after an exchange joined it must end absent in
+/// the tree, whichever batch leaves first.
+impl Handler<LocalWrites> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalWrites, _: &mut Context<Self>) {
+        self.counters.received();
+        if self.ae_notify.is_some() {
+            self.ae_pending.extend(msg.0);
+            self.flush_local_writes();
         }
     }
 }

@@ -142,7 +142,8 @@ pub struct HandoffLinks {
     pub keys_in: Option<Recipient<KeysIn>>,
     /// Anti-entropy, for the exchange with the new owners before a drop (rule 7).
     pub exchange: Option<Recipient<crate::antientropy::ExchangeWith>>,
-    /// Anti-entropy's trees, told of the keys a drop deletes.
+    /// Anti-entropy's trees, told of the keys a drop deletes (through the coordinator, which
+    /// orders them after the writes it noted before).
     pub trees: Option<Recipient<crate::coordinator::LocalWrites>>,
     pub leave: Option<Recipient<Leave>>,
     /// Asks the layout actor to drop this node (`admin leave`).

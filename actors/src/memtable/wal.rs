@@ -423,10 +423,51 @@ mod tests {
         }
     }
 
+    /// One encoded record of about 100 bytes (what an append carries).
+    fn record_of(seq: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_record_unsealed(&rec(seq, "k", Some(&"v".repeat(70))), &mut b);
+        b
+    }
+
     /// A whole segment `n` holding `recs`, one batch each.
     fn segment_bytes(n: u64, recs: &[WalRecord]) -> Vec<u8> {
         let batches: Vec<_> = recs.iter().map(|r| vec![r.clone()]).collect();
         format::encode_segment(n, 1, &batches)
+    }
+
+    /// Unsealed records are sealed by the writer; a run cut inside a record is never
+    /// written: its writes fail and the log is poisoned (a torn run written and then
+    /// dropped by recovery would lose acknowledged writes).
+    #[test]
+    fn the_writer_seals_appends_and_refuses_a_cut_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
+            for t in tokens {
+                tx.send((t, r.is_ok())).unwrap();
+            }
+        });
+        let wal =
+            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let mut bytes = Vec::new();
+        encode_record_unsealed(&rec(1, "a", Some("1")), &mut bytes);
+        wal.append(bytes.clone(), 1).unwrap();
+        assert_eq!(rx.recv().unwrap(), (1, true));
+        bytes.pop();
+        wal.append(bytes, 2).unwrap();
+        assert_eq!(rx.recv().unwrap(), (2, false));
+        assert!(wal
+            .poisoned()
+            .is_some_and(|p| p.contains("record boundary")));
+        drop(wal);
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
+        assert_eq!(
+            rec.records.len(),
+            1,
+            "the sealed record, and nothing of the cut one"
+        );
+        assert_eq!(rec.records[0].key, b"a");
     }
 
     #[test]
@@ -621,7 +662,7 @@ mod tests {
             }
             if let Some(w) = slot.as_ref() {
                 let next = tokens.last().expect("a batch has appends") + 1;
-                w.append(vec![0u8; 100], next)
+                w.append(record_of(next), next)
                     .map_err(|(e, _)| e)
                     .expect("one append in flight fits the queue");
                 let _ = tx.send((Instant::now(), w.fsyncs()));
@@ -637,7 +678,7 @@ mod tests {
         )
         .unwrap();
         *lock(&me) = Some(w.clone());
-        w.append(vec![0u8; 100], 0).map_err(|(e, _)| e).unwrap();
+        w.append(record_of(0), 0).map_err(|(e, _)| e).unwrap();
         let mut batches = 0u64;
         for round in 0..3 {
             // Observe the count at some batch; then wait for a batch that ran a full interval

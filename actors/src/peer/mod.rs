@@ -191,6 +191,10 @@ pub enum Direction {
 
 struct Inner {
     cfg: PeerConfig,
+    /// The event loop the transport was made on (the main one): every lane task runs
+    /// there, whichever actor's thread first sends to the peer. (`None`: made outside an
+    /// arbiter, as in unit tests; lanes then run where they are first used.)
+    home: Option<actix::ArbiterHandle>,
     lanes: Mutex<HashMap<(String, Lane), Arc<LaneQueue>>>,
     fault: Mutex<Fault>,
     shutdown: CancellationToken,
@@ -213,6 +217,7 @@ impl PeerTransport {
     pub fn new(cfg: PeerConfig, shutdown: CancellationToken) -> PeerTransport {
         PeerTransport {
             inner: Arc::new(Inner {
+                home: actix::Arbiter::try_current(),
                 cfg,
                 lanes: Mutex::new(HashMap::new()),
                 fault: Mutex::new(Fault::default()),
@@ -336,7 +341,14 @@ impl PeerTransport {
             queue: queue.clone(),
             shutdown: self.inner.shutdown.clone(),
         };
-        actix::spawn(task.run());
+        match &self.inner.home {
+            Some(home) => {
+                home.spawn(task.run());
+            }
+            None => {
+                actix::spawn(task.run());
+            }
+        }
         queue
     }
 

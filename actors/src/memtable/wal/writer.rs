@@ -83,15 +83,14 @@ impl<T> WriterThread<T> {
         let mut appends: Vec<T> = Vec::new();
         let mut control: Option<Job<T>> = None;
         let mut job = Some(first);
+        let mut unsealed = false;
         while let Some(j) = job.take() {
             match j {
                 Job::Append { bytes, token } => {
                     let start = buf.len();
                     buf.extend_from_slice(&bytes);
                     // The Memtable leaves the checksums to this thread (`encode_record_unsealed`).
-                    if !format::seal_records(&mut buf[start..]) {
-                        log::error!("BUG: a WAL append does not end on a record boundary");
-                    }
+                    unsealed |= !format::seal_records(&mut buf[start..]);
                     appends.push(token);
                 }
                 other => {
@@ -107,7 +106,12 @@ impl<T> WriterThread<T> {
             // Refused before a byte was written (poisoned earlier): certainly not applied.
             // Failed while writing or syncing this batch: part of it may be in the file.
             let poisoned_before = lock(&self.health).is_some();
-            let res = self.write_batch(&mut buf);
+            // A run cut inside a record (a bug upstream) is never written: recovery would
+            // drop it as a torn tail after its writes were acknowledged. It poisons the log.
+            let res = match unsealed {
+                true => Err("BUG: a WAL append does not end on a record boundary".to_string()),
+                false => self.write_batch(&mut buf).map_err(|e| e.to_string()),
+            };
             let res = self.finish(res).map_err(|reason| match poisoned_before {
                 true => WalError::Poisoned(reason),
                 false => WalError::Indeterminate(reason),
