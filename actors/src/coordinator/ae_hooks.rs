@@ -20,9 +20,9 @@ pub const AE_BATCH: usize = 512;
 /// that window may see the key as differing and repair it: a needless but harmless join.
 pub const AE_DELAY: Duration = Duration::from_millis(5);
 
-/// Every local write of a batch (see [`AE_BATCH`], [`AE_DELAY`]): each key with its object's tree hash as
-/// written (`None`: nothing to compare, see [`tree_hash`]). In order: a key written twice
-/// in a turn appears twice, the later last.
+/// Every local write of a batch (see [`AE_BATCH`], [`AE_DELAY`]): each key with its
+/// object's tree hash as written (`None`: nothing to compare, see [`tree_hash`]). In order:
+/// a key written twice in a batch appears twice, the later last.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct LocalWrites(pub Vec<(Vec<u8>, Option<u64>)>);
