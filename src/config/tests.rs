@@ -69,13 +69,7 @@ fn typos_and_bad_values_are_errors() {
     assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
     std::fs::write(&file, "[storage]\ndurability = \"sometimes\"\n").unwrap();
     assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
-    let err = Config::load(
-        None,
-        env(&[("TROUPE__CLUSTER__R", "9")]),
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_env("TROUPE__CLUSTER__R", "9").unwrap_err().to_string();
     assert!(
         err.contains("cluster.r from env TROUPE__CLUSTER__R"),
         "names where the value came from: {err}"
@@ -118,37 +112,25 @@ fn net_workers_is_auto_or_a_number_of_threads() {
 
 #[test]
 fn a_bad_environment_value_names_the_variable_and_the_valid_values() {
-    let err = Config::load(
-        None,
-        env(&[("TROUPE__STORAGE__DURABILITY", "sometimes")]),
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_env("TROUPE__STORAGE__DURABILITY", "sometimes")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("TROUPE__STORAGE__DURABILITY")
             && err.contains("`sync`")
             && err.contains("`relaxed`"),
         "{err}"
     );
-    let err = Config::load(
-        None,
-        env(&[("TROUPE__STORAGE__MEMTABLE_BYTES", "lots")]),
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_env("TROUPE__STORAGE__MEMTABLE_BYTES", "lots")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("TROUPE__STORAGE__MEMTABLE_BYTES") && err.contains("whole number"),
         "{err}"
     );
-    let err = Config::load(
-        None,
-        env(&[("TROUPE__STORAGE__MEMTABLE_BYTE", "1")]),
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_env("TROUPE__STORAGE__MEMTABLE_BYTE", "1")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("TROUPE__STORAGE__MEMTABLE_BYTE") && err.contains("memtable_bytes"),
         "{err}"
