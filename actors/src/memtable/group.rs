@@ -24,6 +24,8 @@ use std::sync::atomic::Ordering;
 pub(super) const MAX_GROUP_WRITES: usize = 512;
 /// Most record bytes in one group.
 pub(super) const MAX_GROUP_BYTES: usize = 1 << 20;
+/// Emptied write lists kept for reuse ([`WalQueue::recycle`]).
+const SPARE_WRITE_LISTS: usize = 8;
 
 /// Queues the open group on the WAL (sent by the actor to itself; see the module docs).
 #[derive(Message)]
@@ -35,6 +37,8 @@ pub(super) struct WalQueue {
     wal: WalWriter<Vec<Pending>>,
     bytes: Vec<u8>,
     writes: Vec<Pending>,
+    /// Emptied write lists of groups made durable ([`WalQueue::recycle`]).
+    spare_writes: Vec<Vec<Pending>>,
     /// A [`FlushWal`] is on its way for the open group.
     flush_sent: bool,
     queued_bytes: Arc<AtomicUsize>,
@@ -65,6 +69,7 @@ impl WalQueue {
             wal,
             bytes: Vec::new(),
             writes: Vec::new(),
+            spare_writes: Vec::new(),
             flush_sent: false,
             queued_bytes,
             limit,
@@ -119,6 +124,15 @@ impl WalQueue {
         Some((len, pushed))
     }
 
+    /// Keeps the emptied write list of a durable group for a later group (at most a few,
+    /// none longer than a full group), so the hot path does not allocate one per group.
+    pub(super) fn recycle(&mut self, mut writes: Vec<Pending>) {
+        if self.spare_writes.len() < SPARE_WRITE_LISTS && writes.capacity() <= MAX_GROUP_WRITES {
+            writes.clear();
+            self.spare_writes.push(writes);
+        }
+    }
+
     /// The [`FlushWal`] of the open group arrived: queue it.
     pub(super) fn flush_arrived(&mut self) {
         self.flush_sent = false;
@@ -130,10 +144,15 @@ impl WalQueue {
         if self.writes.is_empty() {
             return Ok(());
         }
-        // The next group starts with room for one like this (the vectors go with the job).
+        // The next group starts in buffers the writer thread and the `DurableBatch` handler
+        // handed back, else with room for one like this (the vectors go with the job).
         let room = (self.bytes.len().min(64 * 1024), self.writes.len());
-        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(room.0));
-        let writes = std::mem::replace(&mut self.writes, Vec::with_capacity(room.1));
+        let bytes = std::mem::replace(&mut self.bytes, self.wal.buffer(room.0));
+        let spare = self.spare_writes.pop();
+        let writes = std::mem::replace(
+            &mut self.writes,
+            spare.unwrap_or_else(|| Vec::with_capacity(room.1)),
+        );
         let Err((e, writes)) = self.wal.append(bytes, writes) else {
             return Ok(());
         };
@@ -220,5 +239,44 @@ mod tests {
             2,
             "the held batch, then the turn's one group"
         );
+    }
+
+    /// Emptied write lists are kept for later groups: at most `SPARE_WRITE_LISTS`, and
+    /// none longer than a full group; the next flush takes one of them.
+    #[test]
+    fn durable_groups_write_lists_are_reused_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink: wal::DurableSink<Vec<Pending>> = Box::new(|_, _| {});
+        let writer = WalWriter::start(
+            crate::engine::io::real(),
+            dir.path(),
+            1,
+            Durability::Sync,
+            16,
+            sink,
+        )
+        .unwrap();
+        let counters = Arc::new(ActorCounters::default());
+        let mut q = WalQueue::new(writer, Arc::new(AtomicUsize::new(0)), 1 << 20, counters);
+        q.recycle(Vec::with_capacity(MAX_GROUP_WRITES + 1));
+        assert!(q.spare_writes.is_empty(), "longer than a group: dropped");
+        for _ in 0..SPARE_WRITE_LISTS + 2 {
+            q.recycle(Vec::with_capacity(32));
+        }
+        assert_eq!(q.spare_writes.len(), SPARE_WRITE_LISTS);
+        let (reply, _rx) = oneshot::channel();
+        let record = WalRecord {
+            seq: 1,
+            key: b"k".to_vec(),
+            value: Some(b"v".to_vec()),
+        };
+        q.push(record, 0, WriteReply::Channel(reply)).unwrap();
+        q.flush().unwrap();
+        assert_eq!(
+            q.spare_writes.len(),
+            SPARE_WRITE_LISTS - 1,
+            "the flush took one"
+        );
+        assert_eq!(q.writes.capacity(), 32);
     }
 }

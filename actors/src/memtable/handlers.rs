@@ -209,22 +209,31 @@ impl Handler<DurableBatch> for MemtableActor {
             self.seal_if_due();
             return;
         }
-        for w in msg.groups.into_iter().flatten() {
-            let Some(table) = self.pipe.durable(w.generation) else {
-                // Cannot happen: the closing table lives until its rotation, which the
-                // writer thread completes only after this batch.
-                log::error!(
-                    "BUG: durable write of generation {} has no table",
-                    w.generation
-                );
-                w.reply.send(Err(StorageError::Stopped));
-                continue;
-            };
-            table.apply(w.key, w.seq, w.value);
-            w.reply.send(Ok(w.seq));
+        for mut group in msg.groups {
+            for w in group.drain(..) {
+                self.apply_durable(w);
+            }
+            self.wal.recycle(group);
         }
         // The batch left the WAL queue: a seal the queue refused may fit now.
         self.seal_if_due();
+    }
+}
+
+impl MemtableActor {
+    /// Applies a write the WAL made durable to its generation's table and acknowledges it.
+    fn apply_durable(&mut self, w: Pending) {
+        let Some(table) = self.pipe.durable(w.generation) else {
+            // Cannot happen: the closing table lives until its rotation, which the
+            // writer thread completes only after this batch.
+            log::error!(
+                "BUG: durable write of generation {} has no table",
+                w.generation
+            );
+            return w.reply.send(Err(StorageError::Stopped));
+        };
+        table.apply(w.key, w.seq, w.value);
+        w.reply.send(Ok(w.seq));
     }
 }
 

@@ -70,6 +70,36 @@ pub use format::{
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Emptied append buffers the writer thread keeps for [`WalWriter::buffer`]: at most this
+/// many, none larger than [`SPARE_MAX_BYTES`].
+const SPARE_BUFFERS: usize = 8;
+const SPARE_MAX_BYTES: usize = 2 << 20;
+
+/// Append buffers handed back by the writer thread once copied into its batch. Without
+/// them every group's buffer was allocated on the Memtable's thread and freed on this one,
+/// and the allocator gave its pages back and faulted them in again (page faults were 6.6%
+/// of the node's main loop under pipelined puts, docs/BENCHMARKS.md).
+#[derive(Default)]
+struct Spares(Mutex<Vec<Vec<u8>>>);
+
+impl Spares {
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Keeps `buf`, emptied, unless the pool is full or `buf` is too large to keep.
+    fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > SPARE_MAX_BYTES {
+            return;
+        }
+        buf.clear();
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < SPARE_BUFFERS {
+            pool.push(buf);
+        }
+    }
+}
+
 /// The writer grows a segment by zeros ahead of the log by its own size, at least
 /// `PREALLOC_MIN` and at most `PREALLOC_MAX` at a time (see `WriterThread::preallocate`).
 const PREALLOC_MIN: u64 = 64 << 10;
@@ -293,6 +323,7 @@ pub struct WalWriter<T> {
     tx: SyncSender<Job<T>>,
     health: Health,
     fsyncs: Arc<AtomicU64>,
+    spares: Arc<Spares>,
 }
 
 impl<T> Clone for WalWriter<T> {
@@ -301,6 +332,7 @@ impl<T> Clone for WalWriter<T> {
             tx: self.tx.clone(),
             health: self.health.clone(),
             fsyncs: self.fsyncs.clone(),
+            spares: self.spares.clone(),
         }
     }
 }
@@ -332,7 +364,10 @@ impl<T: Send + 'static> WalWriter<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
         let health: Health = Arc::new(Mutex::new(None));
         let fsyncs = Arc::new(AtomicU64::new(0));
+        let spares = Arc::new(Spares::default());
         let thread = WriterThread {
+            spares: spares.clone(),
+            buf: Vec::new(),
             io,
             fsyncs: fsyncs.clone(),
             dir: dir.to_path_buf(),
@@ -353,7 +388,20 @@ impl<T: Send + 'static> WalWriter<T> {
             .name("wal-writer".into())
             .spawn(move || thread.run(rx))
             .map_err(io_err(dir))?;
-        Ok(WalWriter { tx, health, fsyncs })
+        Ok(WalWriter {
+            tx,
+            health,
+            fsyncs,
+            spares,
+        })
+    }
+
+    /// An empty buffer to encode the next append into: one the writer thread handed back
+    /// (see [`Spares`]), else a new one with room for `room` bytes.
+    pub fn buffer(&self, room: usize) -> Vec<u8> {
+        self.spares
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(room))
     }
 
     /// Successful fdatasyncs of WAL segments so far.
@@ -434,6 +482,47 @@ mod tests {
     fn segment_bytes(n: u64, recs: &[WalRecord]) -> Vec<u8> {
         let batches: Vec<_> = recs.iter().map(|r| vec![r.clone()]).collect();
         format::encode_segment(n, 1, &batches)
+    }
+
+    /// An append's buffer comes back once the writer copied it into its batch: the next
+    /// `buffer` is that one, empty, with its capacity (no allocation per group); the pool
+    /// keeps at most `SPARE_BUFFERS`, none over `SPARE_MAX_BYTES`.
+    #[test]
+    fn append_buffers_come_back_for_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: DurableSink<u64> = Box::new(move |tokens, _| {
+            for t in tokens {
+                tx.send(t).unwrap();
+            }
+        });
+        let wal =
+            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let mut bytes = Vec::with_capacity(64 << 10);
+        bytes.extend_from_slice(&record_of(1));
+        wal.append(bytes, 1).unwrap();
+        assert_eq!(rx.recv().unwrap(), 1);
+        let again = wal.buffer(16);
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), 64 << 10, "the appended buffer, reused");
+        assert_eq!(
+            wal.buffer(16).capacity(),
+            16,
+            "the pool is empty: a new one"
+        );
+
+        let pool = Spares::default();
+        pool.give(Vec::with_capacity(SPARE_MAX_BYTES + 1));
+        assert!(
+            pool.take().is_none(),
+            "a buffer over the size bound is dropped"
+        );
+        for _ in 0..SPARE_BUFFERS + 3 {
+            pool.give(vec![7u8; 10]);
+        }
+        let kept: Vec<Vec<u8>> = std::iter::from_fn(|| pool.take()).collect();
+        assert_eq!(kept.len(), SPARE_BUFFERS);
+        assert!(kept.iter().all(|b| b.is_empty() && b.capacity() >= 10));
     }
 
     /// Unsealed records are sealed by the writer; a run cut inside a record is never

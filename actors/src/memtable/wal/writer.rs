@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// The batch buffer is kept for the next batch up to this capacity (a larger one, from a
+/// burst, is freed).
+const KEEP_BATCH_BYTES: usize = 4 << 20;
+
 pub(super) struct WriterThread<T> {
     pub(super) io: Arc<dyn Io>,
     pub(super) dir: PathBuf,
@@ -27,6 +31,10 @@ pub(super) struct WriterThread<T> {
     pub(super) dirty: bool,
     pub(super) fsyncs: Arc<AtomicU64>,
     pub(super) sink: DurableSink<T>,
+    /// Where each append's buffer goes once copied into the batch.
+    pub(super) spares: Arc<Spares>,
+    /// The batch being written, kept from batch to batch (its capacity is reused).
+    pub(super) buf: Vec<u8>,
 }
 
 impl<T> WriterThread<T> {
@@ -79,7 +87,9 @@ impl<T> WriterThread<T> {
     /// write(2) and one fdatasync, then completes every job in order.
     fn handle_batch(&mut self, first: Job<T>, rx: &Receiver<Job<T>>) {
         // Room for the batch header, filled in by `write_batch`.
-        let mut buf = vec![0u8; format::BATCH_HEADER_LEN];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(format::BATCH_HEADER_LEN, 0);
         let mut appends: Vec<T> = Vec::new();
         let mut control: Option<Job<T>> = None;
         let mut job = Some(first);
@@ -91,6 +101,7 @@ impl<T> WriterThread<T> {
                     buf.extend_from_slice(&bytes);
                     // The Memtable leaves the checksums to this thread (`encode_record_unsealed`).
                     unsealed |= !format::seal_records(&mut buf[start..]);
+                    self.spares.give(bytes);
                     appends.push(token);
                 }
                 other => {
@@ -117,6 +128,9 @@ impl<T> WriterThread<T> {
                 false => WalError::Indeterminate(reason),
             });
             (self.sink)(appends, res);
+        }
+        if buf.capacity() <= KEEP_BATCH_BYTES {
+            self.buf = buf;
         }
         match control {
             Some(Job::Sync { done }) => {
