@@ -34,8 +34,8 @@ pub enum FrameError {
 /// longer.push(0xc0);
 /// assert!(decode_one::<u32>(&longer).is_err());
 /// ```
-pub fn decode_one<T: serde::de::DeserializeOwned>(
-    body: &[u8],
+pub fn decode_one<'a, T: serde::Deserialize<'a>>(
+    body: &'a [u8],
 ) -> Result<T, rmp_serde::decode::Error> {
     // Straight from the slice: the reader-based deserializer allocates a scratch buffer
     // per call (one heap allocation per request on the hot path).

@@ -129,8 +129,9 @@ pub(crate) fn typed_state(
 
 /// What to do with the outcome of a local write.
 pub(crate) enum LocalDone {
-    /// Continue the coordinated write `req`.
-    Coordinated(u64),
+    /// Continue the coordinated write `req`; `peers`: it may go to another node (a primary
+    /// or, in a transition, a stable one), so the local write keeps the object's encoding.
+    Coordinated { req: u64, peers: bool },
     /// Answer a peer's `Put`.
     ReplicaPut { to: NodeId, id: u64 },
     /// A read repair of our own copy: nothing to answer.
@@ -139,6 +140,19 @@ pub(crate) enum LocalDone {
     AntiEntropy(oneshot::Sender<LocalResult>),
     /// A tombstone GC purge: answers whether the marker was deleted.
     Purge(oneshot::Sender<bool>),
+}
+
+impl LocalDone {
+    /// Whether the outcome needs the stored object's encoding ([`Stored::bytes`]): to send
+    /// it to a peer or to answer anti-entropy. Otherwise the local write moves it into
+    /// storage instead of copying it, and `Stored::bytes` is empty.
+    fn keeps_encoding(&self) -> bool {
+        match self {
+            LocalDone::Coordinated { peers, .. } => *peers,
+            LocalDone::AntiEntropy(_) => true,
+            LocalDone::ReplicaPut { .. } | LocalDone::Repair | LocalDone::Purge(_) => false,
+        }
+    }
 }
 
 pub(crate) struct LocalOp {
@@ -176,6 +190,8 @@ fn storage_error(e: StorageError) -> ClientError {
 /// so nothing is encoded twice on the way to a peer.
 pub struct Stored {
     pub object: Object,
+    /// The encoding; empty after a write whose caller did not ask to keep it
+    /// ([`LocalDone::keeps_encoding`]).
     pub bytes: Vec<u8>,
 }
 
@@ -223,14 +239,19 @@ enum Next {
 /// in one peer frame). Pure CPU; runs in the Memtable actor.
 fn next_object(
     key: &[u8],
-    stored: Option<Vec<u8>>,
+    stored: Option<&[u8]>,
     apply: Apply,
     actor: ActorId,
     max_object: usize,
 ) -> Result<Next, ClientError> {
-    let current = match &stored {
+    let current = match stored {
         None => Object::new(),
         Some(bytes) => decode_stored(key, bytes)?,
+    };
+    // What is stored, as it is, when nothing is written (a copy: rare).
+    let unchanged = |object| Stored {
+        object,
+        bytes: stored.map(<[u8]>::to_vec).unwrap_or_default(),
     };
     let next = match apply {
         Apply::Purge { hash } => {
@@ -239,18 +260,12 @@ fn next_object(
             return Ok(if exact {
                 Next::Delete
             } else {
-                Next::Unchanged(Stored {
-                    object: current,
-                    bytes: stored.unwrap_or_default(),
-                })
+                Next::Unchanged(unchanged(current))
             });
         }
         Apply::Join(incoming) => {
             if current.descends(&incoming) {
-                return Ok(Next::Unchanged(Stored {
-                    object: current,
-                    bytes: stored.unwrap_or_default(),
-                }));
+                return Ok(Next::Unchanged(unchanged(current)));
             }
             current.join(&incoming)
         }
@@ -442,6 +457,7 @@ impl Coordinator {
         let LocalOp { key, apply, done } = op;
         let actor = self.cfg.actor;
         let max_object = self.cfg.max_object_bytes;
+        let keep = done.keeps_encoding();
         let k2 = key.clone();
         // Runs in the Memtable actor with the key and its stored bytes (see
         // `memtable::Update`); our key lock is what makes the read and the write one step.
@@ -452,9 +468,16 @@ impl Coordinator {
                         write: None,
                         out: Ok(s),
                     },
-                    Ok(Next::Write(s)) => Change {
+                    Ok(Next::Write(s)) if keep => Change {
                         write: Some(NewValue::Put(s.bytes.clone())),
                         out: Ok(s),
+                    },
+                    Ok(Next::Write(Stored { object, bytes })) => Change {
+                        write: Some(NewValue::Put(bytes)),
+                        out: Ok(Stored {
+                            object,
+                            bytes: Vec::new(),
+                        }),
                     },
                     Ok(Next::Delete) => Change {
                         write: Some(NewValue::Delete),
@@ -525,7 +548,7 @@ impl Coordinator {
             LocalDone::Purge(tx) => {
                 let _ = tx.send(res.is_ok_and(|s| s.object.is_empty()));
             }
-            LocalDone::Coordinated(req) => self.coordinated_local_done(req, res, ctx),
+            LocalDone::Coordinated { req, .. } => self.coordinated_local_done(req, res, ctx),
             LocalDone::ReplicaPut { to, id } => {
                 let resp = match res {
                     Ok(_) => DataResp::Stored,
@@ -573,7 +596,7 @@ mod tests {
             value: Value::Deleted,
             typed: None,
         };
-        let Next::Write(s) = next_object(b"k", Some(o.encode()), delete, ActorId(1), 1 << 20)
+        let Next::Write(s) = next_object(b"k", Some(&o.encode()), delete, ActorId(1), 1 << 20)
             .expect("a delete clears any key")
         else {
             panic!("the delete writes")
@@ -583,7 +606,7 @@ mod tests {
     }
 
     fn apply(o: &Object, apply: Apply, actor: u64) -> Object {
-        match next_object(b"k", Some(o.encode()), apply, ActorId(actor), 1 << 20) {
+        match next_object(b"k", Some(&o.encode()), apply, ActorId(actor), 1 << 20) {
             Ok(Next::Write(s)) | Ok(Next::Unchanged(s)) => s.object,
             Ok(Next::Delete) => Object::new(),
             Err(e) => panic!("{}", e.msg),
@@ -658,7 +681,7 @@ mod tests {
         assert!(e.msg.contains("a counter and a plain value"), "{}", e.msg);
         assert!(next_object(
             b"k",
-            Some(both.encode()),
+            Some(&both.encode()),
             op(TypedOp::Incr { by: 1 }),
             ActorId(1),
             1 << 20

@@ -163,27 +163,25 @@ impl Coordinator {
         }
         // Before writing anything: are enough primaries up to reach w? With hinted handoff
         // on, each down primary may be stood in for by a distinct fallback that is up.
-        let up: Vec<&NodeId> = primaries
-            .iter()
-            .filter(|id| **id == self.cfg.me || p.is_up(id))
-            .collect();
+        let is_up = |id: &NodeId| *id == self.cfg.me || p.is_up(id);
+        let up = primaries.iter().filter(|id| is_up(id)).count();
         // (Fallbacks are looked up only when the primaries that are up fall short.)
-        let stand_ins = if up.len() >= w {
+        let stand_ins = if up >= w {
             0
         } else {
             self.usable_fallbacks(&p, partition)
                 .len()
-                .min(primaries.len() - up.len())
+                .min(primaries.len() - up)
         };
-        if up.len() + stand_ins < w {
+        if up + stand_ins < w {
             let down: Vec<String> = primaries
                 .iter()
-                .filter(|id| !up.contains(id))
+                .filter(|id| !is_up(id))
                 .map(|id| format!("{id}: down (membership)"))
                 .collect();
             let msg = format!(
                 "needed {w} of {n} replicas up before writing, {} up{}; {}; nothing was written",
-                up.len() + stand_ins,
+                up + stand_ins,
                 if stand_ins > 0 {
                     format!(" ({stand_ins} of them fallbacks for down primaries)")
                 } else {
@@ -238,7 +236,10 @@ impl Coordinator {
                     value,
                     typed,
                 },
-                done: LocalDone::Coordinated(req),
+                done: LocalDone::Coordinated {
+                    req,
+                    peers: n > 1 || p.stable.is_some(),
+                },
             },
             ctx,
         );
@@ -347,8 +348,16 @@ impl Coordinator {
             .collect();
         st.tracker = Some(tracker);
         let partition = st.partition;
-        let key = st.key.clone();
-        let encoded = stored.bytes;
+        let key = match others.is_empty() {
+            true => Vec::new(),
+            false => st.key.clone(),
+        };
+        // Not kept by the local write when the put looked local-only at its start; the
+        // layout may have changed since.
+        let encoded = match stored.bytes.is_empty() && !others.is_empty() {
+            true => stored.object.encode(),
+            false => stored.bytes,
+        };
         // Kept for the hints a failed target leaves; with no other target there is none.
         if !others.is_empty() {
             st.object = encoded.clone();

@@ -43,7 +43,7 @@ impl<T: Send + 'static> Handler<UpdateThen<T>> for FakeStore {
         if self.lose_updates {
             return drop(then);
         }
-        let change = (m.apply)(&m.key, self.map.get(&m.key).cloned());
+        let change = (m.apply)(&m.key, self.map.get(&m.key).map(Vec::as_slice));
         match change.write {
             Some(crate::memtable::NewValue::Put(v)) => {
                 self.seq += 1;

@@ -335,13 +335,8 @@ impl MemtableActor {
     /// their bloom filters and the block cache answer without reading a file. Tables change
     /// only by a flush (whose memtable stays in memory until its table is installed) or a
     /// compaction (same entries), so the answer is the newest durable version.
-    pub(super) fn lookup(&mut self, key: &[u8]) -> Lookup<Option<Vec<u8>>> {
-        match self.lookup_versioned(key) {
-            Lookup::Memory(v) => Lookup::Memory(v.and_then(|v| v.value)),
-            Lookup::Disk => Lookup::Disk,
-        }
-    }
-
+    /// (An update does the same walk with its function where the value lies:
+    /// `update::start_update`.)
     fn lookup_versioned(&mut self, key: &[u8]) -> Lookup<Option<Versioned>> {
         if let Some(v) = self.memory().find_map(|t| t.get(key)) {
             return Lookup::Memory(Some(v));

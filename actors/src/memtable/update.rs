@@ -26,7 +26,7 @@
 //!   docs/BENCHMARKS.md). It runs exactly once ([`UpdateDone`]): dropped unrun, it answers
 //!   `Stopped`.
 
-use super::handlers::{lookup_error, Lookup};
+use super::handlers::lookup_error;
 use super::*;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -43,9 +43,11 @@ pub enum NewValue {
     Delete,
 }
 
-/// Computes the change from the key and its current value (`None`: absent or deleted).
-/// Runs in the Memtable actor: keep it to CPU work on the one value.
-pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<Vec<u8>>) -> Change<T> + Send>;
+/// Computes the change from the key and its current value (`None`: absent or deleted),
+/// handed where it lies (in a memory table, under its read lock, or in a cached block): no
+/// copy of it is made for the function. Runs in the Memtable actor: keep it to CPU work on
+/// the one value.
+pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<&[u8]>) -> Change<T> + Send>;
 
 /// Reads `key`, runs `apply` on its value and stores what it returns (see the module docs;
 /// callers serialize updates per key). Sent inside an [`UpdateThen`].
@@ -118,17 +120,17 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
     fn handle(&mut self, msg: Loaded<T>, _: &mut Context<Self>) {
         self.counters.received();
         let Loaded { update, got, done } = msg;
+        let Update { key, apply } = update;
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
-        let in_memory = self.memory().find_map(|t| t.get(&update.key));
-        let value = match in_memory {
-            Some(v) => v.value,
-            None => match got {
-                Ok(e) => e.and_then(|e| e.value),
+        let change = match self.in_memory(&key, apply) {
+            Ok(change) => change,
+            Err(apply) => match got {
+                Ok(e) => apply(&key, e.as_ref().and_then(|e| e.value.as_deref())),
                 Err(e) => return done.call(Err(lookup_error(e))),
             },
         };
-        self.apply_update(update, value, done);
+        self.store_change(key, change, done);
     }
 }
 
@@ -141,19 +143,46 @@ impl MemtableActor {
     ) {
         // Counted as sent by the coordinator, its one sender.
         self.counters.handled();
-        match self.lookup(&msg.key) {
-            Lookup::Memory(v) => self.apply_update(msg, v, done),
-            Lookup::Disk => self.load_for_update(msg, done, ctx),
+        let Update { key, apply } = msg;
+        let apply = match self.in_memory(&key, apply) {
+            Ok(change) => return self.store_change(key, change, done),
+            Err(apply) => apply,
+        };
+        let mut apply = Some(apply);
+        let cached = self.tables.get_cached_with(&key, |e| {
+            let apply = apply.take().expect("called at most once");
+            apply(&key, e.and_then(|e| e.value))
+        });
+        if let Some(Ok(change)) = cached {
+            return self.store_change(key, change, done);
         }
+        // Not in a cached block, or its read failed (the disk path names the file).
+        let apply = apply.expect("get_cached_with calls its function only to answer Some(Ok)");
+        self.disk_lookups += 1;
+        self.load_for_update(Update { key, apply }, done, ctx);
     }
 
-    fn apply_update<T: Send + 'static>(
+    /// Runs `apply` on the key's newest version in memory (active, closing, sealed tables;
+    /// newest first) where it lies; gives `apply` back when memory does not hold the key.
+    fn in_memory<T>(&self, key: &[u8], apply: UpdateFn<T>) -> Result<Change<T>, UpdateFn<T>> {
+        let mut apply = Some(apply);
+        let change = self.memory().find_map(|t| {
+            t.with(key, |v| {
+                let apply = apply.take().expect("called at most once");
+                apply(key, v.value.as_deref())
+            })
+        });
+        change.ok_or_else(|| apply.expect("not called"))
+    }
+
+    /// Stores what an update's function decided, answering `done` once it is durable.
+    fn store_change<T: Send + 'static>(
         &mut self,
-        update: Update<T>,
-        value: Option<Vec<u8>>,
+        key: Vec<u8>,
+        change: Change<T>,
         done: UpdateDone<T>,
     ) {
-        let Change { write, out } = (update.apply)(&update.key, value);
+        let Change { write, out } = change;
         let Some(next) = write else {
             return done.call(Ok(out));
         };
@@ -162,13 +191,7 @@ impl MemtableActor {
             NewValue::Delete => None,
         };
         let reply = WriteReply::Call(Box::new(move |r| done.call(r.map(|_seq| out))));
-        self.accept(
-            Write {
-                key: update.key,
-                value,
-            },
-            reply,
-        );
+        self.accept(Write { key, value }, reply);
     }
 
     fn load_for_update<T: Send + 'static>(
@@ -265,7 +288,8 @@ mod tests {
     fn append(key: &str, suffix: &'static str) -> Update<Option<Vec<u8>>> {
         Update {
             key: key.as_bytes().to_vec(),
-            apply: Box::new(move |_: &[u8], v: Option<Vec<u8>>| {
+            apply: Box::new(move |_: &[u8], v: Option<&[u8]>| {
+                let v = v.map(<[u8]>::to_vec);
                 let mut next = v.clone().unwrap_or_else(|| b"none".to_vec());
                 next.extend_from_slice(suffix.as_bytes());
                 Change {
@@ -303,9 +327,9 @@ mod tests {
         // No write: nothing changes.
         let read_only = Update {
             key: b"k0007".to_vec(),
-            apply: Box::new(|_: &[u8], v: Option<Vec<u8>>| Change {
+            apply: Box::new(|_: &[u8], v: Option<&[u8]>| Change {
                 write: None,
-                out: v,
+                out: v.map(<[u8]>::to_vec),
             }),
         };
         let saw = run_update(&addr, read_only).await.unwrap();
@@ -315,9 +339,9 @@ mod tests {
         // sees nothing.
         let purge = Update {
             key: b"k0002".to_vec(),
-            apply: Box::new(|_: &[u8], v: Option<Vec<u8>>| Change {
+            apply: Box::new(|_: &[u8], v: Option<&[u8]>| Change {
                 write: Some(NewValue::Delete),
-                out: v,
+                out: v.map(<[u8]>::to_vec),
             }),
         };
         let saw = run_update(&addr, purge).await.unwrap();

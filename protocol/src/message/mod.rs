@@ -235,11 +235,12 @@ impl Request {
 
 /// The flat wire form of a request: every field optional, checked later by [`decode_request`].
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct WireRequest {
+struct WireRequest<'a> {
     #[serde(default)]
     id: Option<u64>,
-    #[serde(default)]
-    op: Option<String>,
+    /// Borrowed from the frame: no allocation per request for the op's name.
+    #[serde(default, borrow)]
+    op: Option<&'a str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,7 +295,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
     let bin = |b: &Vec<u8>| Some(ByteBuf::from(b.clone()));
     let mut w = WireRequest {
         id: Some(id),
-        op: Some(req.op().to_string()),
+        op: Some(req.op()),
         ..WireRequest::default()
     };
     match req {
@@ -400,8 +401,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
     let id =
         w.id.ok_or_else(|| bad(None, "missing field \"id\" (an unsigned integer)".into()))?;
     let op =
-        w.op.as_deref()
-            .ok_or_else(|| bad(Some(id), "missing field \"op\" (a string)".into()))?;
+        w.op.ok_or_else(|| bad(Some(id), "missing field \"op\" (a string)".into()))?;
     let need = |v: Option<ByteBuf>, name: &str| {
         v.map(ByteBuf::into_vec).ok_or_else(|| {
             bad(
