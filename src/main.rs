@@ -100,10 +100,12 @@ pub fn allocations() -> Option<u64> {
 /// mimalloc keeps freed memory committed for a while, and commits arenas eagerly; for a node
 /// that bounds its memory by design (a stalled client holds at most its in-flight
 /// responses) that showed as RSS: 58-66 MiB of growth for the backpressure test's stalled
-/// client against 21-27 MiB with glibc malloc. Purging freed pages at once brings it to
-/// 40-45 MiB at the same throughput (docs/BENCHMARKS.md). Lazy arena commit applies only to
-/// arenas created after this runs (the first one exists before `main`); with
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0` in the environment the growth is 22 MiB. The
+/// client against 21-27 MiB with glibc malloc. Lazy arena commit applies only to arenas
+/// created after this runs (the first one exists before `main`); with
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0` in the environment the growth is 22 MiB. Freed pages
+/// are purged 10 ms after they empty: at once (0) the pages a burst of requests freed were
+/// faulted in again by the next burst, 9% of the node's CPU per pipelined put; with 10 ms
+/// the test's growth is 40 MiB against 33 MiB at once (docs/BENCHMARKS.md). The
 /// `MIMALLOC_*` environment variables, when set, win.
 fn tune_allocator() {
     use libmimalloc_sys as mi;
@@ -112,13 +114,13 @@ fn tune_allocator() {
     // `MIMALLOC_EAGER_REGION_COMMIT` are not looked at here.
     const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
     const PURGE_DELAY: mi::mi_option_t = 15;
-    for (option, env) in [
-        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
-        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
+    for (option, env, value) in [
+        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
+        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: a setter of a process-wide integer option, read atomically by mimalloc.
-            unsafe { mi::mi_option_set(option, 0) };
+            unsafe { mi::mi_option_set(option, value) };
         }
     }
 }
