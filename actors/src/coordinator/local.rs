@@ -267,7 +267,7 @@ fn next_object(
             if current.descends(&incoming) {
                 return Ok(Next::Unchanged(unchanged(current)));
             }
-            current.join(&incoming)
+            current.join_owned(incoming)
         }
         Apply::Update {
             context,
@@ -315,7 +315,7 @@ fn next_object(
                 },
             };
             let next = current
-                .update(&context, value, actor)
+                .update_owned(&context, value, actor)
                 .map_err(|e| ClientError::new(ErrorCode::BadRequest, e.to_string()))?;
             match next.check_siblings() {
                 Ok(SiblingCheck::Fine) => {}

@@ -314,6 +314,29 @@ impl Object {
         Object { entries: out }
     }
 
+    /// [`join`](Self::join) of two objects the caller owns: the surviving values move into
+    /// the result instead of being copied.
+    pub fn join_owned(self, other: Object) -> Object {
+        let mut out = Vec::with_capacity(self.entries.len().max(other.entries.len()));
+        let mut a = self.entries.into_iter().peekable();
+        let mut b = other.entries.into_iter().peekable();
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.actor.cmp(&y.actor),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => break,
+            };
+            let next = match order {
+                Ordering::Less => a.next(),
+                Ordering::Greater => b.next(),
+                Ordering::Equal => a.next().zip(b.next()).map(|(x, y)| merge_owned(x, y)),
+            };
+            out.extend(next);
+        }
+        Object { entries: out }
+    }
+
     /// The coordinator's write (`dvvset:update(new(Context, Value), Local, Actor)`):
     /// drops the values `context` covers, keeps the others as siblings, and adds `value`
     /// with a new dot `(actor, n + 1)`, `n` being the larger of this object's and the
@@ -347,7 +370,48 @@ impl Object {
                 })
                 .collect(),
         };
-        let mut out = ctx.join(self);
+        ctx.join(self).add_dot(value, actor)
+    }
+
+    /// [`update`](Self::update) of an object the caller owns: the values the context
+    /// covers are dropped in place and the others kept, not copied (a replica's
+    /// read-modify-write decodes the stored object only to replace it).
+    pub fn update_owned(
+        mut self,
+        context: &VersionVector,
+        value: Value,
+        actor: ActorId,
+    ) -> Result<Object, UpdateError> {
+        // `join` of the context (entries without values) into `self`, in place: an actor
+        // the context saw up to `c` keeps only its values with dots above `c`.
+        for (a, c) in context.iter() {
+            match self.entries.binary_search_by_key(&a, |e| e.actor) {
+                Ok(i) => {
+                    let e = &mut self.entries[i];
+                    if c >= e.counter {
+                        e.counter = c;
+                        e.values.clear();
+                    } else {
+                        let keep = usize::try_from(e.counter - c).unwrap_or(usize::MAX);
+                        e.values.truncate(keep);
+                    }
+                }
+                Err(i) => self.entries.insert(
+                    i,
+                    Entry {
+                        actor: a,
+                        counter: c,
+                        values: Vec::new(),
+                    },
+                ),
+            }
+        }
+        self.add_dot(value, actor)
+    }
+
+    /// The last step of an update: `value` with the next dot of `actor`.
+    fn add_dot(self, value: Value, actor: ActorId) -> Result<Object, UpdateError> {
+        let mut out = self;
         match out.entries.binary_search_by_key(&actor, |e| e.actor) {
             Ok(i) => {
                 let e = &mut out.entries[i];
@@ -574,6 +638,19 @@ impl Object {
 /// Merges one actor's entries from two objects (`dvvset:merge/5`). The side with the
 /// larger counter has every dot the other has; of its values, keep those the other side
 /// has not dropped: dots above `other.counter - other.values.len()`.
+/// [`merge_entry`] of owned entries: the kept values move.
+fn merge_owned(a: Entry, b: Entry) -> Entry {
+    let (mut hi, lo) = if a.counter >= b.counter {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let floor = lo.counter.saturating_sub(lo.values.len() as u64);
+    let keep = usize::try_from(hi.counter - floor).unwrap_or(usize::MAX);
+    hi.values.truncate(keep);
+    hi
+}
+
 fn merge_entry(a: &Entry, b: &Entry) -> Entry {
     let (hi, lo) = if a.counter >= b.counter {
         (a, b)

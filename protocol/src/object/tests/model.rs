@@ -97,6 +97,10 @@ impl World {
         let new = self.objects[coord]
             .update(&ctx.0, value.clone(), actor)
             .expect("small counters");
+        let owned = self.objects[coord]
+            .clone()
+            .update_owned(&ctx.0, value.clone(), actor);
+        assert_eq!(owned.as_ref(), Ok(&new), "update_owned differs from update");
         let dot = Dot {
             actor,
             counter: new.context().get(actor),
@@ -141,7 +145,12 @@ impl World {
                 self.clients[client] = (self.objects[coord].context(), self.states[coord].clone());
             }
             Op::Sync { from, to } => {
-                self.objects[to] = self.objects[to].join(&self.objects[from]);
+                let joined = self.objects[to].join(&self.objects[from]);
+                let owned = self.objects[to]
+                    .clone()
+                    .join_owned(self.objects[from].clone());
+                assert_eq!(owned, joined, "join_owned differs from join");
+                self.objects[to] = joined;
                 let s = self.states[from].clone();
                 self.states[to].extend(s);
             }
@@ -227,6 +236,7 @@ proptest! {
             let (y, sy) = &w.history[j.index(w.history.len())];
             let (z, _) = &w.history[k.index(w.history.len())];
             let xy = x.join(y);
+            prop_assert_eq!(&x.clone().join_owned(y.clone()), &xy);
             w.check_object(&xy, &sx.union(sy).copied().collect())?;
             prop_assert_eq!(&xy, &y.join(x));
             prop_assert_eq!(xy.join(z), x.join(&y.join(z)));
