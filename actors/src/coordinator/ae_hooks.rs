@@ -102,7 +102,10 @@ impl Handler<JoinLocal> for Coordinator {
         self.write_local(
             LocalOp {
                 key: msg.key,
-                apply: Apply::Join(msg.object),
+                apply: Apply::Join {
+                    object: msg.object,
+                    encoded: None,
+                },
                 done: LocalDone::AntiEntropy(tx),
             },
             ctx,

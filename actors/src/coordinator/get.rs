@@ -207,7 +207,10 @@ impl Coordinator {
             if node == self.cfg.me {
                 let op = LocalOp {
                     key: st.key.clone(),
-                    apply: Apply::Join(joined.clone()),
+                    apply: Apply::Join {
+                        object: joined.clone(),
+                        encoded: None,
+                    },
                     done: LocalDone::Repair,
                 };
                 self.write_local(op, ctx);

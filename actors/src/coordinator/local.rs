@@ -15,7 +15,13 @@ use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVecto
 /// How a local write changes the key's object.
 pub(crate) enum Apply {
     /// A replica receiving a coordinator's object (or a read repair): join it in.
-    Join(Object),
+    /// `encoded`: the object's encoding when the caller has it (a peer's `Put`), stored as
+    /// is when the object descends what is stored (the join is then the object itself, and
+    /// a decoded object re-encodes to the same bytes: the decoder takes only canonical ones).
+    Join {
+        object: Object,
+        encoded: Option<Vec<u8>>,
+    },
     /// The coordinator issuing a new version for a client write: `value` with the client's
     /// `context`, or, for an operation on a typed key, the state `typed` computes from the
     /// stored one, with the stored object's whole context (it replaces every version seen).
@@ -263,11 +269,19 @@ fn next_object(
                 Next::Unchanged(unchanged(current))
             });
         }
-        Apply::Join(incoming) => {
+        Apply::Join {
+            object: incoming,
+            encoded,
+        } => {
             if current.descends(&incoming) {
                 return Ok(Next::Unchanged(unchanged(current)));
             }
-            current.join_owned(incoming)
+            match encoded {
+                Some(bytes) if incoming.descends(&current) => {
+                    return checked_write(key, incoming, bytes, max_object);
+                }
+                _ => current.join_owned(incoming),
+            }
         }
         Apply::Update {
             context,
@@ -334,6 +348,16 @@ fn next_object(
         }
     };
     let bytes = next.encode();
+    checked_write(key, next, bytes, max_object)
+}
+
+/// Writes `object` (encoded as `bytes`) unless it is larger than a replica accepts.
+fn checked_write(
+    key: &[u8],
+    object: Object,
+    bytes: Vec<u8>,
+    max_object: usize,
+) -> Result<Next, ClientError> {
     if bytes.len() > max_object {
         return Err(ClientError::new(
             ErrorCode::TooLarge,
@@ -344,10 +368,7 @@ fn next_object(
             ),
         ));
     }
-    Ok(Next::Write(Stored {
-        object: next,
-        bytes,
-    }))
+    Ok(Next::Write(Stored { object, bytes }))
 }
 
 /// A local operation finished; its continuation runs on the actor.
@@ -665,6 +686,43 @@ mod tests {
             panic!("a set")
         };
         assert_eq!(s.members().collect::<Vec<_>>(), [b"y".as_slice(), b"z"]);
+    }
+
+    /// A peer's object that descends what is stored is stored as the bytes it came in (no
+    /// re-encoding); one concurrent with it is joined and encoded; one the store descends
+    /// writes nothing.
+    #[test]
+    fn a_replica_stores_a_descending_object_as_it_came() {
+        let none = VersionVector::new();
+        let stored = Object::new()
+            .update(&none, Value::data("a"), ActorId(1))
+            .unwrap();
+        let newer = stored
+            .update(&stored.context(), Value::data("b"), ActorId(1))
+            .unwrap();
+        let concurrent = Object::new()
+            .update(&none, Value::data("c"), ActorId(2))
+            .unwrap();
+        let join = |object: &Object| Apply::Join {
+            object: object.clone(),
+            // Marked, so the test sees which bytes were stored.
+            encoded: Some(b"as it came".to_vec()),
+        };
+        let write =
+            |apply| match next_object(b"k", Some(&stored.encode()), apply, ActorId(1), 1 << 20) {
+                Ok(Next::Write(s)) => Some(s),
+                Ok(Next::Unchanged(_)) => None,
+                _ => panic!("a write or nothing"),
+            };
+        let s = write(join(&newer)).expect("a newer object is written");
+        assert_eq!((s.object, s.bytes), (newer.clone(), b"as it came".to_vec()));
+        let s = write(join(&concurrent)).expect("a concurrent object is joined");
+        let both = stored.join(&concurrent);
+        assert_eq!((s.bytes, s.object), (both.encode(), both));
+        assert!(
+            write(join(&stored)).is_none(),
+            "already stored: nothing to write"
+        );
     }
 
     /// Review finding: a plain put concurrent with a typed op used to be hidden by typed

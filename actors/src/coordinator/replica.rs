@@ -86,7 +86,10 @@ impl Coordinator {
                     Ok(o) => self.write_local(
                         LocalOp {
                             key,
-                            apply: Apply::Join(o),
+                            apply: Apply::Join {
+                                object: o,
+                                encoded: Some(object),
+                            },
                             done: LocalDone::ReplicaPut { to: from, id },
                         },
                         ctx,
