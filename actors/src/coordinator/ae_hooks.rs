@@ -47,15 +47,14 @@ impl Coordinator {
     /// A local write finished: remember it for the next batch (see [`AE_BATCH`]).
     pub(super) fn note_local_write(
         &mut self,
-        key: &[u8],
+        key: Vec<u8>,
         res: &LocalResult,
         ctx: &mut Context<Self>,
     ) {
         let (Some(_), Ok(stored)) = (&self.ae_notify, res) else {
             return;
         };
-        self.ae_pending
-            .push((key.to_vec(), tree_hash(&stored.object)));
+        self.ae_pending.push((key, tree_hash(&stored.object)));
         if self.ae_pending.len() >= AE_BATCH {
             self.flush_local_writes();
         } else if !self.ae_flush_armed {

@@ -9,6 +9,7 @@
 use super::local::{show_key, Apply, LocalDone, LocalOp};
 use super::quorum::{self, GetTracker, Progress, PutOutcome, PutTracker};
 use super::*;
+use crate::ring::PartitionTable;
 use troupe_protocol::data::DataReq;
 use troupe_protocol::object::{Object, Value, VersionVector};
 
@@ -58,8 +59,10 @@ pub(crate) struct PutState {
     pub(super) key: Vec<u8>,
     n: usize,
     w: usize,
-    pub(super) primaries: Vec<NodeId>,
-    /// The key's partition (which fallbacks stand in for its primaries).
+    /// The partition table the put started under: its primaries are the key's
+    /// ([`PutState::primaries`]; shared, not copied per put).
+    table: Arc<PartitionTable>,
+    /// The key's partition (its primaries, and which fallbacks stand in for them).
     partition: u32,
     /// The object as written locally (storage encoding), kept for hints.
     pub(super) object: Vec<u8>,
@@ -74,6 +77,13 @@ pub(crate) struct PutState {
     written: WriteReply,
     reply: Option<ReplyTo<WriteReply>>,
     rpcs: Vec<u64>,
+}
+
+impl PutState {
+    /// The key's primaries when the put started, preferred coordinator first.
+    pub(super) fn primaries(&self) -> &[NodeId] {
+        self.table.primaries(self.partition)
+    }
 }
 
 pub(crate) struct ForwardState {
@@ -143,10 +153,10 @@ impl Coordinator {
         };
         // The key's one blake3: the put keeps its partition for the fallbacks it may need.
         let partition = p.table.partition_of(&msg.key);
-        let primaries = p.table.primaries(partition).to_vec();
+        let primaries = p.table.primaries(partition);
         if !primaries.contains(&self.cfg.me) {
             if !forwarded {
-                return self.forward(msg, primaries, reply, ctx);
+                return self.forward(msg, primaries.to_vec(), reply, ctx);
             }
             // Forwarded to us, but we are not a primary in our own view (views differ while
             // membership converges). Only a primary may issue a dot: refuse, unwritten.
@@ -214,7 +224,7 @@ impl Coordinator {
                 key: msg.key.clone(),
                 n,
                 w,
-                primaries,
+                table: p.table.clone(),
                 partition,
                 object: Vec::new(),
                 fallbacks: Default::default(),
@@ -316,7 +326,7 @@ impl Coordinator {
         };
         st.written = WriteReply::of(&stored.object);
         let primaries: Vec<String> = st
-            .primaries
+            .primaries()
             .iter()
             .filter(|id| **id != self.cfg.me)
             .map(|id| id.0.clone())

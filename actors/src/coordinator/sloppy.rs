@@ -63,7 +63,7 @@ impl Coordinator {
         };
         // Only a primary is stood in for (a fallback that fails is not replaced in turn:
         // the primary then gets this node's hint when the put ends).
-        if !st.primaries.contains(primary) {
+        if !st.primaries().contains(primary) {
             return false;
         }
         let Some(tracker) = st.tracker.as_mut() else {
