@@ -314,6 +314,31 @@ impl Object {
         Object { entries: out }
     }
 
+    /// Whether `self.join(other) == other`, without building the join: `other` has every
+    /// dot `self` has and has dropped every value `self` dropped. (Descending `self` is not
+    /// enough: a write with an incomplete context keeps values another replica has
+    /// already seen overwritten.) A replica that holds `self` may then store `other` as is.
+    pub fn joins_to(&self, other: &Object) -> bool {
+        let mut theirs = other.entries.iter().peekable();
+        self.entries.iter().all(|mine| {
+            while theirs.next_if(|t| t.actor < mine.actor).is_some() {}
+            let Some(t) = theirs.next_if(|t| t.actor == mine.actor) else {
+                return false; // a dot `other` lacks
+            };
+            let floor = |e: &Entry| e.counter.saturating_sub(e.values.len() as u64);
+            match t.counter.cmp(&mine.counter) {
+                Ordering::Less => false,
+                // `other`'s values survive where it dropped at least what `self` dropped.
+                Ordering::Greater => floor(t) >= floor(mine),
+                // A tie keeps `self`'s values, as many as `other` holds (`merge_entry`).
+                Ordering::Equal => {
+                    t.values.len() <= mine.values.len()
+                        && mine.values[..t.values.len()] == t.values[..]
+                }
+            }
+        })
+    }
+
     /// [`join`](Self::join) of two objects the caller owns: the surviving values move into
     /// the result instead of being copied.
     pub fn join_owned(self, other: Object) -> Object {
@@ -635,9 +660,6 @@ impl Object {
     }
 }
 
-/// Merges one actor's entries from two objects (`dvvset:merge/5`). The side with the
-/// larger counter has every dot the other has; of its values, keep those the other side
-/// has not dropped: dots above `other.counter - other.values.len()`.
 /// [`merge_entry`] of owned entries: the kept values move.
 fn merge_owned(a: Entry, b: Entry) -> Entry {
     let (mut hi, lo) = if a.counter >= b.counter {
@@ -651,6 +673,9 @@ fn merge_owned(a: Entry, b: Entry) -> Entry {
     hi
 }
 
+/// Merges one actor's entries from two objects (`dvvset:merge/5`). The side with the
+/// larger counter has every dot the other has; of its values, keep those the other side
+/// has not dropped: dots above `other.counter - other.values.len()`.
 fn merge_entry(a: &Entry, b: &Entry) -> Entry {
     let (hi, lo) = if a.counter >= b.counter {
         (a, b)

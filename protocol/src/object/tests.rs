@@ -559,7 +559,38 @@ proptest! {
         );
         prop_assert_eq!(o.clone().join_owned(other.clone()), o.join(&other));
         prop_assert_eq!(other.clone().join_owned(o.clone()), other.join(&o));
+        prop_assert_eq!(o.joins_to(&other), o.join(&other) == other);
+        prop_assert_eq!(other.joins_to(&o), other.join(&o) == o);
+        // Also where the answer is mostly yes: a write over `o` with a random context.
+        let next = o.update(&ctx, Value::data("next"), actor).unwrap();
+        prop_assert_eq!(o.joins_to(&next), o.join(&next) == next);
+        prop_assert!(o.joins_to(&o));
     }
+}
+
+/// Review finding: descending the stored object is not enough to store an incoming one
+/// as it is. A write with an incomplete context keeps values a replica already saw
+/// overwritten; the join drops them, so `joins_to` must say no.
+#[test]
+fn a_descending_object_is_not_always_the_join() {
+    let (a, b, c) = (ActorId(1), ActorId(2), ActorId(3));
+    let none = VersionVector::new();
+    let a2 = put(&put(&Object::new(), &none, "v1", a), &none, "v2", a);
+    let at_a = put(&a2, &none, "v3", a); // {A:3 [v3, v2, v1]}
+    let replica = put(&a2, &a2.context(), "vb", b); // {A:2 [], B:1 [vb]}
+    let b_only: VersionVector = [(b, 1)].into_iter().collect();
+    let incoming = put(&at_a, &b_only, "vc", c); // {A:3 [v3, v2, v1], B:1 [], C:1 [vc]}
+    assert!(incoming.descends(&replica));
+    assert_ne!(
+        replica.join(&incoming),
+        incoming,
+        "the join drops v2 and v1"
+    );
+    assert!(!replica.joins_to(&incoming));
+    // With the full context it is the join.
+    let full = put(&at_a, &replica.context().merge(&at_a.context()), "vc", c);
+    assert_eq!(replica.join(&full), full);
+    assert!(replica.joins_to(&full));
 }
 
 fn arb_vv() -> impl Strategy<Value = VersionVector> {
