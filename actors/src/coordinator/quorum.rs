@@ -32,7 +32,9 @@ pub trait Lattice: Clone {
     type Context;
     /// The least upper bound of two versions (commutative, associative, idempotent).
     fn join(&self, other: &Self) -> Self;
-    /// True when `self` has seen everything `other` has.
+    /// True when `self` has seen everything `other` has: the lattice order, `self.join(other)
+    /// == self` (the tracker then skips the join, and a replica holding `self` needs no
+    /// repair to `other`).
     fn descends(&self, other: &Self) -> bool;
     /// True when `self` has seen every version `context` names.
     fn covers(&self, context: &Self::Context) -> bool;
@@ -47,8 +49,11 @@ impl Lattice for troupe_protocol::object::Object {
     fn join(&self, other: &Self) -> Self {
         troupe_protocol::object::Object::join(self, other)
     }
+    /// Exactly the lattice order (`Object::joins_to`), not the clocks' order
+    /// (`Object::descends`): after a write with an incomplete context an object can have
+    /// every dot of another and still hold values the other saw overwritten.
     fn descends(&self, other: &Self) -> bool {
-        troupe_protocol::object::Object::descends(self, other)
+        other.joins_to(self)
     }
     fn covers(&self, context: &Self::Context) -> bool {
         troupe_protocol::object::Object::covers(self, context)

@@ -369,3 +369,38 @@ fn in_transition_a_put_needs_w_of_the_current_and_w_of_the_stable_primaries() {
         Progress::Reply(PutOutcome::Indeterminate(_))
     ));
 }
+
+/// Review finding: with objects the tracker's "descends" is the lattice order, not the
+/// clocks'. A replica whose object has every dot of the other's but kept values the other
+/// saw overwritten (a write with an incomplete context) gets the join, both in the reply
+/// and as a repair.
+#[test]
+fn objects_are_joined_and_repaired_by_the_lattice_order_not_the_clocks() {
+    use troupe_protocol::object::{ActorId, Object, Value, VersionVector};
+    let (a, b, c) = (ActorId(1), ActorId(2), ActorId(3));
+    let put = |o: &Object, ctx: &VersionVector, v: &str, actor| {
+        o.update(ctx, Value::data(v), actor).unwrap()
+    };
+    let none = VersionVector::new();
+    let a2 = put(&put(&Object::new(), &none, "v1", a), &none, "v2", a);
+    let old = put(&a2, &a2.context(), "vb", b); // {A:2 [], B:1 [vb]}
+    let b_only: VersionVector = [(b, 1)].into_iter().collect();
+    let new = put(&put(&a2, &none, "v3", a), &b_only, "vc", c); // {A:3 [v3, v2, v1], B:1 [], C:1 [vc]}
+    assert!(
+        Object::descends(&new, &old),
+        "the clocks say new has seen old"
+    );
+    let join = new.join(&old);
+    assert_ne!(join, new, "yet the join drops v2 and v1");
+
+    let mut t = GetTracker::new(three(), 2, None);
+    assert_eq!(t.add_answer("a", Ok(Some(new.clone()))), Progress::Pending);
+    assert_eq!(
+        t.add_answer("b", Ok(Some(old))),
+        Progress::Reply(GetOutcome::Found(Some(join.clone())))
+    );
+    t.add_answer("c", Ok(Some(join.clone())));
+    let (sent, to) = t.repair().expect("a and b are stale");
+    assert_eq!(sent, join);
+    assert_eq!(to, vec!["a".to_string(), "b".to_string()]);
+}
