@@ -478,6 +478,19 @@ mod tests {
         b
     }
 
+    /// A sync-mode writer on segment 1 of `dir` whose sink forwards each append's token
+    /// with whether its batch succeeded.
+    fn started(dir: &Path) -> (WalWriter<u64>, std::sync::mpsc::Receiver<(u64, bool)>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
+            for t in tokens {
+                let _ = tx.send((t, r.is_ok()));
+            }
+        });
+        let wal = WalWriter::start(fsio::real(), dir, 1, Durability::Sync, 1024, sink).unwrap();
+        (wal, rx)
+    }
+
     /// A whole segment `n` holding `recs`, one batch each.
     fn segment_bytes(n: u64, recs: &[WalRecord]) -> Vec<u8> {
         let batches: Vec<_> = recs.iter().map(|r| vec![r.clone()]).collect();
@@ -490,18 +503,11 @@ mod tests {
     #[test]
     fn append_buffers_come_back_for_reuse() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink: DurableSink<u64> = Box::new(move |tokens, _| {
-            for t in tokens {
-                tx.send(t).unwrap();
-            }
-        });
-        let wal =
-            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let (wal, rx) = started(dir.path());
         let mut bytes = Vec::with_capacity(64 << 10);
         bytes.extend_from_slice(&record_of(1));
         wal.append(bytes, 1).unwrap();
-        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(rx.recv().unwrap(), (1, true));
         let again = wal.buffer(16);
         assert!(again.is_empty());
         assert_eq!(again.capacity(), 64 << 10, "the appended buffer, reused");
@@ -531,14 +537,7 @@ mod tests {
     #[test]
     fn the_writer_seals_appends_and_refuses_a_cut_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
-            for t in tokens {
-                tx.send((t, r.is_ok())).unwrap();
-            }
-        });
-        let wal =
-            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let (wal, rx) = started(dir.path());
         let mut bytes = Vec::new();
         encode_record_unsealed(&rec(1, "a", Some("1")), &mut bytes);
         wal.append(bytes.clone(), 1).unwrap();
@@ -562,21 +561,19 @@ mod tests {
     #[test]
     fn writer_group_commits_and_recovers_after_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
-            assert!(r.is_ok());
-            for t in tokens {
-                tx.send(t).unwrap();
-            }
-        });
-        let wal =
-            WalWriter::start(fsio::real(), dir.path(), 1, Durability::Sync, 1024, sink).unwrap();
+        let (wal, rx) = started(dir.path());
         for i in 0..100u64 {
             let mut bytes = Vec::new();
             encode_record(&rec(i, &format!("k{i}"), Some("v")), &mut bytes);
             wal.append(bytes, i).unwrap();
         }
-        let order: Vec<u64> = (0..100).map(|_| rx.recv().unwrap()).collect();
+        let order: Vec<u64> = (0..100)
+            .map(|_| {
+                let (t, ok) = rx.recv().unwrap();
+                assert!(ok);
+                t
+            })
+            .collect();
         assert_eq!(
             order,
             (0..100).collect::<Vec<_>>(),
@@ -612,14 +609,7 @@ mod tests {
     /// Writes `per_segment[i]` records into segment `i + 1` through the writer thread (one
     /// rotation between segments) and returns every record written, in log order.
     fn write_segments(dir: &Path, per_segment: &[usize]) -> Vec<WalRecord> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink: DurableSink<u64> = Box::new(move |tokens, r| {
-            r.expect("WAL write");
-            for t in tokens {
-                tx.send(t).expect("test alive");
-            }
-        });
-        let wal = WalWriter::start(fsio::real(), dir, 1, Durability::Sync, 1024, sink).unwrap();
+        let (wal, rx) = started(dir);
         let mut all = Vec::new();
         for (i, &n) in per_segment.iter().enumerate() {
             if i > 0 {
@@ -634,7 +624,7 @@ mod tests {
                 let mut bytes = Vec::new();
                 encode_record(&r, &mut bytes);
                 wal.append(bytes, seq).unwrap();
-                assert_eq!(rx.recv().unwrap(), seq, "durable in order");
+                assert_eq!(rx.recv().unwrap(), (seq, true), "durable in order");
                 all.push(r);
             }
         }
