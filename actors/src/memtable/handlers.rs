@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::engine::read::EntryIter;
-use crate::engine::sstable::EntryRef;
 use pipeline::{Admit, Effect, RotateRefused};
 use reads::{DiskReads, QueueFull};
 use std::sync::atomic::Ordering;
@@ -335,26 +334,56 @@ impl MemtableActor {
     /// their bloom filters and the block cache answer without reading a file. Tables change
     /// only by a flush (whose memtable stays in memory until its table is installed) or a
     /// compaction (same entries), so the answer is the newest durable version.
-    /// (An update does the same walk with its function where the value lies:
-    /// `update::start_update`.)
     fn lookup_versioned(&mut self, key: &[u8]) -> Lookup<Option<Versioned>> {
-        if let Some(v) = self.memory().find_map(|t| t.get(key)) {
-            return Lookup::Memory(Some(v));
-        }
-        let versioned = |e: Option<EntryRef<'_>>| {
-            e.map(|e| Versioned {
-                seq: e.seq,
-                value: e.value.map(<[u8]>::to_vec),
+        self.lookup_with(key, |v| {
+            v.map(|(seq, value)| Versioned {
+                seq,
+                value: value.map(<[u8]>::to_vec),
             })
-        };
-        match self.tables.get_cached_with(key, versioned) {
-            Some(Ok(v)) => Lookup::Memory(v),
+        })
+    }
+
+    /// The walk of [`lookup_versioned`](Self::lookup_versioned), handing `f` the newest
+    /// version's sequence number and value (`None`: a tombstone) where they lie, in a
+    /// memory table or a cached block, with no copy; `None` when the key is absent.
+    /// [`Lookup::Disk`] when the tables must be read off the event loop: `f` was not called.
+    pub(super) fn lookup_with<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(Option<(u64, Option<&[u8]>)>) -> R,
+    ) -> Lookup<R> {
+        let mut f = Some(f);
+        let mut call = |v: Option<(u64, Option<&[u8]>)>| (f.take().expect("called once"))(v);
+        if let Some(r) = self.in_memory_with(key, |seq, value| call(Some((seq, value)))) {
+            return Lookup::Memory(r);
+        }
+        match self
+            .tables
+            .get_cached_with(key, |e| call(e.map(|e| (e.seq, e.value))))
+        {
+            Some(Ok(r)) => Lookup::Memory(r),
             // Errors are reported by the disk path, which names the file.
             Some(Err(_)) | None => {
                 self.disk_lookups += 1;
                 Lookup::Disk
             }
         }
+    }
+
+    /// `f` of the key's newest version in memory (sequence number, value; `None`: a
+    /// tombstone) under its table's read lock, or `None` (`f` not called) when memory does
+    /// not hold the key.
+    pub(super) fn in_memory_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(u64, Option<&[u8]>) -> R,
+    ) -> Option<R> {
+        let mut f = Some(f);
+        self.memory().find_map(|t| {
+            t.with(key, |v| {
+                (f.take().expect("called once"))(v.seq, v.value.as_deref())
+            })
+        })
     }
 }
 

@@ -26,7 +26,7 @@
 //!   docs/BENCHMARKS.md). It runs exactly once ([`UpdateDone`]): dropped unrun, it answers
 //!   `Stopped`.
 
-use super::handlers::lookup_error;
+use super::handlers::{lookup_error, Lookup};
 use super::*;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -121,14 +121,19 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
         self.counters.received();
         let Loaded { update, got, done } = msg;
         let Update { key, apply } = update;
+        let mut apply = Some(apply);
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
-        let change = match self.in_memory(&key, apply) {
-            Ok(change) => change,
-            Err(apply) => match got {
+        let found = self.in_memory_with(&key, |_, value| {
+            (apply.take().expect("called once"))(&key, value)
+        });
+        let change = match (found, apply) {
+            (Some(change), _) => change,
+            (None, Some(apply)) => match got {
                 Ok(e) => apply(&key, e.as_ref().and_then(|e| e.value.as_deref())),
                 Err(e) => return done.call(Err(lookup_error(e))),
             },
+            (None, None) => unreachable!("in_memory_with calls its function only to answer"),
         };
         self.store_change(key, change, done);
     }
@@ -144,35 +149,15 @@ impl MemtableActor {
         // Counted as sent by the coordinator, its one sender.
         self.counters.handled();
         let Update { key, apply } = msg;
-        let apply = match self.in_memory(&key, apply) {
-            Ok(change) => return self.store_change(key, change, done),
-            Err(apply) => apply,
-        };
         let mut apply = Some(apply);
-        let cached = self.tables.get_cached_with(&key, |e| {
-            let apply = apply.take().expect("called at most once");
-            apply(&key, e.and_then(|e| e.value))
+        let found = self.lookup_with(&key, |v| {
+            (apply.take().expect("called once"))(&key, v.and_then(|(_, value)| value))
         });
-        if let Some(Ok(change)) = cached {
-            return self.store_change(key, change, done);
+        match (found, apply) {
+            (Lookup::Memory(change), _) => self.store_change(key, change, done),
+            (Lookup::Disk, Some(apply)) => self.load_for_update(Update { key, apply }, done, ctx),
+            (Lookup::Disk, None) => unreachable!("lookup_with reads from disk without calling"),
         }
-        // Not in a cached block, or its read failed (the disk path names the file).
-        let apply = apply.expect("get_cached_with calls its function only to answer Some(Ok)");
-        self.disk_lookups += 1;
-        self.load_for_update(Update { key, apply }, done, ctx);
-    }
-
-    /// Runs `apply` on the key's newest version in memory (active, closing, sealed tables;
-    /// newest first) where it lies; gives `apply` back when memory does not hold the key.
-    fn in_memory<T>(&self, key: &[u8], apply: UpdateFn<T>) -> Result<Change<T>, UpdateFn<T>> {
-        let mut apply = Some(apply);
-        let change = self.memory().find_map(|t| {
-            t.with(key, |v| {
-                let apply = apply.take().expect("called at most once");
-                apply(key, v.value.as_deref())
-            })
-        });
-        change.ok_or_else(|| apply.expect("not called"))
     }
 
     /// Stores what an update's function decided, answering `done` once it is durable.

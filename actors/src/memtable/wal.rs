@@ -84,7 +84,7 @@ struct Spares(Mutex<Vec<Vec<u8>>>);
 
 impl Spares {
     fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        lock(&self.0).pop()
     }
 
     /// Keeps `buf`, emptied, unless the pool is full or `buf` is too large to keep.
@@ -93,7 +93,7 @@ impl Spares {
             return;
         }
         buf.clear();
-        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = lock(&self.0);
         if pool.len() < SPARE_BUFFERS {
             pool.push(buf);
         }
