@@ -3,20 +3,23 @@
 //!
 //! A key's place: its partition is [`crate::ring::partition_for`] (the top bits of
 //! blake3(key)); its segment the next `depth * log2(fanout)` bits of the same hash. Its
-//! contribution to the segment is `leaf(key, hash)`, 64 bits of blake3(key, hash), and every
+//! contribution to the segment is `leaf(key, hash)`, a mix of 64 more bits of blake3(key) and
+//! the hash (one blake3 per write in all), and every
 //! node of the tree holds the XOR of its children: order-free, so two replicas that hold the
 //! same (key, object) pairs have the same trees however their writes arrived, and a change
 //! of one key costs `depth + 1` XORs (no rehash of a whole segment).
 //!
 //! Invariants:
-//! - `keys` holds each key's current hash and its leaf (kept, so an overwrite hashes only
-//!   the new pair): an overwrite XORs the old contribution out before the new one goes in,
-//!   so every node equals the XOR of the leaves of its keys.
+//! - `keys` holds each key's current hash: an overwrite XORs the old contribution out
+//!   before the new one goes in, so every node equals the XOR of the leaves of its keys.
+//! - `keys` is ordered by the key's 64 hash bits: a segment is one range of them (its
+//!   partition and segment are their top bits), and a descent compares integers, reading a
+//!   key's bytes only at its own bits.
 //! - A partition's nodes are allocated on its first key; an emptied partition keeps them
 //!   (all zero), which reads as empty.
 
-use smallvec::SmallVec;
-use std::collections::{btree_map, BTreeMap, HashMap};
+use smallvec::{smallvec, SmallVec};
+use std::collections::{btree_map, BTreeMap};
 use troupe_protocol::antientropy::TreeShape;
 use troupe_protocol::object::Object;
 
@@ -41,43 +44,56 @@ pub fn tree_hash(object: &Object) -> Option<u64> {
     Some(object.clock_hash())
 }
 
-/// 64 bits of blake3(key), big-endian: the partition and segment come from it.
-fn key_bits(key: &[u8]) -> u64 {
+/// 128 bits of blake3(key), big-endian, as (bits, salt): `bits` place the key (partition
+/// and segment), `salt` goes into its leaf.
+fn key_hash(key: &[u8]) -> (u64, u64) {
     let h = blake3::hash(key);
-    u64::from_be_bytes(h.as_bytes()[..8].try_into().expect("32-byte hash"))
-}
-
-/// A key's contribution to its segment: 64 bits of blake3(key || hash). The key is in it so
-/// that two keys with equal objects do not cancel out.
-pub fn leaf(key: &[u8], hash: u64) -> u64 {
-    let mut h = blake3::Hasher::new();
-    h.update(key);
-    h.update(&hash.to_be_bytes());
-    u64::from_be_bytes(
-        h.finalize().as_bytes()[..8]
-            .try_into()
-            .expect("32-byte hash"),
+    let b = h.as_bytes();
+    (
+        u64::from_be_bytes(b[..8].try_into().expect("32-byte hash")),
+        u64::from_be_bytes(b[8..16].try_into().expect("32-byte hash")),
     )
 }
 
-/// A key as `keys` holds it: short keys inline (a lookup builds its slot without a heap
-/// allocation, and a descent compares bytes in the node).
+/// MurmurHash3's 64-bit finalizer: a bijection that mixes every input bit into every
+/// output bit.
+fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// A key's contribution to its segment, from its salt and its object hash. For one key it
+/// is a bijection of the hash (two objects of a key never share a leaf); the salt, 64 bits
+/// of blake3(key), keeps two keys with equal objects from cancelling out.
+fn leaf_of(salt: u64, hash: u64) -> u64 {
+    fmix64(salt ^ fmix64(hash))
+}
+
+/// `key`'s leaf for an object hash (see [`leaf_of`]).
+pub fn leaf(key: &[u8], hash: u64) -> u64 {
+    leaf_of(key_hash(key).1, hash)
+}
+
+/// A key as `keys` holds it: short keys inline, so an insert allocates only for a long key.
 type Key = SmallVec<[u8; 24]>;
 
-/// A key's hash and its leaf, `leaf(key, hash)`.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    hash: u64,
-    leaf: u64,
-}
+/// The keys whose 64 hash bits are equal, with their object hashes: almost always one (two
+/// keys share their bits with a chance of 2^-64).
+type Slot = SmallVec<[(Key, u64); 1]>;
 
 /// One partition's tree.
 #[derive(Debug, Clone)]
 struct PartitionTree {
     /// `levels[d]` holds `fanout^d` node hashes; `levels[depth]` are the segments.
     levels: Vec<Vec<u64>>,
-    /// (segment, key) -> object hash: a segment's keys are one range.
-    keys: BTreeMap<(u32, Key), Held>,
+    /// Key bits -> the keys with those bits and their object hashes: a segment's keys are
+    /// one range (see the module docs).
+    keys: BTreeMap<u64, Slot>,
+    /// Keys held.
+    len: usize,
 }
 
 /// Every partition's tree on this node.
@@ -88,7 +104,8 @@ pub struct Trees {
     bits: u32,
     /// log2(segments per partition).
     leaf_bits: u32,
-    parts: HashMap<u32, PartitionTree>,
+    /// Indexed by partition; `None` until the partition's first key.
+    parts: Vec<Option<PartitionTree>>,
     len: usize,
 }
 
@@ -121,7 +138,7 @@ impl Trees {
             shape,
             bits,
             leaf_bits,
-            parts: HashMap::new(),
+            parts: (0..1u64 << bits).map(|_| None).collect(),
             len: 0,
         })
     }
@@ -141,13 +158,21 @@ impl Trees {
 
     /// Keys held in `partition`.
     pub fn keys_in(&self, partition: u32) -> usize {
-        self.parts.get(&partition).map_or(0, |t| t.keys.len())
+        self.part(partition).map_or(0, |t| t.len)
+    }
+
+    fn part(&self, partition: u32) -> Option<&PartitionTree> {
+        self.parts.get(partition as usize)?.as_ref()
     }
 
     /// (partition, segment) of a key. The partition is `crate::ring::partition_for` (the
     /// top bits of the same hash), taken from the one hash.
     pub fn place(&self, key: &[u8]) -> (u32, u32) {
-        let bits = key_bits(key);
+        self.place_bits(key_hash(key).0)
+    }
+
+    /// (partition, segment) of a key's bits.
+    fn place_bits(&self, bits: u64) -> (u32, u32) {
         let segment = if self.leaf_bits == 0 {
             0
         } else {
@@ -163,45 +188,74 @@ impl Trees {
 
     /// The key's current hash here (`None`: absent).
     pub fn get(&self, key: &[u8]) -> Option<u64> {
-        let (p, s) = self.place(key);
-        let held = self.parts.get(&p)?.keys.get(&(s, Key::from_slice(key)))?;
-        Some(held.hash)
+        self.get_at(key, key_hash(key).0)
+    }
+
+    fn get_at(&self, key: &[u8], bits: u64) -> Option<u64> {
+        let slot = self.part(self.place_bits(bits).0)?.keys.get(&bits)?;
+        slot.iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, h)| *h)
     }
 
     /// Sets the key's hash (`None`: the key is absent), adjusting every node above it.
     pub fn set(&mut self, key: &[u8], hash: Option<u64>) {
-        let (p, s) = self.place(key);
+        self.set_at(key, key_hash(key), hash)
+    }
+
+    /// [`Trees::set`] with the key's (bits, salt) given.
+    fn set_at(&mut self, key: &[u8], (bits, salt): (u64, u64), hash: Option<u64>) {
+        let (p, s) = self.place_bits(bits);
         let shape = self.shape;
-        let part = match (self.parts.get_mut(&p), hash) {
+        let part = match (&mut self.parts[p as usize], hash) {
             (Some(t), _) => t,
             (None, None) => return,
-            (None, Some(_)) => self.parts.entry(p).or_insert_with(|| PartitionTree {
+            (slot @ None, Some(_)) => slot.insert(PartitionTree {
                 levels: (0..=shape.depth)
                     .map(|d| vec![0; shape.fanout.pow(d) as usize])
                     .collect(),
                 keys: BTreeMap::new(),
+                len: 0,
             }),
         };
-        let held = |h: u64| Held {
-            hash: h,
-            leaf: leaf(key, h),
-        };
-        let (old, new) = match (part.keys.entry((s, Key::from_slice(key))), hash) {
-            (btree_map::Entry::Occupied(o), Some(h)) if o.get().hash == h => return,
-            (btree_map::Entry::Occupied(mut o), Some(h)) => {
-                let new = held(h);
-                (Some(std::mem::replace(o.get_mut(), new)), Some(new))
-            }
-            (btree_map::Entry::Occupied(o), None) => (Some(o.remove()), None),
-            (btree_map::Entry::Vacant(v), Some(h)) => (None, Some(*v.insert(held(h)))),
+        let old = match (part.keys.entry(bits), hash) {
             (btree_map::Entry::Vacant(_), None) => return,
+            (btree_map::Entry::Vacant(v), Some(h)) => {
+                v.insert(smallvec![(Key::from_slice(key), h)]);
+                None
+            }
+            (btree_map::Entry::Occupied(mut o), hash) => {
+                let slot = o.get_mut();
+                match (slot.iter().position(|(k, _)| k.as_slice() == key), hash) {
+                    (Some(i), Some(h)) if slot[i].1 == h => return,
+                    (Some(i), Some(h)) => Some(std::mem::replace(&mut slot[i].1, h)),
+                    (Some(i), None) => {
+                        let (_, old) = slot.remove(i);
+                        if slot.is_empty() {
+                            o.remove();
+                        }
+                        Some(old)
+                    }
+                    (None, Some(h)) => {
+                        slot.push((Key::from_slice(key), h));
+                        None
+                    }
+                    (None, None) => return,
+                }
+            }
         };
-        match (old, new) {
-            (None, Some(_)) => self.len += 1,
-            (Some(_), None) => self.len -= 1,
+        match (old, hash) {
+            (None, Some(_)) => {
+                self.len += 1;
+                part.len += 1;
+            }
+            (Some(_), None) => {
+                self.len -= 1;
+                part.len -= 1;
+            }
             _ => {}
         }
-        let delta = old.map_or(0, |o| o.leaf) ^ new.map_or(0, |n| n.leaf);
+        let delta = old.map_or(0, |h| leaf_of(salt, h)) ^ hash.map_or(0, |h| leaf_of(salt, h));
         let mut idx = s as usize;
         for level in part.levels.iter_mut().rev() {
             level[idx] ^= delta;
@@ -211,8 +265,7 @@ impl Trees {
 
     /// The hash of node `index` at `level` of `partition` (0 for a partition never written).
     pub fn node(&self, partition: u32, level: u32, index: u32) -> u64 {
-        self.parts
-            .get(&partition)
+        self.part(partition)
             .and_then(|t| t.levels.get(level as usize)?.get(index as usize).copied())
             .unwrap_or(0)
     }
@@ -227,8 +280,7 @@ impl Trees {
         let f = self.shape.fanout as usize;
         let start = index as usize * f;
         match self
-            .parts
-            .get(&partition)
+            .part(partition)
             .and_then(|t| t.levels.get(level as usize + 1))
             .and_then(|l| l.get(start..start + f))
         {
@@ -237,13 +289,18 @@ impl Trees {
         }
     }
 
-    /// The keys of one segment with their hashes, in key order.
+    /// The keys of one segment with their hashes, in the order of their hash bits.
     pub fn segment(&self, partition: u32, segment: u32) -> impl Iterator<Item = (&[u8], u64)> {
-        self.parts.get(&partition).into_iter().flat_map(move |t| {
+        // The segment's first bits: the partition's then the segment's, zeros below.
+        let first = match self.bits + self.leaf_bits {
+            0 => 0,
+            total => (u64::from(partition) << self.leaf_bits | u64::from(segment)) << (64 - total),
+        };
+        self.part(partition).into_iter().flat_map(move |t| {
             t.keys
-                .range((segment, Key::new())..)
-                .take_while(move |((s, _), _)| *s == segment)
-                .map(|((_, k), h)| (k.as_slice(), h.hash))
+                .range(first..)
+                .take_while(move |(bits, _)| self.place_bits(**bits) == (partition, segment))
+                .flat_map(|(_, slot)| slot.iter().map(|(k, h)| (k.as_slice(), *h)))
         })
     }
 }
@@ -299,6 +356,48 @@ mod tests {
         assert!(a.segment(p, s).any(|(k, h)| k == b"k7" && h == 7));
         let xor = a.segment(p, s).fold(0, |x, (k, h)| x ^ leaf(k, h));
         assert_eq!(a.node(p, 2, s), xor);
+    }
+
+    /// Two keys whose hash bits are equal share a slot and stay apart: each has its own
+    /// hash, leaves the other in place when removed, and both are listed in their segment.
+    #[test]
+    fn keys_with_equal_bits_are_kept_apart() {
+        let mut t = trees();
+        let bits = key_hash(b"a").0;
+        let (p, s) = t.place_bits(bits);
+        t.set_at(b"a", (bits, 1), Some(10));
+        t.set_at(b"b", (bits, 2), Some(20));
+        assert_eq!(
+            (t.get_at(b"a", bits), t.get_at(b"b", bits)),
+            (Some(10), Some(20))
+        );
+        assert_eq!((t.len(), t.keys_in(p)), (2, 2));
+        assert_eq!(t.node(p, 2, s), leaf_of(1, 10) ^ leaf_of(2, 20));
+        let mut listed: Vec<_> = t.segment(p, s).collect();
+        listed.sort();
+        assert_eq!(listed, vec![(&b"a"[..], 10), (&b"b"[..], 20)]);
+
+        t.set_at(b"b", (bits, 2), Some(21));
+        t.set_at(b"a", (bits, 1), None);
+        t.set_at(b"c", (bits, 3), None);
+        assert_eq!(
+            (t.get_at(b"a", bits), t.get_at(b"b", bits)),
+            (None, Some(21))
+        );
+        assert_eq!((t.len(), t.keys_in(p)), (1, 1));
+        assert_eq!(t.node(p, 2, s), leaf_of(2, 21));
+        t.set_at(b"b", (bits, 2), None);
+        assert_eq!((t.len(), t.root(p), t.segment(p, s).count()), (0, 0, 0));
+    }
+
+    /// A key's leaf changes with every change of its hash, and two keys with one hash do
+    /// not cancel.
+    #[test]
+    fn leaves_tell_hashes_and_keys_apart() {
+        let leaves: std::collections::HashSet<u64> = (0..10_000u64)
+            .flat_map(|h| [leaf(b"x", h), leaf(b"y", h)])
+            .collect();
+        assert_eq!(leaves.len(), 20_000);
     }
 
     #[test]
