@@ -18,14 +18,15 @@ pub type LockKey = SmallVec<[u8; 24]>;
 #[derive(Debug)]
 pub struct KeyLocks<T> {
     /// Keys with an operation running, and what waits behind it.
-    held: HashMap<LockKey, VecDeque<T>>,
+    /// Client keys: foldhash, randomly seeded (see the Memtable's index).
+    held: HashMap<LockKey, VecDeque<T>, foldhash::fast::RandomState>,
     waiting: usize,
 }
 
 impl<T> Default for KeyLocks<T> {
     fn default() -> Self {
         KeyLocks {
-            held: HashMap::new(),
+            held: HashMap::default(),
             waiting: 0,
         }
     }

@@ -49,7 +49,9 @@ fn map_key(key: Vec<u8>) -> Key {
 /// The keys' versions and their order (see the module docs).
 #[derive(Debug, Default)]
 struct Map {
-    index: HashMap<Key, Versioned>,
+    /// foldhash, randomly seeded per map: keys are the clients', so the hash must not be
+    /// one they can collide at will, and SipHash cost more than the probe.
+    index: HashMap<Key, Versioned, foldhash::fast::RandomState>,
     order: BTreeSet<Key>,
 }
 
