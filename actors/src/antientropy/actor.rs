@@ -342,8 +342,8 @@ impl Handler<LocalWrites> for AntiEntropy {
 
     fn handle(&mut self, LocalWrites(writes): LocalWrites, _: &mut Context<Self>) {
         self.counters.received();
-        for (key, hash) in writes {
-            self.trees.set(&key, hash);
+        for (key, clock) in writes {
+            self.trees.set(&key, clock.map(|c| c.hash()));
             if !self.ready {
                 self.dirty.insert(key);
             }

@@ -3,7 +3,7 @@
 //! and no round starts before the rebuild ends.
 
 use super::actor::TreeHashOf;
-use super::tree::{tree_hash, Trees, DEFAULT_SHAPE};
+use super::tree::{tree_hash, TreeClock, Trees, DEFAULT_SHAPE};
 use super::*;
 use crate::coordinator::placement::RingInputs;
 use crate::coordinator::{JoinLocal, LocalWrites, Stored};
@@ -104,7 +104,7 @@ async fn a_write_during_the_rebuild_wins_over_the_scan() {
     .start();
 
     // The scan (holding the old object) is in flight; the write of the new one lands.
-    ae.send(LocalWrites(vec![(b"k".to_vec(), tree_hash(&new))]))
+    ae.send(LocalWrites(vec![(b"k".to_vec(), TreeClock::of(&new))]))
         .await
         .unwrap();
     assert_eq!(

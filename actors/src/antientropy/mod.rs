@@ -3,7 +3,7 @@
 //! fail"; after Riak's NextGenAAE and Garage's Merkle sync).
 //!
 //! Pieces:
-//! - [`tree`]: the trees, kept current as writes land; [`tree::tree_hash`] is the one place
+//! - [`tree`]: the trees, kept current as writes land; [`tree::TreeClock::of`] is the one place
 //!   that decides which objects go in.
 //! - [`exchange`]: one exchange as a pure state machine, and the responder's answers.
 //! - [`pacer`]: the bytes-per-second throttle.

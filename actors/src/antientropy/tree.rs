@@ -21,7 +21,7 @@
 use smallvec::{smallvec, SmallVec};
 use std::collections::{btree_map, BTreeMap};
 use troupe_protocol::antientropy::TreeShape;
-use troupe_protocol::object::Object;
+use troupe_protocol::object::{ActorId, Object};
 
 /// The default shape: 32 x 32 = 1,024 segments per partition (8 KiB of hashes). With the
 /// default 256 partitions, 1M keys are ~4 per segment, so narrowing a difference to a
@@ -34,14 +34,33 @@ pub const DEFAULT_SHAPE: TreeShape = TreeShape {
 /// What goes into the tree for a stored object, if anything: `None` is treated as absent
 /// (the key is not compared and a replica without it does not differ).
 ///
-/// THE one place that decides which objects anti-entropy compares: every write
-/// notification, the start-up rebuild and an exchange's own joins go through it. (Tombstone
-/// GC can exclude sealed tombstones here.)
+/// The hash of [`TreeClock::of`], which decides.
 pub fn tree_hash(object: &Object) -> Option<u64> {
-    if object.is_empty() {
-        return None;
+    TreeClock::of(object).map(|c| c.hash())
+}
+
+/// What a write tells the tree about its object, taken on the writer's thread without
+/// hashing it: the object's clock (inline up to three actors, so no allocation for a
+/// cluster's usual N), which the tree's thread hashes ([`TreeClock::hash`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeClock(SmallVec<[(ActorId, u64); 3]>);
+
+impl TreeClock {
+    /// THE one place that decides which objects anti-entropy compares: every write
+    /// notification, the start-up rebuild and an exchange's own joins go through it (and
+    /// [`tree_hash`]). An empty object is absent. (Tombstone GC can exclude sealed
+    /// tombstones here.)
+    pub fn of(object: &Object) -> Option<TreeClock> {
+        if object.is_empty() {
+            return None;
+        }
+        Some(TreeClock(object.clock().collect()))
     }
-    Some(object.clock_hash())
+
+    /// The tree's hash of the object: [`Object::clock_hash`].
+    pub fn hash(&self) -> u64 {
+        Object::hash_clock(self.0.iter().copied())
+    }
 }
 
 /// 128 bits of blake3(key), big-endian, as (bits, salt): `bits` place the key (partition

@@ -131,7 +131,7 @@ pub struct Coordinator {
     /// The AntiEntropy actor, told of every local write (`ae_hooks`), the writes not yet
     /// told (at most `AE_BATCH`), and whether a timer will send them.
     ae_notify: Option<Recipient<LocalWrites>>,
-    ae_pending: Vec<(Vec<u8>, Option<u64>)>,
+    ae_pending: Vec<(Vec<u8>, Option<crate::antientropy::tree::TreeClock>)>,
     ae_flush_armed: bool,
 }
 

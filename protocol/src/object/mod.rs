@@ -619,7 +619,13 @@ impl Object {
     /// assert_ne!(a.clock_hash(), b.clock_hash());
     /// ```
     pub fn clock_hash(&self) -> u64 {
-        let h = vv::with_encoded_entries(self.clock(), blake3::hash);
+        Object::hash_clock(self.clock())
+    }
+
+    /// [`Object::clock_hash`] of an object whose [`Object::clock`] is `clock`: a caller
+    /// may take the clock on one thread and hash it on another.
+    pub fn hash_clock(clock: impl ExactSizeIterator<Item = (ActorId, u64)>) -> u64 {
+        let h = vv::with_encoded_entries(clock, blake3::hash);
         let first: [u8; 8] = h.as_bytes()[..8]
             .try_into()
             .expect("a blake3 hash has 32 bytes");
@@ -648,7 +654,7 @@ impl Object {
     }
 
     /// The (actor, counter) pairs, sorted by actor: the context without allocating.
-    fn clock(&self) -> impl ExactSizeIterator<Item = (ActorId, u64)> + '_ {
+    pub fn clock(&self) -> impl ExactSizeIterator<Item = (ActorId, u64)> + '_ {
         self.entries.iter().map(|e| (e.actor, e.counter))
     }
 
