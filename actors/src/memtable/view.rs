@@ -108,6 +108,8 @@ pub(super) mod tests {
     #[derive(Debug, Default)]
     pub(in crate::memtable) struct Gate {
         closed: Mutex<Option<(std_mpsc::Sender<()>, std_mpsc::Receiver<()>)>>,
+        /// The next sync fails (a disk error).
+        fail: std::sync::atomic::AtomicBool,
     }
 
     impl Gate {
@@ -120,12 +122,21 @@ pub(super) mod tests {
             *self.closed.lock().unwrap() = Some((entered, open));
         }
 
-        fn pass(&self) {
+        /// Makes the next sync fail.
+        fn fail_next(&self) {
+            self.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn pass(&self) -> io::Result<()> {
             let held = self.closed.lock().unwrap().take();
             if let Some((entered, open)) = held {
                 let _ = entered.send(());
                 let _ = open.recv();
             }
+            if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::other("injected fdatasync failure"));
+            }
+            Ok(())
         }
     }
 
@@ -148,11 +159,11 @@ pub(super) mod tests {
             self.0.write_at(buf, offset)
         }
         fn sync_data(&mut self) -> io::Result<()> {
-            self.1.pass();
+            self.1.pass()?;
             self.0.sync_data()
         }
         fn sync_all(&mut self) -> io::Result<()> {
-            self.1.pass();
+            self.1.pass()?;
             self.0.sync_all()
         }
         fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -278,5 +289,30 @@ pub(super) mod tests {
         // Not in memory, and no table can hold it: answered without the actor, as lookup.
         assert_eq!(reads.lookup(b"absent"), Some(None));
         assert_eq!(reads.lookup_with(b"absent", |v| v.is_none()), Some(true));
+    }
+
+    /// A write whose batch fails to sync is answered with the failure and never applied:
+    /// readers, direct or through the actor, still see the write before it.
+    #[actix_rt::test]
+    async fn a_write_whose_sync_failed_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let actor = open(dir.path(), gate.clone());
+        let reads = actor.local_reads();
+        let addr = actor.start();
+        let write = |v: &str| Write {
+            key: b"k".to_vec(),
+            value: Some(v.as_bytes().to_vec()),
+        };
+        addr.send(write("v1")).await.unwrap().unwrap();
+        gate.fail_next();
+        let failed = addr.send(write("v2")).await.unwrap();
+        assert!(
+            matches!(failed, Err(StorageError::Indeterminate(_))),
+            "{failed:?}"
+        );
+        assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v1".to_vec()));
+        let via_actor = addr.send(Get { key: b"k".to_vec() }).await.unwrap();
+        assert_eq!(value(via_actor.unwrap()), Some(b"v1".to_vec()));
     }
 }
