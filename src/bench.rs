@@ -13,7 +13,6 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 use troupe_actors::tls::BoxStream;
-use troupe_protocol::message::{encode_request, Request, Response, PROTOCOL_VERSION};
+use troupe_protocol::message::{
+    encode_request, encode_request_into, Request, Response, PROTOCOL_VERSION,
+};
 use troupe_protocol::tls::{ClientTls, TlsConnector};
 use troupe_protocol::FrameCodec;
 
@@ -210,8 +211,19 @@ impl Zipf {
     }
 }
 
+/// `key` then `i` in at least 12 decimal digits (`key000000000042`), without the
+/// formatting machinery: the load generator makes one per request.
 fn key(i: u64) -> Vec<u8> {
-    format!("key{i:012}").into_bytes()
+    if i >= 1_000_000_000_000 {
+        return format!("key{i}").into_bytes();
+    }
+    let mut k = *b"key000000000000";
+    let mut rest = i;
+    for d in k[3..].iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    k.to_vec()
 }
 
 struct Shared {
@@ -226,7 +238,8 @@ struct Shared {
     contexts: Arc<Contexts>,
 }
 
-type Contexts = Vec<std::sync::Mutex<HashMap<u64, Vec<u8>>>>;
+/// Keyed by the load generator's own key numbers: the deterministic Fx hash is enough.
+type Contexts = Vec<std::sync::Mutex<troupe_actors::idmap::IdMap<u64, Vec<u8>>>>;
 
 const CONTEXT_SHARDS: u64 = 64;
 
@@ -275,8 +288,10 @@ async fn conn_worker(
     let mut stats = Stats::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut codec = FrameCodec::default();
-    // id -> (sent at, key, is a read, request frame bytes)
-    let mut inflight: HashMap<u64, (Instant, u64, bool, usize)> = HashMap::with_capacity(pipeline);
+    // (id, sent at, key, is a read, request frame bytes): at most `pipeline` entries,
+    // searched in order (answers mostly come in the order asked).
+    let mut inflight: Vec<(u64, Instant, u64, bool, usize)> = Vec::with_capacity(pipeline);
+    let mut body = Vec::new();
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
@@ -307,10 +322,10 @@ async fn conn_worker(
             };
             let id = next_id;
             next_id += 1;
-            let body = encode_request(id, &req);
-            let sent = body.len();
-            codec.encode(Bytes::from(body), &mut wbuf)?;
-            inflight.insert(id, (Instant::now(), k, read, sent));
+            body.clear();
+            encode_request_into(id, &req, &mut body);
+            codec.encode_slice(&body, &mut wbuf)?;
+            inflight.push((id, Instant::now(), k, read, body.len()));
         }
         if inflight.is_empty() {
             return Ok(stats);
@@ -324,9 +339,10 @@ async fn conn_worker(
         loop {
             while let Some(frame) = codec.decode(&mut rbuf)? {
                 let resp = Response::decode(&frame)?;
-                let Some((start, k, read, sent)) = inflight.remove(&resp.id) else {
+                let Some(at) = inflight.iter().position(|f| f.0 == resp.id) else {
                     anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
                 };
+                let (_, start, k, read, sent) = inflight.remove(at);
                 let op = if read { &mut stats.get } else { &mut stats.put };
                 let _ = op.hist.record((start.elapsed().as_micros() as u64).max(1));
                 op.bytes += (sent + frame.len()) as u64;
@@ -547,7 +563,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     .context("starting the async runtime")?;
     let contexts: Arc<Contexts> = Arc::new(
         (0..CONTEXT_SHARDS)
-            .map(|_| std::sync::Mutex::new(HashMap::new()))
+            .map(|_| std::sync::Mutex::new(Default::default()))
             .collect(),
     );
     rt.block_on(async move {
@@ -600,6 +616,13 @@ mod tests {
         // 5000 of 10000 in 1 s: 1 s by ops.
         let p = progress(5000, 10_000, Duration::from_secs(1), limit);
         assert!(p.ends_with(" 1s left"), "{p}");
+    }
+
+    #[test]
+    fn keys_are_the_formatted_ones() {
+        for i in [0, 7, 42, 99_999, 123_456_789_012, 999_999_999_999, 1_000_000_000_000] {
+            assert_eq!(key(i), format!("key{i:012}").into_bytes(), "{i}");
+        }
     }
 
     #[test]

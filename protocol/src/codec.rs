@@ -117,6 +117,14 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_slice(&item, dst)
+    }
+}
+
+impl FrameCodec {
+    /// Frames `item` onto `dst` as [`Encoder::encode`] does, from a borrowed body (a
+    /// buffer the caller reuses).
+    pub fn encode_slice(&self, item: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         if item.len() > self.max_frame_bytes {
             return Err(FrameError::TooLarge {
                 len: item.len(),
@@ -125,7 +133,7 @@ impl Encoder<Bytes> for FrameCodec {
         }
         dst.reserve(4 + item.len());
         dst.put_u32(item.len() as u32);
-        dst.extend_from_slice(&item);
+        dst.extend_from_slice(item);
         Ok(())
     }
 }

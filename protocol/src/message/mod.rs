@@ -16,7 +16,7 @@ pub use reply::{Reply, ReplyValue, Response};
 
 use crate::error::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use serde_bytes::{ByteBuf, Bytes};
 use std::fmt;
 
 /// Protocol version spoken by this crate (the `version` field of `hello`).
@@ -269,6 +269,40 @@ struct WireRequest<'a> {
     limit: Option<u32>,
 }
 
+/// [`WireRequest`] for encoding, field for field, borrowing from the [`Request`]: encoding
+/// copies no key, value or context before it writes them (the golden tests pin the bytes).
+#[derive(Serialize)]
+struct WireRequestOut<'a> {
+    id: u64,
+    op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r: Option<Quorum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w: Option<Quorum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<&'a Bytes>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
+}
+
 /// Only the id, for answering a request whose other fields did not decode.
 #[derive(Deserialize)]
 struct IdOnly {
@@ -292,11 +326,32 @@ pub struct RequestError {
 /// assert_eq!((id, req), (7, Request::Ping));
 /// ```
 pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
-    let bin = |b: &Vec<u8>| Some(ByteBuf::from(b.clone()));
-    let mut w = WireRequest {
-        id: Some(id),
-        op: Some(req.op()),
-        ..WireRequest::default()
+    let mut out = Vec::new();
+    encode_request_into(id, req, &mut out);
+    out
+}
+
+/// [`encode_request`] appended to `out` (a buffer a client reuses).
+pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
+    fn bin(b: &Vec<u8>) -> Option<&Bytes> {
+        Some(Bytes::new(b))
+    }
+    let mut w = WireRequestOut {
+        id,
+        op: req.op(),
+        version: None,
+        client: None,
+        token: None,
+        key: None,
+        value: None,
+        context: None,
+        r: None,
+        after: None,
+        w: None,
+        by: None,
+        members: None,
+        prefix: None,
+        limit: None,
     };
     match req {
         Request::Hello {
@@ -305,8 +360,8 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             token,
         } => {
             w.version = Some(*version);
-            w.client = Some(client.clone());
-            w.token = token.clone();
+            w.client = Some(client);
+            w.token = token.as_deref();
         }
         Request::Ping => {}
         Request::Get { key, r, after } => {
@@ -350,7 +405,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w: wq,
         } => {
             w.key = bin(key);
-            w.members = Some(members.iter().map(|m| ByteBuf::from(m.clone())).collect());
+            w.members = Some(members.iter().map(|m| Bytes::new(m)).collect());
             w.w = *wq;
         }
         Request::RegPut { key, value, w: wq } => {
@@ -372,7 +427,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             w.after = after.as_ref().and_then(bin);
         }
     }
-    rmp_serde::to_vec_named(&w).expect("BUG: encoding a request into a Vec cannot fail")
+    rmp_serde::encode::write_named(out, &w).expect("BUG: encoding a request into a Vec cannot fail")
 }
 
 /// True when `body` starts with a MessagePack map marker.
