@@ -333,7 +333,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
 
 /// [`encode_request`] appended to `out` (a buffer a client reuses).
 pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
-    fn bin(b: &Vec<u8>) -> Option<&Bytes> {
+    fn bin(b: &[u8]) -> Option<&Bytes> {
         Some(Bytes::new(b))
     }
     let mut w = WireRequestOut {
@@ -367,7 +367,7 @@ pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
         Request::Get { key, r, after } => {
             w.key = bin(key);
             w.r = *r;
-            w.after = after.as_ref().and_then(bin);
+            w.after = after.as_deref().and_then(bin);
         }
         Request::Put {
             key,
@@ -377,7 +377,7 @@ pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
         } => {
             w.key = bin(key);
             w.value = bin(value);
-            w.context = context.as_ref().and_then(bin);
+            w.context = context.as_deref().and_then(bin);
             w.w = *wq;
         }
         Request::Delete {
@@ -386,7 +386,7 @@ pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
             w: wq,
         } => {
             w.key = bin(key);
-            w.context = context.as_ref().and_then(bin);
+            w.context = context.as_deref().and_then(bin);
             w.w = *wq;
         }
         Request::Incr { key, by, w: wq } => {
@@ -422,9 +422,9 @@ pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
             limit,
             after,
         } => {
-            w.prefix = prefix.as_ref().and_then(bin);
+            w.prefix = prefix.as_deref().and_then(bin);
             w.limit = *limit;
-            w.after = after.as_ref().and_then(bin);
+            w.after = after.as_deref().and_then(bin);
         }
     }
     rmp_serde::encode::write_named(out, &w).expect("BUG: encoding a request into a Vec cannot fail")
