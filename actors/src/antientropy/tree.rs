@@ -3,11 +3,11 @@
 //!
 //! A key's place: its partition is [`crate::ring::partition_for`] (the top bits of
 //! blake3(key)); its segment the next `depth * log2(fanout)` bits of the same hash. Its
-//! contribution to the segment is `leaf(key, hash)`, a mix of 64 more bits of blake3(key) and
-//! the hash (one blake3 per write in all), and every
-//! node of the tree holds the XOR of its children: order-free, so two replicas that hold the
-//! same (key, object) pairs have the same trees however their writes arrived, and a change
-//! of one key costs `depth + 1` XORs (no rehash of a whole segment).
+//! contribution to the segment is `leaf(key, hash)`, a mix of 64 more bits of blake3(key)
+//! with the object's hash (so one blake3 of the key per write), and every node of the tree
+//! holds the XOR of its children: order-free, so two replicas that hold the same (key,
+//! object) pairs have the same trees however their writes arrived, and a change of one key
+//! costs `depth + 1` XORs (no rehash of a whole segment).
 //!
 //! Invariants:
 //! - `keys` holds each key's current hash: an overwrite XORs the old contribution out
