@@ -233,22 +233,37 @@ pub(super) mod tests {
         v.and_then(|v| v.value)
     }
 
-    /// Holds the WAL's fdatasync of a second write of a key and reads the key meanwhile,
-    /// both directly (`LocalReads`, what the coordinator uses) and through the actor: both
-    /// see the first, acknowledged write until the second is acknowledged.
-    #[actix_rt::test]
-    async fn a_read_never_returns_a_write_before_it_is_acknowledged() {
+    fn write(v: &str) -> Write {
+        Write {
+            key: b"k".to_vec(),
+            value: Some(v.as_bytes().to_vec()),
+        }
+    }
+
+    /// A started memtable whose syncs pass through the returned gate, holding `k` = `v1`
+    /// (acknowledged and read back directly).
+    async fn started_with_v1() -> (
+        tempfile::TempDir,
+        Arc<Gate>,
+        super::LocalReads,
+        actix::Addr<MemtableActor>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let gate = Arc::new(Gate::default());
         let actor = open(dir.path(), gate.clone());
         let reads = actor.local_reads();
         let addr = actor.start();
-        let write = |v: &str| Write {
-            key: b"k".to_vec(),
-            value: Some(v.as_bytes().to_vec()),
-        };
         addr.send(write("v1")).await.unwrap().unwrap();
         assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v1".to_vec()));
+        (dir, gate, reads, addr)
+    }
+
+    /// Holds the WAL's fdatasync of a second write of a key and reads the key meanwhile,
+    /// both directly (`LocalReads`, what the coordinator uses) and through the actor: both
+    /// see the first, acknowledged write until the second is acknowledged.
+    #[actix_rt::test]
+    async fn a_read_never_returns_a_write_before_it_is_acknowledged() {
+        let (_dir, gate, reads, addr) = started_with_v1().await;
 
         let (entered_tx, entered) = std_mpsc::channel();
         let (open_gate, open_rx) = std_mpsc::channel();
@@ -295,16 +310,7 @@ pub(super) mod tests {
     /// readers, direct or through the actor, still see the write before it.
     #[actix_rt::test]
     async fn a_write_whose_sync_failed_is_never_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = Arc::new(Gate::default());
-        let actor = open(dir.path(), gate.clone());
-        let reads = actor.local_reads();
-        let addr = actor.start();
-        let write = |v: &str| Write {
-            key: b"k".to_vec(),
-            value: Some(v.as_bytes().to_vec()),
-        };
-        addr.send(write("v1")).await.unwrap().unwrap();
+        let (_dir, gate, reads, addr) = started_with_v1().await;
         gate.fail_next();
         let failed = addr.send(write("v2")).await.unwrap();
         assert!(
