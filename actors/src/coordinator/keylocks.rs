@@ -18,15 +18,14 @@ pub type LockKey = SmallVec<[u8; 24]>;
 #[derive(Debug)]
 pub struct KeyLocks<T> {
     /// Keys with an operation running, and what waits behind it.
-    /// Client keys: foldhash, randomly seeded (see the Memtable's index).
-    held: HashMap<LockKey, VecDeque<T>, foldhash::fast::RandomState>,
+    held: HashMap<LockKey, VecDeque<T>>,
     waiting: usize,
 }
 
 impl<T> Default for KeyLocks<T> {
     fn default() -> Self {
         KeyLocks {
-            held: HashMap::default(),
+            held: HashMap::new(),
             waiting: 0,
         }
     }

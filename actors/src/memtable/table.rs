@@ -49,9 +49,7 @@ fn map_key(key: Vec<u8>) -> Key {
 /// The keys' versions and their order (see the module docs).
 #[derive(Debug, Default)]
 struct Map {
-    /// foldhash, randomly seeded per map: keys are the clients', so the hash must not be
-    /// one they can collide at will, and SipHash cost more than the probe.
-    index: HashMap<Key, Versioned, foldhash::fast::RandomState>,
+    index: HashMap<Key, Versioned>,
     order: BTreeSet<Key>,
 }
 
