@@ -288,9 +288,11 @@ async fn conn_worker(
     let mut stats = Stats::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut codec = FrameCodec::default();
-    // (id, sent at, key, is a read, request frame bytes): at most `pipeline` entries,
-    // searched in order (answers mostly come in the order asked).
-    let mut inflight: Vec<(u64, Instant, u64, bool, usize)> = Vec::with_capacity(pipeline);
+    // id -> (sent at, key, is a read, request frame bytes). The ids are this connection's
+    // own counter, so the deterministic Fx hash is enough.
+    let mut inflight: troupe_actors::idmap::IdMap<u64, (Instant, u64, bool, usize)> =
+        troupe_actors::idmap::IdMap::default();
+    inflight.reserve(pipeline);
     let mut body = Vec::new();
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
@@ -325,7 +327,7 @@ async fn conn_worker(
             body.clear();
             encode_request_into(id, &req, &mut body);
             codec.encode_slice(&body, &mut wbuf)?;
-            inflight.push((id, Instant::now(), k, read, body.len()));
+            inflight.insert(id, (Instant::now(), k, read, body.len()));
         }
         if inflight.is_empty() {
             return Ok(stats);
@@ -339,10 +341,9 @@ async fn conn_worker(
         loop {
             while let Some(frame) = codec.decode(&mut rbuf)? {
                 let resp = Response::decode(&frame)?;
-                let Some(at) = inflight.iter().position(|f| f.0 == resp.id) else {
+                let Some((start, k, read, sent)) = inflight.remove(&resp.id) else {
                     anyhow::bail!("the node answered an id ({}) that was not asked", resp.id);
                 };
-                let (_, start, k, read, sent) = inflight.remove(at);
                 let op = if read { &mut stats.get } else { &mut stats.put };
                 let _ = op.hist.record((start.elapsed().as_micros() as u64).max(1));
                 op.bytes += (sent + frame.len()) as u64;

@@ -306,8 +306,10 @@ pub(super) mod tests {
         assert_eq!(reads.lookup_with(b"absent", |v| v.is_none()), Some(true));
     }
 
-    /// A write whose batch fails to sync is answered with the failure and never applied:
-    /// readers, direct or through the actor, still see the write before it.
+    /// A write whose batch fails to sync is answered with the failure and not applied:
+    /// readers, direct or through the actor, still see the write before it, and later
+    /// writes are refused (the WAL is poisoned). After a restart replay may bring it back,
+    /// which its `Indeterminate` answer allows.
     #[actix_rt::test]
     async fn a_write_whose_sync_failed_is_never_read() {
         let (_dir, gate, reads, addr) = started_with_v1().await;
@@ -320,5 +322,8 @@ pub(super) mod tests {
         assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v1".to_vec()));
         let via_actor = addr.send(Get { key: b"k".to_vec() }).await.unwrap();
         assert_eq!(value(via_actor.unwrap()), Some(b"v1".to_vec()));
+        let later = addr.send(write("v3")).await.unwrap();
+        assert!(matches!(later, Err(StorageError::Poisoned(_))), "{later:?}");
+        assert_eq!(reads.lookup(b"k").unwrap(), Some(b"v1".to_vec()));
     }
 }
