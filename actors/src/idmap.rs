@@ -6,8 +6,8 @@
 //! probed on every read from a table. Invariants: the hasher has no random state, so
 //! iteration order depends only on the sequence of operations and the seeded simulation
 //! stays deterministic. It is not DoS-resistant, so its keys are never chosen by a client:
-//! ids of authenticated cluster peers (bounded by the table itself) and the node's own
-//! (table id, block offset) pairs.
+//! ids of authenticated cluster peers (bounded by the table itself), the node's own
+//! (table id, block offset) pairs, and `troupe bench`'s own request ids and key numbers.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
