@@ -92,7 +92,8 @@ fn leaf_of(salt: u64, hash: u64) -> u64 {
 }
 
 /// `key`'s leaf for an object hash (see [`leaf_of`]).
-pub fn leaf(key: &[u8], hash: u64) -> u64 {
+#[cfg(test)]
+fn leaf(key: &[u8], hash: u64) -> u64 {
     leaf_of(key_hash(key).1, hash)
 }
 
