@@ -103,9 +103,12 @@ pub fn allocations() -> Option<u64> {
 /// client against 21-27 MiB with glibc malloc. Lazy arena commit applies only to arenas
 /// created after this runs (the first one exists before `main`); with
 /// `MIMALLOC_ARENA_EAGER_COMMIT=0` in the environment the growth is 22 MiB. Freed pages
-/// are purged 10 ms after they empty: at once (0) the pages a burst of requests freed were
-/// faulted in again by the next burst, 9% of the node's CPU per pipelined put; with 10 ms
-/// the test's growth is 40 MiB against 33 MiB at once (docs/BENCHMARKS.md). The
+/// are purged 1 s after they empty (mimalloc v3's own default; v2's is 10 ms): at once (0)
+/// the pages a burst of requests freed were faulted in again by the next burst, 9% of the
+/// node's CPU per pipelined put; at 10 ms still 0.055 page faults per pipelined put, each
+/// zeroing a fresh page, against 0.002-0.005 at 1 s and 0.0001 at 10 s (10 ms against
+/// 10 s: 9% more node CPU per put, 8 pairs; 1 s and 10 s alike, 6 pairs; docs/BENCHMARKS.md). The backpressure test's stalled client grows RSS by 40-43 MiB at
+/// 10 ms, 1 s and 10 s alike: what it holds is its own in-flight responses, not freed pages.
 /// `MIMALLOC_*` environment variables, when set, win.
 fn tune_allocator() {
     use libmimalloc_sys as mi;
@@ -116,7 +119,7 @@ fn tune_allocator() {
     const PURGE_DELAY: mi::mi_option_t = 15;
     for (option, env, value) in [
         (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10),
+        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 1000),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: a setter of a process-wide integer option, read atomically by mimalloc.
