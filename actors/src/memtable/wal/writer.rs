@@ -8,6 +8,11 @@ use super::*;
 /// burst, is freed).
 const KEEP_BATCH_BYTES: usize = 4 << 20;
 
+/// What `preallocate` writes: zeros that are never written to, so their pages are the
+/// kernel's shared zero page (a fresh zeroed buffer per preallocation was a page fault per
+/// 4 KiB written, each zeroing a new page, on this thread).
+static ZEROS: [u8; PREALLOC_MAX as usize] = [0; PREALLOC_MAX as usize];
+
 pub(super) struct WriterThread<T> {
     pub(super) io: Arc<dyn Io>,
     pub(super) dir: PathBuf,
@@ -204,8 +209,14 @@ impl<T> WriterThread<T> {
         }
         let step = self.alloc.clamp(PREALLOC_MIN, PREALLOC_MAX);
         let to = need.div_ceil(step) * step;
-        let zeros = vec![0u8; (to - self.alloc) as usize];
-        match self.file.write_at(&zeros, self.alloc) {
+        let mut written = Ok(());
+        let mut at = self.alloc;
+        while at < to && written.is_ok() {
+            let n = (to - at).min(ZEROS.len() as u64);
+            written = self.file.write_at(&ZEROS[..n as usize], at);
+            at += n;
+        }
+        match written {
             Ok(()) => self.alloc = to,
             Err(e) => {
                 log::info!(
