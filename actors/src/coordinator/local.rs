@@ -8,7 +8,9 @@
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
-use crate::memtable::{Change, NewValue, StorageError, Update, UpdateDone, UpdateFn, UpdateThen};
+use crate::memtable::{
+    Change, NewValue, StorageError, Update, UpdateBatch, UpdateDone, UpdateFn, UpdateThen,
+};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
 
@@ -388,20 +390,21 @@ impl Handler<LocalFinished> for Coordinator {
     }
 }
 
-/// A local write finished (sent by the Memtable's callback, see `run_locked`): a message
-/// of its own, not a boxed [`LocalFinished`] continuation (one allocation less per write).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LocalWriteFinished {
+/// A local write finished (queued by the Memtable's callback, see `run_locked`, and taken
+/// in batches: `finished`): a struct of its own, not a boxed [`LocalFinished`]
+/// continuation (one allocation less per write).
+pub(super) struct LocalWriteFinished {
     key: Vec<u8>,
     done: LocalDone,
     res: Result<Stored, ClientError>,
 }
 
-impl Handler<LocalWriteFinished> for Coordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: LocalWriteFinished, ctx: &mut Context<Self>) {
+impl Coordinator {
+    pub(super) fn local_write_finished(
+        &mut self,
+        msg: LocalWriteFinished,
+        ctx: &mut Context<Self>,
+    ) {
         let LocalWriteFinished { key, done, res } = msg;
         self.local_ops -= 1;
         if let Some(next) = self.locks.release(&key) {
@@ -544,13 +547,13 @@ impl Coordinator {
                 },
             );
         self.storage_counters.sent();
-        // The Memtable actor runs `then` once the write is durable (or failed): it posts
-        // the continuation straight to our mailbox (`do_send`: their number is bounded by
-        // `max_inflight`), with no task or channel in between.
-        let addr = ctx.address();
+        // The Memtable actor runs `then` once the write is durable (or failed): it queues
+        // the outcome for us (`finished`: one wake-up for all a turn finishes), with no
+        // task or channel in between.
+        let finished = self.finished_queue(ctx);
         let then = UpdateDone::new(move |res: Result<LocalResult, StorageError>| {
             let res = res.map_err(storage_error).and_then(|out| out);
-            addr.do_send(LocalWriteFinished { key, done, res });
+            finished.push(LocalWriteFinished { key, done, res });
         });
         let update = UpdateThen {
             update: Update {
@@ -559,12 +562,34 @@ impl Coordinator {
             },
             then,
         };
-        match self.storage_update.try_send(update) {
+        // Sent with the other updates of this turn (see `flush_local_updates`).
+        self.local_updates.push(update);
+        self.schedule_flush(ctx);
+    }
+
+    /// Where the Memtable's callbacks queue finished local writes (made on first use).
+    fn finished_queue(&mut self, ctx: &mut Context<Self>) -> Arc<super::finished::Finished> {
+        self.finished
+            .get_or_insert_with(|| super::finished::Finished::new(ctx.address().downgrade()))
+            .clone()
+    }
+
+    /// Hands the updates queued this turn to the Memtable as one message.
+    pub(super) fn flush_local_updates(&mut self) {
+        if self.local_updates.is_empty() {
+            return;
+        }
+        let batch = UpdateBatch(std::mem::take(&mut self.local_updates));
+        match self.storage_update.try_send(batch) {
             Ok(()) => {}
             // Like `send`, a full mailbox queues it anyway: the coordinator's own bound
             // (`max_inflight`) is what holds the local operations back.
-            Err(SendError::Full(update)) => self.storage_update.do_send(update),
-            Err(SendError::Closed(update)) => update.then.call(Err(StorageError::Stopped)),
+            Err(SendError::Full(batch)) => self.storage_update.do_send(batch),
+            Err(SendError::Closed(batch)) => {
+                for u in batch.0 {
+                    u.then.call(Err(StorageError::Stopped));
+                }
+            }
         }
     }
 

@@ -43,6 +43,7 @@ mod deadlines;
 pub use ae_hooks::{JoinLocal, LocalWrites, WritesDrained};
 pub use api::*;
 pub mod describe;
+mod finished;
 mod get;
 pub mod keylocks;
 mod local;
@@ -58,7 +59,7 @@ mod requests;
 mod sloppy;
 
 use crate::idmap::IdMap;
-use crate::memtable::{Get, UpdateThen};
+use crate::memtable::{Get, UpdateBatch, UpdateThen};
 use crate::peer::{DataInbound, PeerTransport};
 use crate::ring::PartitionConfig;
 use crate::stats::ActorCounters;
@@ -92,7 +93,14 @@ pub struct Coordinator {
     /// Reads answered from memory or the block cache on this thread (`with_local_reads`);
     /// the rest go to the Memtable as `Get`.
     local_reads: Option<crate::memtable::view::LocalReads>,
-    storage_update: Recipient<UpdateThen<local::LocalResult>>,
+    storage_update: Recipient<UpdateBatch<local::LocalResult>>,
+    /// Local updates waiting for this turn's flush: they go to the Memtable as one
+    /// `UpdateBatch` (at most `max_inflight`, the bound on local operations).
+    local_updates: Vec<UpdateThen<local::LocalResult>>,
+    /// Where local writes come back finished (`finished`; made on first use).
+    finished: Option<Arc<finished::Finished>>,
+    /// The emptied batch of the last `WritesFinished`, kept for its capacity.
+    finished_spare: Vec<local::LocalWriteFinished>,
     transport: Option<PeerTransport>,
     ring: RingInputs,
     placement: Arc<Placement>,
@@ -111,6 +119,7 @@ pub struct Coordinator {
     rpcs: IdMap<u64, requests::OutRpc>,
     /// Data messages waiting for this turn's flush, per destination.
     outbox: IdMap<NodeId, Vec<DataMsg>>,
+    /// A `FlushOutbox` is on its way (the outbox or `local_updates` has something).
     flush_scheduled: bool,
     /// When each request in flight times out, checked by one periodic tick (timers in
     /// the actor's context would be polled on every message).
@@ -152,7 +161,7 @@ impl Coordinator {
     pub fn new(
         cfg: CoordinatorConfig,
         storage_get: Recipient<Get>,
-        storage_update: Recipient<UpdateThen<local::LocalResult>>,
+        storage_update: Recipient<UpdateBatch<local::LocalResult>>,
         transport: Option<PeerTransport>,
         mut ring: RingInputs,
         counters: Arc<ActorCounters>,
@@ -174,6 +183,9 @@ impl Coordinator {
             storage_get,
             local_reads: None,
             storage_update,
+            local_updates: Vec::new(),
+            finished: None,
+            finished_spare: Vec::new(),
             transport,
             ring,
             placement,
@@ -272,6 +284,12 @@ impl Coordinator {
     /// Queues `msg` for `to`; all messages queued in this turn leave as one frame per peer.
     fn send(&mut self, to: &NodeId, msg: DataMsg, ctx: &mut Context<Self>) {
         self.outbox.entry(to.clone()).or_default().push(msg);
+        self.schedule_flush(ctx);
+    }
+
+    /// Flushes the outbox and the local updates once the messages now being handled are
+    /// done.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if !self.flush_scheduled {
             self.flush_scheduled = true;
             // A message to ourselves, not a zero-delay timer (the timer wheel would add up
@@ -283,6 +301,7 @@ impl Coordinator {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
+        self.flush_local_updates();
         // The view may have moved since the last client request: a node that only serves
         // replica traffic must still find the peers that ask it.
         let placement = self.placement();

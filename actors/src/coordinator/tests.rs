@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::memtable::table::Versioned;
-use crate::memtable::{StorageError, UpdateThen};
+use crate::memtable::{StorageError, UpdateBatch, UpdateThen};
 use std::collections::BTreeMap;
 use troupe_protocol::object::VersionVector;
 
@@ -36,9 +36,17 @@ impl Handler<Get> for FakeStore {
     }
 }
 
-impl<T: Send + 'static> Handler<UpdateThen<T>> for FakeStore {
+impl<T: Send + 'static> Handler<UpdateBatch<T>> for FakeStore {
     type Result = ();
-    fn handle(&mut self, m: UpdateThen<T>, _: &mut Context<Self>) {
+    fn handle(&mut self, m: UpdateBatch<T>, _: &mut Context<Self>) {
+        for u in m.0 {
+            self.update(u);
+        }
+    }
+}
+
+impl FakeStore {
+    fn update<T: Send + 'static>(&mut self, m: UpdateThen<T>) {
         let UpdateThen { update: m, then } = m;
         if self.lose_updates {
             return drop(then);

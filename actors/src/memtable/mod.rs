@@ -56,7 +56,7 @@ use table::{MemTable, Versioned};
 use tokio::sync::{oneshot, Semaphore};
 use wal::{Durability, WalError, WalRecord, WalWriter};
 
-pub use update::{Change, NewValue, Update, UpdateDone, UpdateFn, UpdateThen};
+pub use update::{Change, NewValue, Update, UpdateBatch, UpdateDone, UpdateFn, UpdateThen};
 
 /// Why a write was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

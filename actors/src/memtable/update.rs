@@ -68,6 +68,16 @@ impl<T: Send + 'static> Message for UpdateThen<T> {
     type Result = ();
 }
 
+/// Updates handed over together, run in order as if sent one by one: the coordinator
+/// queues the updates of one turn of its event loop and sends them as one message (one
+/// envelope and one mailbox push per batch, not per write). Its length is bounded by the
+/// sender's own bound on local operations in flight (`max_inflight`).
+pub struct UpdateBatch<T>(pub Vec<UpdateThen<T>>);
+
+impl<T: Send + 'static> Message for UpdateBatch<T> {
+    type Result = ();
+}
+
 /// The callback of an update, run exactly once: with the outcome, or with
 /// `StorageError::Stopped` when it is dropped unrun (the actor stopped with it queued), so
 /// a caller never waits for an answer that cannot come.
@@ -111,6 +121,16 @@ impl<T: Send + 'static> Handler<UpdateThen<T>> for MemtableActor {
 
     fn handle(&mut self, msg: UpdateThen<T>, ctx: &mut Context<Self>) {
         self.start_update(msg.update, msg.then, ctx);
+    }
+}
+
+impl<T: Send + 'static> Handler<UpdateBatch<T>> for MemtableActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateBatch<T>, ctx: &mut Context<Self>) {
+        for u in msg.0 {
+            self.start_update(u.update, u.then, ctx);
+        }
     }
 }
 
