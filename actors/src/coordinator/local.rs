@@ -376,7 +376,7 @@ fn checked_write(
 }
 
 /// The most local updates sent to the Memtable in one message (see `run_locked`).
-const UPDATE_BATCH: usize = 64;
+pub(super) const UPDATE_BATCH: usize = 64;
 
 /// A local operation finished; its continuation runs on the actor.
 #[derive(Message)]

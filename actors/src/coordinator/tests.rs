@@ -154,6 +154,40 @@ async fn a_write_storage_dropped_is_a_timeout_and_frees_its_key() {
     settled(&c).await;
 }
 
+/// A client batch of more writes than one `UpdateBatch` holds (and two writes of one key
+/// in it): every write is answered once, each key holds its last write, and nothing stays
+/// queued or in flight.
+#[actix_rt::test]
+async fn a_batch_of_more_writes_than_an_update_batch_answers_each_once() {
+    let c = single_node();
+    let n = 3 * super::local::UPDATE_BATCH + 5;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ops = Vec::new();
+    for i in 0..n {
+        let key = if i == n - 1 {
+            "k0".to_string()
+        } else {
+            format!("k{i}")
+        };
+        let tx = tx.clone();
+        let answer: Answer<WriteReply> = Box::new(move |r| tx.send((i, r.is_ok())).unwrap());
+        ops.push(ClientOp::Write(put(&key, &format!("v{i}"), None), answer));
+    }
+    drop(tx);
+    c.send(ClientBatch(ops)).await.unwrap();
+    let mut answered = vec![0; n];
+    while let Some((i, ok)) = rx.recv().await {
+        assert!(ok, "write {i} failed");
+        answered[i] += 1;
+    }
+    assert!(answered.iter().all(|&a| a == 1), "{answered:?}");
+    let got = c.send(get("k0")).await.unwrap().unwrap();
+    assert_eq!(got.values.len(), 2, "two blind writes of k0: siblings");
+    let got = c.send(get(&format!("k{}", n - 2))).await.unwrap().unwrap();
+    assert_eq!(got.values, vec![format!("v{}", n - 2).into_bytes()]);
+    settled(&c).await;
+}
+
 #[actix_rt::test]
 async fn one_node_reads_its_writes_and_a_context_replaces_what_it_saw() {
     let c = single_node();
