@@ -3,9 +3,10 @@
 //!
 //! Receives: [`ClientBatch`] (a connection's decoded gets and writes, one message per
 //! batch of received frames), [`ClientGet`] and [`ClientWrite`] (one request each), [`DataInbound`] (peer
-//! data batches: requests from other coordinators and answers to ours), and its own timers.
-//! Emits: `Get` / `Update` to the local Memtable (through `Recipient`s), data batches to
-//! peers through the [`PeerTransport`]'s data lane.
+//! data batches: requests from other coordinators and answers to ours), `WritesFinished`
+//! (local writes the Memtable finished, see `finished`), and its own timers.
+//! Emits: `Get` / `UpdateBatch` (a turn's updates, one message) to the local Memtable
+//! (through `Recipient`s), data batches to peers through the [`PeerTransport`]'s data lane.
 //!
 //! Pieces:
 //! - [`quorum`]: the pure quorum bookkeeping of one request (when to answer, read repair).
@@ -17,6 +18,7 @@
 //! - `replica`: this node's answers to other coordinators.
 //! - `sloppy`: sloppy quorum (hints for down primaries) and hint delivery.
 //! - `local`: this replica's object reads and joins through the Memtable (`Update`).
+//! - `finished`: the queue the Memtable's callbacks hand finished local writes back on.
 //! - `api`: the messages, replies, settings and shared counters (re-exported here).
 //! - [`peer_stats`]: peer RPC counts and latencies for the metrics endpoint.
 //! - `purge`: delete markers reported to tombstone GC, and its purges.
