@@ -107,13 +107,16 @@ pub fn allocations() -> Option<u64> {
 /// the pages a burst of requests freed were faulted in again by the next burst, 9% of the
 /// node's CPU per pipelined put; at 10 ms still 0.055 page faults per pipelined put, each
 /// zeroing a fresh page, against 0.002-0.005 at 1 s and 0.0001 at 10 s (10 ms against
-/// 10 s: 9% more node CPU per put, 8 pairs; 1 s and 10 s alike, 6 pairs; docs/BENCHMARKS.md). The backpressure test's stalled client grows RSS by 40-43 MiB at
-/// 10 ms, 1 s and 10 s alike: what it holds is its own in-flight responses, not freed pages.
-/// Transparent huge pages are off for the process (`PR_SET_THP_DISABLE`; Redis warns at
-/// start when they are on, for the same reason): mimalloc asks for them on its arenas, and
-/// then a fault on a fresh 2 MiB region zeroes all of it, most of which a purge gives
-/// back before it is used. The page faults per pipelined put rise from 0.002 to 0.035 (4
-/// KiB each), the node's system time per put falls from 1.8-2.9 to 1.3-1.6 us and its RSS
+/// 10 s: 9% more node CPU per put, 8 pairs; 1 s and 10 s alike, 6 pairs;
+/// docs/BENCHMARKS.md). The backpressure test's stalled client grows RSS by 40-43 MiB at
+/// 10 ms, 1 s and 10 s alike: what it holds is its own in-flight responses, not freed
+/// pages.
+///
+/// Transparent huge pages are off for the process (`PR_SET_THP_DISABLE`; Redis, too,
+/// warns at start when they are on): mimalloc asks for them on its arenas, and then a
+/// fault on a fresh 2 MiB region zeroes all of it, most of which a purge gives back
+/// before it is used. The page faults per pipelined put rise from 0.002 to 0.035 (4 KiB
+/// each), the node's system time per put falls from 1.8-2.9 to 1.3-1.6 us and its RSS
 /// from 82-88 to 62-67 MiB; in the benchmark script's sequence pipelined puts and gets
 /// gained 10-70% and their p99 halved (alternating pairs, docs/BENCHMARKS.md).
 /// `MIMALLOC_*` environment variables, when set, win.
@@ -133,12 +136,16 @@ fn tune_allocator() {
             unsafe { mi::mi_option_set(option, value) };
         }
     }
-    // mimalloc reads `allow_thp` once, before `main`, and its first arena is already
-    // mapped: the process-wide switch is what reaches that arena's later faults.
+    // `MIMALLOC_ALLOW_THP=0` makes mimalloc itself do this, but it reads its options during
+    // its own initialisation, before `main`: setting the option here would come too late,
+    // so the switch is thrown here. `MIMALLOC_ALLOW_THP=1` keeps huge pages.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: sets a flag of this process's memory map; no memory is touched. A kernel
-        // without the option refuses it (-1), which leaves huge pages as they were.
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: sets a flag of this process's memory map (inherited by processes it
+        // starts); no memory is touched. A kernel without the option refuses it (-1), which
+        // leaves huge pages as they were: nothing to report before logging is set up.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
     }
 }
 

@@ -9,7 +9,9 @@
 //! - Whenever the queue is non-empty, a `WritesFinished` is on its way or being handled:
 //!   the push that finds the queue empty posts one, and the handler takes everything
 //!   queued under the lock (a push after that finds it empty and posts the next).
-//! - Its length is bounded by the local operations in flight (`max_inflight`).
+//! - Its length is bounded by the local operations in flight (`max_inflight` for client
+//!   requests, `max_repairs` for read repairs, and the few that purges and anti-entropy
+//!   joins run at a time).
 //! - The queue holds the coordinator's weak address: it does not keep a stopped
 //!   coordinator alive. Writes finished after it stopped are dropped with the queue, as a
 //!   message to a stopped actor is.
@@ -48,8 +50,8 @@ impl Finished {
         };
         if was_empty {
             if let Some(c) = self.coordinator.upgrade() {
-                // Not refused by a full mailbox: the writes queued are bounded by
-                // `max_inflight`, and one wake-up is in flight at a time.
+                // Not refused by a full mailbox: at most one wake-up per run of pushes
+                // (one more can find the queue already taken: it does nothing).
                 c.do_send(WritesFinished);
             }
         }
@@ -75,5 +77,7 @@ impl Handler<WritesFinished> for Coordinator {
             self.local_write_finished(w, ctx);
         }
         self.finished_spare = batch;
+        // The writes queued behind the keys just released.
+        self.flush_local_updates();
     }
 }

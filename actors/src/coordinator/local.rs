@@ -565,7 +565,8 @@ impl Coordinator {
             },
             then,
         };
-        // Sent with the other updates of this turn (see `flush_local_updates`), in batches
+        // Sent with the other updates the running handler queues (`flush_local_updates` at
+        // its end, or the turn's `FlushOutbox` for handlers that do not flush), in batches
         // of at most `UPDATE_BATCH`: a batch is allocated at its full size once, and stays
         // small enough for the allocator to reuse freed ones (batches of a whole turn, up
         // to `max_inflight` long, grew by doubling into fresh pages: 4% of the loop's CPU
