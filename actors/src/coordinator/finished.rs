@@ -77,7 +77,5 @@ impl Handler<WritesFinished> for Coordinator {
             self.local_write_finished(w, ctx);
         }
         self.finished_spare = batch;
-        // The writes queued behind the keys just released.
-        self.flush_local_updates();
     }
 }

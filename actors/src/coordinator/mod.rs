@@ -5,8 +5,8 @@
 //! batch of received frames), [`ClientGet`] and [`ClientWrite`] (one request each), [`DataInbound`] (peer
 //! data batches: requests from other coordinators and answers to ours), `WritesFinished`
 //! (local writes the Memtable finished, see `finished`), and its own timers.
-//! Emits: `Get` / `UpdateBatch` (the updates one message produced, up to 64 a message) to
-//! the local Memtable
+//! Emits: `Get` / `UpdateBatch` (a turn's updates, up to 64 a message) to the local
+//! Memtable
 //! (through `Recipient`s), data batches to peers through the [`PeerTransport`]'s data lane.
 //!
 //! Pieces:
@@ -97,8 +97,8 @@ pub struct Coordinator {
     /// the rest go to the Memtable as `Get`.
     local_reads: Option<crate::memtable::view::LocalReads>,
     storage_update: Recipient<UpdateBatch<local::LocalResult>>,
-    /// Local updates waiting to go to the Memtable as one `UpdateBatch`: at the end of the
-    /// message that queued them (`flush_local_updates`), or once 64 are queued.
+    /// Local updates waiting to go to the Memtable as one `UpdateBatch`: at this turn's
+    /// `FlushOutbox`, or once 64 are queued.
     local_updates: Vec<UpdateThen<local::LocalResult>>,
     /// Where local writes come back finished (`finished`; made on first use).
     finished: Option<Arc<finished::Finished>>,
@@ -519,7 +519,6 @@ impl Handler<ClientBatch> for Coordinator {
                 }
             }
         }
-        self.flush_local_updates();
     }
 }
 
@@ -565,7 +564,6 @@ impl Handler<DataInbound> for Coordinator {
                 DataMsg::Resp { id, resp } => self.on_rpc_answer(&msg.from, id, resp, ctx),
             }
         }
-        self.flush_local_updates();
     }
 }
 

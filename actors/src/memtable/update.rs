@@ -69,7 +69,7 @@ impl<T: Send + 'static> Message for UpdateThen<T> {
 }
 
 /// Updates handed over together, run in order as if sent one by one: the coordinator
-/// queues the updates a message of its own produces and sends them as one message (one
+/// queues the updates of one turn of its event loop and sends them as one message (one
 /// envelope and one mailbox push per batch, not per write), at most 64 at a time. A
 /// `Get` or `Scan` sent after a batch's updates were queued may overtake them: memory
 /// changes only once a write is durable, so such a read is concurrent with the write
