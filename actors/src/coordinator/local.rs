@@ -569,10 +569,10 @@ impl Coordinator {
         // `FlushOutbox`: the Memtable runs on this event loop, so a batch sent at the end of
         // each handler would be run no sooner, and at one request in flight per connection
         // it cost 2.8 allocations per put more), in batches of at most `UPDATE_BATCH`: a
-        // batch is allocated at its full size once, and stays
-        // small enough for the allocator to reuse freed ones (batches of a whole turn, up
-        // to `max_inflight` long, grew by doubling into fresh pages: 4% of the loop's CPU
-        // was the kernel zeroing them).
+        // batch is allocated at its full size once, and stays small enough for the
+        // allocator to reuse freed ones (batches of a whole turn, up to `max_inflight`
+        // long, grew by doubling into fresh pages: 4% of the loop's CPU was the kernel
+        // zeroing them).
         if self.local_updates.capacity() == 0 {
             self.local_updates.reserve_exact(UPDATE_BATCH);
         }

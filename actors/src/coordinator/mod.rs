@@ -6,8 +6,8 @@
 //! data batches: requests from other coordinators and answers to ours), `WritesFinished`
 //! (local writes the Memtable finished, see `finished`), and its own timers.
 //! Emits: `Get` / `UpdateBatch` (a turn's updates, up to 64 a message) to the local
-//! Memtable
-//! (through `Recipient`s), data batches to peers through the [`PeerTransport`]'s data lane.
+//! Memtable (through `Recipient`s), data batches to peers through the [`PeerTransport`]'s
+//! data lane.
 //!
 //! Pieces:
 //! - [`quorum`]: the pure quorum bookkeeping of one request (when to answer, read repair).

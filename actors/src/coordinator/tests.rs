@@ -154,9 +154,9 @@ async fn a_write_storage_dropped_is_a_timeout_and_frees_its_key() {
     settled(&c).await;
 }
 
-/// A client batch of more writes than one `UpdateBatch` holds (and two writes of one key
-/// in it): every write is answered once, each key holds its last write, and nothing stays
-/// queued or in flight.
+/// A client batch of more writes than one `UpdateBatch` holds (and two blind writes of one
+/// key in it): every write is answered once, each key holds what was written to it (the
+/// key written twice: both, as siblings), and nothing stays queued or in flight.
 #[actix_rt::test]
 async fn a_batch_of_more_writes_than_an_update_batch_answers_each_once() {
     let c = single_node();

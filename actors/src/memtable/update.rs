@@ -23,8 +23,8 @@
 //!   cost a task spawned here to await the write (`ResponseFuture`), a task on the caller's
 //!   side to await the reply, and three channels; the coordinator's callback queues the
 //!   outcome for it directly, one wake-up for all a turn finishes (25% less node CPU per
-//!   three-node put, docs/BENCHMARKS.md). It runs exactly once ([`UpdateDone`]): dropped unrun, it answers
-//!   `Stopped`.
+//!   three-node put, docs/BENCHMARKS.md). It runs exactly once ([`UpdateDone`]): dropped
+//!   unrun, it answers `Stopped`.
 
 use super::handlers::{lookup_error, Lookup};
 use super::*;
