@@ -8,9 +8,7 @@
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
-use crate::memtable::{
-    Change, NewValue, StorageError, Update, UpdateBatch, UpdateDone, UpdateFn, UpdateThen,
-};
+use crate::memtable::{Change, NewValue, StorageError, Update, UpdateDone, UpdateFn, UpdateThen};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
 
@@ -375,9 +373,6 @@ fn checked_write(
     Ok(Next::Write(Stored { object, bytes }))
 }
 
-/// The most local updates sent to the Memtable in one message (see `run_locked`).
-pub(super) const UPDATE_BATCH: usize = 64;
-
 /// A local operation finished; its continuation runs on the actor.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -394,7 +389,7 @@ impl Handler<LocalFinished> for Coordinator {
 }
 
 /// A local write finished (queued by the Memtable's callback, see `run_locked`, and taken
-/// in batches: `finished`): a struct of its own, not a boxed [`LocalFinished`]
+/// in batches: `memtable_link`): a struct of its own, not a boxed [`LocalFinished`]
 /// continuation (one allocation less per write).
 pub(super) struct LocalWriteFinished {
     key: Vec<u8>,
@@ -551,8 +546,8 @@ impl Coordinator {
             );
         self.storage_counters.sent();
         // The Memtable actor runs `then` once the write is durable (or failed): it queues
-        // the outcome for us (`finished`: one wake-up for all a turn finishes), with no
-        // task or channel in between.
+        // the outcome for us (`memtable_link`: one wake-up for all a turn finishes), with
+        // no task or channel in between.
         let finished = self.finished_queue(ctx);
         let then = UpdateDone::new(move |res: Result<LocalResult, StorageError>| {
             let res = res.map_err(storage_error).and_then(|out| out);
@@ -565,49 +560,7 @@ impl Coordinator {
             },
             then,
         };
-        // Sent with the other updates of this turn (`flush_local_updates`, from the turn's
-        // `FlushOutbox`: the Memtable runs on this event loop, so a batch sent at the end of
-        // each handler would be run no sooner, and at one request in flight per connection
-        // it cost 2.8 allocations per put more), in batches of at most `UPDATE_BATCH`: a
-        // batch is allocated at its full size once, and stays small enough for the
-        // allocator to reuse freed ones (batches of a whole turn, up to `max_inflight`
-        // long, grew by doubling into fresh pages: 4% of the loop's CPU was the kernel
-        // zeroing them).
-        if self.local_updates.capacity() == 0 {
-            self.local_updates.reserve_exact(UPDATE_BATCH);
-        }
-        self.local_updates.push(update);
-        if self.local_updates.len() >= UPDATE_BATCH {
-            self.flush_local_updates();
-        } else {
-            self.schedule_flush(ctx);
-        }
-    }
-
-    /// Where the Memtable's callbacks queue finished local writes (made on first use).
-    fn finished_queue(&mut self, ctx: &mut Context<Self>) -> Arc<super::finished::Finished> {
-        self.finished
-            .get_or_insert_with(|| super::finished::Finished::new(ctx.address().downgrade()))
-            .clone()
-    }
-
-    /// Hands the updates queued this turn to the Memtable as one message.
-    pub(super) fn flush_local_updates(&mut self) {
-        if self.local_updates.is_empty() {
-            return;
-        }
-        let batch = UpdateBatch(std::mem::take(&mut self.local_updates));
-        match self.storage_update.try_send(batch) {
-            Ok(()) => {}
-            // Like `send`, a full mailbox queues it anyway: the coordinator's own bound
-            // (`max_inflight`) is what holds the local operations back.
-            Err(SendError::Full(batch)) => self.storage_update.do_send(batch),
-            Err(SendError::Closed(batch)) => {
-                for u in batch.0 {
-                    u.then.call(Err(StorageError::Stopped));
-                }
-            }
-        }
+        self.queue_update(update, ctx);
     }
 
     fn local_write_done(

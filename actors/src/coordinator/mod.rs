@@ -4,7 +4,7 @@
 //! Receives: [`ClientBatch`] (a connection's decoded gets and writes, one message per
 //! batch of received frames), [`ClientGet`] and [`ClientWrite`] (one request each), [`DataInbound`] (peer
 //! data batches: requests from other coordinators and answers to ours), `WritesFinished`
-//! (local writes the Memtable finished, see `finished`), and its own timers.
+//! (local writes the Memtable finished, see `memtable_link`), and its own timers.
 //! Emits: `Get` / `UpdateBatch` (a turn's updates, up to 64 a message) to the local
 //! Memtable (through `Recipient`s), data batches to peers through the [`PeerTransport`]'s
 //! data lane.
@@ -19,7 +19,8 @@
 //! - `replica`: this node's answers to other coordinators.
 //! - `sloppy`: sloppy quorum (hints for down primaries) and hint delivery.
 //! - `local`: this replica's object reads and joins through the Memtable (`Update`).
-//! - `finished`: the queue the Memtable's callbacks hand finished local writes back on.
+//! - `memtable_link`: the batched exchange with the Memtable (updates out in
+//!   `UpdateBatch`es, finished local writes back through one queue).
 //! - `api`: the messages, replies, settings and shared counters (re-exported here).
 //! - [`peer_stats`]: peer RPC counts and latencies for the metrics endpoint.
 //! - `purge`: delete markers reported to tombstone GC, and its purges.
@@ -46,10 +47,10 @@ mod deadlines;
 pub use ae_hooks::{JoinLocal, LocalWrites, WritesDrained};
 pub use api::*;
 pub mod describe;
-mod finished;
 mod get;
 pub mod keylocks;
 mod local;
+mod memtable_link;
 pub use local::{LocalResult, Stored};
 pub mod keys;
 pub mod peer_stats;
@@ -100,8 +101,8 @@ pub struct Coordinator {
     /// Local updates waiting to go to the Memtable as one `UpdateBatch`: at this turn's
     /// `FlushOutbox`, or once 64 are queued.
     local_updates: Vec<UpdateThen<local::LocalResult>>,
-    /// Where local writes come back finished (`finished`; made on first use).
-    finished: Option<Arc<finished::Finished>>,
+    /// Where local writes come back finished (`memtable_link`; made on first use).
+    finished: Option<Arc<memtable_link::Finished>>,
     /// The emptied batch of the last `WritesFinished`, kept for its capacity.
     finished_spare: Vec<local::LocalWriteFinished>,
     transport: Option<PeerTransport>,

@@ -160,7 +160,7 @@ async fn a_write_storage_dropped_is_a_timeout_and_frees_its_key() {
 #[actix_rt::test]
 async fn a_batch_of_more_writes_than_an_update_batch_answers_each_once() {
     let c = single_node();
-    let n = 3 * super::local::UPDATE_BATCH + 5;
+    let n = 3 * super::memtable_link::UPDATE_BATCH + 5;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ops = Vec::new();
     for i in 0..n {

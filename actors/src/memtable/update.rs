@@ -58,7 +58,7 @@ pub struct Update<T> {
 
 /// An [`Update`] and the callback the Memtable actor runs with its answer (once the write
 /// is durable, or with the error that prevented it): no channel, no task on either side.
-/// The coordinator's callback queues the outcome for it (`coordinator/finished.rs`).
+/// The coordinator's callback queues the outcome for it (`coordinator/memtable_link.rs`).
 pub struct UpdateThen<T> {
     pub update: Update<T>,
     pub then: UpdateDone<T>,
