@@ -139,8 +139,8 @@ async fn read_loop(
     peer: String,
 ) {
     let mut rd = tokio::io::BufReader::with_capacity(reader::READ_AHEAD, rd);
-    let mut batch: Vec<Received> = Vec::new();
-    let flush = |batch: &mut Vec<Received>| -> bool {
+    let mut batch: SmallVec<[Received; 1]> = SmallVec::new();
+    let flush = |batch: &mut SmallVec<[Received; 1]>| -> bool {
         if batch.is_empty() {
             return true;
         }
@@ -151,7 +151,7 @@ async fn read_loop(
         // `do_send` skips the mailbox limit, but the slots already bound what this
         // connection can have queued to `max_inflight`.
         conn.do_send(Incoming {
-            frames: std::mem::replace(batch, Vec::with_capacity(4)),
+            frames: std::mem::take(batch),
             at: Instant::now(),
         });
         true
@@ -180,13 +180,16 @@ async fn read_loop(
             // Received already: decode it where it lies (no copy, no wait).
             let decoded = decode_request(&rd.buffer()[4..4 + len]);
             rd.consume(4 + len);
-            batch.push(Received {
-                decoded,
-                permit: Held {
-                    _slot: slot,
-                    _bytes: None,
+            push_batched(
+                &mut batch,
+                Received {
+                    decoded,
+                    permit: Held {
+                        _slot: slot,
+                        _bytes: None,
+                    },
                 },
-            });
+            );
             if batch.len() >= MAX_BATCH && !flush(&mut batch) {
                 return;
             }
@@ -196,18 +199,36 @@ async fn read_loop(
         if !flush(&mut batch) {
             return;
         }
+        if rd.buffer().is_empty() {
+            // Between frames: wait for bytes and decode what arrives whole where it lies
+            // (a small request costs no buffer of its own). An idle connection may wait
+            // here as long as it likes; `read_frame` below times a frame begun.
+            let filled = tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                f = rd.fill_buf() => f.map(|b| !b.is_empty()),
+            };
+            match filled {
+                Ok(true) => continue,
+                Ok(false) | Err(_) => break, // closed between frames, or failed
+            }
+        }
+        // Part of a frame is here (or it is larger than the read-ahead): read the rest
+        // under the frame's deadline and the byte budget.
         let frame = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             f = read_frame(&mut rd, shared.max_frame_bytes, &shared.budget, shared.read_timeout) => f,
         };
         match frame {
-            Ok(Some(frame)) => batch.push(Received {
-                decoded: decode_request(&frame.body),
-                permit: Held {
-                    _slot: slot,
-                    _bytes: frame.budget,
+            Ok(Some(frame)) => push_batched(
+                &mut batch,
+                Received {
+                    decoded: decode_request(&frame.body),
+                    permit: Held {
+                        _slot: slot,
+                        _bytes: frame.budget,
+                    },
                 },
-            }),
+            ),
             Err(ReadError::TooLarge { len, max }) => {
                 too_large = Some(format!(
                     "frame of {len} bytes exceeds the maximum of {max} bytes"

@@ -41,13 +41,14 @@ pub use listener::{Accepted, Listener, ListenerConfig};
 use io::{run_io, Answering};
 
 use crate::coordinator::keys::ClientKeys;
-use crate::coordinator::{ClientBatch, ClientError, ClientGet, ClientOp, ClientWrite};
+use crate::coordinator::{ClientBatch, ClientError, ClientGet, ClientOp, ClientOps, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use crate::tls::{BoxRead, BoxWrite, NodeTls, Port};
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use reader::{read_frame, ByteBudget, ReadError};
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncBufReadExt;
@@ -138,10 +139,19 @@ pub(crate) struct Held {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Incoming {
-    frames: Vec<Received>,
+    frames: SmallVec<[Received; 1]>,
     /// When the batch was handed on: the requests' latency starts here, mailbox wait
     /// included.
     at: Instant,
+}
+
+/// Pushes onto a batch that holds one item inline: a lone request (the common case at low
+/// load) costs no allocation, and a batch that outgrows it makes room for 8 at once.
+fn push_batched<T>(batch: &mut SmallVec<[T; 1]>, item: T) {
+    if batch.len() == 1 {
+        batch.reserve(7);
+    }
+    batch.push(item);
 }
 
 /// One decoded frame and its slot.
@@ -198,7 +208,7 @@ pub struct Connection {
     said_hello: bool,
     peer: String,
     /// This turn's gets and writes for the coordinator, sent as one [`ClientBatch`].
-    batch: Vec<ClientOp>,
+    batch: ClientOps,
 }
 
 impl Connection {
@@ -217,7 +227,7 @@ impl Connection {
             out_rx: Some(out_rx),
             said_hello: false,
             peer,
-            batch: Vec::new(),
+            batch: ClientOps::new(),
         }
     }
 
@@ -231,7 +241,7 @@ impl Connection {
             out_rx: None,
             said_hello: false,
             peer: "?".into(),
-            batch: Vec::new(),
+            batch: ClientOps::new(),
         }
     }
 
@@ -439,8 +449,8 @@ impl Connection {
                 "the replication coordinator did not answer (it stopped)",
             ),
         );
-        self.batch
-            .push(ClientOp::Get(get, Box::new(move |r| answer.answer(r))));
+        let op = ClientOp::Get(get, Box::new(move |r| answer.answer(r)));
+        push_batched(&mut self.batch, op);
     }
 
     /// Queues a write for this turn's [`ClientBatch`]; its reply becomes the response
@@ -455,8 +465,8 @@ impl Connection {
         // The coordinator is gone with the write: its outcome is unknown.
         let stopped = (ErrorCode::Timeout, "the replication coordinator stopped while handling the write; it may or may not have been applied");
         let answer = Answering::new(id, ok, &self.out, permit, t, stopped);
-        self.batch
-            .push(ClientOp::Write(write, Box::new(move |r| answer.answer(r))));
+        let op = ClientOp::Write(write, Box::new(move |r| answer.answer(r)));
+        push_batched(&mut self.batch, op);
     }
 
     /// Hands this turn's gets and writes to the coordinator as one message. `do_send`

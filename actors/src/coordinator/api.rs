@@ -49,7 +49,11 @@ pub struct ClientGet {
 /// the channel its answer goes to; the coordinator starts them in order, in one turn.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ClientBatch(pub Vec<ClientOp>);
+pub struct ClientBatch(pub ClientOps);
+
+/// A batch's requests: one inline, so a lone request (every request at low load) costs
+/// no allocation of its own.
+pub type ClientOps = smallvec::SmallVec<[ClientOp; 1]>;
 
 /// One request of a [`ClientBatch`] and what to call with its answer (on the coordinator's
 /// thread: the connection's callback encodes the response and queues it for the socket, so

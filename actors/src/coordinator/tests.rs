@@ -174,7 +174,7 @@ async fn a_batch_of_more_writes_than_an_update_batch_answers_each_once() {
         ops.push(ClientOp::Write(put(&key, &format!("v{i}"), None), answer));
     }
     drop(tx);
-    c.send(ClientBatch(ops)).await.unwrap();
+    c.send(ClientBatch(ops.into())).await.unwrap();
     let mut answered = vec![0; n];
     while let Some((i, ok)) = rx.recv().await {
         assert!(ok, "write {i} failed");
