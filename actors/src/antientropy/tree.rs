@@ -371,6 +371,14 @@ mod tests {
         for p in 0..16 {
             assert_eq!(a.root(p), b.root(p), "partition {p}");
             assert_eq!(a.children(p, 0, 0), b.children(p, 0, 0));
+            // Every segment lists the same keys in the same order (their hash bits'),
+            // though `b` wrote them in the reverse order and more.
+            for s in 0..1024 {
+                let listed: Vec<_> = a.segment(p, s).collect();
+                assert_eq!(listed, b.segment(p, s).collect::<Vec<_>>(), "{p} {s}");
+                let bits: Vec<u64> = listed.iter().map(|(k, _)| key_hash(k).0).collect();
+                assert!(bits.is_sorted(), "partition {p} segment {s}");
+            }
         }
         let (p, s) = a.place(b"k7");
         assert!(a.segment(p, s).any(|(k, h)| k == b"k7" && h == 7));
