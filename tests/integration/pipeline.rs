@@ -201,10 +201,14 @@ fn frames_that_arrive_in_pieces_are_read_whole() {
         gets.extend(frame(&encode_request(100 + id, &get)));
     }
     write_in_pieces(&mut s, &gets, &[4, 1, 13, 2, 40]);
+    let mut ids = Vec::new();
     for _ in 1..=24 {
         let r = read_response(&mut s);
         let ok = r.ok.unwrap_or_else(|| panic!("id {}: {:?}", r.id, r.err));
         let got: Vec<Vec<u8>> = ok.values.unwrap().into_iter().map(|b| b.to_vec()).collect();
         assert_eq!(got, vec![value(r.id - 100)], "id {}", r.id);
+        ids.push(r.id);
     }
+    ids.sort_unstable();
+    assert_eq!(ids, (101..=124).collect::<Vec<_>>());
 }

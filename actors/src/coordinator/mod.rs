@@ -529,8 +529,8 @@ impl Handler<ClientBatch> for Coordinator {
 }
 
 impl Coordinator {
-    /// Before a batch is handled: starts loading its keys' versions in memory into the
-    /// cache, so their misses overlap (`LocalReads::prefetch`).
+    /// Before a batch is handled: readies its keys' versions in memory for the reads that
+    /// follow (`LocalReads::prefetch`).
     fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
         if let Some(r) = &self.local_reads {
             keys.for_each(|k| r.prefetch(k));
@@ -574,7 +574,10 @@ impl Handler<DataInbound> for Coordinator {
         if msg.batch.len() > 1 {
             self.prefetch(msg.batch.iter().filter_map(|m| match m {
                 DataMsg::Req {
-                    req: DataReq::Get { key } | DataReq::Put { key, .. },
+                    req:
+                        DataReq::Get { key }
+                        | DataReq::Put { key, .. }
+                        | DataReq::Coordinate { key, .. },
                     ..
                 } => Some(&key[..]),
                 _ => None,

@@ -71,15 +71,18 @@ impl LocalReads {
         self.lookup_with(key, |v| v.map(<[u8]>::to_vec))
     }
 
-    /// Starts loading `key`'s version in memory into the cache without waiting for it (a
-    /// hint: it changes nothing a read returns). A batch prefetches all its keys before it
-    /// reads any, so the cache misses of its lookups overlap instead of queueing one after
-    /// another: the misses on the memory tables' buckets and on the values' bytes were a
-    /// fifth of a node's CPU under pipelined gets (docs/BENCHMARKS.md).
+    /// Readies `key`'s version in memory for a read that follows soon (it changes nothing
+    /// a read returns): looks the key up in the memory tables, which brings their buckets
+    /// into the cache (that probe still waits for its misses), and asks the CPU to load the
+    /// value's first lines without waiting. A batch does this for all its keys before it
+    /// reads any, so the misses on the values overlap instead of queueing one after
+    /// another. Under pipelined gets from memory the two lookups' misses were 23% of a
+    /// node's CPU samples (docs/BENCHMARKS.md, "Prefetched batches"). A key memory does not
+    /// hold costs one walk of the memory tables more.
     pub fn prefetch(&self, key: &[u8]) {
         self.view.with(key, |v| {
             if let Some(b) = &v.value {
-                // The first two cache lines: a value of up to ~100 bytes and its header.
+                // The lines at its start and 64 bytes on: most of a value of ~100 bytes.
                 prefetch_line(b.as_ptr());
                 if b.len() > 64 {
                     prefetch_line(b[64..].as_ptr());
@@ -113,7 +116,7 @@ impl LocalReads {
 fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it never faults and never changes memory, whatever
-    // the address (here always one inside a live `Vec`).
+    // the address (here inside a live `Vec`, or its dangling pointer when it is empty).
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         _mm_prefetch::<_MM_HINT_T0>(p.cast());
