@@ -213,7 +213,7 @@ async fn read_loop(
             }
         }
         // Part of a frame is here (or it is larger than the read-ahead): read the rest
-        // under the frame's deadline and the byte budget.
+        // under the frame's deadline and, beyond its first bytes, the byte budget.
         let frame = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             f = read_frame(&mut rd, shared.max_frame_bytes, &shared.budget, shared.read_timeout) => f,
