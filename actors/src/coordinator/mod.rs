@@ -75,7 +75,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use troupe_protocol::data::{DataMsg, DataReq, DataResp};
+use troupe_protocol::data::{DataMsg, DataResp};
 use troupe_protocol::object::ActorId;
 use troupe_protocol::swim::NodeId;
 use troupe_protocol::{ErrorCode, Quorum};
@@ -381,6 +381,7 @@ impl Coordinator {
 /// An upper bound of a message's encoded size (its byte fields plus field names and
 /// headers), to keep every frame below the peer frame limit.
 fn size_estimate(m: &DataMsg) -> usize {
+    use troupe_protocol::data::DataReq;
     64 + match m {
         DataMsg::Req { req, .. } => match req {
             DataReq::Get { key } => key.len(),
@@ -507,11 +508,15 @@ impl Handler<ClientBatch> for Coordinator {
 
     fn handle(&mut self, msg: ClientBatch, ctx: &mut Context<Self>) {
         self.counters.handled();
-        if msg.0.len() > 1 {
-            self.prefetch(msg.0.iter().map(|op| match op {
-                ClientOp::Get(g, _) => &g.key[..],
-                ClientOp::Write(w, _) => &w.key[..],
-            }));
+        // A batch readies its keys' versions in memory before reading any of them
+        // (`LocalReads::prefetch`); a lone request gains nothing from it.
+        if let (Some(reads), true) = (&self.local_reads, msg.0.len() > 1) {
+            for op in &msg.0 {
+                reads.prefetch(match op {
+                    ClientOp::Get(g, _) => &g.key,
+                    ClientOp::Write(w, _) => &w.key,
+                });
+            }
         }
         for op in msg.0 {
             match op {
@@ -524,16 +529,6 @@ impl Handler<ClientBatch> for Coordinator {
                     self.start_write(write, ReplyTo::Call(tx), ctx);
                 }
             }
-        }
-    }
-}
-
-impl Coordinator {
-    /// Before a batch is handled: readies its keys' versions in memory for the reads that
-    /// follow (`LocalReads::prefetch`).
-    fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
-        if let Some(r) = &self.local_reads {
-            keys.for_each(|k| r.prefetch(k));
         }
     }
 }
@@ -571,18 +566,6 @@ impl Handler<DataInbound> for Coordinator {
     fn handle(&mut self, msg: DataInbound, ctx: &mut Context<Self>) {
         self.counters.handled(); // counted as sent by the peer reader (`peer::DataSink`)
         self.placement(); // follow membership even when no client talks to this node
-        if msg.batch.len() > 1 {
-            self.prefetch(msg.batch.iter().filter_map(|m| match m {
-                DataMsg::Req {
-                    req:
-                        DataReq::Get { key }
-                        | DataReq::Put { key, .. }
-                        | DataReq::Coordinate { key, .. },
-                    ..
-                } => Some(&key[..]),
-                _ => None,
-            }));
-        }
         for m in msg.batch {
             match m {
                 DataMsg::Req { id, req } => {
