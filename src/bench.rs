@@ -21,7 +21,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 use troupe_actors::tls::BoxStream;
 use troupe_protocol::message::{
-    encode_request, encode_request_into, Request, Response, PROTOCOL_VERSION,
+    encode_get_into, encode_put_into, encode_request, encode_request_into, Request, Response,
+    PROTOCOL_VERSION,
 };
 use troupe_protocol::tls::{ClientTls, TlsConnector};
 use troupe_protocol::FrameCodec;
@@ -85,7 +86,7 @@ impl WriteOp {
     /// Each op's keys are its own: a counter or set key is never a plain value's.
     fn key(self, i: u64) -> Vec<u8> {
         match self {
-            WriteOp::Put => key(i),
+            WriteOp::Put => key(i).to_vec(),
             WriteOp::Incr => format!("ctr{i:012}").into_bytes(),
             WriteOp::Sadd => format!("set{i:012}").into_bytes(),
         }
@@ -213,9 +214,9 @@ impl Zipf {
 
 /// `key` then `i` in at least 12 decimal digits (`key000000000042`), without the
 /// formatting machinery: the load generator makes one per request.
-fn key(i: u64) -> Vec<u8> {
+fn key(i: u64) -> Key {
     if i >= 1_000_000_000_000 {
-        return format!("key{i}").into_bytes();
+        return Key::from_slice(format!("key{i}").as_bytes());
     }
     let mut k = *b"key000000000000";
     let mut rest = i;
@@ -223,8 +224,14 @@ fn key(i: u64) -> Vec<u8> {
         *d = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
-    k.to_vec()
+    Key::from_slice(&k)
 }
+
+/// A key, inline: "key" and at most 20 digits.
+type Key = smallvec::SmallVec<[u8; 24]>;
+
+/// A context, inline up to three actors (an N=3 cluster's usual clock).
+type Context = smallvec::SmallVec<[u8; 36]>;
 
 struct Shared {
     issued: AtomicU64,
@@ -239,26 +246,24 @@ struct Shared {
 }
 
 /// Keyed by the load generator's own key numbers: the deterministic Fx hash is enough.
-type Contexts = Vec<std::sync::Mutex<troupe_actors::idmap::IdMap<u64, Vec<u8>>>>;
+type Contexts = Vec<std::sync::Mutex<troupe_actors::idmap::IdMap<u64, Context>>>;
 
 const CONTEXT_SHARDS: u64 = 64;
 
 impl Shared {
-    fn context(&self, k: u64) -> Option<Vec<u8>> {
+    /// `f` of the newest context seen for key `k`, under its shard's lock (no copy).
+    fn with_context<R>(&self, k: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
-        shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&k)
-            .cloned()
+        let map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.get(&k).map(|c| c.as_slice()))
     }
 
-    fn remember(&self, k: u64, ctx: Vec<u8>) {
+    fn remember(&self, k: u64, ctx: &[u8]) {
         let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
-        shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k, ctx);
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let c = map.entry(k).or_default();
+        c.clear();
+        c.extend_from_slice(ctx);
     }
 }
 
@@ -322,19 +327,14 @@ async fn conn_worker(
                 }
             };
             let read = rng.random::<f64>() < plan.read_fraction;
-            let req = if read {
-                Request::Get {
-                    key: key(k),
-                    r: None,
-                    after: None,
-                }
-            } else {
-                write_request(plan.write, k, n, &value, &shared)
-            };
             let id = next_id;
             next_id += 1;
             body.clear();
-            encode_request_into(id, &req, &mut body);
+            if read {
+                encode_get_into(id, &key(k), &mut body);
+            } else {
+                encode_write(plan.write, id, k, n, &value, &shared, &mut body);
+            }
             codec.encode_slice(&body, &mut wbuf)?;
             inflight.insert(id, (sent_at, k, read, body.len()));
         }
@@ -371,7 +371,7 @@ async fn conn_worker(
                         }
                     }
                     if let Some(ctx) = ok.context.filter(|c| remember && !c.is_empty()) {
-                        shared.remember(k, ctx.into_vec());
+                        shared.remember(k, &ctx);
                     }
                 }
                 shared.done.fetch_add(1, Ordering::Relaxed);
@@ -388,15 +388,21 @@ async fn conn_worker(
     }
 }
 
-/// The `n`-th request's write of key `k`.
-fn write_request(op: WriteOp, k: u64, n: u64, value: &[u8], shared: &Shared) -> Request {
-    match op {
-        WriteOp::Put => Request::Put {
-            key: key(k),
-            value: value.to_vec(),
-            context: shared.context(k),
-            w: None,
-        },
+/// Encodes the `n`-th request's write of key `k` into `body`: a put from borrowed bytes
+/// (its value, and the key's newest context under the shard's lock), no request built.
+fn encode_write(
+    op: WriteOp,
+    id: u64,
+    k: u64,
+    n: u64,
+    value: &[u8],
+    shared: &Shared,
+    body: &mut Vec<u8>,
+) {
+    let req = match op {
+        WriteOp::Put => {
+            return shared.with_context(k, |ctx| encode_put_into(id, &key(k), value, ctx, body))
+        }
         WriteOp::Incr => Request::Incr {
             key: op.key(k),
             by: 1,
@@ -415,7 +421,8 @@ fn write_request(op: WriteOp, k: u64, n: u64, value: &[u8], shared: &Shared) -> 
                 w: None,
             }
         }
-    }
+    };
+    encode_request_into(id, &req, body);
 }
 
 /// Opens a connection and says hello.
@@ -641,7 +648,7 @@ mod tests {
             999_999_999_999,
             1_000_000_000_000,
         ] {
-            assert_eq!(key(i), format!("key{i:012}").into_bytes(), "{i}");
+            assert_eq!(key(i).as_slice(), format!("key{i:012}").as_bytes(), "{i}");
         }
     }
 

@@ -333,26 +333,7 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
 
 /// [`encode_request`] appended to `out` (a buffer a client reuses).
 pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
-    fn bin(b: &[u8]) -> Option<&Bytes> {
-        Some(Bytes::new(b))
-    }
-    let mut w = WireRequestOut {
-        id,
-        op: req.op(),
-        version: None,
-        client: None,
-        token: None,
-        key: None,
-        value: None,
-        context: None,
-        r: None,
-        after: None,
-        w: None,
-        by: None,
-        members: None,
-        prefix: None,
-        limit: None,
-    };
+    let mut w = WireRequestOut::new(id, req.op());
     match req {
         Request::Hello {
             version,
@@ -427,7 +408,62 @@ pub fn encode_request_into(id: u64, req: &Request, out: &mut Vec<u8>) {
             w.after = after.as_deref().and_then(bin);
         }
     }
-    rmp_serde::encode::write_named(out, &w).expect("BUG: encoding a request into a Vec cannot fail")
+    w.write(out)
+}
+
+fn bin(b: &[u8]) -> Option<&Bytes> {
+    Some(Bytes::new(b))
+}
+
+impl<'a> WireRequestOut<'a> {
+    fn new(id: u64, op: &'a str) -> Self {
+        WireRequestOut {
+            id,
+            op,
+            version: None,
+            client: None,
+            token: None,
+            key: None,
+            value: None,
+            context: None,
+            r: None,
+            after: None,
+            w: None,
+            by: None,
+            members: None,
+            prefix: None,
+            limit: None,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        rmp_serde::encode::write_named(out, self)
+            .expect("BUG: encoding a request into a Vec cannot fail")
+    }
+}
+
+/// [`encode_request_into`] of a `get` with only a key, from borrowed bytes: a client that
+/// sends many (the load generator) builds no [`Request`] per get.
+pub fn encode_get_into(id: u64, key: &[u8], out: &mut Vec<u8>) {
+    let mut w = WireRequestOut::new(id, "get");
+    w.key = bin(key);
+    w.write(out)
+}
+
+/// [`encode_request_into`] of a `put` without `w`, from borrowed bytes (see
+/// [`encode_get_into`]).
+pub fn encode_put_into(
+    id: u64,
+    key: &[u8],
+    value: &[u8],
+    context: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let mut w = WireRequestOut::new(id, "put");
+    w.key = bin(key);
+    w.value = bin(value);
+    w.context = context.and_then(bin);
+    w.write(out)
 }
 
 /// True when `body` starts with a MessagePack map marker.
@@ -578,6 +614,25 @@ pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The borrowed encoders write the bytes of the owned request they stand for.
+        #[test]
+        fn borrowed_gets_and_puts_encode_as_their_requests(
+            id in any::<u64>(),
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            value in proptest::collection::vec(any::<u8>(), 0..300),
+            context in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..30)),
+        ) {
+            let (mut get, mut put) = (Vec::new(), Vec::new());
+            encode_get_into(id, &key, &mut get);
+            encode_put_into(id, &key, &value, context.as_deref(), &mut put);
+            let owned_get = Request::Get { key: key.clone(), r: None, after: None };
+            let owned_put = Request::Put { key, value, context, w: None };
+            prop_assert_eq!(get, encode_request(id, &owned_get));
+            prop_assert_eq!(put, encode_request(id, &owned_put));
+        }
+    }
 
     #[test]
     fn a_frame_with_bytes_after_its_value_is_a_bad_request() {
