@@ -3,7 +3,8 @@
 //! `concurrency` connections (spread over the given addresses), each with `pipeline` requests
 //! in flight. Every run is bounded by `--ops` and by `--duration` (default cap 300 s), so it
 //! always stops by itself, and the progress line's time left is whichever bound comes first.
-//! Latency is recorded per request in microseconds (hdrhistogram), separately per op, so a
+//! Latency is recorded per request in microseconds (hdrhistogram), from the write that sent
+//! it to the read that brought its answer (one clock read for each), separately per op, so a
 //! mixed workload reports gets (with hits and misses) and puts each on its own line, as
 //! memtier_benchmark does. The `incr` and `sadd` workloads write the data types (a counter
 //! or a set per key, under their own key prefixes so they never meet a key the put
