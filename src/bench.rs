@@ -231,7 +231,8 @@ fn key(i: u64) -> Key {
 /// A key, inline: "key" and at most 20 digits.
 type Key = smallvec::SmallVec<[u8; 24]>;
 
-/// A context, inline up to three actors (an N=3 cluster's usual clock).
+/// A context, inline up to three actors whose counters are below 2^21 (an N=3 cluster's
+/// usual clock: 2 + 3 x (8 + 3) bytes).
 type Context = smallvec::SmallVec<[u8; 36]>;
 
 struct Shared {
@@ -252,11 +253,14 @@ type Contexts = Vec<std::sync::Mutex<troupe_actors::idmap::IdMap<u64, Context>>>
 const CONTEXT_SHARDS: u64 = 64;
 
 impl Shared {
-    /// `f` of the newest context seen for key `k`, under its shard's lock (no copy).
-    fn with_context<R>(&self, k: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    /// The newest context seen for key `k` (inline: no allocation for a usual one).
+    fn context(&self, k: u64) -> Option<Context> {
         let shard = &self.contexts[(k % CONTEXT_SHARDS) as usize];
-        let map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        f(map.get(&k).map(|c| c.as_slice()))
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&k)
+            .cloned()
     }
 
     fn remember(&self, k: u64, ctx: &[u8]) {
@@ -275,6 +279,20 @@ struct Plan {
     /// Prefill: write key `i` for the i-th operation instead of a random one.
     sequential: bool,
     write: WriteOp,
+    /// Remember the context each answer carries, for the run's later puts to pass back
+    /// (see [`Plan::remembers`]).
+    remember: bool,
+}
+
+impl Plan {
+    /// Whether a run of `workload` needs contexts remembered, in its prefill and its main
+    /// phase alike: only when it puts (a put passes its key's newest context back; incr
+    /// and sadd pass none). A get-only run remembering them cost a fifth of this
+    /// generator's CPU (a map of every key's context, growing into fresh pages) on the
+    /// machine it shares with the node.
+    fn remembers(workload: Workload) -> bool {
+        workload.write_op() == WriteOp::Put && workload.read_fraction() < 1.0
+    }
 }
 
 /// One connection's closed loop: writes `pipeline` requests with one write and reads until
@@ -303,41 +321,47 @@ async fn conn_worker(
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut next_id = 1u64;
-    // Only a phase that writes passes contexts back: a get-only phase remembering them cost
-    // a fifth of this generator's CPU (a map of every key's context, growing into fresh
-    // pages) on the machine it shares with the node.
-    let remember = plan.read_fraction < 1.0;
+    // The requests encoded for the next write: (id, key, is a read, frame bytes).
+    let mut pending: Vec<(u64, u64, bool, usize)> = Vec::with_capacity(pipeline);
     // When the responses decoded last arrived: the time the read that brought them
     // returned (one clock read per read, not per response).
     let mut received_at = Instant::now();
     loop {
-        let refill = window || inflight.is_empty();
-        // The requests of one refill go out in one write: one send time for all of them.
-        let sent_at = Instant::now();
-        while refill && inflight.len() < pipeline {
-            let n = shared.issued.fetch_add(1, Ordering::Relaxed);
-            if n >= shared.ops || sent_at >= shared.deadline {
-                break;
-            }
-            let k = if plan.sequential {
-                n % plan.keys
-            } else {
-                match &plan.zipf {
-                    Some(z) => z.sample(rng.random::<f64>()),
-                    None => rng.random_range(0..plan.keys),
+        if window || inflight.is_empty() {
+            let now = Instant::now();
+            while inflight.len() + pending.len() < pipeline {
+                let n = shared.issued.fetch_add(1, Ordering::Relaxed);
+                if n >= shared.ops || now >= shared.deadline {
+                    break;
                 }
-            };
-            let read = rng.random::<f64>() < plan.read_fraction;
-            let id = next_id;
-            next_id += 1;
-            body.clear();
-            if read {
-                encode_get_into(id, &key(k), &mut body);
-            } else {
-                encode_write(plan.write, id, k, n, &value, &shared, &mut body);
+                let k = if plan.sequential {
+                    n % plan.keys
+                } else {
+                    match &plan.zipf {
+                        Some(z) => z.sample(rng.random::<f64>()),
+                        None => rng.random_range(0..plan.keys),
+                    }
+                };
+                let read = rng.random::<f64>() < plan.read_fraction;
+                let id = next_id;
+                next_id += 1;
+                body.clear();
+                if read {
+                    encode_get_into(id, &key(k), &mut body);
+                } else {
+                    encode_write(plan.write, id, k, n, &value, &shared, &mut body);
+                }
+                codec.encode_slice(&body, &mut wbuf)?;
+                pending.push((id, k, read, body.len()));
             }
-            codec.encode_slice(&body, &mut wbuf)?;
-            inflight.insert(id, (sent_at, k, read, body.len()));
+        }
+        if !pending.is_empty() {
+            // The requests of one refill go out in the one write below: the clock read
+            // just before it is their send time.
+            let sent_at = Instant::now();
+            for (id, k, read, len) in pending.drain(..) {
+                inflight.insert(id, (sent_at, k, read, len));
+            }
         }
         if inflight.is_empty() {
             return Ok(stats);
@@ -371,7 +395,7 @@ async fn conn_worker(
                             op.misses += 1;
                         }
                     }
-                    if let Some(ctx) = ok.context.filter(|c| remember && !c.is_empty()) {
+                    if let Some(ctx) = ok.context.filter(|c| plan.remember && !c.is_empty()) {
                         shared.remember(k, &ctx);
                     }
                 }
@@ -390,7 +414,7 @@ async fn conn_worker(
 }
 
 /// Encodes the `n`-th request's write of key `k` into `body`: a put from borrowed bytes
-/// (its value, and the key's newest context under the shard's lock), no request built.
+/// (its value, and a copy of the key's newest context), no request built.
 fn encode_write(
     op: WriteOp,
     id: u64,
@@ -400,15 +424,16 @@ fn encode_write(
     shared: &Shared,
     body: &mut Vec<u8>,
 ) {
-    let req = match op {
-        WriteOp::Put => {
-            return shared.with_context(k, |ctx| encode_put_into(id, &key(k), value, ctx, body))
+    match op {
+        WriteOp::Put => encode_put_into(id, &key(k), value, shared.context(k).as_deref(), body),
+        WriteOp::Incr => {
+            let req = Request::Incr {
+                key: op.key(k),
+                by: 1,
+                w: None,
+            };
+            encode_request_into(id, &req, body)
         }
-        WriteOp::Incr => Request::Incr {
-            key: op.key(k),
-            by: 1,
-            w: None,
-        },
         WriteOp::Sadd => {
             let mut member = value.to_vec();
             let tag = (n % SADD_MEMBERS_PER_KEY) as u8;
@@ -416,14 +441,14 @@ fn encode_write(
                 Some(b) => *b = tag,
                 None => member.push(tag),
             }
-            Request::Sadd {
+            let req = Request::Sadd {
                 key: op.key(k),
                 members: vec![member],
                 w: None,
-            }
+            };
+            encode_request_into(id, &req, body)
         }
-    };
-    encode_request_into(id, &req, body);
+    }
 }
 
 /// Opens a connection and says hello.
@@ -602,6 +627,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 keys: args.keys,
                 sequential: true,
                 write: WriteOp::Put,
+                remember: Plan::remembers(args.workload),
             };
             let r = run_phase(&addrs, &contexts, &args, plan, args.keys, "prefill").await?;
             if !args.json {
@@ -617,6 +643,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             keys: args.keys,
             sequential: args.fill == Fill::Sequential,
             write: args.workload.write_op(),
+            remember: Plan::remembers(args.workload),
         };
         let r = run_phase(&addrs, &contexts, &args, plan, args.ops, "bench").await?;
         report(&args, &r)
@@ -648,8 +675,10 @@ mod tests {
             123_456_789_012,
             999_999_999_999,
             1_000_000_000_000,
+            u64::MAX,
         ] {
             assert_eq!(key(i).as_slice(), format!("key{i:012}").as_bytes(), "{i}");
+            assert!(!key(i).spilled(), "{i}: a key stays inline");
         }
     }
 
