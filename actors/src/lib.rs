@@ -47,6 +47,7 @@ pub mod memtable;
 pub mod net;
 pub mod peer;
 pub mod ring;
+pub mod scratch;
 pub mod sim;
 pub mod stats;
 pub mod storage;

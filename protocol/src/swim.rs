@@ -256,7 +256,14 @@ macro_rules! codec_impl {
     ($($t:ty),*) => {$(
         impl $t {
             pub fn encode(&self) -> Vec<u8> {
-                rmp_serde::to_vec_named(self).expect("BUG: encoding into a Vec cannot fail")
+                let mut out = Vec::new();
+                self.encode_into(&mut out);
+                out
+            }
+            /// [`Self::encode`] appended to `out` (a reused buffer).
+            pub fn encode_into(&self, out: &mut Vec<u8>) {
+                rmp_serde::encode::write_named(out, self)
+                    .expect("BUG: encoding into a Vec cannot fail")
             }
             pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
                 crate::codec::decode_one(body)

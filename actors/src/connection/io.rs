@@ -72,32 +72,9 @@ impl<R> Drop for Answering<R> {
     }
 }
 
-/// Responses up to this size are encoded in the thread's reused buffer and copied out;
-/// a larger one takes the buffer itself (no copy of a large value, and the buffer does not
-/// stay large).
-const SCRATCH_BYTES: usize = 64 * 1024;
-
-/// A response's frame body. Encoded into this thread's reused buffer, then copied out at its
-/// exact size: one allocation per response and none for growth (encoding into a fresh `Vec`
-/// grew it four or five times per response).
+/// A response's frame body, encoded in this thread's reused buffer ([`crate::scratch`]).
 pub(super) fn frame_of(resp: &Response) -> Bytes {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    // `try_with`: an answer dropped while the thread's locals are torn down still encodes.
-    SCRATCH
-        .try_with(|s| {
-            let mut buf = s.borrow_mut();
-            buf.clear();
-            resp.encode_into(&mut buf);
-            if buf.len() > SCRATCH_BYTES {
-                let big = std::mem::replace(&mut *buf, Vec::with_capacity(SCRATCH_BYTES / 16));
-                Bytes::from(big)
-            } else {
-                Bytes::copy_from_slice(&buf)
-            }
-        })
-        .unwrap_or_else(|_| Bytes::from(resp.encode()))
+    crate::scratch::encode_bytes(|buf| resp.encode_into(buf))
 }
 
 /// Starts the writer and reader tasks on the connection's (plain or TLS) stream halves.
@@ -292,7 +269,10 @@ mod tests {
 
     #[test]
     fn frames_are_the_encoded_responses_whatever_came_before() {
-        let big = Response::ok(2, Reply::get(vec![vec![7; 3 * SCRATCH_BYTES]], vec![1]));
+        let big = Response::ok(
+            2,
+            Reply::get(vec![vec![7; 3 * crate::scratch::SCRATCH_BYTES]], vec![1]),
+        );
         let small = Response::ok(1, Reply::get(vec![b"value".to_vec()], vec![1, 2]));
         let err = Response::err(3, ErrorCode::BadRequest, "no");
         // A large one leaves the buffer; the next small one must not carry its bytes.

@@ -42,9 +42,14 @@ pub fn result_label(failed_code: Option<&str>) -> &'static str {
     }
 }
 
+/// One peer's RPCs: (kind, result) -> count.
+type Counts = BTreeMap<(&'static str, &'static str), u64>;
+
 #[derive(Debug, Default)]
 pub struct PeerRpcStats {
-    counts: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// Peer -> (kind, result) -> count: looked up by `&str`, so counting allocates only
+    /// for a peer's first RPC.
+    counts: Mutex<BTreeMap<String, Counts>>,
     latency: [Histogram; KINDS.len()],
 }
 
@@ -62,14 +67,19 @@ impl PeerRpcStats {
             self.latency[kind].record(d);
         }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *counts
-            .entry((peer.0.clone(), KINDS[kind], result))
-            .or_insert(0) += 1;
+        let per_peer = match counts.get_mut(peer.as_str()) {
+            Some(c) => c,
+            None => counts.entry(peer.0.clone()).or_default(),
+        };
+        *per_peer.entry((KINDS[kind], result)).or_insert(0) += 1;
     }
 
     pub fn snapshot(&self) -> PeerRpcSnapshot {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let counts = counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let counts = counts
+            .iter()
+            .flat_map(|(peer, c)| c.iter().map(|(&(k, r), v)| ((peer.clone(), k, r), *v)))
+            .collect();
         let latency = KINDS
             .iter()
             .zip(&self.latency)

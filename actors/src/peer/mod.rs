@@ -195,7 +195,9 @@ struct Inner {
     /// there, whichever actor's thread first sends to the peer. (`None`: made outside an
     /// arbiter, as in unit tests; lanes then run where they are first used.)
     home: Option<actix::ArbiterHandle>,
-    lanes: Mutex<HashMap<(String, Lane), Arc<LaneQueue>>>,
+    /// Peer address -> its lanes' queues, by lane: looked up by `&str`, so a send
+    /// allocates no key.
+    lanes: Mutex<HashMap<String, HashMap<Lane, Arc<LaneQueue>>>>,
     fault: Mutex<Fault>,
     shutdown: CancellationToken,
 }
@@ -308,7 +310,7 @@ impl PeerTransport {
         if self.is_dropped(to.as_str()) || self.is_dropped(addr) {
             return false;
         }
-        let frame = Bytes::from(msg.encode());
+        let frame = crate::scratch::encode_bytes(|buf| msg.encode_into(buf));
         if frame.len() > self.inner.cfg.max_frame_bytes {
             log::warn!(
                 "{what} frame to {to} of {} bytes exceeds net.max_frame_bytes; dropped",
@@ -321,7 +323,7 @@ impl PeerTransport {
 
     fn lane(&self, addr: &str, lane: Lane) -> Arc<LaneQueue> {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(q) = lanes.get(&(addr.to_string(), lane)) {
+        if let Some(q) = lanes.get(addr).and_then(|l| l.get(&lane)) {
             return q.clone();
         }
         let limits = match lane {
@@ -330,7 +332,10 @@ impl PeerTransport {
             Lane::Data => self.inner.cfg.data,
         };
         let queue = Arc::new(LaneQueue::new(limits));
-        lanes.insert((addr.to_string(), lane), queue.clone());
+        lanes
+            .entry(addr.to_string())
+            .or_default()
+            .insert(lane, queue.clone());
         let task = LaneTask {
             addr: addr.to_string(),
             lane,
@@ -355,7 +360,11 @@ impl PeerTransport {
     /// Frames waiting in all outbound queues.
     pub fn queued(&self) -> usize {
         let lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        lanes.values().map(|q| q.len()).sum()
+        lanes
+            .values()
+            .flat_map(|l| l.values())
+            .map(|q| q.len())
+            .sum()
     }
 
     /// Fault hook: drop all peer traffic to and from `target` (a node id, a peer address,
