@@ -1,13 +1,14 @@
 //! A thread's reused encoding buffer, for frames that leave as [`Bytes`] (client responses,
 //! peer frames): a frame is encoded into it and copied out at its exact size, so it costs
 //! one allocation and none for growth (encoding into a fresh `Vec` grew it four or five
-//! times per response, and up to nine per peer batch).
+//! times per response; a peer batch, starting from 128 bytes, once per doubling: five
+//! times for 4 KiB).
 //!
-//! Invariants: the buffer holds no bytes between calls (it is cleared before each
-//! encoding), and it stays small: a frame larger than [`SCRATCH_BYTES`] takes the buffer
-//! itself (no copy of a large value) and the thread starts a new small one. A call made
-//! while the buffer is in use (an encoder that encodes) or while the thread's locals are
-//! torn down encodes into a fresh `Vec` instead.
+//! Invariants: a frame never carries bytes of an earlier one (the buffer is cleared before
+//! each encoding), and the buffer does not stay large: a frame larger than
+//! [`SCRATCH_BYTES`] takes the buffer itself (no copy of a large value) and the thread
+//! starts a new small one. A call made while the buffer is in use (an encoder that
+//! encodes) or while the thread's locals are torn down encodes into a fresh `Vec` instead.
 
 use bytes::Bytes;
 use std::cell::RefCell;
