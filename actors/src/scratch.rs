@@ -1,8 +1,8 @@
 //! A thread's reused encoding buffer, for frames that leave as [`Bytes`] (client responses,
 //! peer frames): a frame is encoded into it and copied out at its exact size, so it costs
 //! one allocation and none for growth (encoding into a fresh `Vec` grew it four or five
-//! times per response; a peer batch, starting from 128 bytes, once per doubling: five
-//! times for 4 KiB).
+//! times per response; a peer batch, from empty, once per doubling: about ten times for
+//! 4 KiB).
 //!
 //! Invariants: a frame never carries bytes of an earlier one (the buffer is cleared before
 //! each encoding), and the buffer does not stay large: a frame larger than
