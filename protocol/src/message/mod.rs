@@ -5,7 +5,7 @@
 //! Keys, values and contexts are MessagePack `bin`; a `str` is accepted for them and taken as
 //! its UTF-8 bytes. Unknown fields are ignored so newer clients can talk to older nodes.
 //!
-//! Decoding is two-stage: the frame is read into the flat [`WireRequest`] (every field
+//! Decoding is two-stage: the frame is read into the flat `WireRequest` (every field
 //! optional, one pass, no buffering of intermediate values) and then checked into the typed
 //! [`Request`], so a missing or mistyped field becomes a `bad_request` naming the field, with
 //! the request's `id` whenever it could be read.
