@@ -35,6 +35,7 @@ echo "troupe: 3 nodes (scripts/lib/three-nodes.sh, N=3 R=W=2 sync, TROUPE_COUNT_
 echo "redis:  redis-server --appendonly yes --appendfsync always; redis-benchmark -c 50 -d 100 -r 100000 -n $OPS -P 1|16 -t set|get --csv"
 export TROUPE_COUNT_ALLOCS=1
 source scripts/lib/three-nodes.sh
+source scripts/lib/settle.sh
 start_three_nodes "$BASE"
 allocs() { local t=0 i v; for i in 0 1 2; do v=$(curl -s "127.0.0.1:$((BASE + 10 * i + 3))/metrics" | awk '/^troupe_allocations_total/ {print $2}'); t=$(awk -v a="$t" -v b="${v:-0}" 'BEGIN {printf "%.0f", a + b}'); done; echo "$t"; }
 
@@ -71,9 +72,9 @@ for row in "put 1 SET put, 1 in flight per connection" "get 1 GET get, 1 in flig
   for r in $(seq "$ROUNDS"); do
     extra=(--no-prefill); [ "$w$pl$r" = put11 ] && extra=()
     if [ $((r % 2)) = 1 ]; then
-      t=$(troupe_run "$w" "$pl" "${extra[@]}"); rr=$(redis_one "$rt" "$pl")
+      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}"); settle; rr=$(redis_one "$rt" "$pl")
     else
-      rr=$(redis_one "$rt" "$pl"); t=$(troupe_run "$w" "$pl" "${extra[@]}")
+      settle; rr=$(redis_one "$rt" "$pl"); settle; t=$(troupe_run "$w" "$pl" "${extra[@]}")
     fi
     echo "$label|${t// /|}|${rr// /|}"
   done

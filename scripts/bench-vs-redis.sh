@@ -30,6 +30,7 @@ fi
 cargo build --release --quiet
 T=target/release/troupe
 hz=$(getconf CLK_TCK)
+source scripts/lib/settle.sh
 
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ {print $2}') RAM; $(redis-server --version | cut -d' ' -f1-3); troupe $(git rev-parse --short HEAD) release"
 echo "start: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -82,9 +83,9 @@ paired_run() { # durability appendfsync order_base put_label get_label
     for r in $(seq "$ROUNDS"); do
       extra=(--no-prefill); [ "$order$r" = 01 ] && extra=()
       if [ $((r % 2)) = 1 ]; then
-        t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}"); rr=$(redis_one "$rt" "$pl")
+        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}"); settle; rr=$(redis_one "$rt" "$pl")
       else
-        rr=$(redis_one "$rt" "$pl"); t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}")
+        settle; rr=$(redis_one "$rt" "$pl"); settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}")
       fi
       echo "$((order + base))|$label|${t// /|}|${rr// /|}"
     done

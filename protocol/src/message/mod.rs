@@ -11,6 +11,7 @@
 //! the request's `id` whenever it could be read.
 
 mod encode;
+mod fast;
 mod reply;
 
 pub use encode::{encode_get_into, encode_put_into, encode_request, encode_request_into};
@@ -290,8 +291,17 @@ fn is_map(body: &[u8]) -> bool {
     matches!(body.first(), Some(0x80..=0x8f | 0xde | 0xdf))
 }
 
-/// Decodes and checks a request frame body.
+/// Decodes and checks a request frame body. A plain get, put or delete is read by hand
+/// (module `message::fast`); everything else, and every error, through serde.
 pub fn decode_request(body: &[u8]) -> Result<(u64, Request), RequestError> {
+    match fast::decode_plain_request(body) {
+        Some(decoded) => Ok(decoded),
+        None => decode_request_serde(body),
+    }
+}
+
+/// [`decode_request`] through serde: the reference the fast path is tested against.
+fn decode_request_serde(body: &[u8]) -> Result<(u64, Request), RequestError> {
     let bad = |id: Option<u64>, msg: String| RequestError {
         id,
         error: ErrorBody::new(ErrorCode::BadRequest, msg),

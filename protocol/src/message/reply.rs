@@ -164,6 +164,9 @@ impl Response {
     /// Appends the encoded frame body to `buf` (a reused buffer: no growth from empty per
     /// response). Same bytes as [`Response::encode`].
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        if super::fast::encode_plain_response(self, buf) {
+            return;
+        }
         self.serialize(&mut rmp_serde::Serializer::new(buf).with_struct_map())
             .expect("BUG: encoding a response into a Vec cannot fail")
     }
