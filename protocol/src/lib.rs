@@ -27,6 +27,7 @@ pub mod data;
 pub mod error;
 pub mod layout;
 pub mod message;
+mod mp;
 pub mod object;
 pub mod swim;
 pub mod tls;

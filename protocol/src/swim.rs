@@ -271,7 +271,32 @@ macro_rules! codec_impl {
         }
     )*};
 }
-codec_impl!(PeerHello, PeerWelcome, PeerProof, PeerMsg, SwimMsg);
+codec_impl!(PeerHello, PeerWelcome, PeerProof, SwimMsg);
+
+/// As [`codec_impl`], with the replication batches of gets and puts by hand
+/// (`data::fast`: the same bytes as serde's, which property tests hold it to).
+impl PeerMsg {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+    /// [`Self::encode`] appended to `out` (a reused buffer).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        if let PeerMsg::Data(batch) = self {
+            if crate::data::fast::encode_frame(batch, out) {
+                return;
+            }
+        }
+        rmp_serde::encode::write_named(out, self).expect("BUG: encoding into a Vec cannot fail")
+    }
+    pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        match crate::data::fast::decode_frame(body) {
+            Some(batch) => Ok(PeerMsg::Data(batch)),
+            None => crate::codec::decode_one(body),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 /// `Deserialize` of [`DataMsg`], [`DataReq`] and [`DataResp`], written by hand (no `Content`
 /// buffering of the internally tagged maps).
 mod de;
+/// Replica gets and puts and their answers, encoded and decoded by hand.
+pub(crate) mod fast;
+#[cfg(test)]
+pub(crate) mod testgen;
 
 /// One request or response of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
