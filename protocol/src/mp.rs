@@ -13,21 +13,25 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     pub(crate) fn new(bytes: &'a [u8]) -> Cursor<'a> {
         Cursor { bytes }
     }
 
     /// Whether every byte has been read.
+    #[inline]
     pub(crate) fn at_end(&self) -> bool {
         self.bytes.is_empty()
     }
 
+    #[inline]
     pub(crate) fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.bytes.split_first()?;
         self.bytes = rest;
         Some(b)
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.bytes.len() {
             return None;
@@ -37,6 +41,7 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
+    #[inline]
     pub(crate) fn be(&mut self, n: usize) -> Option<u64> {
         Some(
             self.take(n)?
@@ -46,6 +51,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A map header's entry count.
+    #[inline]
     pub(crate) fn map_len(&mut self) -> Option<usize> {
         match self.byte()? {
             b @ 0x80..=0x8f => Some(usize::from(b & 0x0f)),
@@ -56,6 +62,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// An array header's element count.
+    #[inline]
     pub(crate) fn array_len(&mut self) -> Option<usize> {
         match self.byte()? {
             b @ 0x90..=0x9f => Some(usize::from(b & 0x0f)),
@@ -66,6 +73,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a nil if one comes next; `false` (nothing read) otherwise.
+    #[inline]
     pub(crate) fn nil(&mut self) -> bool {
         let nil = self.bytes.first() == Some(&0xc0);
         if nil {
@@ -75,6 +83,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// An unsigned integer in any of its unsigned encodings.
+    #[inline]
     pub(crate) fn uint(&mut self) -> Option<u64> {
         match self.byte()? {
             b @ 0x00..=0x7f => Some(u64::from(b)),
@@ -87,6 +96,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A str's bytes (not checked as UTF-8).
+    #[inline]
     pub(crate) fn str_bytes(&mut self) -> Option<&'a [u8]> {
         let n = match self.byte()? {
             b @ 0xa0..=0xbf => u64::from(b & 0x1f),
@@ -99,6 +109,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A bin's or a str's bytes: what a byte field (`serde_bytes`) accepts.
+    #[inline]
     pub(crate) fn bytes_or_str(&mut self) -> Option<&'a [u8]> {
         let n = match *self.bytes.first()? {
             0xc4 => 1,
@@ -112,6 +123,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
+#[inline]
 pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
     match v {
         0..=0x7f => out.push(v as u8),
@@ -133,6 +145,7 @@ pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
 
 /// A length header: the fix form when `len` fits it (`fix`: tag and largest length), else
 /// the smallest of the 8-bit form (when the format has one), the 16-bit and the 32-bit.
+#[inline]
 fn header(out: &mut Vec<u8>, len: usize, fix: Option<(u8, usize)>, m8: Option<u8>, m: [u8; 2]) {
     match (fix, m8) {
         (Some((tag, max)), _) if len <= max => out.push(tag | len as u8),
@@ -149,24 +162,29 @@ fn header(out: &mut Vec<u8>, len: usize, fix: Option<(u8, usize)>, m8: Option<u8
     }
 }
 
+#[inline]
 pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
     header(out, s.len(), Some((0xa0, 31)), Some(0xd9), [0xda, 0xdb]);
     out.extend_from_slice(s.as_bytes());
 }
 
+#[inline]
 pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
     header(out, b.len(), None, Some(0xc4), [0xc5, 0xc6]);
     out.extend_from_slice(b);
 }
 
+#[inline]
 pub(crate) fn nil(out: &mut Vec<u8>) {
     out.push(0xc0);
 }
 
+#[inline]
 pub(crate) fn map(out: &mut Vec<u8>, len: usize) {
     header(out, len, Some((0x80, 15)), None, [0xde, 0xdf]);
 }
 
+#[inline]
 pub(crate) fn array(out: &mut Vec<u8>, len: usize) {
     header(out, len, Some((0x90, 15)), None, [0xdc, 0xdd]);
 }
