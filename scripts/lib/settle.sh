@@ -5,14 +5,14 @@
 settle() {
   local try j a b busy total
   for try in $(seq 50); do
-    read -r _ -a a </proc/stat
+    read -r -a a </proc/stat
     sleep 0.2
-    read -r _ -a b </proc/stat
-    # user nice system idle iowait irq softirq steal: busy is this guest's own work (steal,
-    # time the hypervisor gave others, is not something waiting here ends).
+    read -r -a b </proc/stat
+    # "cpu", then user nice system idle iowait irq softirq steal: busy is this guest's own
+    # work (steal, time the hypervisor gave others, is not something waiting here ends).
     total=0
-    for j in 0 1 2 3 4 5 6 7; do total=$((total + b[j] - a[j])); done
-    busy=$((total - (b[3] - a[3]) - (b[4] - a[4]) - (b[7] - a[7])))
+    for j in 1 2 3 4 5 6 7 8; do total=$((total + b[j] - a[j])); done
+    busy=$((total - (b[4] - a[4]) - (b[5] - a[5]) - (b[8] - a[8])))
     [ $((busy * 10)) -le "$total" ] && return 0
   done
   echo "settle: the machine stayed busy for 10 s; measuring anyway" >&2
