@@ -3,8 +3,10 @@
 # Redis with appendfsync always, in the same run. 50 connections spread over the three nodes
 # (`troupe bench --addr a,b,c`), 100-byte values, 100,000 keys; put, then get, each with one
 # request in flight per connection and then with --pipeline 16. Each row is measured ROUNDS
-# times (default 3), troupe and Redis back to back in each round (both stay up; the idle one
-# costs nothing), because this machine's speed moves by up to 1.5x within minutes. For troupe
+# times (default 3), troupe and Redis back to back in each round, because this machine's
+# speed moves by up to 1.5x within minutes. Both stay up all along: the three nodes keep
+# their SWIM probes (one per second each) and anti-entropy rounds going while Redis is
+# measured, and each measurement starts once the machine has settled. For troupe
 # it also reports node CPU seconds (user + system, all three nodes, from /proc) per thousand
 # operations and heap allocations per operation (all three nodes, TROUPE_COUNT_ALLOCS=1), and
 # prints the machine, the load average before and after, the commands, and a markdown table
@@ -71,12 +73,17 @@ for row in "put 1 SET put, 1 in flight per connection" "get 1 GET get, 1 in flig
   read -r w pl rt label <<<"$row"
   for r in $(seq "$ROUNDS"); do
     extra=(--no-prefill); [ "$w$pl$r" = put11 ] && extra=()
+    t='' rr=''
     if [ $((r % 2)) = 1 ]; then
-      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}"); settle; rr=$(redis_one "$rt" "$pl")
+      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}") || t=''
+      settle; rr=$(redis_one "$rt" "$pl") || rr=''
     else
-      settle; rr=$(redis_one "$rt" "$pl"); settle; t=$(troupe_run "$w" "$pl" "${extra[@]}")
+      settle; rr=$(redis_one "$rt" "$pl") || rr=''
+      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}") || t=''
     fi
-    echo "$label|${t// /|}|${rr// /|}"
+    # A measurement that failed loses its round, not the run.
+    if [ -n "$t" ] && [ -n "$rr" ]; then echo "$label|${t// /|}|${rr// /|}"
+    else echo "round $r of \"$label\" failed (troupe: '$t', Redis: '$rr'); left out" >&2; fi
   done
 done >"$work/rounds"
 echo "end: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"

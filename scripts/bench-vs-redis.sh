@@ -82,12 +82,17 @@ paired_run() { # durability appendfsync order_base put_label get_label
     read -r order w pl rt label <<<"$row"
     for r in $(seq "$ROUNDS"); do
       extra=(--no-prefill); [ "$order$r" = 01 ] && extra=()
+      t='' rr=''
       if [ $((r % 2)) = 1 ]; then
-        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}"); settle; rr=$(redis_one "$rt" "$pl")
+        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}") || t=''
+        settle; rr=$(redis_one "$rt" "$pl") || rr=''
       else
-        settle; rr=$(redis_one "$rt" "$pl"); settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}")
+        settle; rr=$(redis_one "$rt" "$pl") || rr=''
+        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}") || t=''
       fi
-      echo "$((order + base))|$label|${t// /|}|${rr// /|}"
+      # A measurement that failed loses its round, not the run.
+      if [ -n "$t" ] && [ -n "$rr" ]; then echo "$((order + base))|$label|${t// /|}|${rr// /|}"
+      else echo "round $r of \"$label\" failed (troupe: '$t', Redis: '$rr'); left out" >&2; fi
     done
   done
   kill -TERM "$pid" "$rpid"; wait "$pid" "$rpid" 2>/dev/null || true

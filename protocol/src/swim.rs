@@ -273,7 +273,7 @@ macro_rules! codec_impl {
 }
 codec_impl!(PeerHello, PeerWelcome, PeerProof, SwimMsg);
 
-/// As [`codec_impl`], with the replication batches of gets and puts by hand
+/// As `codec_impl!` writes for the others, with the replication batches of gets and puts by hand
 /// (`data::fast`: the same bytes as serde's, which property tests hold it to).
 impl PeerMsg {
     pub fn encode(&self) -> Vec<u8> {

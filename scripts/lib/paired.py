@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Summarises paired benchmark rounds (bench-vs-redis.sh, bench-cluster.sh) as a markdown table.
 
-Each input line is one round of one row: troupe measured, then Redis right after it, so both
-saw the machine in the same phase (on a shared VM its speed moves by 1.5x within minutes):
+Each input line is one round of one row: troupe and Redis measured back to back (the scripts
+alternate which goes first), so both saw the machine in the same phase (on a shared VM its
+speed moves by 1.5x within minutes):
 
     label|t_ops|t_p50|t_p99|t_cpu|t_allocs|t_errors|r_ops|r_p50|r_p99
 
@@ -31,14 +32,20 @@ def main():
         if not line:
             continue
         label, *fields = line.split("|")
-        t_ops, t_p50, t_p99, t_cpu, t_allocs, t_err, r_ops, r_p50, r_p99 = map(float, fields)
+        try:
+            t_ops, t_p50, t_p99, t_cpu, t_allocs, t_err, r_ops, r_p50, r_p99 = map(float, fields)
+            if r_ops <= 0:
+                raise ValueError("no Redis figure")
+        except ValueError as e:
+            print(f"paired.py: round left out ({e}): {line}", file=sys.stderr)
+            continue
         rows.setdefault(label, []).append(
             dict(t_ops=t_ops, t_p50=t_p50, t_p99=t_p99, t_cpu=t_cpu, t_allocs=t_allocs,
                  t_err=t_err, r_ops=r_ops, r_p50=r_p50, r_p99=r_p99, ratio=t_ops / r_ops)
         )
     rounds = max((len(r) for r in rows.values()), default=0)
     print(f"| measurement ({rounds} rounds: median (range)) | troupe ops/s | p50 / p99 us "
-          f"| {cpu_header} | allocs per op | errors | Redis ops/s | Redis p50 / p99 us "
+          f"| {cpu_header} | allocs per op | errors (all rounds) | Redis ops/s | Redis p50 / p99 us "
           "| troupe / Redis |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, rs in rows.items():

@@ -13,7 +13,10 @@ settle() {
     total=0
     for j in 1 2 3 4 5 6 7 8; do total=$((total + b[j] - a[j])); done
     busy=$((total - (b[4] - a[4]) - (b[5] - a[5]) - (b[8] - a[8])))
-    [ $((busy * 10)) -le "$total" ] && return 0
+    if [ $((busy * 10)) -le "$total" ]; then
+      [ "$try" -gt 5 ] && echo "settle: waited $((try / 5)) s for the machine to settle" >&2
+      return 0
+    fi
   done
   echo "settle: the machine stayed busy for 10 s; measuring anyway" >&2
 }

@@ -9,7 +9,9 @@
 //!
 //! They accept what the derived decoders accepted: fields in any order, unknown fields
 //! skipped, an optional field absent or nil; a missing required field, a repeated field or
-//! an unknown tag is an error naming it. The encoding is the derived `Serialize`, unchanged.
+//! an unknown tag is an error naming it. The encoding is the derived `Serialize`, unchanged
+//! (`super::fast` writes the same bytes by hand for batches of gets and puts, and reads them
+//! back before these decoders are tried).
 
 use super::{DataMsg, DataReq, DataResp, KeyEntry};
 use crate::crdt::TypedOp;

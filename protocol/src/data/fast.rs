@@ -12,7 +12,7 @@
 //!   batch; anything else is `None` and the caller decodes it through serde, whose errors
 //!   are the ones logged.
 //!
-//! Both are held to serde by the property tests below.
+//! Both are held to serde by the property tests in `fast/tests.rs`.
 
 use super::{DataMsg, DataReq, DataResp};
 use crate::mp::{self, Cursor};
@@ -107,14 +107,25 @@ pub(crate) fn decode_frame(body: &[u8]) -> Option<Vec<DataMsg>> {
         return None;
     }
     let n = c.array_len()?;
-    // Every message takes more than one byte: a count the frame cannot hold reserves
-    // nothing it would not need.
-    let mut batch = Vec::with_capacity(n.min(body.len()));
+    let mut batch = Vec::with_capacity(capacity_for(n, body.len()));
     for _ in 0..n {
         batch.push(decode_msg(&mut c)?);
     }
     c.at_end().then_some(batch)
 }
+
+/// The smallest message this codec reads (`Resp { Stored }` with a one-byte id), in bytes.
+const MIN_MSG_BYTES: usize = 27;
+
+/// Messages reserved at once for a batch that says it holds `n` in a frame of `body_len`
+/// bytes: no more than the frame can hold, nor than [`MAX_RESERVED`] (a larger batch grows
+/// as it is read), so a count a hostile frame claims reserves little.
+fn capacity_for(n: usize, body_len: usize) -> usize {
+    n.min(body_len / MIN_MSG_BYTES).min(MAX_RESERVED)
+}
+
+/// The most messages reserved before any is read.
+const MAX_RESERVED: usize = 1024;
 
 /// Reads strings, `Some(true)` when they are `expected`.
 fn names(c: &mut Cursor<'_>, expected: &[&[u8]]) -> Option<bool> {

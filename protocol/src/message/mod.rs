@@ -8,7 +8,9 @@
 //! Decoding is two-stage: the frame is read into the flat `WireRequest` (every field
 //! optional, one pass, no buffering of intermediate values) and then checked into the typed
 //! [`Request`], so a missing or mistyped field becomes a `bad_request` naming the field, with
-//! the request's `id` whenever it could be read.
+//! the request's `id` whenever it could be read. A plain get, put or delete, and a reply of
+//! values and context, skip serde: `fast` reads and writes them by hand, to the same result
+//! and the same bytes (its property tests hold it to serde).
 
 mod encode;
 mod fast;

@@ -112,10 +112,22 @@ proptest! {
 }
 
 #[test]
-fn a_count_the_frame_cannot_hold_reserves_nothing() {
+fn a_count_the_frame_cannot_hold_reserves_little() {
     let mut frame = vec![0x82, 0xa1, b'k', 0xa4, b'd', b'a', b't', b'a', 0xa1, b'm'];
     frame.extend([0xdd, 0xff, 0xff, 0xff, 0xff]);
     assert_eq!(decode_frame(&frame), None);
+    // A 16 MiB frame claiming 2^32 - 1 messages.
+    assert_eq!(capacity_for(u32::MAX as usize, 16 << 20), MAX_RESERVED);
+    assert_eq!(capacity_for(1000, 27 * 10), 10);
+    assert_eq!(capacity_for(3, 1 << 20), 3);
+    // The smallest message is as small as the bound says.
+    let stored = [DataMsg::Resp {
+        id: 0,
+        resp: DataResp::Stored,
+    }];
+    let (mut one, mut none) = (Vec::new(), Vec::new());
+    assert!(encode_frame(&stored, &mut one) && encode_frame(&[], &mut none));
+    assert_eq!(one.len() - none.len(), MIN_MSG_BYTES);
 }
 
 #[test]
