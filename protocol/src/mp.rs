@@ -188,3 +188,30 @@ pub(crate) fn map(out: &mut Vec<u8>, len: usize) {
 pub(crate) fn array(out: &mut Vec<u8>, len: usize) {
     header(out, len, Some((0x90, 15)), None, [0xdc, 0xdd]);
 }
+
+/// Generators of values at the encodings' bounds, for the property tests of this module's
+/// users.
+#[cfg(test)]
+pub(crate) mod bounds {
+    use proptest::prelude::*;
+
+    /// Integers on both sides of every integer encoding's bounds, and any.
+    pub(crate) fn uint() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            0u64..300,
+            65_530u64..65_542,
+            (1u64 << 32) - 6..(1u64 << 32) + 6,
+        ]
+    }
+
+    /// Byte strings of lengths on both sides of the fix, 8-bit and 16-bit header bounds,
+    /// mostly short.
+    pub(crate) fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            8 => proptest::collection::vec(any::<u8>(), 0..40),
+            1 => (250usize..262).prop_map(|n| vec![7; n]),
+            1 => (65_530usize..65_542).prop_map(|n| vec![9; n]),
+        ]
+    }
+}

@@ -1,26 +1,8 @@
 use super::super::testgen::{b, msg, ob};
 use super::*;
+use crate::mp::bounds::{bytes as sized, uint as id};
 use crate::swim::PeerMsg;
 use proptest::prelude::*;
-
-/// Ids on both sides of every integer encoding's bounds, and any.
-fn id() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        any::<u64>(),
-        0u64..300,
-        65_530u64..65_542,
-        (1u64 << 32) - 6..(1u64 << 32) + 6,
-    ]
-}
-
-/// Bytes of lengths on both sides of the bin 8 / bin 16 bound, mostly short.
-fn sized() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        6 => b(),
-        1 => (250usize..262).prop_map(|n| vec![3; n]),
-        1 => (65_530usize..65_542).prop_map(|n| vec![5; n]),
-    ]
-}
 
 /// The messages the hand codec writes: replica gets and puts and their answers.
 fn hot() -> impl Strategy<Value = DataMsg> {

@@ -1,29 +1,11 @@
 use super::super::{decode_request, encode_request, ErrorCode};
 use super::*;
+use crate::mp::bounds::{bytes as sized_bytes, uint as id};
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..max)
-}
-
-/// Lengths on both sides of every header boundary (fix, 8-bit, 16-bit), mostly short.
-fn sized_bytes() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        8 => bytes(40),
-        1 => (250usize..262).prop_map(|n| vec![7; n]),
-        1 => (65_530usize..65_542).prop_map(|n| vec![9; n]),
-    ]
-}
-
-/// Ids on both sides of every integer encoding's bounds, and any.
-fn id() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        any::<u64>(),
-        0u64..300,
-        65_530u64..65_542,
-        (1u64 << 32) - 6..(1u64 << 32) + 6,
-    ]
 }
 
 fn plain_request() -> impl Strategy<Value = Request> {
