@@ -14,7 +14,7 @@
 //!   [`Response`] (smallest integer, string, bin, array and map headers, fields in
 //!   declaration order, absent fields left out), or nothing and returns `false`.
 //!
-//! Both are held to serde by property tests in this module.
+//! Both are held to serde by the property tests in `fast/tests.rs`.
 
 use super::{Reply, Request, Response};
 use crate::mp::{self, Cursor};
