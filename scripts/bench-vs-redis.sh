@@ -77,7 +77,7 @@ paired_run() { # durability appendfsync order_base put_label get_label
   local rpid=$!; pids+=("$rpid")
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
   for _ in $(seq 100); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
-  local row w pl rt label r t rr extra
+  local row order w pl rt label r t rr extra
   for row in "0 put 1 SET $4" "2 get 1 GET $5" "4 put 16 SET ${4/put/put x16}" "6 get 16 GET ${5/get/get x16}"; do
     read -r order w pl rt label <<<"$row"
     for r in $(seq "$ROUNDS"); do
