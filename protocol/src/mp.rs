@@ -53,21 +53,22 @@ impl<'a> Cursor<'a> {
     /// A map header's entry count.
     #[inline]
     pub(crate) fn map_len(&mut self) -> Option<usize> {
-        match self.byte()? {
-            b @ 0x80..=0x8f => Some(usize::from(b & 0x0f)),
-            0xde => self.be(2).map(|n| n as usize),
-            0xdf => self.be(4).map(|n| n as usize),
-            _ => None,
-        }
+        self.count(0x80, [0xde, 0xdf])
     }
 
     /// An array header's element count.
     #[inline]
     pub(crate) fn array_len(&mut self) -> Option<usize> {
+        self.count(0x90, [0xdc, 0xdd])
+    }
+
+    /// A count header: a fix form (`fix` to `fix + 15`), or the 16- or 32-bit form.
+    #[inline]
+    fn count(&mut self, fix: u8, wide: [u8; 2]) -> Option<usize> {
         match self.byte()? {
-            b @ 0x90..=0x9f => Some(usize::from(b & 0x0f)),
-            0xdc => self.be(2).map(|n| n as usize),
-            0xdd => self.be(4).map(|n| n as usize),
+            b if b & 0xf0 == fix => Some(usize::from(b & 0x0f)),
+            b if b == wide[0] => self.be(2).map(|n| n as usize),
+            b if b == wide[1] => self.be(4).map(|n| n as usize),
             _ => None,
         }
     }

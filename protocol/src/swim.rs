@@ -252,8 +252,14 @@ pub enum PeerMsg {
     Transfer(crate::transfer::TransferMsg),
 }
 
+/// `encode`, `encode_into` and `decode` for each type: through serde, after a hand-written
+/// path when one is given (`fast: encoder, decoder`; the encoder returns `false` having
+/// written nothing, the decoder `None`, when the value or frame is not theirs).
 macro_rules! codec_impl {
     ($($t:ty),*) => {$(
+        codec_impl!($t, fast: |_, _| false, |_| None);
+    )*};
+    ($t:ty, fast: $encode:expr, $decode:expr) => {
         impl $t {
             pub fn encode(&self) -> Vec<u8> {
                 let mut out = Vec::new();
@@ -262,41 +268,30 @@ macro_rules! codec_impl {
             }
             /// [`Self::encode`] appended to `out` (a reused buffer).
             pub fn encode_into(&self, out: &mut Vec<u8>) {
-                rmp_serde::encode::write_named(out, self)
-                    .expect("BUG: encoding into a Vec cannot fail")
+                let fast: fn(&$t, &mut Vec<u8>) -> bool = $encode;
+                if !fast(self, out) {
+                    rmp_serde::encode::write_named(out, self)
+                        .expect("BUG: encoding into a Vec cannot fail")
+                }
             }
             pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-                crate::codec::decode_one(body)
+                let fast: fn(&[u8]) -> Option<$t> = $decode;
+                match fast(body) {
+                    Some(decoded) => Ok(decoded),
+                    None => crate::codec::decode_one(body),
+                }
             }
         }
-    )*};
+    };
 }
 codec_impl!(PeerHello, PeerWelcome, PeerProof, SwimMsg);
-
-/// As `codec_impl!` writes for the others, with the replication batches of gets and puts by hand
-/// (`data::fast`: the same bytes as serde's, which property tests hold it to).
-impl PeerMsg {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out);
-        out
-    }
-    /// [`Self::encode`] appended to `out` (a reused buffer).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        if let PeerMsg::Data(batch) = self {
-            if crate::data::fast::encode_frame(batch, out) {
-                return;
-            }
-        }
-        rmp_serde::encode::write_named(out, self).expect("BUG: encoding into a Vec cannot fail")
-    }
-    pub fn decode(body: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        match crate::data::fast::decode_frame(body) {
-            Some(batch) => Ok(PeerMsg::Data(batch)),
-            None => crate::codec::decode_one(body),
-        }
-    }
-}
+// The replication batches of gets and puts by hand (`data::fast`: the same bytes as
+// serde's, which property tests hold it to).
+codec_impl!(
+    PeerMsg,
+    fast: |m, out| matches!(m, PeerMsg::Data(b) if crate::data::fast::encode_frame(b, out)),
+    |body| crate::data::fast::decode_frame(body).map(PeerMsg::Data)
+);
 
 #[cfg(test)]
 mod tests {

@@ -36,62 +36,64 @@ pub(crate) fn encode_frame(batch: &[DataMsg], out: &mut Vec<u8>) -> bool {
 }
 
 fn encode_msg(m: &DataMsg, out: &mut Vec<u8>) -> bool {
-    let (tag, id) = match m {
+    match m {
         DataMsg::Req {
             id,
-            req: DataReq::Get { .. } | DataReq::Put { .. },
-        } => ("req", *id),
+            req: DataReq::Get { key },
+        } => {
+            head(out, "req", *id, 2);
+            field_str(out, "op", "get");
+            field_bin(out, "key", key);
+        }
+        DataMsg::Req {
+            id,
+            req: DataReq::Put { key, object },
+        } => {
+            head(out, "req", *id, 3);
+            field_str(out, "op", "put");
+            field_bin(out, "key", key);
+            field_bin(out, "object", object);
+        }
         DataMsg::Resp {
             id,
-            resp: DataResp::Object { .. } | DataResp::Stored,
-        } => ("resp", *id),
+            resp: DataResp::Object { object },
+        } => {
+            head(out, "resp", *id, 2);
+            field_str(out, "r", "object");
+            match object {
+                Some(o) => field_bin(out, "object", o),
+                None => {
+                    mp::str(out, "object");
+                    mp::nil(out);
+                }
+            }
+        }
+        DataMsg::Resp {
+            id,
+            resp: DataResp::Stored,
+        } => {
+            head(out, "resp", *id, 1);
+            field_str(out, "r", "stored");
+        }
         _ => return false,
-    };
+    }
+    true
+}
+
+/// A message's map up to its body: `{"t": tag, "id": id, tag: ` and the body's map header
+/// of `fields` entries.
+fn head(out: &mut Vec<u8>, tag: &str, id: u64, fields: usize) {
     mp::map(out, 3);
-    mp::str(out, "t");
-    mp::str(out, tag);
+    field_str(out, "t", tag);
     mp::str(out, "id");
     mp::uint(out, id);
     mp::str(out, tag);
-    match m {
-        DataMsg::Req {
-            req: DataReq::Get { key },
-            ..
-        } => {
-            mp::map(out, 2);
-            field_str(out, "op", "get");
-            mp::str(out, "key");
-            mp::bin(out, key);
-        }
-        DataMsg::Req {
-            req: DataReq::Put { key, object },
-            ..
-        } => {
-            mp::map(out, 3);
-            field_str(out, "op", "put");
-            mp::str(out, "key");
-            mp::bin(out, key);
-            mp::str(out, "object");
-            mp::bin(out, object);
-        }
-        DataMsg::Resp {
-            resp: DataResp::Object { object },
-            ..
-        } => {
-            mp::map(out, 2);
-            field_str(out, "r", "object");
-            mp::str(out, "object");
-            match object {
-                Some(o) => mp::bin(out, o),
-                None => mp::nil(out),
-            }
-        }
-        _ => {
-            mp::map(out, 1);
-            field_str(out, "r", "stored");
-        }
-    }
-    true
+    mp::map(out, fields);
+}
+
+fn field_bin(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    mp::str(out, name);
+    mp::bin(out, value);
 }
 
 fn field_str(out: &mut Vec<u8>, name: &str, value: &str) {

@@ -39,12 +39,9 @@ pub(super) fn decode_plain_request(body: &[u8]) -> Option<(u64, Request)> {
             b"context" => &mut context,
             _ => return None,
         };
-        let field = if slot.is_none() {
-            c.bytes_or_str()?
-        } else {
+        if slot.replace(c.bytes_or_str()?).is_some() {
             return None;
-        };
-        *slot = Some(field);
+        }
     }
     if !c.at_end() {
         return None;
