@@ -37,7 +37,7 @@ echo "troupe: 3 nodes (scripts/lib/three-nodes.sh, N=3 R=W=2 sync, TROUPE_COUNT_
 echo "redis:  redis-server --appendonly yes --appendfsync always; redis-benchmark -c 50 -d 100 -r 100000 -n $OPS -P 1|16 -t set|get --csv"
 export TROUPE_COUNT_ALLOCS=1
 source scripts/lib/three-nodes.sh
-source scripts/lib/settle.sh
+source scripts/lib/paired.sh
 start_three_nodes "$BASE"
 allocs() { local t=0 i v; for i in 0 1 2; do v=$(curl -s "127.0.0.1:$((BASE + 10 * i + 3))/metrics" | awk '/^troupe_allocations_total/ {print $2}'); t=$(awk -v a="$t" -v b="${v:-0}" 'BEGIN {printf "%.0f", a + b}'); done; echo "$t"; }
 
@@ -63,27 +63,12 @@ redis-server --port $RPORT --bind 127.0.0.1 --dir "$work/redis" --appendonly yes
   --save '' --daemonize no >"$work/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis_one() { # SET|GET pipeline -> "ops/s p50 p99" (us)
-  redis-benchmark -p $RPORT -c 50 -d 100 -r 100000 -n "$OPS" -P "$2" -t "${1,,}" --csv 2>/dev/null \
-    | grep "^\"$1\"" | tr -d '"' | awk -F, '{ printf "%d %d %d\n", $2, $5 * 1000, $7 * 1000 }'
-}
-
 for row in "put 1 SET put, 1 in flight per connection" "get 1 GET get, 1 in flight per connection" \
   "put 16 SET put, pipeline 16" "get 16 GET get, pipeline 16"; do
   read -r w pl rt label <<<"$row"
   for r in $(seq "$ROUNDS"); do
     extra=(--no-prefill); [ "$w$pl$r" = put11 ] && extra=()
-    t='' rr=''
-    if [ $((r % 2)) = 1 ]; then
-      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}") || t=''
-      settle; rr=$(redis_one "$rt" "$pl") || rr=''
-    else
-      settle; rr=$(redis_one "$rt" "$pl") || rr=''
-      settle; t=$(troupe_run "$w" "$pl" "${extra[@]}") || t=''
-    fi
-    # A measurement that failed loses its round, not the run.
-    if [ -n "$t" ] && [ -n "$rr" ]; then echo "$label|${t// /|}|${rr// /|}"
-    else echo "round $r of \"$label\" failed (troupe: '$t', Redis: '$rr'); left out" >&2; fi
+    paired_round "$r" "$label" "$rt" "$pl" troupe_run "$w" "$pl" "${extra[@]}"
   done
 done >"$work/rounds"
 echo "end: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"

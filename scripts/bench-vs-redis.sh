@@ -30,7 +30,7 @@ fi
 cargo build --release --quiet
 T=target/release/troupe
 hz=$(getconf CLK_TCK)
-source scripts/lib/settle.sh
+source scripts/lib/paired.sh
 
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ {print $2}') RAM; $(redis-server --version | cut -d' ' -f1-3); troupe $(git rev-parse --short HEAD) release"
 echo "start: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -57,12 +57,6 @@ print(f'{r["ops_per_sec"]:.0f} {l["p50"]} {l["p99"]} {(a - b) / hz / ops * 1e6:.
 PY
 }
 
-# One Redis measurement -> "ops/s p50 p99" (us)
-redis_one() { # SET|GET pipeline
-  redis-benchmark -p $RPORT -c 50 -d 100 -r 100000 -n "$OPS" -P "$2" -t "${1,,}" --csv 2>/dev/null \
-    | grep "^\"$1\"" | tr -d '"' | awk -F, '{ printf "%d %d %d\n", $2, $5 * 1000, $7 * 1000 }'
-}
-
 # One durability setting: a troupe node and a Redis server, both up; each row measured
 # $ROUNDS times, troupe and Redis back to back (troupe first in odd rounds, Redis first in
 # even ones). Prints "order|label|troupe fields|Redis fields" per round for paired.py.
@@ -77,22 +71,12 @@ paired_run() { # durability appendfsync order_base put_label get_label
   local rpid=$!; pids+=("$rpid")
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
   for _ in $(seq 100); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
-  local row order w pl rt label r t rr extra
+  local row order w pl rt label r extra
   for row in "0 put 1 SET $4" "2 get 1 GET $5" "4 put 16 SET ${4/put/put x16}" "6 get 16 GET ${5/get/get x16}"; do
     read -r order w pl rt label <<<"$row"
     for r in $(seq "$ROUNDS"); do
       extra=(--no-prefill); [ "$order$r" = 01 ] && extra=()
-      t='' rr=''
-      if [ $((r % 2)) = 1 ]; then
-        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}") || t=''
-        settle; rr=$(redis_one "$rt" "$pl") || rr=''
-      else
-        settle; rr=$(redis_one "$rt" "$pl") || rr=''
-        settle; t=$(measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}") || t=''
-      fi
-      # A measurement that failed loses its round, not the run.
-      if [ -n "$t" ] && [ -n "$rr" ]; then echo "$((order + base))|$label|${t// /|}|${rr// /|}"
-      else echo "round $r of \"$label\" failed (troupe: '$t', Redis: '$rr'); left out" >&2; fi
+      paired_round "$r" "$((order + base))|$label" "$rt" "$pl" measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}"
     done
   done
   kill -TERM "$pid" "$rpid"; wait "$pid" "$rpid" 2>/dev/null || true
