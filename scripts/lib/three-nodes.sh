@@ -1,8 +1,9 @@
-# Sourced by the three-node benchmarks (bench-cluster.sh, bench-types.sh): starts nodes n0..n2
+# Sourced by the three-node benchmarks (bench-cluster.sh, bench-types.sh, bench-ab-cluster.sh): starts nodes n0..n2
 # of "$T" (N=3, R=W=2, durability sync) on ports BASE, BASE+10, BASE+20 (+1 peer, +2 admin,
 # +3 metrics) with data and logs in "$work", adds their PIDs to `pids` (the caller's cleanup
 # kills them) and `node_pids`, waits until every node places keys over three members with
-# no partition still moving (the formation's transfers done), and
+# no partition still moving (the formation's transfers done; a build from before `admin ring`
+# reported `pending` is waited for until it places keys over three), and
 # sets ADDRS (the client addresses) and `cpu_ticks` (user + system ticks of the three nodes,
 # from /proc) with `hz`.
 start_three_nodes() {
@@ -22,7 +23,7 @@ start_three_nodes() {
     n=0
     for i in 0 1 2; do
       "$T" admin ring --json --addr 127.0.0.1:$((base + 10 * i + 2)) |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["effective_n"]==3 and not r["pending"] else 1)' &&
+        python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["effective_n"]==3 and not r.get("pending") else 1)' &&
         n=$((n + 1))
     done
     [ "$n" -eq 3 ] && break
