@@ -1,4 +1,4 @@
-# Sourced by the three-node benchmarks (bench-cluster.sh, bench-types.sh, bench-ab-cluster.sh): starts nodes n0..n2
+# Sourced by the three-node benchmark scripts (scripts/bench-*.sh): starts nodes n0..n2
 # of "$T" (N=3, R=W=2, durability sync) on ports BASE, BASE+10, BASE+20 (+1 peer, +2 admin,
 # +3 metrics) with data and logs in "$work", adds their PIDs to `pids` (the caller's cleanup
 # kills them) and `node_pids`, waits until every node places keys over three members with
