@@ -1,9 +1,11 @@
-# Sourced by the three-node benchmark scripts (scripts/bench-*.sh): starts nodes n0..n2
+# Sourced by the three-node benchmarks (bench-ab-cluster.sh, bench-catchup.sh, bench-cluster.sh,
+# bench-join.sh, bench-types.sh): starts nodes n0..n2
 # of "$T" (N=3, R=W=2, durability sync) on ports BASE, BASE+10, BASE+20 (+1 peer, +2 admin,
 # +3 metrics) with data and logs in "$work", adds their PIDs to `pids` (the caller's cleanup
 # kills them) and `node_pids`, waits until every node places keys over three members with
-# no partition still moving (the formation's transfers done; a build from before `admin ring`
-# reported `pending` is waited for until it places keys over three), and
+# no partition still moving (the formation's transfers done; `admin ring` reports `pending`
+# since partition transfers came, 91779a5, so an older build, which has none to wait for, is
+# ready once it places keys over three), and
 # sets ADDRS (the client addresses) and `cpu_ticks` (user + system ticks of the three nodes,
 # from /proc) with `hz`.
 start_three_nodes() {
