@@ -17,7 +17,8 @@
 # the same way without a prefill (keys never written are misses). Each commit runs its own
 # `troupe bench` (the system as that commit shipped it). Prints each run's ops/s and node CPU
 # seconds per thousand operations (all three nodes, from /proc), then the per-pair ratios
-# (new / old) and their medians. A run with errors is reported and left out of the ratios.
+# (new / old) and their medians. A run with errors is reported and its pair left out of the
+# ratios.
 # Both commits need `admin ring --json` with `effective_n` (from 2026-11-30, 10:45 UTC on).
 # Usage: bash scripts/bench-ab-cluster.sh OLD_REV [NEW_REV] [PAIRS] [OPS]
 #        (defaults: NEW_REV HEAD, 3 pairs, 100000 operations per measurement)
