@@ -10,6 +10,7 @@
 //! waiting operations over all keys is bounded by the caller's in-flight limit.
 
 use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 /// A held key: up to 24 bytes inline (taking a lock allocates nothing for short keys).
@@ -35,14 +36,15 @@ impl<T> KeyLocks<T> {
     /// Returns `Some(op)` when `op` may run now (the key was free; it is now held), `None`
     /// when it was queued behind the running one.
     pub fn acquire(&mut self, key: &[u8], op: T) -> Option<T> {
-        match self.held.get_mut(key) {
-            Some(queue) => {
-                queue.push_back(op);
+        // One probe (one hash of the key) whether the key is free or held.
+        match self.held.entry(LockKey::from_slice(key)) {
+            Entry::Occupied(mut held) => {
+                held.get_mut().push_back(op);
                 self.waiting += 1;
                 None
             }
-            None => {
-                self.held.insert(LockKey::from_slice(key), VecDeque::new());
+            Entry::Vacant(free) => {
+                free.insert(VecDeque::new());
                 Some(op)
             }
         }
@@ -51,14 +53,17 @@ impl<T> KeyLocks<T> {
     /// The running operation on `key` finished: returns the next one to run (the key stays
     /// held for it), or releases the key.
     pub fn release(&mut self, key: &[u8]) -> Option<T> {
-        let queue = self.held.get_mut(key)?;
-        match queue.pop_front() {
+        // One probe, as in `acquire` (a vacant entry inserts nothing).
+        let Entry::Occupied(mut held) = self.held.entry(LockKey::from_slice(key)) else {
+            return None;
+        };
+        match held.get_mut().pop_front() {
             Some(next) => {
                 self.waiting -= 1;
                 Some(next)
             }
             None => {
-                self.held.remove(key);
+                held.remove();
                 None
             }
         }
