@@ -4,10 +4,13 @@
 # requests the bench made (kernel time is not counted). Unlike ops/s, the count hardly
 # moves between runs of one binary (0.2% seen here), whatever the machine is doing, so a
 # change of a few percent to the request path shows in one run of each build, where the
-# ops/s of this machine need eight or more alternating pairs (docs/BENCHMARKS.md).
+# ops/s of this machine need eight or more alternating pairs (docs/BENCHMARKS.md). Between
+# two builds, a change in one place can also change what the compiler inlines elsewhere (by
+# 1-2% of a get, seen with four codegen units): compare the two builds' profiles function
+# by function (TROUPE_INSTR_KEEP, below; callgrind_annotate) before crediting a change.
 #
 # Shape: one fresh node; 50 connections, --pipeline PIPELINE, 100-byte values.
-#  - put: no prefill; OPS puts over OPS/2 keys, so about half are first writes of a key and
+#  - put: no prefill; OPS puts over OPS/2 keys, uniform: 43% are first writes of a key and
 #    the rest overwrite it with the context the bench kept (as in bench-vs-redis.sh).
 #  - get: OPS/2 keys written first, outside the count; then OPS gets of them.
 # Prints the instructions per request of the whole node, of its main thread (the actors'
