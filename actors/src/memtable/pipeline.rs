@@ -40,6 +40,12 @@ pub enum RotateRefused {
 /// effect).
 pub type Rotate<'a> = dyn FnMut() -> Result<(), RotateRefused> + 'a;
 
+/// A table as the pipeline holds it: what follows it as the active table once it is sealed.
+pub trait Generation {
+    /// The empty table that takes the next generation's writes.
+    fn successor(&self) -> Self;
+}
+
 /// Size limits (see `MemtableConfig`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -104,7 +110,7 @@ pub struct Pipeline<T, W, R> {
     seal_requested: bool,
 }
 
-impl<T: Default, W, R> Pipeline<T, W, R> {
+impl<T: Generation, W, R> Pipeline<T, W, R> {
     /// Starts with `active` (replayed from the WAL) holding `submitted` bytes.
     pub fn new(limits: Limits, active: T, submitted: usize) -> Self {
         Pipeline {
@@ -160,7 +166,8 @@ impl<T: Default, W, R> Pipeline<T, W, R> {
         }
         match rotate() {
             Ok(()) => {
-                self.closing = Some(std::mem::take(&mut self.active));
+                let next = self.active.successor();
+                self.closing = Some(std::mem::replace(&mut self.active, next));
                 self.generation += 1;
                 self.active_submitted = 0;
                 self.seals += 1;

@@ -17,6 +17,14 @@ type WaiterId = u32;
 type Table = Vec<u64>;
 type Fx = Vec<Effect<Table, WriteId, WaiterId>>;
 
+/// The next table has room for as many writes as this one holds (as the memtable's index
+/// has room for its predecessor's keys).
+impl Generation for Table {
+    fn successor(&self) -> Self {
+        Vec::with_capacity(self.len())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Op {
     /// A client write of this many bytes.
@@ -509,4 +517,20 @@ fn a_stopped_wal_writer_fails_the_flush_at_once() {
     let fx = pipe.seal_requested(7, &mut stopped);
     assert!(matches!(fx.as_slice(), [Effect::FailWaiter(7)]));
     assert_eq!(pipe.waiters(), 0);
+}
+
+/// A seal makes the active table's successor the new active table (the memtable sizes it
+/// like the one it follows).
+#[test]
+fn a_seal_starts_the_successor_of_the_sealed_table() {
+    let mut pipe: Pipeline<Table, WriteId, WaiterId> =
+        Pipeline::new(pinned(100, 1, 0), vec![1, 2, 3], 300);
+    let mut ok = || Ok(());
+    assert!(pipe.seal_if_due(&mut ok).is_empty());
+    assert!(pipe.closing());
+    assert!(pipe.active().is_empty());
+    assert!(
+        pipe.active().capacity() >= 3,
+        "the new active table is the successor"
+    );
 }
