@@ -9,20 +9,26 @@
 # 1-2% of a get, seen with four codegen units): compare the two builds' profiles function
 # by function (TROUPE_INSTR_KEEP, below; callgrind_annotate) before crediting a change.
 #
-# Shape: one fresh node; 50 connections, --pipeline PIPELINE, 100-byte values.
-#  - put: no prefill; OPS puts over OPS/2 keys, uniform: 43% are first writes of a key and
-#    the rest overwrite it with the context the bench kept (as in bench-vs-redis.sh).
-#  - get: OPS/2 keys written first, outside the count; then OPS gets of them.
+# Shape: one fresh node; 50 connections, --pipeline PIPELINE, 100-byte values, OPS/2 keys.
+#  - put (and incr, sadd): no prefill; OPS operations over the keys, uniform: 43% are first
+#    writes of a key, the rest overwrite it, with the context the bench kept from an earlier
+#    answer when that answer has arrived (as in bench-vs-redis.sh).
+#  - get and the mixed workloads: every key written first (sequentially, pipelined), outside
+#    the count; then OPS operations.
 # Prints the instructions per request of the whole node, of its main thread (the actors'
 # event loop) and of its other threads (the WAL writer, the anti-entropy arbiter, ...).
 # Under valgrind the node runs about 50x slower, on one core at a time: batches and group
 # commits are larger than at full speed, so compare builds with each other, not with the
 # ops/s of the other scripts.
 # TROUPE_INSTR_KEEP=DIR keeps the per-thread callgrind files there, for callgrind_annotate.
+# The node takes its other settings from the environment as usual, e.g.
+# TROUPE__STORAGE__MEMTABLE_BYTES=1048576 for many memtable generations in one run.
 # Usage: bash scripts/instr-per-op.sh [BIN] [DURABILITY] [WORKLOAD] [PIPELINE] [OPS]
 #        (defaults: target/release/troupe relaxed put 16 20000)
 set -euo pipefail
-BIN=${1:-target/release/troupe}
+# BIN as given (relative to where this was called from), before moving to the repository.
+BIN=$(realpath -m "${1:-$(dirname "$0")/../target/release/troupe}")
+cd "$(dirname "$0")/.."
 D=${2:-relaxed}
 W=${3:-put}
 PL=${4:-16}
@@ -37,13 +43,30 @@ command -v valgrind >/dev/null || {
   echo "no troupe binary at $BIN (cargo build --release)" >&2
   exit 2
 }
+for p in $PORT $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
+  if (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+    echo "port $p is in use: stop what listens there, or set TROUPE_INSTR_PORT" >&2
+    exit 2
+  fi
+done
 work=$(mktemp -d)
 pid=
 cleanup() {
-  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+fail() {
+  echo "$1" >&2
+  exit 1
+}
+# callgrind_control OPTIONS: tells the node's valgrind; its output is shown only on failure.
+control() {
+  local said
+  said=$(callgrind_control "$@" "$pid" 2>&1) || fail "callgrind_control $* failed: $said"
+}
+# The "errors" and "ops" of a bench's JSON report.
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # Instrumentation starts off (start-up is not counted) and is switched on around the bench;
 # one output file per thread.
@@ -55,8 +78,8 @@ valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
 pid=$!
 up=
 for _ in $(seq 600); do
-  if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then up=1 && break; fi
   kill -0 "$pid" 2>/dev/null || break
+  if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then up=1 && break; fi
   sleep 0.1
 done
 [ -n "$up" ] || {
@@ -66,26 +89,33 @@ done
 }
 bench=("$BIN" bench --addr 127.0.0.1:$PORT --concurrency 50 --value-size 100 --keys "$KEYS" --json)
 extra=()
-if [ "$W" = get ]; then
-  "${bench[@]}" --workload put --fill sequential --ops "$KEYS" --pipeline 16 >/dev/null
+case "$W" in
+put | incr | sadd) ;;
+*)
+  fill=$("${bench[@]}" --workload put --fill sequential --ops "$KEYS" --pipeline 16)
+  [ "$(field "$fill" errors)" = 0 ] || fail "the fill before the count had errors: $fill"
   extra=(--no-prefill)
-fi
-callgrind_control -i on "$pid" >/dev/null 2>&1
-out=$("${bench[@]}" --workload "$W" --pipeline "$PL" --ops "$OPS" "${extra[@]}")
-callgrind_control -i off "$pid" >/dev/null 2>&1
-callgrind_control -d "$pid" >/dev/null 2>&1
-errors=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$out")
-[ "$errors" = 0 ] || {
-  echo "the bench had $errors errors" >&2
-  exit 1
-}
-# The dump is written per thread as cg.out.1-NN; thread 01 is the main thread. Wait for
-# every file's totals line (written last).
-for _ in $(seq 100); do
+  ;;
+esac
+control -i on
+out=$("${bench[@]}" --workload "$W" --pipeline "$PL" --ops "$OPS" ${extra[@]+"${extra[@]}"})
+control -i off
+control -d
+[ "$(field "$out" errors)" = 0 ] || fail "the bench had errors: $out"
+done_ops=$(field "$out" ops)
+[ "$done_ops" = "$OPS" ] || fail "the bench stopped after $done_ops of $OPS requests (its --duration): ask for fewer"
+# The dump is written per thread as cg.out.1-NN (thread 01 is the main thread), each file's
+# totals line last: wait until every file has one.
+complete=
+for _ in $(seq 300); do
   files=("$work"/cg.out.1-*)
-  [ -e "${files[0]}" ] && ! grep -L '^totals:' "${files[@]}" | grep -q . && break
+  if [ -e "${files[0]}" ]; then
+    missing=$(grep -L '^totals:' "${files[@]}" || true)
+    [ -z "$missing" ] && complete=1 && break
+  fi
   sleep 0.1
 done
+[ -n "$complete" ] || fail "callgrind's dump did not complete within 30 s in $work"
 if [ -n "${TROUPE_INSTR_KEEP:-}" ]; then
   mkdir -p "$TROUPE_INSTR_KEEP" && cp "$work"/cg.out.1-* "$TROUPE_INSTR_KEEP"/
 fi
@@ -99,6 +129,8 @@ for f in glob.glob(os.path.join(work, "cg.out.1-*")):
         main += total
     else:
         other += total
+if main == 0:
+    sys.exit("callgrind counted no instructions on the main thread: was instrumentation switched on?")
 print(f"{binary} {d} {w} x{pl}, {ops} requests: instructions per request: "
       f"node {(main + other) / ops:.0f}, main thread {main / ops:.0f}, other threads {other / ops:.0f}")
 PY

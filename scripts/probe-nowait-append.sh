@@ -3,8 +3,11 @@
 # file system? The WAL writer thread exists because the rules keep blocking disk I/O off
 # the actors' event loops; a relaxed-mode append only needs write(2) into the page cache,
 # so an append the kernel promises never to block on would let the loop skip the thread
-# hop (docs/BENCHMARKS.md, issue 17). Probes, on a file in DIR (default: target/):
-#  1. pwritev2(RWF_NOWAIT) of a buffered 4 KiB write: supported, or EOPNOTSUPP.
+# hop (docs/BENCHMARKS.md, issue 17). Probes, on a file in DIR (default: the repository's
+# target/), written over zeros already in it, as the WAL writes over the zeros it
+# preallocates:
+#  1. pwritev2(RWF_NOWAIT) of a buffered 4 KiB write: done, EAGAIN (it would have blocked
+#     this time) or EOPNOTSUPP (not supported for such writes).
 #  2. io_uring: 2,000 buffered 300-byte writes, each submitted alone; counts those whose
 #     completion was already posted when io_uring_enter returned (done inline on the
 #     submitting thread, or by a kernel worker that quick) against those that had to be
@@ -13,8 +16,7 @@
 # Needs python3, and cargo with crates.io (for the io-uring crate, built in a temporary
 # directory). Usage: bash scripts/probe-nowait-append.sh [DIR]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-dir=${1:-target}
+dir=$(realpath -m "${1:-$(dirname "$0")/../target}")
 mkdir -p "$dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"; rm -f "$dir/probe-nowait.tmp"' EXIT
@@ -23,6 +25,7 @@ echo "kernel $(uname -r); file system of $dir: $(df -T "$dir" | awk 'NR==2 {prin
 python3 - "$dir/probe-nowait.tmp" <<'PY'
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, bytes(1 << 20))  # zeros, as the WAL preallocates
 try:
     n = os.pwritev(fd, [b"x" * 4096], 0, os.RWF_NOWAIT)
     print(f"pwritev2 RWF_NOWAIT, buffered: supported (wrote {n} bytes)")
@@ -47,8 +50,16 @@ use std::os::unix::io::AsRawFd;
 
 fn main() {
     let path = std::env::args().nth(1).expect("a file path");
-    let f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path).unwrap();
-    let mut ring = IoUring::new(8).unwrap();
+    // Zeros first, as the WAL preallocates: the probe writes over them.
+    std::fs::write(&path, vec![0u8; 2000 * 300]).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut ring = match IoUring::new(8) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("io_uring: not available here ({e})");
+            return;
+        }
+    };
     let buf = vec![7u8; 300];
     let (mut inline, mut waited) = (0, 0);
     for i in 0..2000u64 {
@@ -73,8 +84,8 @@ fn main() {
         };
         assert_eq!(c.result(), 300, "write {i}");
     }
-    // Each kernel worker's voluntary context switches: about one per write it was handed
-    // (it sleeps between two writes, as each is submitted alone).
+    // Each thread's voluntary context switches (sleeps): the submitting thread sleeps once
+    // per write it waited for; a kernel worker sleeps whenever it runs out of writes.
     let mut threads = Vec::new();
     for t in std::fs::read_dir("/proc/self/task").unwrap() {
         let t = t.unwrap().path();
@@ -89,5 +100,5 @@ fn main() {
     println!("io_uring buffered writes: {inline} complete when submit returned, {waited} waited for; threads: {}", threads.join(", "));
 }
 EOF
-(cd "$work" && cargo build --release --quiet)
+(cd "$work" && cargo build --release --quiet --target-dir "$work/target")
 "$work/target/release/probe-nowait-append" "$dir/probe-nowait.tmp"

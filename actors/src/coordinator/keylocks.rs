@@ -34,10 +34,10 @@ impl<T> Default for KeyLocks<T> {
 
 impl<T> KeyLocks<T> {
     /// Returns `Some(op)` when `op` may run now (the key was free; it is now held), `None`
-    /// when it was queued behind the running one.
-    pub fn acquire(&mut self, key: &[u8], op: T) -> Option<T> {
-        // One probe (one hash of the key) whether the key is free or held.
-        match self.held.entry(LockKey::from_slice(key)) {
+    /// when it was queued behind the running one. One probe of the table (one hash of the
+    /// key), with the caller's key moved in.
+    pub fn acquire(&mut self, key: LockKey, op: T) -> Option<T> {
+        match self.held.entry(key) {
             Entry::Occupied(mut held) => {
                 held.get_mut().push_back(op);
                 self.waiting += 1;
@@ -51,22 +51,14 @@ impl<T> KeyLocks<T> {
     }
 
     /// The running operation on `key` finished: returns the next one to run (the key stays
-    /// held for it), or releases the key.
+    /// held for it), or releases the key. One probe when nothing waits (the usual case); a
+    /// key handed to a waiting operation goes back in with a second.
     pub fn release(&mut self, key: &[u8]) -> Option<T> {
-        // One probe, as in `acquire` (a vacant entry inserts nothing).
-        let Entry::Occupied(mut held) = self.held.entry(LockKey::from_slice(key)) else {
-            return None;
-        };
-        match held.get_mut().pop_front() {
-            Some(next) => {
-                self.waiting -= 1;
-                Some(next)
-            }
-            None => {
-                held.remove();
-                None
-            }
-        }
+        let (key, mut queue) = self.held.remove_entry(key)?;
+        let next = queue.pop_front()?;
+        self.waiting -= 1;
+        self.held.insert(key, queue);
+        Some(next)
     }
 
     /// Keys held (running) and operations waiting.
@@ -83,17 +75,25 @@ mod tests {
     #[test]
     fn one_runs_per_key_others_wait_in_order() {
         let mut l = KeyLocks::default();
-        assert_eq!(l.acquire(b"k", 1), Some(1));
-        assert_eq!(l.acquire(b"k", 2), None);
-        assert_eq!(l.acquire(b"j", 9), Some(9), "other keys are independent");
-        assert_eq!(l.acquire(b"k", 3), None);
+        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 1), Some(1));
+        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 2), None);
+        assert_eq!(
+            l.acquire(LockKey::from_slice(b"j"), 9),
+            Some(9),
+            "other keys are independent"
+        );
+        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 3), None);
         assert_eq!(l.load(), (2, 2));
         assert_eq!(l.release(b"k"), Some(2));
         assert_eq!(l.release(b"k"), Some(3));
         assert_eq!(l.release(b"k"), None);
         assert_eq!(l.release(b"j"), None);
         assert_eq!(l.load(), (0, 0));
-        assert_eq!(l.acquire(b"k", 4), Some(4), "released keys are free again");
+        assert_eq!(
+            l.acquire(LockKey::from_slice(b"k"), 4),
+            Some(4),
+            "released keys are free again"
+        );
     }
 
     proptest! {
@@ -115,7 +115,7 @@ mod tests {
                     }
                 } else {
                     next += 1;
-                    if let Some(n) = l.acquire(&[key], next) {
+                    if let Some(n) = l.acquire(LockKey::from_slice(&[key]), next) {
                         prop_assert!(running.insert(key, n).is_none(), "two at once");
                         started.push((key, n));
                     }

@@ -500,7 +500,7 @@ impl Coordinator {
     pub(super) fn write_local(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
         self.local_ops += 1;
         let key = super::keylocks::LockKey::from_slice(&op.key);
-        if let Some(op) = self.locks.acquire(&key, op) {
+        if let Some(op) = self.locks.acquire(key, op) {
             self.run_locked(op, ctx);
         }
     }

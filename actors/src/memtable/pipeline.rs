@@ -42,8 +42,9 @@ pub type Rotate<'a> = dyn FnMut() -> Result<(), RotateRefused> + 'a;
 
 /// A table as the pipeline holds it: what follows it as the active table once it is sealed.
 pub trait Generation {
-    /// The empty table that takes the next generation's writes.
-    fn successor(&self) -> Self;
+    /// The empty table that takes the next generation's writes (the memtable sizes it for
+    /// the keys this one holds).
+    fn next_generation(&self) -> Self;
 }
 
 /// Size limits (see `MemtableConfig`).
@@ -166,7 +167,7 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
         }
         match rotate() {
             Ok(()) => {
-                let next = self.active.successor();
+                let next = self.active.next_generation();
                 self.closing = Some(std::mem::replace(&mut self.active, next));
                 self.generation += 1;
                 self.active_submitted = 0;

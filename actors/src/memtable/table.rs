@@ -10,12 +10,13 @@
 //! - An entry is only ever replaced by one with a higher sequence number, so applying
 //!   records out of order (as WAL replay across segments might) cannot roll a key back.
 
+use super::pipeline::Generation;
 use crate::engine::Entry;
 use smallvec::SmallVec;
 use std::collections::{hash_map, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// The newest known version of a key. `value: None` is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +47,12 @@ fn map_key(key: Vec<u8>) -> Key {
     }
 }
 
-/// The pipeline's active table is shared with readers; its successor is sized like it.
-impl super::pipeline::Generation for std::sync::Arc<MemTable> {
-    fn successor(&self) -> Self {
-        std::sync::Arc::new(MemTable::successor(self))
+/// The table after a sealed one has room for as many keys as it holds: a generation that
+/// takes no more keys than the one before never grows its index (the first one after a
+/// start grows from what the WAL replay left).
+impl Generation for Arc<MemTable> {
+    fn next_generation(&self) -> Self {
+        Arc::new(MemTable::with_room_for(self.len()))
     }
 }
 
@@ -121,14 +124,15 @@ impl MemTable {
         self.read().index.get(key).map(f)
     }
 
-    /// An empty table whose index has room for as many keys as this one holds: the next
-    /// generation after a seal. An index grown from empty rehashes every key it holds at
-    /// each doubling, in one insert, under the write lock on the Memtable's event loop (an
-    /// insert took 32-35 ms at the doubling past 229,376 keys, docs/BENCHMARKS.md). Sized
-    /// like its predecessor, a generation under the same load never grows its index.
-    pub fn successor(&self) -> MemTable {
+    /// An empty table whose index has room for `keys` keys without growing. A hash index
+    /// grown from empty rehashes every key it holds at each doubling, in one insert, under
+    /// the write lock on the Memtable's event loop (in a standalone test one insert took
+    /// 32-35 ms at the doubling past 229,376 keys, docs/BENCHMARKS.md); the pipeline sizes
+    /// each generation for the keys of the one before it ([`Generation`]). The room is
+    /// reserved now and counted in [`MemTable::bytes`] only as keys fill it.
+    pub fn with_room_for(keys: usize) -> MemTable {
         let mut map = Map::default();
-        map.index.reserve(self.len());
+        map.index.reserve(keys);
         MemTable {
             map: RwLock::new(map),
             bytes: AtomicUsize::new(0),
@@ -141,7 +145,10 @@ impl MemTable {
         self.read().index.capacity()
     }
 
-    /// Approximate memory held, for sealing decisions.
+    /// Approximate memory of the entries: keys, values and each entry's share of the index
+    /// at its usual load (reported as the memtable's bytes; a seal is decided by the bytes
+    /// submitted to the WAL instead). Room reserved by [`MemTable::with_room_for`] counts
+    /// only once filled.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -235,24 +242,28 @@ mod tests {
     }
 
     #[test]
-    fn a_successor_takes_as_many_keys_as_its_predecessor_without_growing() {
+    fn the_next_generation_takes_as_many_keys_as_the_last_without_growing() {
         let key = |g: &str, i: u32| format!("{g}-{i:06}").into_bytes();
-        let t = MemTable::default();
+        let t = Arc::new(MemTable::default());
         for i in 0..20_000 {
             t.apply(key("first", i), i.into(), Some(vec![1; 8]));
         }
-        let next = t.successor();
+        let next = t.next_generation();
         assert!(next.is_empty());
         assert_eq!(next.bytes(), 0);
         let room = next.index_capacity();
         for i in 0..20_000 {
             next.apply(key("second", i), i.into(), Some(vec![2; 8]));
         }
-        assert_eq!(next.index_capacity(), room, "the successor's index grew");
+        assert_eq!(
+            next.index_capacity(),
+            room,
+            "the next generation's index grew"
+        );
         assert_eq!(next.len(), 20_000);
         assert!(
             next.get(&key("first", 7)).is_none(),
-            "a successor starts empty"
+            "the next generation starts empty"
         );
     }
 

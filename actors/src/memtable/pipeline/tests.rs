@@ -20,7 +20,7 @@ type Fx = Vec<Effect<Table, WriteId, WaiterId>>;
 /// The next table has room for as many writes as this one holds (as the memtable's index
 /// has room for its predecessor's keys).
 impl Generation for Table {
-    fn successor(&self) -> Self {
+    fn next_generation(&self) -> Self {
         Vec::with_capacity(self.len())
     }
 }
@@ -519,10 +519,10 @@ fn a_stopped_wal_writer_fails_the_flush_at_once() {
     assert_eq!(pipe.waiters(), 0);
 }
 
-/// A seal makes the active table's successor the new active table (the memtable sizes it
-/// like the one it follows).
+/// A seal makes the active table's `next_generation` the new active table (the memtable
+/// sizes it for the keys of the one it follows).
 #[test]
-fn a_seal_starts_the_successor_of_the_sealed_table() {
+fn a_seal_starts_the_next_generation_of_the_sealed_table() {
     let mut pipe: Pipeline<Table, WriteId, WaiterId> =
         Pipeline::new(pinned(100, 1, 0), vec![1, 2, 3], 300);
     let mut ok = || Ok(());
@@ -531,6 +531,6 @@ fn a_seal_starts_the_successor_of_the_sealed_table() {
     assert!(pipe.active().is_empty());
     assert!(
         pipe.active().capacity() >= 3,
-        "the new active table is the successor"
+        "the new active table is the next generation"
     );
 }
