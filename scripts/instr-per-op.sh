@@ -2,8 +2,8 @@
 # Instructions per request on one node, counted by valgrind's callgrind: the user-space
 # instructions the node's threads executed while `troupe bench` ran, divided by the
 # requests the bench made (kernel time is not counted). Unlike ops/s, the count hardly
-# moves between runs of one binary (0.2% seen here), whatever the machine is doing, so a
-# change of a few percent to the request path shows in one run of each build, where the
+# moves between runs of one binary (within 0.5% seen here), whatever the machine is doing,
+# so a change of a few percent to the request path shows in one run of each build, where the
 # ops/s of this machine need eight or more alternating pairs (docs/BENCHMARKS.md). Between
 # two builds, a change in one place can also change what the compiler inlines elsewhere (by
 # 1-2% of a get, seen with four codegen units): compare the two builds' profiles function
