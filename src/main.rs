@@ -22,6 +22,7 @@ static GLOBAL: alloc_count::Counting = alloc_count::Counting(mimalloc::MiMalloc)
 /// per request). Off, the cost is one relaxed load per allocation; on, a relaxed add on one
 /// of 16 cache-line-padded counters picked per thread (no contention between threads).
 mod alloc_count {
+    use libmimalloc_sys as mi;
     use std::alloc::{GlobalAlloc, Layout};
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -68,25 +69,45 @@ mod alloc_count {
         });
     }
 
-    // SAFETY: every call is forwarded unchanged to mimalloc; counting touches only atomics.
+    /// Alignment every mimalloc block has: block sizes are whole words, from 8 bytes.
+    const WORD: usize = 8;
+
+    // SAFETY: every call is forwarded to mimalloc (counting touches only atomics); a layout
+    // aligned to at most a word goes to the plain entry points, whose blocks are always
+    // word-aligned, the rest to the aligned ones. The `mimalloc` crate sends every call to
+    // the aligned entry points, whose checks of the alignment were about 10 instructions per
+    // allocation on the request path (docs/BENCHMARKS.md), and most of Rust's layouts are
+    // word-aligned.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             count();
+            if layout.align() <= WORD {
+                // SAFETY: size is non-zero (the caller's contract); any block is word-aligned.
+                return unsafe { mi::mi_malloc(layout.size()) }.cast();
+            }
             // SAFETY: the caller's contract, passed on.
             unsafe { self.0.alloc(layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             count();
+            if layout.align() <= WORD {
+                // SAFETY: as in `alloc`.
+                return unsafe { mi::mi_zalloc(layout.size()) }.cast();
+            }
             // SAFETY: the caller's contract, passed on.
             unsafe { self.0.alloc_zeroed(layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             count();
+            if layout.align() <= WORD {
+                // SAFETY: `ptr` came from mimalloc; the new block is word-aligned like any.
+                return unsafe { mi::mi_realloc(ptr.cast(), new_size) }.cast();
+            }
             // SAFETY: the caller's contract, passed on.
             unsafe { self.0.realloc(ptr, layout, new_size) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract, passed on.
+            // SAFETY: the caller's contract, passed on (mi_free takes any block).
             unsafe { self.0.dealloc(ptr, layout) }
         }
     }
