@@ -41,6 +41,7 @@ pub mod gc;
 pub mod handoff;
 pub mod hints;
 pub mod idmap;
+pub mod keyhash;
 pub mod layout;
 pub mod membership;
 pub mod memtable;

@@ -103,6 +103,7 @@ impl Handler<JoinLocal> for Coordinator {
         self.write_local(
             LocalOp {
                 key: msg.key,
+                digest: None,
                 apply: Apply::Join {
                     object: msg.object,
                     encoded: None,

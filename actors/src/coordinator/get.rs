@@ -207,6 +207,7 @@ impl Coordinator {
             if node == self.cfg.me {
                 let op = LocalOp {
                     key: st.key.clone(),
+                    digest: None,
                     apply: Apply::Join {
                         object: joined.clone(),
                         encoded: None,

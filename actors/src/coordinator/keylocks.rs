@@ -7,26 +7,37 @@
 //!
 //! Invariants: at most one operation per key runs; waiting operations run in arrival
 //! order; a key with nothing running and nothing waiting takes no memory; the number of
-//! waiting operations over all keys is bounded by the caller's in-flight limit.
+//! waiting operations over all keys is bounded by the caller's in-flight limit. The table
+//! probes with the key's [`KeyHash`], which the caller computed once for the write and
+//! passes to both `acquire` and `release` (a client chooses keys: the hash is keyed).
 
+use crate::keyhash::KeyHash;
+use hashbrown::hash_table::{Entry, HashTable};
 use smallvec::SmallVec;
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// A held key: up to 24 bytes inline (taking a lock allocates nothing for short keys).
 pub type LockKey = SmallVec<[u8; 24]>;
 
+/// A held key: its hash, the key, and the operations waiting behind the running one.
+#[derive(Debug)]
+struct Held<T> {
+    hash: u64,
+    key: LockKey,
+    queue: VecDeque<T>,
+}
+
 #[derive(Debug)]
 pub struct KeyLocks<T> {
     /// Keys with an operation running, and what waits behind it.
-    held: HashMap<LockKey, VecDeque<T>>,
+    held: HashTable<Held<T>>,
     waiting: usize,
 }
 
 impl<T> Default for KeyLocks<T> {
     fn default() -> Self {
         KeyLocks {
-            held: HashMap::new(),
+            held: HashTable::new(),
             waiting: 0,
         }
     }
@@ -34,31 +45,46 @@ impl<T> Default for KeyLocks<T> {
 
 impl<T> KeyLocks<T> {
     /// Returns `Some(op)` when `op` may run now (the key was free; it is now held), `None`
-    /// when it was queued behind the running one. One probe of the table (one hash of the
-    /// key), with the caller's key moved in.
-    pub fn acquire(&mut self, key: LockKey, op: T) -> Option<T> {
-        match self.held.entry(key) {
+    /// when it was queued behind the running one. One probe of the table, with the caller's
+    /// key moved in; `hash` is `KeyHash::of(&key)`.
+    pub fn acquire(&mut self, key: LockKey, hash: KeyHash, op: T) -> Option<T> {
+        let entry = self.held.entry(hash.get(), |h| h.key == key, |h| h.hash);
+        match entry {
             Entry::Occupied(mut held) => {
-                held.get_mut().push_back(op);
+                held.get_mut().queue.push_back(op);
                 self.waiting += 1;
                 None
             }
             Entry::Vacant(free) => {
-                free.insert(VecDeque::new());
+                free.insert(Held {
+                    hash: hash.get(),
+                    key,
+                    queue: VecDeque::new(),
+                });
                 Some(op)
             }
         }
     }
 
     /// The running operation on `key` finished: returns the next one to run (the key stays
-    /// held for it), or releases the key. One probe when nothing waits (the usual case); a
-    /// key handed to a waiting operation goes back in with a second.
-    pub fn release(&mut self, key: &[u8]) -> Option<T> {
-        let (key, mut queue) = self.held.remove_entry(key)?;
-        let next = queue.pop_front()?;
-        self.waiting -= 1;
-        self.held.insert(key, queue);
-        Some(next)
+    /// held for it), or releases the key. One probe; `hash` is `KeyHash::of(key)`.
+    pub fn release(&mut self, key: &[u8], hash: KeyHash) -> Option<T> {
+        let Ok(mut held) = self
+            .held
+            .find_entry(hash.get(), |h| h.key.as_slice() == key)
+        else {
+            return None;
+        };
+        match held.get_mut().queue.pop_front() {
+            Some(next) => {
+                self.waiting -= 1;
+                Some(next)
+            }
+            None => {
+                held.remove();
+                None
+            }
+        }
     }
 
     /// Keys held (running) and operations waiting.
@@ -71,29 +97,32 @@ impl<T> KeyLocks<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// The table's calls with the key's hash computed here.
+    impl<T> KeyLocks<T> {
+        fn take(&mut self, key: &[u8], op: T) -> Option<T> {
+            self.acquire(LockKey::from_slice(key), KeyHash::of(key), op)
+        }
+        fn free(&mut self, key: &[u8]) -> Option<T> {
+            self.release(key, KeyHash::of(key))
+        }
+    }
 
     #[test]
     fn one_runs_per_key_others_wait_in_order() {
         let mut l = KeyLocks::default();
-        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 1), Some(1));
-        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 2), None);
-        assert_eq!(
-            l.acquire(LockKey::from_slice(b"j"), 9),
-            Some(9),
-            "other keys are independent"
-        );
-        assert_eq!(l.acquire(LockKey::from_slice(b"k"), 3), None);
+        assert_eq!(l.take(b"k", 1), Some(1));
+        assert_eq!(l.take(b"k", 2), None);
+        assert_eq!(l.take(b"j", 9), Some(9), "other keys are independent");
+        assert_eq!(l.take(b"k", 3), None);
         assert_eq!(l.load(), (2, 2));
-        assert_eq!(l.release(b"k"), Some(2));
-        assert_eq!(l.release(b"k"), Some(3));
-        assert_eq!(l.release(b"k"), None);
-        assert_eq!(l.release(b"j"), None);
+        assert_eq!(l.free(b"k"), Some(2));
+        assert_eq!(l.free(b"k"), Some(3));
+        assert_eq!(l.free(b"k"), None);
+        assert_eq!(l.free(b"j"), None);
         assert_eq!(l.load(), (0, 0));
-        assert_eq!(
-            l.acquire(LockKey::from_slice(b"k"), 4),
-            Some(4),
-            "released keys are free again"
-        );
+        assert_eq!(l.take(b"k", 4), Some(4), "released keys are free again");
     }
 
     proptest! {
@@ -108,14 +137,14 @@ mod tests {
             for (key, finish) in ops {
                 if finish {
                     if running.remove(&key).is_some() {
-                        if let Some(n) = l.release(&[key]) {
+                        if let Some(n) = l.free(&[key]) {
                             running.insert(key, n);
                             started.push((key, n));
                         }
                     }
                 } else {
                     next += 1;
-                    if let Some(n) = l.acquire(LockKey::from_slice(&[key]), next) {
+                    if let Some(n) = l.take(&[key], next) {
                         prop_assert!(running.insert(key, n).is_none(), "two at once");
                         started.push((key, n));
                     }
@@ -124,7 +153,7 @@ mod tests {
             // Drain: every queued op eventually runs.
             for key in 0u8..3 {
                 while running.remove(&key).is_some() {
-                    if let Some(n) = l.release(&[key]) {
+                    if let Some(n) = l.free(&[key]) {
                         running.insert(key, n);
                         started.push((key, n));
                     }

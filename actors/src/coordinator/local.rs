@@ -8,6 +8,7 @@
 //! marker is an object like any other and a scan sees it.
 
 use super::*;
+use crate::keyhash::KeyHash;
 use crate::memtable::{Change, NewValue, StorageError, Update, UpdateDone, UpdateFn, UpdateThen};
 use troupe_protocol::crdt::{TypeKind, Typed, TypedError, TypedOp};
 use troupe_protocol::object::{ActorId, Object, SiblingCheck, Value, VersionVector};
@@ -163,6 +164,9 @@ impl LocalDone {
 
 pub(crate) struct LocalOp {
     pub key: Vec<u8>,
+    /// The key's `blake3` hash when the caller placed the key with it (a coordinated put):
+    /// storage's bloom filters reuse it.
+    pub digest: Option<blake3::Hash>,
     pub apply: Apply,
     pub done: LocalDone,
 }
@@ -393,6 +397,8 @@ impl Handler<LocalFinished> for Coordinator {
 /// continuation (one allocation less per write).
 pub(super) struct LocalWriteFinished {
     key: Vec<u8>,
+    /// `KeyHash::of(&key)`, from `write_local`.
+    hash: KeyHash,
     done: LocalDone,
     res: Result<Stored, ClientError>,
 }
@@ -403,10 +409,15 @@ impl Coordinator {
         msg: LocalWriteFinished,
         ctx: &mut Context<Self>,
     ) {
-        let LocalWriteFinished { key, done, res } = msg;
+        let LocalWriteFinished {
+            key,
+            hash,
+            done,
+            res,
+        } = msg;
         self.local_ops -= 1;
-        if let Some(next) = self.locks.release(&key) {
-            self.run_locked(next, ctx);
+        if let Some(next) = self.locks.release(&key, hash) {
+            self.run_locked(next, hash, ctx);
         }
         if let Ok(stored) = &res {
             self.note_tombstone(&key, &stored.object);
@@ -496,17 +507,25 @@ impl Coordinator {
         });
     }
 
-    /// Runs `op` now, or after the operations already holding its key.
+    /// Runs `op` now, or after the operations already holding its key. The key's one
+    /// keyed hash for the write: the lock, the Memtable's probes and its insert use it.
     pub(super) fn write_local(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
         self.local_ops += 1;
+        let hash = KeyHash::of(&op.key);
         let key = super::keylocks::LockKey::from_slice(&op.key);
-        if let Some(op) = self.locks.acquire(key, op) {
-            self.run_locked(op, ctx);
+        if let Some(op) = self.locks.acquire(key, hash, op) {
+            self.run_locked(op, hash, ctx);
         }
     }
 
-    fn run_locked(&mut self, op: LocalOp, ctx: &mut Context<Self>) {
-        let LocalOp { key, apply, done } = op;
+    /// Runs `op`, which holds its key's lock; `hash` is `KeyHash::of(&op.key)`.
+    fn run_locked(&mut self, op: LocalOp, hash: KeyHash, ctx: &mut Context<Self>) {
+        let LocalOp {
+            key,
+            digest,
+            apply,
+            done,
+        } = op;
         let actor = self.cfg.actor;
         let max_object = self.cfg.max_object_bytes;
         let keep = done.keeps_encoding();
@@ -551,11 +570,18 @@ impl Coordinator {
         let finished = self.finished_queue(ctx);
         let then = UpdateDone::new(move |res: Result<LocalResult, StorageError>| {
             let res = res.map_err(storage_error).and_then(|out| out);
-            finished.push(LocalWriteFinished { key, done, res });
+            finished.push(LocalWriteFinished {
+                key,
+                hash,
+                done,
+                res,
+            });
         });
         let update = UpdateThen {
             update: Update {
                 key: k2,
+                hash,
+                digest,
                 apply: compute,
             },
             then,

@@ -63,6 +63,7 @@ impl Handler<PurgeTombstones> for Coordinator {
             self.write_local(
                 LocalOp {
                     key,
+                    digest: None,
                     apply: Apply::Purge { hash },
                     done: LocalDone::Purge(tx),
                 },

@@ -86,6 +86,7 @@ impl Coordinator {
                     Ok(o) => self.write_local(
                         LocalOp {
                             key,
+                            digest: None,
                             apply: Apply::Join {
                                 object: o,
                                 encoded: Some(object),

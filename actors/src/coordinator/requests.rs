@@ -151,8 +151,9 @@ impl Coordinator {
             Ok(v) => v,
             Err(e) => return self.reply(reply, Err(e), put_resp, ctx),
         };
-        // The key's one blake3: the put keeps its partition for the fallbacks it may need.
-        let partition = p.table.partition_of(&msg.key);
+        // The key's one blake3: the put keeps its partition for the fallbacks it may need,
+        // and storage's bloom filters probe with the hash.
+        let (partition, digest) = p.table.locate(&msg.key);
         let primaries = p.table.primaries(partition);
         if !primaries.contains(&self.cfg.me) {
             if !forwarded {
@@ -241,6 +242,7 @@ impl Coordinator {
         self.write_local(
             LocalOp {
                 key: msg.key,
+                digest,
                 apply: Apply::Update {
                     context: context.unwrap_or_default(),
                     value,

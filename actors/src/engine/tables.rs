@@ -52,7 +52,7 @@ use crate::engine::io::{self, Io};
 use crate::engine::manifest::{Manifest, MANIFEST_NAME};
 use crate::engine::rate_limit::{RateLimiter, SystemClock};
 use crate::engine::read::{self, EntryIter, MergeIter, TableSource};
-use crate::engine::sstable::bloom::key_hash;
+use crate::engine::sstable::bloom::{key_hash, key_hash_of};
 use crate::engine::sstable::{
     fsync_dir, table_path, EntryRef, ReadCounters, TableMeta, TableReader, TableWriter,
     TableWriterOptions,
@@ -468,13 +468,16 @@ impl Tables {
     /// entry where it lies in its cached block: `None` when a data block would have to be
     /// read from a file. The Memtable actor answers the rest on its own event loop, sparing
     /// them a trip through the disk-read queue.
+    /// `digest` is the key's `blake3` hash when the caller has it (`None`: hashed here).
     pub fn get_cached_with<R>(
         &self,
         key: &[u8],
+        digest: Option<&blake3::Hash>,
         f: impl FnOnce(Option<EntryRef<'_>>) -> R,
     ) -> Option<Result<R>> {
         let v = self.current_version();
-        read::get_cached_with(&v, self, key, key_hash(key), f)
+        let hash = digest.map_or_else(|| key_hash(key), key_hash_of);
+        read::get_cached_with(&v, self, key, hash, f)
     }
 
     /// User-view scan of `[start, end)` merging `extra` (memtable iterators, newest first)

@@ -86,6 +86,7 @@ impl WalQueue {
     pub(super) fn push(
         &mut self,
         record: WalRecord,
+        hash: KeyHash,
         generation: u64,
         reply: WriteReply,
     ) -> Option<(usize, Pushed)> {
@@ -108,6 +109,7 @@ impl WalQueue {
             seq,
             generation,
             key,
+            hash,
             value,
             len,
             reply,
@@ -270,7 +272,8 @@ mod tests {
             key: b"k".to_vec(),
             value: Some(b"v".to_vec()),
         };
-        q.push(record, 0, WriteReply::Channel(reply)).unwrap();
+        q.push(record, KeyHash::of(b"k"), 0, WriteReply::Channel(reply))
+            .unwrap();
         q.flush().unwrap();
         assert_eq!(
             q.spare_writes.len(),

@@ -56,14 +56,15 @@ impl MemtableActor {
             .map_or(StorageError::Stopped, StorageError::Poisoned)
     }
 
-    pub(super) fn accept(&mut self, write: Write, reply: WriteReply) {
+    /// `hash` is `KeyHash::of(&write.key)`.
+    pub(super) fn accept(&mut self, write: Write, hash: KeyHash, reply: WriteReply) {
         if let Some(reason) = self.poisoned() {
             self.counters.error();
             reply.send(Err(StorageError::Poisoned(reason)));
             return;
         }
-        match self.pipe.accept(Stalled { write, reply }) {
-            Admit::Submit(s) => self.submit(s.write, s.reply),
+        match self.pipe.accept(Stalled { write, hash, reply }) {
+            Admit::Submit(s) => self.submit(s.write, s.hash, s.reply),
             Admit::Stalled => {}
             Admit::Refused(s) => {
                 self.counters.error();
@@ -75,14 +76,14 @@ impl MemtableActor {
         }
     }
 
-    fn submit(&mut self, write: Write, reply: WriteReply) {
+    fn submit(&mut self, write: Write, hash: KeyHash, reply: WriteReply) {
         let seq = self.next_seq;
         let record = WalRecord {
             seq,
             key: write.key,
             value: write.value,
         };
-        let Some((len, pushed)) = self.wal.push(record, self.pipe.generation(), reply) else {
+        let Some((len, pushed)) = self.wal.push(record, hash, self.pipe.generation(), reply) else {
             return; // over the queued-bytes limit: answered `overloaded`
         };
         match (pushed, self.self_addr.get()) {
@@ -130,7 +131,7 @@ impl MemtableActor {
                     let _ = tx.send(Ok(()));
                 }
                 // `submit` never resumes writes, so this recursion is one level deep.
-                Effect::Resume(s) => self.submit(s.write, s.reply),
+                Effect::Resume(s) => self.submit(s.write, s.hash, s.reply),
                 Effect::FailWrite(s) => {
                     self.counters.error();
                     s.reply.send(Err(self.failure()));
@@ -183,7 +184,8 @@ impl Handler<Write> for MemtableActor {
     fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
         self.counters.received();
         let (tx, rx) = oneshot::channel();
-        self.accept(msg, WriteReply::Channel(tx));
+        let hash = KeyHash::of(&msg.key);
+        self.accept(msg, hash, WriteReply::Channel(tx));
         Box::pin(async move { rx.await.unwrap_or(Err(StorageError::Stopped)) })
     }
 }
@@ -231,7 +233,7 @@ impl MemtableActor {
             );
             return w.reply.send(Err(StorageError::Stopped));
         };
-        table.apply(w.key, w.seq, w.value);
+        table.apply(w.key, w.hash, w.seq, w.value);
         w.reply.send(Ok(w.seq));
     }
 }
@@ -335,7 +337,7 @@ impl MemtableActor {
     /// only by a flush (whose memtable stays in memory until its table is installed) or a
     /// compaction (same entries), so the answer is the newest durable version.
     fn lookup_versioned(&mut self, key: &[u8]) -> Lookup<Option<Versioned>> {
-        self.lookup_with(key, |v| {
+        self.lookup_with(key, KeyHash::of(key), None, |v| {
             v.map(|(seq, value)| Versioned {
                 seq,
                 value: value.map(<[u8]>::to_vec),
@@ -350,16 +352,18 @@ impl MemtableActor {
     pub(super) fn lookup_with<R>(
         &mut self,
         key: &[u8],
+        hash: KeyHash,
+        digest: Option<&blake3::Hash>,
         f: impl FnOnce(Option<(u64, Option<&[u8]>)>) -> R,
     ) -> Lookup<R> {
         let mut f = Some(f);
         let mut call = |v: Option<(u64, Option<&[u8]>)>| (f.take().expect("called once"))(v);
-        if let Some(r) = self.in_memory_with(key, |seq, value| call(Some((seq, value)))) {
+        if let Some(r) = self.in_memory_with(key, hash, |seq, value| call(Some((seq, value)))) {
             return Lookup::Memory(r);
         }
         match self
             .tables
-            .get_cached_with(key, |e| call(e.map(|e| (e.seq, e.value))))
+            .get_cached_with(key, digest, |e| call(e.map(|e| (e.seq, e.value))))
         {
             Some(Ok(r)) => Lookup::Memory(r),
             // Errors are reported by the disk path, which names the file.
@@ -376,11 +380,12 @@ impl MemtableActor {
     pub(super) fn in_memory_with<R>(
         &self,
         key: &[u8],
+        hash: KeyHash,
         f: impl FnOnce(u64, Option<&[u8]>) -> R,
     ) -> Option<R> {
         let mut f = Some(f);
         self.memory().find_map(|t| {
-            t.with(key, |v| {
+            t.with(key, hash, |v| {
                 (f.take().expect("called once"))(v.seq, v.value.as_deref())
             })
         })

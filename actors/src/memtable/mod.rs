@@ -46,6 +46,7 @@ pub mod view;
 pub mod wal;
 
 use crate::engine::{Entry, Tables};
+use crate::keyhash::KeyHash;
 use crate::stats::ActorCounters;
 use actix::prelude::*;
 use pipeline::{Limits, Pipeline};
@@ -221,6 +222,8 @@ struct Pending {
     seq: u64,
     generation: u64,
     key: Vec<u8>,
+    /// `KeyHash::of(&key)`, for the insert once durable.
+    hash: KeyHash,
     value: Option<Vec<u8>>,
     /// Encoded size, released from `queued_bytes` when the batch completes.
     len: usize,
@@ -250,6 +253,7 @@ type SelfAddr = Arc<OnceLock<Addr<MemtableActor>>>;
 /// A write that arrived while the sealed queue was full.
 struct Stalled {
     write: Write,
+    hash: KeyHash,
     reply: WriteReply,
 }
 
@@ -364,7 +368,8 @@ impl MemtableActor {
                 skipped += 1; // already in a table
                 continue;
             }
-            table.apply(key, seq, value);
+            let hash = KeyHash::of(&key);
+            table.apply(key, hash, seq, value);
         }
         // Appending after a replayed segment is safe: recovery truncated any torn tail.
         let segment = recovered

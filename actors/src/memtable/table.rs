@@ -4,6 +4,8 @@
 //! lookups and overwrites: one probe) and an ordered set of the keys (flushes and scans). A
 //! descent of a B-tree of a few hundred thousand keys misses the cache at most levels; it
 //! was 17% of a node's CPU under gets served from memory, the probe is a small part of it.
+//! The index probes with the key's [`KeyHash`], which the caller computed once for the
+//! request (and keeps per entry, so growing the index rehashes nothing).
 //!
 //! Invariants:
 //! - The index and the ordered set hold the same keys (both change under one write lock).
@@ -12,8 +14,10 @@
 
 use super::pipeline::Generation;
 use crate::engine::Entry;
+use crate::keyhash::KeyHash;
+use hashbrown::hash_table::{self, HashTable};
 use smallvec::SmallVec;
-use std::collections::{hash_map, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -32,7 +36,7 @@ const INLINE_KEY: usize = 24;
 /// and value: a hash bucket (the pair and a control byte, at hashbrown's 7/8 load) and a
 /// B-tree slot (the key, in nodes about two thirds full).
 const ENTRY_OVERHEAD: usize =
-    (std::mem::size_of::<(Key, Versioned)>() + 1) * 8 / 7 + std::mem::size_of::<Key>() * 3 / 2;
+    (std::mem::size_of::<Slot>() + 1) * 8 / 7 + std::mem::size_of::<Key>() * 3 / 2;
 
 /// A key as the map holds it: up to [`INLINE_KEY`] bytes inline, so the comparisons of a
 /// descent read the node itself instead of one heap allocation per key compared (a cache
@@ -56,11 +60,27 @@ impl Generation for Arc<MemTable> {
     }
 }
 
+/// One key of the index: its hash (`KeyHash::of(key)`), the key, its version.
+#[derive(Debug)]
+struct Slot {
+    hash: u64,
+    key: Key,
+    version: Versioned,
+}
+
 /// The keys' versions and their order (see the module docs).
 #[derive(Debug, Default)]
 struct Map {
-    index: HashMap<Key, Versioned>,
+    index: HashTable<Slot>,
     order: BTreeSet<Key>,
+}
+
+impl Map {
+    fn find(&self, key: &[u8], hash: KeyHash) -> Option<&Versioned> {
+        self.index
+            .find(hash.get(), |s| s.key.as_slice() == key)
+            .map(|s| &s.version)
+    }
 }
 
 /// One memtable. Its map sits behind a lock so that readers outside the Memtable actor (the
@@ -82,7 +102,8 @@ impl MemTable {
     }
 
     /// Applies a write; ignored if the table already holds a newer version of the key.
-    pub fn apply(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
+    /// `hash` is `KeyHash::of(&key)`.
+    pub fn apply(&self, key: Vec<u8>, hash: KeyHash, seq: u64, value: Option<Vec<u8>>) {
         // A key longer than the inline bytes is on the heap twice (index and order).
         let key_heap = if key.len() > INLINE_KEY {
             2 * key.len()
@@ -92,10 +113,15 @@ impl MemTable {
         let size = key_heap + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let map = &mut *guard;
-        match map.index.entry(map_key(key)) {
-            hash_map::Entry::Occupied(o) if o.get().seq >= seq => {}
-            hash_map::Entry::Occupied(mut o) => {
-                let old = o.get_mut();
+        let entry = map.index.entry(
+            hash.get(),
+            |s| s.key.as_slice() == key.as_slice(),
+            |s| s.hash,
+        );
+        match entry {
+            hash_table::Entry::Occupied(o) if o.get().version.seq >= seq => {}
+            hash_table::Entry::Occupied(mut o) => {
+                let old = &mut o.get_mut().version;
                 let (was, now) = (
                     old.value.as_ref().map_or(0, Vec::len),
                     value.as_ref().map_or(0, Vec::len),
@@ -105,9 +131,14 @@ impl MemTable {
                 self.bytes.fetch_add(now, Ordering::Relaxed);
                 self.bytes.fetch_sub(was, Ordering::Relaxed);
             }
-            hash_map::Entry::Vacant(v) => {
-                map.order.insert(v.key().clone());
-                v.insert(Versioned { seq, value });
+            hash_table::Entry::Vacant(v) => {
+                let key = map_key(key);
+                map.order.insert(key.clone());
+                v.insert(Slot {
+                    hash: hash.get(),
+                    key,
+                    version: Versioned { seq, value },
+                });
                 drop(guard);
                 self.bytes.fetch_add(size, Ordering::Relaxed);
             }
@@ -115,13 +146,14 @@ impl MemTable {
     }
 
     /// The newest version of `key` this table holds (a copy: the lock is not held after).
-    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
-        self.read().index.get(key).cloned()
+    pub fn get(&self, key: &[u8], hash: KeyHash) -> Option<Versioned> {
+        self.read().find(key, hash).cloned()
     }
 
     /// `f` of the newest version of `key` this table holds, under the read lock (no copy).
-    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Versioned) -> R) -> Option<R> {
-        self.read().index.get(key).map(f)
+    /// `hash` is `KeyHash::of(key)`.
+    pub fn with<R>(&self, key: &[u8], hash: KeyHash, f: impl FnOnce(&Versioned) -> R) -> Option<R> {
+        self.read().find(key, hash).map(f)
     }
 
     /// An empty table whose index has room for `keys` keys without growing. A hash index
@@ -132,7 +164,7 @@ impl MemTable {
     /// reserved now and counted in [`MemTable::bytes`] only as keys fill it.
     pub fn with_room_for(keys: usize) -> MemTable {
         let mut map = Map::default();
-        map.index.reserve(keys);
+        map.index.reserve(keys, |s| s.hash);
         MemTable {
             map: RwLock::new(map),
             bytes: AtomicUsize::new(0),
@@ -191,7 +223,9 @@ impl MemTable {
 impl Map {
     /// The entry of `key`, one of the ordered keys (so in the index too).
     fn entry(&self, key: &Key) -> Entry {
-        let v = &self.index[key];
+        let v = self
+            .find(key, KeyHash::of(key))
+            .expect("the index holds every ordered key");
         Entry {
             key: key.to_vec(),
             seq: v.seq,
@@ -230,14 +264,30 @@ impl Iterator for Entries<'_> {
 mod tests {
     use super::*;
 
+    /// The table's calls with the key's hash computed here.
+    trait Plain {
+        fn put(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>);
+        fn find(&self, key: &[u8]) -> Option<Versioned>;
+    }
+
+    impl Plain for MemTable {
+        fn put(&self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
+            let hash = KeyHash::of(&key);
+            self.apply(key, hash, seq, value)
+        }
+        fn find(&self, key: &[u8]) -> Option<Versioned> {
+            self.get(key, KeyHash::of(key))
+        }
+    }
+
     #[test]
     fn older_sequence_never_replaces_newer() {
         let t = MemTable::default();
-        t.apply(b"k".to_vec(), 5, Some(b"new".to_vec()));
-        t.apply(b"k".to_vec(), 3, Some(b"old".to_vec()));
-        assert_eq!(t.get(b"k").unwrap().value.as_deref(), Some(&b"new"[..]));
-        t.apply(b"k".to_vec(), 6, None);
-        assert_eq!(t.get(b"k").unwrap().value, None);
+        t.put(b"k".to_vec(), 5, Some(b"new".to_vec()));
+        t.put(b"k".to_vec(), 3, Some(b"old".to_vec()));
+        assert_eq!(t.find(b"k").unwrap().value.as_deref(), Some(&b"new"[..]));
+        t.put(b"k".to_vec(), 6, None);
+        assert_eq!(t.find(b"k").unwrap().value, None);
         assert_eq!(t.len(), 1);
     }
 
@@ -246,14 +296,14 @@ mod tests {
         let key = |g: &str, i: u32| format!("{g}-{i:06}").into_bytes();
         let t = Arc::new(MemTable::default());
         for i in 0..20_000 {
-            t.apply(key("first", i), i.into(), Some(vec![1; 8]));
+            t.put(key("first", i), i.into(), Some(vec![1; 8]));
         }
         let next = t.next_generation();
         assert!(next.is_empty());
         assert_eq!(next.bytes(), 0);
         let room = next.index_capacity();
         for i in 0..20_000 {
-            next.apply(key("second", i), i.into(), Some(vec![2; 8]));
+            next.put(key("second", i), i.into(), Some(vec![2; 8]));
         }
         assert_eq!(
             next.index_capacity(),
@@ -262,7 +312,7 @@ mod tests {
         );
         assert_eq!(next.len(), 20_000);
         assert!(
-            next.get(&key("first", 7)).is_none(),
+            next.find(&key("first", 7)).is_none(),
             "the next generation starts empty"
         );
     }
@@ -293,7 +343,7 @@ mod tests {
                 let mut model: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)> = BTreeMap::new();
                 for (k, seq, v) in writes {
                     let value = v.map(|v| vec![v; v as usize]);
-                    t.apply(key(k), seq, value.clone());
+                    t.put(key(k), seq, value.clone());
                     match model.get(&key(k)) {
                         Some((old, _)) if *old >= seq => {}
                         _ => {
@@ -304,7 +354,7 @@ mod tests {
                 prop_assert_eq!(t.len(), model.len());
                 for i in 0..40 {
                     let want = model.get(&key(i)).map(|(seq, value)| Versioned { seq: *seq, value: value.clone() });
-                    prop_assert_eq!(t.get(&key(i)), want);
+                    prop_assert_eq!(t.find(&key(i)), want);
                 }
                 let all: Vec<(Vec<u8>, u64, Option<Vec<u8>>)> =
                     model.iter().map(|(k, (s, v))| (k.clone(), *s, v.clone())).collect();

@@ -665,7 +665,8 @@ proptest::proptest! {
                 parts.push(MemTable::default());
             }
             let value = v.map(|v| vec![v]);
-            parts[p].apply(key(*k), i as u64 + 1, value.clone());
+            let hash = crate::keyhash::KeyHash::of(&key(*k));
+            parts[p].apply(key(*k), hash, i as u64 + 1, value.clone());
             match value {
                 Some(v) => model.insert(key(*k), v),
                 None => model.remove(&key(*k)),

@@ -53,7 +53,26 @@ pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<&[u8]>) -> Change<T> + Send>
 /// callers serialize updates per key). Sent inside an [`UpdateThen`].
 pub struct Update<T> {
     pub key: Vec<u8>,
+    /// `KeyHash::of(&key)`: the caller's, so the memory tables' probes and the insert
+    /// once durable hash nothing.
+    pub hash: KeyHash,
+    /// The key's `blake3` hash when the caller took one (placing the key on the ring): the
+    /// tables' bloom filters probe with it instead of hashing the key again.
+    pub digest: Option<blake3::Hash>,
     pub apply: UpdateFn<T>,
+}
+
+impl<T> Update<T> {
+    /// An update of `key`, hashing it here.
+    pub fn new(key: Vec<u8>, apply: UpdateFn<T>) -> Update<T> {
+        let hash = KeyHash::of(&key);
+        Update {
+            key,
+            hash,
+            digest: None,
+            apply,
+        }
+    }
 }
 
 /// An [`Update`] and the callback the Memtable actor runs with its answer (once the write
@@ -142,11 +161,13 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
     fn handle(&mut self, msg: Loaded<T>, _: &mut Context<Self>) {
         self.counters.received();
         let Loaded { update, got, done } = msg;
-        let Update { key, apply } = update;
+        let Update {
+            key, hash, apply, ..
+        } = update;
         let mut apply = Some(apply);
         // Memory is newer than the tables: a write that became durable meanwhile (a caller
         // that did not serialize) must not be lost.
-        let found = self.in_memory_with(&key, |_, value| {
+        let found = self.in_memory_with(&key, hash, |_, value| {
             (apply.take().expect("called once"))(&key, value)
         });
         let change = match (found, apply) {
@@ -157,7 +178,7 @@ impl<T: Send + 'static> Handler<Loaded<T>> for MemtableActor {
             },
             (None, None) => unreachable!("in_memory_with calls its function only to answer"),
         };
-        self.store_change(key, change, done);
+        self.store_change(key, hash, change, done);
     }
 }
 
@@ -170,14 +191,27 @@ impl MemtableActor {
     ) {
         // Counted as sent by the coordinator, its one sender.
         self.counters.handled();
-        let Update { key, apply } = msg;
+        let Update {
+            key,
+            hash,
+            digest,
+            apply,
+        } = msg;
         let mut apply = Some(apply);
-        let found = self.lookup_with(&key, |v| {
+        let found = self.lookup_with(&key, hash, digest.as_ref(), |v| {
             (apply.take().expect("called once"))(&key, v.and_then(|(_, value)| value))
         });
         match (found, apply) {
-            (Lookup::Memory(change), _) => self.store_change(key, change, done),
-            (Lookup::Disk, Some(apply)) => self.load_for_update(Update { key, apply }, done, ctx),
+            (Lookup::Memory(change), _) => self.store_change(key, hash, change, done),
+            (Lookup::Disk, Some(apply)) => {
+                let update = Update {
+                    key,
+                    hash,
+                    digest,
+                    apply,
+                };
+                self.load_for_update(update, done, ctx)
+            }
             (Lookup::Disk, None) => unreachable!("lookup_with reads from disk without calling"),
         }
     }
@@ -186,6 +220,7 @@ impl MemtableActor {
     fn store_change<T: Send + 'static>(
         &mut self,
         key: Vec<u8>,
+        hash: KeyHash,
         change: Change<T>,
         done: UpdateDone<T>,
     ) {
@@ -198,7 +233,7 @@ impl MemtableActor {
             NewValue::Delete => None,
         };
         let reply = WriteReply::Call(Box::new(move |r| done.call(r.map(|_seq| out))));
-        self.accept(Write { key, value }, reply);
+        self.accept(Write { key, value }, hash, reply);
     }
 
     fn load_for_update<T: Send + 'static>(
@@ -293,9 +328,9 @@ mod tests {
 
     /// Appends `suffix` to the value (absent: starts from "none"); answers what it saw.
     fn append(key: &str, suffix: &'static str) -> Update<Option<Vec<u8>>> {
-        Update {
-            key: key.as_bytes().to_vec(),
-            apply: Box::new(move |_: &[u8], v: Option<&[u8]>| {
+        Update::new(
+            key.as_bytes().to_vec(),
+            Box::new(move |_: &[u8], v: Option<&[u8]>| {
                 let v = v.map(<[u8]>::to_vec);
                 let mut next = v.clone().unwrap_or_else(|| b"none".to_vec());
                 next.extend_from_slice(suffix.as_bytes());
@@ -304,7 +339,7 @@ mod tests {
                     out: v,
                 }
             }),
-        }
+        )
     }
 
     async fn get(addr: &Addr<MemtableActor>, k: &str) -> Option<Vec<u8>> {
@@ -386,25 +421,25 @@ mod tests {
         assert_eq!(saw, None);
         assert_eq!(get(&addr, "zzz").await.as_deref(), Some(&b"none+c"[..]));
         // No write: nothing changes.
-        let read_only = Update {
-            key: b"k0007".to_vec(),
-            apply: Box::new(|_: &[u8], v: Option<&[u8]>| Change {
+        let read_only = Update::new(
+            b"k0007".to_vec(),
+            Box::new(|_: &[u8], v: Option<&[u8]>| Change {
                 write: None,
                 out: v.map(<[u8]>::to_vec),
             }),
-        };
+        );
         let saw = run_update(&addr, read_only).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v7"[..]));
         assert_eq!(get(&addr, "k0007").await.as_deref(), Some(&b"v7"[..]));
         // A delete (a tombstone GC purge): the key reads as absent, and the next update
         // sees nothing.
-        let purge = Update {
-            key: b"k0002".to_vec(),
-            apply: Box::new(|_: &[u8], v: Option<&[u8]>| Change {
+        let purge = Update::new(
+            b"k0002".to_vec(),
+            Box::new(|_: &[u8], v: Option<&[u8]>| Change {
                 write: Some(NewValue::Delete),
                 out: v.map(<[u8]>::to_vec),
             }),
-        };
+        );
         let saw = run_update(&addr, purge).await.unwrap();
         assert_eq!(saw.as_deref(), Some(&b"v2+a+b"[..]));
         assert_eq!(get(&addr, "k0002").await, None);

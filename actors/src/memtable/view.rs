@@ -28,6 +28,7 @@
 
 use super::table::{MemTable, Versioned};
 use crate::engine::Tables;
+use crate::keyhash::KeyHash;
 use std::sync::{Arc, RwLock};
 
 /// The memory tables, newest first, as the Memtable actor last published them.
@@ -42,11 +43,16 @@ impl MemView {
 
     /// `f` of the newest version of `key` in memory, run on it where it lies (under the
     /// table's read lock: keep `f` to CPU work); `None` when memory does not hold the key.
+    /// The key is hashed once for all the tables probed.
     pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Versioned) -> R) -> Option<R> {
+        let hash = KeyHash::of(key);
         let list = self.0.read().unwrap_or_else(|p| p.into_inner());
         let mut f = Some(f);
-        list.iter()
-            .find_map(|t| t.with(key, |v| f.take().expect("called once: find_map stops")(v)))
+        list.iter().find_map(|t| {
+            t.with(key, hash, |v| {
+                f.take().expect("called once: find_map stops")(v)
+            })
+        })
     }
 }
 
@@ -104,7 +110,7 @@ impl LocalReads {
         let f = f.expect("not called: memory did not hold the key");
         match self
             .tables
-            .get_cached_with(key, |e| f(e.and_then(|e| e.value)))
+            .get_cached_with(key, None, |e| f(e.and_then(|e| e.value)))
         {
             Some(Ok(r)) => Some(r),
             Some(Err(_)) | None => None,

@@ -150,8 +150,15 @@ pub fn partition_for(key: &[u8], bits: u32) -> u32 {
     if bits == 0 {
         return 0;
     }
-    let h = blake3::hash(key);
-    let first: [u8; 8] = h.as_bytes()[..8]
+    partition_of_digest(&blake3::hash(key), bits)
+}
+
+/// [`partition_for`] of the key whose `blake3` hash is `digest`.
+pub fn partition_of_digest(digest: &blake3::Hash, bits: u32) -> u32 {
+    if bits == 0 {
+        return 0;
+    }
+    let first: [u8; 8] = digest.as_bytes()[..8]
         .try_into()
         .expect("a blake3 hash has 32 bytes");
     (u64::from_be_bytes(first) >> (64 - bits)) as u32

@@ -216,6 +216,17 @@ impl PartitionTable {
         partition_for(key, self.bits)
     }
 
+    /// [`PartitionTable::partition_of`], and the key's `blake3` hash when it took one (not
+    /// with a single partition): the tables' bloom filters probe with the same hash, so a
+    /// write that carries it to storage hashes its key once.
+    pub fn locate(&self, key: &[u8]) -> (u32, Option<blake3::Hash>) {
+        if self.bits == 0 {
+            return (0, None);
+        }
+        let digest = blake3::hash(key);
+        (super::partition_of_digest(&digest, self.bits), Some(digest))
+    }
+
     /// The partition's primaries, preferred coordinator first. Empty if `partition` is out of
     /// range (`>= partitions()`).
     pub fn primaries(&self, partition: u32) -> &[NodeId] {

@@ -20,8 +20,13 @@ const MAX_PROBES: u8 = 7;
 
 /// The two 64-bit halves of the key's hash: block choice and in-block positions.
 pub fn key_hash(key: &[u8]) -> (u64, u64) {
-    let h = blake3::hash(key);
-    let b = h.as_bytes();
+    key_hash_of(&blake3::hash(key))
+}
+
+/// [`key_hash`] of the key whose `blake3` hash is `digest` (the ring places keys by the same
+/// hash, so a write hashes its key once for both).
+pub fn key_hash_of(digest: &blake3::Hash) -> (u64, u64) {
+    let b = digest.as_bytes();
     let mut a1 = [0u8; 8];
     let mut a2 = [0u8; 8];
     a1.copy_from_slice(&b[..8]);

@@ -1,0 +1,60 @@
+//! The keyed hash of a client's key, computed once per request and carried along.
+//!
+//! Owns: [`KeyHash`] and the process's one secret hash state. A put used to hash its key
+//! with SipHash about five times on the event loop (the key lock taken and freed, the
+//! memory table's lookup for the read-modify-write, its insert once durable, and a lookup
+//! per memory table probed); each took a few hundred instructions for a short key. Now the
+//! coordinator hashes the key once when it takes the key's lock, and that hash goes with
+//! the write to the Memtable actor, to the WAL group and back to the insert, so the maps
+//! that hold client keys (`coordinator::keylocks`, `memtable::table`) probe with it.
+//!
+//! Invariants:
+//! - `KeyHash::of(k)` depends only on `k` within one process, so a hash computed anywhere
+//!   finds the key in any of these maps; a hash is never computed from a different key than
+//!   the one it travels with (constructors take the key or recompute from it).
+//! - The hash is SipHash-1-3 under a secret drawn at random when the process first hashes a
+//!   key (std's `RandomState`): clients choose the keys, and an unkeyed hash would let one
+//!   send keys that all land in one bucket (HashDoS), turning the memtable's insert, under
+//!   its write lock, into a scan. Hashes never leave the process (not in files, not on the
+//!   wire).
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+
+/// A key's keyed hash (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyHash(u64);
+
+fn state() -> &'static RandomState {
+    static STATE: OnceLock<RandomState> = OnceLock::new();
+    STATE.get_or_init(RandomState::new)
+}
+
+impl KeyHash {
+    /// The hash of `key`.
+    pub fn of(key: &[u8]) -> KeyHash {
+        KeyHash(state().hash_one(key))
+    }
+
+    /// The value the hash tables take.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_one_hash_and_keys_apart() {
+        assert_eq!(
+            KeyHash::of(b"key-1"),
+            KeyHash::of(b"key-1".to_vec().as_slice())
+        );
+        let distinct: std::collections::HashSet<u64> = (0..1000)
+            .map(|i| KeyHash::of(format!("key-{i}").as_bytes()).get())
+            .collect();
+        assert_eq!(distinct.len(), 1000);
+    }
+}
