@@ -12,11 +12,15 @@
 //! - `KeyHash::of(k)` depends only on `k` within one process, so a hash computed anywhere
 //!   finds the key in any of these maps; a hash is never computed from a different key than
 //!   the one it travels with (constructors take the key or recompute from it).
-//! - The hash is SipHash-1-3 under a secret drawn at random when the process first hashes a
-//!   key (std's `RandomState`): clients choose the keys, and an unkeyed hash would let one
-//!   send keys that all land in one bucket (HashDoS), turning the memtable's insert, under
-//!   its write lock, into a scan. Hashes never leave the process (not in files, not on the
-//!   wire).
+//! - The hash is std's keyed hasher (currently SipHash-1-3) under a secret drawn at random
+//!   when the process first hashes a key (`RandomState`): clients choose the keys, and an
+//!   unkeyed hash would let one send keys that all land in one bucket (HashDoS), turning the
+//!   memtable's insert, under its write lock, into a scan. Hashes never leave the process
+//!   (not in files, not on the wire, and no scan follows hash order). One secret serves all
+//!   the maps where std gave each map its own (derived from one per-thread seed): the
+//!   protection is that the secret is unknown, which holds for one as for many; what is lost
+//!   is a fresh secret per memtable generation, so a colliding key set, were one learned
+//!   (say by timing), would stay colliding until a restart.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;

@@ -508,14 +508,15 @@ impl Handler<ClientBatch> for Coordinator {
 
     fn handle(&mut self, msg: ClientBatch, ctx: &mut Context<Self>) {
         self.counters.handled();
-        // A batch readies its keys' versions in memory before reading any of them
-        // (`LocalReads::prefetch`); a lone request gains nothing from it.
+        // A batch readies its gets' versions in memory before reading any of them
+        // (`LocalReads::prefetch`); a lone request gains nothing from it. Writes are
+        // readied by the Memtable actor, which reads them, with the hash each carries
+        // (`UpdateBatch`).
         if let (Some(reads), true) = (&self.local_reads, msg.0.len() > 1) {
             for op in &msg.0 {
-                reads.prefetch(match op {
-                    ClientOp::Get(g, _) => &g.key,
-                    ClientOp::Write(w, _) => &w.key,
-                });
+                if let ClientOp::Get(g, _) = op {
+                    reads.prefetch(&g.key);
+                }
             }
         }
         for op in msg.0 {

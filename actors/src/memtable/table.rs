@@ -5,7 +5,8 @@
 //! descent of a B-tree of a few hundred thousand keys misses the cache at most levels; it
 //! was 17% of a node's CPU under gets served from memory, the probe is a small part of it.
 //! The index probes with the key's [`KeyHash`], which the caller computed once for the
-//! request (and keeps per entry, so growing the index rehashes nothing).
+//! request; each entry keeps its hash, so growing the index moves entries without hashing
+//! their keys again.
 //!
 //! Invariants:
 //! - The index and the ordered set hold the same keys (both change under one write lock).
@@ -33,8 +34,8 @@ pub struct Versioned {
 const INLINE_KEY: usize = 24;
 
 /// Per-entry bookkeeping counted toward [`MemTable::bytes`] besides the heap bytes of the key
-/// and value: a hash bucket (the pair and a control byte, at hashbrown's 7/8 load) and a
-/// B-tree slot (the key, in nodes about two thirds full).
+/// and value: a hash bucket (the [`Slot`] of hash, key and version, and a control byte, at
+/// hashbrown's 7/8 load) and a B-tree slot (the key, in nodes about two thirds full).
 const ENTRY_OVERHEAD: usize =
     (std::mem::size_of::<Slot>() + 1) * 8 / 7 + std::mem::size_of::<Key>() * 3 / 2;
 
@@ -157,9 +158,10 @@ impl MemTable {
     }
 
     /// An empty table whose index has room for `keys` keys without growing. A hash index
-    /// grown from empty rehashes every key it holds at each doubling, in one insert, under
-    /// the write lock on the Memtable's event loop (in a standalone test one insert took
-    /// 32-35 ms at the doubling past 229,376 keys, docs/BENCHMARKS.md); the pipeline sizes
+    /// grown from empty moves every entry it holds at each doubling, in one insert, under
+    /// the write lock on the Memtable's event loop (in a standalone test of a std map, which
+    /// also rehashed each key, one insert took 32-35 ms at the doubling past 229,376 keys,
+    /// docs/BENCHMARKS.md); the pipeline sizes
     /// each generation for the keys of the one before it ([`Generation`]). The room is
     /// reserved now and counted in [`MemTable::bytes`] only as keys fill it.
     pub fn with_room_for(keys: usize) -> MemTable {

@@ -54,11 +54,11 @@ pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<&[u8]>) -> Change<T> + Send>
 pub struct Update<T> {
     pub key: Vec<u8>,
     /// `KeyHash::of(&key)`: the caller's, so the memory tables' probes and the insert
-    /// once durable hash nothing.
-    pub hash: KeyHash,
+    /// once durable hash nothing. Set only inside the crate (`Update::new` outside).
+    pub(crate) hash: KeyHash,
     /// The key's `blake3` hash when the caller took one (placing the key on the ring): the
     /// tables' bloom filters probe with it instead of hashing the key again.
-    pub digest: Option<blake3::Hash>,
+    pub(crate) digest: Option<blake3::Hash>,
     pub apply: UpdateFn<T>,
 }
 
@@ -149,6 +149,16 @@ impl<T: Send + 'static> Handler<UpdateBatch<T>> for MemtableActor {
     type Result = ();
 
     fn handle(&mut self, msg: UpdateBatch<T>, ctx: &mut Context<Self>) {
+        // As a batch of gets does (`LocalReads::prefetch`): every key's version is readied
+        // in memory before the first is read, so their cache misses overlap; with the
+        // hashes the updates carry, this hashes nothing.
+        if msg.0.len() > 1 {
+            for u in &msg.0 {
+                let Update { key, hash, .. } = &u.update;
+                self.memory()
+                    .find_map(|t| t.with(key, *hash, super::view::prefetch_value));
+            }
+        }
         for u in msg.0 {
             self.start_update(u.update, u.then, ctx);
         }

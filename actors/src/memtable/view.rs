@@ -86,15 +86,7 @@ impl LocalReads {
     /// node's CPU samples (docs/BENCHMARKS.md, "Prefetched batches"). A key memory does not
     /// hold costs one walk of the memory tables more.
     pub fn prefetch(&self, key: &[u8]) {
-        self.view.with(key, |v| {
-            if let Some(b) = &v.value {
-                // The lines at its start and 64 bytes on: most of a value of ~100 bytes.
-                prefetch_line(b.as_ptr());
-                if b.len() > 64 {
-                    prefetch_line(b[64..].as_ptr());
-                }
-            }
-        });
+        self.view.with(key, prefetch_value);
     }
 
     /// [`LocalReads::lookup`] that hands `f` the value's bytes where they lie instead of a
@@ -114,6 +106,17 @@ impl LocalReads {
         {
             Some(Ok(r)) => Some(r),
             Some(Err(_)) | None => None,
+        }
+    }
+}
+
+/// Asks the CPU to load the first lines of `v`'s value without waiting for them: the lines
+/// at its start and 64 bytes on, most of a value of ~100 bytes.
+pub(super) fn prefetch_value(v: &Versioned) {
+    if let Some(b) = &v.value {
+        prefetch_line(b.as_ptr());
+        if b.len() > 64 {
+            prefetch_line(b[64..].as_ptr());
         }
     }
 }
