@@ -235,18 +235,30 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<RequestStats>,
 ) {
-    let mut done = Vec::new();
+    let mut slots: Option<OwnedSemaphorePermit> = None;
+    let mut bytes = Vec::new();
     let mut samples = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
+        let mut coalesced = 0;
         // Coalesce what is already queued into one write; release permits after the flush.
+        // The connection's in-flight slots are merged into one permit (all come from its
+        // one semaphore), so a write gives them back with one release, not one per
+        // response (each takes the semaphore's lock).
         while let Some(item) = next.take() {
             if sink.feed(item.frame).await.is_err() {
                 return;
             }
             samples.extend(item.sample);
-            done.push(item.permit);
-            if done.len() < 128 {
+            if let Some(Held { _slot, _bytes }) = item.permit {
+                match &mut slots {
+                    Some(held) => held.merge(_slot),
+                    None => slots = Some(_slot),
+                }
+                bytes.extend(_bytes);
+            }
+            coalesced += 1;
+            if coalesced < 128 {
                 next = rx.try_recv().ok();
             }
         }
@@ -258,7 +270,8 @@ async fn write_loop(
         if sink.flush().await.is_err() {
             return;
         }
-        done.clear();
+        slots = None;
+        bytes.clear();
     }
     let _ = sink.close().await;
 }

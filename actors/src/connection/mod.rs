@@ -129,7 +129,9 @@ impl ClientTokens {
 }
 
 /// What a request holds until its response is written: its slot among the connection's
-/// `max_inflight`, and the bytes it took from the node's [`ByteBudget`].
+/// `max_inflight` (always a permit of the connection's one semaphore: the writer merges
+/// the slots of one write, which only permits of one semaphore allow), and the bytes it
+/// took from the node's [`ByteBudget`].
 pub(crate) struct Held {
     _slot: OwnedSemaphorePermit,
     _bytes: Option<OwnedSemaphorePermit>,
