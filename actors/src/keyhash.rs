@@ -2,16 +2,20 @@
 //!
 //! Owns: [`KeyHash`] and the process's one secret hash state. A put used to hash its key
 //! with SipHash about five times on the event loop (the key lock taken and freed, the
-//! memory table's lookup for the read-modify-write, its insert once durable, and a lookup
-//! per memory table probed); each took a few hundred instructions for a short key. Now the
+//! coordinator's prefetch, the memory table's lookup for the read-modify-write, its insert
+//! once durable, and one more per memory table a lookup walks); each took a few hundred
+//! instructions for a short key. Now the
 //! coordinator hashes the key once when it takes the key's lock, and that hash goes with
 //! the write to the Memtable actor, to the WAL group and back to the insert, so the maps
 //! that hold client keys (`coordinator::keylocks`, `memtable::table`) probe with it.
 //!
 //! Invariants:
 //! - `KeyHash::of(k)` depends only on `k` within one process, so a hash computed anywhere
-//!   finds the key in any of these maps; a hash is never computed from a different key than
-//!   the one it travels with (constructors take the key or recompute from it).
+//!   finds the key in any of these maps. A hash travels beside its key by convention (the
+//!   coordinator's `run_locked`, `memtable::Update`, the WAL group's pending writes), and is
+//!   always computed from that key; debug builds check it where it is stored
+//!   (`KeyLocks::acquire`, `MemTable::apply`), since a hash of another key would leave the
+//!   index and the ordered keys disagreeing.
 //! - The hash is std's keyed hasher (currently SipHash-1-3) under a secret drawn at random
 //!   when the process first hashes a key (`RandomState`): clients choose the keys, and an
 //!   unkeyed hash would let one send keys that all land in one bucket (HashDoS), turning the

@@ -161,10 +161,7 @@ async fn read_loop(
                 &mut batch,
                 Received {
                     decoded,
-                    permit: Held {
-                        _slot: slot,
-                        _bytes: None,
-                    },
+                    permit: Held { slot, bytes: None },
                 },
             );
             if batch.len() >= MAX_BATCH && !flush(&mut batch) {
@@ -201,8 +198,8 @@ async fn read_loop(
                 Received {
                     decoded: decode_request(&frame.body),
                     permit: Held {
-                        _slot: slot,
-                        _bytes: frame.budget,
+                        slot,
+                        bytes: frame.budget,
                     },
                 },
             ),
@@ -250,12 +247,12 @@ async fn write_loop(
                 return;
             }
             samples.extend(item.sample);
-            if let Some(Held { _slot, _bytes }) = item.permit {
+            if let Some(held) = item.permit {
                 match &mut slots {
-                    Some(held) => held.merge(_slot),
-                    None => slots = Some(_slot),
+                    Some(merged) => merged.merge(held.slot),
+                    None => slots = Some(held.slot),
                 }
-                bytes.extend(_bytes);
+                bytes.extend(held.bytes);
             }
             coalesced += 1;
             if coalesced < 128 {

@@ -133,8 +133,8 @@ impl ClientTokens {
 /// the slots of one write, which only permits of one semaphore allow), and the bytes it
 /// took from the node's [`ByteBudget`].
 pub(crate) struct Held {
-    _slot: OwnedSemaphorePermit,
-    _bytes: Option<OwnedSemaphorePermit>,
+    slot: OwnedSemaphorePermit,
+    bytes: Option<OwnedSemaphorePermit>,
 }
 
 /// The frames the reader task had received, decoded, each with what counts it as in flight.

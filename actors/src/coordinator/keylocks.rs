@@ -48,6 +48,11 @@ impl<T> KeyLocks<T> {
     /// when it was queued behind the running one. One probe of the table, with the caller's
     /// key moved in; `hash` is `KeyHash::of(&key)`.
     pub fn acquire(&mut self, key: LockKey, hash: KeyHash, op: T) -> Option<T> {
+        debug_assert_eq!(
+            hash,
+            KeyHash::of(&key),
+            "a key's hash travelled with another key"
+        );
         let entry = self.held.entry(hash.get(), |h| h.key == key, |h| h.hash);
         match entry {
             Entry::Occupied(mut held) => {

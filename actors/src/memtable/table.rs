@@ -111,6 +111,11 @@ impl MemTable {
         } else {
             0
         };
+        debug_assert_eq!(
+            hash,
+            KeyHash::of(&key),
+            "a key's hash travelled with another key"
+        );
         let size = key_heap + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let map = &mut *guard;

@@ -56,8 +56,10 @@ pub struct Update<T> {
     /// `KeyHash::of(&key)`: the caller's, so the memory tables' probes and the insert
     /// once durable hash nothing. Set only inside the crate (`Update::new` outside).
     pub(crate) hash: KeyHash,
-    /// The key's `blake3` hash when the caller took one (placing the key on the ring): the
-    /// tables' bloom filters probe with it instead of hashing the key again.
+    /// The key's `blake3` hash when the caller took one (a coordinated put, placing the key
+    /// on a ring of more than one partition): the bloom filters of a lookup answered in
+    /// memory or from cached blocks probe with it instead of hashing the key again (a block
+    /// read off disk, on the read queue, hashes the key itself).
     pub(crate) digest: Option<blake3::Hash>,
     pub apply: UpdateFn<T>,
 }
