@@ -4,10 +4,10 @@
 //! with SipHash about five times on the event loop (the key lock taken and freed, the
 //! coordinator's prefetch, the memory table's lookup for the read-modify-write, its insert
 //! once durable, and one more per memory table a lookup walks); each took a few hundred
-//! instructions for a short key. Now the
-//! coordinator hashes the key once when it takes the key's lock, and that hash goes with
-//! the write to the Memtable actor, to the WAL group and back to the insert, so the maps
-//! that hold client keys (`coordinator::keylocks`, `memtable::table`) probe with it.
+//! instructions for a short key. Now the coordinator hashes the key once when it takes the
+//! key's lock, and that hash goes with the write to the Memtable actor, to the WAL group
+//! and back to the insert, so the maps that hold client keys (`coordinator::keylocks`,
+//! `memtable::table`) probe with it.
 //!
 //! Invariants:
 //! - `KeyHash::of(k)` depends only on `k` within one process, so a hash computed anywhere

@@ -44,9 +44,9 @@ fn read_reply(
     as_type: Option<troupe_protocol::crdt::TypeKind>,
 ) -> Result<GetReply, ClientError> {
     let typed = match as_type {
-        Some(t) => super::local::typed_state(key, o, t)?,
+        Some(t) => super::next::typed_state(key, o, t)?,
         None => {
-            if let Some(k) = super::local::kind_of(key, o)? {
+            if let Some(k) = super::next::kind_of(key, o)? {
                 return Err(ClientError::new(
                     ErrorCode::BadRequest,
                     format!(

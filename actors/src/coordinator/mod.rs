@@ -51,6 +51,7 @@ mod get;
 pub mod keylocks;
 mod local;
 mod memtable_link;
+mod next;
 pub use local::{LocalResult, Stored};
 pub mod keys;
 pub mod peer_stats;

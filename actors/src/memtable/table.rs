@@ -151,11 +151,6 @@ impl MemTable {
         }
     }
 
-    /// The newest version of `key` this table holds (a copy: the lock is not held after).
-    pub fn get(&self, key: &[u8], hash: KeyHash) -> Option<Versioned> {
-        self.read().find(key, hash).cloned()
-    }
-
     /// `f` of the newest version of `key` this table holds, under the read lock (no copy).
     /// `hash` is `KeyHash::of(key)`.
     pub fn with<R>(&self, key: &[u8], hash: KeyHash, f: impl FnOnce(&Versioned) -> R) -> Option<R> {
@@ -166,9 +161,9 @@ impl MemTable {
     /// grown from empty moves every entry it holds at each doubling, in one insert, under
     /// the write lock on the Memtable's event loop (in a standalone test of a std map, which
     /// also rehashed each key, one insert took 32-35 ms at the doubling past 229,376 keys,
-    /// docs/BENCHMARKS.md); the pipeline sizes
-    /// each generation for the keys of the one before it ([`Generation`]). The room is
-    /// reserved now and counted in [`MemTable::bytes`] only as keys fill it.
+    /// docs/BENCHMARKS.md); the pipeline sizes each generation for the keys of the one
+    /// before it ([`Generation`]). The room is reserved now and counted in
+    /// [`MemTable::bytes`] only as keys fill it.
     pub fn with_room_for(keys: usize) -> MemTable {
         let mut map = Map::default();
         map.index.reserve(keys, |s| s.hash);
@@ -283,7 +278,7 @@ mod tests {
             self.apply(key, hash, seq, value)
         }
         fn find(&self, key: &[u8]) -> Option<Versioned> {
-            self.get(key, KeyHash::of(key))
+            self.with(key, KeyHash::of(key), Versioned::clone)
         }
     }
 

@@ -54,7 +54,7 @@ pub type UpdateFn<T> = Box<dyn FnOnce(&[u8], Option<&[u8]>) -> Change<T> + Send>
 pub struct Update<T> {
     pub key: Vec<u8>,
     /// `KeyHash::of(&key)`: the caller's, so the memory tables' probes and the insert
-    /// once durable hash nothing. Set only inside the crate (`Update::new` outside).
+    /// once durable hash nothing.
     pub(crate) hash: KeyHash,
     /// The key's `blake3` hash when the caller took one (a coordinated put, placing the key
     /// on a ring of more than one partition): the bloom filters of a lookup answered in
@@ -64,6 +64,7 @@ pub struct Update<T> {
     pub apply: UpdateFn<T>,
 }
 
+#[cfg(test)]
 impl<T> Update<T> {
     /// An update of `key`, hashing it here.
     pub fn new(key: Vec<u8>, apply: UpdateFn<T>) -> Update<T> {
