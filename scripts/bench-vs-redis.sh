@@ -12,14 +12,17 @@
 # per op (the node runs with TROUPE_COUNT_ALLOCS=1 and reports troupe_allocations_total),
 # and the median and range of the per-round ratio to Redis. Needs redis-server and
 # redis-benchmark (Debian: redis-server redis-tools); installs them if apt is available.
-# Usage: [ROUNDS=3] bash scripts/bench-vs-redis.sh [OPS]      (default 300000 per measurement)
+# Both keep their data (WAL, AOF) under BENCH_DIR (default: $TMPDIR or /tmp); the header names
+# its file system, which decides whether troupe's relaxed mode can write its WAL from the event
+# loop (XFS takes non-blocking buffered writes, ext4 does not: docs/BENCHMARKS.md).
+# Usage: [ROUNDS=3] [BENCH_DIR=DIR] bash scripts/bench-vs-redis.sh [OPS]   (default 300000 per measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OPS=${1:-300000}
 ROUNDS=${ROUNDS:-3}
 PORT=${TROUPE_BENCH_PORT:-17400}
 RPORT=${REDIS_BENCH_PORT:-16390}
-work=$(mktemp -d)
+work=$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}")
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
@@ -33,6 +36,7 @@ hz=$(getconf CLK_TCK)
 source scripts/lib/paired.sh
 
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ {print $2}') RAM; $(redis-server --version | cut -d' ' -f1-3); troupe $(git rev-parse --short HEAD) release"
+echo "data: $work on $(df -T "$work" | awk 'NR==2 {print $2}')"
 echo "start: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rounds: $ROUNDS per row, troupe and Redis back to back in each"
 echo "troupe: TROUPE_COUNT_ALLOCS=1 $T node --durability D ...; $T bench --addr ... --workload put|get --concurrency 50 --pipeline 1|16 --value-size 100 --keys 100000 --ops $OPS [--no-prefill]"
@@ -79,6 +83,8 @@ paired_run() { # durability appendfsync order_base put_label get_label
       paired_round "$r" "$((order + base))|$label" "$rt" "$pl" measure "$pid" $((PORT+3)) "$w" "$pl" "${extra[@]}"
     done
   done
+  curl -s "127.0.0.1:$((PORT+3))/metrics" | awk -v d="$dur" '/^troupe_wal_batches_total/ {t=$2}
+    /^troupe_wal_batches_now_total/ {n=$2} END {printf "%s node: %d WAL group commits, %d of them written from the event loop\n", d, t, n}' >>"$work/wal"
   kill -TERM "$pid" "$rpid"; wait "$pid" "$rpid" 2>/dev/null || true
 }
 
@@ -87,5 +93,6 @@ paired_run() { # durability appendfsync order_base put_label get_label
   paired_run relaxed everysec 1 "put, relaxed (100 ms sync / everysec)" "get (relaxed node / everysec)"
 } >"$work/rounds"
 echo "end: $(date -u '+%F %T') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$work/wal"
 echo
 sort -s -t'|' -k1,1n "$work/rounds" | cut -d'|' -f2- | python3 scripts/lib/paired.py "node CPU us per op"

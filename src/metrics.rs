@@ -389,7 +389,7 @@ fn storage_metrics(out: &mut String, g: &Gathered) {
     let (e, m) = (g.engine.as_ref(), g.memtable.as_ref());
     let cache = e.and_then(|e| e.cache);
     let (c, g_) = ("counter", "gauge");
-    let scalars: [(&str, &str, &str, Option<u64>); 23] = [
+    let scalars: [(&str, &str, &str, Option<u64>); 24] = [
         ("troupe_storage_flushes_total", c, "Memtables flushed to L0 tables.", e.map(|e| e.flushes)),
         ("troupe_storage_flush_bytes_total", c, "Table bytes written by flushes.", e.map(|e| e.flush_bytes)),
         ("troupe_storage_compactions_total", c, "Compactions run.", e.map(|e| e.compactions)),
@@ -408,6 +408,7 @@ fn storage_metrics(out: &mut String, g: &Gathered) {
         ("troupe_write_stalls_total", c, "Writes that waited for a flush.", m.map(|m| m.write_stalls)),
         ("troupe_wal_fsyncs_total", c, "Successful fdatasyncs of the WAL.", m.map(|m| m.wal_fsyncs)),
         ("troupe_wal_batches_total", c, "Group commits of the WAL (one write of their records each; writes over batches is the grouping).", m.map(|m| m.wal_batches)),
+        ("troupe_wal_batches_now_total", c, "Of those, group commits the event loop wrote itself with a non-blocking write (relaxed durability, on a file system that takes them: XFS, not ext4).", m.map(|m| m.wal_batches_now)),
         ("troupe_disk_lookups_total", c, "Lookups that needed a file read (the rest were answered from memory, bloom filters or the block cache).", m.map(|m| m.disk_lookups)),
         ("troupe_flush_failures_total", c, "Flush attempts that failed (retried unless poisoned).", g.flusher.as_ref().map(|f| f.failures.failures)),
         ("troupe_l0_stalls_total", c, "Times flushing waited for compaction because L0 was full.", g.flusher.as_ref().map(|f| f.l0_stalls)),

@@ -231,6 +231,7 @@ impl RecordingIo {
             file,
             ino,
             io: self.clone(),
+            nowait_calls: 0,
         })
     }
 }
@@ -311,6 +312,10 @@ struct RecFile {
     file: File,
     ino: Ino,
     io: RecordingIo,
+    /// `write_at_nowait` calls so far: they cycle through would-block, a partial write and
+    /// two whole ones, so that a relaxed-mode run takes every path of the WAL's appends
+    /// from the event loop (as a file system that takes non-blocking writes would).
+    nowait_calls: u64,
 }
 
 impl RecFile {
@@ -345,6 +350,18 @@ impl IoFile for RecFile {
             let bytes = buf.to_vec();
             Ok(((), Op::WriteAt { ino, offset, bytes }))
         })
+    }
+
+    fn write_at_nowait(&mut self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        self.nowait_calls += 1;
+        let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        let n = match self.nowait_calls % 4 {
+            0 => return Err(io::ErrorKind::WouldBlock.into()),
+            1 => bytes.len() / 2,
+            _ => bytes.len(),
+        };
+        self.write_at(&bytes[..n], offset)?;
+        Ok(n)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {

@@ -23,6 +23,16 @@ pub trait IoFile: Write + Send {
     /// `pwrite` of all of `buf` at `offset`, leaving the file position alone. Only for a file
     /// opened with [`Io::open_write`] (on an append-mode file Linux appends instead).
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// One `pwritev2(RWF_NOWAIT)` of `bufs` at `offset`: a write the kernel promises not to
+    /// block on (no waiting for page-cache locks, memory, or dirty-page throttling), safe on
+    /// an event loop. Returns how much it wrote (possibly less than all); `WouldBlock` when
+    /// it would have blocked this time; `Unsupported` when the file system never takes such
+    /// writes for buffered files (ext4 and tmpfs on Linux 6.18; XFS takes them). The default
+    /// is `Unsupported`.
+    fn write_at_nowait(&mut self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        let _ = (bufs, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// `fdatasync`: the file's data and size are durable.
     fn sync_data(&mut self) -> io::Result<()>;
     /// `fsync`: as `sync_data`, plus the rest of the inode's metadata.
@@ -63,6 +73,36 @@ pub fn real() -> Arc<dyn Io> {
 impl IoFile for File {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
+    }
+    #[cfg(target_os = "linux")]
+    fn write_at_nowait(&mut self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let (Ok(count), Ok(offset)) = (i32::try_from(bufs.len()), libc::off_t::try_from(offset))
+        else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` (std guarantees it on Unix), and
+        // the slices outlive the call; the descriptor is this open file's.
+        let n = unsafe {
+            libc::pwritev2(
+                self.as_raw_fd(),
+                bufs.as_ptr().cast::<libc::iovec>(),
+                count,
+                offset,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    // Not for this file (EOPNOTSUPP), or a kernel without pwritev2 (ENOSYS).
+                    Some(libc::EOPNOTSUPP | libc::ENOSYS) => Err(io::ErrorKind::Unsupported.into()),
+                    _ => Err(e),
+                }
+            }
+        }
     }
     fn sync_data(&mut self) -> io::Result<()> {
         File::sync_data(self)

@@ -16,6 +16,13 @@
 //!   queued at once. Its bytes count in `queued_bytes` from the moment they are encoded.
 //! - A group the WAL queue refuses is answered at once (`overloaded` when full, `stopped`
 //!   when the writer is gone), its bytes released: nothing of it was written.
+//! - In relaxed mode a group of at most [`MAX_NOW_BYTES`] is first offered to
+//!   [`WalWriter::append_now`] (written from this loop when the kernel can take it without
+//!   blocking, and acknowledged in the same turn), and only when no job queued on the
+//!   writer thread is unfinished (`outstanding`: appends until their `DurableBatch`,
+//!   rotations until their `WalRotated`, as the actor sees them), so the log's order and
+//!   the order in which groups are applied stay the order of submission, and no write of
+//!   a new generation can land in the segment a queued rotation is closing.
 
 use super::*;
 use std::sync::atomic::Ordering;
@@ -26,6 +33,9 @@ pub(super) const MAX_GROUP_WRITES: usize = 512;
 pub(super) const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Emptied write lists kept for reuse ([`WalQueue::recycle`]).
 const SPARE_WRITE_LISTS: usize = 8;
+/// Largest group offered to [`WalWriter::append_now`]: a larger one (a pipelined burst)
+/// goes to the writer thread, which seals and copies it off the event loop.
+pub(super) const MAX_NOW_BYTES: usize = 64 << 10;
 
 /// Queues the open group on the WAL (sent by the actor to itself; see the module docs).
 #[derive(Message)]
@@ -41,6 +51,9 @@ pub(super) struct WalQueue {
     spare_writes: Vec<Vec<Pending>>,
     /// A [`FlushWal`] is on its way for the open group.
     flush_sent: bool,
+    /// Jobs queued on the writer thread whose completion the actor has not seen yet (see
+    /// the module docs).
+    outstanding: usize,
     queued_bytes: Arc<AtomicUsize>,
     limit: usize,
     counters: Arc<ActorCounters>,
@@ -71,6 +84,7 @@ impl WalQueue {
             writes: Vec::new(),
             spare_writes: Vec::new(),
             flush_sent: false,
+            outstanding: 0,
             queued_bytes,
             limit,
             counters,
@@ -135,10 +149,43 @@ impl WalQueue {
         }
     }
 
-    /// The [`FlushWal`] of the open group arrived: queue it.
-    pub(super) fn flush_arrived(&mut self) {
+    /// The [`FlushWal`] of the open group arrived: write it from here if the log takes it
+    /// without waiting (see the module docs), else queue it. Returns the writes of a group
+    /// written here, for the caller to apply and acknowledge (their bytes are released).
+    pub(super) fn flush_arrived(&mut self) -> Option<Vec<Pending>> {
         self.flush_sent = false;
+        if self.outstanding == 0 && !self.writes.is_empty() && self.bytes.len() <= MAX_NOW_BYTES {
+            match self.wal.append_now(&mut self.bytes) {
+                wal::AppendNow::NotNow => {}
+                wal::AppendNow::Written => return Some(self.take_written()),
+                wal::AppendNow::Failed(e) => {
+                    let err = StorageError::Indeterminate(e.to_string());
+                    for w in self.take_written() {
+                        self.counters.error();
+                        w.reply.send(Err(err.clone()));
+                    }
+                    return None;
+                }
+            }
+        }
         let _ = self.flush(); // a refusal is answered to its writes
+        None
+    }
+
+    /// The open group's writes, once written from here (or failed): its buffer is kept
+    /// for the next group, its bytes released.
+    fn take_written(&mut self) -> Vec<Pending> {
+        self.bytes.clear();
+        let spare = self.spare_writes.pop().unwrap_or_default();
+        let writes = std::mem::replace(&mut self.writes, spare);
+        let len: usize = writes.iter().map(|w| w.len).sum();
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        writes
+    }
+
+    /// The actor saw `jobs` queued appends or rotations complete.
+    pub(super) fn returned(&mut self, jobs: usize) {
+        self.outstanding = self.outstanding.saturating_sub(jobs);
     }
 
     /// Queues the open group as one WAL job. Refused, its writes are answered with why.
@@ -156,6 +203,7 @@ impl WalQueue {
             spare.unwrap_or_else(|| Vec::with_capacity(room.1)),
         );
         let Err((e, writes)) = self.wal.append(bytes, writes) else {
+            self.outstanding += 1;
             return Ok(());
         };
         let len: usize = writes.iter().map(|w| w.len).sum();
@@ -180,7 +228,9 @@ impl WalQueue {
         done: Box<dyn FnOnce(Result<u64, WalError>) + Send>,
     ) -> Result<(), wal::SubmitError> {
         self.flush()?;
-        self.wal.rotate(done)
+        self.wal.rotate(done)?;
+        self.outstanding += 1;
+        Ok(())
     }
 
     /// Queues the open group, then a sync of everything written.

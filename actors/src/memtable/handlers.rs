@@ -92,8 +92,12 @@ impl MemtableActor {
                 self.counters.sent();
                 me.do_send(group::FlushWal);
             }
-            // Before the actor has an address (nothing submits then): queue it now.
-            (group::Pushed::First, None) => self.wal.flush_arrived(),
+            // Before the actor has an address (nothing submits then): write or queue it now.
+            (group::Pushed::First, None) => {
+                if let Some(writes) = self.wal.flush_arrived() {
+                    self.written_now(writes);
+                }
+            }
             (group::Pushed::Full, _) => {
                 let _ = self.wal.flush(); // a refusal is answered to its writes
             }
@@ -196,6 +200,7 @@ impl Handler<DurableBatch> for MemtableActor {
     fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self>) {
         self.counters.handled();
         self.wal_batches += 1;
+        self.wal.returned(msg.groups.len());
         if let Err(e) = msg.result {
             self.counters.error();
             let err = match e {
@@ -210,11 +215,8 @@ impl Handler<DurableBatch> for MemtableActor {
             self.seal_if_due();
             return;
         }
-        for mut group in msg.groups {
-            for w in group.drain(..) {
-                self.apply_durable(w);
-            }
-            self.wal.recycle(group);
+        for group in msg.groups {
+            self.apply_group(group);
         }
         // The batch left the WAL queue: a seal the queue refused may fit now.
         self.seal_if_due();
@@ -222,6 +224,23 @@ impl Handler<DurableBatch> for MemtableActor {
 }
 
 impl MemtableActor {
+    /// A group this loop wrote to the WAL itself ([`group::WalQueue::flush_arrived`]): as
+    /// durable as one the writer thread completed (relaxed mode), applied and acknowledged
+    /// in this turn.
+    fn written_now(&mut self, writes: Vec<Pending>) {
+        self.wal_batches += 1;
+        self.wal_batches_now += 1;
+        self.apply_group(writes);
+    }
+
+    /// Applies a durable group's writes in log order and keeps its emptied list.
+    fn apply_group(&mut self, mut group: Vec<Pending>) {
+        for w in group.drain(..) {
+            self.apply_durable(w);
+        }
+        self.wal.recycle(group);
+    }
+
     /// Applies a write the WAL made durable to its generation's table and acknowledges it.
     fn apply_durable(&mut self, w: Pending) {
         let Some(table) = self.pipe.durable(w.generation) else {
@@ -243,6 +262,7 @@ impl Handler<WalRotated> for MemtableActor {
 
     fn handle(&mut self, msg: WalRotated, _: &mut Context<Self>) {
         self.counters.received();
+        self.wal.returned(1);
         let new_segment = match msg.result {
             Ok(segment) => Some(segment),
             Err(e) => {
@@ -264,7 +284,11 @@ impl Handler<group::FlushWal> for MemtableActor {
 
     fn handle(&mut self, _: group::FlushWal, _: &mut Context<Self>) {
         self.counters.handled();
-        self.wal.flush_arrived();
+        if let Some(writes) = self.wal.flush_arrived() {
+            self.written_now(writes);
+            // Its bytes left the WAL queue: a seal the queue refused may fit now.
+            self.seal_if_due();
+        }
     }
 }
 
@@ -603,6 +627,7 @@ impl Handler<GetMemtableStats> for MemtableActor {
             next_seq: self.next_seq,
             wal_fsyncs: self.wal.writer().fsyncs(),
             wal_batches: self.wal_batches,
+            wal_batches_now: self.wal_batches_now,
             disk_lookups: self.disk_lookups,
         })
     }

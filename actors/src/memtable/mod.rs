@@ -195,6 +195,10 @@ pub struct MemtableStats {
     /// Group commits of the WAL so far (one `write` of the batch's records each, and in
     /// sync mode its fdatasync): writes over batches is how well writes are grouped.
     pub wal_batches: u64,
+    /// Of `wal_batches`, those the Memtable's event loop wrote itself without blocking
+    /// (relaxed mode, on a file system that takes non-blocking writes: XFS, not ext4), each
+    /// acknowledged without the hop to the writer thread and back.
+    pub wal_batches_now: u64,
     /// Lookups (gets and updates) that needed a file read, through the disk-read queue;
     /// the others were answered from memory, bloom filters or the block cache.
     pub disk_lookups: u64,
@@ -280,6 +284,8 @@ pub struct MemtableActor {
     disk_lookups: u64,
     /// See [`MemtableStats::wal_batches`].
     wal_batches: u64,
+    /// See [`MemtableStats::wal_batches_now`].
+    wal_batches_now: u64,
     /// The node's one poison flag, shared with the WAL writer: a failed WAL write or sync,
     /// a failed flush, or a poisoned engine sets it, and from then on the WAL writer refuses
     /// every append, so no later write is acknowledged. Status and metrics read it.
@@ -438,6 +444,7 @@ impl MemtableActor {
                 ),
                 disk_lookups: 0,
                 wal_batches: 0,
+                wal_batches_now: 0,
                 engine_poison: health,
                 config,
                 counters,

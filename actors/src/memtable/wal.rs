@@ -30,7 +30,9 @@
 //!   segment is synced every `relaxed_sync_ms` (up to that much acknowledged data can be lost
 //!   on power failure or kernel crash; a process crash loses nothing the OS accepted).
 //! - Group commit: the writer thread takes every job queued while it was syncing and writes
-//!   them as one batch, with one `write` and one `fdatasync`. A batch's `synced_before` is
+//!   them as one batch, with one `write` and one `fdatasync`. In relaxed mode the Memtable
+//!   may write a group as a batch itself, with a write that never blocks
+//!   ([`WalWriter::append_now`], [`tail`]); the segment's end is shared under one mutex. A batch's `synced_before` is
 //!   never past what an fdatasync has covered: the writer syncs a segment when it opens it
 //!   (bytes a killed process left unsynced are synced before anything claims them).
 //! - A failed write or sync poisons the log for good: the page cache may have dropped the
@@ -59,8 +61,11 @@ use std::time::{Duration, Instant};
 
 pub mod format;
 pub mod repair;
+mod tail;
 mod writer;
 
+pub use tail::AppendNow;
+use tail::Tail;
 use writer::WriterThread;
 
 pub use format::{
@@ -101,7 +106,7 @@ impl Spares {
 }
 
 /// The writer grows a segment by zeros ahead of the log by its own size, at least
-/// `PREALLOC_MIN` and at most `PREALLOC_MAX` at a time (see `WriterThread::preallocate`).
+/// `PREALLOC_MIN` and at most `PREALLOC_MAX` at a time (see `Tail::preallocate`).
 const PREALLOC_MIN: u64 = 64 << 10;
 const PREALLOC_MAX: u64 = 1 << 20;
 
@@ -321,6 +326,10 @@ pub type Health = Arc<Mutex<Option<String>>>;
 /// Handle to the writer thread. Dropping every handle stops the thread after it drains.
 pub struct WalWriter<T> {
     tx: SyncSender<Job<T>>,
+    /// The open segment, shared with the writer thread (for [`WalWriter::append_now`]).
+    tail: Arc<Mutex<Tail>>,
+    /// Relaxed mode: [`WalWriter::append_now`] may write.
+    relaxed: bool,
     health: Health,
     fsyncs: Arc<AtomicU64>,
     spares: Arc<Spares>,
@@ -330,6 +339,8 @@ impl<T> Clone for WalWriter<T> {
     fn clone(&self) -> Self {
         WalWriter {
             tx: self.tx.clone(),
+            tail: self.tail.clone(),
+            relaxed: self.relaxed,
             health: self.health.clone(),
             fsyncs: self.fsyncs.clone(),
             spares: self.spares.clone(),
@@ -358,9 +369,10 @@ impl<T: Send + 'static> WalWriter<T> {
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
         let path = segment_path(dir, segment);
-        let OpenSegment { file, salt, len } = open_segment(io.as_ref(), &path, segment)?;
+        let open = open_segment(io.as_ref(), &path, segment)?;
         // The new segment's directory entry must be durable before anything in it counts.
         fsync_dir(io.as_ref(), dir)?;
+        let tail = Arc::new(Mutex::new(Tail::open(path, segment, open)));
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_jobs);
         let health: Health = Arc::new(Mutex::new(None));
         let fsyncs = Arc::new(AtomicU64::new(0));
@@ -371,17 +383,9 @@ impl<T: Send + 'static> WalWriter<T> {
             io,
             fsyncs: fsyncs.clone(),
             dir: dir.to_path_buf(),
-            segment,
-            path,
-            file,
-            salt,
-            end: len,
-            alloc: len,
-            prealloc: true,
-            synced: len,
+            tail: tail.clone(),
             durability,
             health: health.clone(),
-            dirty: false,
             sink,
         };
         std::thread::Builder::new()
@@ -390,6 +394,8 @@ impl<T: Send + 'static> WalWriter<T> {
             .map_err(io_err(dir))?;
         Ok(WalWriter {
             tx,
+            tail,
+            relaxed: matches!(durability, Durability::Relaxed { .. }),
             health,
             fsyncs,
             spares,
@@ -432,6 +438,36 @@ impl<T: Send + 'static> WalWriter<T> {
                 }
                 _ => unreachable!("BUG: an append job came back as another job"),
             })
+    }
+
+    /// Relaxed mode: writes `records` (whole records from [`encode_record_unsealed`]) as one
+    /// batch on the caller's thread, if the log can take them without waiting: the writer
+    /// thread is not using the segment, the batch fits in its preallocated zeros, and the
+    /// kernel takes the whole write now (see [`Tail::append_now`]). `Written` means in the
+    /// log as a relaxed append queued here would be once its sink ran; `NotNow` means
+    /// nothing was written: queue them with [`WalWriter::append`]. Never blocks.
+    ///
+    /// The log's order is the order of the calls, so call it only when every append and
+    /// rotation queued before has completed (its sink or `done` ran and was seen).
+    pub fn append_now(&self, records: &mut [u8]) -> AppendNow {
+        if !self.relaxed || records.is_empty() {
+            return AppendNow::NotNow;
+        }
+        let Ok(mut tail) = self.tail.try_lock() else {
+            return AppendNow::NotNow; // the writer thread is at work on it (or died in it)
+        };
+        if self.poisoned().is_some() {
+            return AppendNow::NotNow; // the writer thread answers with the poison
+        }
+        match tail.append_now(records) {
+            AppendNow::Failed(e) => {
+                let reason = e.to_string();
+                log::error!("WAL poisoned: {reason}; refusing all further writes");
+                *lock(&self.health) = Some(reason.clone());
+                AppendNow::Failed(WalError::Indeterminate(reason))
+            }
+            done => done,
+        }
     }
 
     /// Queues a sync of everything written so far. Never blocks.

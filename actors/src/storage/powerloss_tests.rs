@@ -25,7 +25,7 @@
 use super::*;
 use crate::compactor::CompactAll;
 use crate::crash_sim::{seed_from_env, CrashModel, Op, RecordingIo};
-use crate::memtable::{Scan, Seal, Write};
+use crate::memtable::{GetMemtableStats, Scan, Seal, Write};
 use futures_util::future::join_all;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -135,12 +135,15 @@ fn tables_options(io: Arc<dyn crate::engine::io::Io>) -> TablesOptions {
 }
 
 /// Records a run in `root/node` (which does not exist yet).
-fn record(root: &Path, seed: u64, durability: Durability) -> (RecordingIo, Vec<Written>) {
+/// Also returns how many group commits the Memtable wrote itself (`wal_batches_now`: the
+/// recorder's files take non-blocking writes, so relaxed runs write from the loop).
+fn record(root: &Path, seed: u64, durability: Durability) -> (RecordingIo, Vec<Written>, u64) {
     let io = RecordingIo::new(root);
     let data = root.join("node");
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut budget = OPS;
     let mut log = Vec::new();
+    let mut written_now = 0;
     while budget > 0 {
         // One actor system per epoch; dropping it stops the actors (a restart).
         std::thread::scope(|scope| {
@@ -155,14 +158,16 @@ fn record(root: &Path, seed: u64, durability: Durability) -> (RecordingIo, Vec<W
                                 .expect("storage opens");
                         let here = Arbiter::current();
                         let s = opened.start(&here, &here, &registry);
-                        run_ops(&s, &io, &mut rng, &mut budget, &mut log).await
+                        run_ops(&s, &io, &mut rng, &mut budget, &mut log).await;
+                        let stats = s.memtable.send(GetMemtableStats).await;
+                        written_now += stats.map_or(0, |st| st.wal_batches_now);
                     })
                 })
                 .join()
                 .unwrap_or_else(|_| panic!("recorded run failed with POWERLOSS_SEED={seed}"))
         });
     }
-    (io, log)
+    (io, log, written_now)
 }
 
 /// Everything stored under `data`, read through freshly started storage actors.
@@ -400,7 +405,13 @@ type Check = fn(&[Written], usize, &Model) -> Result<(), String>;
 fn run(durability: Durability, cuts: usize, check: Check, reorder: bool) {
     let seed = seed_from_env("POWERLOSS_SEED");
     let root = tempfile::tempdir().expect("tempdir");
-    let (io, mut writes) = record(root.path(), seed, durability);
+    let (io, mut writes, written_now) = record(root.path(), seed, durability);
+    let relaxed = matches!(durability, Durability::Relaxed { .. });
+    assert_eq!(
+        relaxed,
+        written_now > 0,
+        "seed {seed}: group commits written from the loop: {written_now}"
+    );
     let ops = io.ops();
     writes.sort_by_key(|w| w.seq);
     let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();

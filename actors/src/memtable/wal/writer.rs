@@ -1,6 +1,8 @@
 //! The `wal-writer` thread: takes queued jobs, writes each group commit as one batch with
 //! one `write(2)` and (in sync mode) one fdatasync, rotates segments, and hands every
-//! batch's outcome to the sink. A failed write or sync poisons the log for good.
+//! batch's outcome to the sink. A failed write or sync poisons the log for good. The
+//! segment itself is the shared [`Tail`]: the thread locks it for each piece of I/O (never
+//! while holding the health lock, which appends from the loop take under the tail's).
 
 use super::*;
 
@@ -8,32 +10,13 @@ use super::*;
 /// burst, is freed).
 const KEEP_BATCH_BYTES: usize = 4 << 20;
 
-/// What `preallocate` writes: zeros that are never written to, so their pages are the
-/// kernel's shared zero page (a fresh zeroed buffer per preallocation was a page fault per
-/// 4 KiB written, each zeroing a new page, on this thread).
-static ZEROS: [u8; PREALLOC_MAX as usize] = [0; PREALLOC_MAX as usize];
-
 pub(super) struct WriterThread<T> {
     pub(super) io: Arc<dyn Io>,
     pub(super) dir: PathBuf,
-    pub(super) segment: u64,
-    pub(super) path: PathBuf,
-    pub(super) file: Box<dyn IoFile>,
-    /// The current segment's salt (seeds its batch header checksums).
-    pub(super) salt: u64,
-    /// Bytes written to the current segment (the log ends here).
-    pub(super) end: u64,
-    /// The current segment's file size: `end`, then zeros up to here (see
-    /// `preallocate`).
-    pub(super) alloc: u64,
-    /// Whether to preallocate the current segment (off after a preallocation failed).
-    pub(super) prealloc: bool,
-    /// Bytes of the current segment covered by a completed fdatasync.
-    pub(super) synced: u64,
+    /// The open segment, shared with appends from the Memtable's loop ([`Tail`]).
+    pub(super) tail: Arc<Mutex<Tail>>,
     pub(super) durability: Durability,
     pub(super) health: Health,
-    /// Bytes written since the last sync (relaxed mode).
-    pub(super) dirty: bool,
     pub(super) fsyncs: Arc<AtomicU64>,
     pub(super) sink: DurableSink<T>,
     /// Where each append's buffer goes once copied into the batch.
@@ -60,7 +43,7 @@ impl<T> WriterThread<T> {
                     match rx.recv_timeout(wait) {
                         Ok(j) => j,
                         Err(RecvTimeoutError::Timeout) => {
-                            if self.dirty {
+                            if self.dirty() {
                                 let r = self.sync();
                                 let _ = self.finish(r); // a failure is recorded as poison
                             }
@@ -75,14 +58,14 @@ impl<T> WriterThread<T> {
             // Relaxed mode: sync on schedule even when jobs never stop coming (a queue that
             // is never empty would otherwise never time out).
             if let Durability::Relaxed { interval } = self.durability {
-                if self.dirty && Instant::now() >= next_sync {
+                if Instant::now() >= next_sync && self.dirty() {
                     let r = self.sync();
                     let _ = self.finish(r); // a failure is recorded as poison
                     next_sync = Instant::now() + interval;
                 }
             }
         }
-        if self.dirty {
+        if self.dirty() {
             let r = self.sync();
             let _ = self.finish(r); // a failure is recorded as poison
         }
@@ -144,10 +127,12 @@ impl<T> WriterThread<T> {
             }
             Some(Job::Rotate { done }) => {
                 let r = self.rotate();
-                match self.finish(r.as_ref().map(|_| ()).map_err(|e| e.to_string())) {
-                    Ok(()) => done(Ok(self.segment)),
-                    Err(e) => done(Err(WalError::Poisoned(e))),
-                }
+                let segment = *r.as_ref().unwrap_or(&0); // used only when `r` is Ok
+                done(
+                    self.finish(r.map(drop))
+                        .map(|()| segment)
+                        .map_err(WalError::Poisoned),
+                );
             }
             _ => {}
         }
@@ -166,102 +151,29 @@ impl<T> WriterThread<T> {
         })
     }
 
-    /// Writes `buf` (a batch: room for its header, then its records) and, in sync mode,
-    /// syncs it.
-    fn write_batch(&mut self, buf: &mut [u8]) -> Result<(), WalError> {
-        if lock(&self.health).is_some() {
-            return Ok(()); // finish() reports the poison
-        }
-        let (header, body) = buf.split_at_mut(format::BATCH_HEADER_LEN);
-        let body_len = u32::try_from(body.len()).map_err(|_| WalError::Io {
-            path: self.path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "a WAL batch over 4 GiB"),
-        })?;
-        header.copy_from_slice(&format::batch_header(self.salt, body_len, self.synced));
-        self.preallocate(buf.len() as u64)?;
-        self.file
-            .write_at(buf, self.end)
-            .map_err(io_err(&self.path))?;
-        self.end += buf.len() as u64;
-        self.dirty = true;
-        match self.durability {
-            Durability::Sync => self.sync(),
-            Durability::Relaxed { .. } => Ok(()),
-        }
+    fn poisoned(&self) -> bool {
+        lock(&self.health).is_some()
     }
 
-    /// Makes room for `len` more bytes of log: when they would pass the file's end, writes
-    /// zeros past them, growing the file by its own size (at least [`PREALLOC_MIN`], at
-    /// most [`PREALLOC_MAX`] at a time, so a small segment wastes little). The batch's own
-    /// fdatasync makes them durable with it; the fdatasyncs of the batches after it then
-    /// write data blocks only (the file's size and blocks are already on disk), which cost
-    /// a quarter to a third less time and CPU on ext4 (docs/BENCHMARKS.md). Recovery reads
-    /// the zeros after the last batch like a torn tail of nothing (no batch header: it ends
-    /// the log) and cuts them off; a rotation cuts them off before the next segment exists.
-    ///
-    /// Best effort: if the zeros cannot be written (a file size limit, a full disk), this
-    /// segment is written without preallocation, as it would have been without it; only a
-    /// failure of the log's own bytes poisons the log.
-    fn preallocate(&mut self, len: u64) -> Result<(), WalError> {
-        let need = self.end + len;
-        if need <= self.alloc || !self.prealloc {
-            return Ok(());
+    fn dirty(&self) -> bool {
+        lock(&self.tail).dirty
+    }
+
+    fn write_batch(&mut self, buf: &mut [u8]) -> Result<(), WalError> {
+        if self.poisoned() {
+            return Ok(()); // finish() reports the poison
         }
-        let step = self.alloc.clamp(PREALLOC_MIN, PREALLOC_MAX);
-        let to = need.div_ceil(step) * step;
-        let mut written = Ok(());
-        let mut at = self.alloc;
-        while at < to && written.is_ok() {
-            let n = (to - at).min(ZEROS.len() as u64);
-            written = self.file.write_at(&ZEROS[..n as usize], at);
-            at += n;
-        }
-        match written {
-            Ok(()) => self.alloc = to,
-            Err(e) => {
-                log::info!(
-                    "WAL {}: cannot preallocate to {to} bytes ({e}); writing this segment without",
-                    self.path.display()
-                );
-                self.prealloc = false;
-                // Part of the zeros may be in the file; the log's writes go over them.
-                self.alloc = self.file.size().unwrap_or(self.end).max(self.end);
-            }
-        }
-        Ok(())
+        lock(&self.tail).write_batch(buf, self.durability, &self.fsyncs)
     }
 
     fn sync(&mut self) -> Result<(), WalError> {
-        if lock(&self.health).is_some() {
+        if self.poisoned() {
             return Ok(());
         }
-        self.file.sync_data().map_err(io_err(&self.path))?;
-        self.synced = self.end;
-        self.dirty = false;
-        self.fsyncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        lock(&self.tail).sync(&self.fsyncs)
     }
 
-    fn rotate(&mut self) -> Result<(), WalError> {
-        self.sync()?;
-        // Only the last segment may end in anything but a whole batch: cut the zeros off
-        // (durably) before the next segment exists.
-        if self.alloc > self.end {
-            // Also after a failed preallocation (part of its zeros may be in the file).
-            self.file.set_len(self.end).map_err(io_err(&self.path))?;
-            self.file.sync_data().map_err(io_err(&self.path))?;
-            self.alloc = self.end;
-        }
-        let next = self.segment + 1;
-        let path = segment_path(&self.dir, next);
-        let OpenSegment { file, salt, len } = open_segment(self.io.as_ref(), &path, next)?;
-        (self.file, self.salt, self.end, self.synced) = (file, salt, len, len);
-        self.alloc = len;
-        self.prealloc = true;
-        fsync_dir(self.io.as_ref(), &self.dir)?;
-        self.segment = next;
-        self.path = path;
-        Ok(())
+    fn rotate(&mut self) -> Result<u64, WalError> {
+        lock(&self.tail).rotate(self.io.as_ref(), &self.dir, &self.fsyncs)
     }
 }
