@@ -312,8 +312,8 @@ struct RecFile {
     file: File,
     ino: Ino,
     io: RecordingIo,
-    /// `write_at_nowait` calls so far: they cycle through would-block, a partial write and
-    /// two whole ones, so that a relaxed-mode run takes every path of the WAL's appends
+    /// `write_at_nowait` calls so far: they cycle through a partial write, two whole ones
+    /// and a would-block, so that a relaxed-mode run takes every path of the WAL's appends
     /// from the event loop (as a file system that takes non-blocking writes would).
     nowait_calls: u64,
 }

@@ -154,42 +154,46 @@ impl WalQueue {
     /// written here, for the caller to apply and acknowledge (their bytes are released).
     pub(super) fn flush_arrived(&mut self) -> Option<Vec<Pending>> {
         self.flush_sent = false;
+        let mut tried = wal::AppendNow::NotNow;
         if self.outstanding == 0 && !self.writes.is_empty() && self.bytes.len() <= MAX_NOW_BYTES {
-            match self.wal.append_now(&mut self.bytes) {
-                wal::AppendNow::NotNow => {}
-                wal::AppendNow::Written => return Some(self.take_written()),
-                wal::AppendNow::Failed(e) => {
-                    let err = StorageError::Indeterminate(e.to_string());
-                    for w in self.take_written() {
-                        self.counters.error();
-                        w.reply.send(Err(err.clone()));
-                    }
-                    return None;
-                }
+            tried = self.wal.append_now(&mut self.bytes);
+        }
+        match tried {
+            wal::AppendNow::Written => {
+                self.bytes.clear();
+                let spare = self.spare_writes.pop().unwrap_or_default();
+                let writes = std::mem::replace(&mut self.writes, spare);
+                let len: usize = writes.iter().map(|w| w.len).sum();
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Some(writes)
+            }
+            wal::AppendNow::NotNow | wal::AppendNow::Partial => {
+                // After a partial write part of the group is in the file until the thread
+                // writes over it. A refusal is answered to the group's writes.
+                let _ = self.queue(tried == wal::AppendNow::Partial);
+                None
             }
         }
-        let _ = self.flush(); // a refusal is answered to its writes
-        None
-    }
-
-    /// The open group's writes, once written from here (or failed): its buffer is kept
-    /// for the next group, its bytes released.
-    fn take_written(&mut self) -> Vec<Pending> {
-        self.bytes.clear();
-        let spare = self.spare_writes.pop().unwrap_or_default();
-        let writes = std::mem::replace(&mut self.writes, spare);
-        let len: usize = writes.iter().map(|w| w.len).sum();
-        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-        writes
     }
 
     /// The actor saw `jobs` queued appends or rotations complete.
     pub(super) fn returned(&mut self, jobs: usize) {
+        debug_assert!(
+            self.outstanding >= jobs,
+            "more WAL jobs returned than queued"
+        );
         self.outstanding = self.outstanding.saturating_sub(jobs);
     }
 
     /// Queues the open group as one WAL job. Refused, its writes are answered with why.
     pub(super) fn flush(&mut self) -> Result<(), wal::SubmitError> {
+        self.queue(false)
+    }
+
+    /// [`WalQueue::flush`]; `partial`: part of the group may already be in the file (a
+    /// partial write from the loop), so a refusal answers its writes `timeout`, not
+    /// `overloaded` or `stopped`.
+    fn queue(&mut self, partial: bool) -> Result<(), wal::SubmitError> {
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -209,6 +213,9 @@ impl WalQueue {
         let len: usize = writes.iter().map(|w| w.len).sum();
         self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
         let err = match e {
+            _ if partial => StorageError::Indeterminate(format!(
+                "{e} after part of the group was written; it may be replayed at restart"
+            )),
             wal::SubmitError::Full => StorageError::Overloaded {
                 queued: self.queued_bytes.load(Ordering::Relaxed),
                 limit: self.limit,

@@ -13,8 +13,9 @@
 //! The actor stays the only writer. Invariants (why a reader never sees a write before it is
 //! acknowledged, and never an older version than memory holds):
 //! - A write is applied to a memory table only when the WAL writer reported it durable, in
-//!   the same actor turn that acknowledges it (`DurableBatch`); before that it exists only
-//!   in the WAL queue, which readers cannot see. A reader may see a write a moment before its
+//!   the same actor turn that acknowledges it (`DurableBatch`; or `FlushWal`, for a relaxed
+//!   group the actor wrote to the WAL itself); before that it exists only in the WAL queue,
+//!   which readers cannot see. A reader may see a write a moment before its
 //!   writer hears the acknowledgement, never before it is durable.
 //! - The list is replaced in the same actor turn as the change that makes it stale, before
 //!   any later write is applied: a seal creates the new active table, and no durable write

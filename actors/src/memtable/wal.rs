@@ -444,29 +444,19 @@ impl<T: Send + 'static> WalWriter<T> {
     /// batch on the caller's thread, if the log can take them without waiting: the writer
     /// thread is not using the segment, the batch fits in its preallocated zeros, and the
     /// kernel takes the whole write now (see [`Tail::append_now`]). `Written` means in the
-    /// log as a relaxed append queued here would be once its sink ran; `NotNow` means
-    /// nothing was written: queue them with [`WalWriter::append`]. Never blocks.
+    /// log as a relaxed append queued here would be once its sink ran; otherwise queue them
+    /// with [`WalWriter::append`] (see [`AppendNow`]). Never blocks, and never poisons the
+    /// log (a failed non-blocking write wrote nothing; the thread's write decides).
     ///
     /// The log's order is the order of the calls, so call it only when every append and
     /// rotation queued before has completed (its sink or `done` ran and was seen).
     pub fn append_now(&self, records: &mut [u8]) -> AppendNow {
-        if !self.relaxed || records.is_empty() {
-            return AppendNow::NotNow;
+        if !self.relaxed || records.is_empty() || self.poisoned().is_some() {
+            return AppendNow::NotNow; // a poisoned log: the writer thread answers why
         }
-        let Ok(mut tail) = self.tail.try_lock() else {
-            return AppendNow::NotNow; // the writer thread is at work on it (or died in it)
-        };
-        if self.poisoned().is_some() {
-            return AppendNow::NotNow; // the writer thread answers with the poison
-        }
-        match tail.append_now(records) {
-            AppendNow::Failed(e) => {
-                let reason = e.to_string();
-                log::error!("WAL poisoned: {reason}; refusing all further writes");
-                *lock(&self.health) = Some(reason.clone());
-                AppendNow::Failed(WalError::Indeterminate(reason))
-            }
-            done => done,
+        match self.tail.try_lock() {
+            Ok(mut tail) => tail.append_now(records),
+            Err(_) => AppendNow::NotNow, // the writer thread is at work on it (or died in it)
         }
     }
 

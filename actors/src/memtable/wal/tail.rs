@@ -49,16 +49,19 @@ pub(super) struct Tail {
 }
 
 /// What [`super::WalWriter::append_now`] did.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum AppendNow {
     /// The records are in the log (written to the OS, as a relaxed-mode batch of the
     /// writer thread's would be): acknowledge them.
     Written,
-    /// Nothing is in the log: not possible without waiting this time. Queue them with
-    /// [`super::WalWriter::append`].
+    /// Nothing was written: not possible without waiting this time. Queue the records
+    /// with [`super::WalWriter::append`].
     NotNow,
-    /// The write failed: the log is poisoned and the records may or may not be in it.
-    Failed(WalError),
+    /// The kernel took only part of the batch, past the log's end: queue the records with
+    /// [`super::WalWriter::append`], whose batch goes over those bytes. Until it has, they
+    /// are in the file: should the queue refuse the records, their fate is unknown (a
+    /// batch whose missing tail happened to be zeros would replay).
+    Partial,
 }
 
 impl Tail {
@@ -106,24 +109,28 @@ impl Tail {
             }
             Ok(n) => {
                 self.scrawl = at + n as u64;
+                AppendNow::Partial
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
                 AppendNow::NotNow
             }
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => AppendNow::NotNow,
-                io::ErrorKind::Unsupported => {
-                    self.nowait = false;
-                    log::info!(
-                        "WAL {}: the file system takes no non-blocking writes; every group \
-                         commit goes through the writer thread",
-                        self.path.display()
-                    );
-                    AppendNow::NotNow
-                }
-                _ => AppendNow::Failed(WalError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                }),
-            },
+            Err(e) => {
+                // A failed pwritev2 wrote nothing, so nothing is lost and the log stays
+                // healthy: the writer thread's blocking write decides. Unsupported (ext4,
+                // tmpfs), refused (EINVAL) or failing, this file system is not asked again.
+                self.nowait = false;
+                log::info!(
+                    "WAL {}: non-blocking writes refused ({e}); every group commit goes \
+                     through the writer thread",
+                    self.path.display()
+                );
+                AppendNow::NotNow
+            }
         }
     }
 
@@ -406,26 +413,29 @@ mod tests {
         r.records.iter().map(|r| r.seq).collect()
     }
 
-    /// The writer thread's scheduled sync covers appends from the loop.
+    /// The writer thread's scheduled sync covers appends from the loop: with nothing else
+    /// dirty, a write from the loop is what makes it sync.
     #[test]
     fn scheduled_syncs_cover_appends_from_the_loop() {
         let dir = tempfile::tempdir().unwrap();
         let interval = Duration::from_millis(5);
         let (wal, _, rx) = started(dir.path(), Durability::Relaxed { interval });
-        // The first batch goes through the thread: it preallocates room for the loop's.
-        wal.append(group(0..1), 0).unwrap();
-        assert_eq!(rx.recv().unwrap(), (0, true));
+        // The first batch goes through the thread (it preallocates room for the loop's),
+        // then an explicit sync: nothing is dirty after it.
+        assert!(through_thread(&wal, &rx, 0));
         let deadline = Instant::now() + Duration::from_secs(10);
-        // `NotNow` while a scheduled sync holds the tail.
-        while !matches!(wal.append_now(&mut group(1..2)), AppendNow::Written) {
+        let fsyncs = wal.fsyncs();
+        // `NotNow` while the thread holds the tail (it does not sync: nothing is dirty).
+        while wal.append_now(&mut group(1..2)) != AppendNow::Written {
             assert!(Instant::now() < deadline, "the tail stayed busy");
         }
-        // Any sync counted from here on started after the write (a sync holds the tail).
-        let fsyncs = wal.fsyncs();
         while wal.fsyncs() == fsyncs {
             assert!(Instant::now() < deadline, "the scheduled sync never came");
             std::thread::yield_now();
         }
+        drop(wal);
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
+        assert_eq!(seqs(&rec), vec![0, 1]);
     }
 
     /// Appends written from the loop and batches of the writer thread make one log, in the
@@ -446,7 +456,7 @@ mod tests {
         // when the queue refused the rest): its batch does not cover all the partial bytes.
         let mut large = group(3..13);
         script.push(Nowait::Part(large.len() - 10));
-        assert!(matches!(wal.append_now(&mut large), AppendNow::NotNow));
+        assert_eq!(wal.append_now(&mut large), AppendNow::Partial);
         // Nothing more from the loop until the thread has cleaned up after it.
         assert!(matches!(
             wal.append_now(&mut group(3..4)),
@@ -529,24 +539,53 @@ mod tests {
         );
     }
 
-    /// A write from the loop that fails (not "would block") poisons the log: its records
-    /// may or may not be in it, and nothing later is acknowledged.
+    /// A write from the loop that fails (not "would block") wrote nothing: the log stays
+    /// healthy, the file is not asked again, and the writer thread writes the group.
     #[test]
-    fn a_failed_write_from_the_loop_poisons_the_log() {
+    fn a_failed_write_from_the_loop_leaves_the_group_to_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, script, rx) = started(dir.path(), RELAXED);
         assert!(through_thread(&wal, &rx, 0));
         script.push(Nowait::Fail);
-        match wal.append_now(&mut group(1..2)) {
-            AppendNow::Failed(WalError::Indeterminate(why)) => assert!(why.contains("os error 5")),
-            other => panic!("expected an indeterminate failure, got {other:?}"),
-        }
-        assert!(wal.poisoned().is_some());
-        assert!(matches!(
-            wal.append_now(&mut group(2..3)),
-            AppendNow::NotNow
-        ));
-        wal.append(group(2..3), 2).unwrap();
-        assert_eq!(rx.recv().unwrap(), (2, false), "refused after the poison");
+        assert_eq!(wal.append_now(&mut group(1..2)), AppendNow::NotNow);
+        assert!(wal.poisoned().is_none());
+        assert!(through_thread(&wal, &rx, 1));
+        assert_eq!(wal.append_now(&mut group(2..3)), AppendNow::NotNow);
+        assert_eq!(script.calls(), 1, "not asked again");
+        assert!(through_thread(&wal, &rx, 2));
+        drop(wal);
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
+        assert_eq!(seqs(&rec), vec![0, 1, 2]);
+    }
+
+    /// A rotation after a partial write (its group refused by the queue) cuts the partial
+    /// bytes off with the zeros: the closed segment ends at its last whole batch, and the
+    /// new one takes appends from the loop (the file system's answer carries over).
+    #[test]
+    fn a_rotation_cuts_off_a_partial_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, script, rx) = started(dir.path(), RELAXED);
+        assert!(through_thread(&wal, &rx, 0));
+        let preallocated = fs::metadata(segment_path(dir.path(), 1)).unwrap().len();
+        let mut partial = group(1..4);
+        script.push(Nowait::Part(partial.len() / 2));
+        assert_eq!(wal.append_now(&mut partial), AppendNow::Partial);
+        let (tx, rotated) = mpsc::channel();
+        wal.rotate(Box::new(move |r| tx.send(r.unwrap()).unwrap()))
+            .unwrap();
+        assert_eq!(rotated.recv().unwrap(), 2);
+        assert!(through_thread(&wal, &rx, 4));
+        assert_eq!(wal.append_now(&mut group(5..6)), AppendNow::Written);
+        drop(wal);
+        let rec = recover(&fsio::RealIo, dir.path()).unwrap();
+        assert_eq!(
+            (rec.segments.clone(), seqs(&rec)),
+            (vec![1, 2], vec![0, 4, 5])
+        );
+        assert_eq!(rec.torn_bytes, 0);
+        assert!(
+            fs::metadata(segment_path(dir.path(), 1)).unwrap().len() < preallocated,
+            "segment 1 cut at its last batch (its preallocated zeros included)"
+        );
     }
 }
