@@ -257,6 +257,11 @@ fn metrics_cover_actors_storage_wal_and_membership() {
         get("troupe_wal_batches_total") >= 20.0,
         "one group commit per put when puts come one at a time"
     );
+    assert_eq!(
+        get("troupe_wal_batches_now_total"),
+        0.0,
+        "sync durability: every group commit through the writer thread"
+    );
     assert!(get("troupe_storage_flushes_total") >= 1.0);
     assert_eq!(
         get("troupe_disk_lookups_total"),
