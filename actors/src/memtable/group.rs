@@ -33,9 +33,13 @@ pub(super) const MAX_GROUP_WRITES: usize = 512;
 pub(super) const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Emptied write lists kept for reuse ([`WalQueue::recycle`]).
 const SPARE_WRITE_LISTS: usize = 8;
-/// Largest group offered to [`WalWriter::append_now`]: a larger one (a pipelined burst)
-/// goes to the writer thread, which seals and copies it off the event loop.
-pub(super) const MAX_NOW_BYTES: usize = 64 << 10;
+/// Largest group offered to [`WalWriter::append_now`]. The hop to the writer thread costs
+/// the loop about the same per group whatever its size, sealing (a blake3 per record) costs
+/// it per byte: a small group (requests one at a time per connection: 2-3 KiB under 50
+/// connections) is cheaper written here, a larger one (a pipelined burst: 35 KiB under 50
+/// connections x16, where the loop is the bound) is sealed and copied by the thread.
+/// docs/BENCHMARKS.md has the counts.
+pub(super) const MAX_NOW_BYTES: usize = 8 << 10;
 
 /// Queues the open group on the WAL (sent by the actor to itself; see the module docs).
 #[derive(Message)]

@@ -168,7 +168,7 @@ pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
 /// Appends `rec` to `out` with its two checksums left zero: [`seal_records`] fills them in.
 /// The Memtable encodes this way on the event loop, and the WAL writer thread seals every
 /// appended run of records before its write(2), so the blake3 of each payload costs the
-/// request path nothing, except for a relaxed group the Memtable writes itself (at most 64
+/// request path nothing, except for a relaxed group the Memtable writes itself (at most 8
 /// KiB: `WalWriter::append_now`), which it seals on the loop.
 pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
     let value_len = rec.value.as_ref().map_or(0, Vec::len);
