@@ -304,6 +304,89 @@ mod tests {
         );
     }
 
+    /// A relaxed group is written from the loop only when no job the queue put on the writer
+    /// thread is unfinished as the actor has seen it (`returned`), whether or not the thread
+    /// itself is done: a queued append, then a queued rotation, each keep it on the thread.
+    /// The recorder's files take non-blocking writes in a cycle: a partial write (the group
+    /// goes to the thread), then whole ones.
+    #[test]
+    fn groups_are_written_from_the_loop_only_when_no_queued_job_is_unfinished() {
+        let root = tempfile::tempdir().unwrap();
+        let io = Arc::new(crate::crash_sim::RecordingIo::new(root.path()));
+        let dir = root.path().join("wal");
+        wal::recover(io.as_ref(), &dir).unwrap();
+        let (tx, batches) = std_mpsc::channel();
+        let sink: wal::DurableSink<Vec<Pending>> = Box::new(move |groups, r| {
+            tx.send((groups.len(), r.is_ok())).unwrap();
+        });
+        let relaxed = Durability::Relaxed {
+            interval: std::time::Duration::from_secs(3600),
+        };
+        let writer = WalWriter::start(io, &dir, 1, relaxed, 16, sink).unwrap();
+        let counters = Arc::new(ActorCounters::default());
+        let mut q = WalQueue::new(writer, Arc::new(AtomicUsize::new(0)), 1 << 20, counters);
+        let mut replies = Vec::new();
+        let mut push = |q: &mut WalQueue, seq: u64| {
+            let (reply, rx) = oneshot::channel();
+            let key = format!("k{seq}").into_bytes();
+            let hash = KeyHash::of(&key);
+            let value = Some(vec![b'v'; 100]);
+            let record = WalRecord { seq, key, value };
+            q.push(record, hash, 0, WriteReply::Channel(reply)).unwrap();
+            replies.push(rx);
+        };
+        // Waits for the thread's batch, then for a sync behind it: the thread is then idle
+        // (its scheduled sync is an hour away), so the tail is free for the loop.
+        let thread_done = |q: &mut WalQueue| {
+            assert_eq!(batches.recv().unwrap(), (1, true));
+            let (tx, synced) = std_mpsc::channel();
+            q.sync(Box::new(move |r| tx.send(r.is_ok()).unwrap()))
+                .unwrap();
+            assert!(synced.recv().unwrap());
+        };
+        // 1: no preallocated room yet: the thread writes it (and makes room).
+        push(&mut q, 1);
+        assert!(q.flush_arrived().is_none());
+        thread_done(&mut q);
+        // 2: the thread is done with 1, but the actor has not seen it.
+        push(&mut q, 2);
+        assert!(q.flush_arrived().is_none());
+        thread_done(&mut q);
+        q.returned(2);
+        // 3: a partial write from the loop; the group goes to the thread.
+        push(&mut q, 3);
+        assert!(q.flush_arrived().is_none());
+        thread_done(&mut q);
+        q.returned(1);
+        // 4: written from the loop.
+        push(&mut q, 4);
+        let written = q.flush_arrived().expect("written from the loop");
+        assert_eq!(written.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![4]);
+        // 5: a rotation is queued and not yet seen complete.
+        let (tx, rotated) = std_mpsc::channel();
+        q.rotate(Box::new(move |r| tx.send(r.unwrap()).unwrap()))
+            .unwrap();
+        assert_eq!(rotated.recv().unwrap(), 2);
+        push(&mut q, 5);
+        assert!(q.flush_arrived().is_none(), "a rotation is outstanding");
+        thread_done(&mut q);
+        q.returned(2);
+        // 6: the new segment's file starts its cycle over: a partial write.
+        push(&mut q, 6);
+        assert!(q.flush_arrived().is_none());
+        thread_done(&mut q);
+        q.returned(1);
+        push(&mut q, 7);
+        assert!(q.flush_arrived().is_some(), "written from the loop again");
+        drop(q);
+        let recovered = wal::recover(&crate::engine::io::RealIo, &dir).unwrap();
+        let seqs: Vec<u64> = recovered.records.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            (recovered.segments, seqs),
+            (vec![1, 2], vec![1, 2, 3, 4, 5, 6, 7])
+        );
+    }
+
     /// Emptied write lists are kept for later groups: at most `SPARE_WRITE_LISTS`, and
     /// none longer than a full group; the next flush takes one of them.
     #[test]
