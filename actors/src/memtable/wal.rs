@@ -32,9 +32,10 @@
 //! - Group commit: the writer thread takes every job queued while it was syncing and writes
 //!   them as one batch, with one `write` and one `fdatasync`. In relaxed mode the Memtable
 //!   may write a group as a batch itself, with a write that never blocks
-//!   ([`WalWriter::append_now`], [`tail`]); the segment's end is shared under one mutex. A batch's `synced_before` is
-//!   never past what an fdatasync has covered: the writer syncs a segment when it opens it
-//!   (bytes a killed process left unsynced are synced before anything claims them).
+//!   ([`WalWriter::append_now`], [`tail`]); the segment's end is shared under one mutex.
+//!   A batch's `synced_before` is never past what an fdatasync has covered: the writer
+//!   syncs a segment when it opens it (bytes a killed process left unsynced are synced
+//!   before anything claims them).
 //! - A failed write or sync poisons the log for good: the page cache may have dropped the
 //!   dirty pages, so no later write is ever acknowledged (fsyncgate).
 //! - A segment is synced (header included) before the next one is created, so only the last
