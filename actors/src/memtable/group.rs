@@ -15,7 +15,8 @@
 //! - A group is bounded ([`MAX_GROUP_WRITES`], [`MAX_GROUP_BYTES`]): past either it is
 //!   queued at once. Its bytes count in `queued_bytes` from the moment they are encoded.
 //! - A group the WAL queue refuses is answered at once (`overloaded` when full, `stopped`
-//!   when the writer is gone), its bytes released: nothing of it was written.
+//!   when the writer is gone), its bytes released: nothing of it was written. After a
+//!   partial write from the loop part of it may be in the file: then `timeout`.
 //! - In relaxed mode a group of at most [`MAX_NOW_BYTES`] is first offered to
 //!   [`WalWriter::append_now`] (written from this loop when the kernel can take it without
 //!   blocking, and acknowledged in the same turn), and only when no job queued on the
@@ -167,8 +168,7 @@ impl WalQueue {
                 self.bytes.clear();
                 let spare = self.spare_writes.pop().unwrap_or_default();
                 let writes = std::mem::replace(&mut self.writes, spare);
-                let len: usize = writes.iter().map(|w| w.len).sum();
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.release(&writes);
                 Some(writes)
             }
             wal::AppendNow::NotNow | wal::AppendNow::Partial => {
@@ -178,6 +178,12 @@ impl WalQueue {
                 None
             }
         }
+    }
+
+    /// Releases the bytes of `writes` from `queued_bytes`: they left the WAL queue.
+    fn release(&self, writes: &[Pending]) {
+        let len: usize = writes.iter().map(|w| w.len).sum();
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
     }
 
     /// The actor saw `jobs` queued appends or rotations complete.
@@ -214,8 +220,7 @@ impl WalQueue {
             self.outstanding += 1;
             return Ok(());
         };
-        let len: usize = writes.iter().map(|w| w.len).sum();
-        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        self.release(&writes);
         let err = match e {
             _ if partial => StorageError::Indeterminate(format!(
                 "{e} after part of the group was written; it may be replayed at restart"
@@ -366,6 +371,10 @@ mod tests {
         let (tx, rotated) = std_mpsc::channel();
         q.rotate(Box::new(move |r| tx.send(r.unwrap()).unwrap()))
             .unwrap();
+        assert_eq!(
+            q.outstanding, 1,
+            "the rotation counts until it is seen complete"
+        );
         assert_eq!(rotated.recv().unwrap(), 2);
         push(&mut q, 5);
         assert!(q.flush_arrived().is_none(), "a rotation is outstanding");

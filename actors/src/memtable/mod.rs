@@ -2,14 +2,17 @@
 //! reads by looking through memory first and then (off the event loop) the SSTables.
 //!
 //! Receives: [`Write`] (put or delete), [`Get`], [`Scan`], [`SyncWal`], [`Seal`],
-//! [`GetMemtableStats`]; internally `FlushWal` (sent to itself: queue the turn's group of
-//! WAL records), `DurableBatch` and `WalRotated` from the WAL writer thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
+//! [`GetMemtableStats`]; internally `FlushWal` (sent to itself: write or queue the turn's
+//! group of WAL records), `DurableBatch` and `WalRotated` from the WAL writer thread and [`TableFlushed`] / [`FlushFailed`] from the Flusher. Emits [`FlushMemtable`] to
 //! the Flusher.
 //!
 //! Write path: a write gets the next sequence number and the current memtable generation, is
 //! encoded into the mailbox turn's group of records (`group`), which is queued on the WAL
-//! writer thread as one job (never written on this actor's event loop), and is applied to its generation's table and acknowledged only when the writer reports it
-//! durable. Readers therefore never see a write that a crash could still lose.
+//! writer thread as one job (or, in relaxed mode, written by this actor with a write that
+//! cannot block, when the kernel takes it: `wal::WalWriter::append_now`), and is applied to
+//! its generation's table and acknowledged only once the group is in the log as its
+//! durability setting requires. Readers therefore never see a write that a crash of the
+//! process (or, in sync mode, of the machine) could still lose.
 //!
 //! Sealing: once the bytes submitted to the current generation pass `memtable_bytes`, a WAL
 //! rotation is queued behind them. Writes queued before it go to the old segment and the old

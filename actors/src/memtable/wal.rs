@@ -37,7 +37,8 @@
 //!   syncs a segment when it opens it (bytes a killed process left unsynced are synced
 //!   before anything claims them).
 //! - A failed write or sync poisons the log for good: the page cache may have dropped the
-//!   dirty pages, so no later write is ever acknowledged (fsyncgate).
+//!   dirty pages, so no later write is ever acknowledged (fsyncgate). A failed
+//!   non-blocking write from the loop wrote nothing and only turns those writes off.
 //! - A segment is synced (header included) before the next one is created, so only the last
 //!   segment can end in a torn tail. Recovery drops and truncates a torn tail of the last
 //!   segment only, at the start of the first damaged batch, when no later batch proves the

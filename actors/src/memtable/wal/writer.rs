@@ -1,6 +1,6 @@
 //! The `wal-writer` thread: takes queued jobs, writes each group commit as one batch with
 //! one `write(2)` and (in sync mode) one fdatasync, rotates segments, and hands every
-//! batch's outcome to the sink. A failed write or sync poisons the log for good. The
+//! batch's outcome to the sink. A failed blocking write or sync poisons the log for good. The
 //! segment itself is the shared [`Tail`]: the thread locks it for each piece of I/O (never
 //! while holding the health lock, which appends from the loop take under the tail's).
 
@@ -102,9 +102,15 @@ impl<T> WriterThread<T> {
             }
         }
         if !appends.is_empty() {
-            // Refused before a byte was written (poisoned earlier): certainly not applied.
-            // Failed while writing or syncing this batch: part of it may be in the file.
-            let poisoned_before = lock(&self.health).is_some();
+            // Refused before a byte was written (poisoned earlier): certainly not applied,
+            // unless a partial write from the loop left part of its first group in the file
+            // (`Tail::scrawl`). Failed while writing or syncing this batch: part of it may
+            // be in the file.
+            let in_file = {
+                let tail = lock(&self.tail);
+                tail.scrawl > tail.end
+            };
+            let poisoned_before = lock(&self.health).is_some() && !in_file;
             // A run cut inside a record (a bug upstream) is never written: recovery would
             // drop it as a torn tail after its writes were acknowledged. It poisons the log.
             let res = match unsealed {
