@@ -588,4 +588,41 @@ mod tests {
             "segment 1 cut at its last batch (its preallocated zeros included)"
         );
     }
+
+    /// A batch refused because the log was poisoned earlier was never written, so its
+    /// writes hear `Poisoned`, unless a partial write from the loop left part of its first
+    /// group in the file: then their fate is unknown (`Indeterminate`).
+    #[test]
+    fn a_refused_batch_after_a_partial_write_is_indeterminate() {
+        for partial in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let script = Script::default();
+            let (tx, rx) = mpsc::channel();
+            let sink: DurableSink<u64> = Box::new(move |tokens, r| {
+                let _ = tx.send((tokens, r.err()));
+            });
+            let io = Arc::new(ScriptIo(script.clone()));
+            let wal = WalWriter::start(io, dir.path(), 1, RELAXED, 64, sink).unwrap();
+            wal.append(group(0..1), 0).unwrap();
+            assert!(matches!(rx.recv().unwrap(), (t, None) if t == vec![0]));
+            let (done, synced) = mpsc::channel();
+            wal.sync(Box::new(move |r| done.send(r.is_ok()).unwrap()))
+                .unwrap();
+            assert!(synced.recv().unwrap());
+            if partial {
+                let mut g = group(1..2);
+                script.push(Nowait::Part(g.len() / 2));
+                assert_eq!(wal.append_now(&mut g), AppendNow::Partial);
+            }
+            *lock(&wal.health()) = Some("a failed sync (test)".into());
+            wal.append(group(1..2), 1).unwrap();
+            let (tokens, err) = rx.recv().unwrap();
+            assert_eq!(tokens, vec![1]);
+            match (partial, err) {
+                (false, Some(WalError::Poisoned(_))) | (true, Some(WalError::Indeterminate(_))) => {
+                }
+                other => panic!("partial write {partial}: {other:?}"),
+            }
+        }
+    }
 }
