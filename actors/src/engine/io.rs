@@ -144,6 +144,97 @@ impl Io for RealIo {
     }
 }
 
+/// Real files with test hooks on some of their operations (tests only): a [`hooked::Hooks`]
+/// decides what a file's syncs and non-blocking writes do; everything else is [`RealIo`]'s.
+#[cfg(test)]
+pub(crate) mod hooked {
+    use super::*;
+
+    pub(crate) trait Hooks: Debug + Send + Sync + 'static {
+        /// Runs before each `sync_data` / `sync_all` of a file; an error fails the sync.
+        fn before_sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+        /// A file's `write_at_nowait`; by default the real file's.
+        fn write_at_nowait(
+            &self,
+            file: &mut dyn IoFile,
+            bufs: &[io::IoSlice<'_>],
+            offset: u64,
+        ) -> io::Result<usize> {
+            file.write_at_nowait(bufs, offset)
+        }
+    }
+
+    /// [`RealIo`] whose files go through `H`'s hooks.
+    #[derive(Debug)]
+    pub(crate) struct HookedIo<H>(pub(crate) Arc<H>);
+
+    struct HookedFile<H>(Box<dyn IoFile>, Arc<H>);
+
+    impl<H: Hooks> HookedIo<H> {
+        fn wrap(&self, file: Box<dyn IoFile>) -> Box<dyn IoFile> {
+            Box::new(HookedFile(file, self.0.clone()))
+        }
+    }
+
+    impl<H> Write for HookedFile<H> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl<H: Hooks> IoFile for HookedFile<H> {
+        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn write_at_nowait(&mut self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+            self.1.write_at_nowait(&mut *self.0, bufs, offset)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            self.1.before_sync()?;
+            self.0.sync_data()
+        }
+        fn sync_all(&mut self) -> io::Result<()> {
+            self.1.before_sync()?;
+            self.0.sync_all()
+        }
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.0.size()
+        }
+    }
+
+    impl<H: Hooks> Io for HookedIo<H> {
+        fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+            Ok(self.wrap(RealIo.create(path)?))
+        }
+        fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+            Ok(self.wrap(RealIo.open_append(path, create)?))
+        }
+        fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
+            Ok(self.wrap(RealIo.open_write(path, create)?))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealIo.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            RealIo.remove_file(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            RealIo.create_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            RealIo.sync_dir(path)
+        }
+    }
+}
+
 /// Creates `path` and any missing ancestors so that they survive a power cut: each
 /// directory created is followed by an fsync of its parent. The parent of `path` is
 /// fsynced even when nothing was missing, because a previous boot may have created `path`

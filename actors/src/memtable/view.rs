@@ -138,7 +138,7 @@ fn prefetch_line(p: *const u8) {
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::*;
-    use crate::engine::io::{Io, IoFile, RealIo};
+    use crate::engine::io::hooked::{HookedIo, Hooks};
     use crate::engine::TablesOptions;
     use crate::stats::Registry;
     use std::io;
@@ -183,67 +183,9 @@ pub(super) mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct GateIo(Arc<Gate>);
-
-    struct GateFile(Box<dyn IoFile>, Arc<Gate>);
-
-    impl std::io::Write for GateFile {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            self.0.flush()
-        }
-    }
-
-    impl IoFile for GateFile {
-        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.0.write_at(buf, offset)
-        }
-        fn sync_data(&mut self) -> io::Result<()> {
-            self.1.pass()?;
-            self.0.sync_data()
-        }
-        fn sync_all(&mut self) -> io::Result<()> {
-            self.1.pass()?;
-            self.0.sync_all()
-        }
-        fn set_len(&mut self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn size(&self) -> io::Result<u64> {
-            self.0.size()
-        }
-    }
-
-    impl Io for GateIo {
-        fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-            Ok(Box::new(GateFile(RealIo.create(path)?, self.0.clone())))
-        }
-        fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
-            Ok(Box::new(GateFile(
-                RealIo.open_append(path, create)?,
-                self.0.clone(),
-            )))
-        }
-        fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
-            Ok(Box::new(GateFile(
-                RealIo.open_write(path, create)?,
-                self.0.clone(),
-            )))
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            RealIo.rename(from, to)
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            RealIo.remove_file(path)
-        }
-        fn create_dir(&self, path: &Path) -> io::Result<()> {
-            RealIo.create_dir(path)
-        }
-        fn sync_dir(&self, path: &Path) -> io::Result<()> {
-            RealIo.sync_dir(path)
+    impl Hooks for Gate {
+        fn before_sync(&self) -> io::Result<()> {
+            self.pass()
         }
     }
 
@@ -256,7 +198,7 @@ pub(super) mod tests {
         let dir = config.data_dir.clone();
         let dir = dir.as_path();
         let opts = TablesOptions {
-            io: Arc::new(GateIo(gate)),
+            io: Arc::new(HookedIo(gate)),
             ..TablesOptions::default()
         };
         let (tables, rec) = Tables::open(&tables_dir(dir), opts).unwrap();

@@ -236,8 +236,9 @@ impl Tail {
         self.sync(fsyncs)?;
         // Only the last segment may end in anything but a whole batch: cut the zeros off
         // (durably) before the next segment exists.
-        if self.alloc > self.end || self.scrawl > self.end {
-            // Also after a failed preallocation (part of its zeros may be in the file).
+        if self.alloc > self.end {
+            // Also after a failed preallocation (part of its zeros may be in the file), and
+            // over a partial append from the loop (it lies below `alloc`).
             self.file.set_len(self.end).map_err(io_err(&self.path))?;
             self.file.sync_data().map_err(io_err(&self.path))?;
         }
@@ -255,6 +256,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::io::hooked::{HookedIo, Hooks};
     use std::collections::VecDeque;
     use std::sync::mpsc;
 
@@ -267,7 +269,7 @@ mod tests {
         Fail,
     }
 
-    /// `RealIo` whose files answer `write_at_nowait` as scripted, counting the calls.
+    /// Hooks whose files answer `write_at_nowait` as scripted, counting the calls.
     #[derive(Debug, Default, Clone)]
     struct Script(Arc<Mutex<(VecDeque<Nowait>, usize)>>);
 
@@ -280,24 +282,15 @@ mod tests {
         }
     }
 
-    struct ScriptFile(Box<dyn IoFile>, Script);
-
-    impl std::io::Write for ScriptFile {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            self.0.flush()
-        }
-    }
-
-    impl IoFile for ScriptFile {
-        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.0.write_at(buf, offset)
-        }
-        fn write_at_nowait(&mut self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    impl Hooks for Script {
+        fn write_at_nowait(
+            &self,
+            file: &mut dyn IoFile,
+            bufs: &[IoSlice<'_>],
+            offset: u64,
+        ) -> io::Result<usize> {
             let next = {
-                let mut s = lock(&(self.1).0);
+                let mut s = lock(&self.0);
                 s.1 += 1;
                 s.0.pop_front()
             };
@@ -309,52 +302,8 @@ mod tests {
                 Some(Nowait::Unsupported) => return Err(io::ErrorKind::Unsupported.into()),
                 Some(Nowait::Fail) => return Err(io::Error::from_raw_os_error(libc::EIO)),
             };
-            self.0.write_at(&all[..n], offset)?;
+            file.write_at(&all[..n], offset)?;
             Ok(n)
-        }
-        fn sync_data(&mut self) -> io::Result<()> {
-            self.0.sync_data()
-        }
-        fn sync_all(&mut self) -> io::Result<()> {
-            self.0.sync_all()
-        }
-        fn set_len(&mut self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn size(&self) -> io::Result<u64> {
-            self.0.size()
-        }
-    }
-
-    #[derive(Debug)]
-    struct ScriptIo(Script);
-
-    impl Io for ScriptIo {
-        fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-            Ok(Box::new(ScriptFile(
-                fsio::RealIo.create(path)?,
-                self.0.clone(),
-            )))
-        }
-        fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
-            let f = fsio::RealIo.open_append(path, create)?;
-            Ok(Box::new(ScriptFile(f, self.0.clone())))
-        }
-        fn open_write(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoFile>> {
-            let f = fsio::RealIo.open_write(path, create)?;
-            Ok(Box::new(ScriptFile(f, self.0.clone())))
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            fsio::RealIo.rename(from, to)
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            fsio::RealIo.remove_file(path)
-        }
-        fn create_dir(&self, path: &Path) -> io::Result<()> {
-            fsio::RealIo.create_dir(path)
-        }
-        fn sync_dir(&self, path: &Path) -> io::Result<()> {
-            fsio::RealIo.sync_dir(path)
         }
     }
 
@@ -385,7 +334,7 @@ mod tests {
                 let _ = tx.send((t, r.is_ok()));
             }
         });
-        let io = Arc::new(ScriptIo(script.clone()));
+        let io = Arc::new(HookedIo(Arc::new(script.clone())));
         let wal = WalWriter::start(io, dir, 1, durability, 64, sink).unwrap();
         (wal, script, rx)
     }
@@ -601,7 +550,7 @@ mod tests {
             let sink: DurableSink<u64> = Box::new(move |tokens, r| {
                 let _ = tx.send((tokens, r.err()));
             });
-            let io = Arc::new(ScriptIo(script.clone()));
+            let io = Arc::new(HookedIo(Arc::new(script.clone())));
             let wal = WalWriter::start(io, dir.path(), 1, RELAXED, 64, sink).unwrap();
             wal.append(group(0..1), 0).unwrap();
             assert!(matches!(rx.recv().unwrap(), (t, None) if t == vec![0]));
