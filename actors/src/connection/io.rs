@@ -1,19 +1,19 @@
 //! A connection's I/O: the reader task (frames from the read-ahead buffer, decoded and
-//! handed to the actor in batches), the writer task (responses coalesced into one flush),
-//! and [`Answering`], the callback that carries a batched request's answer from the
-//! coordinator's thread to the writer. See the module docs of `connection` for the bounds.
+//! handed to the actor in batches) and [`Answering`], the callback that carries a batched
+//! request's answer from the coordinator's thread into the connection's [`Outbox`], whose
+//! writer task hands it to the socket. See the module docs of `connection` for the bounds.
 
+use super::outbox::{self, Outbox, Writer};
 use super::*;
 
 /// A request's way back to the socket, called on the coordinator's thread with its
-/// outcome: encodes the response and queues it for the writer task at once. The queue has
-/// room for every slot (`max_inflight + 1`) and each queued response holds one, so the
-/// `try_send` cannot find it full. Dropped without an answer (the coordinator stopped), it
-/// answers `stopped` itself, so every request read is answered.
+/// outcome: frames the response into the connection's outbox at once. Dropped without an
+/// answer (the coordinator stopped), it answers `stopped` itself, so every request read is
+/// answered.
 pub(super) struct Answering<R> {
     id: u64,
     ok: fn(R) -> Reply,
-    out: mpsc::Sender<Outgoing>,
+    out: Outbox,
     held: Option<(Held, Option<Timed>)>,
     stopped: (ErrorCode, &'static str),
 }
@@ -22,7 +22,7 @@ impl<R> Answering<R> {
     pub(super) fn new(
         id: u64,
         ok: fn(R) -> Reply,
-        out: &mpsc::Sender<Outgoing>,
+        out: &Outbox,
         permit: Held,
         t: Option<Timed>,
         stopped: (ErrorCode, &'static str),
@@ -48,18 +48,8 @@ impl<R> Answering<R> {
         let Some((permit, t)) = self.held.take() else {
             return;
         };
-        let item = Outgoing {
-            sample: t.map(|t| t.answered(&resp)),
-            frame: frame_of(&resp),
-            permit: Some(permit),
-        };
-        if let Err(mpsc::error::TrySendError::Full(item)) = self.out.try_send(item) {
-            // Cannot happen (see above); queue it without blocking anyway.
-            let out = self.out.clone();
-            actix::spawn(async move {
-                let _ = out.send(item).await;
-            });
-        }
+        self.out
+            .push(&resp, Some(permit), t.map(|t| t.answered(&resp)));
     }
 }
 
@@ -72,23 +62,17 @@ impl<R> Drop for Answering<R> {
     }
 }
 
-/// A response's frame body, encoded in this thread's reused buffer ([`crate::scratch`]).
-pub(super) fn frame_of(resp: &Response) -> Bytes {
-    crate::scratch::encode_bytes(|buf| resp.encode_into(buf))
-}
-
 /// Starts the writer and reader tasks on the connection's (plain or TLS) stream halves.
 pub(super) fn run_io(
     rd: BoxRead,
     wr: BoxWrite,
-    out_rx: mpsc::Receiver<Outgoing>,
+    writer: Writer,
     conn: Addr<Connection>,
     shared: ConnectionShared,
     peer: String,
 ) {
-    let codec = FrameCodec::new(shared.max_frame_bytes);
     let stats = shared.requests.clone();
-    actix::spawn(write_loop(FramedWrite::new(wr, codec), out_rx, stats));
+    actix::spawn(outbox::write_loop(writer, wr, stats));
     let permits = Arc::new(Semaphore::new(shared.max_inflight));
     log::debug!("connection from {peer} opened");
     actix::spawn(read_loop(rd, permits, conn, shared, peer));
@@ -225,69 +209,4 @@ async fn read_loop(
     }
     shared.counters.sent();
     conn.do_send(ReaderStopped { too_large });
-}
-
-async fn write_loop(
-    mut sink: FramedWrite<BoxWrite, FrameCodec>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    stats: Arc<RequestStats>,
-) {
-    let mut slots: Option<OwnedSemaphorePermit> = None;
-    let mut bytes = Vec::new();
-    let mut samples = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        let mut coalesced = 0;
-        // Coalesce what is already queued into one write; release permits after the flush.
-        // The connection's in-flight slots are merged into one permit (all come from its
-        // one semaphore), so a write gives them back with one release, not one per
-        // response (each takes the semaphore's lock).
-        while let Some(item) = next.take() {
-            if sink.feed(item.frame).await.is_err() {
-                return;
-            }
-            samples.extend(item.sample);
-            if let Some(held) = item.permit {
-                match &mut slots {
-                    Some(merged) => merged.merge(held.slot),
-                    None => slots = Some(held.slot),
-                }
-                bytes.extend(held.bytes);
-            }
-            coalesced += 1;
-            if coalesced < 128 {
-                next = rx.try_recv().ok();
-            }
-        }
-        // One clock read per write: every response in it was answered by now.
-        let now = Instant::now();
-        for s in samples.drain(..) {
-            stats.record_index(s.op, s.result, now.saturating_duration_since(s.at));
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-        slots = None;
-        bytes.clear();
-    }
-    let _ = sink.close().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_the_encoded_responses_whatever_came_before() {
-        let big = Response::ok(
-            2,
-            Reply::get(vec![vec![7; 3 * crate::scratch::SCRATCH_BYTES]], vec![1]),
-        );
-        let small = Response::ok(1, Reply::get(vec![b"value".to_vec()], vec![1, 2]));
-        let err = Response::err(3, ErrorCode::BadRequest, "no");
-        // A large one leaves the buffer; the next small one must not carry its bytes.
-        for r in [&small, &big, &small, &err, &big, &err] {
-            assert_eq!(frame_of(r), Bytes::from(r.encode()));
-        }
-    }
 }

@@ -8,10 +8,11 @@
 //!   anything (a permit or the socket), so no request waits for others that are not there;
 //! - the **Connection actor**, which owns the session (hello, client name) and dispatches
 //!   the batch: its gets and writes go to the coordinator as one `ClientBatch`, each with a
-//!   callback that encodes the response and queues it for the writer (on the coordinator's
+//!   callback that frames the response into the connection's outbox (on the coordinator's
 //!   thread; dropped unanswered, it answers `timeout`/`internal` itself);
-//! - a **writer task** that owns the socket's write half behind a bounded channel and releases
-//!   each request's permit only after its response reached the socket.
+//! - a **writer task** that owns the socket's write half, writes whatever the outbox holds
+//!   in one go, and releases each request's permit only after its response reached the
+//!   socket (`outbox`).
 //!
 //! So a client that stops reading stalls its own writer, which holds the permits, which stops
 //! the reader: the node keeps at most `max_inflight` responses for that connection and TCP
@@ -28,40 +29,39 @@
 //! stays open.
 //!
 //! Every answered request is timed, from the frame read to its response handed to the
-//! socket's writer (recorded just before the flush, so a client that saw the answer can also
+//! socket's writer (recorded just before the write, so a client that saw the answer can also
 //! see it counted), into the node's [`RequestStats`] by op and result: lock-free atomics,
 //! recorded by the writer task, which holds the connection's one reference to them.
 
 mod io;
 mod listener;
+mod outbox;
 pub mod reader;
 
 pub use listener::{Accepted, Listener, ListenerConfig};
 
 use io::{run_io, Answering};
+use outbox::{Outbox, Writer};
 
 use crate::coordinator::keys::ClientKeys;
 use crate::coordinator::{ClientBatch, ClientError, ClientGet, ClientOp, ClientOps, ClientWrite};
 use crate::stats::{op_index, result_index, ActorCounters, RequestStats};
 use crate::tls::{BoxRead, BoxWrite, NodeTls, Port};
 use actix::prelude::*;
-use bytes::Bytes;
-use futures_util::SinkExt;
 use reader::{read_frame, ByteBudget, ReadError};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::FramedWrite;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use troupe_protocol::crdt::{TypeKind, Typed, TypedOp};
 use troupe_protocol::message::DEFAULT_KEYS_LIMIT;
 use troupe_protocol::message::{
     decode_request, Reply, Request, RequestError, Response, PROTOCOL_VERSION,
 };
-use troupe_protocol::{ErrorCode, FrameCodec};
+use troupe_protocol::ErrorCode;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
@@ -195,18 +195,12 @@ struct ReaderStopped {
     too_large: Option<String>,
 }
 
-/// A response on its way to the socket, and the permit it releases once written.
-struct Outgoing {
-    frame: Bytes,
-    permit: Option<Held>,
-    sample: Option<Sample>,
-}
-
 pub struct Connection {
     shared: ConnectionShared,
     stream: Option<TcpStream>,
-    out: mpsc::Sender<Outgoing>,
-    out_rx: Option<mpsc::Receiver<Outgoing>>,
+    out: Outbox,
+    /// The outbox's writer side, until the socket's writer task takes it.
+    writer: Option<Writer>,
     said_hello: bool,
     peer: String,
     /// This turn's gets and writes for the coordinator, sent as one [`ClientBatch`].
@@ -215,9 +209,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(shared: ConnectionShared, stream: TcpStream) -> Connection {
-        // Every queued response holds a permit, so the queue never needs more room than the
-        // permits plus the one closing error.
-        let (out, out_rx) = mpsc::channel(shared.max_inflight + 1);
+        let (out, writer) = Outbox::new(shared.max_frame_bytes);
         let peer = stream
             .peer_addr()
             .map(|a| a.to_string())
@@ -226,7 +218,7 @@ impl Connection {
             shared,
             stream: Some(stream),
             out,
-            out_rx: Some(out_rx),
+            writer: Some(writer),
             said_hello: false,
             peer,
             batch: ClientOps::new(),
@@ -235,12 +227,11 @@ impl Connection {
 
     /// A connection whose socket could not be set up; it stops at once.
     fn closed(shared: ConnectionShared) -> Connection {
-        let (out, _) = mpsc::channel(1);
         Connection {
             shared,
             stream: None,
-            out,
-            out_rx: None,
+            out: Outbox::closed(),
+            writer: None,
             said_hello: false,
             peer: "?".into(),
             batch: ClientOps::new(),
@@ -248,17 +239,7 @@ impl Connection {
     }
 
     fn respond(&self, resp: Response, permit: Option<Held>, t: Option<Timed>) {
-        let sample = t.map(|t| t.answered(&resp));
-        let out = self.out.clone();
-        actix::spawn(async move {
-            let _ = out
-                .send(Outgoing {
-                    frame: io::frame_of(&resp),
-                    permit,
-                    sample,
-                })
-                .await;
-        });
+        self.out.push(&resp, permit, t.map(|t| t.answered(&resp)));
     }
 
     fn dispatch(&mut self, id: u64, req: Request, permit: Held, at: Instant) {
@@ -493,14 +474,7 @@ impl Connection {
         let out = self.out.clone();
         actix::spawn(async move {
             let resp = fut.await;
-            let sample = t.map(|t| t.answered(&resp));
-            let _ = out
-                .send(Outgoing {
-                    frame: io::frame_of(&resp),
-                    permit: Some(permit),
-                    sample,
-                })
-                .await;
+            out.push(&resp, Some(permit), t.map(|t| t.answered(&resp)));
         });
     }
 }
@@ -552,7 +526,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // `instances` was raised by the listener when it accepted the socket.
-        let (Some(stream), Some(out_rx)) = (self.stream.take(), self.out_rx.take()) else {
+        let (Some(stream), Some(writer)) = (self.stream.take(), self.writer.take()) else {
             ctx.stop();
             return;
         };
@@ -560,7 +534,7 @@ impl Actor for Connection {
         let (shared, peer, conn) = (self.shared.clone(), self.peer.clone(), ctx.address());
         let Some(tls) = shared.tls.clone() else {
             let (rd, wr) = stream.into_split();
-            run_io(Box::new(rd), Box::new(wr), out_rx, conn, shared, peer);
+            run_io(Box::new(rd), Box::new(wr), writer, conn, shared, peer);
             return;
         };
         // The handshake runs here, on the connection's arbiter, bounded by
@@ -569,7 +543,7 @@ impl Actor for Connection {
             match tls.accept(stream, Port::Client).await {
                 Ok(s) => {
                     let (rd, wr) = tokio::io::split(s);
-                    run_io(Box::new(rd), Box::new(wr), out_rx, conn, shared, peer);
+                    run_io(Box::new(rd), Box::new(wr), writer, conn, shared, peer);
                 }
                 Err(e) => {
                     log::info!("client {peer}: {e}; closing");

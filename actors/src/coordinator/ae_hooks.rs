@@ -73,7 +73,10 @@ impl Coordinator {
         if let (Some(to), false) = (&self.ae_notify, self.ae_pending.is_empty()) {
             // `do_send`: never refused for a full mailbox, so no write is missed (a missed
             // one would only cost a needless repair later, the join being idempotent).
-            to.do_send(LocalWrites(std::mem::take(&mut self.ae_pending)));
+            // The next batch starts at this one's size: under load it would otherwise
+            // grow by doubling (and copying) again each time.
+            let next = Vec::with_capacity(self.ae_pending.len());
+            to.do_send(LocalWrites(std::mem::replace(&mut self.ae_pending, next)));
         }
     }
 }

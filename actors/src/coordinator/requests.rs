@@ -612,7 +612,7 @@ impl Coordinator {
             return;
         };
         let result = match outcome {
-            PutOutcome::Acknowledged => Ok(st.written.clone()),
+            PutOutcome::Acknowledged => Ok(std::mem::take(&mut st.written)),
             PutOutcome::Indeterminate(f) => Err(ClientError::new(
                 ErrorCode::Timeout,
                 format!(
