@@ -342,10 +342,11 @@ impl Handler<LocalWrites> for AntiEntropy {
 
     fn handle(&mut self, LocalWrites(writes): LocalWrites, _: &mut Context<Self>) {
         self.counters.received();
-        for (key, clock) in writes {
-            self.trees.set(&key, clock.map(|c| c.hash()));
+        for w in writes {
+            let hash = w.clock.map(|c| c.hash());
+            self.trees.set_placed(&w.key, w.digest.as_ref(), hash);
             if !self.ready {
-                self.dirty.insert(key);
+                self.dirty.insert(w.key);
             }
         }
         self.stats.tree_keys.store(self.trees.len() as u64, Relaxed);

@@ -6,7 +6,7 @@ use super::actor::TreeHashOf;
 use super::tree::{tree_hash, TreeClock, Trees, DEFAULT_SHAPE};
 use super::*;
 use crate::coordinator::placement::RingInputs;
-use crate::coordinator::{JoinLocal, LocalWrites, Stored};
+use crate::coordinator::{JoinLocal, LocalWrite, LocalWrites, Stored};
 use crate::engine::Entry;
 use crate::memtable::{Get, Scan, ScanResult, StorageError};
 use actix::prelude::*;
@@ -104,9 +104,12 @@ async fn a_write_during_the_rebuild_wins_over_the_scan() {
     .start();
 
     // The scan (holding the old object) is in flight; the write of the new one lands.
-    ae.send(LocalWrites(vec![(b"k".to_vec(), TreeClock::of(&new))]))
-        .await
-        .unwrap();
+    ae.send(LocalWrites(vec![LocalWrite::new(
+        b"k".to_vec(),
+        TreeClock::of(&new),
+    )]))
+    .await
+    .unwrap();
     assert_eq!(
         ae.send(StartRepair { partition: None })
             .await

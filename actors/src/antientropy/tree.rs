@@ -4,7 +4,8 @@
 //! A key's place: its partition is [`crate::ring::partition_for`] (the top bits of
 //! blake3(key)); its segment the next `depth * log2(fanout)` bits of the same hash. Its
 //! contribution to the segment is `leaf(key, hash)`, a mix of 64 more bits of blake3(key)
-//! with the object's hash (so one blake3 of the key per write), and every node of the tree
+//! with the object's hash (so one blake3 of the key per write: the coordinator's, which
+//! placed the key with it, when the write comes with it), and every node of the tree
 //! holds the XOR of its children: order-free, so two replicas that hold the same (key,
 //! object) pairs have the same trees however their writes arrived, and a change of one key
 //! costs `depth + 1` XORs (no rehash of a whole segment).
@@ -66,8 +67,12 @@ impl TreeClock {
 /// 128 bits of blake3(key), big-endian, as (bits, salt): `bits` place the key (partition
 /// and segment), `salt` goes into its leaf.
 fn key_hash(key: &[u8]) -> (u64, u64) {
-    let h = blake3::hash(key);
-    let b = h.as_bytes();
+    split_digest(&blake3::hash(key))
+}
+
+/// [`key_hash`] of the key whose blake3 hash is `digest`.
+fn split_digest(digest: &blake3::Hash) -> (u64, u64) {
+    let b = digest.as_bytes();
     (
         u64::from_be_bytes(b[..8].try_into().expect("32-byte hash")),
         u64::from_be_bytes(b[8..16].try_into().expect("32-byte hash")),
@@ -223,6 +228,19 @@ impl Trees {
         self.set_at(key, key_hash(key), hash)
     }
 
+    /// [`Trees::set`] with the key's `blake3` hash when the caller has it (`None`: hashed
+    /// here); `digest` must be `blake3::hash(key)`.
+    pub fn set_placed(&mut self, key: &[u8], digest: Option<&blake3::Hash>, hash: Option<u64>) {
+        let placed = match digest {
+            Some(d) => {
+                debug_assert_eq!(*d, blake3::hash(key), "a digest of another key");
+                split_digest(d)
+            }
+            None => key_hash(key),
+        };
+        self.set_at(key, placed, hash)
+    }
+
     /// [`Trees::set`] with the key's (bits, salt) given.
     fn set_at(&mut self, key: &[u8], (bits, salt): (u64, u64), hash: Option<u64>) {
         let (p, s) = self.place_bits(bits);
@@ -347,6 +365,28 @@ mod tests {
         for i in 0..200 {
             let k = format!("k{i}");
             assert_eq!(t.place(k.as_bytes()).0, table.partition_of(k.as_bytes()));
+        }
+    }
+
+    /// A key placed with its digest (a coordinated put's) lands where hashing it would.
+    #[test]
+    fn a_write_placed_with_its_digest_is_the_write_hashed_here() {
+        let mut hashed = trees();
+        let mut placed = trees();
+        for i in 0..500u64 {
+            let k = format!("k{i}");
+            hashed.set(k.as_bytes(), Some(i));
+            let digest = blake3::hash(k.as_bytes());
+            placed.set_placed(k.as_bytes(), Some(&digest), Some(i));
+        }
+        placed.set_placed(b"k3", None, None);
+        hashed.set(b"k3", None);
+        for p in 0..16 {
+            assert_eq!(hashed.root(p), placed.root(p), "partition {p}");
+            for s in 0..1024 {
+                let a: Vec<_> = hashed.segment(p, s).collect();
+                assert_eq!(a, placed.segment(p, s).collect::<Vec<_>>(), "{p} {s}");
+            }
         }
     }
 

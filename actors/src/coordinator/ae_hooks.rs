@@ -21,13 +21,34 @@ pub const AE_BATCH: usize = 512;
 /// that window may see the key as differing and repair it: a needless but harmless join.
 pub const AE_DELAY: Duration = Duration::from_millis(5);
 
-/// Every local write of a batch (see [`AE_BATCH`], [`AE_DELAY`]): each key with its
-/// object's clock as written (`None`: nothing to compare, see [`TreeClock::of`]), hashed by
-/// the AntiEntropy actor on its own thread. In order: a key written twice in a batch
-/// appears twice, the later last.
+/// Every local write of a batch (see [`AE_BATCH`], [`AE_DELAY`]), hashed by the
+/// AntiEntropy actor on its own thread. In order: a key written twice in a batch appears
+/// twice, the later last.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct LocalWrites(pub Vec<(Vec<u8>, Option<TreeClock>)>);
+pub struct LocalWrites(pub Vec<LocalWrite>);
+
+/// One local write as anti-entropy's trees take it.
+#[derive(Debug)]
+pub struct LocalWrite {
+    pub key: Vec<u8>,
+    /// `blake3::hash(&key)` when the writer had it (a coordinated put placed the key with
+    /// it): the trees place the key with it instead of hashing the key again.
+    pub digest: Option<blake3::Hash>,
+    /// The object's clock as written (`None`: nothing to compare, see [`TreeClock::of`]).
+    pub clock: Option<TreeClock>,
+}
+
+impl LocalWrite {
+    /// A write whose key the trees hash themselves.
+    pub fn new(key: Vec<u8>, clock: Option<TreeClock>) -> LocalWrite {
+        LocalWrite {
+            key,
+            digest: None,
+            clock,
+        }
+    }
+}
 
 /// Join `object` into this replica's copy of `key` (anti-entropy repair): under the key's
 /// lock, durable (WAL fsync) before the answer, a no-op when the stored object already
@@ -50,13 +71,18 @@ impl Coordinator {
     pub(super) fn note_local_write(
         &mut self,
         key: Vec<u8>,
+        digest: Option<blake3::Hash>,
         res: &LocalResult,
         ctx: &mut Context<Self>,
     ) {
         let (Some(_), Ok(stored)) = (&self.ae_notify, res) else {
             return;
         };
-        self.ae_pending.push((key, TreeClock::of(&stored.object)));
+        self.ae_pending.push(LocalWrite {
+            key,
+            digest,
+            clock: TreeClock::of(&stored.object),
+        });
         if self.ae_pending.len() >= AE_BATCH {
             self.flush_local_writes();
         } else if !self.ae_flush_armed {
@@ -145,8 +171,8 @@ mod tests {
     impl Handler<LocalWrites> for Collector {
         type Result = ();
         fn handle(&mut self, m: LocalWrites, _: &mut Context<Self>) {
-            for (key, clock) in m.0 {
-                let _ = self.0.send((key, clock.map(|c| c.hash())));
+            for w in m.0 {
+                let _ = self.0.send((w.key, w.clock.map(|c| c.hash())));
             }
         }
     }

@@ -115,6 +115,8 @@ pub(super) struct LocalWriteFinished {
     key: Vec<u8>,
     /// `KeyHash::of(&key)`, from `write_local`.
     hash: KeyHash,
+    /// The op's `blake3` of the key, if it had one: anti-entropy's trees reuse it.
+    digest: Option<blake3::Hash>,
     done: LocalDone,
     res: Result<Stored, ClientError>,
 }
@@ -128,6 +130,7 @@ impl Coordinator {
         let LocalWriteFinished {
             key,
             hash,
+            digest,
             done,
             res,
         } = msg;
@@ -139,7 +142,7 @@ impl Coordinator {
             self.note_tombstone(&key, &stored.object);
         }
         // Anti-entropy's batch takes the key itself.
-        self.note_local_write(key, &res, ctx);
+        self.note_local_write(key, digest, &res, ctx);
         self.local_write_done(done, res, ctx);
     }
 }
@@ -289,6 +292,7 @@ impl Coordinator {
             finished.push(LocalWriteFinished {
                 key,
                 hash,
+                digest,
                 done,
                 res,
             });

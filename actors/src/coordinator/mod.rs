@@ -44,7 +44,7 @@
 mod ae_hooks;
 mod api;
 mod deadlines;
-pub use ae_hooks::{JoinLocal, LocalWrites, WritesDrained};
+pub use ae_hooks::{JoinLocal, LocalWrite, LocalWrites, WritesDrained};
 pub use api::*;
 pub mod describe;
 mod get;
@@ -145,7 +145,7 @@ pub struct Coordinator {
     /// The AntiEntropy actor, told of every local write (`ae_hooks`), the writes not yet
     /// told (at most `AE_BATCH`), and whether a timer will send them.
     ae_notify: Option<Recipient<LocalWrites>>,
-    ae_pending: Vec<(Vec<u8>, Option<crate::antientropy::tree::TreeClock>)>,
+    ae_pending: Vec<ae_hooks::LocalWrite>,
     ae_flush_armed: bool,
 }
 

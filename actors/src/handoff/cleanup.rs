@@ -105,7 +105,7 @@ impl Handoff {
                             .await
                             .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
-                        gone.push((e.key, None));
+                        gone.push(crate::coordinator::LocalWrite::new(e.key, None));
                         deleted += 1;
                     }
                 }
