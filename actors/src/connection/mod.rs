@@ -18,7 +18,8 @@
 //! the reader: the node keeps at most `max_inflight` responses for that connection and TCP
 //! pushes back on the client. Memory per connection is bounded by `max_inflight` responses
 //! plus one read buffer of at most `max_frame_bytes` (the read-ahead buffer is counted in
-//! the 64 KiB a connection may read without the node's byte budget).
+//! the 64 KiB a connection may read without the node's byte budget); between writes it
+//! keeps two write buffers of at most 32 KiB (`outbox::KEEP_BYTES`).
 //!
 //! With `[tls]` the TLS handshake runs first, on the connection's arbiter (`crate::tls`); the
 //! reader and writer tasks then own the halves of the TLS stream (`tokio::io::split`), plain

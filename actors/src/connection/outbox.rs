@@ -38,8 +38,10 @@ use troupe_protocol::message::Response;
 use troupe_protocol::ErrorCode;
 
 /// A write buffer larger than this after a write is given back to the allocator, so one
-/// large answer does not keep its memory for the connection's life.
-const KEEP_BYTES: usize = 64 * 1024;
+/// large answer does not keep its memory for the connection's life: an idle connection
+/// keeps at most two buffers of this size (the outbox's and the writer's, which trade
+/// places at each write). A pipeline of 16 answers of a 1 KiB value fits.
+const KEEP_BYTES: usize = 32 * 1024;
 
 /// A handle for queueing answers (cheap to clone: one reference count).
 #[derive(Clone)]
