@@ -22,6 +22,10 @@ PORT=18100
   echo "no troupe binary at $BIN (cargo build --release)" >&2
   exit 2
 }
+[ -x /usr/bin/time ] || {
+  echo "needs /usr/bin/time (Debian: apt-get install time)" >&2
+  exit 2
+}
 for p in $PORT $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
   if (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
     echo "port $p is in use: stop what listens there" >&2
@@ -31,7 +35,12 @@ done
 work=$(mktemp -d)
 pid=
 cleanup() {
-  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; fi
+  if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+    # A node that has not stopped within 10 s is killed.
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,24 +48,30 @@ trap cleanup EXIT
   --peer-listen 127.0.0.1:$((PORT + 1)) --admin-listen 127.0.0.1:$((PORT + 2)) \
   --metrics-listen 127.0.0.1:$((PORT + 3)) >"$work/log" 2>&1 &
 pid=$!
+up=
 for _ in $(seq 300); do
-  (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || {
-    cat "$work/log" >&2
-    exit 1
-  }
+  if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+    up=1
+    break
+  fi
+  kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
-bench() {
-  "$BIN" bench --addr 127.0.0.1:$PORT --concurrency 50 --value-size 100 --keys 100000 --no-prefill "$@"
+[ -n "$up" ] || {
+  echo "the node did not listen on 127.0.0.1:$PORT within 30 s; its log:" >&2
+  cat "$work/log" >&2
+  exit 1
 }
 if [ "$W" = get ]; then
-  bench --workload put --pipeline 16 --ops 100000 >/dev/null
+  "$BIN" bench --addr 127.0.0.1:$PORT --workload put --concurrency 50 --pipeline 16 \
+    --value-size 100 --keys 100000 --ops 100000 --no-prefill >/dev/null
 fi
-# utime and stime (clock ticks) of every thread of the node.
+# utime and stime (clock ticks) of every thread of the node: the fields after the
+# parenthesised name, which may hold spaces (a thread gone meanwhile is left out).
 snap() {
   for t in /proc/$pid/task/*; do
-    echo "$(basename "$t") $(tr ' ' '_' <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"
+    stat=$(cat "$t/stat" 2>/dev/null) || continue
+    echo "$(basename "$t") $(tr ' ' '_' <"$t/comm" 2>/dev/null) $(echo "${stat##*) }" | awk '{print $12, $13}')"
   done
 }
 snap >"$work/before"
@@ -73,7 +88,7 @@ before = {l.split()[0]: l.split() for l in open(sys.argv[1])}
 after = {l.split()[0]: l.split() for l in open(sys.argv[2])}
 elapsed, ops, tck = float(sys.argv[4]) - float(sys.argv[3]), int(sys.argv[5]), int(sys.argv[6])
 for tid, a in after.items():
-    if tid not in before:
+    if tid not in before or len(a) < 4 or len(before[tid]) < 4:
         continue
     u = (int(a[2]) - int(before[tid][2])) / tck
     s = (int(a[3]) - int(before[tid][3])) / tck

@@ -1,5 +1,6 @@
-//! A thread's reused encoding buffer, for frames that leave as [`Bytes`] (client responses,
-//! peer frames): a frame is encoded into it and copied out at its exact size, so it costs
+//! A thread's reused encoding buffer, for frames that leave as [`Bytes`] (peer frames;
+//! client responses are framed straight into their connection's outbox): a frame is
+//! encoded into it and copied out at its exact size, so it costs
 //! one allocation and none for growth (encoding into a fresh `Vec` grew it four or five
 //! times per response; a peer batch, from empty, once per doubling: about ten times for
 //! 4 KiB).

@@ -608,7 +608,7 @@ impl Connection {
                     "this node needs a client token in hello (auth.client_tokens); the connection is closed",
                 );
                 self.respond(resp, Some(permit), Some(t));
-                // Stopping drops our sender; the writer ends once that answer is written.
+                // Stopping drops our outbox handle; the writer ends once that answer is written.
                 ctx.stop();
                 return false;
             }
@@ -641,7 +641,8 @@ impl Handler<ReaderStopped> for Connection {
             log::debug!("connection from {}: {why}; closing", self.peer);
             self.respond(Response::err(0, ErrorCode::TooLarge, why), None, None);
         }
-        // Stopping drops our sender; the writer ends once in-flight responses are written.
+        // Stopping drops our outbox handle; the writer ends once in-flight responses are
+        // written.
         ctx.stop();
     }
 }

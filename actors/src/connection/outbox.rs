@@ -22,10 +22,15 @@
 //!   at the buffer before it waits.
 //! - The writer ends, and shuts the socket's write half, once every handle is dropped (the
 //!   actor stopped and every request was answered) and the buffer is written. If a write
-//!   fails it ends at once: what is buffered and every later answer is dropped, releasing
-//!   what it holds.
+//!   fails, or the writer is dropped without running (a failed TLS handshake), the outbox
+//!   closes: what is buffered and every later answer is dropped, releasing what it holds.
 //! - A body over the frame limit is never sent (the client would close the connection on
 //!   it): that request gets an `internal` error naming the sizes instead.
+//!
+//! The cost of framing under the lock: an answer is encoded while the lock is held, so the
+//! writer (or another answer) may wait for one answer's encoding, about a millisecond per
+//! megabyte of values. With connections on the main event loop (the default on one or two
+//! cores) nothing ever waits, as every push and the writer run on that one thread.
 
 use super::{Held, Sample};
 use crate::stats::RequestStats;
@@ -37,8 +42,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use troupe_protocol::message::Response;
 use troupe_protocol::ErrorCode;
 
-/// A write buffer larger than this after a write is given back to the allocator, so one
-/// large answer does not keep its memory for the connection's life: an idle connection
+/// A write buffer larger than this after a write is shrunk to it, so one large answer
+/// does not keep its memory for the connection's life: an idle connection
 /// keeps at most two buffers of this size (the outbox's and the writer's, which trade
 /// places at each write). A pipeline of 16 answers of a 1 KiB value fits.
 const KEEP_BYTES: usize = 32 * 1024;
@@ -96,9 +101,7 @@ impl Outbox {
 
     /// An outbox with no writer (a connection that never started): answers are dropped.
     pub(super) fn closed() -> Outbox {
-        let (out, writer) = Outbox::new(0);
-        lock(&writer.0).closed = true;
-        out
+        Outbox::new(0).0 // the writer, dropped here, closes it
     }
 
     /// Frames `resp` onto the buffer; `permit` (the request's slot and bytes) is released
@@ -148,12 +151,12 @@ pub(super) struct Writer(Arc<Shared>);
 
 /// Writes what the outbox buffers until every handle is gone (see the module docs).
 pub(super) async fn write_loop(writer: Writer, mut wr: BoxWrite, stats: Arc<RequestStats>) {
-    let shared = writer.0;
+    let shared = &writer.0;
     let mut out = Vec::new();
     let mut samples = Vec::new();
     loop {
         let taken = {
-            let mut st = lock(&shared);
+            let mut st = lock(shared);
             if st.frames.is_empty() {
                 if st.handles_gone {
                     break;
@@ -175,19 +178,29 @@ pub(super) async fn write_loop(writer: Writer, mut wr: BoxWrite, stats: Arc<Requ
             stats.record_index(s.op, s.result, now.saturating_duration_since(s.at));
         }
         if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
-            *lock(&shared) = State {
-                closed: true,
-                ..State::default()
-            };
-            return;
+            return; // `writer`'s drop closes the outbox
         }
         drop((slots, bytes));
-        out.clear();
-        if out.capacity() > KEEP_BYTES {
-            out = Vec::new();
-        }
+        reuse(&mut out);
     }
     let _ = wr.shutdown().await;
+}
+
+/// Empties a written buffer for the next write, giving back all but [`KEEP_BYTES`].
+fn reuse(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.shrink_to(KEEP_BYTES);
+}
+
+/// However the writer ends (or if it never ran), the outbox closes: what is buffered and
+/// every later answer is dropped, releasing the slots and bytes they hold.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        *lock(&self.0) = State {
+            closed: true,
+            ..State::default()
+        };
+    }
 }
 
 #[cfg(test)]

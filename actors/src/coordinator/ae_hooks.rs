@@ -6,7 +6,8 @@
 //! write, so an exchange's join can never overwrite a concurrent client write.
 //!
 //! The hot-path cost is a copy of the object's clock (inline, no allocation for up to three
-//! actors) and one push per local write: the AntiEntropy actor hashes it on its own thread.
+//! actors) and one push per local write: the AntiEntropy actor hashes the clock on its own
+//! thread (and the key, when the write does not bring the coordinator's hash of it).
 //! The notification is sent only when an AntiEntropy actor is attached.
 
 use super::local::{Apply, LocalDone, LocalOp};

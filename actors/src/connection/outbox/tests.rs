@@ -177,3 +177,34 @@ async fn answers_from_another_thread_all_arrive_in_order() {
     task.await.unwrap();
     assert_eq!(sem.available_permits(), N as usize);
 }
+
+#[test]
+fn an_outbox_whose_writer_never_ran_releases_every_answer_at_once() {
+    let sem = Arc::new(Semaphore::new(2));
+    let out = Outbox::closed();
+    out.push(&get_reply(1, 10), Some(held(&sem)), None);
+    assert_eq!(sem.available_permits(), 2);
+    // A writer dropped after answers were queued (a failed TLS handshake) releases them.
+    let (out, writer) = Outbox::new(1 << 20);
+    out.push(&get_reply(2, 10), Some(held(&sem)), None);
+    assert_eq!(sem.available_permits(), 1, "queued for a writer");
+    drop(writer);
+    assert_eq!(sem.available_permits(), 2, "released with the writer");
+    out.push(&get_reply(3, 10), Some(held(&sem)), None);
+    assert_eq!(sem.available_permits(), 2, "dropped at once");
+}
+
+#[test]
+fn a_written_buffer_keeps_at_most_keep_bytes() {
+    let mut small = Vec::with_capacity(1000);
+    small.extend_from_slice(&[1; 10]);
+    reuse(&mut small);
+    assert!(
+        small.is_empty() && small.capacity() >= 1000,
+        "a small one is kept whole"
+    );
+    let mut big = vec![0u8; 4 * KEEP_BYTES];
+    reuse(&mut big);
+    assert!(big.is_empty());
+    assert!(big.capacity() <= KEEP_BYTES && big.capacity() >= KEEP_BYTES / 2);
+}
