@@ -225,7 +225,7 @@ impl Trees {
 
     /// Sets the key's hash (`None`: the key is absent), adjusting every node above it.
     pub fn set(&mut self, key: &[u8], hash: Option<u64>) {
-        self.set_at(key, key_hash(key), hash)
+        self.set_placed(key, None, hash)
     }
 
     /// [`Trees::set`] with the key's `blake3` hash when the caller has it (`None`: hashed
