@@ -25,7 +25,9 @@
 //!   fails, or the writer is dropped without running (a failed TLS handshake), the outbox
 //!   closes: what is buffered and every later answer is dropped, releasing what it holds.
 //! - A body over the frame limit is never sent (the client would close the connection on
-//!   it): that request gets an `internal` error naming the sizes instead.
+//!   it): that request gets an `internal` error naming the sizes instead. A safety net:
+//!   answers fit by construction (objects are capped at half the frame limit less 64 KiB,
+//!   `node.rs`), so `internal` is right, a bug, even for a write's answer.
 //!
 //! The cost of framing under the lock: an answer is encoded while the lock is held, so the
 //! writer (or another answer) may wait for one answer's encoding, about a millisecond per
