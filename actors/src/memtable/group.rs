@@ -35,7 +35,7 @@ pub(super) const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Emptied write lists kept for reuse ([`WalQueue::recycle`]).
 const SPARE_WRITE_LISTS: usize = 8;
 /// Largest group offered to [`WalWriter::append_now`]. The hop to the writer thread costs
-/// the loop about the same per group whatever its size, sealing (a blake3 per record) costs
+/// the loop about the same per group whatever its size, sealing (a CRC-32 per record) costs
 /// it per byte: a small group (requests one at a time per connection: 2-3 KiB under 50
 /// connections) is cheaper written here, a larger one (a pipelined burst: 35 KiB under 50
 /// connections x16, where the loop is the bound) is sealed and copied by the thread.

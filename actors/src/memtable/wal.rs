@@ -1,17 +1,17 @@
 //! The write-ahead log: segment files, start-up recovery, and the group-commit writer thread.
 //! The record format and its parser live in [`format`]; offline repair in [`repair`].
 //!
-//! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 3 (all integers little-endian):
+//! Layout: `<data_dir>/wal/<segment:020>.wal`. Format version 4 (all integers little-endian):
 //!
 //! ```text
 //! segment = [segment header: 32 bytes] [batch]* [zeros]*   (zeros: preallocation, below)
-//! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 3][segment number: u64]
+//! segment header = [magic: 8 bytes "TROUPWAL"][format: u32 = 4][segment number: u64]
 //!                  [salt: u64, random per segment][crc32 of the 28 bytes before it: u32]
 //! batch   = [batch header: 20 bytes] [record]*   (one group commit: one write(2))
 //! batch header = [magic: 4 bytes "TBAT"][body length: u32 (the records' bytes)]
 //!                [synced_before: u64 (segment offset known durable when it was written)]
 //!                [crc32 of the salt then the 16 bytes before it: u32]
-//! record  = [len: u32][payload checksum: u64 = first 8 bytes of blake3(payload)]
+//! record  = [len: u32][payload checksum: u64 = CRC-32 of the payload]
 //!           [header checksum: u32 = crc32 of the 12 bytes before it][payload: len bytes]
 //! payload = [seq: u64][kind: u8 (1 put, 2 delete)][key_len: u32][key][value...]
 //! ```
@@ -19,7 +19,9 @@
 //! The header checksums cover the lengths, so a damaged length can never pass for a record
 //! or batch that runs past the end of the file; `synced_before` lets recovery tell a batch
 //! torn by a power cut (its sectors may reach the disk in any order) from damage to synced
-//! bytes (the rule and its safety argument are in [`format`]). Format 1 (before 2026-11-30)
+//! bytes (the rule and its safety argument are in [`format`]). Format 3 (before 2026-12-02)
+//! is format 4 with the first 8 bytes of the payload's blake3 as its checksum: read, never
+//! appended to (the writer starts the next segment instead). Format 1 (before 2026-11-30)
 //! had no segment header and `[len][blake3-64]` record headers; format 2 (2026-11-30, never
 //! released) had no batches or salt; this build refuses both by version
 //! ([`WalError::UnsupportedFormat`]).
@@ -154,11 +156,12 @@ fn unsupported_format_message(path: &Path, found: u32) -> String {
         "a newer"
     };
     format!(
-        "WAL segment {} is format {found} (written by {older} troupe); this build reads format \
-         {}. Start the build that wrote it on this data directory, run `troupe admin flush` \
+        "WAL segment {} is format {found} (written by {older} troupe); this build reads formats \
+         {} to {}. Start the build that wrote it on this data directory, run `troupe admin flush` \
          (the log's writes move into tables and its segments are retired), stop it, then start \
          this build; or move {wal_dir} aside to start without the writes it holds",
         path.display(),
+        format::OLDEST_READ,
         format::FORMAT_VERSION,
     )
 }
@@ -254,6 +257,8 @@ pub fn recover(io: &dyn Io, dir: &Path) -> Result<Recovered, WalError> {
 struct OpenSegment {
     file: Box<dyn IoFile>,
     salt: u64,
+    /// The segment's format: this build appends only to one of [`format::FORMAT_VERSION`].
+    format: u32,
     /// The file's length, all of it durable.
     len: u64,
 }
@@ -265,17 +270,20 @@ struct OpenSegment {
 /// replayed, and the next batch's `synced_before` will claim them.
 fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<OpenSegment, WalError> {
     let mut file = io.open_write(path, true).map_err(io_err(path))?;
-    let salt = if file.size().map_err(io_err(path))? == 0 {
+    let head = if file.size().map_err(io_err(path))? == 0 {
         let salt = format::new_salt();
         file.write_at(&format::segment_header(n, salt), 0)
             .map_err(io_err(path))?;
-        salt
+        format::Head {
+            format: format::FORMAT_VERSION,
+            salt,
+        }
     } else {
         let mut header = [0u8; format::SEGMENT_HEADER_LEN];
         File::open(path)
             .and_then(|mut f| f.read_exact(&mut header))
             .map_err(io_err(path))?;
-        format::segment_salt(&header).ok_or_else(|| WalError::Corrupt {
+        format::segment_head(&header).ok_or_else(|| WalError::Corrupt {
             path: path.to_path_buf(),
             segment: n,
             offset: 0,
@@ -284,7 +292,39 @@ fn open_segment(io: &dyn Io, path: &Path, n: u64) -> Result<OpenSegment, WalErro
     };
     file.sync_data().map_err(io_err(path))?;
     let len = file.size().map_err(io_err(path))?;
-    Ok(OpenSegment { file, salt, len })
+    Ok(OpenSegment {
+        file,
+        salt: head.salt,
+        format: head.format,
+        len,
+    })
+}
+
+/// Opens segment `n` of `dir` for appending, or creates segment `n + 1` when `n` is in an
+/// older format (one this build reads but does not write: its records stay as they are, and
+/// the flusher retires `n` with the first table after it). Returns the segment opened. `n`
+/// is synced either way, so it is complete before any segment after it exists.
+fn open_for_append(
+    io: &dyn Io,
+    dir: &Path,
+    n: u64,
+) -> Result<(u64, PathBuf, OpenSegment), WalError> {
+    let path = segment_path(dir, n);
+    let open = open_segment(io, &path, n)?;
+    if open.format == format::FORMAT_VERSION {
+        return Ok((n, path, open));
+    }
+    log::info!(
+        "WAL segment {} is format {}; new writes go to segment {} in format {}",
+        path.display(),
+        open.format,
+        n + 1,
+        format::FORMAT_VERSION
+    );
+    drop(open);
+    let next = segment_path(dir, n + 1);
+    let open = open_segment(io, &next, n + 1)?;
+    Ok((n + 1, next, open))
 }
 
 /// Fsyncs a directory so that file creations and renames in it are durable.
@@ -360,7 +400,8 @@ pub enum SubmitError {
 }
 
 impl<T: Send + 'static> WalWriter<T> {
-    /// Opens (or creates) segment `segment` in `dir` for appending and starts the writer
+    /// Opens (or creates) segment `segment` in `dir` for appending (or segment `segment + 1`,
+    /// when `segment` is in an older format: [`open_for_append`]) and starts the writer
     /// thread with a queue of at most `queue_jobs` jobs.
     pub fn start(
         io: Arc<dyn Io>,
@@ -370,8 +411,7 @@ impl<T: Send + 'static> WalWriter<T> {
         queue_jobs: usize,
         sink: DurableSink<T>,
     ) -> Result<WalWriter<T>, WalError> {
-        let path = segment_path(dir, segment);
-        let open = open_segment(io.as_ref(), &path, segment)?;
+        let (segment, path, open) = open_for_append(io.as_ref(), dir, segment)?;
         // The new segment's directory entry must be durable before anything in it counts.
         fsync_dir(io.as_ref(), dir)?;
         let tail = Arc::new(Mutex::new(Tail::open(path, segment, open)));

@@ -1,4 +1,4 @@
-//! The WAL's on-disk format (version 3) and the pure parser that decides, for one segment's
+//! The WAL's on-disk format (version 4; version 3 is still read) and the pure parser that decides, for one segment's
 //! bytes, which records are valid, what is a torn tail, and what is damage. No I/O.
 //!
 //! The layout is documented in the parent module's doc ([`super`]). Each group commit (one
@@ -44,7 +44,18 @@
 //! header that passes for a real one inside a value, which would make a torn tail look like
 //! corruption and keep the node from starting.
 //!
-//! Format 2 (the same day, before batches) is refused by version, like format 1.
+//! Format 2 (the same day, before batches) is refused by version, like format 1. Format 3
+//! differs from format 4 only in each record's payload checksum (the first 8 bytes of the
+//! payload's blake3 where format 4 has its CRC-32): this build reads both, and writes only
+//! format 4 (the writer never appends to an older segment: it starts a new one instead).
+//!
+//! Why CRC-32 (format 4, 2026-12-02): a payload checksum is there to catch torn writes and
+//! bit rot, not an adversary (the header checksums, seeded with the segment's salt, are what
+//! keeps a planted record from passing). CRC-32 finds every burst of up to 32 bits and every
+//! flip of up to three bits in a record of the sizes a WAL holds, the other damage with a
+//! chance of 2^-32 per record, and costs about a tenth of blake3 on a short record, a cost
+//! every write pays (it was ~1,400 instructions per 100-byte put, the largest single cost
+//! of the WAL writer thread). PostgreSQL's WAL and RocksDB's log use a CRC-32 the same way.
 
 use super::WalError;
 use std::path::Path;
@@ -52,15 +63,19 @@ use std::path::Path;
 /// First bytes of every format-2 (and later) segment. Bytes 0..12 (magic and version) keep
 /// this layout in every future format, so an old build can always say which format it met.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TROUPWAL";
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+/// The format this build writes.
+pub const FORMAT_VERSION: u32 = 4;
+/// The oldest format this build reads.
+pub const OLDEST_READ: u32 = 3;
 /// `[magic: 8][format: u32 LE][segment: u64 LE][salt: u64 LE][crc32 of bytes 0..28: u32 LE]`.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// `[magic: 4 "TBAT"][body length: u32 LE][synced_before: u64 LE]
 /// [crc32 of the salt (u64 LE) then bytes 0..16: u32 LE]`.
 pub const BATCH_HEADER_LEN: usize = 20;
 const BATCH_MAGIC: [u8; 4] = *b"TBAT";
-/// `[len: u32 LE][payload checksum: u64 LE][crc32 of bytes 0..12: u32 LE]`.
+/// `[len: u32 LE][payload checksum: u64 LE][crc32 of bytes 0..12: u32 LE]`. The payload
+/// checksum is the payload's CRC-32 as a u64 in format 4, the first 8 bytes of its blake3 in
+/// format 3.
 pub const RECORD_HEADER_LEN: usize = 16;
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -110,9 +125,14 @@ pub fn new_salt() -> u64 {
 
 /// The header segment `n` starts with.
 pub fn segment_header(n: u64, salt: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    header_in(FORMAT_VERSION, n, salt)
+}
+
+/// A segment header of format `format` (an older one only for tests and tools).
+pub(crate) fn header_in(format: u32, n: u64, salt: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&format.to_le_bytes());
     h[12..20].copy_from_slice(&n.to_le_bytes());
     h[20..28].copy_from_slice(&salt.to_le_bytes());
     let crc = crc32fast::hash(&h[..28]);
@@ -120,13 +140,31 @@ pub fn segment_header(n: u64, salt: u64) -> [u8; SEGMENT_HEADER_LEN] {
     h
 }
 
-/// The salt of a segment whose header (`data[..SEGMENT_HEADER_LEN]`) checks out.
-pub fn segment_salt(data: &[u8]) -> Option<u64> {
+/// What the header of a segment in a format this build reads says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// [`OLDEST_READ`]..=[`FORMAT_VERSION`].
+    pub format: u32,
+    pub salt: u64,
+}
+
+/// The header of a segment whose header (`data[..SEGMENT_HEADER_LEN]`) checks out and names
+/// a format this build reads.
+pub fn segment_head(data: &[u8]) -> Option<Head> {
     let h = data.get(..SEGMENT_HEADER_LEN)?;
+    let format = u32_at(h, 8);
     let ok = h[..8] == SEGMENT_MAGIC
-        && u32_at(h, 8) == FORMAT_VERSION
+        && (OLDEST_READ..=FORMAT_VERSION).contains(&format)
         && crc32fast::hash(&h[..28]) == u32_at(h, 28);
-    ok.then(|| u64_at(h, 20))
+    ok.then(|| Head {
+        format,
+        salt: u64_at(h, 20),
+    })
+}
+
+/// The salt of a segment whose header checks out ([`segment_head`]).
+pub fn segment_salt(data: &[u8]) -> Option<u64> {
+    segment_head(data).map(|h| h.salt)
 }
 
 fn batch_crc(salt: u64, h: &[u8]) -> u32 {
@@ -191,9 +229,14 @@ pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
 
 /// Fills in the payload and header checksums of every record in `records`, a run of whole
 /// records as [`encode_record_unsealed`] writes them (sealing a sealed record again changes
-/// nothing). `false` if the run does not end on a record boundary: a bug upstream, and the
+/// nothing), in this build's format: only for a segment of [`FORMAT_VERSION`]. `false` if the run does not end on a record boundary: a bug upstream, and the
 /// records from there on stay unsealed, so recovery would find them damaged, never wrong.
 pub fn seal_records(records: &mut [u8]) -> bool {
+    seal_in(FORMAT_VERSION, records)
+}
+
+/// [`seal_records`] in format `format`.
+fn seal_in(format: u32, records: &mut [u8]) -> bool {
     let mut at = 0;
     while at < records.len() {
         let Some(head) = records.get(at..at + 4) else {
@@ -204,7 +247,7 @@ pub fn seal_records(records: &mut [u8]) -> bool {
         if end > records.len() {
             return false;
         }
-        let sum = payload_checksum(&records[at + RECORD_HEADER_LEN..end]);
+        let sum = payload_checksum(format, &records[at + RECORD_HEADER_LEN..end]);
         records[at + 4..at + 12].copy_from_slice(&sum.to_le_bytes());
         let crc = crc32fast::hash(&records[at..at + 12]);
         records[at + 12..at + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -216,11 +259,24 @@ pub fn seal_records(records: &mut [u8]) -> bool {
 /// A whole segment `n` as the `sync`-mode writer leaves it: one batch per element of
 /// `batches`, each with `synced_before` at its own start. For tests and tools.
 pub fn encode_segment(n: u64, salt: u64, batches: &[Vec<WalRecord>]) -> Vec<u8> {
-    let mut out = segment_header(n, salt).to_vec();
+    encode_segment_in(FORMAT_VERSION, n, salt, batches)
+}
+
+/// [`encode_segment`] in format `format` (an older one only for tests and tools).
+pub(crate) fn encode_segment_in(
+    format: u32,
+    n: u64,
+    salt: u64,
+    batches: &[Vec<WalRecord>],
+) -> Vec<u8> {
+    let mut out = header_in(format, n, salt).to_vec();
     for batch in batches {
         let start = out.len();
         out.extend_from_slice(&[0u8; BATCH_HEADER_LEN]);
-        batch.iter().for_each(|r| encode_record(r, &mut out));
+        batch
+            .iter()
+            .for_each(|r| encode_record_unsealed(r, &mut out));
+        seal_in(format, &mut out[start + BATCH_HEADER_LEN..]);
         let len = u32::try_from(out.len() - start - BATCH_HEADER_LEN).expect("a small batch");
         out[start..start + BATCH_HEADER_LEN].copy_from_slice(&batch_header(
             salt,
@@ -251,9 +307,15 @@ pub fn record_offsets(data: &[u8]) -> Vec<usize> {
     out
 }
 
-fn payload_checksum(payload: &[u8]) -> u64 {
-    let h = blake3::hash(payload);
-    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+/// A record payload's checksum in format `format`: its CRC-32 (format 4), or the first 8
+/// bytes of its blake3 (formats 1 and 3).
+fn payload_checksum(format: u32, payload: &[u8]) -> u64 {
+    if format >= 4 {
+        u64::from(crc32fast::hash(payload))
+    } else {
+        let h = blake3::hash(payload);
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -283,9 +345,9 @@ fn decode_payload(p: &[u8]) -> Option<WalRecord> {
     Some(WalRecord { seq, key, value })
 }
 
-/// The record at the start of `rest` and its length, or why not (`true`: it runs past the
-/// end of `rest`).
-fn record_at(rest: &[u8]) -> Result<(WalRecord, usize), (Damage, bool)> {
+/// The record of a format-`format` segment at the start of `rest` and its length, or why not
+/// (`true`: it runs past the end of `rest`).
+fn record_at(format: u32, rest: &[u8]) -> Result<(WalRecord, usize), (Damage, bool)> {
     if rest.len() < RECORD_HEADER_LEN {
         return Err((Damage::RecordOverrunsBatch, true));
     }
@@ -296,7 +358,7 @@ fn record_at(rest: &[u8]) -> Result<(WalRecord, usize), (Damage, bool)> {
     let Some(payload) = rest[RECORD_HEADER_LEN..].get(..len) else {
         return Err((Damage::RecordOverrunsBatch, true));
     };
-    if payload_checksum(payload) != u64_at(rest, 4) {
+    if payload_checksum(format, payload) != u64_at(rest, 4) {
         return Err((Damage::PayloadChecksum, false));
     }
     match decode_payload(payload) {
@@ -314,8 +376,8 @@ struct BadBatch {
 }
 
 /// Parses the batch at `data[start..]`: its records and where the next batch starts.
-fn parse_batch(data: &[u8], start: usize, salt: u64) -> Result<(Vec<WalRecord>, usize), BadBatch> {
-    let Some((len, _)) = batch_at(data, start, salt) else {
+fn parse_batch(data: &[u8], start: usize, head: Head) -> Result<(Vec<WalRecord>, usize), BadBatch> {
+    let Some((len, _)) = batch_at(data, start, head.salt) else {
         let cut = data.len() - start < BATCH_HEADER_LEN;
         return Err(BadBatch {
             at: start,
@@ -329,7 +391,7 @@ fn parse_batch(data: &[u8], start: usize, salt: u64) -> Result<(Vec<WalRecord>, 
     let mut records = Vec::new();
     let mut pos = 0;
     while pos < present.len() {
-        match record_at(&present[pos..]) {
+        match record_at(head.format, &present[pos..]) {
             Ok((r, n)) => {
                 records.push(r);
                 pos += n;
@@ -381,7 +443,7 @@ fn looks_like_format_1(data: &[u8]) -> bool {
     }
     let len = u32_at(data, 0) as usize;
     data.get(V1_HEADER..V1_HEADER.saturating_add(len))
-        .is_some_and(|p| payload_checksum(p) == u64_at(data, 4))
+        .is_some_and(|p| payload_checksum(1, p) == u64_at(data, 4))
 }
 
 /// Whether `data` is a prefix of segment `segment`'s header followed by nothing but zeros
@@ -434,13 +496,13 @@ pub fn parse_segment(
         return Err(corrupt(0, Damage::BadMagic));
     }
     let version = u32_at(data, 8);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
         return Err(WalError::UnsupportedFormat {
             path: path.to_path_buf(),
             found: version,
         });
     }
-    let Some(salt) = segment_salt(data) else {
+    let Some(head) = segment_head(data) else {
         return Err(corrupt(0, Damage::SegmentHeaderChecksum));
     };
     let found = u64_at(data, 12);
@@ -451,7 +513,7 @@ pub fn parse_segment(
     let mut records = Vec::new();
     let mut pos = SEGMENT_HEADER_LEN;
     while pos < data.len() {
-        match parse_batch(data, pos, salt) {
+        match parse_batch(data, pos, head) {
             Ok((batch, next)) => {
                 records.extend(batch);
                 pos = next;
@@ -465,7 +527,7 @@ pub fn parse_segment(
                 return Err(corrupt(bad.at, why));
             }
             Err(bad) => {
-                if synced_past(data, bad.at, salt).is_some() {
+                if synced_past(data, bad.at, head.salt).is_some() {
                     return Err(corrupt(bad.at, bad.why));
                 }
                 break; // torn: drop the batch at `pos` and everything after it
@@ -512,10 +574,16 @@ pub fn cut_segment(data: &[u8], cut: usize) -> (Vec<u8>, Option<(usize, [u8; BAT
 /// by trying every offset (a damaged length hides where the next record starts). For
 /// reporting what a repair drops; a match by chance needs two checksums to agree.
 pub fn salvageable_records(data: &[u8], from: usize) -> usize {
+    // The header's format if it names one this build reads, even when its checksum fails.
+    let format = data
+        .get(8..12)
+        .map(|b| u32_at(b, 0))
+        .filter(|f| (OLDEST_READ..=FORMAT_VERSION).contains(f))
+        .unwrap_or(FORMAT_VERSION);
     let mut n = 0;
     let mut pos = from.max(SEGMENT_HEADER_LEN);
     while pos < data.len() {
-        match record_at(&data[pos..]) {
+        match record_at(format, &data[pos..]) {
             Ok((_, len)) => {
                 n += 1;
                 pos += len;

@@ -66,7 +66,18 @@ pub enum AppendNow {
 
 impl Tail {
     pub(super) fn open(path: PathBuf, segment: u64, open: OpenSegment) -> Tail {
-        let OpenSegment { file, salt, len } = open;
+        let OpenSegment {
+            file,
+            salt,
+            format,
+            len,
+        } = open;
+        // Records are sealed in this build's format only (`format::seal_records`).
+        assert_eq!(
+            format,
+            super::format::FORMAT_VERSION,
+            "appending to an older segment"
+        );
         Tail {
             file,
             path,

@@ -129,6 +129,37 @@ fn writer_group_commits_and_recovers_after_restart() {
     assert_eq!(rec.records[99].key, b"k99");
 }
 
+/// After an upgrade the last segment may be format 3: the writer leaves it as it is and
+/// appends to a new format-4 segment, so recovery reads both, in order.
+#[test]
+fn a_format_3_segment_is_left_as_it_is_and_writes_go_to_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = [rec(1, "a", Some("1")), rec(2, "b", None)];
+    let v3 = format::encode_segment_in(3, 1, 9, &[old.to_vec()]);
+    fs::write(segment_path(dir.path(), 1), &v3).unwrap();
+    assert_eq!(recover(&fsio::RealIo, dir.path()).unwrap().records, old);
+
+    let (wal, rx) = started(dir.path());
+    let mut bytes = Vec::new();
+    encode_record_unsealed(&rec(3, "c", Some("3")), &mut bytes);
+    wal.append(bytes, 3).unwrap();
+    assert_eq!(rx.recv().unwrap(), (3, true));
+    let (tx2, rx2) = std::sync::mpsc::channel();
+    wal.rotate(Box::new(move |r| tx2.send(r.unwrap()).unwrap()))
+        .unwrap();
+    assert_eq!(rx2.recv().unwrap(), 3, "the writer was on segment 2");
+    drop(wal);
+
+    assert_eq!(fs::read(segment_path(dir.path(), 1)).unwrap(), v3);
+    let two = fs::read(segment_path(dir.path(), 2)).unwrap();
+    assert_eq!(format::segment_head(&two).unwrap().format, 4);
+    let r = recover(&fsio::RealIo, dir.path()).unwrap();
+    assert_eq!(r.segments, vec![1, 2, 3]);
+    let mut all = old.to_vec();
+    all.push(rec(3, "c", Some("3")));
+    assert_eq!(r.records, all);
+}
+
 #[test]
 fn recovery_truncates_a_torn_tail_so_appends_follow_valid_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -136,13 +136,14 @@ fn a_damaged_segment_header_is_corruption_even_in_the_last_segment() {
 
 #[test]
 fn old_and_future_formats_are_refused_by_version() {
-    // Format 1: `[len u32][blake3-64][payload]` records with no segment header.
+    // Format 1: `[len u32][blake3-64][payload]` records with no segment header (format 3's
+    // records have the same first 12 bytes).
+    let v3 = encode_segment_in(3, 7, SALT, &[three()]);
     let mut v1 = Vec::new();
-    for r in three() {
-        let mut e = Vec::new();
-        encode_record(&r, &mut e);
-        v1.extend_from_slice(&e[..12]);
-        v1.extend_from_slice(&e[RECORD_HEADER_LEN..]);
+    for at in record_offsets(&v3) {
+        let len = u32_at(&v3, at) as usize;
+        v1.extend_from_slice(&v3[at..at + 12]);
+        v1.extend_from_slice(&v3[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len]);
     }
     for last in [true, false] {
         match parse(&v1, last) {
@@ -163,14 +164,50 @@ fn old_and_future_formats_are_refused_by_version() {
             other => panic!("expected format 2, got {other:?}"),
         }
     }
-    let mut v4 = segment(&three());
-    v4[8] = 4;
-    match parse(&v4, true) {
-        Err(e @ WalError::UnsupportedFormat { found: 4, .. }) => {
-            assert!(e.to_string().contains("format 4"), "{e}");
+    let mut v5 = segment(&three());
+    v5[8] = 5;
+    match parse(&v5, true) {
+        Err(e @ WalError::UnsupportedFormat { found: 5, .. }) => {
+            assert!(e.to_string().contains("format 5"), "{e}");
+            assert!(e.to_string().contains("reads formats 3 to 4"), "{e}");
         }
-        other => panic!("expected format 4, got {other:?}"),
+        other => panic!("expected format 5, got {other:?}"),
     }
+}
+
+/// `segment` with its header relabelled as format `format` (the header checksum fixed).
+fn relabelled(segment: &[u8], format: u32) -> Vec<u8> {
+    let mut out = segment.to_vec();
+    out[8..12].copy_from_slice(&format.to_le_bytes());
+    let crc = crc32fast::hash(&out[..28]);
+    out[28..32].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Format 3 (blake3 payload checksums) is still read, each segment checked by the format its
+/// header names: the same records under the other format's label fail their checksum.
+#[test]
+fn format_3_segments_are_read_and_each_format_checks_its_own_checksum() {
+    let batches = [three()[..1].to_vec(), three()[1..].to_vec()];
+    let v3 = encode_segment_in(3, 7, SALT, &batches);
+    let v4 = encode_segment(7, SALT, &batches);
+    assert_ne!(v3, v4, "only the payload checksums differ");
+    assert_eq!(v3.len(), v4.len());
+    for last in [true, false] {
+        assert_eq!(parse(&v3, last).unwrap().records, three());
+        assert_eq!(parse(&v4, last).unwrap().records, three());
+    }
+    let first = record_offsets(&v4)[0];
+    for wrong in [relabelled(&v3, 4), relabelled(&v4, 3)] {
+        // A later batch proves the first was synced: damage, not a torn tail.
+        assert_eq!(
+            damage(parse(&wrong, true)),
+            (first as u64, Damage::PayloadChecksum)
+        );
+    }
+    // Salvage counts by the header's format too.
+    assert_eq!(salvageable_records(&v3, 0), 3);
+    assert_eq!(salvageable_records(&relabelled(&v3, 4), 0), 0);
 }
 
 #[test]
