@@ -282,7 +282,12 @@ pub enum DurabilityMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
+    /// The active memtable is sealed (and flushed) once its entries take this much memory.
     pub memtable_bytes: usize,
+    /// ... or once this many bytes of WAL records were written to it, whichever comes first
+    /// (an overwrite replaces its key's entry in memory but adds to the log): bounds the log
+    /// a restart replays. At least `memtable_bytes`.
+    pub memtable_wal_bytes: usize,
     pub durability: DurabilityMode,
     pub block_cache_bytes: usize,
     pub relaxed_sync_ms: u64,
@@ -312,6 +317,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             memtable_bytes: 64 * 1024 * 1024,
+            memtable_wal_bytes: 256 * 1024 * 1024,
             durability: DurabilityMode::Sync,
             block_cache_bytes: 64 * 1024 * 1024,
             relaxed_sync_ms: 100,
@@ -561,6 +567,14 @@ impl Config {
             || s.level1_bytes < s.target_table_bytes
         {
             bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, l0_stop_tables > l0_compaction_trigger, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
+        }
+        if s.memtable_wal_bytes < s.memtable_bytes {
+            bail!(
+                "storage.memtable_wal_bytes ({}) must be at least storage.memtable_bytes ({}): raise it \
+                 (a memtable is sealed at whichever limit it reaches first)",
+                s.memtable_wal_bytes,
+                s.memtable_bytes
+            );
         }
         let m = &self.membership;
         if m.probe_interval_ms == 0

@@ -93,6 +93,7 @@ fn open(
         max_queued_bytes: 64 << 20,
         mailbox: 4096,
         memtable_bytes: args.memtable_bytes,
+        wal_bytes: 4 * args.memtable_bytes,
         max_sealed: 2,
         max_stalled_writes: 4096,
         max_disk_reads: 64,

@@ -126,6 +126,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         max_queued_bytes: cfg.storage.wal_queue_bytes,
         mailbox: 4096,
         memtable_bytes: cfg.storage.memtable_bytes,
+        wal_bytes: cfg.storage.memtable_wal_bytes,
         max_sealed: cfg.storage.max_sealed_memtables,
         max_stalled_writes: cfg.storage.max_stalled_writes,
         max_disk_reads: cfg.storage.max_disk_reads,

@@ -147,6 +147,7 @@ mod tests {
             max_queued_bytes: 1 << 20,
             mailbox: 1024,
             memtable_bytes: 1 << 20,
+            wal_bytes: 1 << 20,
             max_sealed: 2,
             max_stalled_writes: 1024,
             max_disk_reads: 8,

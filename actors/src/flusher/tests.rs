@@ -28,6 +28,7 @@ fn start(dir: &Path) -> Node {
         max_queued_bytes: 1 << 20,
         mailbox: 1024,
         memtable_bytes: 64 << 20,
+        wal_bytes: 64 << 20,
         max_sealed: 2,
         max_stalled_writes: 10_000,
         max_disk_reads: 8,

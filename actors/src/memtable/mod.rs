@@ -14,8 +14,9 @@
 //! durability setting requires. Readers therefore never see a write that a crash of the
 //! process (or, in sync mode, of the machine) could still lose.
 //!
-//! Sealing: once the bytes submitted to the current generation pass `memtable_bytes`, a WAL
-//! rotation is queued behind them. Writes queued before it go to the old segment and the old
+//! Sealing: once the current generation's entries take `memtable_bytes` of memory, or the WAL
+//! records submitted to it `wal_bytes` (an overwrite replaces its key's entry in memory but
+//! adds its record to the log), a WAL rotation is queued behind them. Writes queued before it go to the old segment and the old
 //! generation ("closing"); writes after it to the new ones. When the rotation completes, every
 //! write of the closing table has been applied (one writer thread, FIFO mailbox), so it is
 //! frozen, put on the sealed queue and sent to the Flusher with the number of the segment
@@ -95,8 +96,11 @@ pub struct MemtableConfig {
     pub max_queued_bytes: usize,
     /// Mailbox capacity (senders using `send` wait when it is full).
     pub mailbox: usize,
-    /// Seal the active memtable once this many bytes were written to it.
+    /// Seal the active memtable once its entries take this much memory...
     pub memtable_bytes: usize,
+    /// ... or once this many bytes of WAL records were written to it (overwrites add to the
+    /// log, not to memory): bounds the log a restart replays.
+    pub wal_bytes: usize,
     /// Sealed memtables waiting for the Flusher before writes stall.
     pub max_sealed: usize,
     /// Writes held while stalled before further ones get `overloaded`.
@@ -371,12 +375,16 @@ impl MemtableActor {
         let mut max_seq = last_flushed_seq;
         let records = recovered.records.len();
         let mut skipped = 0;
-        for WalRecord { seq, key, value } in recovered.records {
-            max_seq = max_seq.max(seq);
-            if seq <= last_flushed_seq {
+        // The log bytes of the records replayed into the table (its share of `wal_bytes`).
+        let mut replayed_bytes = 0;
+        for rec in recovered.records {
+            max_seq = max_seq.max(rec.seq);
+            if rec.seq <= last_flushed_seq {
                 skipped += 1; // already in a table
                 continue;
             }
+            replayed_bytes += wal::format::encoded_len(&rec);
+            let WalRecord { seq, key, value } = rec;
             let hash = KeyHash::of(&key);
             table.apply(key, hash, seq, value);
         }
@@ -415,10 +423,11 @@ impl MemtableActor {
         };
         let limits = Limits {
             memtable_bytes: config.memtable_bytes,
+            wal_bytes: config.wal_bytes,
             max_sealed: config.max_sealed,
             max_stalled_writes: config.max_stalled_writes,
         };
-        let submitted = table.bytes();
+        let submitted = replayed_bytes;
         let health = writer.health();
         let table = Arc::new(table);
         let view = Arc::new(view::MemView::default());

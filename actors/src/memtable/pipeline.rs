@@ -45,12 +45,20 @@ pub trait Generation {
     /// The empty table that takes the next generation's writes (the memtable sizes it for
     /// the keys this one holds).
     fn next_generation(&self) -> Self;
+
+    /// The memory its entries take now (what [`Limits::memtable_bytes`] bounds).
+    fn memory_bytes(&self) -> usize;
 }
 
 /// Size limits (see `MemtableConfig`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// The active table is sealed once its entries take this much memory...
     pub memtable_bytes: usize,
+    /// ... or once this many bytes of WAL records were submitted to it, whichever comes
+    /// first. An overwrite replaces its key's entry in memory but adds its record to the
+    /// log, so this is what bounds the log a restart replays.
+    pub wal_bytes: usize,
     pub max_sealed: usize,
     pub max_stalled_writes: usize,
 }
@@ -112,7 +120,8 @@ pub struct Pipeline<T, W, R> {
 }
 
 impl<T: Generation, W, R> Pipeline<T, W, R> {
-    /// Starts with `active` (replayed from the WAL) holding `submitted` bytes.
+    /// Starts with `active` (replayed from the WAL), whose records took `submitted` bytes of
+    /// the log.
     pub fn new(limits: Limits, active: T, submitted: usize) -> Self {
         Pipeline {
             limits,
@@ -155,13 +164,15 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
         self.seal_if_due(rotate)
     }
 
-    /// Freezes the active generation behind a WAL rotation if it is full or a `Seal` waits
-    /// for it, unless a rotation is in flight (its completion calls this again) or nothing
+    /// Freezes the active generation behind a WAL rotation if it is full (its entries'
+    /// memory or its WAL bytes at their limit, [`Limits`]) or a `Seal` waits for it, unless a rotation is in flight (its completion calls this again) or nothing
     /// was written. If the WAL queue refuses the rotation nothing changes: the shell calls
     /// this after every WAL completion (a batch durable or failed; that frees queue room) and
     /// at start (the replayed WAL may fill the memtable).
     pub fn seal_if_due(&mut self, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
-        let due = self.active_submitted >= self.limits.memtable_bytes || self.seal_requested;
+        let full = self.active.memory_bytes() >= self.limits.memtable_bytes
+            || self.active_submitted >= self.limits.wal_bytes;
+        let due = full || self.seal_requested;
         if !due || self.closing.is_some() || self.active_submitted == 0 {
             return Vec::new();
         }

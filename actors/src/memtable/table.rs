@@ -59,6 +59,10 @@ impl Generation for Arc<MemTable> {
     fn next_generation(&self) -> Self {
         Arc::new(MemTable::with_room_for(self.len()))
     }
+
+    fn memory_bytes(&self) -> usize {
+        self.bytes()
+    }
 }
 
 /// One key of the index: its hash (`KeyHash::of(key)`), the key, its version.
@@ -180,8 +184,8 @@ impl MemTable {
     }
 
     /// Approximate memory of the entries: keys, values and each entry's share of the index
-    /// at its usual load (reported as the memtable's bytes; a seal is decided by the bytes
-    /// submitted to the WAL instead). Room reserved by [`MemTable::with_room_for`] counts
+    /// at its usual load (reported as the memtable's bytes, and what `memtable_bytes`
+    /// bounds). Room reserved by [`MemTable::with_room_for`] counts
     /// only once filled.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

@@ -19,6 +19,7 @@ pub(super) fn config(dir: &Path, max_queued_bytes: usize, memtable_bytes: usize)
         max_queued_bytes,
         mailbox: 1024,
         memtable_bytes,
+        wal_bytes: memtable_bytes,
         max_sealed: 2,
         max_stalled_writes: 10_000,
         max_disk_reads: 8,
@@ -207,6 +208,53 @@ async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
         .unwrap()
         .unwrap()
         .is_none());
+}
+
+/// A memtable is sealed by the memory its entries take or by the WAL bytes written to it,
+/// whichever limit comes first: overwrites of one key grow the log, not the table, and only
+/// the log's limit seals them; new keys grow the table and seal it long before the log's.
+#[actix_rt::test]
+async fn a_memtable_is_sealed_by_its_memory_or_by_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, rec) = Tables::open(&tables_dir(dir.path()), TablesOptions::default()).unwrap();
+    let cfg = MemtableConfig {
+        memtable_bytes: 16 << 10,
+        wal_bytes: 64 << 10,
+        max_sealed: 8,
+        ..config(dir.path(), 1 << 20, 0)
+    };
+    let (actor, _) = MemtableActor::open(
+        cfg,
+        Arc::new(tables),
+        rec.retired_wal_segment,
+        rec.last_flushed_seq,
+        Registry::default().actor("memtable"),
+    )
+    .unwrap();
+    let addr = actor.start();
+    let seals = || async { addr.send(GetMemtableStats).await.unwrap().seals };
+    let value = "v".repeat(100);
+    // 300 records of 132 bytes: about 39 KiB of log, past the memory limit (16 KiB) but not
+    // the log's (64 KiB); one entry in memory.
+    for _ in 0..300 {
+        put(&addr, "hot", Some(&value)).await;
+    }
+    assert_eq!(seals().await, 0, "overwrites alone stay in one memtable");
+    let stats = addr.send(GetMemtableStats).await.unwrap();
+    assert!(stats.active_bytes < 1024, "{stats:?}");
+    for _ in 0..300 {
+        put(&addr, "hot", Some(&value)).await;
+    }
+    assert_eq!(seals().await, 1, "the log's limit seals");
+    // New keys: 16 KiB of entries long before 64 KiB of log.
+    let mut i = 0;
+    while seals().await == 1 {
+        put(&addr, &format!("key{i:05}"), Some(&value)).await;
+        i += 1;
+        assert!(i < 400, "no seal after {i} new keys");
+    }
+    assert!(i * 132 < 40 << 10, "sealed by memory after {i} keys");
+    assert_eq!(get(&addr, "hot").await, Some(value.into_bytes()));
 }
 
 #[actix_rt::test]

@@ -32,6 +32,7 @@ pub(super) fn config(dir: &Path) -> MemtableConfig {
         max_queued_bytes: 1 << 20,
         mailbox: 1024,
         memtable_bytes: 2048,
+        wal_bytes: 2048,
         max_sealed: 2,
         max_stalled_writes: 1024,
         max_disk_reads: 8,

@@ -203,6 +203,11 @@ pub fn encode_record(rec: &WalRecord, out: &mut Vec<u8>) {
     seal_records(&mut out[start..]);
 }
 
+/// The bytes `rec` takes in the log (header and payload).
+pub fn encoded_len(rec: &WalRecord) -> usize {
+    RECORD_HEADER_LEN + MIN_PAYLOAD + rec.key.len() + rec.value.as_ref().map_or(0, Vec::len)
+}
+
 /// Appends `rec` to `out` with its two checksums left zero: [`seal_records`] fills them in.
 /// The Memtable encodes this way on the event loop, and the WAL writer thread seals every
 /// appended run of records before its write(2), so the blake3 of each payload costs the
