@@ -137,6 +137,28 @@ fn a_bad_environment_value_names_the_variable_and_the_valid_values() {
     );
 }
 
+/// The log's limit of a memtable is below its memory limit: refused, saying what to raise.
+#[test]
+fn memtable_wal_bytes_below_memtable_bytes_is_refused() {
+    let err = load_env("TROUPE__STORAGE__MEMTABLE_BYTES", "536870912")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("storage.memtable_wal_bytes (268435456) must be at least storage.memtable_bytes (536870912)"),
+        "{err}"
+    );
+    let ok = Config::load(
+        None,
+        env(&[
+            ("TROUPE__STORAGE__MEMTABLE_BYTES", "536870912"),
+            ("TROUPE__STORAGE__MEMTABLE_WAL_BYTES", "1073741824"),
+        ]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(ok.storage.memtable_wal_bytes, 1 << 30);
+}
+
 #[test]
 fn every_value_records_the_layer_that_set_it() {
     use crate::config_layers::{Layered, Source};

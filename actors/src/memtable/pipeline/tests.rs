@@ -416,11 +416,12 @@ fn run(limits: Limits, wal_cap: usize, ops: &[Op]) -> Result<(), String> {
 fn limits() -> impl Strategy<Value = Limits> {
     (1usize..48, 1usize..4, 0usize..5, 1usize..48).prop_map(
         |(memtable_bytes, max_sealed, stalled, wal_bytes)| Limits {
-        memtable_bytes,
-        wal_bytes,
-        max_sealed,
-        max_stalled_writes: stalled,
-    })
+            memtable_bytes,
+            wal_bytes,
+            max_sealed,
+            max_stalled_writes: stalled,
+        },
+    )
 }
 
 fn op(faults: bool) -> impl Strategy<Value = Op> {
