@@ -286,7 +286,7 @@ pub struct StorageSection {
     pub memtable_bytes: usize,
     /// ... or once this many bytes of WAL records were written to it, whichever comes first
     /// (an overwrite replaces its key's entry in memory but adds to the log): bounds the log
-    /// a restart replays. At least `memtable_bytes`.
+    /// a restart replays.
     pub memtable_wal_bytes: usize,
     pub durability: DurabilityMode,
     pub block_cache_bytes: usize,
@@ -558,6 +558,7 @@ impl Config {
         }
         let s = &self.storage;
         if s.memtable_bytes < 4096
+            || s.memtable_wal_bytes < 4096
             || s.max_sealed_memtables == 0
             || s.max_disk_reads == 0
             || s.read_workers == 0
@@ -566,15 +567,7 @@ impl Config {
             || s.target_table_bytes < 4096
             || s.level1_bytes < s.target_table_bytes
         {
-            bail!("storage: need memtable_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, l0_stop_tables > l0_compaction_trigger, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
-        }
-        if s.memtable_wal_bytes < s.memtable_bytes {
-            bail!(
-                "storage.memtable_wal_bytes ({}) must be at least storage.memtable_bytes ({}): raise it \
-                 (a memtable is sealed at whichever limit it reaches first)",
-                s.memtable_wal_bytes,
-                s.memtable_bytes
-            );
+            bail!("storage: need memtable_bytes >= 4096, memtable_wal_bytes >= 4096, target_table_bytes >= 4096, level1_bytes >= target_table_bytes, l0_stop_tables > l0_compaction_trigger, and max_sealed_memtables, max_disk_reads, read_workers, l0_compaction_trigger >= 1");
         }
         let m = &self.membership;
         if m.probe_interval_ms == 0

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use troupe_protocol::Client;
 
-/// Small everything: a flush every ~32 KiB of writes, compactions soon after.
+/// Small everything: a flush every ~32 KiB of writes (of WAL: the memory limit is out of
+/// the way, so where the tables are cut depends on the writes alone), compactions soon after.
 const SMALL: &[(&str, &str)] = &[
-    ("TROUPE__STORAGE__MEMTABLE_BYTES", "32768"),
+    ("TROUPE__STORAGE__MEMTABLE_BYTES", "1048576"),
+    ("TROUPE__STORAGE__MEMTABLE_WAL_BYTES", "32768"),
     ("TROUPE__STORAGE__TARGET_TABLE_BYTES", "65536"),
     ("TROUPE__STORAGE__LEVEL1_BYTES", "131072"),
     ("TROUPE__STORAGE__L0_COMPACTION_TRIGGER", "2"),
