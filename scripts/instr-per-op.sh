@@ -22,7 +22,8 @@
 # ops/s of the other scripts.
 # TROUPE_INSTR_KEEP=DIR keeps the per-thread callgrind files there, for callgrind_annotate.
 # The node takes its other settings from the environment as usual, e.g.
-# TROUPE__STORAGE__MEMTABLE_BYTES=1048576 for many memtable generations in one run.
+# TROUPE__STORAGE__MEMTABLE_BYTES=1048576 for many memtable generations in one run (of new keys;
+# overwrites of a few keys grow the log, not the table: add TROUPE__STORAGE__MEMTABLE_WAL_BYTES=1048576).
 # Usage: bash scripts/instr-per-op.sh [BIN] [DURABILITY] [WORKLOAD] [PIPELINE] [OPS]
 #        (defaults: target/release/troupe relaxed put 16 20000)
 set -euo pipefail

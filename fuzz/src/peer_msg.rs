@@ -24,6 +24,8 @@ pub fn run(data: &[u8]) {
             PeerMsg::Swim(s) => {
                 let _ = s.kind();
             }
+            // The round trip above is what these are checked for.
+            PeerMsg::AntiEntropy(_) | PeerMsg::Tomb(_) | PeerMsg::Transfer(_) => {}
         }
     }
     if let Ok(m) = SwimMsg::decode(data) {
@@ -66,6 +68,9 @@ fn data_msg(m: &DataMsg) {
                 }
             }
             DataReq::Keys { .. } => {}
+            DataReq::Hint { object, .. } => {
+                crate::object::object(object);
+            }
         },
         DataMsg::Resp { resp, .. } => match resp {
             DataResp::Object {

@@ -88,9 +88,16 @@ pub fn fix_checksums(seg: &mut [u8], mode: u8) {
     if seg.len() < SEGMENT_HEADER_LEN {
         return;
     }
+    // Format 3 if the bytes say so, else this build's: both are read, each with its own
+    // payload checksum.
+    let format = if u32_at(seg, 8) == 3 {
+        3
+    } else {
+        format::FORMAT_VERSION
+    };
     if mode & FIX_SEGMENT_HEADER != 0 {
         seg[..8].copy_from_slice(&format::SEGMENT_MAGIC);
-        seg[8..12].copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
+        seg[8..12].copy_from_slice(&format.to_le_bytes());
         let crc = crc32fast::hash(&seg[..28]);
         seg[28..32].copy_from_slice(&crc.to_le_bytes());
     }
@@ -111,8 +118,12 @@ pub fn fix_checksums(seg: &mut [u8], mode: u8) {
             let len = u32_at(seg, r) as usize;
             let payload = r + RECORD_HEADER_LEN;
             if mode & FIX_PAYLOADS != 0 && payload.saturating_add(len) <= seg.len() {
-                let h = blake3::hash(&seg[payload..payload + len]);
-                let sum: [u8; 8] = h.as_bytes()[..8].try_into().expect("8 bytes");
+                let p = &seg[payload..payload + len];
+                let sum: [u8; 8] = if format == 3 {
+                    blake3::hash(p).as_bytes()[..8].try_into().expect("8 bytes")
+                } else {
+                    u64::from(crc32fast::hash(p)).to_le_bytes()
+                };
                 seg[r + 4..r + 12].copy_from_slice(&sum);
             }
             if mode & FIX_RECORD_HEADERS != 0 {

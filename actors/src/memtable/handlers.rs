@@ -243,7 +243,7 @@ impl MemtableActor {
 
     /// Applies a write the WAL made durable to its generation's table and acknowledges it.
     fn apply_durable(&mut self, w: Pending) {
-        let Some(table) = self.pipe.durable(w.generation) else {
+        let Some(table) = self.pipe.durable(w.generation, w.len) else {
             // Cannot happen: the closing table lives until its rotation, which the
             // writer thread completes only after this batch.
             log::error!(

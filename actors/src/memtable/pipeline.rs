@@ -102,6 +102,10 @@ pub struct Pipeline<T, W, R> {
     generation: u64,
     /// Bytes submitted (not yet necessarily applied) to the active generation.
     active_submitted: usize,
+    /// Of those, the bytes of writes not yet applied (durable): the memory they will take,
+    /// estimated by their log bytes, counts toward `memtable_bytes` from submission on, so
+    /// a memtable overshoots its memory limit by at most one write, not by the WAL queue.
+    active_unapplied: usize,
     /// Generation `generation - 1` between its rotation being queued and completing.
     closing: Option<T>,
     sealed: VecDeque<Sealed<T>>,
@@ -128,6 +132,7 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
             active,
             generation: 0,
             active_submitted: submitted,
+            active_unapplied: 0,
             closing: None,
             sealed: VecDeque::new(),
             stalled: VecDeque::new(),
@@ -137,6 +142,12 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
             waiters: Vec::new(),
             seal_requested: false,
         }
+    }
+
+    /// Bytes submitted to the active generation (of the log: what `wal_bytes` bounds).
+    #[cfg(test)]
+    pub fn active_submitted(&self) -> usize {
+        self.active_submitted
     }
 
     /// The generation a write submitted now belongs to.
@@ -161,6 +172,7 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
     /// A write of `len` bytes was queued on the WAL for the current generation.
     pub fn submitted(&mut self, len: usize, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
         self.active_submitted += len;
+        self.active_unapplied += len;
         self.seal_if_due(rotate)
     }
 
@@ -170,7 +182,7 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
     /// this after every WAL completion (a batch durable or failed; that frees queue room) and
     /// at start (the replayed WAL may fill the memtable).
     pub fn seal_if_due(&mut self, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
-        let full = self.active.memory_bytes() >= self.limits.memtable_bytes
+        let full = self.active.memory_bytes() + self.active_unapplied >= self.limits.memtable_bytes
             || self.active_submitted >= self.limits.wal_bytes;
         let due = full || self.seal_requested;
         if !due || self.closing.is_some() || self.active_submitted == 0 {
@@ -182,6 +194,7 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
                 self.closing = Some(std::mem::replace(&mut self.active, next));
                 self.generation += 1;
                 self.active_submitted = 0;
+                self.active_unapplied = 0;
                 self.seals += 1;
                 self.seal_requested = false;
                 Vec::new()
@@ -197,9 +210,11 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
         }
     }
 
-    /// The table a durable write of `generation` is applied to (`None`: a bug).
-    pub fn durable(&mut self, generation: u64) -> Option<&mut T> {
+    /// The table a durable write of `generation`, `len` bytes in the log, is applied to
+    /// (`None`: a bug).
+    pub fn durable(&mut self, generation: u64, len: usize) -> Option<&mut T> {
         if generation == self.generation {
+            self.active_unapplied = self.active_unapplied.saturating_sub(len);
             Some(&mut self.active)
         } else if generation + 1 == self.generation {
             self.closing.as_mut()

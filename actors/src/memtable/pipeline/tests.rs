@@ -52,6 +52,7 @@ enum Job {
         seq: u64,
         generation: u64,
         write: WriteId,
+        len: usize,
     },
     Rotate,
 }
@@ -185,13 +186,14 @@ impl Sim {
                 self.rotations_queued
             ));
         }
+        let len = self.write_len[&id];
         self.wal.push_back(Job::Append {
             seq,
             generation,
             write: id,
+            len,
         });
         self.in_wal.insert(seq);
-        let len = self.write_len[&id];
         let fx = {
             let mut rotate = rotator(&mut self.wal, self.wal_cap, &mut self.rotations_queued);
             self.pipe.submitted(len, &mut rotate)
@@ -227,10 +229,11 @@ impl Sim {
                 seq,
                 generation,
                 write,
+                len,
             }) => {
                 self.in_wal.remove(&seq);
                 if !self.wal_failed {
-                    let Some(table) = self.pipe.durable(generation) else {
+                    let Some(table) = self.pipe.durable(generation, len) else {
                         return Err(format!(
                             "durable write {seq} of generation {generation} has no table"
                         ));
@@ -398,6 +401,18 @@ impl Sim {
         if !unanswered.is_empty() {
             return Err(format!(
                 "writes {unanswered:?} never answered after the system quiesced"
+            ));
+        }
+        // A full active table is sealed once the WAL takes the rotation: never left full.
+        let active = self.pipe.active();
+        if !self.poisoned()
+            && (active.memory_bytes() >= self.limits.memtable_bytes
+                || self.pipe.active_submitted() >= self.limits.wal_bytes)
+        {
+            return Err(format!(
+                "the active table is full ({} writes, {} bytes submitted) after the system quiesced",
+                active.len(),
+                self.pipe.active_submitted()
             ));
         }
         Ok(())

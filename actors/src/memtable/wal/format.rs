@@ -210,7 +210,7 @@ pub fn encoded_len(rec: &WalRecord) -> usize {
 
 /// Appends `rec` to `out` with its two checksums left zero: [`seal_records`] fills them in.
 /// The Memtable encodes this way on the event loop, and the WAL writer thread seals every
-/// appended run of records before its write(2), so the blake3 of each payload costs the
+/// appended run of records before its write(2), so the CRC-32 of each payload costs the
 /// request path nothing, except for a relaxed group the Memtable writes itself (at most 8
 /// KiB: `WalWriter::append_now`), which it seals on the loop.
 pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
@@ -451,12 +451,16 @@ fn looks_like_format_1(data: &[u8]) -> bool {
         .is_some_and(|p| payload_checksum(1, p) == u64_at(data, 4))
 }
 
-/// Whether `data` is a prefix of segment `segment`'s header followed by nothing but zeros
-/// (the salt and checksum are random, so only the 20 bytes before them can be compared).
+/// Whether `data` is a prefix of segment `segment`'s header, in a format this build reads,
+/// followed by nothing but zeros (the salt and checksum are random, so only the 20 bytes
+/// before them can be compared). Format 3 too: an older build may have crashed right after
+/// creating the segment.
 fn a_torn_header(segment: u64, data: &[u8]) -> bool {
     let written = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let known = written.min(20);
-    written <= SEGMENT_HEADER_LEN && data[..known] == segment_header(segment, 0)[..known]
+    written <= SEGMENT_HEADER_LEN
+        && (OLDEST_READ..=FORMAT_VERSION)
+            .any(|f| data[..known] == header_in(f, segment, 0)[..known])
 }
 
 /// Parses the bytes of segment `segment` (file `path`). `last` says whether it is the last
