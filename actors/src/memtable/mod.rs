@@ -16,8 +16,8 @@
 //!
 //! Sealing: once the current generation's entries take `memtable_bytes` of memory, or the WAL
 //! records submitted to it `wal_bytes` (an overwrite replaces its key's entry in memory but
-//! adds its record to the log), a WAL rotation is queued behind them. Writes queued before it go to the old segment and the old
-//! generation ("closing"); writes after it to the new ones. When the rotation completes, every
+//! adds its record to the log), a WAL rotation is queued behind them. Writes queued before
+//! it go to the old segment and the old generation ("closing"); writes after it to the new ones. When the rotation completes, every
 //! write of the closing table has been applied (one writer thread, FIFO mailbox), so it is
 //! frozen, put on the sealed queue and sent to the Flusher with the number of the segment
 //! that holds exactly its records. A [`Seal`] (admin flush) waits for the seal that freezes

@@ -102,9 +102,10 @@ pub struct Pipeline<T, W, R> {
     generation: u64,
     /// Bytes submitted (not yet necessarily applied) to the active generation.
     active_submitted: usize,
-    /// Of those, the bytes of writes not yet applied (durable): the memory they will take,
+    /// Of those, the bytes of writes not yet applied (durable). The memory they will take,
     /// estimated by their log bytes, counts toward `memtable_bytes` from submission on, so
-    /// a memtable overshoots its memory limit by at most one write, not by the WAL queue.
+    /// the writes queued on the WAL when the limit is reached do not all land in the table
+    /// first (memory is counted only once a write is applied).
     active_unapplied: usize,
     /// Generation `generation - 1` between its rotation being queued and completing.
     closing: Option<T>,
@@ -177,8 +178,8 @@ impl<T: Generation, W, R> Pipeline<T, W, R> {
     }
 
     /// Freezes the active generation behind a WAL rotation if it is full (its entries'
-    /// memory or its WAL bytes at their limit, [`Limits`]) or a `Seal` waits for it, unless a rotation is in flight (its completion calls this again) or nothing
-    /// was written. If the WAL queue refuses the rotation nothing changes: the shell calls
+    /// memory or its WAL bytes at their limit, [`Limits`]) or a `Seal` waits for it, unless
+    /// a rotation is in flight (its completion calls this again) or nothing was written. If the WAL queue refuses the rotation nothing changes: the shell calls
     /// this after every WAL completion (a batch durable or failed; that frees queue room) and
     /// at start (the replayed WAL may fill the memtable).
     pub fn seal_if_due(&mut self, rotate: &mut Rotate) -> Vec<Effect<T, W, R>> {
