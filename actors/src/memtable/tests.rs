@@ -210,6 +210,37 @@ async fn a_full_write_queue_answers_overloaded_and_writes_nothing() {
         .is_none());
 }
 
+/// After an upgrade, the format-3 segment the last build wrote is replayed, new writes go to
+/// a format-4 segment after it, and the first flush retires both: nothing of format 3 is
+/// left, and nothing is lost.
+#[actix_rt::test]
+async fn a_format_3_wal_is_replayed_and_retired_by_the_first_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = wal_dir(dir.path());
+    std::fs::create_dir_all(&wal).unwrap();
+    let old = wal::WalRecord {
+        seq: 1,
+        key: b"old".to_vec(),
+        value: Some(b"three".to_vec()),
+    };
+    let v3 = wal::format::encode_segment_in(3, 1, 5, &[vec![old]]);
+    std::fs::write(wal::segment_path(&wal, 1), v3).unwrap();
+    let (life, arbiter) = start_life(dir.path(), 1 << 20, 64 << 20);
+    let addr = life.addr.clone();
+    assert_eq!(life.report.records, 1);
+    assert_eq!(wal::list_segments(&wal).unwrap(), vec![1, 2]);
+    put(&addr, "new", Some("four")).await;
+    addr.send(Seal).await.unwrap().unwrap();
+    let left = wal::list_segments(&wal).unwrap();
+    assert!(!left.contains(&1) && !left.contains(&2), "{left:?}");
+    assert_eq!(get(&addr, "old").await, Some(b"three".to_vec()));
+    assert_eq!(get(&addr, "new").await, Some(b"four".to_vec()));
+    end_life(life, arbiter).await;
+    let (addr, _, _) = start(dir.path(), 1 << 20, 64 << 20);
+    assert_eq!(get(&addr, "old").await, Some(b"three".to_vec()));
+    assert_eq!(get(&addr, "new").await, Some(b"four".to_vec()));
+}
+
 /// A memtable is sealed by the memory its entries take or by the WAL bytes written to it,
 /// whichever limit comes first: overwrites of one key grow the log, not the table, and only
 /// the log's limit seals them; new keys grow the table and seal it long before the log's.
