@@ -1,5 +1,6 @@
-//! The WAL's on-disk format (version 4; version 3 is still read) and the pure parser that decides, for one segment's
-//! bytes, which records are valid, what is a torn tail, and what is damage. No I/O.
+//! The WAL's on-disk format (version 4; version 3 is still read) and the pure parser that
+//! decides, for one segment's bytes, which records are valid, what is a torn tail, and what
+//! is damage. No I/O.
 //!
 //! The layout is documented in the parent module's doc ([`super`]). Each group commit (one
 //! `write` and, in `sync` mode, one `fdatasync`) is one *batch*: a batch header, then the
@@ -51,11 +52,12 @@
 //!
 //! Why CRC-32 (format 4, 2026-12-02): a payload checksum is there to catch torn writes and
 //! bit rot, not an adversary (the header checksums, seeded with the segment's salt, are what
-//! keeps a planted record from passing). CRC-32 finds every burst of up to 32 bits and every
-//! flip of up to three bits in a record of the sizes a WAL holds, the other damage with a
-//! chance of 2^-32 per record, and costs about a tenth of blake3 on a short record, a cost
-//! every write pays (it was ~1,400 instructions per 100-byte put, the largest single cost
-//! of the WAL writer thread). PostgreSQL's WAL and RocksDB's log use a CRC-32 the same way.
+//! keeps a planted record from passing). CRC-32 finds every burst of up to 32 bits, every
+//! flip of up to three bits in a record of up to 11 KiB (of two bits in a larger one), and
+//! other damage but for a chance of 2^-32 per record; and it costs about a tenth of blake3
+//! on a short record, a cost every write pays (it was ~1,400 instructions per 100-byte put,
+//! the largest single cost of the WAL writer thread). PostgreSQL's WAL and RocksDB's log
+//! use a CRC-32 the same way.
 
 use super::WalError;
 use std::path::Path;
@@ -234,8 +236,9 @@ pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
 
 /// Fills in the payload and header checksums of every record in `records`, a run of whole
 /// records as [`encode_record_unsealed`] writes them (sealing a sealed record again changes
-/// nothing), in this build's format: only for a segment of [`FORMAT_VERSION`]. `false` if the run does not end on a record boundary: a bug upstream, and the
-/// records from there on stay unsealed, so recovery would find them damaged, never wrong.
+/// nothing), in this build's format: only for a segment of [`FORMAT_VERSION`]. `false` if
+/// the run does not end on a record boundary: a bug upstream, and the records from there on
+/// stay unsealed, so recovery would find them damaged, never wrong.
 pub fn seal_records(records: &mut [u8]) -> bool {
     seal_in(FORMAT_VERSION, records)
 }
