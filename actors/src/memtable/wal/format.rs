@@ -142,6 +142,11 @@ pub(crate) fn header_in(format: u32, n: u64, salt: u64) -> [u8; SEGMENT_HEADER_L
     h
 }
 
+/// Whether this build reads segments of format `format`.
+fn readable(format: u32) -> bool {
+    (OLDEST_READ..=FORMAT_VERSION).contains(&format)
+}
+
 /// What the header of a segment in a format this build reads says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -155,9 +160,8 @@ pub struct Head {
 pub fn segment_head(data: &[u8]) -> Option<Head> {
     let h = data.get(..SEGMENT_HEADER_LEN)?;
     let format = u32_at(h, 8);
-    let ok = h[..8] == SEGMENT_MAGIC
-        && (OLDEST_READ..=FORMAT_VERSION).contains(&format)
-        && crc32fast::hash(&h[..28]) == u32_at(h, 28);
+    let ok =
+        h[..8] == SEGMENT_MAGIC && readable(format) && crc32fast::hash(&h[..28]) == u32_at(h, 28);
     ok.then(|| Head {
         format,
         salt: u64_at(h, 20),
@@ -216,10 +220,9 @@ pub fn encoded_len(rec: &WalRecord) -> usize {
 /// request path nothing, except for a relaxed group the Memtable writes itself (at most 8
 /// KiB: `WalWriter::append_now`), which it seals on the loop.
 pub fn encode_record_unsealed(rec: &WalRecord, out: &mut Vec<u8>) {
-    let value_len = rec.value.as_ref().map_or(0, Vec::len);
-    let len = MIN_PAYLOAD + rec.key.len() + value_len;
-    out.reserve(RECORD_HEADER_LEN + len);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    let whole = encoded_len(rec);
+    out.reserve(whole);
+    out.extend_from_slice(&((whole - RECORD_HEADER_LEN) as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN - 4]);
     out.extend_from_slice(&rec.seq.to_le_bytes());
     out.push(if rec.value.is_some() {
@@ -508,7 +511,7 @@ pub fn parse_segment(
         return Err(corrupt(0, Damage::BadMagic));
     }
     let version = u32_at(data, 8);
-    if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
+    if !readable(version) {
         return Err(WalError::UnsupportedFormat {
             path: path.to_path_buf(),
             found: version,
@@ -590,7 +593,7 @@ pub fn salvageable_records(data: &[u8], from: usize) -> usize {
     let format = data
         .get(8..12)
         .map(|b| u32_at(b, 0))
-        .filter(|f| (OLDEST_READ..=FORMAT_VERSION).contains(f))
+        .filter(|&f| readable(f))
         .unwrap_or(FORMAT_VERSION);
     let mut n = 0;
     let mut pos = from.max(SEGMENT_HEADER_LEN);
